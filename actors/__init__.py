@@ -1,0 +1,1 @@
+"""The worker process: Pykka actors for job dispatch and delivery, brand pollers and the recorder."""

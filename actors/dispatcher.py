@@ -1,0 +1,245 @@
+"""JobDispatcher: claims due jobs with a lease and hands each to a RetryActor, within limits.
+
+It never polls on a fixed interval: it sleeps on a gevent timer armed for the earliest due time in
+the database, and a Redis notification from the web process wakes it when a job is submitted.
+Claimed jobs wait in a per-host queue while their host has MAX_IN_FLIGHT_PER_HOST attempts
+running; the lease of everything it holds is renewed in one statement every third of a lease.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from dataclasses import dataclass
+
+import gevent
+import gevent.event
+import pykka
+
+from actors.retry_actor import AttemptFinished, RetryActor, RunAttempt
+from models import jobs as J
+from models.channels import JOBS_WAKEUP
+
+log = logging.getLogger(__name__)
+
+# Sleep at most this long even when nothing is due: a safety net for a lost Redis notification.
+MAX_IDLE_S = 5.0
+IDLE_WHEN_REDIS_DOWN_S = 0.5
+
+
+@dataclass(frozen=True)
+class Wake:
+    reason: str = "timer"
+
+
+@dataclass(frozen=True)
+class Drain:
+    """Stop claiming; give back jobs not yet started; wait up to grace_s for running attempts."""
+    grace_s: float
+
+
+@dataclass(frozen=True)
+class Stats:
+    pass
+
+
+class JobDispatcher(pykka.ThreadingActor):
+    def __init__(self, settings, db, redis, transport):
+        super().__init__()
+        self.settings = settings
+        self.db = db
+        self.redis = redis
+        self.transport = transport
+        self.worker_id = settings.worker_id
+        self.running: dict[str, tuple[int, str]] = {}           # job id -> (attempt number, host)
+        self.waiting: dict[str, collections.deque] = collections.defaultdict(collections.deque)
+        self.waiting_count = 0
+        self.per_host: collections.Counter = collections.Counter()
+        self.idle_actors: list[pykka.ActorRef] = []
+        self.all_actors: list[pykka.ActorRef] = []
+        self.accepting = True
+        self.more_due = True
+        self.fill_scheduled = False
+        self.redis_ok = False
+        self.timer = None
+        self.background: list[gevent.Greenlet] = []
+        self.drained = None
+
+    # -- life cycle ----------------------------------------------------------------------------
+    def on_start(self):
+        self.background = [gevent.spawn(self._listen_for_wakeups), gevent.spawn(self._renew_leases_forever)]
+        self._fill()
+        log.info("dispatcher started worker=%s max_in_flight=%d per_host=%d lease=%.1fs", self.worker_id,
+                 self.settings.max_in_flight, self.settings.max_in_flight_per_host, self.settings.lease_s)
+
+    def on_stop(self):
+        for greenlet in self.background:
+            greenlet.kill(block=False)
+        if self.timer is not None:
+            self.timer.kill(block=False)
+        for ref in self.all_actors:
+            ref.stop(block=False)
+
+    def on_receive(self, message):
+        if isinstance(message, AttemptFinished):
+            self._finished(message)
+        elif isinstance(message, Wake):
+            self.more_due = True
+            self.fill_scheduled = False
+            self._fill()
+        elif isinstance(message, Drain):
+            return self._drain(message.grace_s)
+        elif isinstance(message, Stats):
+            return {"running": len(self.running), "waiting": self.waiting_count, "actors": len(self.all_actors)}
+
+    # -- claiming ------------------------------------------------------------------------------
+    def _capacity(self) -> int:
+        return self.settings.max_in_flight - len(self.running) - self.waiting_count
+
+    def _fill(self):
+        if not self.accepting:
+            return
+        while self.more_due and self._capacity() > 0:
+            want = min(self._capacity(), self.settings.claim_batch)
+            try:
+                claimed = self.db.write(J.claim_due, self.worker_id, want, self.settings.lease_s)
+            except Exception as exc:
+                log.error("claim failed, retrying in 1 s: %s", exc)
+                self._arm_timer(time.time() + 1.0)
+                return
+            for job in claimed:
+                self._enqueue(job)
+            if len(claimed) < want:
+                self.more_due = False
+        if not self.more_due:
+            self._arm_for_next_due()
+
+    def _arm_for_next_due(self):
+        try:
+            due = self.db.call(J.next_due_at)
+        except Exception as exc:
+            log.error("could not read the next due time: %s", exc)
+            due = None
+        idle = MAX_IDLE_S if self.redis_ok else IDLE_WHEN_REDIS_DOWN_S
+        self._arm_timer(min(due, time.time() + idle) if due is not None else time.time() + idle)
+
+    def _arm_timer(self, at: float):
+        if self.timer is not None:
+            self.timer.kill(block=False)
+        delay = max(0.0, at - time.time())
+        self.timer = gevent.spawn_later(delay, self._tell_self, Wake("timer"))
+
+    def _tell_self(self, message):
+        try:
+            self.actor_ref.tell(message)
+        except pykka.ActorDeadError:
+            pass
+
+    def _enqueue(self, job):
+        if self.per_host[job.host] < self.settings.max_in_flight_per_host:
+            self._start(job)
+        else:
+            self.waiting[job.host].append(job)
+            self.waiting_count += 1
+
+    def _start(self, job):
+        actor = self.idle_actors.pop() if self.idle_actors else self._new_actor()
+        self.running[job.id] = (job.attempts, job.host)
+        self.per_host[job.host] += 1
+        actor.tell(RunAttempt(job))
+
+    def _new_actor(self):
+        ref = RetryActor.start(self.actor_ref, self.transport, self.db, self.redis, self.worker_id)
+        self.all_actors.append(ref)
+        return ref
+
+    def _finished(self, message: AttemptFinished):
+        entry = self.running.pop(message.job_id, None)
+        self.idle_actors.append(message.actor)
+        if entry is None:
+            return
+        host = entry[1]
+        self.per_host[host] -= 1
+        queue = self.waiting.get(host)
+        if queue and self.accepting:
+            self.waiting_count -= 1
+            self._start(queue.popleft())
+            if not queue:
+                del self.waiting[host]
+        elif self.per_host[host] <= 0:
+            del self.per_host[host]
+        if message.status == J.RETRYING:
+            # Its next attempt may be due before the timer we armed.
+            self.more_due = True
+        if self.drained is not None and not self.running:
+            self.drained.set()
+        elif self.accepting and self.more_due and not self.fill_scheduled:
+            # Batch the claims of a burst of completions into one statement.
+            self.fill_scheduled = True
+            self.actor_ref.tell(Wake("capacity"))
+
+    # -- background greenlets -------------------------------------------------------------------
+    def _listen_for_wakeups(self):
+        delay = 0.1
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(JOBS_WAKEUP)
+                self.redis_ok = True
+                delay = 0.1
+                self._tell_self(Wake("redis-connected"))
+                for message in pubsub.listen():
+                    if message.get("type") == "message" and not self.fill_scheduled:
+                        self.fill_scheduled = True
+                        self._tell_self(Wake("submission"))
+            except Exception as exc:
+                if self.redis_ok:
+                    log.warning("wake-up subscription lost (%s); falling back to %.1f s timer", exc,
+                                IDLE_WHEN_REDIS_DOWN_S)
+                self.redis_ok = False
+            finally:
+                try:
+                    pubsub.close()
+                except Exception:
+                    pass
+            gevent.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _renew_leases_forever(self):
+        interval = self.settings.lease_s / 3
+        while True:
+            gevent.sleep(interval)
+            held = list(self.running) + [job.id for queue in self.waiting.values() for job in queue]
+            if not held:
+                continue
+            try:
+                self.db.write(J.renew_leases, self.worker_id, held, self.settings.lease_s)
+            except Exception as exc:
+                log.error("lease renewal failed for %d jobs: %s", len(held), exc)
+
+    # -- shutdown ------------------------------------------------------------------------------
+    def _drain(self, grace_s: float) -> dict:
+        self.accepting = False
+        if self.timer is not None:
+            self.timer.kill(block=False)
+        not_started = [(job.id, job.attempts) for queue in self.waiting.values() for job in queue]
+        self.waiting.clear()
+        self.waiting_count = 0
+        released = self.db.write(J.release, self.worker_id, not_started) if not_started else 0
+        running_at_drain = len(self.running)
+        if self.running:
+            self.drained = gevent.event.Event()
+            # Answer later: the actor keeps processing AttemptFinished messages meanwhile.
+            gevent.spawn(self._expire_after, grace_s)
+        return {"released": released, "running": running_at_drain}
+
+    def _expire_after(self, grace_s: float):
+        finished = self.drained.wait(grace_s)
+        if not finished and self.running:
+            # Make what is still running claimable at once; its attempt will be recorded abandoned.
+            try:
+                ids = list(self.running)
+                self.db.write(J.expire_leases, self.worker_id, ids)
+                log.warning("grace period over: %d attempts left to lease recovery", len(ids))
+            except Exception as exc:
+                log.error("could not expire leases at shutdown: %s", exc)

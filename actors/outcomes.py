@@ -1,0 +1,85 @@
+"""What an attempt's response means for its job: success, retry later, or give up.
+
+Retryable: connection, DNS and timeout failures; 408, 425, 429; 5xx except 501 and 505.
+Every other failure is permanent. Retry-After (on 429/503) is a floor on the backoff delay.
+"""
+from __future__ import annotations
+
+import base64
+import email.utils
+from dataclasses import dataclass
+
+from actors.transport import Response
+from models import jobs as J
+from models.backoff import Backoff
+
+RETRYABLE_STATUSES = frozenset({408, 425, 429}) | (frozenset(range(500, 600)) - {501, 505})
+RETRYABLE_ERRORS = frozenset({"timeout", "connection", "dns"})
+_KEPT_HEADERS_LIMIT = 64
+
+
+@dataclass
+class Decision:
+    outcome: str            # success | retry | dead (the attempt row's outcome)
+    status: str             # the job's next status
+    due_at: float | None
+    delay_s: float | None
+    error: dict | None
+    result: dict | None
+
+
+def retry_after_seconds(headers: dict, at: float) -> float | None:
+    """Retry-After as seconds from `at`: delta-seconds or an HTTP date; None if absent or unreadable."""
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - at)
+
+
+def result_of(response: Response) -> dict:
+    try:
+        body, encoding = response.body.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        body, encoding = base64.b64encode(response.body).decode("ascii"), "base64"
+    headers = dict(list(response.headers.items())[:_KEPT_HEADERS_LIMIT])
+    return {"status_code": response.status_code, "headers": headers, "body": body,
+            "body_encoding": encoding, "body_truncated": response.body_truncated}
+
+
+def decide(job, response: Response, attempt_number: int) -> Decision:
+    """The next state of `job` after attempt `attempt_number` produced `response`."""
+    code = response.status_code
+    if response.error_kind is None and 200 <= code < 300:
+        return Decision(J.SUCCESS, J.SUCCEEDED, None, None, None, result_of(response))
+
+    result = result_of(response) if response.error_kind is None else None
+    if response.error_kind is not None:
+        error = {"kind": response.error_kind, "message": response.error_message, "status_code": code}
+        retryable = response.error_kind in RETRYABLE_ERRORS
+    elif 300 <= code < 400:
+        location = response.headers.get("Location") or response.headers.get("location")
+        error = {"kind": "redirect", "status_code": code,
+                 "message": f"HTTP {code} redirect to {location!r}; redirects are not followed"}
+        retryable = False
+    else:
+        error = {"kind": "http_status", "status_code": code, "message": f"HTTP {code}"}
+        retryable = code in RETRYABLE_STATUSES
+
+    used = attempt_number - job.budget_start
+    if not retryable or used >= job.max_attempts:
+        if retryable:
+            error["message"] += f"; gave up after {used} attempts"
+        return Decision(J.GIVE_UP, J.DEAD, None, None, error, result)
+
+    retry_after = retry_after_seconds(response.headers, response.finished_at) if code in (429, 503) else None
+    delay = Backoff.from_dict(job.backoff).delay(used, previous=job.last_delay_s, retry_after=retry_after)
+    return Decision(J.RETRY, J.RETRYING, response.finished_at + delay, delay, error, result)

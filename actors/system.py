@@ -1,0 +1,67 @@
+"""The one place that starts and stops the actor system of a worker process."""
+from __future__ import annotations
+
+import logging
+import time
+
+import pykka
+
+from actors.dispatcher import Drain, JobDispatcher, Stats
+from actors.transport import Transport
+from models.db import open_database
+from models.destinations import DestinationPolicy
+from models.redis_client import redis_client
+from models.schema import ensure_schema
+
+log = logging.getLogger(__name__)
+
+ROLES = ("jobs", "pollers", "all")
+
+
+class ActorSystem:
+    def __init__(self, settings, role: str = "all"):
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        self.settings = settings
+        self.role = role
+        self.dispatcher: pykka.ActorRef | None = None
+        self.transport: Transport | None = None
+        self.stoppers: list = []
+
+    def start(self) -> "ActorSystem":
+        db = open_database(self.settings.database_url)
+        ensure_schema(db)
+        if self.role in ("jobs", "all"):
+            self.transport = Transport(DestinationPolicy(self.settings.allowed_target_networks),
+                                       body_cap=self.settings.result_body_cap,
+                                       pool_per_host=self.settings.max_in_flight_per_host)
+            self.dispatcher = JobDispatcher.start(self.settings, db, redis_client(), self.transport)
+        if self.role in ("pollers", "all"):
+            from actors.metrics import start_metrics_actors
+
+            self.stoppers.append(start_metrics_actors(self.settings, db, redis_client()))
+        log.info("actor system up role=%s worker=%s", self.role, self.settings.worker_id)
+        return self
+
+    def stop(self, grace_s: float | None = None) -> None:
+        """Stop claiming, let running attempts finish within the grace period, then stop every actor."""
+        grace_s = self.settings.shutdown_grace_s if grace_s is None else grace_s
+        for stop in self.stoppers:
+            try:
+                stop()
+            except Exception as exc:
+                log.error("stopping metrics actors: %s", exc)
+        if self.dispatcher is not None:
+            try:
+                summary = self.dispatcher.ask(Drain(grace_s), timeout=30)
+                log.info("draining: released %d unstarted jobs, waiting for %d running attempts",
+                         summary["released"], summary["running"])
+                deadline = time.monotonic() + grace_s + 1
+                while time.monotonic() < deadline and self.dispatcher.ask(Stats(), timeout=5)["running"]:
+                    time.sleep(0.05)
+            except (pykka.ActorDeadError, pykka.Timeout) as exc:
+                log.error("dispatcher did not drain cleanly: %s", exc)
+        pykka.ActorRegistry.stop_all(block=True, timeout=10)
+        if self.transport is not None:
+            self.transport.close()
+        log.info("actor system stopped")

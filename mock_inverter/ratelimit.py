@@ -1,0 +1,78 @@
+"""Per token+endpoint and per token+device rate limits, in real (wall-clock) time.
+
+Clients live in real time even when the simulation runs faster, so limits use a monotonic clock.
+Rejected calls are not counted, so a client that backs off gets through at the next window.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+# Endpoint names are shared with stats and the README: "<dialect>:<endpoint>".
+LIST_ENDPOINTS = ("sandbox:devices", "v1:plant/list", "v1:device/list", "v4:queryDeviceList")
+LATEST_ENDPOINTS = ("sandbox:latest", "v1:last_data", "v4:queryLastData")
+
+
+@dataclass(frozen=True)
+class Limit:
+    limit: int
+    window_s: float
+
+
+PROFILES = {
+    "fast": {"list": Limit(10, 1.0), "latest": Limit(1000, 1.0), "v4:queryLastData": Limit(20, 1.0),
+             "per_device_interval_s": 2.0},
+    "real": {"list": Limit(1, 5.0), "latest": Limit(10, 1.0), "v4:queryLastData": Limit(1, 5.0),
+             "per_device_interval_s": 300.0},
+}
+
+
+class RateLimits:
+    def __init__(self, profile: str, overrides: dict[str, dict], monotonic=time.monotonic):
+        if profile not in PROFILES:
+            raise ValueError(f"unknown rate-limit profile {profile!r}")
+        self.profile = profile
+        self._overrides = overrides
+        self._monotonic = monotonic
+        self._calls: dict[tuple, deque] = {}
+
+    def endpoint_limit(self, brand: str, endpoint: str) -> Limit:
+        custom = self._overrides.get(brand, {}).get(endpoint)
+        if custom:
+            return Limit(int(custom["limit"]), float(custom["window_s"]))
+        base = PROFILES[self.profile]
+        return base.get(endpoint) or base["list" if endpoint in LIST_ENDPOINTS else "latest"]
+
+    def device_interval(self, brand: str) -> float:
+        return float(self._overrides.get(brand, {}).get("per_device_interval_s",
+                                                        PROFILES[self.profile]["per_device_interval_s"]))
+
+    def check(self, brand: str, token: str, endpoint: str, serials: list[str] = ()) -> float:
+        """0 when the call may go ahead (and it is then counted); otherwise seconds until it could."""
+        now = self._monotonic()
+        limit = self.endpoint_limit(brand, endpoint)
+        endpoint_calls = self._window(("endpoint", token, endpoint), now, limit.window_s)
+        wait = 0.0
+        if len(endpoint_calls) >= limit.limit:
+            wait = endpoint_calls[0] + limit.window_s - now
+        interval = self.device_interval(brand)
+        device_calls = [self._window(("device", token, endpoint, s), now, interval) for s in serials]
+        for calls in device_calls:
+            if calls:
+                wait = max(wait, calls[0] + interval - now)
+        if wait > 0:
+            return wait
+        endpoint_calls.append(now)
+        for calls in device_calls:
+            calls.append(now)
+        return 0.0
+
+    def _window(self, key, now, window_s) -> deque:
+        calls = self._calls.setdefault(key, deque())
+        while calls and calls[0] <= now - window_s:
+            calls.popleft()
+        return calls
+
+    def reset(self) -> None:
+        self._calls.clear()

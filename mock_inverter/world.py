@@ -1,0 +1,48 @@
+"""Everything one running mock shares: fleet, clock, simulator, limits, stats and faults."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .clock import SimClock
+from .config import Fleet
+from .faults import Faults
+from .ratelimit import RateLimits
+from .simulator import Simulator
+from .stats import INVALID_TOKEN, Stats
+
+UNAUTHORIZED = "unauthorized"
+
+
+@dataclass
+class Admission:
+    ok: bool
+    reason: str = ""
+    retry_after_s: float = 0.0
+
+
+class World:
+    def __init__(self, fleet: Fleet, clock: SimClock, profile: str = "fast", faults: Faults | None = None):
+        self.fleet = fleet
+        self.clock = clock
+        self.simulator = Simulator(fleet, clock.now())
+        self.limits = RateLimits(profile, fleet.rate_limits)
+        self.stats = Stats()
+        self.faults = faults or Faults(seed=fleet.seed)
+        self.devices = {d.serial: d for d in fleet.devices}
+        self.plants = {p.plant_id: p for p in fleet.plants}
+        self.apply_offline()
+
+    def apply_offline(self) -> None:
+        self.simulator.set_offline(self.faults.offline)
+
+    def admit(self, brand: str, token: str | None, endpoint: str, serials=()) -> Admission:
+        """Authenticate, rate-limit and count one request."""
+        if not token or token not in self.fleet.credentials[brand]:
+            self.stats.record(INVALID_TOKEN, endpoint)
+            return Admission(False, UNAUTHORIZED)
+        wait = self.limits.check(brand, token, endpoint, list(serials))
+        self.stats.record(token, endpoint, serials, rate_limited=wait > 0)
+        return Admission(wait == 0, "rate_limited" if wait else "", wait)
+
+    def brand_devices(self, brand: str):
+        return [d for d in self.fleet.devices if d.brand == brand]

@@ -1,0 +1,56 @@
+"""Administrative commands: `python -m models create-account NAME`, `python -m models migrate`.
+
+create-account prints the new API key alone on the last line; it is shown only then.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from models.settings import SettingsError, get_settings
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m models", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    create = sub.add_parser("create-account", help="create an account and print its API key")
+    create.add_argument("name")
+    create.add_argument("--if-missing", action="store_true",
+                        help="do nothing (exit 0, print nothing) if the account already exists")
+    sub.add_parser("migrate", help="create or migrate the schema")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = get_settings()
+        from models.db import open_database
+        from models.schema import ensure_schema
+
+        owner = open_database(settings.database_url)
+        version = ensure_schema(owner)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a database we cannot reach: one line, not a traceback
+        print(f"error: cannot open the database {settings.database_url}: {exc}", file=sys.stderr)
+        return 1
+
+    if args.command == "migrate":
+        print(f"schema at version {version}")
+        return 0
+
+    from models.accounts import AccountExists, account_by_name, create_account
+
+    try:
+        if args.if_missing and owner.call(account_by_name, args.name) is not None:
+            return 0
+        account, key = owner.write(create_account, args.name)
+    except (AccountExists, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"created account {account.name} ({account.id}); its API key (shown only now):")
+    print(key)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""The base model and the column types every table shares."""
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+
+import peewee
+
+from models.db import database
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class JSONField(peewee.TextField):
+    """JSON stored as text, so it reads the same on SQLite and PostgreSQL."""
+
+    def db_value(self, value):
+        return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+    def python_value(self, value):
+        return None if value is None else json.loads(value)
+
+
+def now() -> float:
+    """UTC time as epoch seconds: the one clock the database stores."""
+    return time.time()
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds to ISO-8601 UTC with a Z, as the edges speak it."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> float:
+    """ISO-8601 to epoch seconds; a time without an offset is taken as UTC. Raises ValueError."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("expected an ISO-8601 date-time string")
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.timestamp()

@@ -1,0 +1,36 @@
+"""Names of Redis channels and keys: the one place both web and worker look them up."""
+
+#: Published by the web process after a job is committed or re-queued; the dispatcher wakes on it.
+JOBS_WAKEUP = "jobs:wakeup"
+
+#: Prefix of per-job state-change channels (`job:<id>`).
+JOB_CHANNEL_PREFIX = "job:"
+
+#: Prefix of per-inverter reading channels (`inverter:<id>`) and the pattern web subscribes to.
+INVERTER_CHANNEL_PREFIX = "inverter:"
+INVERTER_PATTERN = "inverter:*"
+
+#: Prefix of per-inverter replay logs (Redis Streams, capped).
+INVERTER_LOG_PREFIX = "inverter-log:"
+
+#: Published when inverters are onboarded or removed, so pollers pick them up without restart.
+INVERTERS_CHANGED = "inverters:changed"
+
+#: Prefix of the lease keys that make one poller process own a brand connection.
+POLLER_LEASE_PREFIX = "poller-lease:"
+
+
+def job_channel(job_id: str) -> str:
+    return f"{JOB_CHANNEL_PREFIX}{job_id}"
+
+
+def inverter_channel(inverter_id) -> str:
+    return f"{INVERTER_CHANNEL_PREFIX}{inverter_id}"
+
+
+def inverter_log(inverter_id) -> str:
+    return f"{INVERTER_LOG_PREFIX}{inverter_id}"
+
+
+def poller_lease(connection_id) -> str:
+    return f"{POLLER_LEASE_PREFIX}{connection_id}"

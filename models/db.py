@@ -1,0 +1,189 @@
+"""The database: one connection owner per process, group commit, and the schema at start-up.
+
+Why an owner: under gevent, SQLite's busy wait runs in C and freezes every greenlet, and peewee
+would open one connection per greenlet. So in a gevent-patched process every query runs on one
+native thread (a gevent ThreadPool of size 1) that holds the only connection; greenlets wait on it
+cooperatively. Writes queued while that thread is busy are committed together in one transaction
+(group commit), each in its own savepoint so one failing write does not undo the others.
+
+Outside gevent (the CLI, tests calling queries directly) calls run inline.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any, Callable
+
+import peewee
+from playhouse.db_url import connect as connect_url
+
+log = logging.getLogger(__name__)
+
+database = peewee.DatabaseProxy()
+
+
+def _gevent_patched() -> bool:
+    try:
+        from gevent import monkey
+    except ImportError:  # pragma: no cover - gevent is a hard dependency
+        return False
+    return monkey.is_module_patched("threading")
+
+
+def make_database(url: str) -> peewee.Database:
+    if url.startswith("sqlite:"):
+        path = url.split("sqlite:///", 1)[-1] if url.startswith("sqlite:///") else url[len("sqlite:"):]
+        if path and path != ":memory:":
+            directory = os.path.dirname(os.path.abspath(path))
+            os.makedirs(directory, exist_ok=True)
+        return peewee.SqliteDatabase(
+            path or ":memory:",
+            pragmas={
+                "journal_mode": "wal",
+                "synchronous": "normal",
+                "busy_timeout": 10000,
+                "foreign_keys": 1,
+                "cache_size": -16000,
+            },
+            timeout=10,
+        )
+    return connect_url(url.replace("postgres://", "postgresql://", 1))
+
+
+def is_sqlite(db: peewee.Database | None = None) -> bool:
+    db = db or database.obj
+    return isinstance(db, peewee.SqliteDatabase)
+
+
+def write_transaction(db: peewee.Database | None = None):
+    """A transaction that takes the write lock at once (SQLite IMMEDIATE), avoiding upgrade deadlocks."""
+    db = db or database.obj
+    if isinstance(db, peewee.SqliteDatabase):
+        return db.atomic("IMMEDIATE")
+    return db.atomic()
+
+
+class DatabaseOwner:
+    """Runs every query of this process on one connection; batches writes into group commits."""
+
+    def __init__(self, db: peewee.Database):
+        self.db = db
+        self._threaded = _gevent_patched()
+        self._pending: list = []
+        self._writer = None
+        if self._threaded:
+            from gevent.threadpool import ThreadPool
+
+            self._pool = ThreadPool(1)
+            self._lock = None
+        else:
+            self._pool = None
+            self._lock = threading.RLock()
+
+    # -- reads and single statements -------------------------------------------------------
+    def call(self, fn: Callable[..., Any], *args, **kwargs) -> Any:
+        """Run fn on the owner's connection and return its result (blocking this greenlet only)."""
+        if self._pool is not None:
+            return self._pool.apply(self._run, (fn, args, kwargs))
+        with self._lock:
+            return self._run(fn, args, kwargs)
+
+    def _run(self, fn, args, kwargs):
+        self.db.connect(reuse_if_open=True)
+        try:
+            return fn(*args, **kwargs)
+        except peewee.InterfaceError:
+            # A dropped PostgreSQL connection: reconnect once and let the caller see a retry fail.
+            self.db.close()
+            raise
+
+    # -- group commit ------------------------------------------------------------------------
+    def write(self, fn: Callable[..., Any], *args, **kwargs) -> Any:
+        """Run fn inside a transaction shared with other writes queued meanwhile; return its result.
+
+        fn's exception is re-raised to its caller only; the other writes of the batch commit.
+        """
+        if self._pool is None:
+            with self._lock:
+                self.db.connect(reuse_if_open=True)
+                with write_transaction(self.db):
+                    return fn(*args, **kwargs)
+        from gevent.event import AsyncResult
+
+        result = AsyncResult()
+        self._pending.append((fn, args, kwargs, result))
+        if self._writer is None:
+            import gevent
+
+            self._writer = gevent.spawn(self._write_loop)
+        return result.get()
+
+    def _write_loop(self):
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    outcomes = self._pool.apply(self._commit_batch, (batch,))
+                except BaseException as exc:  # the commit itself failed: every write in it failed
+                    outcomes = [(False, exc)] * len(batch)
+                for (_, _, _, result), (ok, value) in zip(batch, outcomes):
+                    if ok:
+                        result.set(value)
+                    else:
+                        result.set_exception(value)
+        finally:
+            self._writer = None
+
+    def _commit_batch(self, batch):
+        self.db.connect(reuse_if_open=True)
+        outcomes = []
+        with write_transaction(self.db):
+            for fn, args, kwargs, _ in batch:
+                try:
+                    with self.db.atomic():
+                        outcomes.append((True, fn(*args, **kwargs)))
+                except Exception as exc:
+                    outcomes.append((False, exc))
+        return outcomes
+
+    def close(self):
+        def _close():
+            if not self.db.is_closed():
+                self.db.close()
+
+        try:
+            self.call(_close)
+        finally:
+            if self._pool is not None:
+                self._pool.kill()
+
+
+_owner: DatabaseOwner | None = None
+
+
+def open_database(url: str) -> DatabaseOwner:
+    """Bind the models to the database at url and return this process's owner (idempotent per url)."""
+    global _owner
+    if _owner is not None and getattr(_owner, "url", None) == url:
+        return _owner
+    if _owner is not None:
+        _owner.close()
+    db = make_database(url)
+    database.initialize(db)
+    _owner = DatabaseOwner(db)
+    _owner.url = url
+    return _owner
+
+
+def owner() -> DatabaseOwner:
+    if _owner is None:
+        raise RuntimeError("open_database() has not been called in this process")
+    return _owner
+
+
+def close_database() -> None:
+    global _owner
+    if _owner is not None:
+        _owner.close()
+        _owner = None

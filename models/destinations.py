@@ -1,0 +1,110 @@
+"""Destination policy for outbound calls (SSRF): which addresses a job may reach.
+
+Refused by default: loopback, private, link-local (cloud metadata included), multicast, reserved,
+unspecified, shared (CGNAT), and IPv4-mapped / NAT64 / 6to4 / Teredo forms that embed one of those.
+`ALLOWED_TARGET_NETWORKS` lets chosen ranges back in. The same check runs at submission (on the
+literal or resolved address) and at connect time (on the address actually connected to).
+"""
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Iterable
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_SHARED = ipaddress.ip_network("100.64.0.0/10")
+
+
+class BlockedDestination(Exception):
+    """The destination address is not allowed by the policy."""
+
+    def __init__(self, host: str, address: str, reason: str):
+        where = host if host.strip("[]") == address else f"{host} resolves to {address}, which"
+        super().__init__(f"{where} is {reason}; refused")
+        self.host = host
+        self.address = address
+        self.reason = reason
+
+
+def _embedded_ipv4(addr: ipaddress.IPv6Address):
+    if addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    if addr in _NAT64 or addr in _NAT64_LOCAL:
+        return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+    if addr.sixtofour is not None:
+        return addr.sixtofour
+    if addr.teredo is not None:
+        return addr.teredo[1]
+    # IPv4-compatible (deprecated ::a.b.c.d)
+    if int(addr) >> 32 == 0 and int(addr) > 1:
+        return ipaddress.IPv4Address(int(addr))
+    return None
+
+
+def _why_blocked(addr) -> str | None:
+    if addr.is_unspecified:
+        return "unspecified"
+    if addr.is_loopback:
+        return "loopback"
+    if addr.is_link_local:
+        return "link-local"
+    if addr.is_multicast:
+        return "multicast"
+    if isinstance(addr, ipaddress.IPv4Address) and addr in _SHARED:
+        return "shared address space"
+    if addr.is_private:
+        return "private"
+    if addr.is_reserved:
+        return "reserved"
+    if not addr.is_global:
+        return "not globally routable"
+    return None
+
+
+class DestinationPolicy:
+    def __init__(self, allowed_networks: Iterable = ()):
+        self.allowed = tuple(allowed_networks)
+
+    def _allowed(self, addr) -> bool:
+        return any(addr.version == net.version and addr in net for net in self.allowed)
+
+    def reason_blocked(self, address: str) -> str | None:
+        """Why this IP address is refused, or None if a job may connect to it."""
+        addr = ipaddress.ip_address(address.split("%", 1)[0])
+        if self._allowed(addr):
+            return None
+        if isinstance(addr, ipaddress.IPv6Address):
+            embedded = _embedded_ipv4(addr)
+            if embedded is not None:
+                if self._allowed(embedded):
+                    return None
+                inner = _why_blocked(embedded)
+                if inner:
+                    return f"{inner} (embedded in {addr.compressed})"
+        return _why_blocked(addr)
+
+    def check_address(self, host: str, address: str) -> None:
+        reason = self.reason_blocked(address)
+        if reason:
+            raise BlockedDestination(host, address, reason)
+
+    def check_host_at_submission(self, host: str, port: int) -> None:
+        """Refuse a literal blocked address, or a name that resolves to one now.
+
+        A name that does not resolve yet is let through: the connect-time check still guards it.
+        """
+        literal = host.strip("[]")
+        try:
+            ipaddress.ip_address(literal.split("%", 1)[0])
+        except ValueError:
+            pass
+        else:
+            self.check_address(host, literal)
+            return
+        try:
+            infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+        except (socket.gaierror, UnicodeError, OSError):
+            return
+        for info in infos:
+            self.check_address(host, info[4][0])

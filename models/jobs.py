@@ -1,0 +1,350 @@
+"""Jobs and attempts: the tables and every query the retry engine runs on them.
+
+Scheduling rests on one column, `due_at`: for a pending or retrying job it is when the next attempt
+is due; for an in-flight job it is when the lease expires (a future time as a self-healing lock);
+for a finished job it is NULL. So "claim what is due" is one indexed range scan, and a crashed
+worker's jobs become due again by themselves.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import peewee
+
+from models.accounts import Account
+from models.base import BaseModel, JSONField, now
+from models.db import database, is_sqlite
+from models.ids import new_id
+
+PENDING = "pending"
+IN_FLIGHT = "in_flight"
+RETRYING = "retrying"
+SUCCEEDED = "succeeded"
+DEAD = "dead"
+CANCELLED = "cancelled"
+STATUSES = (PENDING, IN_FLIGHT, RETRYING, SUCCEEDED, DEAD, CANCELLED)
+TERMINAL = (SUCCEEDED, DEAD, CANCELLED)
+
+SUCCESS = "success"
+RETRY = "retry"
+GIVE_UP = "dead"
+ABANDONED = "abandoned"
+
+
+class Job(BaseModel):
+    id = peewee.CharField(primary_key=True, max_length=26, default=new_id)
+    account = peewee.ForeignKeyField(Account, backref="jobs", on_delete="CASCADE")
+    idempotency_key = peewee.CharField(max_length=255, null=True)
+    request_hash = peewee.CharField(max_length=64)
+    status = peewee.CharField(max_length=12)
+    url = peewee.TextField()
+    host = peewee.CharField(max_length=255)
+    method = peewee.CharField(max_length=8)
+    headers = JSONField()
+    body = peewee.BlobField(null=True)
+    body_kind = peewee.CharField(max_length=8, default="none")  # none | text | json
+    timeout_s = peewee.DoubleField()
+    max_attempts = peewee.IntegerField()
+    backoff = JSONField()
+    run_at = peewee.DoubleField(null=True)
+    attempts = peewee.IntegerField(default=0)
+    # Attempt number at which the current attempt budget began (a manual retry starts a new one).
+    budget_start = peewee.IntegerField(default=0)
+    last_delay_s = peewee.DoubleField(null=True)
+    due_at = peewee.DoubleField(null=True)
+    lease_owner = peewee.CharField(max_length=128, null=True)
+    # Written by the claim from the row's values before the update (SET sees the old row).
+    claimed_from = peewee.CharField(max_length=12, null=True)
+    scheduled_at = peewee.DoubleField(null=True)
+    result = JSONField(null=True)
+    last_error = JSONField(null=True)
+    created_at = peewee.DoubleField(default=now)
+    updated_at = peewee.DoubleField(default=now)
+
+    class Meta:
+        indexes = (
+            (("account", "idempotency_key"), True),
+            (("account", "id"), False),
+            (("account", "status", "id"), False),
+        )
+
+    @property
+    def next_attempt_at(self):
+        return self.due_at if self.status in (PENDING, RETRYING) else None
+
+    @property
+    def lease_expires_at(self):
+        return self.due_at if self.status == IN_FLIGHT else None
+
+
+Job.add_index(Job.index(Job.due_at, where=Job.due_at.is_null(False), name="job_due_at"))
+
+
+class Attempt(BaseModel):
+    job = peewee.ForeignKeyField(Job, backref="attempt_rows", on_delete="CASCADE", index=False)
+    number = peewee.IntegerField()
+    worker = peewee.CharField(max_length=128)
+    scheduled_at = peewee.DoubleField(null=True)
+    started_at = peewee.DoubleField()
+    finished_at = peewee.DoubleField(null=True)
+    duration_ms = peewee.DoubleField(null=True)
+    status_code = peewee.IntegerField(null=True)
+    error = JSONField(null=True)
+    outcome = peewee.CharField(max_length=10, null=True)  # NULL while the attempt runs
+
+    class Meta:
+        indexes = ((("job", "number"), True),)
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before with a different request."""
+
+    def __init__(self, job_id):
+        super().__init__("this Idempotency-Key was used with a different request")
+        self.job_id = job_id
+
+
+class StaleLease(Exception):
+    """This worker no longer holds the lease for that attempt: its outcome must not be stored."""
+
+
+def request_fingerprint(spec: dict) -> str:
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"),
+                      default=lambda value: value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# -- submission ----------------------------------------------------------------------------------
+
+def insert_job(account_id: str, spec: dict, idempotency_key: str | None) -> tuple[Job, bool]:
+    """Store a validated job spec; return (job, created). Run inside a write transaction.
+
+    A repeat of the same Idempotency-Key with the same request returns the first job; with a
+    different request it raises IdempotencyConflict.
+    """
+    fingerprint = request_fingerprint(spec)
+    if idempotency_key is not None:
+        existing = Job.get_or_none((Job.account == account_id) & (Job.idempotency_key == idempotency_key))
+        if existing is not None:
+            if existing.request_hash != fingerprint:
+                raise IdempotencyConflict(existing.id)
+            return existing, False
+    t = now()
+    run_at = spec.get("run_at")
+    job = Job.create(
+        account=account_id,
+        idempotency_key=idempotency_key,
+        request_hash=fingerprint,
+        status=PENDING,
+        url=spec["url"],
+        host=spec["host"],
+        method=spec["method"],
+        headers=spec["headers"],
+        body=spec["body"],
+        body_kind=spec["body_kind"],
+        timeout_s=spec["timeout_s"],
+        max_attempts=spec["max_attempts"],
+        backoff=spec["backoff"],
+        run_at=run_at,
+        due_at=max(t, run_at) if run_at is not None else t,
+        created_at=t,
+        updated_at=t,
+    )
+    return job, True
+
+
+# -- claiming ------------------------------------------------------------------------------------
+
+_CLAIM_COLUMNS = (
+    Job.id, Job.status, Job.claimed_from, Job.scheduled_at, Job.attempts, Job.budget_start,
+    Job.max_attempts, Job.url, Job.host, Job.method, Job.headers, Job.body, Job.timeout_s,
+    Job.backoff, Job.last_delay_s, Job.due_at, Job.lease_owner, Job.created_at,
+)
+
+
+def claim_due(worker: str, limit: int, lease_s: float, at: float | None = None) -> list[Job]:
+    """Atomically take up to `limit` due jobs for `worker`. Run inside a write transaction.
+
+    Due means pending/retrying whose time has come, or in flight whose lease has expired (its
+    worker died). A lost attempt is recorded as abandoned and counts against the budget.
+    """
+    t = now() if at is None else at
+    due = Job.select(Job.id).where(Job.due_at <= t).order_by(Job.due_at).limit(limit)
+    if not is_sqlite():
+        due = due.for_update("FOR UPDATE SKIP LOCKED")
+    claimed = list(
+        Job.update(
+            {
+                Job.claimed_from: Job.status,
+                Job.scheduled_at: Job.due_at,
+                Job.status: IN_FLIGHT,
+                Job.lease_owner: worker,
+                Job.due_at: t + lease_s,
+                Job.attempts: Job.attempts + 1,
+                Job.updated_at: t,
+            }
+        )
+        .where(Job.id.in_(due) & (Job.due_at <= t))
+        .returning(*_CLAIM_COLUMNS)
+        .execute()
+    )
+    if not claimed:
+        return []
+    reclaimed = [job.id for job in claimed if job.claimed_from == IN_FLIGHT]
+    if reclaimed:
+        (Attempt.update(outcome=ABANDONED, finished_at=t,
+                        error={"kind": "abandoned", "message": "the worker's lease expired before an outcome was recorded"})
+         .where(Attempt.job.in_(reclaimed) & Attempt.outcome.is_null())
+         .execute())
+    runnable, exhausted = [], []
+    for job in claimed:
+        (exhausted if job.attempts - job.budget_start > job.max_attempts else runnable).append(job)
+    if exhausted:
+        (Job.update(status=DEAD, due_at=None, lease_owner=None, attempts=Job.attempts - 1, updated_at=t,
+                    last_error={"kind": "abandoned", "message": "attempts exhausted: the last attempt was lost with its worker",
+                                "status_code": None})
+         .where(Job.id.in_([job.id for job in exhausted]))
+         .execute())
+    if runnable:
+        Attempt.insert_many(
+            [
+                {"job": job.id, "number": job.attempts, "worker": worker, "scheduled_at": job.scheduled_at, "started_at": t}
+                for job in runnable
+            ]
+        ).execute()
+    for job in runnable:
+        job.lease_owner = worker
+    return runnable
+
+
+def renew_leases(worker: str, job_ids, lease_s: float) -> int:
+    """Push back the lease of the jobs this worker still holds; returns how many it still holds."""
+    job_ids = list(job_ids)
+    if not job_ids:
+        return 0
+    held = 0
+    for start in range(0, len(job_ids), 500):
+        chunk = job_ids[start:start + 500]
+        held += (Job.update(due_at=now() + lease_s)
+                 .where(Job.id.in_(chunk) & (Job.lease_owner == worker) & (Job.status == IN_FLIGHT))
+                 .execute())
+    return held
+
+
+def release(worker: str, jobs: list[tuple[str, int]]) -> int:
+    """Give back claimed jobs whose attempt never started, as if never claimed (shutdown)."""
+    released = 0
+    t = now()
+    for job_id, number in jobs:
+        count = (Job.update(status=Job.claimed_from, due_at=Job.scheduled_at, lease_owner=None,
+                            attempts=Job.attempts - 1, updated_at=t)
+                 .where((Job.id == job_id) & (Job.lease_owner == worker) & (Job.attempts == number)
+                        & (Job.status == IN_FLIGHT) & Job.claimed_from.in_([PENDING, RETRYING]))
+                 .execute())
+        if count:
+            Attempt.delete().where((Attempt.job == job_id) & (Attempt.number == number)).execute()
+            released += count
+    return released
+
+
+def expire_leases(worker: str, job_ids: list[str]) -> int:
+    """Make this worker's in-flight jobs claimable now (shutdown after the grace period)."""
+    return (Job.update(due_at=now())
+            .where(Job.id.in_(job_ids) & (Job.lease_owner == worker) & (Job.status == IN_FLIGHT))
+            .execute())
+
+
+def next_due_at() -> float | None:
+    return Job.select(peewee.fn.MIN(Job.due_at)).where(Job.due_at.is_null(False)).scalar()
+
+
+# -- outcomes ------------------------------------------------------------------------------------
+
+def record_outcome(job_id: str, number: int, worker: str, *, outcome: str, status: str,
+                   started_at: float, finished_at: float, status_code: int | None,
+                   error: dict | None, result: dict | None, due_at: float | None,
+                   delay_s: float | None) -> Job:
+    """Store an attempt's outcome and the job's next state together. Run inside a write transaction.
+
+    Fenced: only the worker holding the lease for attempt `number` may write; otherwise StaleLease
+    is raised and the transaction must roll back.
+    """
+    changes = {
+        Job.status: peewee.Case(None, [(Job.status == CANCELLED, CANCELLED)], status),
+        Job.due_at: peewee.Case(None, [(Job.status == CANCELLED, None)], due_at),
+        Job.lease_owner: None,
+        Job.updated_at: finished_at,
+        Job.last_error: error,
+    }
+    if result is not None:
+        changes[Job.result] = result
+    if delay_s is not None:
+        changes[Job.last_delay_s] = delay_s
+    updated = (Job.update(changes)
+               .where((Job.id == job_id) & (Job.lease_owner == worker) & (Job.attempts == number)
+                      & Job.status.in_([IN_FLIGHT, CANCELLED]))
+               .execute())
+    if updated != 1:
+        raise StaleLease(f"job {job_id} attempt {number} is no longer leased by {worker}")
+    (Attempt.update(started_at=started_at, finished_at=finished_at,
+                    duration_ms=round((finished_at - started_at) * 1000, 3), status_code=status_code,
+                    error=error, outcome=outcome)
+     .where((Attempt.job == job_id) & (Attempt.number == number))
+     .execute())
+    return Job.get_by_id(job_id)
+
+
+# -- caller actions ------------------------------------------------------------------------------
+
+def get_job(account_id: str, job_id: str) -> Job | None:
+    return Job.get_or_none((Job.id == job_id) & (Job.account == account_id))
+
+
+def list_attempts(job_id: str) -> list[Attempt]:
+    return list(Attempt.select().where(Attempt.job == job_id).order_by(Attempt.number))
+
+
+def list_jobs(account_id: str, status: str | None, limit: int, before: str | None) -> list[Job]:
+    query = Job.select().where(Job.account == account_id)
+    if status:
+        query = query.where(Job.status == status)
+    if before:
+        query = query.where(Job.id < before)
+    return list(query.order_by(Job.id.desc()).limit(limit))
+
+
+def count_by_status(account_id: str) -> dict[str, int]:
+    rows = (Job.select(Job.status, peewee.fn.COUNT(Job.id).alias("n"))
+            .where(Job.account == account_id).group_by(Job.status).tuples())
+    counts = {status: 0 for status in STATUSES}
+    counts.update({status: n for status, n in rows})
+    return counts
+
+
+def cancel_job(account_id: str, job_id: str) -> Job:
+    """Cancel a pending or retrying job. Raises LookupError (unknown) or ValueError (wrong state)."""
+    t = now()
+    changed = (Job.update(status=CANCELLED, due_at=None, updated_at=t)
+               .where((Job.id == job_id) & (Job.account == account_id) & Job.status.in_([PENDING, RETRYING]))
+               .execute())
+    job = get_job(account_id, job_id)
+    if job is None:
+        raise LookupError(job_id)
+    if not changed:
+        raise ValueError(job.status)
+    return job
+
+
+def requeue_job(account_id: str, job_id: str) -> Job:
+    """Queue a dead or cancelled job again with a fresh attempt budget; history is kept."""
+    t = now()
+    changed = (Job.update(status=PENDING, due_at=t, budget_start=Job.attempts, last_delay_s=None, updated_at=t)
+               .where((Job.id == job_id) & (Job.account == account_id) & Job.status.in_([DEAD, CANCELLED]))
+               .execute())
+    job = get_job(account_id, job_id)
+    if job is None:
+        raise LookupError(job_id)
+    if not changed:
+        raise ValueError(job.status)
+    return job

@@ -1,0 +1,30 @@
+"""The web process: Flask application factory with one blueprint per area."""
+from __future__ import annotations
+
+from flask import Flask
+
+from models.db import open_database
+from models.destinations import DestinationPolicy
+from models.schema import ensure_schema
+from models.settings import Settings, get_settings
+from web.errors import register_error_handlers
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or get_settings()
+    app = Flask(__name__)
+    app.config.update(
+        SETTINGS=settings,
+        MAX_CONTENT_LENGTH=settings.request_body_limit,
+        JSON_SORT_KEYS=False,
+        DESTINATION_POLICY=DestinationPolicy(settings.allowed_target_networks),
+    )
+    app.json.sort_keys = False
+    ensure_schema(open_database(settings.database_url))
+    register_error_handlers(app)
+
+    from web import health, jobs
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(jobs.bp)
+    return app

@@ -1,0 +1,56 @@
+"""`python -m web`: serve the app with gevent's WSGI server until SIGTERM or SIGINT."""
+from gevent import monkey
+
+monkey.patch_all()
+
+import logging  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+
+import gevent  # noqa: E402
+from gevent.pywsgi import WSGIServer  # noqa: E402
+
+from models.logs import configure_logging  # noqa: E402
+from models.settings import SettingsError, get_settings  # noqa: E402
+
+log = logging.getLogger("web")
+
+
+def main() -> int:
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        print(f"web: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, "web")
+    from web import create_app
+
+    try:
+        app = create_app(settings)
+    except Exception as exc:
+        print(f"web: cannot start: {exc}", file=sys.stderr)
+        return 1
+    try:
+        server = WSGIServer((settings.host, settings.port), app, log=None, error_log=log)
+        server.init_socket()
+    except OSError as exc:
+        print(f"web: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+    def stop(signum):
+        log.info("signal %s: stopping (open streams get %.0f s)", signum, settings.shutdown_grace_s)
+        on_shutdown = app.config.get("ON_SHUTDOWN") or []
+        for hook in on_shutdown:
+            hook()
+        server.stop(timeout=min(settings.shutdown_grace_s, 5))
+
+    gevent.signal_handler(signal.SIGTERM, stop, signal.SIGTERM)
+    gevent.signal_handler(signal.SIGINT, stop, signal.SIGINT)
+    log.info("listening on http://%s:%d", settings.host, server.server_port)
+    server.serve_forever()
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

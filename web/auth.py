@@ -1,0 +1,41 @@
+"""Who is calling: `Authorization: Bearer <api key>`, or the browser session cookie."""
+from __future__ import annotations
+
+import functools
+
+from flask import g, request
+
+from models.accounts import account_for_key, account_for_session
+from models.db import owner
+from web.errors import ApiError
+
+SESSION_COOKIE = "session"
+
+
+def current_account(allow_cookie: bool = True):
+    """The calling account, or None."""
+    if "account" in g:
+        return g.account
+    account = None
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() == "bearer" and key.strip():
+            account = owner().call(account_for_key, key.strip())
+    elif allow_cookie and request.cookies.get(SESSION_COOKIE):
+        account = owner().call(account_for_session, request.cookies[SESSION_COOKIE])
+    g.account = account
+    return account
+
+
+def require_account(view=None, *, allow_cookie: bool = True):
+    """Decorator: answer 401 with the error envelope unless a valid key or session is presented."""
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            if current_account(allow_cookie) is None:
+                raise ApiError(401, "unauthorized", "missing or invalid API key (use Authorization: Bearer <key>)",
+                               headers={"WWW-Authenticate": 'Bearer realm="api"'})
+            return fn(*args, **kwargs)
+        return wrapper
+    return decorate(view) if view is not None else decorate

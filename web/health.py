@@ -1,0 +1,32 @@
+"""Liveness and readiness probes."""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from models.db import owner
+from models.redis_client import redis_client
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz():
+    problems = {}
+    try:
+        owner().call(lambda: owner().db.execute_sql("SELECT 1").fetchone())
+    except Exception as exc:
+        problems["database"] = str(exc) or exc.__class__.__name__
+    try:
+        redis_client().ping()
+    except Exception as exc:
+        problems["redis"] = str(exc) or exc.__class__.__name__
+    if problems:
+        body = {"error": {"code": "not_ready", "message": "dependencies unreachable: " + ", ".join(problems),
+                          "details": problems}}
+        return jsonify(body), 503
+    return jsonify({"status": "ready"})

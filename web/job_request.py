@@ -1,0 +1,169 @@
+"""Validation of a POST /jobs body into the job spec the database stores.
+
+Every problem becomes an ApiError with code `validation_failed` (422) or `blocked_destination`
+(422) naming the field, so a caller can fix its request without reading our code.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from urllib.parse import urlsplit
+
+from models.backoff import JITTER_KINDS, Backoff
+from models.base import parse_iso
+from models.destinations import BlockedDestination, DestinationPolicy
+from web.errors import ApiError
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
+MAX_TIMEOUT_S = 120.0
+MAX_ATTEMPTS = 50
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# Headers the transport owns: letting a caller set them would corrupt framing or the target.
+_RESERVED_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",
+                     "te", "trailer", "proxy-connection"}
+_KNOWN_FIELDS = {"url", "method", "headers", "body", "json", "timeout_s", "max_attempts", "backoff", "run_at"}
+
+
+def _invalid(field: str, message: str) -> ApiError:
+    return ApiError(422, "validation_failed", f"{field}: {message}", {"field": field})
+
+
+def _number(payload: dict, field: str, default, lo, hi, integer=False):
+    if field not in payload or payload[field] is None:
+        return default
+    value = payload[field]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)):
+        raise _invalid(field, "must be a number")
+    if integer and not (isinstance(value, int) or float(value).is_integer()):
+        raise _invalid(field, "must be a whole number")
+    if not lo <= value <= hi:
+        raise _invalid(field, f"must be between {lo} and {hi}")
+    return int(value) if integer else float(value)
+
+
+def _url(payload: dict) -> tuple[str, str, int]:
+    url = payload.get("url")
+    if url is None or (isinstance(url, str) and not url.strip()):
+        raise _invalid("url", "is required")
+    if not isinstance(url, str):
+        raise _invalid("url", "must be a string")
+    if len(url) > 8192:
+        raise _invalid("url", "is longer than 8192 characters")
+    if any(c in url for c in "\r\n\t ") or any(ord(c) < 32 for c in url):
+        raise _invalid("url", "must not contain whitespace or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise _invalid("url", f"is not a valid URL ({exc})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise _invalid("url", "scheme must be http or https")
+    host = parts.hostname
+    if not host:
+        raise _invalid("url", "has no host")
+    if parts.username or parts.password:
+        raise _invalid("url", "must not carry credentials; send them in headers")
+    return url, host, port or (443 if parts.scheme.lower() == "https" else 80)
+
+
+def _headers(payload: dict) -> dict:
+    headers = payload.get("headers")
+    if headers is None:
+        return {}
+    if not isinstance(headers, dict):
+        raise _invalid("headers", "must be an object of string to string")
+    if len(headers) > 100:
+        raise _invalid("headers", "at most 100 headers")
+    clean = {}
+    for name, value in headers.items():
+        if not isinstance(value, str):
+            raise _invalid("headers", f"value of {name!r} must be a string")
+        if not _TOKEN.match(name):
+            raise _invalid("headers", f"{name!r} is not a valid header name")
+        if "\r" in value or "\n" in value or "\0" in value:
+            raise _invalid("headers", f"value of {name!r} must not contain CR, LF or NUL")
+        if name.lower() in _RESERVED_HEADERS:
+            raise _invalid("headers", f"{name!r} is set by the transport and cannot be given")
+        clean[name] = value
+    return clean
+
+
+def _body(payload: dict, headers: dict) -> tuple[bytes | None, str]:
+    has_body, has_json = "body" in payload and payload["body"] is not None, "json" in payload
+    if has_body and has_json:
+        raise _invalid("body", "give either body or json, not both")
+    if has_body:
+        if not isinstance(payload["body"], str):
+            raise _invalid("body", "must be a string (use json for structured data)")
+        return payload["body"].encode("utf-8"), "text"
+    if has_json:
+        if not any(name.lower() == "content-type" for name in headers):
+            headers["Content-Type"] = "application/json"
+        return json.dumps(payload["json"], separators=(",", ":")).encode("utf-8"), "json"
+    return None, "none"
+
+
+def _backoff(payload: dict) -> dict:
+    raw = payload.get("backoff")
+    if raw is None:
+        return Backoff().to_dict()
+    if not isinstance(raw, dict):
+        raise _invalid("backoff", "must be an object")
+    unknown = set(raw) - {"base_s", "cap_s", "multiplier", "jitter"}
+    if unknown:
+        raise _invalid("backoff", f"unknown fields: {', '.join(sorted(unknown))}")
+    defaults = Backoff()
+    jitter = raw.get("jitter", defaults.jitter)
+    if jitter not in JITTER_KINDS:
+        raise _invalid("backoff.jitter", f"must be one of {', '.join(JITTER_KINDS)}")
+    base = _number(raw, "base_s", defaults.base_s, 0.0, 86400.0)
+    cap = _number(raw, "cap_s", defaults.cap_s, 0.0, 7 * 86400.0)
+    multiplier = _number(raw, "multiplier", defaults.multiplier, 1.0, 100.0)
+    if cap < base:
+        raise _invalid("backoff.cap_s", "must not be smaller than base_s")
+    return Backoff(base_s=base, cap_s=cap, multiplier=multiplier, jitter=jitter).to_dict()
+
+
+def parse_job_request(payload, policy: DestinationPolicy) -> dict:
+    """Turn a decoded JSON body into a job spec, or raise ApiError."""
+    if not isinstance(payload, dict):
+        raise ApiError(422, "validation_failed", "the body must be a JSON object", {"field": None})
+    unknown = set(payload) - _KNOWN_FIELDS
+    if unknown:
+        field = sorted(unknown)[0]
+        raise _invalid(field, "is not a known field")
+    url, host, port = _url(payload)
+    method = payload.get("method", "POST")
+    if not isinstance(method, str) or method.upper() not in METHODS:
+        raise _invalid("method", f"must be one of {', '.join(METHODS)}")
+    method = method.upper()
+    headers = _headers(payload)
+    body, body_kind = _body(payload, headers)
+    timeout_s = _number(payload, "timeout_s", 10.0, 0.001, MAX_TIMEOUT_S)
+    max_attempts = _number(payload, "max_attempts", 8, 1, MAX_ATTEMPTS, integer=True)
+    backoff = _backoff(payload)
+    run_at = None
+    if payload.get("run_at") is not None:
+        try:
+            run_at = parse_iso(payload["run_at"])
+        except (TypeError, ValueError):
+            raise _invalid("run_at", "must be an ISO-8601 date-time such as 2026-11-28T10:00:00Z") from None
+    try:
+        policy.check_host_at_submission(host, port)
+    except BlockedDestination as exc:
+        raise ApiError(422, "blocked_destination", str(exc),
+                       {"field": "url", "host": exc.host, "address": exc.address, "reason": exc.reason}) from None
+    return {
+        "url": url,
+        "host": host.lower(),
+        "method": method,
+        "headers": headers,
+        "body": body,
+        "body_kind": body_kind,
+        "timeout_s": timeout_s,
+        "max_attempts": max_attempts,
+        "backoff": backoff,
+        "run_at": run_at,
+    }
+
