@@ -48,25 +48,22 @@ class RateLimits:
         return float(self._overrides.get(brand, {}).get("per_device_interval_s",
                                                         PROFILES[self.profile]["per_device_interval_s"]))
 
-    def check(self, brand: str, token: str, endpoint: str, serials: list[str] = ()) -> float:
-        """0 when the call may go ahead (and it is then counted); otherwise seconds until it could."""
+    def check(self, brand: str, token: str, endpoint: str, serials: list[str] = ()) -> tuple[float, str]:
+        """(0, "") when the call may go ahead (it is then counted); else (seconds to wait, "endpoint"|"device")."""
         now = self._monotonic()
         limit = self.endpoint_limit(brand, endpoint)
         endpoint_calls = self._window(("endpoint", token, endpoint), now, limit.window_s)
-        wait = 0.0
         if len(endpoint_calls) >= limit.limit:
-            wait = endpoint_calls[0] + limit.window_s - now
+            return endpoint_calls[0] + limit.window_s - now, "endpoint"
         interval = self.device_interval(brand)
         device_calls = [self._window(("device", token, endpoint, s), now, interval) for s in serials]
-        for calls in device_calls:
-            if calls:
-                wait = max(wait, calls[0] + interval - now)
-        if wait > 0:
-            return wait
+        busy = [calls[0] + interval - now for calls in device_calls if calls]
+        if busy:
+            return max(busy), "device"
         endpoint_calls.append(now)
         for calls in device_calls:
             calls.append(now)
-        return 0.0
+        return 0.0, ""
 
     def _window(self, key, now, window_s) -> deque:
         calls = self._calls.setdefault(key, deque())

@@ -18,6 +18,7 @@ class Admission:
     ok: bool
     reason: str = ""
     retry_after_s: float = 0.0
+    scope: str = ""  # "endpoint" or "device" when rate-limited
 
 
 class World:
@@ -40,9 +41,9 @@ class World:
         if not token or token not in self.fleet.credentials[brand]:
             self.stats.record(INVALID_TOKEN, endpoint)
             return Admission(False, UNAUTHORIZED)
-        wait = self.limits.check(brand, token, endpoint, list(serials))
-        self.stats.record(token, endpoint, serials, rate_limited=wait > 0)
-        return Admission(wait == 0, "rate_limited" if wait else "", wait)
+        wait, scope = self.limits.check(brand, token, endpoint, list(serials))
+        self.stats.record(token, endpoint, serials, rate_limited=bool(scope))
+        return Admission(not scope, "rate_limited" if scope else "", wait, scope)
 
     def brand_devices(self, brand: str):
         return [d for d in self.fleet.devices if d.brand == brand]

@@ -31,20 +31,11 @@ def _refused(endpoint: str, serials=()):
     admission = world.admit("growatt", request.headers.get("token"), endpoint, serials)
     if admission.reason == "unauthorized":
         return reply(2, "TOKEN_IS_INVALID")
+    if admission.scope == "device":
+        return reply(102, "DEVICE_ACCESS_FREQUENCY_LIMIT")
     if not admission.ok:
-        if endpoint == "v4:queryLastData" and serials and admission.retry_after_s > 0 and _device_limited(
-                world, serials):
-            return reply(102, "DEVICE_ACCESS_FREQUENCY_LIMIT")
         return reply(100, "ACCESS_FREQUENCY_LIMIT")
     return None
-
-
-def _device_limited(world, serials) -> bool:
-    # Distinguish the two limit codes by asking whether the endpoint alone would still have room.
-    token = request.headers.get("token")
-    limit = world.limits.endpoint_limit("growatt", "v4:queryLastData")
-    calls = world.limits._window(("endpoint", token, "v4:queryLastData"), world.limits._monotonic(), limit.window_s)
-    return len(calls) < limit.limit
 
 
 @bp.post("/queryDeviceList")

@@ -1,0 +1,106 @@
+"""Flask app factory: brand blueprints, admin endpoints and the fault hooks around them."""
+from __future__ import annotations
+
+import gevent
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from .brands import growatt_v1, growatt_v4, sandbox
+from .clock import SimClock, iso_utc
+from .config import Fleet
+from .faults import FaultError, Faults
+from .world import World
+
+BRANDS = (sandbox, growatt_v1, growatt_v4)
+NGINX_ERROR_PAGE = "<html><head><title>{0}</title></head><body><center><h1>{0}</h1></center></body></html>"
+REASONS = {500: "500 Internal Server Error", 502: "502 Bad Gateway", 503: "503 Service Temporarily Unavailable"}
+
+
+def create_app(fleet: Fleet, clock: SimClock | None = None, profile: str = "fast",
+               faults: Faults | None = None) -> Flask:
+    app = Flask(__name__)
+    world = World(fleet, clock or SimClock(), profile, faults)
+    app.extensions["mock_inverter"] = world
+    for brand in BRANDS:
+        app.register_blueprint(brand.bp)
+    app.register_blueprint(_admin_blueprint(world))
+
+    def brand_of(path: str):
+        return next((b for b in BRANDS if path.startswith(b.PREFIX + "/") or path == b.PREFIX), None)
+
+    @app.before_request
+    def inject_faults():
+        if brand_of(request.path) is None:
+            return None
+        if world.faults.latency_ms:
+            gevent.sleep(world.faults.latency_ms / 1000.0)
+        if world.faults.draw_error():
+            status = world.faults.error_status()
+            if brand_of(request.path) is sandbox:
+                return sandbox.error(status, "injected_fault", REASONS[status])
+            return NGINX_ERROR_PAGE.format(REASONS[status]), status, {"Content-Type": "text/html"}
+        return None
+
+    @app.after_request
+    def malform(response):
+        if brand_of(request.path) and response.is_json and world.faults.draw_malformed():
+            body = response.get_data()
+            response.set_data(body[: max(1, len(body) // 2)])
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc):
+        # Routing errors (404, 405) happen before any blueprint is chosen; answer in the brand's own shape.
+        brand = brand_of(request.path)
+        if brand is not None:
+            return brand.http_error(exc)
+        return jsonify({"error": {"code": exc.name.lower().replace(" ", "_"), "message": exc.description,
+                                  "details": {}}}), exc.code
+
+    return app
+
+
+def _admin_blueprint(world: World):
+    from flask import Blueprint
+
+    bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+    @bp.get("/health")
+    def health():
+        return jsonify({"ok": True, "sim_time": iso_utc(world.simulator.t), "devices": len(world.fleet.devices),
+                        "profile": world.limits.profile})
+
+    @bp.get("/stats")
+    def stats():
+        return jsonify(world.stats.snapshot())
+
+    @bp.post("/stats/reset")
+    def reset_stats():
+        # Tests reset between cases; clearing the rate-limit windows too keeps cases independent.
+        world.stats.reset()
+        world.limits.reset()
+        return jsonify({"ok": True})
+
+    @bp.get("/faults")
+    def get_faults():
+        return jsonify(world.faults.describe())
+
+    @bp.post("/faults")
+    def set_faults():
+        settings = request.get_json(silent=True)
+        try:
+            world.faults.update(settings)
+        except FaultError as exc:
+            return jsonify({"error": {"code": "invalid_fault", "message": str(exc), "details": {}}}), 400
+        world.apply_offline()
+        return jsonify(world.faults.describe())
+
+    @bp.errorhandler(Exception)
+    def unexpected(exc):
+        if isinstance(exc, HTTPException):
+            return jsonify({"error": {"code": exc.name.lower().replace(" ", "_"), "message": exc.description,
+                                      "details": {}}}), exc.code
+        return jsonify({"error": {"code": "internal_error", "message": "unexpected server error",
+                                  "details": {}}}), 500
+
+    return bp
