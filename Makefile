@@ -1,0 +1,41 @@
+# make run  - start the whole system (web, worker, mock inverter; a local Redis if none is reachable)
+# make test - run the test suite against real Redis, SQLite files and HTTP servers on 127.0.0.1
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)
+TEST_STAMP := $(VENV)/.test-installed-$(shell cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: run test install install-test redis bench clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "error: Python 3.10 or newer is needed as $(PYTHON)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/pip install --quiet -e '.[postgres]'
+	@touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,postgres]'
+	@touch $(TEST_STAMP)
+
+install: $(STAMP)
+install-test: $(TEST_STAMP)
+
+redis:
+	@scripts/ensure-redis
+
+run: install
+	@scripts/run-demo
+
+test: install-test
+	@eval "$$(scripts/ensure-redis --export)" && $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install-test
+	@echo "benchmarks are run one by one; see docs/benchmarks.md for the commands"
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .hypothesis test-artifacts

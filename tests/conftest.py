@@ -1,0 +1,149 @@
+"""Fixtures every suite shares: a private Redis, a SQLite file per test, the project's processes."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+import requests
+
+from tests.helpers import ROOT, Service, free_port, project_env, run_cli, wait_until
+
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+class RedisServer:
+    """A redis-server of the test session's own, so pub/sub channels never meet another run's."""
+
+    def __init__(self, workdir: Path):
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir), "--maxclients", "10000"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis_lib.Redis(port=self.port, socket_connect_timeout=0.5)
+        wait_until(client.ping, 10, 0.02, "redis-server to answer PING")
+        client.close()
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    if shutil.which("redis-server") is None:
+        pytest.exit("redis-server is not installed: run `make test`, which installs it", returncode=3)
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    client = redis_lib.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def database_url(tmp_path):
+    return f"sqlite:///{tmp_path}/app.db"
+
+
+@pytest.fixture
+def env(redis_url, database_url):
+    """Environment for the project's processes in this test (tests may add to it before starting)."""
+    return project_env(DATABASE_URL=database_url, REDIS_URL=redis_url, ALLOWED_TARGET_NETWORKS="127.0.0.0/8",
+                       LEASE_S="3", SHUTDOWN_GRACE_S="5")
+
+
+@pytest.fixture
+def services(tmp_path, request):
+    """Start project processes: services.web(env), services.worker(env), services.mock_inverter(env, ...)."""
+    started: list[Service] = []
+
+    class Services:
+        def web(self, env, **extra):
+            port = free_port()
+            svc = Service("web", ["web"], {**env, **extra, "PORT": str(port)}, tmp_path, port=port)
+            started.append(svc)
+            return svc.start()
+
+        def worker(self, env, role="all", name="worker", **extra):
+            svc = Service(name, ["actors", "--role", role], {**env, **extra}, tmp_path,
+                          ready_log="actor system up")
+            started.append(svc)
+            return svc.start()
+
+        def mock_inverter(self, env, *args, **extra):
+            port = free_port()
+            svc = Service("mock_inverter", ["mock_inverter", "--port", str(port), *args],
+                          {**env, **extra}, tmp_path, port=port, ready_path="/admin/stats")
+            started.append(svc)
+            return svc.start()
+
+    yield Services()
+    failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else False
+    for svc in reversed(started):
+        try:
+            svc.kill() if not svc.alive() else svc.stop(timeout=20)
+        except AssertionError:
+            pass
+        if failed:
+            print(f"--- {svc.name} log ---\n{svc.logs()[-4000:]}")
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture
+def account_key(env):
+    """A fresh account's API key, created with the real CLI."""
+    result = run_cli(["models", "create-account", f"acct-{time.monotonic_ns()}"], env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def make_client(base_url: str, key: str | None) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False
+    if key:
+        session.headers["Authorization"] = f"Bearer {key}"
+    session.base = base_url
+
+    original = session.request
+
+    def request(method, url, *args, **kwargs):
+        kwargs.setdefault("timeout", 10)
+        return original(method, base_url + url if url.startswith("/") else url, *args, **kwargs)
+
+    session.request = request
+    return session
+
+
+@pytest.fixture
+def client_for():
+    return make_client

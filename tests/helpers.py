@@ -1,0 +1,115 @@
+"""Test helpers shared by every suite: waiting on conditions, free ports, subprocess services."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, message: str = "condition"):
+    """Poll predicate until it returns something truthy or the deadline passes; return that value."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # the thing may not be up yet
+            last_error = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}"
+                                 + (f" (last error: {last_error!r})" if last_error else ""))
+        time.sleep(interval)
+
+
+class Service:
+    """A project process (`python -m web`, `python -m actors`, ...) run as a real subprocess."""
+
+    def __init__(self, name: str, args: list[str], env: dict, log_dir: Path, port: int | None = None,
+                 ready_path: str = "/healthz", ready_log: str | None = None):
+        self.name = name
+        self.args = args
+        self.env = env
+        self.port = port
+        self.ready_path = ready_path
+        self.ready_log = ready_log
+        self.log_path = log_dir / f"{name}-{int(time.time() * 1000)}.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> "Service":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([PYTHON, "-m", *self.args], cwd=ROOT, env=self.env,
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+        if self.port is not None:
+            wait_until(self._http_ready, timeout, 0.05, f"{self.name} on port {self.port}")
+        elif self.ready_log:
+            wait_until(lambda: self.ready_log in self.logs(), timeout, 0.05, f"{self.name} to log {self.ready_log!r}")
+        return self
+
+    def _http_ready(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.logs()[-3000:]}")
+        return requests.get(self.url + self.ready_path, timeout=1).status_code == 200
+
+    def logs(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"{self.name} did not stop within {timeout} s of SIGTERM")
+        self._log.close()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+        if self.proc is not None:
+            self._log.close()
+
+
+def run_cli(args: list[str], env: dict, timeout: float = 30.0) -> subprocess.CompletedProcess:
+    return subprocess.run([PYTHON, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def project_env(**overrides) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
+    env.update({"PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO"})
+    env.update({k: str(v) for k, v in overrides.items()})
+    return env

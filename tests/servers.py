@@ -1,0 +1,113 @@
+"""Real HTTP servers on 127.0.0.1 that behave like flaky partners, for the retry engine's tests.
+
+Paths:
+  /ok                              200 "ok"
+  /flaky/<key>?fail=N&status=503   fails N times for that key (with `status`), then 200
+  /sleep?s=SECONDS                 waits, then 200
+  /reset                           closes the connection without answering (RST)
+  /status/<code>?retry_after=V     answers <code>, with Retry-After: V when given
+  /redirect                        301 to /ok
+Every request is recorded (method, path, headers, body, time) for assertions.
+"""
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict
+    body: bytes
+    at: float = field(default_factory=time.time)
+
+
+class ScriptedServer:
+    def __init__(self):
+        self.requests: list[Received] = []
+        self.failures: Counter = Counter()
+        self.lock = threading.Lock()
+        self.release = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                url = urlsplit(self.path)
+                query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+                with server.lock:
+                    server.requests.append(Received(self.command, url.path, dict(self.headers), body))
+                parts = [p for p in url.path.split("/") if p]
+                kind = parts[0] if parts else "ok"
+                if kind == "flaky":
+                    key = parts[1] if len(parts) > 1 else "default"
+                    with server.lock:
+                        server.failures[key] += 1
+                        count = server.failures[key]
+                    if count <= int(query.get("fail", 1)):
+                        return self._reply(int(query.get("status", 503)), b"not yet")
+                    return self._reply(200, b"recovered")
+                if kind == "sleep":
+                    time.sleep(float(query.get("s", 1)))
+                    return self._reply(200, b"slept")
+                if kind == "reset":
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                    self.close_connection = True
+                    return None
+                if kind == "status":
+                    code = int(parts[1]) if len(parts) > 1 else 500
+                    headers = {"Retry-After": query["retry_after"]} if "retry_after" in query else {}
+                    return self._reply(code, f"status {code}".encode(), headers)
+                if kind == "redirect":
+                    return self._reply(301, b"moved", {"Location": "/ok"})
+                if kind == "big":
+                    return self._reply(200, b"x" * int(query.get("n", 1000)))
+                return self._reply(200, b"ok")
+
+            def _reply(self, code, body, headers=None):
+                self.send_response(code)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def received(self, path_prefix: str = "/") -> list[Received]:
+        with self.lock:
+            return [r for r in self.requests if r.path.startswith(path_prefix)]
