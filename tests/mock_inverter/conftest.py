@@ -1,55 +1,12 @@
 """Fixtures: a real `python -m mock_inverter` process on a free localhost port."""
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 import requests
 
-REPO = Path(__file__).resolve().parents[2]
+from mockinv_support import MockProcess
+
 START = "2024-06-21T11:00:00Z"  # midday in Lagos and Amsterdam: every demo device is producing
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class MockProcess:
-    def __init__(self, *args: str, env: dict | None = None):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mock_inverter", "--port", str(self.port), *args], cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def wait_ready(self, deadline_s: float = 30.0) -> "MockProcess":
-        deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mock exited early: {self.proc.stderr.read()}")
-            try:
-                if requests.get(self.base + "/admin/health", timeout=1).ok:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.05)
-        raise TimeoutError("mock inverter did not become ready")
-
-    def stop(self, sig=signal.SIGTERM, timeout: float = 5.0) -> float:
-        started = time.monotonic()
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=timeout)
-        return time.monotonic() - started
 
 
 @pytest.fixture(scope="session")

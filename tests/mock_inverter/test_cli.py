@@ -1,0 +1,46 @@
+import json
+import signal
+
+import pytest
+import requests
+
+from mockinv_support import MockProcess
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda d: d.pop("pv_peak_w"), "field pv_peak_w"),
+    (lambda d: d.update(type="toaster"), "field type"),
+    (lambda d: d["battery"].update(soc_min_pct=90, initial_soc_pct=95, soc_max_pct=80), "battery.soc_min_pct"),
+])
+def test_broken_config_exits_with_one_line(tmp_path, mutate, field):
+    config = json.loads((MockProcess.demo_fleet()).read_text())
+    mutate(config["plants"][0]["devices"][0])
+    path = tmp_path / "fleet.json"
+    path.write_text(json.dumps(config))
+    process = MockProcess("--config", str(path))
+    out, err = process.proc.communicate(timeout=30)
+    assert process.proc.returncode != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert str(path) in lines[0] and "SBX-AMS-0001" in lines[0] and field in lines[0]
+
+
+def test_unreadable_config_is_one_line(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text("{not json")
+    process = MockProcess("--config", str(path))
+    _, err = process.proc.communicate(timeout=30)
+    assert process.proc.returncode != 0 and len(err.strip().splitlines()) == 1 and str(path) in err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_generated_fleet_and_prompt_stop(sig):
+    process = MockProcess(env={"MOCK_INVERTER_GENERATE_FLEET": "300", "MOCK_INVERTER_SPEED": "100"}).wait_ready()
+    try:
+        body = requests.get(process.base + "/sandbox/v1/devices", headers={"X-API-Key": "demo-sandbox-key"},
+                            timeout=5).json()
+        assert body["count"] > 100
+        assert requests.get(process.base + "/admin/health", timeout=5).json()["devices"] == 300
+    finally:
+        assert process.stop(sig) < 2.0
+    assert process.proc.returncode == 0

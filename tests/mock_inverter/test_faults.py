@@ -1,0 +1,79 @@
+import json
+import time
+
+import pytest
+import requests
+
+from mockinv_support import GROWATT, SANDBOX
+
+
+def set_faults(base, **settings):
+    r = requests.post(base + "/admin/faults", json=settings, timeout=5)
+    r.raise_for_status()
+    return r.json()
+
+
+def test_error_rate_gives_5xx(base):
+    set_faults(base, error_rate=1.0)
+    r = requests.get(base + "/sandbox/v1/devices", headers=SANDBOX, timeout=5)
+    assert r.status_code in (500, 502, 503) and r.json()["error"]["code"] == "injected_fault"
+    r = requests.post(base + "/v4/new-api/queryDeviceList", headers=GROWATT, timeout=5)
+    assert r.status_code in (500, 502, 503)
+    assert requests.get(base + "/admin/health", timeout=5).ok, "admin is never faulted"
+
+
+def test_latency_is_added(base):
+    set_faults(base, latency_ms=300)
+    started = time.monotonic()
+    requests.get(base + "/sandbox/v1/devices", headers=SANDBOX, timeout=5)
+    assert time.monotonic() - started >= 0.3
+
+
+def test_malformed_replies_are_not_json(base):
+    set_faults(base, malformed_rate=1.0)
+    r = requests.get(base + "/sandbox/v1/devices", headers=SANDBOX, timeout=5)
+    assert r.status_code == 200
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(r.text)
+
+
+def test_offline_device_in_each_brand(base):
+    set_faults(base, offline=["SBX-AMS-0001", "GRTMIN0001"])
+    reading = requests.get(base + "/sandbox/v1/devices/SBX-AMS-0001/latest", headers=SANDBOX, timeout=5).json()
+    assert reading["status"] == "offline"
+    v4 = requests.post(base + "/v4/new-api/queryLastData", headers=GROWATT,
+                       data={"deviceType": "min", "deviceSn": "GRTMIN0001"}, timeout=5).json()
+    assert v4["code"] == 5 and v4["message"] == "DEVICE_OFFLINE"
+    devices = requests.get(base + "/v1/device/list", params={"plant_id": 2002}, headers=GROWATT, timeout=5).json()
+    assert {d["device_sn"]: d["lost"] for d in devices["data"]["devices"]} == {"GRTMIN0001": True,
+                                                                             "GRTINV0001": False}
+    tlx = requests.post(base + "/v1/device/tlx/tlx_last_data", headers=GROWATT, data={"tlx_sn": "GRTMIN0001"},
+                        timeout=5).json()["data"]
+    assert tlx["status"] == -1 and tlx["lost"] is True
+    set_faults(base, offline=[])
+    requests.post(base + "/admin/stats/reset", timeout=5)
+    back = requests.get(base + "/sandbox/v1/devices/SBX-AMS-0001/latest", headers=SANDBOX, timeout=5).json()
+    assert back["status"] == "normal"
+
+
+def test_outage_resets_connections_then_recovers(base):
+    set_faults(base, outage_for_s=1.0)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(base + "/sandbox/v1/devices", headers=SANDBOX, timeout=5)
+    assert requests.get(base + "/admin/faults", timeout=5).json()["outage_remaining_s"] > 0
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(base + "/sandbox/v1/devices", headers=SANDBOX, timeout=5).ok:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    else:
+        pytest.fail("the mock did not recover after the outage window")
+
+
+def test_bad_fault_settings_are_a_400(base):
+    r = requests.post(base + "/admin/faults", json={"error_rate": 3}, timeout=5)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_fault"
+    r = requests.post(base + "/admin/faults", data="nope", timeout=5)
+    assert r.status_code == 400
