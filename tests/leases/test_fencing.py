@@ -1,0 +1,89 @@
+"""Claims and fencing at the query level, on a real SQLite file (no worker process)."""
+import pytest
+
+from models import jobs as J
+from models.accounts import create_account
+from models.db import close_database, open_database
+from models.schema import ensure_schema
+
+
+@pytest.fixture
+def db(database_url):
+    owner = open_database(database_url)
+    ensure_schema(owner)
+    yield owner
+    close_database()
+
+
+def _spec(url="http://127.0.0.1:9/x"):
+    return {"url": url, "host": "127.0.0.1", "method": "POST", "headers": {}, "body": None, "body_kind": "none",
+            "timeout_s": 5.0, "max_attempts": 3, "backoff": {"base_s": 1, "cap_s": 10, "multiplier": 2, "jitter": "full"},
+            "run_at": None}
+
+
+def _outcome(db, job, worker, status=J.SUCCEEDED, outcome=J.SUCCESS):
+    return db.write(J.record_outcome, job.id, job.attempts, worker, outcome=outcome, status=status,
+                    started_at=1.0, finished_at=2.0, status_code=200, error=None, result={"status_code": 200},
+                    due_at=None, delay_s=None)
+
+
+def test_a_claimed_job_is_not_claimed_again_while_its_lease_holds(db):
+    account, _ = db.write(create_account, "a")
+    db.write(J.insert_job, account.id, _spec(), None)
+    first = db.write(J.claim_due, "worker-a", 10, 30.0)
+    second = db.write(J.claim_due, "worker-b", 10, 30.0)
+    assert len(first) == 1 and second == []
+
+
+def test_stale_worker_cannot_overwrite_a_newer_outcome(db):
+    account, _ = db.write(create_account, "a")
+    job, _ = db.write(J.insert_job, account.id, _spec(), None)
+    [a] = db.write(J.claim_due, "worker-a", 10, 30.0)
+    # worker-a stalls past its lease; worker-b takes the job over.
+    [b] = db.write(J.claim_due, "worker-b", 10, 30.0, at=a.due_at + 1)
+    assert b.attempts == 2
+    with pytest.raises(J.StaleLease):
+        _outcome(db, a, "worker-a")
+    done = _outcome(db, b, "worker-b")
+    assert done.status == J.SUCCEEDED
+    attempts = db.call(J.list_attempts, job.id)
+    assert [(x.number, x.outcome) for x in attempts] == [(1, J.ABANDONED), (2, J.SUCCESS)]
+
+
+def test_lost_last_attempt_makes_the_job_dead_not_retried_forever(db):
+    account, _ = db.write(create_account, "a")
+    spec = {**_spec(), "max_attempts": 1}
+    job, _ = db.write(J.insert_job, account.id, spec, None)
+    [a] = db.write(J.claim_due, "worker-a", 10, 1.0)
+    assert db.write(J.claim_due, "worker-b", 10, 1.0, at=a.due_at + 1) == []
+    dead = db.call(J.Job.get_by_id, job.id)
+    assert dead.status == J.DEAD and dead.due_at is None and dead.last_error["kind"] == "abandoned"
+
+
+def test_release_gives_back_unstarted_claims(db):
+    account, _ = db.write(create_account, "a")
+    job, _ = db.write(J.insert_job, account.id, _spec(), None)
+    [a] = db.write(J.claim_due, "worker-a", 10, 30.0)
+    assert db.write(J.release, "worker-a", [(a.id, a.attempts)]) == 1
+    again = db.call(J.Job.get_by_id, job.id)
+    assert (again.status, again.attempts, again.lease_owner) == (J.PENDING, 0, None)
+    assert db.call(J.list_attempts, job.id) == []
+    [b] = db.write(J.claim_due, "worker-b", 10, 30.0)
+    assert b.attempts == 1
+
+
+def test_claim_takes_due_jobs_in_due_order_and_leaves_future_ones(db):
+    account, _ = db.write(create_account, "a")
+    later, _ = db.write(J.insert_job, account.id, {**_spec(), "run_at": 4_000_000_000.0}, None)
+    now_job, _ = db.write(J.insert_job, account.id, _spec(), None)
+    claimed = db.write(J.claim_due, "w", 10, 30.0)
+    assert [j.id for j in claimed] == [now_job.id]
+    assert db.call(J.next_due_at) == pytest.approx(claimed[0].due_at)
+
+
+def test_lease_renewal_only_extends_leases_still_held(db):
+    account, _ = db.write(create_account, "a")
+    db.write(J.insert_job, account.id, _spec(), None)
+    [a] = db.write(J.claim_due, "worker-a", 10, 1.0)
+    db.write(J.claim_due, "worker-b", 10, 30.0, at=a.due_at + 1)
+    assert db.write(J.renew_leases, "worker-a", [a.id], 30.0) == 0

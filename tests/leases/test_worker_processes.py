@@ -1,0 +1,93 @@
+"""Worker processes under faults: SIGKILL mid-batch, SIGTERM drain, several workers on one database."""
+from collections import Counter
+
+from models.db import close_database, open_database
+from models import jobs as J
+from tests.helpers import wait_until
+
+
+def _submit(api, url, n, **extra):
+    ids = []
+    for i in range(n):
+        reply = api.post("/jobs", json={"url": url, "json": {"n": i}, "backoff": {"base_s": 0.05, "cap_s": 0.5}, **extra})
+        assert reply.status_code == 202, reply.text
+        ids.append(reply.json()["id"])
+    return ids
+
+
+def _statuses(database_url, ids):
+    owner = open_database(database_url)
+    try:
+        rows = owner.call(lambda: list(J.Job.select(J.Job.id, J.Job.status).where(J.Job.id.in_(ids)).tuples()))
+        return dict(rows)
+    finally:
+        close_database()
+
+
+def _attempt_rows(database_url, ids):
+    owner = open_database(database_url)
+    try:
+        return owner.call(lambda: list(
+            J.Attempt.select(J.Attempt.job, J.Attempt.number, J.Attempt.outcome)
+            .where(J.Attempt.job.in_(ids)).order_by(J.Attempt.job, J.Attempt.number).tuples()))
+    finally:
+        close_database()
+
+
+def test_sigkill_mid_batch_loses_nothing(services, env, api, partner, database_url):
+    worker = services.worker(env, role="jobs", LEASE_S="2", MAX_IN_FLIGHT="64", MAX_IN_FLIGHT_PER_HOST="64")
+    ids = _submit(api, partner.url + "/sleep?s=0.4", 150)
+    # Kill the worker while it has a batch of attempts on the wire.
+    wait_until(lambda: len(partner.received("/sleep")) >= 40, 20, message="attempts in flight")
+    worker.kill()
+    in_flight_at_kill = {s for s in _statuses(database_url, ids).values()}
+    assert "in_flight" in in_flight_at_kill
+
+    services.worker(env, role="jobs", name="worker-2", LEASE_S="2", MAX_IN_FLIGHT="64", MAX_IN_FLIGHT_PER_HOST="64")
+    wait_until(lambda: set(_statuses(database_url, ids).values()) == {"succeeded"}, 60,
+               interval=0.2, message="every job to succeed after the crash")
+
+    rows = _attempt_rows(database_url, ids)
+    by_job = {}
+    for job_id, number, outcome in rows:
+        by_job.setdefault(job_id, []).append(outcome)
+    # Every job ends in exactly one success; anything before it was a lost (abandoned) attempt.
+    for job_id in ids:
+        outcomes = by_job[job_id]
+        assert outcomes[-1] == "success" and outcomes.count("success") == 1, (job_id, outcomes)
+        assert set(outcomes[:-1]) <= {"abandoned"}, (job_id, outcomes)
+    abandoned = sum(o.count("abandoned") for o in by_job.values())
+    assert abandoned >= 1
+    # At-least-once: every job reached the partner; only lost attempts can have been delivered twice.
+    delivered = Counter(r.headers["X-Job-Id"] for r in partner.received("/sleep"))
+    assert set(delivered) == set(ids)
+    assert sum(delivered.values()) - len(ids) <= abandoned
+
+
+def test_several_workers_never_run_the_same_attempt_twice(services, env, api, partner, database_url):
+    for i in range(3):
+        services.worker(env, role="jobs", name=f"worker-{i}", MAX_IN_FLIGHT="32")
+    ids = _submit(api, partner.url + "/ok", 300)
+    wait_until(lambda: set(_statuses(database_url, ids).values()) == {"succeeded"}, 60,
+               interval=0.2, message="every job to succeed")
+    delivered = Counter((r.headers["X-Job-Id"], r.headers["X-Attempt-Number"]) for r in partner.received("/ok"))
+    assert len(delivered) == 300
+    assert max(delivered.values()) == 1
+    assert {number for _, number in delivered} == {"1"}
+
+
+def test_sigterm_lets_running_attempts_finish_and_releases_the_rest(services, env, api, partner, database_url):
+    worker = services.worker(env, role="jobs", MAX_IN_FLIGHT="40", MAX_IN_FLIGHT_PER_HOST="4", LEASE_S="30")
+    ids = _submit(api, partner.url + "/sleep?s=0.5", 20)
+    wait_until(lambda: len(partner.received("/sleep")) >= 4, 20, message="attempts running")
+    assert worker.stop(timeout=15) == 0
+    statuses = _statuses(database_url, ids)
+    # Nothing is left leased to the stopped worker: finished or back to pending for another worker.
+    assert set(statuses.values()) <= {"succeeded", "pending"}
+    assert list(statuses.values()).count("succeeded") >= 4
+    rows = _attempt_rows(database_url, ids)
+    assert all(outcome == "success" for _, _, outcome in rows)
+
+    services.worker(env, role="jobs", name="worker-2")
+    wait_until(lambda: set(_statuses(database_url, ids).values()) == {"succeeded"}, 30,
+               interval=0.2, message="the released jobs to be delivered by the next worker")
