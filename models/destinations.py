@@ -82,6 +82,9 @@ class DestinationPolicy:
                 inner = _why_blocked(embedded)
                 if inner:
                     return f"{inner} (embedded in {addr.compressed})"
+                if addr.ipv4_mapped is not None or addr in _NAT64:
+                    # These forms reach exactly the embedded IPv4 address, which is allowed.
+                    return None
         return _why_blocked(addr)
 
     def check_address(self, host: str, address: str) -> None:
