@@ -22,6 +22,8 @@ _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 # Headers the transport owns: letting a caller set them would corrupt framing or the target.
 _RESERVED_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",
                      "te", "trailer", "proxy-connection"}
+_RUN_AT_MIN = 0.0
+_RUN_AT_MAX = 253402300799.0  # 9999-12-31T23:59:59Z
 _KNOWN_FIELDS = {"url", "method", "headers", "body", "json", "timeout_s", "max_attempts", "backoff", "run_at"}
 
 
@@ -62,6 +64,11 @@ def _url(payload: dict) -> tuple[str, str, int]:
     host = parts.hostname
     if not host:
         raise _invalid("url", "has no host")
+    if not host.startswith("[") and ":" not in host:
+        try:
+            host.encode("idna")  # labels of 1..63 characters: what the transport will send
+        except UnicodeError:
+            raise _invalid("url", "has an invalid host name") from None
     if parts.username or parts.password:
         raise _invalid("url", "must not carry credentials; send them in headers")
     return url, host, port or (443 if parts.scheme.lower() == "https" else 80)
@@ -83,6 +90,10 @@ def _headers(payload: dict) -> dict:
             raise _invalid("headers", f"{name!r} is not a valid header name")
         if "\r" in value or "\n" in value or "\0" in value:
             raise _invalid("headers", f"value of {name!r} must not contain CR, LF or NUL")
+        try:
+            value.encode("latin-1")  # what HTTP/1.1 can carry; anything else fails at every attempt
+        except UnicodeEncodeError:
+            raise _invalid("headers", f"value of {name!r} must be ISO-8859-1 text (encode other characters)") from None
         if name.lower() in _RESERVED_HEADERS:
             raise _invalid("headers", f"{name!r} is set by the transport and cannot be given")
         clean[name] = value
@@ -147,8 +158,11 @@ def parse_job_request(payload, policy: DestinationPolicy) -> dict:
     if payload.get("run_at") is not None:
         try:
             run_at = parse_iso(payload["run_at"])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise _invalid("run_at", "must be an ISO-8601 date-time such as 2026-11-28T10:00:00Z") from None
+        if not _RUN_AT_MIN <= run_at <= _RUN_AT_MAX:
+            # Outside this range the time cannot be shown back in UTC (years 1..9999).
+            raise _invalid("run_at", "must be between 1970-01-01 and 9999-12-31 UTC")
     try:
         policy.check_host_at_submission(host, port)
     except BlockedDestination as exc:

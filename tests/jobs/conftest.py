@@ -1,6 +1,9 @@
+import time
+
 import pytest
 
 from tests.conftest import make_client
+from tests.helpers import Service, free_port, project_env, run_cli
 from tests.servers import ScriptedServer
 
 
@@ -19,3 +22,39 @@ def web(services, env):
 @pytest.fixture
 def api(web, account_key):
     return make_client(web.url, account_key)
+
+
+@pytest.fixture(scope="module")
+def module_env(redis_server, tmp_path_factory):
+    """An environment shared by a module's tests (one database), for tests that only read or are refused."""
+    workdir = tmp_path_factory.mktemp("jobs-module")
+    return project_env(DATABASE_URL=f"sqlite:///{workdir}/app.db", REDIS_URL=redis_server.url,
+                       ALLOWED_TARGET_NETWORKS="127.0.0.0/8", LEASE_S="3", SHUTDOWN_GRACE_S="5"), workdir
+
+
+@pytest.fixture(scope="module")
+def shared_web(module_env):
+    env, workdir = module_env
+    port = free_port()
+    svc = Service("web-shared", ["web"], {**env, "PORT": str(port)}, workdir, port=port).start()
+    yield svc
+    if svc.alive():
+        svc.stop(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def new_key(module_env):
+    """Create an account in the shared database with the real CLI; returns its key."""
+    env, _ = module_env
+
+    def create():
+        result = run_cli(["models", "create-account", f"acct-{time.monotonic_ns()}"], env)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip().splitlines()[-1]
+    return create
+
+
+@pytest.fixture(scope="module")
+def empty_api(shared_web, new_key):
+    """A client of an account that must never have a job: every request it makes is refused."""
+    return make_client(shared_web.url, new_key())
