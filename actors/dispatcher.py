@@ -19,6 +19,7 @@ import pykka
 from actors.retry_actor import AttemptFinished, RetryActor, RunAttempt
 from models import jobs as J
 from models.channels import JOBS_WAKEUP
+from models.events import BatchedPublisher
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class JobDispatcher(pykka.ThreadingActor):
         self.db = db
         self.redis = redis
         self.transport = transport
+        self.events = BatchedPublisher(redis)
         self.worker_id = settings.worker_id
         self.running: dict[str, tuple[int, str]] = {}           # job id -> (attempt number, host)
         self.waiting: dict[str, collections.deque] = collections.defaultdict(collections.deque)
@@ -149,7 +151,7 @@ class JobDispatcher(pykka.ThreadingActor):
         actor.tell(RunAttempt(job))
 
     def _new_actor(self):
-        ref = RetryActor.start(self.actor_ref, self.transport, self.db, self.redis, self.worker_id)
+        ref = RetryActor.start(self.actor_ref, self.transport, self.db, self.events, self.worker_id)
         self.all_actors.append(ref)
         return ref
 

@@ -15,7 +15,7 @@ from actors.outcomes import decide
 from actors.transport import Transport
 from models import jobs as J
 from models.db import DatabaseOwner
-from models.events import publish_job_event
+from models.events import BatchedPublisher
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +46,13 @@ def outbound_headers(job: J.Job, number: int) -> dict:
 
 
 class RetryActor(pykka.ThreadingActor):
-    def __init__(self, dispatcher: pykka.ActorRef, transport: Transport, db: DatabaseOwner, redis, worker_id: str):
+    def __init__(self, dispatcher: pykka.ActorRef, transport: Transport, db: DatabaseOwner,
+                 events: BatchedPublisher, worker_id: str):
         super().__init__()
         self.dispatcher = dispatcher
         self.transport = transport
         self.db = db
-        self.redis = redis
+        self.events = events
         self.worker_id = worker_id
 
     def on_receive(self, message):
@@ -82,5 +83,5 @@ class RetryActor(pykka.ThreadingActor):
         log.info("job=%s attempt=%d outcome=%s status=%s code=%s%s", job.id, number, decision.outcome,
                  updated.status, response.status_code,
                  f" retry_in={decision.delay_s:.3f}s" if decision.delay_s is not None else "")
-        publish_job_event(self.redis, updated)
+        self.events.publish_job(updated)
         return updated.status

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import time
 
 from flask import g, request
 
@@ -10,6 +11,24 @@ from models.db import owner
 from web.errors import ApiError
 
 SESSION_COOKIE = "session"
+
+# Accounts by API key, kept briefly: the lookup is a database round trip on every request, and
+# keys are only ever added. A removed account stops working within KEY_CACHE_TTL_S.
+KEY_CACHE_TTL_S = 10.0
+KEY_CACHE_MAX = 10_000
+_key_cache: dict = {}
+
+
+def _account_for_key_cached(key: str):
+    hit = _key_cache.get(key)
+    if hit is not None and hit[1] > time.monotonic():
+        return hit[0]
+    account = owner().call(account_for_key, key)
+    if account is not None:
+        if len(_key_cache) >= KEY_CACHE_MAX:
+            _key_cache.clear()
+        _key_cache[key] = (account, time.monotonic() + KEY_CACHE_TTL_S)
+    return account
 
 
 def current_account(allow_cookie: bool = True):
@@ -21,7 +40,7 @@ def current_account(allow_cookie: bool = True):
     if header:
         scheme, _, key = header.partition(" ")
         if scheme.lower() == "bearer" and key.strip():
-            account = owner().call(account_for_key, key.strip())
+            account = _account_for_key_cached(key.strip())
     elif allow_cookie and request.cookies.get(SESSION_COOKIE):
         account = owner().call(account_for_session, request.cookies[SESSION_COOKIE])
     g.account = account

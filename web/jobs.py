@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, g, jsonify, request, url_for
 from models import jobs as queries
 from models.base import iso
 from models.db import owner
-from models.events import publish_job_event, wake_dispatchers
+from models.events import DispatcherWaker, publish_job_event
 from models.ids import looks_like_id
 from models.redis_client import redis_client
 from web.auth import require_account
@@ -73,6 +73,13 @@ def attempt_view(attempt) -> dict:
     }
 
 
+def _waker() -> DispatcherWaker:
+    extensions = current_app.extensions
+    if "dispatcher_waker" not in extensions:
+        extensions["dispatcher_waker"] = DispatcherWaker(redis_client())
+    return extensions["dispatcher_waker"]
+
+
 def _job_or_404(job_id: str):
     job = owner().call(queries.get_job, g.account.id, job_id) if looks_like_id(job_id) else None
     if job is None:
@@ -92,7 +99,7 @@ def submit():
     except queries.IdempotencyConflict as exc:
         raise ApiError(409, "idempotency_conflict", str(exc), {"job_id": exc.job_id}) from None
     if created:
-        wake_dispatchers(redis_client(), job.due_at)
+        _waker().wake()
     response = jsonify(job_view(job))
     response.status_code = 202 if created else 200
     response.headers["Location"] = url_for("jobs.show", job_id=job.id)
@@ -172,5 +179,5 @@ def cancel(job_id):
 @require_account
 def retry(job_id):
     job = _transition(job_id, queries.requeue_job, "retry", "dead or cancelled")
-    wake_dispatchers(redis_client(), job.due_at)
+    _waker().wake()
     return jsonify(job_view(job)), 202

@@ -1,0 +1,200 @@
+"""Retry engine benchmark: the workload of the retry-engine issue, end to end over real processes.
+
+5,000 jobs POSTing ~500-byte JSON to a local sink: 65% succeed at once, 25% fail once with 503,
+5% fail twice, 5% answer 400. Backoff base 0.2 s, cap 5 s, full jitter, max 5 attempts.
+
+    .venv/bin/python bench/jobs_bench.py [--jobs 5000] [--concurrency 64]
+
+Starts its own web, worker and sink processes (and uses REDIS_URL or 127.0.0.1:6379), then prints
+the figures as one JSON object. Run by hand; not part of `make test`.
+"""
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import signal  # noqa: E402
+import sqlite3  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import gevent  # noqa: E402
+import gevent.pool  # noqa: E402
+import requests  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+SINK = r'''
+from gevent import monkey; monkey.patch_all()
+import json, sys
+from collections import Counter
+from gevent.pywsgi import WSGIServer
+seen = Counter(); delivered = Counter()
+def app(environ, start):
+    path = environ["PATH_INFO"]
+    if path == "/stats":
+        body = json.dumps({"attempts": sum(seen.values()), "delivered": delivered}).encode()
+        start("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+    environ["wsgi.input"].read()
+    job = environ.get("HTTP_X_JOB_ID", "?")
+    seen[job] += 1
+    kind = path.rsplit("/", 1)[-1]
+    fails = {"ok": 0, "fail1": 1, "fail2": 2}.get(kind)
+    if kind == "bad":
+        status = "400 Bad Request"
+    elif seen[job] <= fails:
+        status = "503 Service Unavailable"
+    else:
+        status = "200 OK"
+        delivered[job] += 1
+    start(status, [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [b"ok"]
+WSGIServer(("127.0.0.1", int(sys.argv[1])), app, log=None).serve_forever()
+'''
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    raise SystemExit(f"bench: {url} did not come up")
+
+
+def percentile(values, p):
+    if not values:
+        return None
+    values = sorted(values)
+    k = min(len(values) - 1, max(0, int(round(p / 100 * (len(values) - 1)))))
+    return values[k]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="jobs-bench-"))
+    db_path = tmp / "bench.db"
+    web_port, sink_port = free_port(), free_port()
+    env = dict(os.environ, DATABASE_URL=f"sqlite:///{db_path}", PORT=str(web_port), ALLOWED_TARGET_NETWORKS="127.0.0.0/8",
+               LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1", MAX_IN_FLIGHT_PER_HOST=os.environ.get("MAX_IN_FLIGHT_PER_HOST", "64"))
+    env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    key = subprocess.run([PY, "-m", "models", "create-account", "bench"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, check=True).stdout.strip().splitlines()[-1]
+    (tmp / "sink.py").write_text(SINK)
+    procs = [subprocess.Popen([PY, str(tmp / "sink.py"), str(sink_port)], cwd=ROOT, env=env),
+             subprocess.Popen([PY, "-m", "web"], cwd=ROOT, env=env, stderr=open(tmp / "web.log", "w"))]
+    procs += [subprocess.Popen([PY, "-m", "actors", "--role", "jobs"], cwd=ROOT, env=env,
+                               stderr=open(tmp / f"worker{i}.log", "w")) for i in range(args.workers)]
+    try:
+        wait_http(f"http://127.0.0.1:{sink_port}/stats")
+        wait_http(f"http://127.0.0.1:{web_port}/healthz")
+        time.sleep(1.0)  # let the worker subscribe to wake-ups before the first submission
+
+        rng = random.Random(7)
+        kinds = ["ok"] * 65 + ["fail1"] * 25 + ["fail2"] * 5 + ["bad"] * 5
+        plan = [rng.choice(kinds) for _ in range(args.jobs)]
+        payload = {"event": "payment.succeeded", "data": {"id": "x" * 380, "amount": 1234, "currency": "EUR"}}
+        session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=args.concurrency)
+        session.mount("http://", adapter)
+        headers = {"Authorization": f"Bearer {key}"}
+        job_kinds = {}
+
+        def submit(kind):
+            body = {"url": f"http://127.0.0.1:{sink_port}/hook/{kind}", "json": payload, "max_attempts": 5,
+                    "backoff": {"base_s": 0.2, "cap_s": 5, "jitter": "full"}}
+            reply = session.post(f"http://127.0.0.1:{web_port}/jobs", json=body, headers=headers, timeout=30)
+            if reply.status_code != 202:
+                raise SystemExit(f"bench: submission failed {reply.status_code} {reply.text}")
+            job_kinds[reply.json()["id"]] = kind
+
+        pool = gevent.pool.Pool(args.concurrency)
+        t0 = time.time()
+        for kind in plan:
+            pool.spawn(submit, kind)
+        pool.join()
+        t_submitted = time.time()
+
+        con = sqlite3.connect(str(db_path), timeout=30)
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            left = con.execute("SELECT COUNT(*) FROM job WHERE status NOT IN ('succeeded','dead')").fetchone()[0]
+            if left == 0:
+                break
+            time.sleep(0.05)
+        last_delivery = con.execute("SELECT MAX(finished_at) FROM attempt WHERE outcome='success'").fetchone()[0]
+        first_latency = [r[0] * 1000 for r in con.execute(
+            "SELECT a.started_at - j.created_at FROM attempt a JOIN job j ON j.id = a.job_id WHERE a.number = 1")]
+        lateness = [r[0] * 1000 for r in con.execute(
+            "SELECT started_at - scheduled_at FROM attempt WHERE number > 1")]
+        statuses = dict(con.execute("SELECT status, COUNT(*) FROM job GROUP BY status").fetchall())
+        total_attempts = con.execute("SELECT COUNT(*) FROM attempt").fetchone()[0]
+        per_job = dict(con.execute("SELECT id, attempts FROM job").fetchall())
+        final = dict(con.execute("SELECT id, status FROM job").fetchall())
+        sink = requests.get(f"http://127.0.0.1:{sink_port}/stats", timeout=5).json()
+
+        expected_success = [j for j, k in job_kinds.items() if k != "bad"]
+        lost = sum(1 for j in expected_success if final.get(j) != "succeeded" or sink["delivered"].get(j, 0) == 0)
+        duplicates = sum(n - 1 for n in sink["delivered"].values() if n > 1)
+        bad_retries = sum(per_job[j] - 1 for j, k in job_kinds.items() if k == "bad")
+        deliveries = sum(1 for j in expected_success if sink["delivered"].get(j))
+        elapsed = last_delivery - t0
+        result = {
+            "jobs": args.jobs,
+            "submission_rate_per_s": round(args.jobs / (t_submitted - t0), 1),
+            "end_to_end_s": round(elapsed, 3),
+            "deliveries_per_s": round(deliveries / elapsed, 1),
+            "total_attempts": total_attempts,
+            "sink_attempts": sink["attempts"],
+            "duplicates": duplicates,
+            "lost": lost,
+            "attempts_on_400_beyond_first": bad_retries,
+            "first_attempt_ms_p50": round(statistics.median(first_latency), 2),
+            "first_attempt_ms_p99": round(percentile(first_latency, 99), 2),
+            "retry_lateness_ms_p50": round(statistics.median(lateness), 2) if lateness else None,
+            "retry_lateness_ms_p99": round(percentile(lateness, 99), 2) if lateness else None,
+            "statuses": statuses,
+        }
+        print(json.dumps(result, indent=2))
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if not args.keep:
+            import shutil
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"kept {tmp}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
