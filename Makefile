@@ -32,6 +32,7 @@ run: install
 	@scripts/run-demo
 
 test: install-test
+	@scripts/ensure-postgres
 	@eval "$$(scripts/ensure-redis --export)" && $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install-test

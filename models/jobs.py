@@ -283,9 +283,9 @@ def next_due_at() -> float | None:
 
 _RECORD_JOB_OUTCOME = (
     "UPDATE job SET status = CASE WHEN status = 'cancelled' THEN status ELSE ? END,"
-    " due_at = CASE WHEN status = 'cancelled' THEN NULL ELSE ? END,"
+    " due_at = CASE WHEN status = 'cancelled' THEN NULL ELSE CAST(? AS DOUBLE PRECISION) END,"
     " lease_owner = NULL, updated_at = ?, last_error = ?, result = COALESCE(?, result),"
-    " last_delay_s = COALESCE(?, last_delay_s)"
+    " last_delay_s = COALESCE(CAST(? AS DOUBLE PRECISION), last_delay_s)"
     " WHERE id = ? AND lease_owner = ? AND attempts = ? AND status IN ('in_flight', 'cancelled')"
     " RETURNING id, status, attempts, max_attempts, due_at, updated_at"
 )

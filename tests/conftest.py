@@ -69,6 +69,28 @@ def database_url(tmp_path):
     return f"sqlite:///{tmp_path}/app.db"
 
 
+@pytest.fixture(scope="session")
+def postgres_server_url():
+    """A PostgreSQL database of this test session's own, or a skip saying why there is none."""
+    import os
+
+    psycopg2 = pytest.importorskip("psycopg2")
+    admin_url = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"relay_test_{os.getpid()}"
+    try:
+        admin = psycopg2.connect(admin_url, connect_timeout=3)
+    except psycopg2.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable at {admin_url}: {str(exc).strip()}")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    yield admin_url.rsplit("/", 1)[0] + "/" + name
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
 @pytest.fixture
 def env(redis_url, database_url):
     """Environment for the project's processes in this test (tests may add to it before starting)."""

@@ -7,10 +7,13 @@ from models.db import close_database, open_database
 from models.schema import ensure_schema
 
 
-@pytest.fixture
-def db(database_url):
-    owner = open_database(database_url)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, database_url):
+    url = database_url if request.param == "sqlite" else request.getfixturevalue("postgres_server_url")
+    owner = open_database(url)
     ensure_schema(owner)
+    if request.param == "postgresql":
+        owner.call(lambda: owner.db.execute_sql("TRUNCATE attempt, job, api_key, session, account CASCADE"))
     yield owner
     close_database()
 
