@@ -14,6 +14,12 @@ PREFETCH_REAL_S = 120.0
 
 
 class FaultAwareHandler(WSGIHandler):
+    def handle(self):
+        # pywsgi writes headers and body separately; without NODELAY, Nagle plus the client's delayed ACK
+        # adds ~40 ms to every keep-alive response.
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().handle()
+
     def handle_one_response(self):
         world = self.server.world
         # During an outage brand requests get a TCP reset; /admin stays up so tests can steer the mock.

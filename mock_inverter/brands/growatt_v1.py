@@ -113,6 +113,3 @@ def unexpected(exc):
         return http_error(exc)
     current_app.logger.exception("growatt v1 request failed")
     return reply(error_code=10001, error_msg="error_system", status=500)
-
-
-
