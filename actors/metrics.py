@@ -1,12 +1,193 @@
-"""Live-metrics actors (brand pollers and the recorder): started by the actor system's pollers role."""
+"""Live metrics in a worker: the publisher, the recorder, and a supervisor that runs one BrandPoller per
+brand connection whose lease this process holds.
+
+Several worker processes may run the pollers role; each connection is polled by exactly one of them at
+a time: the supervisor takes or renews `poller-lease:<connection>` every quarter of POLLER_LEASE_S and
+starts or stops the connection's poller accordingly. If Redis cannot be asked, a poller keeps running
+only until its lease would have expired, because after that another process may have taken it over.
+Onboarding and removal publish `inverters:changed` (payload: the connection id), so a new inverter is
+polled without a restart; a slow full resync is the safety net for a lost notification.
+"""
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
+
+import gevent
+import pykka
+import redis as redis_lib
+
+from actors.poller import BrandPoller, ConnectionLease, PollerStats, Publisher, Reload
+from actors.recorder import Recorder
+from models import inverters as Q
+from models.brands import adapter_class
+from models.channels import INVERTERS_CHANGED
 
 log = logging.getLogger(__name__)
 
+RESYNC_EVERY_S = 30.0
+
+
+@dataclass(frozen=True)
+class Sync:
+    reason: str = "timer"
+
+
+@dataclass(frozen=True)
+class Changed:
+    connection_id: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    pass
+
+
+class PollerSupervisor(pykka.ThreadingActor):
+    def __init__(self, settings, db, redis, publisher: Publisher):
+        super().__init__()
+        self.settings = settings
+        self.db = db
+        self.redis = redis
+        self.publisher = publisher
+        self.pollers: dict[str, pykka.ActorRef] = {}
+        self.leases: dict[str, ConnectionLease] = {}
+        self.background: list = []
+        self.last_resync = time.monotonic()
+
+    def on_start(self):
+        self.background = [gevent.spawn(self._every, self.settings.poller_lease_s / 4, Sync()),
+                           gevent.spawn(self._listen)]
+        self._sync("start")
+
+    def on_stop(self):
+        for greenlet in self.background:
+            greenlet.kill(block=False)
+        for connection_id in list(self.pollers):
+            self._stop_poller(connection_id, "shutting down")
+        # Give the connections back at once so another worker takes over without waiting for expiry.
+        for lease in self.leases.values():
+            lease.release()
+
+    def on_receive(self, message):
+        if isinstance(message, Sync):
+            self._sync(message.reason)
+        elif isinstance(message, Changed):
+            ref = self.pollers.get(message.connection_id)
+            if ref is not None:
+                ref.tell(Reload())
+            else:
+                self._sync("inverters changed")
+        elif isinstance(message, Snapshot):
+            stats = []
+            for ref in list(self.pollers.values()):
+                try:
+                    stats.append(ref.ask(PollerStats(), timeout=5))
+                except (pykka.ActorDeadError, pykka.Timeout):
+                    pass
+            return stats
+
+    def _sync(self, reason: str):
+        try:
+            connections = {c.id: c for c in self.db.call(Q.connections_with_inverters)}
+        except Exception as exc:
+            log.error("cannot list brand connections (%s); keeping the current pollers", exc)
+            connections = None
+        if connections is not None:
+            for connection_id in [c for c in self.pollers if c not in connections]:
+                self._stop_poller(connection_id, "no inverters left")
+                self.leases.pop(connection_id).release()
+            for connection in connections.values():
+                self._hold(connection)
+        else:
+            for connection_id in list(self.pollers):
+                if not self.leases[connection_id].still_valid():
+                    self._stop_poller(connection_id, "lease could not be renewed")
+        if time.monotonic() - self.last_resync >= RESYNC_EVERY_S:
+            self.last_resync = time.monotonic()
+            for ref in self.pollers.values():
+                ref.tell(Reload())
+
+    def _hold(self, connection):
+        if adapter_class(connection.brand) is None:
+            log.error("connection=%s has unknown brand=%s; not polled", connection.id, connection.brand)
+            return
+        lease = self.leases.get(connection.id)
+        if lease is None:
+            lease = self.leases[connection.id] = ConnectionLease(self.redis, connection.id, self.settings.worker_id,
+                                                                 self.settings.poller_lease_s)
+        try:
+            held = lease.acquire_or_renew()
+        except redis_lib.RedisError as exc:
+            held = lease.still_valid()
+            if not held and connection.id in self.pollers:
+                log.warning("cannot renew lease connection=%s brand=%s (%s)", connection.id, connection.brand, exc)
+        if held and connection.id not in self.pollers:
+            self.pollers[connection.id] = BrandPoller.start(connection, self.settings, self.db, self.publisher)
+            log.info("lease taken connection=%s brand=%s worker=%s", connection.id, connection.brand,
+                     self.settings.worker_id)
+        elif not held and connection.id in self.pollers:
+            self._stop_poller(connection.id, "lease lost")
+
+    def _stop_poller(self, connection_id: str, why: str):
+        ref = self.pollers.pop(connection_id, None)
+        if ref is not None:
+            log.info("stopping poller connection=%s: %s", connection_id, why)
+            try:
+                ref.stop(timeout=5)
+            except (pykka.ActorDeadError, pykka.Timeout):
+                pass
+
+    # -- background greenlets --------------------------------------------------------------------
+    def _tell(self, message):
+        try:
+            self.actor_ref.tell(message)
+        except pykka.ActorDeadError:
+            pass
+
+    def _every(self, interval: float, message):
+        while True:
+            gevent.sleep(interval)
+            self._tell(message)
+
+    def _listen(self):
+        delay = 0.1
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(INVERTERS_CHANGED)
+                delay = 0.1
+                for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        self._tell(Changed(message["data"]))
+            except Exception as exc:
+                log.warning("inverter change notifications lost (%s); resync timer still runs", exc)
+            finally:
+                try:
+                    pubsub.close()
+                except Exception:
+                    pass
+            gevent.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
 
 def start_metrics_actors(settings, db, redis):
-    """Start the metrics actors; return a function that stops them."""
-    log.info("no brand pollers configured yet")
-    return lambda: None
+    """Start the publisher, the recorder and the poller supervisor; return a function that stops them."""
+    publisher = Publisher(redis, settings)
+    recorder = Recorder.start(settings, db, redis)
+    supervisor = PollerSupervisor.start(settings, db, redis, publisher)
+
+    def stop():
+        for ref in (supervisor, recorder):
+            try:
+                ref.stop(timeout=10)
+            except (pykka.ActorDeadError, pykka.Timeout):
+                pass
+        # Flush what was polled but not yet published (bounded: Redis may be down).
+        deadline = time.monotonic() + 2.0
+        while publisher.outbox and time.monotonic() < deadline:
+            gevent.sleep(0.02)
+        publisher.close()
+
+    return stop

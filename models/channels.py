@@ -13,6 +13,16 @@ INVERTER_PATTERN = "inverter:*"
 #: Prefix of per-inverter replay logs (Redis Streams, capped).
 INVERTER_LOG_PREFIX = "inverter-log:"
 
+#: Per-inverter hash holding the newest reading (its event id and JSON) and the connectivity status.
+INVERTER_LATEST_PREFIX = "inverter-latest:"
+
+#: Key holding the last event id handed out, so ids are unique and ordered across all inverters.
+INVERTER_EVENT_CLOCK = "inverter-log:clock"
+
+#: One Stream of every reading, consumed by the recorder's consumer group (XREADGROUP/XACK).
+READINGS_INGEST = "readings:ingest"
+RECORDER_GROUP = "recorder"
+
 #: Published when inverters are onboarded or removed, so pollers pick them up without restart.
 INVERTERS_CHANGED = "inverters:changed"
 
@@ -34,3 +44,7 @@ def inverter_log(inverter_id) -> str:
 
 def poller_lease(connection_id) -> str:
     return f"{POLLER_LEASE_PREFIX}{connection_id}"
+
+
+def inverter_latest(inverter_id) -> str:
+    return f"{INVERTER_LATEST_PREFIX}{inverter_id}"

@@ -99,6 +99,15 @@ class Settings:
     poll_concurrency: int = 16
     session_ttl_s: int = 7 * 24 * 3600
     secure_cookies: bool = False
+    # Per-brand polling pace. Defaults are the real brands' limits (one latest-data call per device per
+    # 5 minutes); set a little under the brand's own limit, because arrival jitter eats exact spacing.
+    sandbox_poll_interval_s: float = 300.0
+    sandbox_requests_per_s: float = 5.0
+    growatt_v4_poll_interval_s: float = 300.0
+    growatt_v4_requests_per_s: float = 0.19
+    brand_timeout_s: float = 10.0
+    recorder_batch: int = 500
+    ingest_maxlen: int = 1_000_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -135,6 +144,15 @@ class Settings:
             poll_concurrency=_int(env, "POLL_CONCURRENCY", cls.poll_concurrency, 1, 1000),
             session_ttl_s=_int(env, "SESSION_TTL_S", cls.session_ttl_s, 60, 10**8),
             secure_cookies=_bool(env, "SECURE_COOKIES", cls.secure_cookies),
+            sandbox_poll_interval_s=_float(env, "SANDBOX_POLL_INTERVAL_S", cls.sandbox_poll_interval_s, 0.1, 86400),
+            sandbox_requests_per_s=_float(env, "SANDBOX_REQUESTS_PER_S", cls.sandbox_requests_per_s, 0.001, 10000),
+            growatt_v4_poll_interval_s=_float(env, "GROWATT_V4_POLL_INTERVAL_S", cls.growatt_v4_poll_interval_s,
+                                              0.1, 86400),
+            growatt_v4_requests_per_s=_float(env, "GROWATT_V4_REQUESTS_PER_S", cls.growatt_v4_requests_per_s,
+                                             0.001, 10000),
+            brand_timeout_s=_float(env, "BRAND_TIMEOUT_S", cls.brand_timeout_s, 0.1, 120),
+            recorder_batch=_int(env, "RECORDER_BATCH", cls.recorder_batch, 1, 100000),
+            ingest_maxlen=_int(env, "INGEST_MAXLEN", cls.ingest_maxlen, 1000, 10**9),
         )
         if env.get("WORKER_ID"):
             kwargs["worker_id"] = env["WORKER_ID"]

@@ -1,0 +1,319 @@
+"""The inverters API: onboard through a brand adapter, list, inspect, remove, manage team members,
+and read the latest and stored readings. Only the owner and members see an inverter; to anyone else
+it does not exist (404)."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import gevent.lock
+from flask import Blueprint, current_app, g, jsonify, request, url_for
+
+from models import inverters as Q
+from models import live_events
+from models.accounts import Account
+from models.base import iso, parse_iso
+from models.brands import ADAPTERS, adapter_class
+from models.brands import base as brand_errors
+from models.brands.base import BrandError
+from models.channels import INVERTERS_CHANGED
+from models.db import owner
+from models.destinations import BlockedDestination
+from models.ids import looks_like_id
+from models.redis_client import redis_client
+from web.auth import require_account
+from web.errors import ApiError, not_found
+from web.json_body import json_body
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("inverters", __name__)
+
+MAX_READINGS = 1000
+
+
+class DeviceDirectory:
+    """Brands' device lists, cached briefly per connection: onboarding a fleet then costs one (rate-
+    limited) list call, not one per inverter. A serial missing from a list older than REFETCH_S
+    triggers a fresh list, so a device just added at the brand is found."""
+
+    FRESH_S = 30.0
+    REFETCH_S = 2.0
+
+    def __init__(self):
+        self.lists: dict[tuple, tuple[float, dict]] = {}
+        self.locks: dict[tuple, gevent.lock.Semaphore] = {}
+
+    def find(self, adapter, key: tuple, serial: str):
+        lock = self.locks.setdefault(key, gevent.lock.Semaphore())
+        with lock:  # one list call per connection at a time; the others wait for its answer
+            fetched_at, devices = self.lists.get(key, (float("-inf"), {}))
+            age = time.monotonic() - fetched_at
+            if age > self.FRESH_S or (serial not in devices and age > self.REFETCH_S):
+                devices = adapter.list_devices()
+                self._prune()
+                self.lists[key] = (time.monotonic(), devices)
+        if serial not in devices:
+            raise BrandError(brand_errors.UNKNOWN_DEVICE, f"{adapter.name}: no device {serial!r} in the device list")
+        return devices[serial]
+
+    def _prune(self):
+        cutoff = time.monotonic() - self.FRESH_S
+        for key in [k for k, (at, _) in self.lists.items() if at < cutoff]:
+            del self.lists[key]
+
+
+# -- views ---------------------------------------------------------------------------------------
+def inverter_view(inverter, account_id: str, members: list[str] | None = None) -> dict:
+    view = {
+        "id": inverter.id,
+        "brand": inverter.brand,
+        "serial": inverter.serial,
+        "device_type": inverter.device_type,
+        "model": inverter.model,
+        "plant_id": inverter.plant_id,
+        "timezone": inverter.timezone,
+        "connection_id": inverter.connection_id,
+        "owner": inverter.owner_id,
+        "role": "owner" if inverter.owner_id == account_id else "member",
+        "status": inverter.status,
+        "status_changed_at": iso(inverter.status_changed_at),
+        "created_at": iso(inverter.created_at),
+    }
+    if members is not None:
+        view["members"] = members
+    return view
+
+
+def reading_view(reading) -> dict:
+    return {"event_id": reading.event_id, **reading.data}
+
+
+def _visible_or_404(inverter_id: str):
+    inverter = owner().call(Q.visible_inverter, g.account.id, inverter_id) if looks_like_id(inverter_id) else None
+    if inverter is None:
+        raise not_found("inverter")
+    return inverter
+
+
+def _owned_or_403(inverter_id: str):
+    inverter = _visible_or_404(inverter_id)
+    if inverter.owner_id != g.account.id:
+        raise ApiError(403, "forbidden", "only the inverter's owner may do this")
+    return inverter
+
+
+def _notify_pollers(connection_id: str) -> None:
+    try:
+        redis_client().publish(INVERTERS_CHANGED, connection_id)
+    except Exception as exc:  # the pollers' resync timer still picks the change up
+        log.warning("could not notify pollers of connection=%s: %s", connection_id, exc)
+
+
+# -- onboarding ----------------------------------------------------------------------------------
+def _field(body: dict, name: str, where: str = "") -> str:
+    value = body.get(name)
+    label = f"{where}{name}"
+    if not isinstance(value, str) or not value.strip():
+        raise ApiError(400, "invalid_field", f"{label} is required and must be a non-empty string", {"field": label})
+    if len(value) > 500:
+        raise ApiError(400, "invalid_field", f"{label} is too long", {"field": label})
+    return value.strip()
+
+
+def _parse_onboarding(body) -> dict:
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", "send a JSON object")
+    brand = body.get("brand")
+    cls = adapter_class(brand) if isinstance(brand, str) else None
+    if cls is None:
+        raise ApiError(400, "unknown_brand", f"unknown brand {brand!r}", {"brands": sorted(ADAPTERS)})
+    serial = _field(body, "serial")
+    if "," in serial or len(serial) > 100:
+        raise ApiError(400, "invalid_field", "serial must be at most 100 characters without commas",
+                       {"field": "serial"})
+    connection = body.get("connection")
+    if not isinstance(connection, dict):
+        raise ApiError(400, "invalid_field", f"connection must be an object with base_url and {cls.credential_field}",
+                       {"field": "connection"})
+    base_url = _field(connection, "base_url", "connection.").rstrip("/")
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ApiError(400, "invalid_field", "connection.base_url must be an http(s) URL with a host",
+                       {"field": "connection.base_url"})
+    try:
+        current_app.config["DESTINATION_POLICY"].check_host_at_submission(
+            parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    except BlockedDestination as exc:
+        raise ApiError(422, "blocked_destination", str(exc), {"field": "connection.base_url"}) from None
+    credentials = {cls.credential_field: _field(connection, cls.credential_field, "connection.")}
+    timezone = body.get("timezone")
+    if timezone is not None:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, TypeError, ValueError):
+            raise ApiError(400, "invalid_field", "timezone must be an IANA zone such as Africa/Lagos",
+                           {"field": "timezone"}) from None
+    return {"brand": brand, "serial": serial, "base_url": base_url, "credentials": credentials, "timezone": timezone}
+
+
+def _brand_failure(exc: BrandError, spec: dict) -> ApiError:
+    details = {"brand": spec["brand"], "brand_error": exc.details()}
+    if exc.kind == brand_errors.UNKNOWN_DEVICE:
+        return ApiError(422, "unknown_serial", f"the brand does not know serial {spec['serial']!r}", details)
+    if exc.kind == brand_errors.AUTH:
+        return ApiError(422, "brand_rejected_credentials", "the brand refused these credentials", details)
+    if exc.kind == brand_errors.RATE_LIMITED:
+        retry = max(1, round(exc.retry_after_s or 1))
+        return ApiError(503, "brand_rate_limited", "the brand asks us to slow down; try again shortly", details,
+                        headers={"Retry-After": str(retry)})
+    return ApiError(502, "brand_unreachable", f"the brand could not be asked: {exc.message}", details)
+
+
+@bp.post("/inverters")
+@require_account
+def onboard():
+    spec = _parse_onboarding(json_body())
+    settings = current_app.config["SETTINGS"]
+    cls = ADAPTERS[spec["brand"]]
+    adapter = cls(spec["base_url"], spec["credentials"], settings.brand_timeout_s)
+    key = (spec["brand"], spec["base_url"], Q.credentials_hash(spec["credentials"]))
+    try:
+        device = current_app.extensions["device_directory"].find(adapter, key, spec["serial"])
+    except BrandError as exc:
+        log.info("onboarding refused brand=%s serial=%s kind=%s: %s", spec["brand"], spec["serial"], exc.kind,
+                 exc.message)
+        raise _brand_failure(exc, spec) from None
+    finally:
+        adapter.close()
+
+    account_id = g.account.id  # the closure runs on the database thread, outside this request
+
+    def create():
+        connection = Q.connection_for(spec["brand"], spec["base_url"], spec["credentials"])
+        return Q.onboard(account_id, connection, spec["serial"], device.device_type, device.model,
+                         device.plant_id, spec["timezone"] or device.timezone)
+
+    try:
+        inverter, created = owner().write(create)
+    except Q.AlreadyOnboarded:
+        raise ApiError(409, "already_onboarded", "another account has onboarded this inverter; ask its owner "
+                       "to add you as a member") from None
+    if created:
+        log.info("inverter onboarded inverter=%s brand=%s serial=%s device_type=%s connection=%s", inverter.id,
+                 inverter.brand, inverter.serial, inverter.device_type, inverter.connection_id)
+        _notify_pollers(inverter.connection_id)
+    response = jsonify(inverter_view(inverter, g.account.id))
+    response.status_code = 201 if created else 200
+    response.headers["Location"] = url_for("inverters.show", inverter_id=inverter.id)
+    return response
+
+
+# -- reading and managing ------------------------------------------------------------------------
+@bp.get("/inverters")
+@require_account
+def index():
+    rows = owner().call(Q.list_visible, g.account.id)
+    return jsonify({"inverters": [inverter_view(row, g.account.id) for row in rows]})
+
+
+@bp.get("/inverters/<inverter_id>")
+@require_account
+def show(inverter_id):
+    inverter = _visible_or_404(inverter_id)
+    return jsonify(inverter_view(inverter, g.account.id, owner().call(Q.member_ids, inverter.id)))
+
+
+@bp.delete("/inverters/<inverter_id>")
+@require_account
+def remove(inverter_id):
+    inverter = _owned_or_403(inverter_id)
+    owner().write(Q.delete_inverter, inverter.id)
+    try:
+        live_events.forget(redis_client(), inverter.id)
+    except Exception as exc:  # the log is capped and the key harmless; note it and go on
+        log.warning("could not drop live data of inverter=%s: %s", inverter.id, exc)
+    log.info("inverter removed inverter=%s brand=%s serial=%s connection=%s", inverter.id, inverter.brand,
+             inverter.serial, inverter.connection_id)
+    _notify_pollers(inverter.connection_id)
+    return "", 204
+
+
+@bp.post("/inverters/<inverter_id>/members")
+@require_account
+def add_member(inverter_id):
+    inverter = _owned_or_403(inverter_id)
+    body = json_body()
+    ref = _field(body if isinstance(body, dict) else {}, "account")
+
+    def find():
+        return Account.get_or_none((Account.id == ref) | (Account.name == ref))
+
+    account = owner().call(find)
+    if account is None:
+        raise ApiError(404, "unknown_account", "no such account", {"account": ref})
+    if account.id == inverter.owner_id:
+        raise ApiError(409, "already_owner", "the owner is not added as a member")
+    added = owner().write(Q.add_member, inverter.id, account.id)
+    return jsonify({"inverter_id": inverter.id, "account": account.id, "added": added}), (201 if added else 200)
+
+
+@bp.delete("/inverters/<inverter_id>/members/<account_id>")
+@require_account
+def remove_member(inverter_id, account_id):
+    inverter = _owned_or_403(inverter_id)
+    if not owner().write(Q.remove_member, inverter.id, account_id):
+        raise ApiError(404, "not_a_member", "that account is not a member of this inverter")
+    return "", 204
+
+
+@bp.get("/inverters/<inverter_id>/latest")
+@require_account
+def latest(inverter_id):
+    inverter = _visible_or_404(inverter_id)
+    reading, status = None, inverter.status
+    try:
+        event_id, data, live_status = live_events.latest(redis_client(), inverter.id)
+        if data is not None:
+            reading = {"event_id": event_id, **json.loads(data)}
+        status = live_status or status
+    except Exception as exc:  # Redis down: the recorder's copy is a moment older but still true
+        log.warning("latest of inverter=%s from the database, Redis failed: %s", inverter.id, exc)
+    if reading is None:
+        stored = owner().call(Q.latest_reading, inverter.id)
+        reading = reading_view(stored) if stored is not None else None
+    return jsonify({"inverter_id": inverter.id, "status": status, "reading": reading})
+
+
+@bp.get("/inverters/<inverter_id>/readings")
+@require_account
+def readings(inverter_id):
+    inverter = _visible_or_404(inverter_id)
+    bounds = {}
+    for name in ("since", "until"):
+        raw = request.args.get(name)
+        if raw:
+            try:
+                bounds[name] = parse_iso(raw)
+            except ValueError:
+                raise ApiError(400, "invalid_parameter", f"{name} must be an ISO-8601 date-time",
+                               {"parameter": name}) from None
+    try:
+        limit = int(request.args.get("limit", 100))
+    except ValueError:
+        limit = -1
+    if not 1 <= limit <= MAX_READINGS:
+        raise ApiError(400, "invalid_parameter", f"limit must be a whole number from 1 to {MAX_READINGS}",
+                       {"parameter": "limit"})
+    rows = owner().call(Q.readings_between, inverter.id, bounds.get("since"), bounds.get("until"), limit + 1)
+    next_since = iso(rows[limit].time) if len(rows) > limit else None
+    return jsonify({"inverter_id": inverter.id, "readings": [reading_view(r) for r in rows[:limit]],
+                    "next_since": next_since})
+
+
+def install(app) -> None:
+    app.extensions["device_directory"] = DeviceDirectory()
+    app.register_blueprint(bp)

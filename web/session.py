@@ -1,0 +1,45 @@
+"""Browser sessions: trade an API key for an HttpOnly cookie, because EventSource cannot send headers
+and a key must never travel in a URL."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from models.accounts import account_for_key, close_session, open_session
+from models.base import iso, now
+from models.db import owner
+from web.auth import SESSION_COOKIE
+from web.errors import ApiError
+from web.json_body import json_body
+
+bp = Blueprint("session", __name__)
+
+
+@bp.post("/session")
+def login():
+    body = json_body()
+    key = body.get("api_key") if isinstance(body, dict) else None
+    if not isinstance(key, str) or not key.strip():
+        raise ApiError(400, "invalid_field", "give your API key as {\"api_key\": \"...\"}", {"field": "api_key"})
+    account = owner().call(account_for_key, key.strip())
+    if account is None:
+        raise ApiError(401, "unauthorized", "invalid API key")
+    settings = current_app.config["SETTINGS"]
+    token = owner().write(open_session, account, settings.session_ttl_s)
+    response = jsonify({"account": {"id": account.id, "name": account.name},
+                        "expires_at": iso(now() + settings.session_ttl_s)})
+    response.status_code = 201
+    # SameSite=Lax: sent on top-level navigation and same-site requests, not on cross-site POSTs (CSRF).
+    response.set_cookie(SESSION_COOKIE, token, max_age=settings.session_ttl_s, httponly=True, samesite="Lax",
+                        secure=settings.secure_cookies, path="/")
+    return response
+
+
+@bp.delete("/session")
+def logout():
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        owner().write(close_session, token)
+    response = current_app.response_class(status=204)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="Lax",
+                           secure=current_app.config["SETTINGS"].secure_cookies)
+    return response

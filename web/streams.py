@@ -1,0 +1,406 @@
+"""Server-sent events: one Redis pattern subscription per web process, fanned out to every client.
+
+The hub holds ONE pubsub connection, subscribed to `inverter:*` and `job:*` whatever the number of
+clients, and hands each message to the clients watching that channel. Each client has a bounded
+queue; its writer sends everything queued in one chunk (batched writes), and a client whose queue
+overflows is disconnected (it resumes with Last-Event-ID) instead of growing memory. A client that
+goes away is noticed by an io watcher on its socket and released at once, not at the next write.
+
+Event ids are the replay log's entry ids, unique and ordered across all inverters (see
+models/live_events.py), so resuming is "everything after Last-Event-ID" for one inverter or many. A
+new client is registered with the hub *before* its replay is read, and events are queued only if
+newer than the last one queued, so the hand-over from replay to live has no gap and no duplicate.
+When the hub's subscription comes back after a Redis outage, it replays each watched inverter's log
+from the oldest position its clients have, so clients miss nothing that was logged meanwhile.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import socket
+import time
+
+import gevent
+import gevent.event
+import gevent.lock
+from flask import Blueprint, Response, current_app, g, request
+
+from models import inverters as Q
+from models import jobs as job_queries
+from models import live_events
+from models.base import iso
+from models.channels import INVERTER_CHANNEL_PREFIX, INVERTER_PATTERN, JOB_CHANNEL_PREFIX, inverter_channel, job_channel
+from models.db import owner
+from models.events import job_event
+from models.ids import looks_like_id
+from models.redis_client import redis_client
+from web.auth import require_account
+from web.errors import ApiError, not_found
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("streams", __name__)
+
+JOB_PATTERN = JOB_CHANNEL_PREFIX + "*"
+MAX_INVERTERS_PER_STREAM = 50
+# Concurrent Redis calls made while clients connect: keeps the connection pool (and Redis's client
+# count) flat during a connect storm of thousands of browsers.
+REDIS_SLOTS = 16
+
+
+def frame(event: str, data: str, event_id: str | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {event}\ndata: {data}\n\n".encode()
+
+
+class Client:
+    """One open stream: a bounded queue of frames, the key of the newest one queued, a wake-up."""
+
+    __slots__ = ("channels", "queue", "maxlen", "wake", "last_key", "pending", "closed", "reason", "sock",
+                 "watcher", "__weakref__")
+
+    def __init__(self, channels: tuple, maxlen: int):
+        self.channels = channels
+        self.queue: collections.deque = collections.deque()
+        self.maxlen = maxlen
+        self.wake = gevent.event.Event()
+        self.last_key = (0, 0)
+        self.pending: list | None = []   # a list while the initial replay is being read
+        self.closed = False
+        self.reason = ""
+        self.sock = None
+        self.watcher = None
+
+    def offer(self, key, data: bytes) -> None:
+        if self.closed:
+            return
+        if self.pending is not None:
+            self.pending.append((key, data))
+            if len(self.pending) > self.maxlen:
+                self.close("slow")
+            return
+        if key is not None:
+            if key <= self.last_key:
+                return  # already queued (replay and live overlap)
+            self.last_key = key
+        if len(self.queue) >= self.maxlen:
+            self.close("slow")
+            return
+        self.queue.append(data)
+        self.wake.set()
+
+    def go_live(self) -> None:
+        """The replay is queued: queue what arrived meanwhile, newer than it, and take live events."""
+        pending, self.pending = self.pending, None
+        for key, data in pending or ():
+            self.offer(key, data)
+
+    def close(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.reason = reason
+        self.queue.clear()
+        self.wake.set()
+        if reason == "slow" and self.sock is not None:
+            # The writer may be stuck in sendall to a client that does not read: break the socket.
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    # -- noticing a client that went away ------------------------------------------------------------
+    def watch_socket(self, environ) -> None:
+        sock = _raw_socket(environ)
+        if sock is None:
+            return  # not under gevent's pywsgi: the next write (keepalive at the latest) notices
+        self.sock = sock
+        try:
+            self.watcher = gevent.get_hub().loop.io(sock.fileno(), 1)
+            self.watcher.start(self._readable)
+        except Exception:  # noqa: BLE001 - no watcher only means later detection
+            self.watcher = None
+
+    def _readable(self):
+        try:
+            data = self.sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        self.stop_watching()
+        if not data:  # EOF: the client closed its end
+            self.close("gone")
+
+    def stop_watching(self):
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher.close()
+            self.watcher = None
+
+
+def _raw_socket(environ):
+    """The client's OS-level socket under gevent's pywsgi (wsgi.input -> rfile -> SocketIO -> socket)."""
+    try:
+        raw = environ["wsgi.input"].rfile.raw._sock
+        return getattr(raw, "_sock", raw)  # gevent's socket wraps the real one
+    except (KeyError, AttributeError):
+        return None
+
+
+class Hub:
+    """The process's one subscription and the clients it fans out to."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.clients: dict[str, set] = collections.defaultdict(set)
+        self.redis_slots = gevent.lock.BoundedSemaphore(REDIS_SLOTS)
+        self.subscribed = gevent.event.Event()
+        self.stopping = False
+        self.messages = 0
+        self.greenlet = gevent.spawn(self._run)
+
+    # -- clients -----------------------------------------------------------------------------------
+    def register(self, client: Client) -> None:
+        for channel in client.channels:
+            self.clients[channel].add(client)
+
+    def unregister(self, client: Client) -> None:
+        client.stop_watching()
+        for channel in client.channels:
+            watchers = self.clients.get(channel)
+            if watchers is not None:
+                watchers.discard(client)
+                if not watchers:
+                    del self.clients[channel]
+
+    def client_count(self) -> int:
+        return len({c for watchers in self.clients.values() for c in watchers})
+
+    def close_all(self, reason: str = "shutdown") -> None:
+        self.stopping = True
+        for watchers in list(self.clients.values()):
+            for client in list(watchers):
+                client.close(reason)
+        self.greenlet.kill(block=False)
+
+    def redis_call(self, fn, *args, **kwargs):
+        with self.redis_slots:
+            return fn(*args, **kwargs)
+
+    # -- the subscription ----------------------------------------------------------------------------
+    def _run(self):
+        redis = redis_client()
+        failures = 0
+        lost = False
+        while not self.stopping:
+            pubsub = redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.psubscribe(INVERTER_PATTERN, JOB_PATTERN)
+                # The first read completes the subscription (or fails if Redis is still down).
+                message = pubsub.get_message(timeout=1.0)
+                self.subscribed.set()
+                if lost:
+                    log.info("subscription back after %d failures; replaying what clients missed", failures)
+                    self._backfill(redis)
+                failures, lost = 0, False
+                while not self.stopping:
+                    if message is not None:
+                        self._dispatch(message)
+                    message = pubsub.get_message(timeout=5.0)
+            except Exception as exc:  # noqa: BLE001 - any failure: resubscribe with backoff
+                self.subscribed.clear()
+                failures += 1
+                lost = True
+                if failures == 1 or failures % 30 == 0:
+                    log.warning("Redis subscription lost (%s); reconnecting", exc)
+            finally:
+                try:
+                    pubsub.close()
+                except Exception:  # noqa: BLE001
+                    pass
+            if not self.stopping:
+                gevent.sleep(min(2.0, 0.05 * 2 ** min(failures, 6)))
+
+    def _dispatch(self, message) -> None:
+        if message.get("type") != "pmessage":
+            return
+        self.messages += 1
+        channel = message["channel"]
+        watchers = self.clients.get(channel)
+        if not watchers:
+            return
+        payload = message["data"]
+        if channel.startswith(INVERTER_CHANNEL_PREFIX):
+            try:
+                event = json.loads(payload)
+                key = live_events.event_key(event["id"])
+                data = frame(event["event"], live_events.dumps(event["data"]), event["id"])
+            except (ValueError, KeyError, TypeError):
+                log.error("unreadable event on %s", channel)
+                return
+        else:
+            key, data = None, frame("job", payload)
+        for client in list(watchers):
+            client.offer(key, data)
+
+    def _backfill(self, redis) -> None:
+        for channel, watchers in list(self.clients.items()):
+            if not channel.startswith(INVERTER_CHANNEL_PREFIX) or not watchers:
+                continue
+            since = min(c.last_key for c in watchers)
+            inverter_id = channel[len(INVERTER_CHANNEL_PREFIX):]
+            try:
+                events = live_events.replay(redis, inverter_id, "%d-%d" % since)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("cannot replay inverter=%s after reconnect: %s", inverter_id, exc)
+                continue
+            for event_id, kind, data in events:
+                encoded = frame(kind, data, event_id)
+                for client in list(watchers):
+                    client.offer(live_events.event_key(event_id), encoded)
+
+
+# -- opening a stream ----------------------------------------------------------------------------
+def hub() -> Hub:
+    return current_app.extensions["sse_hub"]
+
+
+def _last_event_id():
+    raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
+    return raw if raw and live_events.event_key(raw) else None
+
+
+def _initial_inverter_frames(the_hub: Hub, inverter_ids: list[str], last_event_id: str | None) -> list:
+    """What a client gets first: the events after last_event_id, or else each inverter's connectivity
+    status (if known) and latest reading. [(key or None, frame)], keyless first, then in event order."""
+    redis = redis_client()
+    replies = the_hub.redis_call(live_events.snapshot, redis, inverter_ids, last_event_id)
+    keyed, keyless = [], []
+    if last_event_id is not None:
+        for events in replies:
+            keyed += [(live_events.event_key(eid), frame(kind, data, eid)) for eid, kind, data in events]
+    else:
+        for inverter_id, (event_id, data, status) in zip(inverter_ids, replies):
+            if event_id is None:  # Redis lost it (restart without persistence): the stored one
+                stored = owner().call(Q.latest_reading, inverter_id)
+                if stored is not None:
+                    event_id, data = stored.event_id, live_events.dumps(stored.data)
+            if status is not None:
+                keyless.append((None, frame(live_events.STATUS, live_events.dumps(
+                    {"inverter_id": inverter_id, "status": status}))))
+            if data is not None:
+                keyed.append((live_events.event_key(event_id or ""), frame(live_events.READING, data, event_id)))
+    keyed.sort(key=lambda pair: pair[0] or (0, 0))
+    return keyless + keyed
+
+
+def _open_stream(channels: tuple, initial) -> Response:
+    """Register a client, put its initial frames first, and return the streaming response."""
+    settings = current_app.config["SETTINGS"]
+    the_hub = hub()
+    client = Client(channels, settings.sse_client_queue)
+    the_hub.register(client)  # before reading the initial frames: nothing published meanwhile is missed
+    head = [f"retry: {settings.sse_retry_ms}\n\n".encode()]
+    try:
+        for key, data in initial():
+            head.append(data)
+            if key is not None and key > client.last_key:
+                client.last_key = key
+    except Exception as exc:  # noqa: BLE001 - Redis down: end at once; the browser retries after retry:
+        log.warning("cannot prepare stream for %s: %s", ",".join(channels), exc)
+        the_hub.unregister(client)
+        return _response(iter([head[0], b": temporarily unavailable, reconnect\n\n"]))
+    client.go_live()
+    client.watch_socket(request.environ)
+    return _response(_write(the_hub, client, b"".join(head), settings.sse_keepalive_s))
+
+
+def _response(body) -> Response:
+    response = Response(body, mimetype="text/event-stream", direct_passthrough=True)
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"  # let proxies pass events through at once
+    return response
+
+
+def _write(the_hub: Hub, client: Client, head: bytes, keepalive_s: float):
+    """The response body: the head, then each batch of queued frames as one chunk, comments to keep
+    the connection open at least every keepalive_s."""
+    try:
+        yield head
+        last_comment = time.monotonic()
+        while not client.closed:
+            if not client.queue:
+                client.wake.clear()
+                client.wake.wait(max(0.0, last_comment + keepalive_s - time.monotonic()))
+            chunk = b"".join(client.queue)
+            client.queue.clear()
+            if time.monotonic() - last_comment >= keepalive_s:
+                chunk += b": keepalive\n\n"
+                last_comment = time.monotonic()
+            if chunk and not client.closed:
+                yield chunk
+    finally:
+        the_hub.unregister(client)
+
+
+# -- endpoints -------------------------------------------------------------------------------------
+@bp.get("/inverters/<inverter_id>/stream")
+@require_account
+def inverter_stream(inverter_id):
+    if not looks_like_id(inverter_id) or owner().call(Q.visible_inverter, g.account.id, inverter_id) is None:
+        raise not_found("inverter")
+    last_event_id = _last_event_id()
+    return _open_stream((inverter_channel(inverter_id),),
+                        lambda: _initial_inverter_frames(hub(), [inverter_id], last_event_id))
+
+
+@bp.get("/stream")
+@require_account
+def multi_stream():
+    ids = list(dict.fromkeys(i.strip() for i in request.args.get("inverters", "").split(",") if i.strip()))
+    if not ids:
+        raise ApiError(400, "invalid_parameter", "give inverters=<id>,<id>,...", {"parameter": "inverters"})
+    if len(ids) > MAX_INVERTERS_PER_STREAM:
+        raise ApiError(400, "invalid_parameter", f"at most {MAX_INVERTERS_PER_STREAM} inverters per stream",
+                       {"parameter": "inverters"})
+    valid = [i for i in ids if looks_like_id(i)]
+    visible = owner().call(Q.visible_ids, g.account.id, valid) if valid else set()
+    if len(visible) != len(ids):
+        raise ApiError(404, "not_found", "no such inverter", {"inverters": [i for i in ids if i not in visible]})
+    last_event_id = _last_event_id()
+    return _open_stream(tuple(inverter_channel(i) for i in ids),
+                        lambda: _initial_inverter_frames(hub(), ids, last_event_id))
+
+
+@bp.get("/jobs/<job_id>/events")
+@require_account
+def job_events(job_id):
+    account_id = g.account.id
+    if not looks_like_id(job_id) or owner().call(job_queries.get_job, account_id, job_id) is None:
+        raise not_found("job")
+
+    def initial():
+        # Read after registering, so a change committed meanwhile arrives live, after this state.
+        job = owner().call(job_queries.get_job, account_id, job_id)
+        return [(None, frame("job", json.dumps(job_event(job), separators=(",", ":"))))] if job else []
+
+    return _open_stream((job_channel(job_id),), initial)
+
+
+@bp.get("/streams/stats")
+@require_account
+def stats():
+    the_hub = hub()
+    return {"clients": the_hub.client_count(), "channels": len(the_hub.clients), "messages": the_hub.messages,
+            "subscribed": the_hub.subscribed.is_set(), "at": iso(time.time())}
+
+
+def install(app) -> Hub:
+    """Create the process's hub and close its streams promptly on SIGTERM."""
+    the_hub = Hub(app.config["SETTINGS"])
+    app.extensions["sse_hub"] = the_hub
+    app.config.setdefault("ON_SHUTDOWN", []).append(the_hub.close_all)
+    app.register_blueprint(bp)
+    return the_hub
