@@ -72,10 +72,8 @@ class CurveBank:
     def ensure_day(self, utc_day: int) -> None:
         if self.day == utc_day:
             return
-        if self._pending and self._pending[0] == utc_day and len(self._pending[1]) == len(self.keys):
-            rows = self._pending[1]
-        else:
-            rows = [day_curve(k, utc_day) for k in self.keys]
+        rows = self._pending[1] if self._pending and self._pending[0] == utc_day else []
+        rows = rows + [day_curve(k, utc_day) for k in self.keys[len(rows):]]
         self.power = np.stack([r[0] for r in rows])
         self.sun_up = np.stack([r[1] for r in rows])
         self.air = np.stack([r[2] for r in rows])

@@ -1,5 +1,6 @@
 import json
 import signal
+import time
 
 import pytest
 import requests
@@ -44,3 +45,12 @@ def test_generated_fleet_and_prompt_stop(sig):
     finally:
         assert process.stop(sig) < 2.0
     assert process.proc.returncode == 0
+
+
+def test_tick_loop_advances_without_requests(mock):
+    """The shared server runs at 60x: simulated time moves on its own, whole ticks at a time."""
+    first = requests.get(mock.base + "/admin/health", timeout=5).json()["sim_time"]
+    deadline = time.monotonic() + 5
+    while requests.get(mock.base + "/admin/health", timeout=5).json()["sim_time"] == first:
+        assert time.monotonic() < deadline, "simulated time is not advancing"
+        time.sleep(0.05)

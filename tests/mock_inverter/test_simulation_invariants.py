@@ -103,3 +103,14 @@ def test_different_seeds_give_different_households():
     a.advance_to(start + 60)
     b.advance_to(start + 60)
     assert not np.array_equal(a.load_w, b.load_w)
+
+
+def test_prefetched_day_curves_match_computed_ones():
+    from mock_inverter.physics import CurveBank, CurveKey
+
+    keys = [CurveKey(52.37, 4.9, 35, 180), CurveKey(6.45, 3.39, 10, 180)]
+    eager, prefetched = CurveBank(keys), CurveBank(keys)
+    assert prefetched.prefetch_step(19895) is False
+    eager.ensure_day(19895)
+    prefetched.ensure_day(19895)  # finishes the half-prefetched day
+    np.testing.assert_array_equal(eager.power, prefetched.power)
