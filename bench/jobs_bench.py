@@ -58,7 +58,12 @@ def app(environ, start):
         delivered[job] += 1
     start(status, [("Content-Type", "text/plain"), ("Content-Length", "2")])
     return [b"ok"]
-WSGIServer(("127.0.0.1", int(sys.argv[1])), app, log=None).serve_forever()
+import socket
+class Server(WSGIServer):
+    def handle(self, sock, address):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return super().handle(sock, address)
+Server(("127.0.0.1", int(sys.argv[1])), app, log=None).serve_forever()
 '''
 
 

@@ -5,6 +5,7 @@ monkey.patch_all()
 
 import logging  # noqa: E402
 import signal  # noqa: E402
+import socket  # noqa: E402
 import sys  # noqa: E402
 
 import gevent  # noqa: E402
@@ -14,6 +15,18 @@ from models.logs import configure_logging  # noqa: E402
 from models.settings import SettingsError, get_settings  # noqa: E402
 
 log = logging.getLogger("web")
+
+
+class Server(WSGIServer):
+    """gevent's WSGI server with Nagle off: on a keep-alive connection a response written in two
+    segments otherwise waits for the client's delayed ACK, adding 40 ms to every request."""
+
+    def handle(self, sock, address):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        return super().handle(sock, address)
 
 
 def main() -> int:
@@ -31,7 +44,7 @@ def main() -> int:
         print(f"web: cannot start: {exc}", file=sys.stderr)
         return 1
     try:
-        server = WSGIServer((settings.host, settings.port), app, log=None, error_log=log)
+        server = Server((settings.host, settings.port), app, log=None, error_log=log)
         server.init_socket()
     except OSError as exc:
         print(f"web: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
