@@ -106,6 +106,19 @@ class Transport:
 
     def send(self, method: str, url: str, headers: dict, body: bytes | None, timeout_s: float) -> Response:
         started = time.time()
+        # Under gevent (the worker) a watchdog bounds the whole attempt, whatever phase trickles:
+        # per-read socket timeouts alone let a peer sending a header line every second hold it for ever.
+        watchdog = _start_watchdog(timeout_s + _WATCHDOG_MARGIN_S)
+        try:
+            return self._send(method, url, headers, body, timeout_s, started)
+        except _AttemptDeadline:
+            return Response(started, time.time(), error_kind="timeout",
+                            error_message=f"attempt not complete within {timeout_s:g} s")
+        finally:
+            if watchdog is not None:
+                watchdog.close()
+
+    def _send(self, method, url, headers, body, timeout_s, started) -> Response:
         deadline = time.monotonic() + timeout_s
 
         def failed(kind, message, status_code=None):
@@ -143,15 +156,25 @@ class Transport:
         with reply:
             try:
                 chunks, size, truncated = [], 0, False
-                for chunk in reply.raw.stream(65536, decode_content=False):
+                sock = getattr(getattr(reply.raw, "connection", None), "sock", None)
+                while True:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return failed("timeout", f"response body not complete within {timeout_s:g} s", reply.status_code)
+                    if sock is not None:
+                        # Bound each read by the attempt's deadline: a body trickled a byte at a time
+                        # never trips a per-read timeout and would hold the attempt for ever.
+                        sock.settimeout(remaining)
+                    # read1: what has arrived (up to 64 KiB), not a blocking wait for a full 64 KiB.
+                    chunk = reply.raw.read1(65536, decode_content=False)
+                    if not chunk:
+                        break
                     if size + len(chunk) > self.body_cap:
                         chunks.append(chunk[: self.body_cap - size])
                         truncated = True
                         break
                     chunks.append(chunk)
                     size += len(chunk)
-                    if time.monotonic() > deadline:
-                        return failed("timeout", f"response body not complete within {timeout_s:g} s", reply.status_code)
             except (urllib3.exceptions.ReadTimeoutError, socket.timeout):
                 return failed("timeout", f"response body not complete within {timeout_s:g} s", reply.status_code)
             except (urllib3.exceptions.HTTPError, OSError) as exc:
@@ -162,6 +185,23 @@ class Transport:
 
     def close(self):
         self.adapter.close()
+
+
+_WATCHDOG_MARGIN_S = 0.1
+
+
+class _AttemptDeadline(Exception):
+    """Raised inside an attempt by its watchdog (an Exception, never a BaseException: see stack notes)."""
+
+
+def _start_watchdog(seconds: float):
+    try:
+        from gevent import Timeout, monkey
+    except ImportError:  # pragma: no cover - gevent is a hard dependency
+        return None
+    if not monkey.is_module_patched("socket"):
+        return None
+    return Timeout.start_new(seconds, _AttemptDeadline)
 
 
 def _caused_by(exc: BaseException, kind):
