@@ -61,6 +61,10 @@ def main() -> int:
     gevent.signal_handler(signal.SIGINT, stop, signal.SIGINT)
     log.info("listening on http://%s:%d", settings.host, server.server_port)
     server.serve_forever()
+    # A second copy of the signal can still be pending in a helper thread; once gevent's hub is
+    # gone it would kill the process with the default action and a misleading exit status.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     log.info("stopped")
     return 0
 

@@ -1,0 +1,41 @@
+"""The Procfile under honcho, as `make run` starts it: every process comes up and SIGTERM stops all."""
+import signal
+import subprocess
+
+import requests
+
+from tests.helpers import ROOT, free_port, run_cli, wait_until
+
+
+def test_honcho_starts_every_process_and_sigterm_stops_them_all(env, tmp_path):
+    web_port, mock_port = free_port(), free_port()
+    env = {**env, "MOCK_INVERTER_PORT": str(mock_port)}
+    key = run_cli(["models", "create-account", "procfile"], env).stdout.strip().splitlines()[-1]
+    log = open(tmp_path / "honcho.log", "wb")
+    honcho = subprocess.Popen([str(ROOT / ".venv/bin/honcho"), "start", "-f", "Procfile", "-p", str(web_port)],
+                              cwd=ROOT, env={**env, "PATH": f"{ROOT / '.venv/bin'}:{env['PATH']}"},
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: requests.get(f"http://127.0.0.1:{web_port}/readyz", timeout=1).status_code == 200, 30,
+                   0.1, "web under honcho")
+        wait_until(lambda: requests.get(f"http://127.0.0.1:{mock_port}/sandbox/v1/devices", timeout=1,
+                                        headers={"X-API-Key": "demo-sandbox-key"}).status_code == 200, 30,
+                   0.1, "mock inverter under honcho")
+        wait_until(lambda: "actor system up" in (tmp_path / "honcho.log").read_text(), 30, 0.1, "worker under honcho")
+        # The worker is really working: a job reaches the mock inverter's sandbox API.
+        reply = requests.post(f"http://127.0.0.1:{web_port}/jobs", headers={"Authorization": f"Bearer {key}"},
+                              json={"url": f"http://127.0.0.1:{mock_port}/sandbox/v1/devices", "method": "GET",
+                                    "headers": {"X-API-Key": "demo-sandbox-key"}}, timeout=5)
+        job_url = f"http://127.0.0.1:{web_port}/jobs/{reply.json()['id']}"
+        wait_until(lambda: requests.get(job_url, headers={"Authorization": f"Bearer {key}"}).json()["status"]
+                   == "succeeded", 20, 0.1, "the job to be delivered")
+    finally:
+        honcho.send_signal(signal.SIGTERM)
+        code = honcho.wait(30)
+        log.close()
+    output = (tmp_path / "honcho.log").read_text()
+    assert "Traceback" not in output, output[-3000:]
+    for process in ("web", "worker", "mock_inverter"):
+        assert f"{process}.1 stopped" in output or f"{process}.1 exited" in output, output[-3000:]
+    # honcho itself exits 143 after relaying SIGTERM; each child must have stopped on its own.
+    assert code in (0, 143, -signal.SIGTERM), output[-3000:]
