@@ -347,11 +347,10 @@ def count_by_status(account_id: str) -> dict[str, int]:
     return counts
 
 
-def cancel_job(account_id: str, job_id: str) -> Job:
-    """Cancel a pending or retrying job. Raises LookupError (unknown) or ValueError (wrong state)."""
-    t = now()
-    changed = (Job.update(status=CANCELLED, due_at=None, updated_at=t)
-               .where((Job.id == job_id) & (Job.account == account_id) & Job.status.in_([PENDING, RETRYING]))
+def _change_state(account_id: str, job_id: str, allowed_from: list[str], changes: dict) -> Job:
+    """Apply `changes` if the job is in one of `allowed_from`; LookupError if unknown, ValueError(status) if not."""
+    changed = (Job.update({Job.updated_at: now(), **changes})
+               .where((Job.id == job_id) & (Job.account == account_id) & Job.status.in_(allowed_from))
                .execute())
     job = get_job(account_id, job_id)
     if job is None:
@@ -359,17 +358,15 @@ def cancel_job(account_id: str, job_id: str) -> Job:
     if not changed:
         raise ValueError(job.status)
     return job
+
+
+def cancel_job(account_id: str, job_id: str) -> Job:
+    """Cancel a pending or retrying job."""
+    return _change_state(account_id, job_id, [PENDING, RETRYING], {Job.status: CANCELLED, Job.due_at: None})
 
 
 def requeue_job(account_id: str, job_id: str) -> Job:
     """Queue a dead or cancelled job again with a fresh attempt budget; history is kept."""
-    t = now()
-    changed = (Job.update(status=PENDING, due_at=t, budget_start=Job.attempts, last_delay_s=None, updated_at=t)
-               .where((Job.id == job_id) & (Job.account == account_id) & Job.status.in_([DEAD, CANCELLED]))
-               .execute())
-    job = get_job(account_id, job_id)
-    if job is None:
-        raise LookupError(job_id)
-    if not changed:
-        raise ValueError(job.status)
-    return job
+    return _change_state(account_id, job_id, [DEAD, CANCELLED],
+                         {Job.status: PENDING, Job.due_at: now(), Job.budget_start: Job.attempts,
+                          Job.last_delay_s: None})
