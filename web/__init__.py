@@ -23,11 +23,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     ensure_schema(open_database(settings.database_url))
     register_error_handlers(app)
 
-    from web import health, inverters, jobs, session, streams
+    from web import dashboard, health, inverters, jobs, session, streams
 
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(session.bp)
     inverters.install(app)
     streams.install(app)
+    app.register_blueprint(dashboard.bp)
     return app
