@@ -124,7 +124,8 @@ class PollerSupervisor(pykka.ThreadingActor):
             if not held and connection.id in self.pollers:
                 log.warning("cannot renew lease connection=%s brand=%s (%s)", connection.id, connection.brand, exc)
         if held and connection.id not in self.pollers:
-            self.pollers[connection.id] = BrandPoller.start(connection, self.settings, self.db, self.publisher)
+            self.pollers[connection.id] = BrandPoller.start(connection, self.settings, self.db, self.redis,
+                                                                self.publisher)
             log.info("lease taken connection=%s brand=%s worker=%s", connection.id, connection.brand,
                      self.settings.worker_id)
         elif not held and connection.id in self.pollers:

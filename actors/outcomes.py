@@ -6,6 +6,7 @@ Every other failure is permanent. Retry-After (on 429/503) is a floor on the bac
 from __future__ import annotations
 
 import base64
+import datetime
 import email.utils
 from dataclasses import dataclass
 
@@ -42,6 +43,8 @@ def retry_after_seconds(headers: dict, at: float) -> float | None:
         return None
     if when is None:
         return None
+    if when.tzinfo is None:  # "-0000" parses naive; HTTP dates are always UTC, never local time
+        when = when.replace(tzinfo=datetime.timezone.utc)
     return max(0.0, when.timestamp() - at)
 
 

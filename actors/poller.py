@@ -36,7 +36,7 @@ from models.backoff import Backoff
 from models.base import iso
 from models.brands import adapter_for, poll_pace
 from models.brands.base import BAD_REPLY, BRAND_WIDE, BatchResult, BrandError, PolledDevice
-from models.channels import poller_lease
+from models.channels import poller_lease, poller_sent
 
 log = logging.getLogger(__name__)
 
@@ -201,9 +201,11 @@ class _Tracked:
 
 
 class BrandPoller(pykka.ThreadingActor):
-    def __init__(self, connection, settings, db, publisher: Publisher):
+    def __init__(self, connection, settings, db, redis, publisher: Publisher):
         super().__init__()
         self.connection_id = connection.id
+        self.redis = redis
+        self.sent_key = poller_sent(connection.id)
         self.brand = connection.brand
         self.db = db
         self.publisher = publisher
@@ -279,14 +281,34 @@ class BrandPoller(pykka.ThreadingActor):
             if item is not None:
                 new_items.append(item)
         # Spread new calls over one interval: evenly at start, at random for later arrivals (which
-        # come one onboarding at a time, so random phases fill the interval just as well).
+        # come one onboarding at a time, so random phases fill the interval just as well). A device
+        # another process polled moments ago (a lease taken over) waits out its interval first.
+        last_sent = self._last_sent() if first else {}
+        wall_to_mono = now - time.time()
         for n, item in enumerate(new_items):
             offset = self.interval_s * n / len(new_items) if first else random.uniform(0, self.interval_s)
-            item.due = now + offset
+            earliest = max((last_sent.get(i, float("-inf")) for i in item.members), default=float("-inf"))
+            item.due = max(now + offset, earliest + wall_to_mono + self.interval_s)
             heapq.heappush(self.heap, (item.due, item.id))
         if added or len(current) != len(self.tracked):
             log.info("inverters reloaded %s inverters=%d added=%d calls_per_round=%d", self._ctx(),
                      len(self.tracked), len(added), len(self.items))
+
+    def _last_sent(self) -> dict:
+        try:
+            return {k: float(v) for k, v in self.redis.hgetall(self.sent_key).items()}
+        except (redis_lib.RedisError, ValueError) as exc:
+            log.warning("cannot read when devices were last polled %s: %s", self._ctx(), exc)
+            return {}
+
+    def _note_sent(self, inverter_ids: tuple, at: float):
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hset(self.sent_key, mapping={i: repr(at) for i in inverter_ids})
+            pipe.expire(self.sent_key, int(max(60.0, 3 * self.interval_s)))
+            pipe.execute()
+        except redis_lib.RedisError:
+            pass  # only a takeover's first round needs it, and Redis is then likely back
 
     def _place(self, inverter_id: str, now: float) -> _Item | None:
         """Put an inverter into a call with room; return the call if it is a new one."""
@@ -360,6 +382,7 @@ class BrandPoller(pykka.ThreadingActor):
 
     def _poll(self, item_id: int, inverter_ids: tuple, sent_at: float):
         devices = [self.tracked[i].device for i in inverter_ids if i in self.tracked]
+        gevent.spawn(self._note_sent, inverter_ids, time.time())  # alongside: never delays the call
         result = error = None
         try:
             result = self.adapter.fetch_latest(devices)

@@ -4,7 +4,7 @@ Choice: one ingest Stream (`readings:ingest`) that the publish script appends ev
 by the consumer group `recorder` with XREADGROUP. An entry is acknowledged (XACK, then XDEL to keep the
 Stream small) only after its batch is committed, so a recorder killed mid-batch leaves its entries
 pending; the next recorder (or another worker's) takes them over with XAUTOCLAIM once they have been
-idle for CLAIM_IDLE_S. Readings are unique per (inverter, time) in the database, so storing a
+idle for RECORDER_CLAIM_IDLE_S. Readings are unique per (inverter, time) in the database, so storing a
 redelivered entry again is harmless. A Redis restart (which may drop the group) recreates the group.
 The Stream is capped at INGEST_MAXLEN entries as a safety valve if no recorder runs for a long time.
 """
@@ -23,8 +23,6 @@ from models.channels import READINGS_INGEST, RECORDER_GROUP
 
 log = logging.getLogger(__name__)
 
-CLAIM_IDLE_S = 10.0
-CLAIM_EVERY_S = 5.0
 BLOCK_MS = 1000
 
 
@@ -35,6 +33,8 @@ class Recorder(pykka.ThreadingActor):
         self.redis = redis
         self.batch = settings.recorder_batch
         self.consumer = settings.worker_id
+        self.claim_idle_ms = int(settings.recorder_claim_idle_s * 1000)
+        self.claim_every_s = min(5.0, settings.recorder_claim_idle_s)
         self.stored = 0
         self.loop = None
 
@@ -64,7 +64,7 @@ class Recorder(pykka.ThreadingActor):
                 entries = []
                 if time.monotonic() >= next_claim:
                     entries = self._claim_stale()
-                    next_claim = time.monotonic() + CLAIM_EVERY_S
+                    next_claim = time.monotonic() + self.claim_every_s
                 if not entries:
                     reply = self.redis.xreadgroup(RECORDER_GROUP, self.consumer, {READINGS_INGEST: ">"},
                                                   count=self.batch, block=BLOCK_MS)
@@ -103,7 +103,7 @@ class Recorder(pykka.ThreadingActor):
     def _claim_stale(self) -> list:
         """Entries another (dead) consumer read but never acknowledged."""
         reply = self.redis.xautoclaim(READINGS_INGEST, RECORDER_GROUP, self.consumer,
-                                      min_idle_time=int(CLAIM_IDLE_S * 1000), start_id="0-0", count=self.batch)
+                                      min_idle_time=self.claim_idle_ms, start_id="0-0", count=self.batch)
         return [entry for entry in reply[1] if entry[1]] if reply else []
 
     def _store(self, entries: list):

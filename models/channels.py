@@ -26,6 +26,10 @@ RECORDER_GROUP = "recorder"
 #: Published when inverters are onboarded or removed, so pollers pick them up without restart.
 INVERTERS_CHANGED = "inverters:changed"
 
+#: Prefix of per-connection hashes: inverter id -> when its poller last asked the brand (epoch seconds),
+#: so a poller taking a connection over does not ask a device again sooner than the brand allows.
+POLLER_SENT_PREFIX = "poller-sent:"
+
 #: Prefix of the lease keys that make one poller process own a brand connection.
 POLLER_LEASE_PREFIX = "poller-lease:"
 
@@ -48,3 +52,7 @@ def poller_lease(connection_id) -> str:
 
 def inverter_latest(inverter_id) -> str:
     return f"{INVERTER_LATEST_PREFIX}{inverter_id}"
+
+
+def poller_sent(connection_id) -> str:
+    return f"{POLLER_SENT_PREFIX}{connection_id}"

@@ -18,30 +18,25 @@ class SettingsError(ValueError):
     """An environment variable has a value we cannot use."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+def _number(env: Mapping[str, str], name: str, default, lo, hi, kind=float):
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+        raise SettingsError(f"{name}={raw!r} is not {'a whole number' if kind is int else 'a number'}") from None
     if not lo <= value <= hi:
         raise SettingsError(f"{name}={value} is outside {lo}..{hi}")
     return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    return _number(env, name, default, lo, hi, int)
 
 
 def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
-    if not lo <= value <= hi:
-        raise SettingsError(f"{name}={value} is outside {lo}..{hi}")
-    return value
+    return _number(env, name, default, lo, hi, float)
 
 
 def _networks(env: Mapping[str, str], name: str) -> tuple:
@@ -107,6 +102,7 @@ class Settings:
     growatt_v4_requests_per_s: float = 0.19
     brand_timeout_s: float = 10.0
     recorder_batch: int = 500
+    recorder_claim_idle_s: float = 10.0
     ingest_maxlen: int = 1_000_000
 
     @classmethod
@@ -152,6 +148,7 @@ class Settings:
                                              0.001, 10000),
             brand_timeout_s=_float(env, "BRAND_TIMEOUT_S", cls.brand_timeout_s, 0.1, 120),
             recorder_batch=_int(env, "RECORDER_BATCH", cls.recorder_batch, 1, 100000),
+            recorder_claim_idle_s=_float(env, "RECORDER_CLAIM_IDLE_S", cls.recorder_claim_idle_s, 0.1, 3600),
             ingest_maxlen=_int(env, "INGEST_MAXLEN", cls.ingest_maxlen, 1000, 10**9),
         )
         if env.get("WORKER_ID"):

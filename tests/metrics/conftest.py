@@ -22,7 +22,8 @@ GROWATT_TOKEN = "demo-growatt-token"
 # rate-limited; these leave a margin for arrival jitter.
 PACE = {"SANDBOX_POLL_INTERVAL_S": "2.3", "SANDBOX_REQUESTS_PER_S": "300",
         "GROWATT_V4_POLL_INTERVAL_S": "2.3", "GROWATT_V4_REQUESTS_PER_S": "15",
-        "POLLER_LEASE_S": "2", "SSE_KEEPALIVE_S": "1", "SSE_RETRY_MS": "200", "BRAND_TIMEOUT_S": "3"}
+        "POLLER_LEASE_S": "2", "SSE_KEEPALIVE_S": "1", "SSE_RETRY_MS": "200", "BRAND_TIMEOUT_S": "3",
+        "RECORDER_CLAIM_IDLE_S": "1"}
 
 
 @pytest.fixture

@@ -1,0 +1,128 @@
+"""Onboarding through the brand adapters, access control, members and browser sessions (web + mock)."""
+from __future__ import annotations
+
+from tests.conftest import make_client
+from tests.helpers import free_port, run_cli
+from tests.metrics.conftest import connection, onboard
+
+
+def new_key(env, name) -> str:
+    result = run_cli(["models", "create-account", name], env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+DEMO_FLEET = [("sandbox", "SBX-AMS-0001", "hybrid"), ("sandbox", "SBX-LOS-0001", "inverter"),
+              ("sandbox", "SBX-NBO-0001", "storage"), ("growatt_v4", "GRTSPH0001", "sph"),
+              ("growatt_v4", "GRTSTO0001", "storage"), ("growatt_v4", "GRTMIN0001", "min"),
+              ("growatt_v4", "GRTINV0001", "inv")]
+
+
+def test_onboarding_takes_the_device_type_from_the_brand(mock, api):
+    onboarded = []
+    for brand, serial, device_type in DEMO_FLEET:
+        reply = api.post("/inverters", json={"brand": brand, "serial": serial, "connection": connection(mock, brand)})
+        assert reply.status_code == 201, reply.text
+        inverter = reply.json()
+        assert (inverter["device_type"], inverter["serial"], inverter["role"]) == (device_type, serial, "owner")
+        assert reply.headers["Location"] == f"/inverters/{inverter['id']}"
+        again = api.post("/inverters", json={"brand": brand, "serial": serial, "connection": connection(mock, brand)})
+        assert again.status_code == 200 and again.json()["id"] == inverter["id"]
+        onboarded.append(inverter["id"])
+    assert [i["id"] for i in api.get("/inverters").json()["inverters"]] == onboarded
+    # One connection per brand credential, shared by that brand's inverters.
+    connections = {i["brand"]: i["connection_id"] for i in api.get("/inverters").json()["inverters"]}
+    assert len(set(connections.values())) == 2
+
+
+def test_onboarding_errors(mock, api):
+    def post(body):
+        return api.post("/inverters", json=body)
+
+    reply = post({"brand": "solarcorp", "serial": "X", "connection": connection(mock, "sandbox")})
+    assert reply.status_code == 400 and reply.json()["error"]["code"] == "unknown_brand"
+    assert "growatt_v4" in reply.json()["error"]["details"]["brands"]
+
+    reply = post({"brand": "growatt_v4", "serial": "NOPE0001", "connection": connection(mock, "growatt_v4")})
+    assert reply.status_code == 422 and reply.json()["error"]["code"] == "unknown_serial"
+    reply = post({"brand": "sandbox", "serial": "NOPE", "connection": connection(mock, "sandbox")})
+    assert reply.status_code == 422 and reply.json()["error"]["code"] == "unknown_serial"
+
+    closed = f"http://127.0.0.1:{free_port()}"
+    reply = post({"brand": "sandbox", "serial": "SBX-AMS-0001", "connection": {"base_url": closed, "api_key": "k"}})
+    assert reply.status_code == 502 and reply.json()["error"]["code"] == "brand_unreachable"
+    assert reply.json()["error"]["details"]["brand_error"]["kind"] == "unreachable"
+
+    reply = post({"brand": "growatt_v4", "serial": "GRTSPH0001", "connection": {"base_url": mock.url, "token": "bad"}})
+    assert reply.status_code == 422 and reply.json()["error"]["code"] == "brand_rejected_credentials"
+    assert reply.json()["error"]["details"]["brand_error"]["brand_code"] == 2
+
+    for body, field in [({"brand": "sandbox", "connection": connection(mock, "sandbox")}, "serial"),
+                        ({"brand": "sandbox", "serial": "A", "connection": {"base_url": mock.url}},
+                         "connection.api_key"),
+                        ({"brand": "sandbox", "serial": "A", "connection": {"base_url": "ftp://x", "api_key": "k"}},
+                         "connection.base_url"),
+                        ({"brand": "sandbox", "serial": "A,B", "connection": connection(mock, "sandbox")}, "serial"),
+                        ({"brand": "growatt_v4", "serial": "GRTSPH0001", "timezone": "Mars/Olympus",
+                          "connection": connection(mock, "growatt_v4")}, "timezone")]:
+        reply = post(body)
+        assert reply.status_code == 400, (body, reply.text)
+        assert reply.json()["error"]["details"]["field"] == field
+    assert api.post("/inverters", data="x", headers={"Content-Type": "text/plain"}).status_code == 415
+    assert api.get("/inverters").json()["inverters"] == []
+
+
+def test_only_owner_and_members_see_an_inverter(env, mock, web, api, sse):
+    inverter = onboard(api, mock, "sandbox", "SBX-AMS-0001")
+    other_key = new_key(env, "outsider")
+    other = make_client(web.url, other_key)
+    paths = [f"/inverters/{inverter['id']}", f"/inverters/{inverter['id']}/latest",
+             f"/inverters/{inverter['id']}/readings"]
+    for path in paths:
+        reply = other.get(path)
+        assert reply.status_code == 404 and reply.json()["error"]["code"] == "not_found", path
+    stream = sse(web.url, f"/inverters/{inverter['id']}/stream", key=other_key)
+    assert stream.wait_status() == 404
+    multi = sse(web.url, f"/stream?inverters={inverter['id']}", key=other_key)
+    assert multi.wait_status() == 404
+    assert other.get("/inverters").json()["inverters"] == []
+    assert other.delete(f"/inverters/{inverter['id']}").status_code == 404
+    # Someone else onboarding the same device is told to ask the owner.
+    reply = other.post("/inverters", json={"brand": "sandbox", "serial": "SBX-AMS-0001",
+                                           "connection": connection(mock, "sandbox")})
+    assert reply.status_code == 409 and reply.json()["error"]["code"] == "already_onboarded"
+
+    added = api.post(f"/inverters/{inverter['id']}/members", json={"account": "outsider"})
+    assert added.status_code == 201, added.text
+    member_id = added.json()["account"]
+    for path in paths:
+        assert other.get(path).status_code == 200, path
+    assert other.get(f"/inverters/{inverter['id']}").json()["role"] == "member"
+    assert api.get(f"/inverters/{inverter['id']}").json()["members"] == [member_id]
+    stream = sse(web.url, f"/inverters/{inverter['id']}/stream", key=other_key)
+    assert stream.wait_status() == 200
+    # Members read but do not manage.
+    assert other.delete(f"/inverters/{inverter['id']}").status_code == 403
+    assert other.post(f"/inverters/{inverter['id']}/members", json={"account": "x"}).status_code == 403
+
+    assert api.delete(f"/inverters/{inverter['id']}/members/{member_id}").status_code == 204
+    assert other.get(f"/inverters/{inverter['id']}").status_code == 404
+    assert api.post(f"/inverters/{inverter['id']}/members", json={"account": "nobody"}).status_code == 404
+    assert api.delete(f"/inverters/{inverter['id']}").status_code == 204
+    assert api.get(f"/inverters/{inverter['id']}").status_code == 404
+
+
+def test_session_cookie_opens_a_stream_without_a_key_in_the_url(mock, web, api, account_key, sse):
+    inverter = onboard(api, mock, "sandbox", "SBX-AMS-0001")
+    browser = make_client(web.url, None)
+    assert browser.post("/session", json={"api_key": "sk_wrong"}).status_code == 401
+    login = browser.post("/session", json={"api_key": account_key})
+    assert login.status_code == 201, login.text
+    cookie = login.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/" in cookie
+    token = browser.cookies["session"]
+    assert browser.get(f"/inverters/{inverter['id']}").status_code == 200
+    stream = sse(web.url, f"/inverters/{inverter['id']}/stream", cookie=token)
+    assert stream.wait_status() == 200
+    assert browser.delete("/session").status_code == 204
+    assert sse(web.url, f"/inverters/{inverter['id']}/stream", cookie=token).wait_status() == 401
