@@ -9,7 +9,7 @@ import requests
 
 from models.channels import inverter_log
 from tests.helpers import wait_until
-from tests.metrics.conftest import PACE, START, connection, mock_stats, onboard, wait_seconds_of_polling
+from tests.metrics.conftest import PACE, START, connection, mock_stats, onboard, set_faults, wait_seconds_of_polling
 
 INTERVAL = float(PACE["SANDBOX_POLL_INTERVAL_S"])
 
@@ -135,3 +135,16 @@ def test_one_worker_polls_a_connection_and_another_takes_over_when_it_dies(servi
                "polling to continue")
     assert mock_stats(mock)["totals"]["rate_limited"] == 0
     assert connection(mock, "sandbox")
+
+
+def test_brand_errors_back_the_whole_connection_off_and_polling_recovers(services, metrics_env, mock, api):
+    inverter = onboard(api, mock, "sandbox", "SBX-AMS-0001")
+    onboard(api, mock, "sandbox", "SBX-LOS-0001")
+    set_faults(mock, error_rate=1.0)
+    worker = services.worker(metrics_env, role="pollers")
+    wait_until(lambda: worker.logs().count("brand backing off") >= 3, 20, 0.05, "repeated brand backoff")
+    assert "kind=server_error" in worker.logs() and "failures=3" in worker.logs()
+    assert api.get(f"/inverters/{inverter['id']}/latest").json()["reading"] is None
+    set_faults(mock, clear=True)
+    wait_until(lambda: api.get(f"/inverters/{inverter['id']}/latest").json()["reading"], 20, 0.1, "readings again")
+    assert "brand answering again" in worker.logs() and worker.alive()

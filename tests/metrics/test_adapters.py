@@ -1,0 +1,78 @@
+"""Brand adapters against the mock inverter over real HTTP: every device type, and how each brand
+signals rate limiting, server errors, offline devices and unknown serials."""
+from __future__ import annotations
+
+import pytest
+
+from models.brands import ADAPTERS
+from models.brands.base import RATE_LIMITED, SERVER_ERROR, UNKNOWN_DEVICE, BrandError, PolledDevice
+from tests.metrics.conftest import GROWATT_TOKEN, SANDBOX_KEY, set_faults
+
+
+@pytest.fixture
+def sandbox(mock):
+    adapter = ADAPTERS["sandbox"](mock.url, {"api_key": SANDBOX_KEY}, timeout_s=3)
+    yield adapter
+    adapter.close()
+
+
+@pytest.fixture
+def growatt(mock):
+    adapter = ADAPTERS["growatt_v4"](mock.url, {"token": GROWATT_TOKEN}, timeout_s=3)
+    yield adapter
+    adapter.close()
+
+
+def polled(adapter, serial, zone=None):
+    device = adapter.discover(serial)
+    return PolledDevice(serial, device.device_type, zone)
+
+
+def test_growatt_v4_maps_each_device_type_and_batches_them(growatt):
+    devices = {s: polled(growatt, s, "Africa/Lagos") for s in ("GRTSPH0001", "GRTSTO0001", "GRTMIN0001", "GRTINV0001")}
+    assert {s: d.device_type for s, d in devices.items()} == {
+        "GRTSPH0001": "sph", "GRTSTO0001": "storage", "GRTMIN0001": "min", "GRTINV0001": "inv"}
+    readings = {}
+    for device in devices.values():  # one call per device type: a batch shares its deviceType
+        readings.update(growatt.fetch_latest([device]).readings)
+    sph, storage, tlx, inv = (readings[s] for s in devices)
+    assert sph.battery_soc_pct is not None and sph.battery_voltage_v > 0 and sph.load_power_w is not None
+    assert storage.battery_soc_pct is not None and storage.battery_voltage_v > 0      # capacity, vBat
+    assert tlx.battery_soc_pct is None and tlx.battery_power_w is None                # min without battery
+    assert inv.grid_import_w is None and inv.battery_soc_pct is None and inv.ac_power_w > 0
+    for reading in readings.values():
+        assert reading.status == "normal" and reading.pv_power_w > 0
+        assert reading.energy_total_wh >= reading.energy_today_wh >= 0   # kWh at the brand, Wh here
+    assert growatt.batch_size == 100
+
+
+def test_growatt_v4_signals_rate_limits_offline_and_unknown(mock, growatt):
+    sph = polled(growatt, "GRTSPH0001")
+    growatt.fetch_latest([sph])
+    with pytest.raises(BrandError) as caught:  # again within the per-device interval
+        growatt.fetch_latest([sph])
+    assert caught.value.kind == RATE_LIMITED and caught.value.brand_code == 102
+    set_faults(mock, offline=["GRTINV0001"])
+    inv = polled(growatt, "GRTINV0001")
+    assert growatt.fetch_latest([inv]).offline == {"GRTINV0001"}
+    unknown = growatt.fetch_latest([PolledDevice("GRTNOPE001", "min")])
+    assert unknown.failed["GRTNOPE001"].kind == UNKNOWN_DEVICE
+    set_faults(mock, clear=True, error_rate=1.0)
+    with pytest.raises(BrandError) as caught:
+        growatt.fetch_latest([PolledDevice("GRTMIN0001", "min")])
+    assert caught.value.kind == SERVER_ERROR
+
+
+def test_sandbox_maps_readings_and_signals_rate_limits_and_offline(mock, sandbox):
+    hybrid = polled(sandbox, "SBX-AMS-0001")
+    assert hybrid.device_type == "hybrid"
+    reading = sandbox.fetch_latest([hybrid]).readings["SBX-AMS-0001"]
+    assert reading.battery_soc_pct is not None and reading.time > 1.7e9
+    with pytest.raises(BrandError) as caught:
+        sandbox.fetch_latest([hybrid])
+    assert caught.value.kind == RATE_LIMITED and caught.value.retry_after_s >= 1
+    set_faults(mock, offline=["SBX-LOS-0001"])
+    assert sandbox.fetch_latest([polled(sandbox, "SBX-LOS-0001")]).offline == {"SBX-LOS-0001"}
+    with pytest.raises(BrandError) as caught:
+        sandbox.discover("SBX-NOPE")
+    assert caught.value.kind == UNKNOWN_DEVICE
