@@ -120,7 +120,7 @@ window.Dash = (function () {
       if (self.source !== source) return;
       if (!self.lostAt) self.lostAt = Date.now();
       if (source.readyState === EventSource.CLOSED) {
-        self.reopen(Math.min(MAX_REOPEN_DELAY_MS, 500 * Math.pow(2, self.failures++)));
+        self.reopen(Math.min(MAX_REOPEN_DELAY_MS, 1000 * ++self.failures));   // 1 s, 2 s, 3 s … 15 s
       }
       if (!navigator.onLine) self.setState("offline");
       else if (self.state !== "offline" || Date.now() - self.lostAt < OFFLINE_AFTER_MS) self.setState("reconnecting");

@@ -29,6 +29,17 @@
     return Math.abs(v) >= 1000 ? (v / 1000).toFixed(2) + " kW" : Math.round(v) + " W";
   }
 
+  // Tick labels with as many decimals as the tick step needs, so a narrow range (a battery
+  // holding steady at 907 W) does not label two ticks alike.
+  function axisWatts(u, ticks, axisIdx, space, step) {
+    const kilo = ticks.some(function (v) { return Math.abs(v) >= 1000; });
+    const scaled = kilo ? step / 1000 : step;
+    const decimals = scaled > 0 && scaled < 1 ? Math.min(3, Math.ceil(-Math.log10(scaled))) : 0;
+    return ticks.map(function (v) {
+      return kilo ? (v / 1000).toFixed(decimals) + " kW" : v.toFixed(decimals) + " W";
+    });
+  }
+
   const FORMAT = {
     W: watts,
     Wh: function (v) { return v === null || v === undefined ? "–" : (v / 1000).toFixed(1) + " kWh"; },
@@ -91,7 +102,7 @@
     const hasPercent = series.some(function (s) { return s.scale === "%"; });
     const axes = [
       {},
-      { scale: "W", size: 64, values: function (u, ticks) { return ticks.map(watts); } },
+      { scale: "W", size: 70, values: axisWatts },
     ];
     const scales = { x: { time: true }, W: { auto: true } };
     if (hasPercent) {
