@@ -1,6 +1,7 @@
 """An inverter's page in a real browser: history at once, live readings on the charts, resuming
 without gaps after the web process restarts, and only the team may look."""
 import json
+import re
 import time
 
 import redis as redis_lib
@@ -121,6 +122,8 @@ def test_owner_adds_and_removes_a_member_who_then_sees_the_inverter_or_not(syste
 
     member_page = new_page(width=390, height=844)
     sign_in(member_page, system.url, member_key)
+    [row] = member_page.locator(f'tr[data-inverter-id="{inverter_id}"]').all()
+    assert "shared with you" in row.inner_text()
     member_page.get_by_role("link", name="SBX-NBO-0001").click()
     wait_for_state(member_page, "live")
     assert "shared" not in member_page.get_by_role("heading", name="Team").inner_text()
@@ -130,3 +133,18 @@ def test_owner_adds_and_removes_a_member_who_then_sees_the_inverter_or_not(syste
     owner_page.get_by_text("No members yet").wait_for()
     assert member_page.goto(f"{system.url}/ui/inverters/{inverter_id}").status == 404
     assert not owner_page.errors and not member_page.errors
+
+
+def test_inverters_list_shows_status_and_a_live_reading_age(system, new_page, artifacts):
+    page = new_page()
+    sign_in(page, system.url, system.owner_key)
+    rows = page.locator("tr[data-inverter-id]")
+    assert {rows.nth(i).get_attribute("data-inverter-id") for i in range(rows.count())} == set(system.inverters.values())
+    for serial, inverter_id in system.inverters.items():
+        row = page.locator(f'tr[data-inverter-id="{inverter_id}"]')
+        assert serial in row.inner_text() and "owner" in row.inner_text()
+        wait_until(lambda: row.locator('[data-field="status"]').inner_text() == "online", 10, 0.1, f"{serial} online")
+        age = row.locator('[data-field="last-reading"] time')
+        wait_until(lambda: re.fullmatch(r"just now|\d+ s ago", age.inner_text()), 10, 0.1, "a reading age in seconds")
+    page.screenshot(path=str(artifacts / "inverters-list.png"), full_page=True)
+    assert not page.errors

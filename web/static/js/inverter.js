@@ -40,6 +40,12 @@
     });
   }
 
+  // Room for the longest tick label (uPlot asks again whenever the labels change).
+  function axisSize(u, values) {
+    const longest = values && values.length ? Math.max.apply(null, values.map(function (v) { return String(v).length; })) : 6;
+    return Math.max(48, longest * 7 + 24);
+  }
+
   const FORMAT = {
     W: watts,
     Wh: function (v) { return v === null || v === undefined ? "–" : (v / 1000).toFixed(1) + " kWh"; },
@@ -102,7 +108,7 @@
     const hasPercent = series.some(function (s) { return s.scale === "%"; });
     const axes = [
       {},
-      { scale: "W", size: 70, values: axisWatts },
+      { scale: "W", size: axisSize, values: axisWatts },
     ];
     const scales = { x: { time: true }, W: { auto: true } };
     if (hasPercent) {

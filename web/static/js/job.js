@@ -31,6 +31,8 @@ document.addEventListener("DOMContentLoaded", function () {
     if (badge && badge.textContent !== status) {
       badge.textContent = status.replace("_", " ");
       badge.className = "badge badge-" + status;
+      // The panel itself is not a live region (it is redrawn whole); announce just the status.
+      document.getElementById("job-announcer").textContent = "Job status: " + status.replace("_", " ");
     }
   }
 
