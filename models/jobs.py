@@ -137,6 +137,13 @@ def request_fingerprint(spec: dict) -> str:
 
 # -- submission ----------------------------------------------------------------------------------
 
+def _same_request(account_id: str, idempotency_key: str, fingerprint: str) -> Job | None:
+    existing = Job.get_or_none((Job.account == account_id) & (Job.idempotency_key == idempotency_key))
+    if existing is not None and existing.request_hash != fingerprint:
+        raise IdempotencyConflict(existing.id)
+    return existing
+
+
 _INSERT_JOB = (
     "INSERT INTO job (id, account_id, idempotency_key, request_hash, status, url, host, method, headers, body,"
     " body_kind, timeout_s, max_attempts, backoff, run_at, attempts, budget_start, due_at, created_at, updated_at)"
@@ -152,10 +159,8 @@ def insert_job(account_id: str, spec: dict, idempotency_key: str | None) -> tupl
     """
     fingerprint = request_fingerprint(spec)
     if idempotency_key is not None:
-        existing = Job.get_or_none((Job.account == account_id) & (Job.idempotency_key == idempotency_key))
+        existing = _same_request(account_id, idempotency_key, fingerprint)
         if existing is not None:
-            if existing.request_hash != fingerprint:
-                raise IdempotencyConflict(existing.id)
             return existing, False
     t = now()
     run_at = spec.get("run_at")
@@ -167,11 +172,24 @@ def insert_job(account_id: str, spec: dict, idempotency_key: str | None) -> tupl
         "run_at": run_at, "attempts": 0, "budget_start": 0,
         "due_at": max(t, run_at) if run_at is not None else t, "created_at": t, "updated_at": t,
     }
-    database.execute_sql(_sql(_INSERT_JOB), [
+    params = [
         row["id"], account_id, idempotency_key, fingerprint, PENDING, row["url"], row["host"], row["method"],
         _json(row["headers"]), row["body"], row["body_kind"], row["timeout_s"], row["max_attempts"],
         _json(row["backoff"]), run_at, row["due_at"], t, t,
-    ])
+    ]
+    if idempotency_key is None:
+        database.execute_sql(_sql(_INSERT_JOB), params)
+    else:
+        # Another process (PostgreSQL has no database-wide write lock) may have inserted the same
+        # key since our look-up: the unique index decides, and the loser answers like a repeat.
+        try:
+            with database.atomic():
+                database.execute_sql(_sql(_INSERT_JOB), params)
+        except peewee.IntegrityError:
+            existing = _same_request(account_id, idempotency_key, fingerprint)
+            if existing is None:
+                raise
+            return existing, False
     job = Job(**{k if k != "account_id" else "account": v for k, v in row.items()})
     job._dirty.clear()
     return job, True

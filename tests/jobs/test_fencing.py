@@ -74,9 +74,6 @@ def test_release_gives_back_an_unstarted_claim(db):
     assert db.call(J.list_attempts, job.id) == []
 
 
-@pytest.mark.xfail(strict=True, reason="models/ids.py: new_id() is not monotonic within one millisecond (80 random "
-                                        "bits after the ms timestamp), so GET /jobs 'newest first' can misorder jobs "
-                                        "created in the same millisecond")
 def test_ids_are_monotonic_so_newest_first_holds():
     ids = [new_id() for _ in range(2000)]
     assert ids == sorted(ids)

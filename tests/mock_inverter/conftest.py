@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from mockinv_support import MockProcess
+from tests.mock_inverter.mockinv_support import MockProcess
 
 START = "2024-06-21T11:00:00Z"  # midday in Lagos and Amsterdam: every demo device is producing
 

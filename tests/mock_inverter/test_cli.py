@@ -5,7 +5,7 @@ import time
 import pytest
 import requests
 
-from mockinv_support import MockProcess
+from tests.mock_inverter.mockinv_support import MockProcess
 
 
 @pytest.mark.parametrize("mutate, field", [

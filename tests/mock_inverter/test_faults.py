@@ -4,7 +4,7 @@ import time
 import pytest
 import requests
 
-from mockinv_support import GROWATT, SANDBOX
+from tests.mock_inverter.mockinv_support import GROWATT, SANDBOX
 
 
 def set_faults(base, **settings):

@@ -1,6 +1,6 @@
 import requests
 
-from mockinv_support import GROWATT
+from tests.mock_inverter.mockinv_support import GROWATT
 
 V4 = "/v4/new-api/"
 

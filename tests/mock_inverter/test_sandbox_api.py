@@ -1,6 +1,6 @@
 import requests
 
-from mockinv_support import SANDBOX
+from tests.mock_inverter.mockinv_support import SANDBOX
 
 
 def test_lists_sandbox_devices_only(base):
