@@ -169,3 +169,24 @@ def make_client(base_url: str, key: str | None) -> requests.Session:
 @pytest.fixture
 def client_for():
     return make_client
+
+
+@pytest.fixture
+def partner():
+    """A flaky HTTP partner on 127.0.0.1 (see tests/servers.py) that records what it receives."""
+    from tests.servers import ScriptedServer
+
+    server = ScriptedServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def web(services, env):
+    return services.web(env)
+
+
+@pytest.fixture
+def api(web, account_key):
+    """A client of the web process, signed in with a fresh account's key."""
+    return make_client(web.url, account_key)
