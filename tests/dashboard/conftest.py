@@ -28,7 +28,9 @@ PACE = {"SANDBOX_POLL_INTERVAL_S": "2.2", "SANDBOX_REQUESTS_PER_S": "100", "POLL
 UI_TIMEOUT_MS = 10_000
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps an event loop and greenlets alive in this
+# process, which the other suites (run after these in the same session) should not inherit.
+@pytest.fixture(scope="module")
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (make test installs it)")
     if not os.access(CHROMIUM, os.X_OK):
