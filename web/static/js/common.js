@@ -6,7 +6,9 @@ window.Dash = (function () {
   // The session cookie authenticates every call (same origin); errors come back in the API's one
   // envelope {"error": {"code", "message", "details"}}.
   async function api(method, url, body, extraHeaders) {
-    const headers = Object.assign({ Accept: "application/json" }, extraHeaders || {});
+    // X-Requested-With: a header a cross-site form cannot send, should the API ever want to insist
+    // on it for cookie-authenticated changes (today SameSite=Lax is what stops cross-site posts).
+    const headers = Object.assign({ Accept: "application/json", "X-Requested-With": "dashboard" }, extraHeaders || {});
     const init = { method: method, headers: headers, credentials: "same-origin" };
     if (body !== undefined) {
       headers["Content-Type"] = "application/json";
