@@ -1,0 +1,301 @@
+"""SSE fan-out benchmark: one web process, 1,000 inverters, 200 readings/s, N concurrent clients.
+
+    .venv/bin/python bench/sse_fanout.py [--clients 1000,5000,10000,19000] [--seconds 10] [--loadgens 4]
+
+It starts its own redis-server and `python -m web` (SQLite in a temp dir), creates an account and
+1,000 inverters, then for each client count: starts --loadgens load-generator processes (this file
+with --loadgen; the fd limit is 20,000 per process) that open the streams, each watching one inverter
+(client i watches inverter i mod 1000); publishes 200 readings/s with the real publish script (so the
+replay log and the one pattern subscription are exercised as in production) for --seconds; and reports
+connect time for all clients, delivered/expected, publish-to-client latency p50/p99, the web process's
+RSS and the Redis connections it holds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+PYTHON = sys.executable
+INVERTERS = 1000
+RATE = 200
+
+
+# -- load generator (its own process, gevent) ------------------------------------------------------
+def loadgen(args) -> int:
+    from gevent import monkey
+
+    monkey.patch_all()
+    import gevent
+
+    ids = json.loads(Path(args.ids).read_text())
+    host, port = "127.0.0.1", args.port
+    latencies: list[float] = []
+    counts = {"events": 0, "connected": 0, "failed": 0, "from_seq": 1 << 62}
+    connected_at: list[float] = []
+    stop = gevent.event.Event()
+
+    def client(n: int):
+        inverter = ids[n % len(ids)]
+        try:
+            sock = socket.create_connection((host, port), timeout=30)
+            sock.sendall(f"GET /inverters/{inverter}/stream HTTP/1.0\r\nHost: x\r\n"
+                         f"Authorization: Bearer {args.key}\r\n\r\n".encode())
+            buffer = b""
+            while b"\r\n\r\n" not in buffer:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise OSError("closed before headers")
+                buffer += chunk
+            head, buffer = buffer.split(b"\r\n\r\n", 1)
+            if b" 200 " not in head.split(b"\r\n", 1)[0]:
+                raise OSError(head.split(b"\r\n", 1)[0].decode())
+            counts["connected"] += 1
+            connected_at.append(time.time())
+            sock.settimeout(None)
+            chunk = b"-"
+            while not stop.is_set() and chunk:
+                now = time.time()
+                while b"\n\n" in buffer:
+                    block, buffer = buffer.split(b"\n\n", 1)
+                    for line in block.split(b"\n"):
+                        if line.startswith(b"data: ") and b'"bench_seq"' in line:
+                            data = json.loads(line[6:])
+                            if data["bench_seq"] >= counts["from_seq"]:  # not the latest sent at connect
+                                counts["events"] += 1
+                                latencies.append(now - data["sent_at"])
+                chunk = sock.recv(65536)
+                buffer += chunk
+        except OSError:
+            counts["failed"] += 1
+
+    started = time.time()
+    greenlets = [gevent.spawn(client, n) for n in range(args.first, args.first + args.count)]
+    while counts["connected"] + counts["failed"] < args.count:
+        gevent.sleep(0.05)
+    print(json.dumps({"connected": counts["connected"], "failed": counts["failed"],
+                      "connect_s": (max(connected_at) - started) if connected_at else None}), flush=True)
+    # Wait for the controller's "measure" line, then reset counters; "stop" ends the run.
+    from gevent.os import make_nonblocking, nb_read
+    make_nonblocking(sys.stdin.fileno())
+
+    def read_line():
+        data = b""
+        while not data.endswith(b"\n"):
+            data += nb_read(sys.stdin.fileno(), 1)
+        return data.decode().strip()
+
+    command, first_seq = read_line().split()
+    assert command == "measure"
+    latencies.clear()
+    counts["events"] = 0
+    counts["from_seq"] = int(first_seq)
+    assert read_line() == "stop"
+    stop.set()
+    print(json.dumps({"events": counts["events"], "latencies": latencies}), flush=True)
+    os._exit(0)
+
+
+# -- controller --------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))] if values else float("nan")
+
+
+def setup(workdir: Path):
+    import redis
+
+    redis_port = free_port()
+    redis_proc = subprocess.Popen(["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no",
+                                   "--maxclients", "20000", "--dir", str(workdir)], stdout=subprocess.DEVNULL)
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir}/bench.db",
+           "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",
+           "SSE_CLIENT_QUEUE": "256"}
+    client = redis.Redis(port=redis_port, decode_responses=True)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL")})
+    from models import inverters as Q
+    from models.accounts import create_account
+    from models.db import open_database
+    from models.schema import ensure_schema
+
+    db = open_database(env["DATABASE_URL"])
+    ensure_schema(db)
+
+    def populate():
+        account, key = create_account("bench")
+        connection = Q.connection_for("sandbox", "http://127.0.0.1:9", {"api_key": "bench"})
+        ids = [Q.Inverter.create(connection=connection.id, brand="sandbox", serial=f"B{n:05d}", device_type="hybrid",
+                                 owner=account.id).id for n in range(INVERTERS)]
+        return key, ids
+
+    key, ids = db.write(populate)
+    (workdir / "ids.json").write_text(json.dumps(ids))
+    web_port = free_port()
+    web = subprocess.Popen([PYTHON, "-m", "web"], cwd=ROOT, env={**env, "PORT": str(web_port)})
+    import requests
+    for _ in range(200):
+        try:
+            if requests.get(f"http://127.0.0.1:{web_port}/healthz", timeout=1).ok:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.05)
+    return redis_proc, client, web, web_port, key, ids
+
+
+def publish_for(client, ids, seconds: float, seq_start: int) -> tuple[int, dict]:
+    from models import live_events
+
+    script = client.register_script(live_events.PUBLISH_SCRIPT)
+    sent: dict[str, int] = {}
+    seq = seq_start
+    tick = 0.01
+    per_tick = RATE * tick
+    started = time.monotonic()
+    owed = 0.0
+    while time.monotonic() - started < seconds:
+        owed += per_tick
+        pipe = client.pipeline(transaction=False)
+        while owed >= 1:
+            owed -= 1
+            inverter = ids[seq % len(ids)]
+            now = time.time()
+            data = live_events.dumps({"inverter_id": inverter, "time": now, "bench_seq": seq, "sent_at": now})
+            keys, args = live_events.publish_args("reading", inverter, repr(now), data, 1000, 100000)
+            script(keys=keys, args=args, client=pipe)
+            sent[inverter] = sent.get(inverter, 0) + 1
+            seq += 1
+        pipe.execute()
+        time.sleep(max(0.0, started + (seq - seq_start) / RATE - time.monotonic()))
+    return seq, sent
+
+
+def web_redis_connections(client, web_pid: int) -> int:
+    """Redis clients whose TCP peer is the web process (matched through /proc/<pid>/fd and /proc/net/tcp)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{web_pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{web_pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        parts = line.split()
+        if parts[9] in inodes:
+            ports.add(int(parts[1].split(":")[1], 16))
+    return sum(1 for c in client.client_list() if int(c["addr"].rsplit(":", 1)[1]) in ports)
+
+
+def run(counts, seconds: float, loadgens: int) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="sse-bench-"))
+    redis_proc, client, web, port, key, ids = setup(workdir)
+    seq = 0
+    rows = []
+    try:
+        base_rss = rss_mb(web.pid)
+        for total in counts:
+            procs = []
+            per = -(-total // loadgens)
+            started = time.time()
+            for n in range(loadgens):
+                count = min(per, total - n * per)
+                if count <= 0:
+                    break
+                procs.append(subprocess.Popen(
+                    [PYTHON, __file__, "--loadgen", "--port", str(port), "--key", key, "--ids", str(workdir / "ids.json"),
+                     "--first", str(n * per), "--count", str(count)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    cwd=ROOT, text=True))
+            hello = [json.loads(p.stdout.readline()) for p in procs]
+            connect_s = time.time() - started
+            connected = sum(h["connected"] for h in hello)
+            failed = sum(h["failed"] for h in hello)
+            rss = rss_mb(web.pid)
+            redis_conns = web_redis_connections(client, web.pid)
+            for p in procs:
+                p.stdin.write(f"measure {seq}\n")
+                p.stdin.flush()
+            seq, sent = publish_for(client, ids, seconds, seq)
+            time.sleep(1.0)  # let the last events arrive
+            for p in procs:
+                p.stdin.write("stop\n")
+                p.stdin.flush()
+            results = [json.loads(p.stdout.readline()) for p in procs]
+            for p in procs:
+                p.wait(30)
+            watchers = {}
+            for n in range(connected):
+                watchers[ids[n % len(ids)]] = watchers.get(ids[n % len(ids)], 0) + 1
+            expected = sum(sent.get(i, 0) * w for i, w in watchers.items())
+            delivered = sum(r["events"] for r in results)
+            latencies = [lat for r in results for lat in r["latencies"]]
+            row = {"clients": total, "connected": connected, "failed": failed, "connect_s": round(connect_s, 2),
+                   "delivered": delivered, "expected": expected,
+                   "p50_ms": round(percentile(latencies, 0.5) * 1000, 2),
+                   "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+                   "rss_mb": round(rss, 1), "kb_per_client": round((rss - base_rss) * 1024 / max(connected, 1), 1),
+                   "redis_connections": redis_conns}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            # Wait until the server has let every closed stream go before the next size.
+            time.sleep(2.0)
+    finally:
+        web.terminate()
+        web.wait(20)
+        redis_proc.terminate()
+    print("\n| clients | connected (failed) | connect all | delivered / expected | p50 | p99 | web RSS | per client | "
+          "Redis conns of web |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['clients']:,} | {r['connected']:,} ({r['failed']}) | {r['connect_s']} s | {r['delivered']:,} / "
+              f"{r['expected']:,} | {r['p50_ms']} ms | {r['p99_ms']} ms | {r['rss_mb']} MB | {r['kb_per_client']} KB | "
+              f"{r['redis_connections']} |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", default="1000,5000,10000,19000")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--loadgens", type=int, default=4)
+    parser.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--key")
+    parser.add_argument("--ids")
+    parser.add_argument("--first", type=int)
+    parser.add_argument("--count", type=int)
+    args = parser.parse_args()
+    if args.loadgen:
+        return loadgen(args)
+    run([int(c) for c in args.clients.split(",")], args.seconds, args.loadgens)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
