@@ -33,6 +33,7 @@ run: install
 
 test: install-test
 	@scripts/ensure-postgres
+	@scripts/ensure-browser
 	@eval "$$(scripts/ensure-redis --export)" && $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install-test

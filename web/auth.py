@@ -47,6 +47,11 @@ def current_account(allow_cookie: bool = True):
     return account
 
 
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+# A header a cross-site form cannot send: a change made with only the session cookie must carry it.
+CSRF_HEADER = "X-Requested-With"
+
+
 def require_account(view=None, *, allow_cookie: bool = True):
     """Decorator: answer 401 with the error envelope unless a valid key or session is presented."""
     def decorate(fn):
@@ -55,6 +60,10 @@ def require_account(view=None, *, allow_cookie: bool = True):
             if current_account(allow_cookie) is None:
                 raise ApiError(401, "unauthorized", "missing or invalid API key (use Authorization: Bearer <key>)",
                                headers={"WWW-Authenticate": 'Bearer realm="api"'})
+            if (request.method not in _SAFE_METHODS and "Authorization" not in request.headers
+                    and not request.headers.get(CSRF_HEADER)):
+                raise ApiError(403, "csrf_header_missing",
+                               f"a change made with the session cookie must send the {CSRF_HEADER} header")
             return fn(*args, **kwargs)
         return wrapper
     return decorate(view) if view is not None else decorate
