@@ -26,7 +26,6 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
-import gevent.pool  # noqa: E402
 import requests  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,6 +85,53 @@ def wait_http(url, timeout=20):
     raise SystemExit(f"bench: {url} did not come up")
 
 
+def submit_all(web_port, key, sink_port, plan, payload, concurrency, rate):
+    """POST every job over keep-alive sockets with pre-built requests.
+
+    A lean client on purpose: the load generator shares the two cores with the system under test,
+    and requests' own overhead would be measured as ours.
+    """
+    import socket
+
+    bodies = {}
+    for kind in set(plan):
+        body = json.dumps({"url": f"http://127.0.0.1:{sink_port}/hook/{kind}", "json": payload, "max_attempts": 5,
+                           "backoff": {"base_s": 0.2, "cap_s": 5, "jitter": "full"}}).encode()
+        bodies[kind] = (f"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+                        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    queue = list(reversed(plan))
+    start = time.time()
+    sent = [0]
+
+    def client():
+        sock = socket.create_connection(("127.0.0.1", web_port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        reader = sock.makefile("rb")
+        while queue:
+            kind = queue.pop()
+            if rate:
+                due = start + sent[0] / rate
+                sent[0] += 1
+                if due > time.time():
+                    gevent.sleep(due - time.time())
+            sock.sendall(bodies[kind])
+            status = reader.readline()
+            length = 0
+            while True:
+                line = reader.readline()
+                if line in (b"\r\n", b""):
+                    break
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            reply = reader.read(length)
+            if b" 202 " not in status:
+                raise SystemExit(f"bench: submission failed: {status!r} {reply[:200]!r}")
+        sock.close()
+
+    gevent.joinall([gevent.spawn(client) for _ in range(concurrency)], raise_error=True)
+    return start, time.time()
+
+
 def percentile(values, p):
     if not values:
         return None
@@ -100,6 +146,7 @@ def main():
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--rate", type=float, default=0, help="pace submissions at this many per second (0: as fast as possible)")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="jobs-bench-"))
@@ -124,26 +171,7 @@ def main():
         kinds = ["ok"] * 65 + ["fail1"] * 25 + ["fail2"] * 5 + ["bad"] * 5
         plan = [rng.choice(kinds) for _ in range(args.jobs)]
         payload = {"event": "payment.succeeded", "data": {"id": "x" * 380, "amount": 1234, "currency": "EUR"}}
-        session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_maxsize=args.concurrency)
-        session.mount("http://", adapter)
-        headers = {"Authorization": f"Bearer {key}"}
-        job_kinds = {}
-
-        def submit(kind):
-            body = {"url": f"http://127.0.0.1:{sink_port}/hook/{kind}", "json": payload, "max_attempts": 5,
-                    "backoff": {"base_s": 0.2, "cap_s": 5, "jitter": "full"}}
-            reply = session.post(f"http://127.0.0.1:{web_port}/jobs", json=body, headers=headers, timeout=30)
-            if reply.status_code != 202:
-                raise SystemExit(f"bench: submission failed {reply.status_code} {reply.text}")
-            job_kinds[reply.json()["id"]] = kind
-
-        pool = gevent.pool.Pool(args.concurrency)
-        t0 = time.time()
-        for kind in plan:
-            pool.spawn(submit, kind)
-        pool.join()
-        t_submitted = time.time()
+        t0, t_submitted = submit_all(web_port, key, sink_port, plan, payload, args.concurrency, args.rate)
 
         con = sqlite3.connect(str(db_path), timeout=30)
         deadline = time.time() + 300
@@ -163,6 +191,7 @@ def main():
         final = dict(con.execute("SELECT id, status FROM job").fetchall())
         sink = requests.get(f"http://127.0.0.1:{sink_port}/stats", timeout=5).json()
 
+        job_kinds = {job_id: url.rsplit("/", 1)[-1] for job_id, url in con.execute("SELECT id, url FROM job")}
         expected_success = [j for j, k in job_kinds.items() if k != "bad"]
         lost = sum(1 for j in expected_success if final.get(j) != "succeeded" or sink["delivered"].get(j, 0) == 0)
         duplicates = sum(n - 1 for n in sink["delivered"].values() if n > 1)
