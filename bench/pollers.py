@@ -168,8 +168,8 @@ def main() -> int:
         time.sleep(3 * args.interval)  # first round spread over one interval
 
         seconds = args.minutes * 60
-        quiet = summarise(window(mock, seconds), serials, seconds, [])
         watched = serials["sandbox"][: args.watched // 2] + serials["growatt_v4"][: args.watched - args.watched // 2]
+        quiet = summarise(window(mock, seconds), serials, seconds, watched)
         (workdir / "watched.json").write_text(json.dumps([ids[s] for s in watched]))
         viewer = subprocess.Popen([PYTHON, __file__, "--viewer-mode", "--port", str(web_port), "--key", key,
                                    "--ids", str(workdir / "watched.json"), "--viewers", str(args.viewers)],
