@@ -6,8 +6,14 @@ local wall time without an offset, so it is read in the inverter's time zone (UT
 """
 from __future__ import annotations
 
+import dataclasses
+import logging
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 from models.brands.base import (AUTH, BAD_REPLY, RATE_LIMITED, UNKNOWN_DEVICE, BatchResult, BrandAdapter,
                                 BrandError, Device, PolledDevice, Reading, number, parse_local)
+
+log = logging.getLogger(__name__)
 
 PREFIX = "/v4/new-api"
 PAGE_SIZE = 100
@@ -87,6 +93,35 @@ class GrowattV4Adapter(BrandAdapter):
                 return devices
             page += 1
 
+    def discover(self, serial: str) -> Device:
+        device = super().discover(serial)
+        if device.timezone is None and device.plant_id is not None:
+            zone = self._plant_timezones().get(device.plant_id)
+            if zone:
+                device = dataclasses.replace(device, timezone=zone)
+        return device
+
+    def _plant_timezones(self) -> dict[str, str]:
+        """Plant time zones from the v1 plant list, served on the same host with the same token.
+
+        v4 replies carry local wall time without an offset and the v4 device list names no zone, so
+        without this a reading would be read as UTC and be off by the plant's offset.
+        """
+        try:
+            response = self._send("GET", "/v1/plant/list", params={"page": 1, "perpage": 200},
+                                  headers={"token": self.credentials["token"]})
+            body = self._json(response)
+        except BrandError as exc:
+            log.warning("growatt_v4: no plant time zones from /v1/plant/list (%s); reading times as UTC", exc)
+            return {}
+        plants = (body.get("data") or {}).get("plants") if isinstance(body, dict) else None
+        zones = {}
+        for plant in plants if isinstance(plants, list) else []:
+            zone = plant.get("timezone") if isinstance(plant, dict) else None
+            if isinstance(zone, str) and plant.get("plant_id") is not None and _is_zone(zone):
+                zones[str(plant["plant_id"])] = zone
+        return zones
+
     def fetch_latest(self, devices: list[PolledDevice]) -> BatchResult:
         device_type = devices[0].device_type
         by_serial = {d.serial: d for d in devices}
@@ -122,6 +157,14 @@ class GrowattV4Adapter(BrandAdapter):
         # In a batch the brand leaves offline devices out.
         result.offline.update(s for s in by_serial if s not in result.readings and s not in result.failed)
         return result
+
+
+def _is_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def _kwh_to_wh(value) -> float | None:

@@ -76,3 +76,15 @@ def test_sandbox_maps_readings_and_signals_rate_limits_and_offline(mock, sandbox
     with pytest.raises(BrandError) as caught:
         sandbox.discover("SBX-NOPE")
     assert caught.value.kind == UNKNOWN_DEVICE
+
+
+def test_growatt_v4_learns_plant_time_zones_so_local_times_read_right(growatt, sandbox):
+    sph, tlx = growatt.discover("GRTSPH0001"), growatt.discover("GRTMIN0001")
+    assert (sph.timezone, tlx.timezone) == ("Africa/Lagos", "Europe/Amsterdam")
+    # Both brands read one simulated clock: with the plant's zone the local wall time lands on the
+    # same instant as the sandbox's UTC timestamp (read as UTC it would be an hour off).
+    lagos = growatt.fetch_latest([PolledDevice("GRTSPH0001", "sph", sph.timezone)]).readings["GRTSPH0001"]
+    amsterdam = growatt.fetch_latest([PolledDevice("GRTMIN0001", "min", tlx.timezone)]).readings["GRTMIN0001"]
+    reference = sandbox.fetch_latest([polled(sandbox, "SBX-LOS-0001")]).readings["SBX-LOS-0001"]
+    for reading in (lagos, amsterdam):
+        assert abs(reading.time - reference.time) < 300
