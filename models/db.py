@@ -51,6 +51,22 @@ def make_database(url: str) -> peewee.Database:
     return connect_url(url.replace("postgres://", "postgresql://", 1))
 
 
+_SQL_CACHE: dict = {}
+
+
+def sql(text: str) -> str:
+    """Hot-path SQL written once with ? placeholders, adapted to the bound database's style.
+
+    Why raw SQL on hot paths: peewee spends ~40 µs of Python building each statement, which was
+    most of the CPU of a delivery or of an SSE connect; these few statements run per request.
+    """
+    param = database.obj.param
+    key = (text, param)
+    if key not in _SQL_CACHE:
+        _SQL_CACHE[key] = text if param == "?" else text.replace("?", param)
+    return _SQL_CACHE[key]
+
+
 def is_sqlite(db: peewee.Database | None = None) -> bool:
     db = db or database.obj
     return isinstance(db, peewee.SqliteDatabase)

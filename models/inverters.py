@@ -14,6 +14,7 @@ import peewee
 
 from models.accounts import Account
 from models.base import BaseModel, JSONField, now
+from models.db import database, sql
 from models.ids import new_id
 
 ONLINE = "online"
@@ -133,6 +134,15 @@ def _visible_to(account_id: str):
 def visible_inverter(account_id: str, inverter_id: str) -> Inverter | None:
     """The inverter if this account owns it or is a member; None otherwise (callers answer 404)."""
     return Inverter.select().where((Inverter.id == inverter_id) & _visible_to(account_id)).first()
+
+
+_CAN_VIEW = ("SELECT 1 FROM inverter WHERE id = ? AND (owner_id = ? OR EXISTS"
+             " (SELECT 1 FROM inverter_member WHERE inverter_id = inverter.id AND account_id = ?))")
+
+
+def can_view(account_id: str, inverter_id: str) -> bool:
+    """visible_inverter() as a yes/no, in raw SQL: it runs on every stream connect."""
+    return database.execute_sql(sql(_CAN_VIEW), (inverter_id, account_id, account_id)).fetchone() is not None
 
 
 def visible_ids(account_id: str, inverter_ids: list[str]) -> set[str]:

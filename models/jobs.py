@@ -14,7 +14,7 @@ import peewee
 
 from models.accounts import Account
 from models.base import BaseModel, JSONField, now
-from models.db import database, is_sqlite
+from models.db import database, is_sqlite, sql as _sql
 from models.ids import new_id
 
 PENDING = "pending"
@@ -95,22 +95,6 @@ class Attempt(BaseModel):
 
     class Meta:
         indexes = ((("job", "number"), True),)
-
-
-_SQL_CACHE: dict = {}
-
-
-def _sql(text: str) -> str:
-    """Hot-path SQL written once with ? placeholders, adapted to the bound database's style.
-
-    Why raw SQL here: building a query with peewee costs ~40 µs per statement in Python, which
-    was most of the worker's CPU per delivery; these few statements run once or twice per attempt.
-    """
-    param = database.obj.param
-    key = (text, param)
-    if key not in _SQL_CACHE:
-        _SQL_CACHE[key] = text if param == "?" else text.replace("?", param)
-    return _SQL_CACHE[key]
 
 
 def _json(value):

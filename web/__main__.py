@@ -9,7 +9,7 @@ import socket  # noqa: E402
 import sys  # noqa: E402
 
 import gevent  # noqa: E402
-from gevent.pywsgi import WSGIServer  # noqa: E402
+from gevent.pywsgi import WSGIHandler, WSGIServer  # noqa: E402
 
 from models.logs import configure_logging  # noqa: E402
 from models.settings import SettingsError, get_settings  # noqa: E402
@@ -17,9 +17,24 @@ from models.settings import SettingsError, get_settings  # noqa: E402
 log = logging.getLogger("web")
 
 
+LISTEN_BACKLOG = 4096
+
+
+class Handler(WSGIHandler):
+    # A 2 KB read buffer instead of the default 8 KB: an SSE client keeps its handler (and this
+    # buffer) for hours while reading nothing after its request headers.
+    RFILE_BUFFER = 2048
+
+    def __init__(self, sock, address, server):
+        super().__init__(sock, address, server)
+        self.rfile = sock.makefile("rb", self.RFILE_BUFFER)
+
+
 class Server(WSGIServer):
     """gevent's WSGI server with Nagle off: on a keep-alive connection a response written in two
     segments otherwise waits for the client's delayed ACK, adding 40 ms to every request."""
+
+    handler_class = Handler
 
     def handle(self, sock, address):
         try:
@@ -44,7 +59,9 @@ def main() -> int:
         print(f"web: cannot start: {exc}", file=sys.stderr)
         return 1
     try:
-        server = Server((settings.host, settings.port), app, log=None, error_log=log)
+        # gevent's default listen backlog of 128 overflows when thousands of browsers reconnect at
+        # once (a web restart): the excess SYNs are retried after 1, 3, 7 s.
+        server = Server((settings.host, settings.port), app, log=None, error_log=log, backlog=LISTEN_BACKLOG)
         server.init_socket()
     except OSError as exc:
         print(f"web: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)

@@ -349,7 +349,7 @@ def _write(the_hub: Hub, client: Client, head: bytes, keepalive_s: float):
 @bp.get("/inverters/<inverter_id>/stream")
 @require_account
 def inverter_stream(inverter_id):
-    if not looks_like_id(inverter_id) or owner().call(Q.visible_inverter, g.account.id, inverter_id) is None:
+    if not looks_like_id(inverter_id) or not owner().call(Q.can_view, g.account.id, inverter_id):
         raise not_found("inverter")
     last_event_id = _last_event_id()
     return _open_stream((inverter_channel(inverter_id),),
