@@ -20,6 +20,7 @@ from actors.retry_actor import AttemptFinished, RetryActor, RunAttempt
 from models import jobs as J
 from models.channels import JOBS_WAKEUP
 from models.events import BatchedPublisher
+from models.redis_client import listen_forever
 
 log = logging.getLogger(__name__)
 
@@ -182,30 +183,21 @@ class JobDispatcher(pykka.ThreadingActor):
 
     # -- background greenlets -------------------------------------------------------------------
     def _listen_for_wakeups(self):
-        delay = 0.1
-        while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                pubsub.subscribe(JOBS_WAKEUP)
-                self.redis_ok = True
-                delay = 0.1
-                self._tell_self(Wake("redis-connected"))
-                for message in pubsub.listen():
-                    if message.get("type") == "message" and not self.fill_scheduled:
-                        self.fill_scheduled = True
-                        self._tell_self(Wake("submission"))
-            except Exception as exc:
-                if self.redis_ok:
-                    log.warning("wake-up subscription lost (%s); falling back to %.1f s timer", exc,
-                                IDLE_WHEN_REDIS_DOWN_S)
-                self.redis_ok = False
-            finally:
-                try:
-                    pubsub.close()
-                except Exception:
-                    pass
-            gevent.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        def subscribed():
+            self.redis_ok = True
+            self._tell_self(Wake("redis-connected"))
+
+        def submitted(_):
+            if not self.fill_scheduled:
+                self.fill_scheduled = True
+                self._tell_self(Wake("submission"))
+
+        def lost(exc):
+            if self.redis_ok:
+                log.warning("wake-up subscription lost (%s); falling back to %.1f s timer", exc, IDLE_WHEN_REDIS_DOWN_S)
+            self.redis_ok = False
+
+        listen_forever(self.redis, JOBS_WAKEUP, submitted, subscribed, lost)
 
     def _renew_leases_forever(self):
         interval = self.settings.lease_s / 3

@@ -23,6 +23,7 @@ from actors.recorder import Recorder
 from models import inverters as Q
 from models.brands import adapter_class
 from models.channels import INVERTERS_CHANGED
+from models.redis_client import listen_forever
 
 log = logging.getLogger(__name__)
 
@@ -153,24 +154,9 @@ class PollerSupervisor(pykka.ThreadingActor):
             self._tell(message)
 
     def _listen(self):
-        delay = 0.1
-        while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                pubsub.subscribe(INVERTERS_CHANGED)
-                delay = 0.1
-                for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        self._tell(Changed(message["data"]))
-            except Exception as exc:
-                log.warning("inverter change notifications lost (%s); resync timer still runs", exc)
-            finally:
-                try:
-                    pubsub.close()
-                except Exception:
-                    pass
-            gevent.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        listen_forever(self.redis, INVERTERS_CHANGED, lambda connection_id: self._tell(Changed(connection_id)),
+                       on_lost=lambda exc: log.warning("inverter change notifications lost (%s); resync timer "
+                                                       "still runs", exc))
 
 
 def start_metrics_actors(settings, db, redis):

@@ -28,3 +28,34 @@ def reset_redis_client() -> None:
     if _client is not None:
         _client.close()
     _client = None
+
+
+def listen_forever(redis: redis.Redis, channel: str, on_message, on_subscribed=None, on_lost=None) -> None:
+    """Subscribe to `channel` and call on_message(data) for each message, for ever (run it in a greenlet).
+
+    A lost connection is resubscribed with exponential backoff (0.1 s to 5 s); on_subscribed() runs
+    after each (re)subscription, on_lost(exc) after each loss, so callers can catch up or fall back.
+    """
+    import gevent
+
+    delay = 0.1
+    while True:
+        pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(channel)
+            delay = 0.1
+            if on_subscribed is not None:
+                on_subscribed()
+            for message in pubsub.listen():
+                if message.get("type") == "message":
+                    on_message(message["data"])
+        except Exception as exc:  # any failure: resubscribe after a pause
+            if on_lost is not None:
+                on_lost(exc)
+        finally:
+            try:
+                pubsub.close()
+            except Exception:
+                pass
+        gevent.sleep(delay)
+        delay = min(delay * 2, 5.0)
