@@ -4,6 +4,7 @@ import pytest
 from models import jobs as J
 from models.accounts import create_account
 from models.db import close_database, open_database
+from models.ids import new_id
 from models.schema import ensure_schema
 
 
@@ -90,3 +91,8 @@ def test_lease_renewal_only_extends_leases_still_held(db):
     [a] = db.write(J.claim_due, "worker-a", 10, 1.0)
     db.write(J.claim_due, "worker-b", 10, 30.0, at=a.due_at + 1)
     assert db.write(J.renew_leases, "worker-a", [a.id], 30.0) == 0
+
+
+def test_ids_are_monotonic_so_newest_first_holds():
+    ids = [new_id() for _ in range(2000)]
+    assert ids == sorted(ids)
