@@ -35,6 +35,15 @@ class Wake:
 
 
 @dataclass(frozen=True)
+class Claimed:
+    """A claim finished: the jobs it took, how many were asked for, and the next due time if it ran dry."""
+    jobs: list
+    wanted: int
+    next_due_at: float | None
+    failed: bool = False
+
+
+@dataclass(frozen=True)
 class Drain:
     """Stop claiming; give back jobs not yet started; wait up to grace_s for running attempts."""
     grace_s: float
@@ -54,7 +63,9 @@ class JobDispatcher(pykka.ThreadingActor):
         self.transport = transport
         self.events = BatchedPublisher(redis)
         self.worker_id = settings.worker_id
-        self.running: dict[str, tuple[int, str]] = {}           # job id -> (attempt number, host)
+        # (job id, attempt number) -> host. Keyed by attempt, not job: a job whose retry is due at
+        # once can be claimed and started again before its previous attempt's AttemptFinished arrives.
+        self.running: dict[tuple[str, int], str] = {}
         self.waiting: dict[str, collections.deque] = collections.defaultdict(collections.deque)
         self.waiting_count = 0
         self.per_host: collections.Counter = collections.Counter()
@@ -62,6 +73,8 @@ class JobDispatcher(pykka.ThreadingActor):
         self.all_actors: list[pykka.ActorRef] = []
         self.accepting = True
         self.more_due = True
+        self.claiming = False
+        self.work_noted_while_claiming = False
         self.fill_scheduled = False
         self.redis_ok = False
         self.timer = None
@@ -86,9 +99,11 @@ class JobDispatcher(pykka.ThreadingActor):
     def on_receive(self, message):
         if isinstance(message, AttemptFinished):
             self._finished(message)
+        elif isinstance(message, Claimed):
+            self._claimed(message)
         elif isinstance(message, Wake):
-            self.more_due = True
             self.fill_scheduled = False
+            self._note_work()
             self._fill()
         elif isinstance(message, Drain):
             return self._drain(message.grace_s)
@@ -100,33 +115,51 @@ class JobDispatcher(pykka.ThreadingActor):
         return self.settings.max_in_flight - len(self.running) - self.waiting_count
 
     def _fill(self):
-        if not self.accepting:
+        """Start a claim if there is room and work may be due. The claim runs in its own greenlet and
+        reports back with Claimed, so the actor keeps taking AttemptFinished meanwhile: a dispatcher
+        that waited on the database itself let finished attempts queue behind its claims."""
+        if not self.accepting or self.claiming or not self.more_due or self._capacity() <= 0:
             return
-        while self.more_due and self._capacity() > 0:
-            want = min(self._capacity(), self.settings.claim_batch)
-            try:
-                claimed = self.db.write(J.claim_due, self.worker_id, want, self.settings.lease_s)
-            except Exception as exc:
-                log.error("claim failed, retrying in 1 s: %s", exc)
-                self._arm_timer(time.time() + 1.0)
-                return
-            for job in claimed:
-                self._enqueue(job)
-            if len(claimed) < want:
-                self.more_due = False
-        if not self.more_due:
-            self._arm_for_next_due()
+        self.claiming = True
+        self.work_noted_while_claiming = False
+        gevent.spawn(self._claim, min(self._capacity(), self.settings.claim_batch))
 
-    def _arm_for_next_due(self):
+    def _note_work(self):
+        """Something may have become due: a submission, a timer, a retry scheduled soon."""
+        self.more_due = True
+        if self.claiming:
+            # The claim on the wire may have read the table before this work was committed.
+            self.work_noted_while_claiming = True
+
+    def _claim(self, want: int):
         try:
-            due = self.db.call(J.next_due_at)
+            jobs = self.db.write(J.claim_due, self.worker_id, want, self.settings.lease_s)
+            next_due = self.db.call(J.next_due_at) if len(jobs) < want else None
+            result = Claimed(jobs, want, next_due)
         except Exception as exc:
-            log.error("could not read the next due time: %s", exc)
-            due = None
-        idle = MAX_IDLE_S if self.redis_ok else IDLE_WHEN_REDIS_DOWN_S
-        self._arm_timer(min(due, time.time() + idle) if due is not None else time.time() + idle)
+            log.error("claim failed, retrying in 1 s: %s", exc)
+            result = Claimed([], want, time.time() + 1.0, failed=True)
+        self._tell_self(result)
+
+    def _claimed(self, message: Claimed):
+        self.claiming = False
+        if not self.accepting:
+            # Claimed while a drain began: give them back untouched.
+            if message.jobs:
+                gevent.spawn(self.db.write, J.release, self.worker_id, [(j.id, j.attempts) for j in message.jobs])
+            return
+        for job in message.jobs:
+            self._enqueue(job)
+        if message.failed or len(message.jobs) < message.wanted:
+            self.more_due = self.work_noted_while_claiming and not message.failed
+            idle = MAX_IDLE_S if self.redis_ok else IDLE_WHEN_REDIS_DOWN_S
+            due = message.next_due_at
+            self._arm_timer(min(due, time.time() + idle) if due is not None else time.time() + idle)
+        self._fill()
 
     def _arm_timer(self, at: float):
+        # A Wake that finds work already being claimed only sets more_due: the claim in flight
+        # either takes that work or comes back short and re-arms the timer.
         if self.timer is not None:
             self.timer.kill(block=False)
         delay = max(0.0, at - time.time())
@@ -147,7 +180,7 @@ class JobDispatcher(pykka.ThreadingActor):
 
     def _start(self, job):
         actor = self.idle_actors.pop() if self.idle_actors else self._new_actor()
-        self.running[job.id] = (job.attempts, job.host)
+        self.running[(job.id, job.attempts)] = job.host
         self.per_host[job.host] += 1
         actor.tell(RunAttempt(job))
 
@@ -157,11 +190,10 @@ class JobDispatcher(pykka.ThreadingActor):
         return ref
 
     def _finished(self, message: AttemptFinished):
-        entry = self.running.pop(message.job_id, None)
+        host = self.running.pop((message.job_id, message.number), None)
         self.idle_actors.append(message.actor)
-        if entry is None:
+        if host is None:
             return
-        host = entry[1]
         self.per_host[host] -= 1
         queue = self.waiting.get(host)
         if queue and self.accepting:
@@ -173,13 +205,11 @@ class JobDispatcher(pykka.ThreadingActor):
             del self.per_host[host]
         if message.status == J.RETRYING:
             # Its next attempt may be due before the timer we armed.
-            self.more_due = True
+            self._note_work()
         if self.drained is not None and not self.running:
             self.drained.set()
-        elif self.accepting and self.more_due and not self.fill_scheduled:
-            # Batch the claims of a burst of completions into one statement.
-            self.fill_scheduled = True
-            self.actor_ref.tell(Wake("capacity"))
+        else:
+            self._fill()
 
     # -- background greenlets -------------------------------------------------------------------
     def _listen_for_wakeups(self):
@@ -203,7 +233,7 @@ class JobDispatcher(pykka.ThreadingActor):
         interval = self.settings.lease_s / 3
         while True:
             gevent.sleep(interval)
-            held = list(self.running) + [job.id for queue in self.waiting.values() for job in queue]
+            held = [job_id for job_id, _ in self.running] + [job.id for queue in self.waiting.values() for job in queue]
             if not held:
                 continue
             try:
@@ -232,7 +262,7 @@ class JobDispatcher(pykka.ThreadingActor):
         if not finished and self.running:
             # Make what is still running claimable at once; its attempt will be recorded abandoned.
             try:
-                ids = list(self.running)
+                ids = [job_id for job_id, _ in self.running]
                 self.db.write(J.expire_leases, self.worker_id, ids)
                 log.warning("grace period over: %d attempts left to lease recovery", len(ids))
             except Exception as exc:

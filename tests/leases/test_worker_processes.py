@@ -91,3 +91,17 @@ def test_sigterm_lets_running_attempts_finish_and_releases_the_rest(services, en
     services.worker(env, role="jobs", name="worker-2")
     wait_until(lambda: set(_statuses(database_url, ids).values()) == {"succeeded"}, 30,
                interval=0.2, message="the released jobs to be delivered by the next worker")
+
+
+def test_per_host_slots_survive_retries_that_are_due_at_once(services, env, api, partner, database_url):
+    # A retry due at once can be claimed again before the dispatcher hears its previous attempt
+    # finished; counting that wrong leaks the host's slots until nothing reaches the host at all.
+    services.worker(env, role="jobs", MAX_IN_FLIGHT_PER_HOST="2", MAX_IN_FLIGHT="8")
+    ids = []
+    for i in range(40):
+        reply = api.post("/jobs", json={"url": f"{partner.url}/flaky/slot{i}?fail=2", "body": "x", "max_attempts": 5,
+                                        "backoff": {"base_s": 0.0, "cap_s": 0.0, "jitter": "none"}})
+        assert reply.status_code == 202, reply.text
+        ids.append(reply.json()["id"])
+    wait_until(lambda: set(_statuses(database_url, ids).values()) == {"succeeded"}, 30,
+               interval=0.2, message="every job to succeed through two per-host slots")
