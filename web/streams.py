@@ -47,6 +47,9 @@ MAX_INVERTERS_PER_STREAM = 50
 # Concurrent Redis calls made while clients connect: keeps the connection pool (and Redis's client
 # count) flat during a connect storm of thousands of browsers.
 REDIS_SLOTS = 16
+# How long a positive visibility check is reused: a member removed from a team can still open a
+# new stream for this long (streams already open are not closed by a removal).
+VISIBLE_FOR_S = 2.0
 
 
 def frame(event: str, data: str, event_id: str | None = None) -> bytes:
@@ -159,6 +162,13 @@ class Hub:
         self.subscribed = gevent.event.Event()
         self.stopping = False
         self.messages = 0
+        # inverter id -> [event id, reading json, status] for inverters someone has watched: filled
+        # from Redis on a first connect, then kept current by the subscription, so a new viewer's
+        # "latest first" costs no Redis round trip. Dropped whenever the subscription is lost.
+        self.latest: dict[str, list] = {}
+        self.filling: dict[str, list] = {}
+        # (account id, inverter id) -> until when a positive visibility check holds.
+        self.visible_until: dict[tuple, float] = {}
         self.greenlet = gevent.spawn(self._run)
 
     # -- clients -----------------------------------------------------------------------------------
@@ -184,6 +194,39 @@ class Hub:
             for client in list(watchers):
                 client.close(reason)
         self.greenlet.kill(block=False)
+
+    def latest_of(self, inverter_ids: list[str]) -> list[tuple]:
+        """(event id, reading json, status) per inverter: from the cache, else one Redis MULTI."""
+        missing = [i for i in inverter_ids if i not in self.latest]
+        fetched = {}
+        if missing:
+            for inverter_id in missing:  # events dispatched while Redis answers land here
+                self.filling.setdefault(inverter_id, [None, None, None])
+            replies = self.redis_call(live_events.snapshot, redis_client(), missing, None)
+            for inverter_id, reply in zip(missing, replies):
+                if reply[0] is None:  # Redis lost it (restart without persistence): the stored one
+                    stored = owner().call(Q.latest_reading, inverter_id)
+                    if stored is not None:
+                        reply = (stored.event_id, live_events.dumps(stored.data), reply[2])
+                fetched[inverter_id] = tuple(reply)
+                newer = self.filling.pop(inverter_id, None) or [None, None, None]
+                if self.subscribed.is_set():  # only a live subscription keeps the cache current
+                    merged = [n if n is not None else r for n, r in zip(newer, reply)]
+                    self.latest.setdefault(inverter_id, merged)
+        return [fetched[i] if i in fetched else tuple(self.latest[i]) for i in inverter_ids]
+
+    def can_view(self, account_id: str, inverter_id: str) -> bool:
+        """The visibility check, remembered for VISIBLE_FOR_S: a reconnect storm (a web restart, a
+        team opening one plant) asks the same pairs again and again."""
+        now = time.monotonic()
+        if self.visible_until.get((account_id, inverter_id), 0) > now:
+            return True
+        if not owner().call(Q.can_view, account_id, inverter_id):
+            return False
+        if len(self.visible_until) > 100_000:
+            self.visible_until.clear()
+        self.visible_until[(account_id, inverter_id)] = now + VISIBLE_FOR_S
+        return True
 
     def redis_call(self, fn, *args, **kwargs):
         with self.redis_slots:
@@ -211,6 +254,8 @@ class Hub:
                     message = pubsub.get_message(timeout=5.0)
             except Exception as exc:  # noqa: BLE001 - any failure: resubscribe with backoff
                 self.subscribed.clear()
+                self.latest.clear()
+                self.filling.clear()
                 failures += 1
                 lost = True
                 if failures == 1 or failures % 30 == 0:
@@ -228,19 +273,29 @@ class Hub:
             return
         self.messages += 1
         channel = message["channel"]
-        watchers = self.clients.get(channel)
-        if not watchers:
-            return
+        watchers = self.clients.get(channel, ())
         payload = message["data"]
         if channel.startswith(INVERTER_CHANNEL_PREFIX):
+            inverter_id = channel[len(INVERTER_CHANNEL_PREFIX):]
+            cached = [c for c in (self.latest.get(inverter_id), self.filling.get(inverter_id)) if c is not None]
+            if not watchers and not cached:
+                return
             try:
                 event = json.loads(payload)
                 key = live_events.event_key(event["id"])
-                data = frame(event["event"], live_events.dumps(event["data"]), event["id"])
+                encoded = live_events.dumps(event["data"])
+                data = frame(event["event"], encoded, event["id"])
             except (ValueError, KeyError, TypeError):
                 log.error("unreadable event on %s", channel)
                 return
+            for entry in cached:
+                if event["event"] == live_events.READING:
+                    entry[0], entry[1] = event["id"], encoded
+                elif event["event"] == live_events.STATUS and isinstance(event["data"], dict):
+                    entry[2] = event["data"].get("status", entry[2])
         else:
+            if not watchers:
+                return
             key, data = None, frame("job", payload)
         for client in list(watchers):
             client.offer(key, data)
@@ -276,17 +331,14 @@ def _initial_inverter_frames(the_hub: Hub, inverter_ids: list[str], last_event_i
     """What a client gets first: the events after last_event_id, or else each inverter's connectivity
     status (if known) and latest reading. [(key or None, frame)], keyless first, then in event order."""
     redis = redis_client()
-    replies = the_hub.redis_call(live_events.snapshot, redis, inverter_ids, last_event_id)
     keyed, keyless = [], []
     if last_event_id is not None:
+        replies = the_hub.redis_call(live_events.snapshot, redis, inverter_ids, last_event_id)
         for events in replies:
             keyed += [(live_events.event_key(eid), frame(kind, data, eid)) for eid, kind, data in events]
     else:
+        replies = the_hub.latest_of(inverter_ids)
         for inverter_id, (event_id, data, status) in zip(inverter_ids, replies):
-            if event_id is None:  # Redis lost it (restart without persistence): the stored one
-                stored = owner().call(Q.latest_reading, inverter_id)
-                if stored is not None:
-                    event_id, data = stored.event_id, live_events.dumps(stored.data)
             if status is not None:
                 keyless.append((None, frame(live_events.STATUS, live_events.dumps(
                     {"inverter_id": inverter_id, "status": status}))))
@@ -349,7 +401,7 @@ def _write(the_hub: Hub, client: Client, head: bytes, keepalive_s: float):
 @bp.get("/inverters/<inverter_id>/stream")
 @require_account
 def inverter_stream(inverter_id):
-    if not looks_like_id(inverter_id) or not owner().call(Q.can_view, g.account.id, inverter_id):
+    if not looks_like_id(inverter_id) or not hub().can_view(g.account.id, inverter_id):
         raise not_found("inverter")
     last_event_id = _last_event_id()
     return _open_stream((inverter_channel(inverter_id),),
