@@ -71,3 +71,22 @@ def test_one_stream_carries_several_inverters_and_status_changes(
                                        and e.data["inverter_id"] == a["id"] for e in events), 20, "back online")
     ids = [key(e.id) for e in stream.events if e.id]
     assert ids == sorted(set(ids)), "one ordered id sequence across inverters"
+
+
+def test_a_later_viewer_first_sees_the_newest_reading_not_the_one_cached_for_an_earlier_viewer(
+        services, metrics_env, mock, web, api, account_key, sse, redis_url):
+    inverter = onboard(api, mock, "sandbox", "SBX-AMS-0001")
+    services.worker(metrics_env, role="pollers")
+    log = redis_lib.Redis.from_url(redis_url, decode_responses=True)
+    wait_until(lambda: log.xlen(inverter_log(inverter["id"])) >= 1, 15, 0.05, "a first reading")
+    first = sse(web.url, f"/inverters/{inverter['id']}/stream", key=account_key)  # fills the hub's cache
+    first.wait_for(lambda events: len(first.of("reading")) >= 1, 10, "the latest reading")
+    seen = first.of("reading")[0].id
+    wait_until(lambda: any(key(i) > key(seen) for i, _ in log.xrange(inverter_log(inverter["id"]), min="(" + seen)),
+               15, 0.05, "a newer reading published")
+    newest = log.xrevrange(inverter_log(inverter["id"]), count=1)[0][0]
+    later = sse(web.url, f"/inverters/{inverter['id']}/stream", key=account_key)
+    later.wait_for(lambda events: len(later.of("reading")) >= 1, 10, "the later viewer's first reading")
+    assert key(later.of("reading")[0].id) >= key(newest)
+    first.close()
+    later.close()
