@@ -23,6 +23,10 @@ INVERTER_EVENT_CLOCK = "inverter-log:clock"
 READINGS_INGEST = "readings:ingest"
 RECORDER_GROUP = "recorder"
 
+#: Published when someone loses access to an inverter (a member removed, the inverter deleted):
+#: JSON {"inverter_id", "account_id" (null: everyone)}; every web process closes those streams.
+INVERTER_ACCESS_REVOKED = "inverter-access:revoked"
+
 #: Published when inverters are onboarded or removed, so pollers pick them up without restart.
 INVERTERS_CHANGED = "inverters:changed"
 

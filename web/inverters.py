@@ -19,7 +19,7 @@ from models.base import iso, parse_iso
 from models.brands import ADAPTERS, adapter_class
 from models.brands import base as brand_errors
 from models.brands.base import BrandError
-from models.channels import INVERTERS_CHANGED
+from models.channels import INVERTER_ACCESS_REVOKED, INVERTERS_CHANGED
 from models.db import owner
 from models.destinations import BlockedDestination
 from models.ids import looks_like_id
@@ -104,6 +104,15 @@ def _owned_or_403(inverter_id: str):
     if inverter.owner_id != g.account.id:
         raise ApiError(403, "forbidden", "only the inverter's owner may do this")
     return inverter
+
+
+def _revoke_streams(inverter_id: str, account_id: str | None) -> None:
+    """Close open streams of this inverter (of one account, or everyone's) in every web process."""
+    try:
+        redis_client().publish(INVERTER_ACCESS_REVOKED, json.dumps({"inverter_id": inverter_id,
+                                                                    "account_id": account_id}))
+    except Exception as exc:  # the streams stay open until they reconnect, and then get 404
+        log.warning("could not close streams of inverter=%s account=%s: %s", inverter_id, account_id, exc)
 
 
 def _notify_pollers(connection_id: str) -> None:
@@ -239,6 +248,7 @@ def remove(inverter_id):
     log.info("inverter removed inverter=%s brand=%s serial=%s connection=%s", inverter.id, inverter.brand,
              inverter.serial, inverter.connection_id)
     _notify_pollers(inverter.connection_id)
+    _revoke_streams(inverter.id, None)
     return "", 204
 
 
@@ -267,6 +277,7 @@ def remove_member(inverter_id, account_id):
     inverter = _owned_or_403(inverter_id)
     if not owner().write(Q.remove_member, inverter.id, account_id):
         raise ApiError(404, "not_a_member", "that account is not a member of this inverter")
+    _revoke_streams(inverter.id, account_id)
     return "", 204
 
 

@@ -30,7 +30,8 @@ from models import inverters as Q
 from models import jobs as job_queries
 from models import live_events
 from models.base import iso
-from models.channels import INVERTER_CHANNEL_PREFIX, INVERTER_PATTERN, JOB_CHANNEL_PREFIX, inverter_channel, job_channel
+from models.channels import (INVERTER_ACCESS_REVOKED, INVERTER_CHANNEL_PREFIX, INVERTER_PATTERN, JOB_CHANNEL_PREFIX,
+                             inverter_channel, job_channel)
 from models.db import owner
 from models.events import job_event
 from models.ids import looks_like_id
@@ -60,11 +61,12 @@ def frame(event: str, data: str, event_id: str | None = None) -> bytes:
 class Client:
     """One open stream: a bounded queue of frames, the key of the newest one queued, a wake-up."""
 
-    __slots__ = ("channels", "queue", "maxlen", "wake", "last_key", "pending", "closed", "reason", "sock",
-                 "watcher", "__weakref__")
+    __slots__ = ("channels", "account_id", "queue", "maxlen", "wake", "last_key", "pending", "closed", "reason",
+                 "sock", "watcher", "__weakref__")
 
-    def __init__(self, channels: tuple, maxlen: int):
+    def __init__(self, channels: tuple, maxlen: int, account_id: str | None = None):
         self.channels = channels
+        self.account_id = account_id
         self.queue: collections.deque = collections.deque()
         self.maxlen = maxlen
         self.wake = gevent.event.Event()
@@ -241,6 +243,7 @@ class Hub:
             pubsub = redis.pubsub(ignore_subscribe_messages=True)
             try:
                 pubsub.psubscribe(INVERTER_PATTERN, JOB_PATTERN)
+                pubsub.subscribe(INVERTER_ACCESS_REVOKED)
                 # The first read completes the subscription (or fails if Redis is still down).
                 message = pubsub.get_message(timeout=1.0)
                 self.subscribed.set()
@@ -269,6 +272,9 @@ class Hub:
                 gevent.sleep(min(2.0, 0.05 * 2 ** min(failures, 6)))
 
     def _dispatch(self, message) -> None:
+        if message.get("type") == "message" and message.get("channel") == INVERTER_ACCESS_REVOKED:
+            self._revoke(message["data"])
+            return
         if message.get("type") != "pmessage":
             return
         self.messages += 1
@@ -299,6 +305,21 @@ class Hub:
             key, data = None, frame("job", payload)
         for client in list(watchers):
             client.offer(key, data)
+
+    def _revoke(self, payload: str) -> None:
+        """Someone lost access to an inverter: close their open streams of it, forget their check."""
+        try:
+            revoked = json.loads(payload)
+            inverter_id, account_id = revoked["inverter_id"], revoked.get("account_id")
+        except (ValueError, KeyError, TypeError):
+            log.error("unreadable access revocation %r", payload[:200])
+            return
+        for pair in [p for p in self.visible_until if p[1] == inverter_id and account_id in (None, p[0])]:
+            del self.visible_until[pair]
+        for client in list(self.clients.get(inverter_channel(inverter_id), ())):
+            if account_id is None or client.account_id == account_id:
+                client.close("access revoked")
+        log.info("streams closed: access to inverter=%s revoked for account=%s", inverter_id, account_id or "all")
 
     def _backfill(self, redis) -> None:
         for channel, watchers in list(self.clients.items()):
@@ -352,7 +373,7 @@ def _open_stream(channels: tuple, initial) -> Response:
     """Register a client, put its initial frames first, and return the streaming response."""
     settings = current_app.config["SETTINGS"]
     the_hub = hub()
-    client = Client(channels, settings.sse_client_queue)
+    client = Client(channels, settings.sse_client_queue, g.account.id)
     the_hub.register(client)  # before reading the initial frames: nothing published meanwhile is missed
     head = [f"retry: {settings.sse_retry_ms}\n\n".encode()]
     try:

@@ -105,11 +105,18 @@ def test_only_owner_and_members_see_an_inverter(env, mock, web, api, sse):
     assert other.delete(f"/inverters/{inverter['id']}").status_code == 403
     assert other.post(f"/inverters/{inverter['id']}/members", json={"account": "x"}).status_code == 403
 
+    owners_stream = sse(web.url, f"/inverters/{inverter['id']}/stream", key=api.headers["Authorization"][7:])
+    assert owners_stream.wait_status() == 200
     assert api.delete(f"/inverters/{inverter['id']}/members/{member_id}").status_code == 204
     assert other.get(f"/inverters/{inverter['id']}").status_code == 404
+    # The removed member's open stream is closed at once, and a new one is refused.
+    assert stream.ended.wait(5), "the removed member's stream was not closed"
+    assert sse(web.url, f"/inverters/{inverter['id']}/stream", key=other_key).wait_status() == 404
+    assert not owners_stream.ended.is_set(), "the owner's stream must stay open"
     assert api.post(f"/inverters/{inverter['id']}/members", json={"account": "nobody"}).status_code == 404
     assert api.delete(f"/inverters/{inverter['id']}").status_code == 204
     assert api.get(f"/inverters/{inverter['id']}").status_code == 404
+    assert owners_stream.ended.wait(5), "deleting the inverter closes its streams"
 
 
 def test_session_cookie_opens_a_stream_without_a_key_in_the_url(mock, web, api, account_key, sse):
