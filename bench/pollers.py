@@ -10,12 +10,18 @@ the configured interval, calls per brand endpoint, and upstream requests with an
 """
 from __future__ import annotations
 
+import sys
+
+if "--viewer-mode" in sys.argv:  # the viewers' own process: patch before anything imports ssl
+    from gevent import monkey
+
+    monkey.patch_all()
+
 import argparse
 import json
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,9 +35,6 @@ PYTHON = sys.executable
 
 def viewers(args) -> int:
     """Hold SSE clients open and drain them until stdin closes (own process: it needs its own fds)."""
-    from gevent import monkey
-
-    monkey.patch_all()
     import gevent
 
     ids = json.loads(Path(args.ids).read_text())
