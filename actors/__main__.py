@@ -11,7 +11,7 @@ import sys  # noqa: E402
 import gevent  # noqa: E402
 import gevent.event  # noqa: E402
 
-from models.logs import configure_logging  # noqa: E402
+from models.logs import configure_logging, one_line  # noqa: E402
 from models.settings import SettingsError, get_settings  # noqa: E402
 
 log = logging.getLogger("worker")
@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     try:
         system = ActorSystem(settings, args.role).start()
     except Exception as exc:
-        print(f"worker: cannot start: {exc}", file=sys.stderr)
+        print(f"worker: cannot start: {one_line(exc)}", file=sys.stderr)
         return 1
 
     stop_requested = gevent.event.Event()

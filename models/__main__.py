@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from models.logs import one_line
 from models.settings import SettingsError, get_settings
 
 
@@ -31,7 +32,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # a database we cannot reach: one line, not a traceback
-        print(f"error: cannot open the database {settings.database_url}: {exc}", file=sys.stderr)
+        print(f"error: cannot open the database {settings.database_url}: {one_line(exc)}", file=sys.stderr)
         return 1
 
     if args.command == "migrate":

@@ -122,6 +122,13 @@ def retry_while_busy(fn: Callable[[], Any]) -> Any:
         _real_sleep(random.uniform(0.0005, 0.002))
 
 
+def _capture(work, *args):
+    try:
+        return True, work(*args)
+    except Exception as exc:
+        return False, exc
+
+
 class DatabaseOwner:
     """Runs every query of this process on one connection; batches writes into group commits."""
 
@@ -143,9 +150,18 @@ class DatabaseOwner:
     def call(self, fn: Callable[..., Any], *args, **kwargs) -> Any:
         """Run fn on the owner's connection and return its result (blocking this greenlet only)."""
         if self._pool is not None:
-            return self._pool.apply(self._run, (fn, args, kwargs))
+            return self._on_owner_thread(self._run, fn, args, kwargs)
         with self._lock:
             return self._run(fn, args, kwargs)
+
+    def _on_owner_thread(self, work, *args):
+        # The exception travels back as a value: raised inside the pool, gevent would also print
+        # its traceback to stderr, and a caller that handles it (or a one-line start-up error)
+        # would still leave a stack trace in the log.
+        ok, value = self._pool.apply(_capture, (work, *args))
+        if ok:
+            return value
+        raise value
 
     def _run(self, fn, args, kwargs):
         self.db.connect(reuse_if_open=True)
@@ -181,8 +197,8 @@ class DatabaseOwner:
             while self._pending:
                 batch, self._pending = self._pending, []
                 try:
-                    outcomes = self._pool.apply(self._commit_batch, (batch,))
-                except BaseException as exc:  # the commit itself failed: every write in it failed
+                    outcomes = self._on_owner_thread(self._commit_batch, batch)
+                except Exception as exc:  # the commit itself failed: every write in it failed
                     outcomes = [(False, exc)] * len(batch)
                 for (_, _, _, result), (ok, value) in zip(batch, outcomes):
                     if ok:

@@ -14,3 +14,8 @@ def configure_logging(level: str, process: str) -> None:
     )
     # requests/urllib3 log every connection at DEBUG; keep them at WARNING unless asked.
     logging.getLogger("urllib3").setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line (drivers put newlines in their messages) for start-up errors."""
+    return " ".join(str(exc).split()) or exc.__class__.__name__

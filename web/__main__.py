@@ -11,7 +11,7 @@ import sys  # noqa: E402
 import gevent  # noqa: E402
 from gevent.pywsgi import WSGIHandler, WSGIServer  # noqa: E402
 
-from models.logs import configure_logging  # noqa: E402
+from models.logs import configure_logging, one_line  # noqa: E402
 from models.settings import SettingsError, get_settings  # noqa: E402
 
 log = logging.getLogger("web")
@@ -56,7 +56,7 @@ def main() -> int:
     try:
         app = create_app(settings)
     except Exception as exc:
-        print(f"web: cannot start: {exc}", file=sys.stderr)
+        print(f"web: cannot start: {one_line(exc)}", file=sys.stderr)
         return 1
     try:
         # gevent's default listen backlog of 128 overflows when thousands of browsers reconnect at

@@ -1,0 +1,24 @@
+"""Bad configuration stops each process with one line that says what is wrong, never a stack trace."""
+import pytest
+
+from tests.helpers import free_port, project_env, run_cli
+
+CLOSED = f"postgresql://nobody@127.0.0.1:{free_port()}/none"
+
+
+@pytest.mark.parametrize("args, env, says", [
+    (["web"], {"PORT": "abc"}, "PORT='abc' is not a whole number"),
+    (["web"], {"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"),
+    (["web"], {"DATABASE_URL": CLOSED}, "web: cannot start: connection to server"),
+    (["actors"], {"DATABASE_URL": CLOSED}, "worker: cannot start: connection to server"),
+    (["actors", "--role", "jobs"], {"MAX_IN_FLIGHT": "0"}, "MAX_IN_FLIGHT=0 is outside 1..10000"),
+    (["actors", "--role", "jobs"], {"ALLOWED_TARGET_NETWORKS": "10.0.0.0/99"}, "is not a CIDR network"),
+    (["models", "migrate"], {"DATABASE_URL": CLOSED}, "cannot open the database"),
+    (["models", "create-account", ""], {}, "account name must be 1..200 characters"),
+])
+def test_one_line_and_a_non_zero_exit(args, env, says, tmp_path):
+    result = run_cli(args, project_env(**{"DATABASE_URL": f"sqlite:///{tmp_path}/app.db", **env}), timeout=60)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and says in lines[0], result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
