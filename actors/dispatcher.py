@@ -108,7 +108,8 @@ class JobDispatcher(pykka.ThreadingActor):
         elif isinstance(message, Drain):
             return self._drain(message.grace_s)
         elif isinstance(message, Stats):
-            return {"running": len(self.running), "waiting": self.waiting_count, "actors": len(self.all_actors)}
+            return {"running": len(self.running), "waiting": self.waiting_count, "actors": len(self.all_actors),
+                    "claiming": self.claiming}
 
     # -- claiming ------------------------------------------------------------------------------
     def _capacity(self) -> int:
@@ -144,9 +145,13 @@ class JobDispatcher(pykka.ThreadingActor):
     def _claimed(self, message: Claimed):
         self.claiming = False
         if not self.accepting:
-            # Claimed while a drain began: give them back untouched.
+            # Claimed while a drain began: give them back untouched before shutdown goes on.
             if message.jobs:
-                gevent.spawn(self.db.write, J.release, self.worker_id, [(j.id, j.attempts) for j in message.jobs])
+                try:
+                    self.db.write(J.release, self.worker_id, [(j.id, j.attempts) for j in message.jobs])
+                except Exception as exc:
+                    log.error("could not release %d jobs claimed during shutdown (their lease will expire): %s",
+                              len(message.jobs), exc)
             return
         for job in message.jobs:
             self._enqueue(job)

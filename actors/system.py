@@ -57,7 +57,10 @@ class ActorSystem:
                 log.info("draining: released %d unstarted jobs, waiting for %d running attempts",
                          summary["released"], summary["running"])
                 deadline = time.monotonic() + grace_s + 1
-                while time.monotonic() < deadline and self.dispatcher.ask(Stats(), timeout=5)["running"]:
+                while time.monotonic() < deadline:
+                    stats = self.dispatcher.ask(Stats(), timeout=5)
+                    if not stats["running"] and not stats["claiming"]:
+                        break
                     time.sleep(0.05)
             except (pykka.ActorDeadError, pykka.Timeout) as exc:
                 log.error("dispatcher did not drain cleanly: %s", exc)
