@@ -105,3 +105,15 @@ def test_per_host_slots_survive_retries_that_are_due_at_once(services, env, api,
         ids.append(reply.json()["id"])
     wait_until(lambda: set(_statuses(database_url, ids).values()) == {"succeeded"}, 30,
                interval=0.2, message="every job to succeed through two per-host slots")
+
+
+def test_a_long_attempt_keeps_its_lease_so_no_other_worker_takes_it(services, env, api, partner, database_url):
+    # The attempt lasts three leases; renewal must keep the second worker from claiming it meanwhile.
+    services.worker(env, role="jobs", name="worker-a", LEASE_S="1")
+    [job_id] = _submit(api, partner.url + "/sleep?s=3", 1, timeout_s=10)
+    wait_until(lambda: len(partner.received("/sleep")) == 1, 10, message="the long attempt to start")
+    services.worker(env, role="jobs", name="worker-b", LEASE_S="1")
+    wait_until(lambda: _statuses(database_url, [job_id])[job_id] == "succeeded", 15, interval=0.1,
+               message="the long attempt to finish")
+    assert len(partner.received("/sleep")) == 1
+    assert [outcome for _, _, outcome in _attempt_rows(database_url, [job_id])] == ["success"]
