@@ -48,8 +48,8 @@ MAX_INVERTERS_PER_STREAM = 50
 # Concurrent Redis calls made while clients connect: keeps the connection pool (and Redis's client
 # count) flat during a connect storm of thousands of browsers.
 REDIS_SLOTS = 16
-# How long a positive visibility check is reused: a member removed from a team can still open a
-# new stream for this long (streams already open are not closed by a removal).
+# How long a positive visibility check is reused. Removing a member or deleting an inverter drops it
+# at once (the revocation message); this bounds how long a lost revocation message could matter.
 VISIBLE_FOR_S = 2.0
 
 
