@@ -55,7 +55,7 @@ def loadgen(args) -> int:
             opening.acquire()
             try:
                 sock = socket.create_connection((host, port), timeout=30)
-                sock.sendall(f"GET /inverters/{inverter}/stream HTTP/1.0\r\nHost: x\r\n"
+                sock.sendall(f"GET {args.path.format(id=inverter)} HTTP/1.0\r\nHost: x\r\n"
                              f"Authorization: Bearer {args.key}\r\n\r\n".encode())
                 buffer = b""
                 while b"\r\n\r\n" not in buffer:
@@ -77,8 +77,8 @@ def loadgen(args) -> int:
                 while b"\n\n" in buffer:
                     block, buffer = buffer.split(b"\n\n", 1)
                     for line in block.split(b"\n"):
-                        if line.startswith(b"data: ") and b'"bench_seq"' in line:
-                            data = json.loads(line[6:])
+                        if line.startswith(b"data:") and b'"bench_seq"' in line:
+                            data = json.loads(line[5:])  # flask-sse writes "data:" with no space
                             if data["bench_seq"] >= counts["from_seq"]:  # not the latest sent at connect
                                 counts["events"] += 1
                                 latencies.append(now - data["sent_at"])
@@ -133,7 +133,7 @@ def percentile(values, p):
     return values[min(len(values) - 1, int(len(values) * p))] if values else float("nan")
 
 
-def setup(workdir: Path):
+def setup(workdir: Path, baseline: str | None = None):
     import redis
 
     redis_port = free_port()
@@ -168,7 +168,8 @@ def setup(workdir: Path):
     key, ids = db.write(populate)
     (workdir / "ids.json").write_text(json.dumps(ids))
     web_port = free_port()
-    web = subprocess.Popen([PYTHON, "-m", "web"], cwd=ROOT, env={**env, "PORT": str(web_port)})
+    command = [PYTHON, "-m", "web"] if baseline is None else [PYTHON, str(ROOT / "bench" / "flask_sse_app.py")]
+    web = subprocess.Popen(command, cwd=ROOT, env={**env, "PORT": str(web_port)})
     import requests
     for _ in range(200):
         try:
@@ -179,7 +180,7 @@ def setup(workdir: Path):
     return redis_proc, client, web, web_port, key, ids
 
 
-def publish_for(client, ids, seconds: float, seq_start: int) -> tuple[int, dict]:
+def publish_for(client, ids, seconds: float, seq_start: int, baseline: str | None = None) -> tuple[int, dict]:
     from models import live_events
 
     script = client.register_script(live_events.PUBLISH_SCRIPT)
@@ -197,8 +198,11 @@ def publish_for(client, ids, seconds: float, seq_start: int) -> tuple[int, dict]
             inverter = ids[seq % len(ids)]
             now = time.time()
             data = live_events.dumps({"inverter_id": inverter, "time": now, "bench_seq": seq, "sent_at": now})
-            keys, args = live_events.publish_args("reading", inverter, repr(now), data, 1000, 100000)
-            script(keys=keys, args=args, client=pipe)
+            if baseline is None:
+                keys, args = live_events.publish_args("reading", inverter, repr(now), data, 1000, 100000)
+                script(keys=keys, args=args, client=pipe)
+            else:  # flask-sse's own message shape, on the channel its clients subscribed to
+                pipe.publish(f"inverter:{inverter}", json.dumps({"data": json.loads(data), "type": "reading"}))
             sent[inverter] = sent.get(inverter, 0) + 1
             seq += 1
         pipe.execute()
@@ -224,9 +228,10 @@ def web_redis_connections(client, web_pid: int) -> int:
     return sum(1 for c in client.client_list() if int(c["addr"].rsplit(":", 1)[1]) in ports)
 
 
-def run(counts, seconds: float, loadgens: int, opening: int) -> None:
+def run(counts, seconds: float, loadgens: int, opening: int, baseline: str | None = None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="sse-bench-"))
-    redis_proc, client, web, port, key, ids = setup(workdir)
+    redis_proc, client, web, port, key, ids = setup(workdir, baseline)
+    path = "/inverters/{id}/stream" if baseline is None else "/stream?channel=inverter:{id}"
     seq = 0
     rows = []
     try:
@@ -241,7 +246,7 @@ def run(counts, seconds: float, loadgens: int, opening: int) -> None:
                     break
                 procs.append(subprocess.Popen(
                     [PYTHON, __file__, "--loadgen", "--port", str(port), "--key", key, "--ids", str(workdir / "ids.json"),
-                     "--first", str(n * per), "--count", str(count), "--opening", str(opening)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                     "--first", str(n * per), "--count", str(count), "--opening", str(opening), "--path", path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                     cwd=ROOT, text=True))
             hello = [json.loads(p.stdout.readline()) for p in procs]
             connect_s = time.time() - started
@@ -252,7 +257,7 @@ def run(counts, seconds: float, loadgens: int, opening: int) -> None:
             for p in procs:
                 p.stdin.write(f"measure {seq}\n")
                 p.stdin.flush()
-            seq, sent = publish_for(client, ids, seconds, seq)
+            seq, sent = publish_for(client, ids, seconds, seq, baseline)
             time.sleep(1.0)  # let the last events arrive
             for p in procs:
                 p.stdin.write("stop\n")
@@ -301,10 +306,12 @@ def main():
     parser.add_argument("--first", type=int)
     parser.add_argument("--count", type=int)
     parser.add_argument("--opening", type=int, default=200, help="handshakes in flight per load generator")
+    parser.add_argument("--baseline", choices=["flask-sse"], help="measure flask-sse (bench/flask_sse_app.py) instead")
+    parser.add_argument("--path", default="/inverters/{id}/stream", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.loadgen:
         return loadgen(args)
-    run([int(c) for c in args.clients.split(",")], args.seconds, args.loadgens, args.opening)
+    run([int(c) for c in args.clients.split(",")], args.seconds, args.loadgens, args.opening, args.baseline)
     return 0
 
 
