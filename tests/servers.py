@@ -27,6 +27,7 @@ class Received:
     path: str
     headers: dict
     body: bytes
+    client_port: int = 0
     at: float = field(default_factory=time.time)
 
 
@@ -59,7 +60,8 @@ class ScriptedServer:
                 url = urlsplit(self.path)
                 query = {k: v[-1] for k, v in parse_qs(url.query).items()}
                 with server.lock:
-                    server.requests.append(Received(self.command, url.path, dict(self.headers), body))
+                    server.requests.append(Received(self.command, url.path, dict(self.headers), body,
+                                                    self.client_address[1]))
                 parts = [p for p in url.path.split("/") if p]
                 kind = parts[0] if parts else "ok"
                 if kind == "flaky":

@@ -61,8 +61,8 @@ def test_history_at_once_then_live_points_within_seconds(system, new_page, redis
     assert page.locator('[data-field="device-status"]').inner_text() == "online"
     page.screenshot(path=str(artifacts / "inverter-page.png"), full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})
-    time.sleep(0.3)
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than a phone
+    wait_until(lambda: page.evaluate("document.documentElement.scrollWidth") <= 390, 5, 0.05,
+               "the page to fit a phone's width")
     page.screenshot(path=str(artifacts / "inverter-page-phone.png"), full_page=True)
     assert not page.errors
 

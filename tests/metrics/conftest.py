@@ -41,11 +41,6 @@ def web(services, metrics_env):
     return services.web(metrics_env)
 
 
-@pytest.fixture
-def api(web, account_key):
-    return make_client(web.url, account_key)
-
-
 def connection(mock, brand: str) -> dict:
     if brand == "sandbox":
         return {"base_url": mock.url, "api_key": SANDBOX_KEY}

@@ -64,8 +64,8 @@ def test_one_stream_carries_several_inverters_and_status_changes(
     set_faults(mock, offline=["SBX-LOS-0001"])
     stream.wait_for(lambda events: any(e.event == "status" and e.data["status"] == "offline"
                                        and e.data["inverter_id"] == a["id"] for e in events), 20, "offline status")
-    assert api.get(f"/inverters/{a['id']}").json()["status"] == "offline" or wait_until(
-        lambda: api.get(f"/inverters/{a['id']}").json()["status"] == "offline", 5)
+    wait_until(lambda: api.get(f"/inverters/{a['id']}").json()["status"] == "offline", 5, 0.05,
+               "the API to report the inverter offline")
     set_faults(mock, offline=[])
     stream.wait_for(lambda events: any(e.event == "status" and e.data["status"] == "online"
                                        and e.data["inverter_id"] == a["id"] for e in events), 20, "back online")

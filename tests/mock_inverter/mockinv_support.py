@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -11,15 +10,11 @@ from pathlib import Path
 
 import requests
 
+from tests.helpers import free_port, wait_until
+
 SANDBOX = {"X-API-Key": "demo-sandbox-key"}
 GROWATT = {"token": "demo-growatt-token"}
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class MockProcess:
@@ -36,17 +31,13 @@ class MockProcess:
         return REPO / "mock_inverter" / "demo_fleet.json"
 
     def wait_ready(self, deadline_s: float = 30.0) -> "MockProcess":
-        deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline:
+        def ready():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mock exited early: {self.proc.stderr.read()}")
-            try:
-                if requests.get(self.base + "/admin/health", timeout=1).ok:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.05)
-        raise TimeoutError("mock inverter did not become ready")
+            return requests.get(self.base + "/admin/health", timeout=1).ok
+
+        wait_until(ready, deadline_s, 0.05, "the mock inverter to answer /admin/health")
+        return self
 
     def stop(self, sig=signal.SIGTERM, timeout: float = 5.0) -> float:
         started = time.monotonic()

@@ -4,6 +4,7 @@ import time
 import pytest
 import requests
 
+from tests.helpers import wait_until
 from tests.mock_inverter.mockinv_support import GROWATT, SANDBOX
 
 
@@ -61,15 +62,8 @@ def test_outage_resets_connections_then_recovers(base):
     with pytest.raises(requests.ConnectionError):
         requests.get(base + "/sandbox/v1/devices", headers=SANDBOX, timeout=5)
     assert requests.get(base + "/admin/faults", timeout=5).json()["outage_remaining_s"] > 0
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(base + "/sandbox/v1/devices", headers=SANDBOX, timeout=5).ok:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    else:
-        pytest.fail("the mock did not recover after the outage window")
+    wait_until(lambda: requests.get(base + "/sandbox/v1/devices", headers=SANDBOX, timeout=5).ok, 5, 0.1,
+               "the mock to recover after the outage window")
 
 
 def test_bad_fault_settings_are_a_400(base):
