@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from tests.conftest import make_client
 from tests.helpers import wait_until
 
 START = "2024-06-21T11:00:00Z"   # midday in Lagos and Amsterdam: every demo device produces
