@@ -88,7 +88,8 @@ def loadgen(args) -> int:
             counts["failed"] += 1
 
     started = time.time()
-    greenlets = [gevent.spawn(client, n) for n in range(args.first, args.first + args.count)]
+    for n in range(args.first, args.first + args.count):
+        gevent.spawn(client, n)
     while counts["connected"] + counts["failed"] < args.count:
         gevent.sleep(0.05)
     print(json.dumps({"connected": counts["connected"], "failed": counts["failed"], "started": started,

@@ -46,19 +46,13 @@ def create_account(name: str) -> tuple[Account, str]:
     name = (name or "").strip()
     if not name or len(name) > 200:
         raise ValueError("account name must be 1..200 characters")
-    key = KEY_PREFIX + secrets.token_urlsafe(32)
     try:
         account = Account.create(name=name)
     except peewee.IntegrityError:
         raise AccountExists(f"an account named {name!r} already exists") from None
-    ApiKey.create(key_hash=_digest(key), account=account, prefix=key[:8])
-    return account, key
-
-
-def add_key(account: Account) -> str:
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     ApiKey.create(key_hash=_digest(key), account=account, prefix=key[:8])
-    return key
+    return account, key
 
 
 def account_for_key(key: str) -> Account | None:

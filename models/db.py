@@ -134,10 +134,9 @@ class DatabaseOwner:
 
     def __init__(self, db: peewee.Database):
         self.db = db
-        self._threaded = _gevent_patched()
         self._pending: list = []
         self._writer = None
-        if self._threaded:
+        if _gevent_patched():
             from gevent.threadpool import ThreadPool
 
             self._pool = ThreadPool(1)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import logging
 
+import gevent
+
 from models.base import iso
 from models.channels import JOBS_WAKEUP, job_channel
 
@@ -23,20 +25,16 @@ def job_event(job) -> dict:
     }
 
 
+def job_event_json(job) -> str:
+    return json.dumps(job_event(job), separators=(",", ":"))
+
+
 def publish_job_event(redis, job) -> None:
     """Tell anyone streaming this job; a Redis outage must not fail the change already committed."""
     try:
-        redis.publish(job_channel(job.id), json.dumps(job_event(job), separators=(",", ":")))
+        redis.publish(job_channel(job.id), job_event_json(job))
     except Exception as exc:
         log.warning("could not publish state of job=%s: %s", job.id, exc)
-
-
-def wake_dispatchers(redis, due_at: float) -> None:
-    try:
-        redis.publish(JOBS_WAKEUP, repr(due_at))
-    except Exception as exc:
-        # The dispatcher's fallback timer still finds the job; it just starts later.
-        log.warning("could not wake dispatchers: %s", exc)
 
 
 class DispatcherWaker:
@@ -47,20 +45,20 @@ class DispatcherWaker:
     """
 
     def __init__(self, redis):
+        from gevent import monkey
+
         self.redis = redis
+        # Outside gevent (an in-process tool) there is no hub to run a publisher greenlet on.
+        self._in_background = monkey.is_module_patched("socket")
         self._dirty = False
         self._running = False
 
     def wake(self) -> None:
-        from gevent import monkey
-
-        if not monkey.is_module_patched("socket"):
-            wake_dispatchers(self.redis, 0.0)
+        if not self._in_background:
+            self._publish()
             return
         self._dirty = True
         if not self._running:
-            import gevent
-
             self._running = True
             gevent.spawn(self._publish_while_dirty)
 
@@ -68,9 +66,16 @@ class DispatcherWaker:
         try:
             while self._dirty:
                 self._dirty = False
-                wake_dispatchers(self.redis, 0.0)
+                self._publish()
         finally:
             self._running = False
+
+    def _publish(self) -> None:
+        try:
+            self.redis.publish(JOBS_WAKEUP, "1")
+        except Exception as exc:
+            # The dispatcher's fallback timer still finds the job; it just starts later.
+            log.warning("could not wake dispatchers: %s", exc)
 
 
 class BatchedPublisher:
@@ -89,10 +94,8 @@ class BatchedPublisher:
         if len(self._pending) >= self.max_pending:
             log.warning("event backlog full: dropping the state event of job=%s", job.id)
             return
-        self._pending.append((job_channel(job.id), json.dumps(job_event(job), separators=(",", ":"))))
+        self._pending.append((job_channel(job.id), job_event_json(job)))
         if not self._running:
-            import gevent
-
             self._running = True
             gevent.spawn(self._drain)
 

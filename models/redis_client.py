@@ -23,12 +23,6 @@ def redis_client() -> redis.Redis:
     return _client
 
 
-def reset_redis_client() -> None:
-    global _client
-    if _client is not None:
-        _client.close()
-    _client = None
-
 
 def listen_forever(redis: redis.Redis, channel: str, on_message, on_subscribed=None, on_lost=None) -> None:
     """Subscribe to `channel` and call on_message(data) for each message, for ever (run it in a greenlet).
@@ -38,12 +32,15 @@ def listen_forever(redis: redis.Redis, channel: str, on_message, on_subscribed=N
     """
     import gevent
 
-    delay = 0.1
+    from models.backoff import Backoff
+
+    backoff = Backoff(base_s=0.1, cap_s=5.0, jitter="none")
+    failures = 0
     while True:
         pubsub = redis.pubsub(ignore_subscribe_messages=True)
         try:
             pubsub.subscribe(channel)
-            delay = 0.1
+            failures = 0
             if on_subscribed is not None:
                 on_subscribed()
             for message in pubsub.listen():
@@ -57,5 +54,5 @@ def listen_forever(redis: redis.Redis, channel: str, on_message, on_subscribed=N
                 pubsub.close()
             except Exception:
                 pass
-        gevent.sleep(delay)
-        delay = min(delay * 2, 5.0)
+        failures += 1
+        gevent.sleep(backoff.delay(failures))

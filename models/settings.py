@@ -166,8 +166,3 @@ def get_settings() -> Settings:
         _current = Settings.from_env()
     return _current
 
-
-def override_settings(settings: Settings | None) -> None:
-    """Replace the process's settings (tests and in-process tools only)."""
-    global _current
-    _current = settings

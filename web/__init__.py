@@ -16,7 +16,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config.update(
         SETTINGS=settings,
         MAX_CONTENT_LENGTH=settings.request_body_limit,
-        JSON_SORT_KEYS=False,
         DESTINATION_POLICY=DestinationPolicy(settings.allowed_target_networks),
     )
     app.json.sort_keys = False
@@ -26,7 +25,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from web import dashboard, health, inverters, jobs, session, streams
 
     app.register_blueprint(health.bp)
-    app.register_blueprint(jobs.bp)
+    jobs.install(app)
     app.register_blueprint(session.bp)
     inverters.install(app)
     streams.install(app)

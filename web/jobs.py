@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 
@@ -14,7 +15,7 @@ from models.redis_client import redis_client
 from web.auth import require_account
 from web.errors import ApiError, not_found
 from web.job_request import parse_job_request
-from web.json_body import json_body
+from web.json_body import json_body, limit_param
 
 bp = Blueprint("jobs", __name__)
 
@@ -36,7 +37,6 @@ def _request_view(job) -> dict:
             "timeout_s": job.timeout_s, "backoff": job.backoff, "run_at": iso(job.run_at)}
     body = bytes(job.body) if job.body is not None else None
     if job.body_kind == "json" and body is not None:
-        import json
         view["json"] = json.loads(body)
     elif body is not None:
         view["body"] = body.decode("utf-8", "replace")
@@ -73,13 +73,6 @@ def attempt_view(attempt) -> dict:
     }
 
 
-def _waker() -> DispatcherWaker:
-    extensions = current_app.extensions
-    if "dispatcher_waker" not in extensions:
-        extensions["dispatcher_waker"] = DispatcherWaker(redis_client())
-    return extensions["dispatcher_waker"]
-
-
 def _job_or_404(job_id: str):
     job = owner().call(queries.get_job, g.account.id, job_id) if looks_like_id(job_id) else None
     if job is None:
@@ -99,7 +92,7 @@ def submit():
     except queries.IdempotencyConflict as exc:
         raise ApiError(409, "idempotency_conflict", str(exc), {"job_id": exc.job_id}) from None
     if created:
-        _waker().wake()
+        current_app.extensions["dispatcher_waker"].wake()
     response = jsonify(job_view(job))
     response.status_code = 202 if created else 200
     response.headers["Location"] = url_for("jobs.show", job_id=job.id)
@@ -127,12 +120,7 @@ def index():
     if status is not None and status not in queries.STATUSES:
         raise ApiError(400, "invalid_parameter", f"status must be one of {', '.join(queries.STATUSES)}",
                        {"parameter": "status"})
-    try:
-        limit = int(request.args.get("limit", 50))
-    except ValueError:
-        limit = -1
-    if not 1 <= limit <= 500:
-        raise ApiError(400, "invalid_parameter", "limit must be a whole number from 1 to 500", {"parameter": "limit"})
+    limit = limit_param(50, 500)
     cursor = request.args.get("cursor") or None
     if cursor is not None:
         try:
@@ -179,5 +167,10 @@ def cancel(job_id):
 @require_account
 def retry(job_id):
     job = _transition(job_id, queries.requeue_job, "retry", "dead or cancelled")
-    _waker().wake()
+    current_app.extensions["dispatcher_waker"].wake()
     return jsonify(job_view(job)), 202
+
+
+def install(app) -> None:
+    app.extensions["dispatcher_waker"] = DispatcherWaker(redis_client())
+    app.register_blueprint(bp)
