@@ -96,12 +96,6 @@ def snapshot(redis, inverter_ids: list[str], after_id: str | None) -> list:
     return [_events(reply) for reply in replies] if after_id is not None else replies
 
 
-def latest(redis, inverter_id: str) -> tuple[str | None, str | None, str | None]:
-    """(event id, reading json, connectivity status) from the inverter's latest hash; Nones if unknown."""
-    event_id, data, status = redis.hmget(inverter_latest(inverter_id), "id", "data", "status")
-    return event_id, data, status
-
-
 def forget(redis, inverter_id: str) -> None:
     """Drop an inverter's replay log and latest reading (it has been deleted)."""
     redis.delete(inverter_log(inverter_id), inverter_latest(inverter_id))

@@ -31,7 +31,7 @@ def _account_for_key_cached(key: str):
     return account
 
 
-def current_account(allow_cookie: bool = True):
+def current_account():
     """The calling account, or None."""
     if "account" in g:
         return g.account
@@ -41,7 +41,7 @@ def current_account(allow_cookie: bool = True):
         scheme, _, key = header.partition(" ")
         if scheme.lower() == "bearer" and key.strip():
             account = _account_for_key_cached(key.strip())
-    elif allow_cookie and request.cookies.get(SESSION_COOKIE):
+    elif request.cookies.get(SESSION_COOKIE):
         account = owner().call(account_for_session, request.cookies[SESSION_COOKIE])
     g.account = account
     return account
@@ -52,18 +52,16 @@ _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 CSRF_HEADER = "X-Requested-With"
 
 
-def require_account(view=None, *, allow_cookie: bool = True):
+def require_account(view):
     """Decorator: answer 401 with the error envelope unless a valid key or session is presented."""
-    def decorate(fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            if current_account(allow_cookie) is None:
-                raise ApiError(401, "unauthorized", "missing or invalid API key (use Authorization: Bearer <key>)",
-                               headers={"WWW-Authenticate": 'Bearer realm="api"'})
-            if (request.method not in _SAFE_METHODS and "Authorization" not in request.headers
-                    and not request.headers.get(CSRF_HEADER)):
-                raise ApiError(403, "csrf_header_missing",
-                               f"a change made with the session cookie must send the {CSRF_HEADER} header")
-            return fn(*args, **kwargs)
-        return wrapper
-    return decorate(view) if view is not None else decorate
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        if current_account() is None:
+            raise ApiError(401, "unauthorized", "missing or invalid API key (use Authorization: Bearer <key>)",
+                           headers={"WWW-Authenticate": 'Bearer realm="api"'})
+        if (request.method not in _SAFE_METHODS and "Authorization" not in request.headers
+                and not request.headers.get(CSRF_HEADER)):
+            raise ApiError(403, "csrf_header_missing",
+                           f"a change made with the session cookie must send the {CSRF_HEADER} header")
+        return view(*args, **kwargs)
+    return wrapper

@@ -17,14 +17,13 @@ from flask import Blueprint, Response, abort, g, redirect, render_template, requ
 
 from models import inverters as inverter_queries
 from models import jobs as job_queries
-from models import live_events
 from models.accounts import Account
-from models.base import iso, now
+from models.base import now
 from models.db import owner
 from models.ids import looks_like_id
-from models.redis_client import redis_client
 from web.auth import current_account
-from web.jobs import job_view
+from web.inverters import inverter_view, latest_readings
+from web.jobs import attempt_view, job_view
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +105,7 @@ def sign_in():
 @bp.get("/inverters")
 def inverters():
     rows = owner().call(inverter_queries.list_visible, g.account.id)
-    items = [_inverter_summary(inverter, latest) for inverter, latest in zip(rows, _latest_readings(rows))]
+    items = [_inverter_summary(inverter, latest) for inverter, latest in zip(rows, latest_readings(rows))]
     return render_template("inverters.html", inverters=items)
 
 
@@ -115,7 +114,7 @@ def inverter(inverter_id):
     found = _visible_inverter(inverter_id)
     if found is None:
         return _not_found("inverter")
-    [latest] = _latest_readings([found])
+    [latest] = latest_readings([found])
     return render_template("inverter.html", inverter=_inverter_summary(found, latest), team=_team(found))
 
 
@@ -178,34 +177,10 @@ def _visible_inverter(inverter_id: str):
     return owner().call(inverter_queries.visible_inverter, g.account.id, inverter_id)
 
 
-def _latest_readings(rows) -> list[tuple[str | None, dict | None, str | None]]:
-    """(event id, reading, live status) per inverter: from Redis in one round trip, else the stored one."""
-    try:
-        replies = live_events.snapshot(redis_client(), [row.id for row in rows], None) if rows else []
-    except Exception as exc:  # Redis down: the recorder's copy is a moment older but still true
-        log.warning("dashboard: latest readings from the database, Redis failed: %s", exc)
-        replies = [(None, None, None)] * len(rows)
-    latest = []
-    for row, (event_id, data, status) in zip(rows, replies):
-        reading = json.loads(data) if data else None
-        if reading is None:
-            stored = owner().call(inverter_queries.latest_reading, row.id)
-            if stored is not None:
-                event_id, reading = stored.event_id, stored.data
-        latest.append((event_id, reading, status))
-    return latest
-
-
 def _inverter_summary(inverter, latest) -> dict:
     event_id, reading, live_status = latest
-    return {
-        "id": inverter.id, "brand": inverter.brand, "serial": inverter.serial,
-        "device_type": inverter.device_type, "model": inverter.model, "timezone": inverter.timezone,
-        "role": "owner" if inverter.owner_id == g.account.id else "member",
-        "status": live_status or inverter.status,
-        "last_reading_at": (reading or {}).get("time"),
-        "last_event_id": event_id, "reading": reading,
-    }
+    return {**inverter_view(inverter, g.account.id), "status": live_status or inverter.status,
+            "last_reading_at": (reading or {}).get("time"), "last_event_id": event_id, "reading": reading}
 
 
 def _team(inverter) -> dict:
@@ -236,13 +211,7 @@ def _job_state(job) -> dict:
     for attempt in attempts:
         started = attempt.started_at
         timeline.append({
-            "number": attempt.number,
-            "scheduled_at": iso(attempt.scheduled_at),
-            "started_at": iso(started),
-            "finished_at": iso(attempt.finished_at),
-            "duration_ms": attempt.duration_ms,
-            "status_code": attempt.status_code,
-            "error": attempt.error,
+            **attempt_view(attempt),
             "outcome": attempt.outcome or "running",
             "wait_s": (started - previous_end) if started is not None and previous_end is not None else None,
         })

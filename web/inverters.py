@@ -26,7 +26,7 @@ from models.ids import looks_like_id
 from models.redis_client import redis_client
 from web.auth import require_account
 from web.errors import ApiError, not_found
-from web.json_body import json_body
+from web.json_body import json_body, limit_param
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,7 @@ class DeviceDirectory:
                 devices = adapter.list_devices()
                 self._prune()
                 self.lists[key] = (time.monotonic(), devices)
-        if serial not in devices:
-            raise BrandError(brand_errors.UNKNOWN_DEVICE, f"{adapter.name}: no device {serial!r} in the device list")
-        return devices[serial]
+        return adapter.found(devices, serial)
 
     def _prune(self):
         cutoff = time.monotonic() - self.FRESH_S
@@ -90,6 +88,24 @@ def inverter_view(inverter, account_id: str, members: list[str] | None = None) -
 
 def reading_view(reading) -> dict:
     return {"event_id": reading.event_id, **reading.data}
+
+
+def latest_readings(inverters) -> list[tuple[str | None, dict | None, str | None]]:
+    """(event id, reading, live status) per inverter: from Redis in one round trip, else the stored one."""
+    try:
+        replies = live_events.snapshot(redis_client(), [i.id for i in inverters], None) if inverters else []
+    except Exception as exc:  # Redis down: the recorder's copy is a moment older but still true
+        log.warning("latest readings from the database, Redis failed: %s", exc)
+        replies = [(None, None, None)] * len(inverters)
+    latest = []
+    for inverter, (event_id, data, status) in zip(inverters, replies):
+        reading = json.loads(data) if data else None
+        if reading is None:
+            stored = owner().call(Q.latest_reading, inverter.id)
+            if stored is not None:
+                event_id, reading = stored.event_id, stored.data
+        latest.append((event_id, reading, status))
+    return latest
 
 
 def _visible_or_404(inverter_id: str):
@@ -285,18 +301,9 @@ def remove_member(inverter_id, account_id):
 @require_account
 def latest(inverter_id):
     inverter = _visible_or_404(inverter_id)
-    reading, status = None, inverter.status
-    try:
-        event_id, data, live_status = live_events.latest(redis_client(), inverter.id)
-        if data is not None:
-            reading = {"event_id": event_id, **json.loads(data)}
-        status = live_status or status
-    except Exception as exc:  # Redis down: the recorder's copy is a moment older but still true
-        log.warning("latest of inverter=%s from the database, Redis failed: %s", inverter.id, exc)
-    if reading is None:
-        stored = owner().call(Q.latest_reading, inverter.id)
-        reading = reading_view(stored) if stored is not None else None
-    return jsonify({"inverter_id": inverter.id, "status": status, "reading": reading})
+    [(event_id, reading, live_status)] = latest_readings([inverter])
+    return jsonify({"inverter_id": inverter.id, "status": live_status or inverter.status,
+                    "reading": {"event_id": event_id, **reading} if reading is not None else None})
 
 
 @bp.get("/inverters/<inverter_id>/readings")
@@ -312,13 +319,7 @@ def readings(inverter_id):
             except ValueError:
                 raise ApiError(400, "invalid_parameter", f"{name} must be an ISO-8601 date-time",
                                {"parameter": name}) from None
-    try:
-        limit = int(request.args.get("limit", 100))
-    except ValueError:
-        limit = -1
-    if not 1 <= limit <= MAX_READINGS:
-        raise ApiError(400, "invalid_parameter", f"limit must be a whole number from 1 to {MAX_READINGS}",
-                       {"parameter": "limit"})
+    limit = limit_param(100, MAX_READINGS)
     rows = owner().call(Q.readings_between, inverter.id, bounds.get("since"), bounds.get("until"), limit + 1)
     next_since = iso(rows[limit].time) if len(rows) > limit else None
     return jsonify({"inverter_id": inverter.id, "readings": [reading_view(r) for r in rows[:limit]],

@@ -1,4 +1,4 @@
-"""Reading a JSON request body with the error envelope's codes for each way it can be wrong."""
+"""Reading request input (a JSON body, query parameters) with the error envelope's codes for each way it can be wrong."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ MAX_DEPTH = 100
 
 
 def json_body():
-    if not request.mimetype or request.mimetype != "application/json":
+    if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json",
                        {"content_type": request.content_type})
     raw = request.get_data(cache=True)  # MAX_CONTENT_LENGTH turns an oversized body into 413
@@ -49,3 +49,15 @@ def _too_deep(value) -> bool:
 def _reject_constant(name: str):
     # Python's json accepts NaN and Infinity, which are not JSON: refuse rather than relay them.
     raise ValueError(f"{name} is not a JSON value")
+
+
+def limit_param(default: int, most: int) -> int:
+    """The `limit` query parameter: a whole number from 1 to `most`, or 400 invalid_parameter."""
+    try:
+        limit = int(request.args.get("limit", default))
+    except ValueError:
+        limit = -1
+    if not 1 <= limit <= most:
+        raise ApiError(400, "invalid_parameter", f"limit must be a whole number from 1 to {most}",
+                       {"parameter": "limit"})
+    return limit

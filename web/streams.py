@@ -33,7 +33,7 @@ from models.base import iso
 from models.channels import (INVERTER_ACCESS_REVOKED, INVERTER_CHANNEL_PREFIX, INVERTER_PATTERN, JOB_CHANNEL_PREFIX,
                              inverter_channel, job_channel)
 from models.db import owner
-from models.events import job_event
+from models.events import job_event_json
 from models.ids import looks_like_id
 from models.redis_client import redis_client
 from web.auth import require_account
@@ -157,8 +157,7 @@ def _raw_socket(environ):
 class Hub:
     """The process's one subscription and the clients it fans out to."""
 
-    def __init__(self, settings):
-        self.settings = settings
+    def __init__(self):
         self.clients: dict[str, set] = collections.defaultdict(set)
         self.redis_slots = gevent.lock.BoundedSemaphore(REDIS_SLOTS)
         self.subscribed = gevent.event.Event()
@@ -457,7 +456,7 @@ def job_events(job_id):
     def initial():
         # Read after registering, so a change committed meanwhile arrives live, after this state.
         job = owner().call(job_queries.get_job, account_id, job_id)
-        return [(None, frame("job", json.dumps(job_event(job), separators=(",", ":"))))] if job else []
+        return [(None, frame("job", job_event_json(job)))] if job else []
 
     return _open_stream((job_channel(job_id),), initial)
 
@@ -470,10 +469,9 @@ def stats():
             "subscribed": the_hub.subscribed.is_set(), "at": iso(time.time())}
 
 
-def install(app) -> Hub:
+def install(app) -> None:
     """Create the process's hub and close its streams promptly on SIGTERM."""
-    the_hub = Hub(app.config["SETTINGS"])
+    the_hub = Hub()
     app.extensions["sse_hub"] = the_hub
     app.config.setdefault("ON_SHUTDOWN", []).append(the_hub.close_all)
     app.register_blueprint(bp)
-    return the_hub
