@@ -18,7 +18,7 @@ import gevent
 import pykka
 import redis as redis_lib
 
-from actors.poller import BrandPoller, ConnectionLease, PollerStats, Publisher, Reload
+from actors.poller import BrandPoller, ConnectionLease, Publisher, Reload
 from actors.recorder import Recorder
 from models import inverters as Q
 from models.brands import adapter_class
@@ -38,11 +38,6 @@ class Sync:
 @dataclass(frozen=True)
 class Changed:
     connection_id: str
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    pass
 
 
 class PollerSupervisor(pykka.ThreadingActor):
@@ -80,14 +75,6 @@ class PollerSupervisor(pykka.ThreadingActor):
                 ref.tell(Reload())
             else:
                 self._sync("inverters changed")
-        elif isinstance(message, Snapshot):
-            stats = []
-            for ref in list(self.pollers.values()):
-                try:
-                    stats.append(ref.ask(PollerStats(), timeout=5))
-                except (pykka.ActorDeadError, pykka.Timeout):
-                    pass
-            return stats
 
     def _sync(self, reason: str):
         try:

@@ -61,11 +61,6 @@ class Polled:
     error: BrandError | None
 
 
-@dataclass(frozen=True)
-class PollerStats:
-    pass
-
-
 # -- publishing ----------------------------------------------------------------------------------
 class Publisher:
     """Sends readings and status events to Redis from an outbox, in pipelines, in order.
@@ -85,7 +80,6 @@ class Publisher:
         self.outbox: collections.deque = collections.deque()
         self.wake = gevent.event.Event()
         self.script = redis.register_script(live_events.PUBLISH_SCRIPT)
-        self.published = 0
         self.dropped = 0
         self.greenlet = gevent.spawn(self._run)
 
@@ -133,8 +127,6 @@ class Publisher:
                 self.outbox.popleft()
                 if isinstance(outcome, Exception):
                     log.error("publish of a %s for inverter=%s refused by Redis: %s", kind, inverter_id, outcome)
-                elif outcome is not None:
-                    self.published += 1
 
     def close(self):
         self.greenlet.kill(block=False)
@@ -226,7 +218,6 @@ class BrandPoller(pykka.ThreadingActor):
         self.paused_until = 0.0
         self.timer = None
         self.timer_at = None
-        self.requests = 0
         self.greenlets: set = set()
 
     def _ctx(self) -> str:
@@ -257,10 +248,6 @@ class BrandPoller(pykka.ThreadingActor):
         elif isinstance(message, Reload):
             self._reload()
             self._tick()
-        elif isinstance(message, PollerStats):
-            return {"connection": self.connection_id, "brand": self.brand, "inverters": len(self.tracked),
-                    "calls_per_round": len(self.items), "in_flight": self.in_flight, "requests": self.requests,
-                    "paused_for_s": max(0.0, self.paused_until - time.monotonic())}
 
     # -- the inverter set ------------------------------------------------------------------------
     def _reload(self, first: bool = False):
@@ -270,7 +257,8 @@ class BrandPoller(pykka.ThreadingActor):
             log.error("cannot read inverters %s: %s", self._ctx(), exc)
             return
         current = {row.id: row for row in rows}
-        for inverter_id in [i for i in self.tracked if i not in current]:
+        removed = [i for i in self.tracked if i not in current]
+        for inverter_id in removed:
             self._remove(inverter_id)
         added = [row for row in rows if row.id not in self.tracked]
         now = time.monotonic()
@@ -290,9 +278,9 @@ class BrandPoller(pykka.ThreadingActor):
             earliest = max((last_sent.get(i, float("-inf")) for i in item.members), default=float("-inf"))
             item.due = max(now + offset, earliest + wall_to_mono + self.interval_s)
             heapq.heappush(self.heap, (item.due, item.id))
-        if added or len(current) != len(self.tracked):
-            log.info("inverters reloaded %s inverters=%d added=%d calls_per_round=%d", self._ctx(),
-                     len(self.tracked), len(added), len(self.items))
+        if added or removed:
+            log.info("inverters reloaded %s inverters=%d added=%d removed=%d calls_per_round=%d", self._ctx(),
+                     len(self.tracked), len(added), len(removed), len(self.items))
 
     def _last_sent(self) -> dict:
         try:
@@ -352,7 +340,6 @@ class BrandPoller(pykka.ThreadingActor):
                 continue
             self.next_send_at = now + self.min_gap_s
             self.in_flight += 1
-            self.requests += 1
             item.due = None  # in flight: not in the heap until it reports back
             greenlet = gevent.spawn(self._poll, item.id, tuple(ready), now)
             self.greenlets.add(greenlet)
@@ -419,6 +406,8 @@ class BrandPoller(pykka.ThreadingActor):
         changes = []
         result = message.result
         for serial, reading in result.readings.items():
+            if serial not in by_serial:  # removed while its call was in flight
+                continue
             tracked = self.tracked[by_serial[serial]]
             tracked.failures = 0
             tracked.retry_at = 0.0
@@ -429,6 +418,8 @@ class BrandPoller(pykka.ThreadingActor):
                 data["time"] = iso(reading.time)
                 self.publisher.reading(tracked.inverter_id, reading.time, data)
         for serial in result.offline:
+            if serial not in by_serial:
+                continue
             tracked = self.tracked[by_serial[serial]]
             tracked.failures = 0
             tracked.retry_at = 0.0

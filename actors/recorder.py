@@ -47,10 +47,6 @@ class Recorder(pykka.ThreadingActor):
             self.loop.kill(block=True, timeout=5)
         log.info("recorder stopped after storing %d readings", self.stored)
 
-    def on_receive(self, message):
-        if message == "stats":
-            return {"stored": self.stored}
-
     # -- the loop (a greenlet of this actor; it only blocks on Redis and the database owner) ----------
     def _run(self):
         failures = 0

@@ -103,10 +103,6 @@ def connections_with_inverters() -> list[BrandConnection]:
         BrandConnection.id.in_(Inverter.select(Inverter.connection))).order_by(BrandConnection.id))
 
 
-def get_connection(connection_id: str) -> BrandConnection | None:
-    return BrandConnection.get_or_none(BrandConnection.id == connection_id)
-
-
 # -- inverters -----------------------------------------------------------------------------------
 class AlreadyOnboarded(Exception):
     """The serial is already onboarded on this connection by another account."""
@@ -218,9 +214,3 @@ def readings_between(inverter_id: str, since: float | None, until: float | None,
         query = query.where(Reading.time < until)
     return list(query.order_by(Reading.time).limit(limit))
 
-
-def count_readings(inverter_id: str | None = None) -> int:
-    query = Reading.select()
-    if inverter_id is not None:
-        query = query.where(Reading.inverter == inverter_id)
-    return query.count()

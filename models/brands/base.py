@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo
 
 import requests
 
+from models.base import parse_iso
+
 log = logging.getLogger(__name__)
 
 # BrandError kinds. The poller backs the whole brand off on RATE_LIMITED, SERVER_ERROR and
@@ -24,6 +26,7 @@ RATE_LIMITED = "rate_limited"    # the brand says we call too often
 AUTH = "auth"                    # the brand refused our credentials
 BAD_REPLY = "bad_reply"          # a reply we cannot read (malformed JSON, unexpected shape)
 UNKNOWN_DEVICE = "unknown_device"
+OFFLINE = "offline"                # the brand says the device (or every device of a batch) is offline
 BRAND_WIDE = (UNREACHABLE, SERVER_ERROR, RATE_LIMITED, AUTH)
 
 
@@ -121,9 +124,17 @@ class BrandAdapter:
 
     def discover(self, serial: str) -> Device:
         """The device as the brand's device list describes it; BrandError(UNKNOWN_DEVICE) if absent."""
-        device = self.list_devices().get(serial)
+        return self.found(self.list_devices(), serial)
+
+    def found(self, devices: dict[str, Device], serial: str) -> Device:
+        """`serial` from a device list (possibly a cached one), completed with what onboarding needs."""
+        device = devices.get(serial)
         if device is None:
             raise BrandError(UNKNOWN_DEVICE, f"{self.name}: no device {serial!r} in the device list")
+        return self.complete(device)
+
+    def complete(self, device: Device) -> Device:
+        """A brand whose device list leaves out something onboarding needs fills it in here."""
         return device
 
     def fetch_latest(self, devices: list[PolledDevice]) -> BatchResult:
@@ -187,10 +198,7 @@ def number(value) -> float | None:
 
 def parse_utc(text: str) -> float:
     """ISO-8601 with Z or an offset to epoch seconds, rounded to the millisecond (readings' unique key)."""
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return round(value.timestamp(), 3)
+    return round(parse_iso(text), 3)
 
 
 def parse_local(text: str, zone: str | None) -> float:

@@ -10,7 +10,7 @@ import dataclasses
 import logging
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from models.brands.base import (AUTH, BAD_REPLY, RATE_LIMITED, UNKNOWN_DEVICE, BatchResult, BrandAdapter,
+from models.brands.base import (AUTH, BAD_REPLY, OFFLINE, RATE_LIMITED, UNKNOWN_DEVICE, BatchResult, BrandAdapter,
                                 BrandError, Device, PolledDevice, Reading, number, parse_local)
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class GrowattV4Adapter(BrandAdapter):
             serials = data.get("deviceSn", []) if isinstance(data, dict) else []
             raise BrandError(UNKNOWN_DEVICE, message, brand_code=code, serials=tuple(serials))
         if code == DEVICE_OFFLINE:
-            raise BrandError("offline", message, brand_code=code)
+            raise BrandError(OFFLINE, message, brand_code=code)
         raise BrandError(BAD_REPLY, message, status=response.status_code, brand_code=code)
 
     def list_devices(self) -> dict[str, Device]:
@@ -93,8 +93,7 @@ class GrowattV4Adapter(BrandAdapter):
                 return devices
             page += 1
 
-    def discover(self, serial: str) -> Device:
-        device = super().discover(serial)
+    def complete(self, device: Device) -> Device:
         if device.timezone is None and device.plant_id is not None:
             zone = self._plant_timezones().get(device.plant_id)
             if zone:
@@ -129,7 +128,7 @@ class GrowattV4Adapter(BrandAdapter):
         try:
             data = self._post("queryLastData", {"deviceType": device_type, "deviceSn": ",".join(by_serial)})
         except BrandError as exc:
-            if exc.kind == "offline":       # every serial of the batch is offline
+            if exc.kind == OFFLINE:         # every serial of the batch is offline
                 result.offline.update(by_serial)
                 return result
             if exc.kind == UNKNOWN_DEVICE:  # the brand names the serials it does not know
