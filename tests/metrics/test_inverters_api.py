@@ -12,19 +12,23 @@ def new_key(env, name) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-DEMO_FLEET = [("sandbox", "SBX-AMS-0001", "hybrid"), ("sandbox", "SBX-LOS-0001", "inverter"),
-              ("sandbox", "SBX-NBO-0001", "storage"), ("growatt_v4", "GRTSPH0001", "sph"),
-              ("growatt_v4", "GRTSTO0001", "storage"), ("growatt_v4", "GRTMIN0001", "min"),
-              ("growatt_v4", "GRTINV0001", "inv")]
+DEMO_FLEET = [("sandbox", "SBX-AMS-0001", "hybrid", "Europe/Amsterdam"),
+              ("sandbox", "SBX-LOS-0001", "inverter", "Africa/Lagos"),
+              ("sandbox", "SBX-NBO-0001", "storage", "Africa/Nairobi"),
+              ("growatt_v4", "GRTSPH0001", "sph", "Africa/Lagos"),
+              ("growatt_v4", "GRTSTO0001", "storage", "Africa/Lagos"),
+              ("growatt_v4", "GRTMIN0001", "min", "Europe/Amsterdam"),
+              ("growatt_v4", "GRTINV0001", "inv", "Europe/Amsterdam")]
 
 
 def test_onboarding_takes_the_device_type_from_the_brand(mock, api):
     onboarded = []
-    for brand, serial, device_type in DEMO_FLEET:
+    for brand, serial, device_type, zone in DEMO_FLEET:
         reply = api.post("/inverters", json={"brand": brand, "serial": serial, "connection": connection(mock, brand)})
         assert reply.status_code == 201, reply.text
         inverter = reply.json()
         assert (inverter["device_type"], inverter["serial"], inverter["role"]) == (device_type, serial, "owner")
+        assert inverter["timezone"] == zone, "the plant's zone comes from the brand (Growatt: its v1 plant list)"
         assert reply.headers["Location"] == f"/inverters/{inverter['id']}"
         again = api.post("/inverters", json={"brand": brand, "serial": serial, "connection": connection(mock, brand)})
         assert again.status_code == 200 and again.json()["id"] == inverter["id"]
