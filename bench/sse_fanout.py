@@ -169,7 +169,8 @@ def setup(workdir: Path, baseline: str | None = None):
     key, ids = db.write(populate)
     (workdir / "ids.json").write_text(json.dumps(ids))
     web_port = free_port()
-    command = [PYTHON, "-m", "web"] if baseline is None else [PYTHON, str(ROOT / "bench" / "flask_sse_app.py")]
+    apps = {"flask-sse": "flask_sse_app.py", "floor": "sse_floor_app.py"}
+    command = [PYTHON, "-m", "web"] if baseline is None else [PYTHON, str(ROOT / "bench" / apps[baseline])]
     web = subprocess.Popen(command, cwd=ROOT, env={**env, "PORT": str(web_port)})
     import requests
     for _ in range(200):
@@ -262,7 +263,8 @@ def run(counts, seconds: float, loadgens: int, opening: int, baseline: str | Non
             for p in procs:
                 p.stdin.write(f"measure {seq}\n")
                 p.stdin.flush()
-            seq, sent = publish_for(client, ids, seconds, seq, baseline)
+            # The floor app only holds connections: there is nothing to deliver.
+            seq, sent = publish_for(client, ids, seconds, seq, baseline) if baseline != "floor" else (seq, {})
             time.sleep(1.0)  # let the last events arrive
             for p in procs:
                 p.stdin.write("stop\n")
@@ -312,7 +314,9 @@ def main():
     parser.add_argument("--first", type=int)
     parser.add_argument("--count", type=int)
     parser.add_argument("--opening", type=int, default=200, help="handshakes in flight per load generator")
-    parser.add_argument("--baseline", choices=["flask-sse"], help="measure flask-sse (bench/flask_sse_app.py) instead")
+    parser.add_argument("--baseline", choices=["flask-sse", "floor"],
+                        help="measure flask-sse (bench/flask_sse_app.py), or the bare stack's connect time "
+                             "(bench/sse_floor_app.py), instead")
     parser.add_argument("--path", default="/inverters/{id}/stream", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.loadgen:

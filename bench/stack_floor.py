@@ -1,0 +1,155 @@
+"""The ceiling the mandated stack itself puts on the delivery workload, with no engine in between.
+
+    .venv/bin/python bench/stack_floor.py [--jobs 5000]
+
+Measures, on this machine and at this moment, the CPU that the two unavoidable halves of one job cost
+when they do nothing else:
+
+- submit: a Flask app with one POST route that parses the JSON body and answers 202 with a small JSON
+  document, served by the same gevent WSGI server as `python -m web`, driven by the same lean
+  keep-alive client as bench/jobs_bench.py (no database, no Redis, no validation);
+- attempt: ~500-byte JSON POSTs from 64 greenlets to the same sink as bench/jobs_bench.py (no actors,
+  no database, no classification), once through a shared `requests` Session and once through the
+  engine's own transport (`requests`' adapter called directly, one send per request); the cheaper
+  of the two counts.
+
+From those it prints the most deliveries per second two cores could give for the retry-engine
+workload (1.34 attempts and 0.95 deliveries per job) if the engine itself cost nothing: every job
+needs one submit and 1.34 attempts, each with the CPU of both of its ends. Run it right before or
+after bench/jobs_bench.py: this machine's speed varies by tens of percent between hours.
+"""
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import ipaddress  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import gevent  # noqa: E402
+import requests  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from actors.transport import Transport  # noqa: E402
+from jobs_bench import PY, ROOT, SINK, free_port, submit_all, wait_http  # noqa: E402
+from models.destinations import DestinationPolicy  # noqa: E402
+
+ATTEMPTS_PER_JOB = 1.34   # the workload's attempts per job (6,698 for 5,000 jobs)
+DELIVERIES_PER_JOB = 0.95  # 5% of jobs answer 400 and are never delivered
+CORES = os.cpu_count() or 2
+
+FLASK_FLOOR = r'''
+from gevent import monkey; monkey.patch_all()
+import sys, uuid
+from flask import Flask, jsonify, request
+from web.__main__ import Server
+app = Flask("floor")
+@app.get("/healthz")
+def healthz():
+    return {"ok": True}
+@app.post("/jobs")
+def submit():
+    job = request.get_json()
+    return jsonify({"id": uuid.uuid4().hex, "status": "pending", "request": job}), 202
+Server(("127.0.0.1", int(sys.argv[1])), app, log=None).serve_forever()
+'''
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def submit_floor(tmp: Path, jobs: int, payload: dict) -> dict:
+    port = free_port()
+    (tmp / "flask_floor.py").write_text(FLASK_FLOOR)
+    server = subprocess.Popen([PY, str(tmp / "flask_floor.py"), str(port)], cwd=ROOT,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        plan = [random.Random(7).choice(["ok", "fail1"]) for _ in range(jobs)]
+        server_before, client_before = cpu_seconds(server.pid), own_cpu()
+        start, end = submit_all(port, "key", 9, plan, payload, 64, 0)
+        server_cpu, client_cpu = cpu_seconds(server.pid) - server_before, own_cpu() - client_before
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(10)
+    return {"per_s": round(jobs / (end - start), 1), "server_cpu_ms": round(server_cpu / jobs * 1000, 3),
+            "client_cpu_ms": round(client_cpu / jobs * 1000, 3)}
+
+
+def attempt_floor(tmp: Path, attempts: int, payload: dict, lean: bool) -> dict:
+    port = free_port()
+    (tmp / "sink.py").write_text(SINK)
+    sink = subprocess.Popen([PY, str(tmp / "sink.py"), str(port)], cwd=ROOT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/stats")
+        session = requests.Session()
+        session.mount("http://", requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=64))
+        body = json.dumps(payload).encode()
+        left = list(range(attempts))
+
+        transport = Transport(DestinationPolicy([ipaddress.ip_network("127.0.0.0/8")]), body_cap=1 << 20, pool_per_host=64)
+
+        def sender():
+            while left:
+                n = left.pop()
+                headers = {"Content-Type": "application/json", "X-Job-Id": str(n)}
+                if lean:
+                    status = transport.send("POST", f"http://127.0.0.1:{port}/hook/ok", headers, body, 10).status_code
+                else:
+                    status = session.post(f"http://127.0.0.1:{port}/hook/ok", data=body, timeout=10,
+                                          headers=headers).status_code
+                assert status == 200, status
+
+        sink_before, client_before = cpu_seconds(sink.pid), own_cpu()
+        start = time.time()
+        gevent.joinall([gevent.spawn(sender) for _ in range(64)], raise_error=True)
+        end = time.time()
+        sink_cpu, client_cpu = cpu_seconds(sink.pid) - sink_before, own_cpu() - client_before
+    finally:
+        sink.send_signal(signal.SIGTERM)
+        sink.wait(10)
+    return {"per_s": round(attempts / (end - start), 1), "client_cpu_ms": round(client_cpu / attempts * 1000, 3),
+            "sink_cpu_ms": round(sink_cpu / attempts * 1000, 3)}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=5000)
+    args = parser.parse_args()
+    payload = {"url": "http://127.0.0.1:9/hook/ok",
+               "json": {"event": "payment.succeeded", "data": {"id": "x" * 380, "amount": 1234, "currency": "EUR"}}}
+    with tempfile.TemporaryDirectory(prefix="stack-floor-") as tmp:
+        submit = submit_floor(Path(tmp), args.jobs, payload)
+        attempts = round(args.jobs * ATTEMPTS_PER_JOB)
+        session = attempt_floor(Path(tmp), attempts, payload["json"], lean=False)
+        adapter = attempt_floor(Path(tmp), attempts, payload["json"], lean=True)
+    attempt = min(session, adapter, key=lambda a: a["client_cpu_ms"] + a["sink_cpu_ms"])
+    per_job_ms = (submit["server_cpu_ms"] + submit["client_cpu_ms"]
+                  + ATTEMPTS_PER_JOB * (attempt["client_cpu_ms"] + attempt["sink_cpu_ms"]))
+    print(json.dumps({
+        "cores": CORES,
+        "submit_flask_pywsgi": submit,
+        "attempt_requests_session": session,
+        "attempt_engine_transport": adapter,
+        "cpu_per_job_ms": round(per_job_ms, 3),
+        "ceiling_deliveries_per_s": round(CORES * 1000 / per_job_ms * DELIVERIES_PER_JOB, 1),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
