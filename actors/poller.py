@@ -71,6 +71,8 @@ class Publisher:
     """
 
     BATCH = 500
+    # Jittered pauses while Redis is unreachable; un-jittered, 0.2 s doubling to 5 s as before.
+    RETRY_BACKOFF = Backoff(base_s=0.2, cap_s=5.0, jitter="equal")
 
     def __init__(self, redis, settings, capacity: int = 100_000):
         self.redis = redis
@@ -115,7 +117,7 @@ class Publisher:
                 results = pipe.execute(raise_on_error=False)
             except (redis_lib.ConnectionError, redis_lib.TimeoutError, OSError) as exc:
                 failures += 1
-                delay = min(5.0, 0.1 * 2 ** min(failures, 6))
+                delay = self.RETRY_BACKOFF.delay(failures)
                 if failures == 1 or failures % 20 == 0:
                     log.warning("cannot publish %d events (%s); retrying in %.1f s", len(self.outbox), exc, delay)
                 gevent.sleep(delay)

@@ -19,11 +19,17 @@ import pykka
 import redis as redis_lib
 
 from models import inverters as Q
+from models.backoff import Backoff
 from models.channels import READINGS_INGEST, RECORDER_GROUP
 
 log = logging.getLogger(__name__)
 
 BLOCK_MS = 1000
+# Pauses after consecutive failures, jittered: the un-jittered ceilings are the delays used before
+# (0.2 s doubling to 5 s while Redis is unreachable, 0.4 s doubling to 5 s after Redis or the
+# database refused).
+UNREACHABLE_BACKOFF = Backoff(base_s=0.2, cap_s=5.0, jitter="equal")
+REFUSED_BACKOFF = Backoff(base_s=0.4, cap_s=5.0, jitter="equal")
 
 
 class Recorder(pykka.ThreadingActor):
@@ -76,17 +82,17 @@ class Recorder(pykka.ThreadingActor):
                     continue
                 failures += 1
                 log.error("recorder: Redis refused a command: %s", exc)
-                gevent.sleep(min(5.0, 0.2 * 2 ** min(failures, 5)))
+                gevent.sleep(REFUSED_BACKOFF.delay(failures))
             except (redis_lib.ConnectionError, redis_lib.TimeoutError, OSError) as exc:
                 failures += 1
                 group_ready = False
                 if failures == 1 or failures % 20 == 0:
                     log.warning("recorder cannot reach Redis (%s); retrying", exc)
-                gevent.sleep(min(5.0, 0.1 * 2 ** min(failures, 6)))
+                gevent.sleep(UNREACHABLE_BACKOFF.delay(failures))
             except Exception as exc:  # the database refused a batch: keep it pending and try again
                 failures += 1
                 log.error("recorder could not store a batch: %s", exc)
-                gevent.sleep(min(5.0, 0.2 * 2 ** min(failures, 5)))
+                gevent.sleep(REFUSED_BACKOFF.delay(failures))
 
     def _ensure_group(self):
         try:

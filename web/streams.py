@@ -29,6 +29,7 @@ from flask import Blueprint, Response, current_app, g, request
 from models import inverters as Q
 from models import jobs as job_queries
 from models import live_events
+from models.backoff import Backoff
 from models.base import iso
 from models.channels import (INVERTER_ACCESS_REVOKED, INVERTER_CHANNEL_PREFIX, INVERTER_PATTERN, JOB_CHANNEL_PREFIX,
                              inverter_channel, job_channel)
@@ -268,7 +269,7 @@ class Hub:
                 except Exception:  # noqa: BLE001
                     pass
             if not self.stopping:
-                gevent.sleep(min(2.0, 0.05 * 2 ** min(failures, 6)))
+                gevent.sleep(Backoff(base_s=0.1, cap_s=2.0, jitter="equal").delay(failures))
 
     def _dispatch(self, message) -> None:
         if message.get("type") == "message" and message.get("channel") == INVERTER_ACCESS_REVOKED:
