@@ -141,6 +141,15 @@ def can_view(account_id: str, inverter_id: str) -> bool:
     return database.execute_sql(sql(_CAN_VIEW), (inverter_id, account_id, account_id)).fetchone() is not None
 
 
+_VISIBLE_IDS = ("SELECT id FROM inverter WHERE owner_id = ?"
+                " UNION SELECT inverter_id FROM inverter_member WHERE account_id = ?")
+
+
+def all_visible_ids(account_id: str) -> set[str]:
+    """Every inverter this account owns or is a member of, in raw SQL: the stream hub caches it."""
+    return {row[0] for row in database.execute_sql(sql(_VISIBLE_IDS), (account_id, account_id))}
+
+
 def visible_ids(account_id: str, inverter_ids: list[str]) -> set[str]:
     rows = Inverter.select(Inverter.id).where(Inverter.id.in_(inverter_ids) & _visible_to(account_id))
     return {row.id for row in rows}

@@ -49,9 +49,12 @@ MAX_INVERTERS_PER_STREAM = 50
 # Concurrent Redis calls made while clients connect: keeps the connection pool (and Redis's client
 # count) flat during a connect storm of thousands of browsers.
 REDIS_SLOTS = 16
-# How long a positive visibility check is reused. Removing a member or deleting an inverter drops it
-# at once (the revocation message); this bounds how long a lost revocation message could matter.
+# How long an account's set of visible inverters is reused. Removing a member or deleting an inverter
+# drops the inverter from it at once (the revocation message); this bounds how long a lost revocation
+# message could matter. Access granted meanwhile is never refused: a miss asks the database.
 VISIBLE_FOR_S = 2.0
+# Accounts whose visible sets are kept; beyond it the cache starts afresh.
+VISIBLE_ACCOUNTS = 10_000
 
 
 def frame(event: str, data: str, event_id: str | None = None) -> bytes:
@@ -169,8 +172,8 @@ class Hub:
         # "latest first" costs no Redis round trip. Dropped whenever the subscription is lost.
         self.latest: dict[str, list] = {}
         self.filling: dict[str, list] = {}
-        # (account id, inverter id) -> until when a positive visibility check holds.
-        self.visible_until: dict[tuple, float] = {}
+        # account id -> [until when, ids of the inverters it may view].
+        self.visible: dict[str, list] = {}
         self.greenlet = gevent.spawn(self._run)
 
     # -- clients -----------------------------------------------------------------------------------
@@ -218,17 +221,24 @@ class Hub:
         return [fetched[i] if i in fetched else tuple(self.latest[i]) for i in inverter_ids]
 
     def can_view(self, account_id: str, inverter_id: str) -> bool:
-        """The visibility check, remembered for VISIBLE_FOR_S: a reconnect storm (a web restart, a
-        team opening one plant) asks the same pairs again and again."""
+        """The visibility check against the account's visible set, read once per VISIBLE_FOR_S: a
+        reconnect storm (a web restart, a team opening its plants) would otherwise ask the database
+        once per stream. A miss asks again for that one inverter, so new access works at once."""
         now = time.monotonic()
-        if self.visible_until.get((account_id, inverter_id), 0) > now:
+        cached = self.visible.get(account_id)
+        if cached is None or cached[0] <= now:
+            if cached is not None:
+                cached[0] = now + VISIBLE_FOR_S  # one refresh at a time; the others use the old set
+            ids = owner().call(Q.all_visible_ids, account_id)
+            if len(self.visible) >= VISIBLE_ACCOUNTS:
+                self.visible.clear()
+            cached = self.visible[account_id] = [now + VISIBLE_FOR_S, ids]
+        if inverter_id in cached[1]:
             return True
-        if not owner().call(Q.can_view, account_id, inverter_id):
-            return False
-        if len(self.visible_until) > 100_000:
-            self.visible_until.clear()
-        self.visible_until[(account_id, inverter_id)] = now + VISIBLE_FOR_S
-        return True
+        if owner().call(Q.can_view, account_id, inverter_id):
+            cached[1].add(inverter_id)
+            return True
+        return False
 
     def redis_call(self, fn, *args, **kwargs):
         with self.redis_slots:
@@ -314,8 +324,9 @@ class Hub:
         except (ValueError, KeyError, TypeError):
             log.error("unreadable access revocation %r", payload[:200])
             return
-        for pair in [p for p in self.visible_until if p[1] == inverter_id and account_id in (None, p[0])]:
-            del self.visible_until[pair]
+        for account, (_, ids) in self.visible.items():
+            if account_id in (None, account):
+                ids.discard(inverter_id)
         for client in list(self.clients.get(inverter_channel(inverter_id), ())):
             if account_id is None or client.account_id == account_id:
                 client.close("access revoked")
