@@ -12,23 +12,29 @@ from web.errors import ApiError
 
 SESSION_COOKIE = "session"
 
-# Accounts by API key, kept briefly: the lookup is a database round trip on every request, and
-# keys are only ever added. A removed account stops working within KEY_CACHE_TTL_S.
-KEY_CACHE_TTL_S = 10.0
-KEY_CACHE_MAX = 10_000
-_key_cache: dict = {}
+# Accounts by API key or session token, kept briefly: the lookup is a database round trip on every
+# request, and a reconnect storm of browsers would make thousands at once. Keys are only ever added;
+# a removed account, or a session closed through another web process, stops working within
+# CREDENTIAL_CACHE_TTL_S (a logout through this process takes effect at once).
+CREDENTIAL_CACHE_TTL_S = 10.0
+CREDENTIAL_CACHE_MAX = 10_000
+_credential_cache: dict = {}
 
 
-def _account_for_key_cached(key: str):
-    hit = _key_cache.get(key)
+def _account_cached(lookup, credential: str):
+    hit = _credential_cache.get((lookup, credential))
     if hit is not None and hit[1] > time.monotonic():
         return hit[0]
-    account = owner().call(account_for_key, key)
+    account = owner().call(lookup, credential)
     if account is not None:
-        if len(_key_cache) >= KEY_CACHE_MAX:
-            _key_cache.clear()
-        _key_cache[key] = (account, time.monotonic() + KEY_CACHE_TTL_S)
+        if len(_credential_cache) >= CREDENTIAL_CACHE_MAX:
+            _credential_cache.clear()
+        _credential_cache[(lookup, credential)] = (account, time.monotonic() + CREDENTIAL_CACHE_TTL_S)
     return account
+
+
+def forget_session(token: str) -> None:
+    _credential_cache.pop((account_for_session, token), None)
 
 
 def current_account():
@@ -40,9 +46,9 @@ def current_account():
     if header:
         scheme, _, key = header.partition(" ")
         if scheme.lower() == "bearer" and key.strip():
-            account = _account_for_key_cached(key.strip())
+            account = _account_cached(account_for_key, key.strip())
     elif request.cookies.get(SESSION_COOKIE):
-        account = owner().call(account_for_session, request.cookies[SESSION_COOKIE])
+        account = _account_cached(account_for_session, request.cookies[SESSION_COOKIE])
     g.account = account
     return account
 

@@ -7,7 +7,7 @@ from flask import Blueprint, current_app, jsonify, request
 from models.accounts import account_for_key, close_session, open_session
 from models.base import iso, now
 from models.db import owner
-from web.auth import SESSION_COOKIE
+from web.auth import SESSION_COOKIE, forget_session
 from web.errors import ApiError
 from web.json_body import json_body
 
@@ -39,6 +39,7 @@ def logout():
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         owner().write(close_session, token)
+        forget_session(token)
     response = current_app.response_class(status=204)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="Lax",
                            secure=current_app.config["SETTINGS"].secure_cookies)
