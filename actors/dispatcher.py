@@ -16,6 +16,7 @@ import gevent
 import gevent.event
 import pykka
 
+from actors.messages import tell_unless_dead
 from actors.retry_actor import AttemptFinished, RetryActor, RunAttempt
 from models import jobs as J
 from models.channels import JOBS_WAKEUP
@@ -140,7 +141,7 @@ class JobDispatcher(pykka.ThreadingActor):
         except Exception as exc:
             log.error("claim failed, retrying in 1 s: %s", exc)
             result = Claimed([], want, time.time() + 1.0, failed=True)
-        self._tell_self(result)
+        tell_unless_dead(self.actor_ref, result)
 
     def _claimed(self, message: Claimed):
         self.claiming = False
@@ -168,13 +169,7 @@ class JobDispatcher(pykka.ThreadingActor):
         if self.timer is not None:
             self.timer.kill(block=False)
         delay = max(0.0, at - time.time())
-        self.timer = gevent.spawn_later(delay, self._tell_self, Wake("timer"))
-
-    def _tell_self(self, message):
-        try:
-            self.actor_ref.tell(message)
-        except pykka.ActorDeadError:
-            pass
+        self.timer = gevent.spawn_later(delay, tell_unless_dead, self.actor_ref, Wake("timer"))
 
     def _enqueue(self, job):
         if self.per_host[job.host] < self.settings.max_in_flight_per_host:
@@ -220,12 +215,12 @@ class JobDispatcher(pykka.ThreadingActor):
     def _listen_for_wakeups(self):
         def subscribed():
             self.redis_ok = True
-            self._tell_self(Wake("redis-connected"))
+            tell_unless_dead(self.actor_ref, Wake("redis-connected"))
 
         def submitted(_):
             if not self.fill_scheduled:
                 self.fill_scheduled = True
-                self._tell_self(Wake("submission"))
+                tell_unless_dead(self.actor_ref, Wake("submission"))
 
         def lost(exc):
             if self.redis_ok:

@@ -18,6 +18,7 @@ import gevent
 import pykka
 import redis as redis_lib
 
+from actors.messages import tell_unless_dead
 from actors.poller import BrandPoller, ConnectionLease, Publisher, Reload
 from actors.recorder import Recorder
 from models import inverters as Q
@@ -129,19 +130,16 @@ class PollerSupervisor(pykka.ThreadingActor):
                 pass
 
     # -- background greenlets --------------------------------------------------------------------
-    def _tell(self, message):
-        try:
-            self.actor_ref.tell(message)
-        except pykka.ActorDeadError:
-            pass
-
     def _every(self, interval: float, message):
         while True:
             gevent.sleep(interval)
-            self._tell(message)
+            tell_unless_dead(self.actor_ref, message)
 
     def _listen(self):
-        listen_forever(self.redis, INVERTERS_CHANGED, lambda connection_id: self._tell(Changed(connection_id)),
+        def changed(connection_id):
+            tell_unless_dead(self.actor_ref, Changed(connection_id))
+
+        listen_forever(self.redis, INVERTERS_CHANGED, changed,
                        on_lost=lambda exc: log.warning("inverter change notifications lost (%s); resync timer "
                                                        "still runs", exc))
 

@@ -30,6 +30,7 @@ import gevent.event
 import pykka
 import redis as redis_lib
 
+from actors.messages import tell_unless_dead
 from models import inverters as Q
 from models import live_events
 from models.backoff import Backoff
@@ -361,13 +362,7 @@ class BrandPoller(pykka.ThreadingActor):
                 return
             self.timer.kill(block=False)
         self.timer_at = at
-        self.timer = gevent.spawn_later(max(0.0, at - time.monotonic()), self._tell, Tick())
-
-    def _tell(self, message):
-        try:
-            self.actor_ref.tell(message)
-        except pykka.ActorDeadError:
-            pass
+        self.timer = gevent.spawn_later(max(0.0, at - time.monotonic()), tell_unless_dead, self.actor_ref, Tick())
 
     def _poll(self, item_id: int, inverter_ids: tuple, sent_at: float):
         devices = [self.tracked[i].device for i in inverter_ids if i in self.tracked]
@@ -380,7 +375,7 @@ class BrandPoller(pykka.ThreadingActor):
         except Exception as exc:  # an adapter bug must not kill the poller
             log.exception("adapter failed %s: %s", self._ctx(), exc)
             error = BrandError(BAD_REPLY, f"unexpected adapter failure: {exc!r}")
-        self._tell(Polled(item_id, sent_at, inverter_ids, result, error))
+        tell_unless_dead(self.actor_ref, Polled(item_id, sent_at, inverter_ids, result, error))
 
     # -- outcomes --------------------------------------------------------------------------------
     def _polled(self, message: Polled):
