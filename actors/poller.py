@@ -150,11 +150,14 @@ class ConnectionLease:
         self.holder = holder
         self.lease_ms = int(lease_s * 1000)
         self.valid_until = 0.0  # monotonic; past it we must assume someone else may hold it
+        # EVALSHA, loading the script again if Redis lost it (a restart); registering costs no round trip.
+        self._renew = redis.register_script(self._RENEW)
+        self._release = redis.register_script(self._RELEASE)
 
     def acquire_or_renew(self) -> bool:
         """True if we hold the lease now. Raises redis errors; the caller trusts valid_until then."""
         started = time.monotonic()
-        held = self.redis.eval(self._RENEW, 1, self.key, self.holder, self.lease_ms) == 1
+        held = self._renew(keys=[self.key], args=[self.holder, self.lease_ms]) == 1
         if not held:
             held = bool(self.redis.set(self.key, self.holder, nx=True, px=self.lease_ms))
         self.valid_until = started + self.lease_ms / 1000.0 if held else 0.0
@@ -165,7 +168,7 @@ class ConnectionLease:
 
     def release(self) -> None:
         try:
-            self.redis.eval(self._RELEASE, 1, self.key, self.holder)
+            self._release(keys=[self.key], args=[self.holder])
         except redis_lib.RedisError:
             pass  # it expires by itself
         self.valid_until = 0.0
