@@ -6,7 +6,9 @@ a time: the supervisor takes or renews `poller-lease:<connection>` every quarter
 starts or stops the connection's poller accordingly. If Redis cannot be asked, a poller keeps running
 only until its lease would have expired, because after that another process may have taken it over.
 Onboarding and removal publish `inverters:changed` (payload: the connection id), so a new inverter is
-polled without a restart; a slow full resync is the safety net for a lost notification.
+polled without a restart; a slow full resync is the safety net for a lost notification. The list of
+connections is read from the database only when it may have changed (at start, on `inverters:changed`,
+after each (re)subscription to it, and at that resync), not on every lease renewal.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ RESYNC_EVERY_S = 30.0
 @dataclass(frozen=True)
 class Sync:
     reason: str = "timer"
+    reread: bool = False  # read the list of connections again, not only renew the leases
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class PollerSupervisor(pykka.ThreadingActor):
         self.publisher = publisher
         self.pollers: dict[str, pykka.ActorRef] = {}
         self.leases: dict[str, ConnectionLease] = {}
+        # The connections that have inverters, as last read; None: read them at the next sync.
+        self.connections: dict | None = None
         self.background: list = []
         self.last_resync = time.monotonic()
 
@@ -69,8 +74,13 @@ class PollerSupervisor(pykka.ThreadingActor):
 
     def on_receive(self, message):
         if isinstance(message, Sync):
+            if message.reread:
+                self.connections = None
             self._sync(message.reason)
         elif isinstance(message, Changed):
+            # A connection may have its first inverter or have lost its last: read the list again, now
+            # if it may be a connection to take, else at the next lease renewal (as many changes, one read).
+            self.connections = None
             ref = self.pollers.get(message.connection_id)
             if ref is not None:
                 ref.tell(Reload())
@@ -78,11 +88,14 @@ class PollerSupervisor(pykka.ThreadingActor):
                 self._sync("inverters changed")
 
     def _sync(self, reason: str):
-        try:
-            connections = {c.id: c for c in self.db.call(Q.connections_with_inverters)}
-        except Exception as exc:
-            log.error("cannot list brand connections (%s); keeping the current pollers", exc)
-            connections = None
+        resync = time.monotonic() - self.last_resync >= RESYNC_EVERY_S
+        if self.connections is None or resync:
+            try:
+                self.connections = {c.id: c for c in self.db.call(Q.connections_with_inverters)}
+            except Exception as exc:
+                log.error("cannot list brand connections (%s); keeping the current pollers", exc)
+                self.connections = None  # read again at the next sync
+        connections = self.connections
         if connections is not None:
             for connection_id in [c for c in self.pollers if c not in connections]:
                 self._stop_poller(connection_id, "no inverters left")
@@ -93,7 +106,7 @@ class PollerSupervisor(pykka.ThreadingActor):
             for connection_id in list(self.pollers):
                 if not self.leases[connection_id].still_valid():
                     self._stop_poller(connection_id, "lease could not be renewed")
-        if time.monotonic() - self.last_resync >= RESYNC_EVERY_S:
+        if resync:
             self.last_resync = time.monotonic()
             for ref in self.pollers.values():
                 ref.tell(Reload())
@@ -139,7 +152,10 @@ class PollerSupervisor(pykka.ThreadingActor):
         def changed(connection_id):
             tell_unless_dead(self.actor_ref, Changed(connection_id))
 
-        listen_forever(self.redis, INVERTERS_CHANGED, changed,
+        def subscribed():  # changes made before (or while the subscription was lost) were not heard
+            tell_unless_dead(self.actor_ref, Sync("change notifications subscribed", reread=True))
+
+        listen_forever(self.redis, INVERTERS_CHANGED, changed, on_subscribed=subscribed,
                        on_lost=lambda exc: log.warning("inverter change notifications lost (%s); resync timer "
                                                        "still runs", exc))
 
