@@ -82,8 +82,8 @@ class PollerSupervisor(pykka.ThreadingActor):
             # if it may be a connection to take, else at the next lease renewal (as many changes, one read).
             self.connections = None
             ref = self.pollers.get(message.connection_id)
-            if ref is not None:
-                ref.tell(Reload())
+            if ref is not None and ref.is_alive():
+                tell_unless_dead(ref, Reload())
             else:
                 self._sync("inverters changed")
 
@@ -109,7 +109,7 @@ class PollerSupervisor(pykka.ThreadingActor):
         if resync:
             self.last_resync = time.monotonic()
             for ref in self.pollers.values():
-                ref.tell(Reload())
+                tell_unless_dead(ref, Reload())
 
     def _hold(self, connection):
         if adapter_class(connection.brand) is None:
@@ -125,6 +125,9 @@ class PollerSupervisor(pykka.ThreadingActor):
             held = lease.still_valid()
             if not held and connection.id in self.pollers:
                 log.warning("cannot renew lease connection=%s brand=%s (%s)", connection.id, connection.brand, exc)
+        if held and connection.id in self.pollers and not self.pollers[connection.id].is_alive():
+            log.error("poller of connection=%s brand=%s had stopped; starting it again", connection.id, connection.brand)
+            del self.pollers[connection.id]
         if held and connection.id not in self.pollers:
             self.pollers[connection.id] = BrandPoller.start(connection, self.settings, self.db, self.redis,
                                                                 self.publisher)

@@ -245,15 +245,19 @@ class BrandPoller(pykka.ThreadingActor):
         log.info("poller stopped %s", self._ctx())
 
     def on_receive(self, message):
-        if isinstance(message, Tick):
-            self.timer = self.timer_at = None
-            self._tick()
-        elif isinstance(message, Polled):
-            self._polled(message)
-            self._tick()
-        elif isinstance(message, Reload):
-            self._reload()
-            self._tick()
+        try:
+            if isinstance(message, Tick):
+                self.timer = self.timer_at = None
+                self._tick()
+            elif isinstance(message, Polled):
+                self._polled(message)
+                self._tick()
+            elif isinstance(message, Reload):
+                self._reload()
+                self._tick()
+        except Exception:  # noqa: BLE001 - an exception would stop the actor and this brand's polling
+            log.exception("poller step failed on %s %s; carrying on", type(message).__name__, self._ctx())
+            self._arm()
 
     # -- the inverter set ------------------------------------------------------------------------
     def _reload(self, first: bool = False):
