@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import redis as redis_lib
 import requests
 
-from tests.helpers import ROOT, Service, free_port, project_env, run_cli, wait_until
+from tests.helpers import ROOT, Service, create_account, free_port, project_env, wait_until
 
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -144,9 +143,7 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture
 def account_key(env):
     """A fresh account's API key, created with the real CLI."""
-    result = run_cli(["models", "create-account", f"acct-{time.monotonic_ns()}"], env)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip().splitlines()[-1]
+    return create_account(env)
 
 
 def make_client(base_url: str, key: str | None) -> requests.Session:

@@ -113,3 +113,10 @@ def project_env(**overrides) -> dict:
     env.update({"PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO"})
     env.update({k: str(v) for k, v in overrides.items()})
     return env
+
+
+def create_account(env: dict, name: str | None = None) -> str:
+    """Create an account with the real CLI (`python -m models create-account`); returns its API key."""
+    result = run_cli(["models", "create-account", name or f"acct-{time.monotonic_ns()}"], env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]

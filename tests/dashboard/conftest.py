@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.conftest import ARTIFACTS, make_client
-from tests.helpers import Service, free_port, project_env, run_cli, wait_until
+from tests.helpers import Service, create_account, free_port, project_env, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 # Headless, and nothing that would reach for the internet (the machine has none).
@@ -75,9 +75,7 @@ class System:
 
     def new_account(self) -> tuple[str, str]:
         name = f"user-{time.monotonic_ns()}"
-        result = run_cli(["models", "create-account", name], self.env)
-        assert result.returncode == 0, result.stderr
-        return name, result.stdout.strip().splitlines()[-1]
+        return name, create_account(self.env, name)
 
     def api(self, key: str):
         return make_client(self.web.url, key)
@@ -104,9 +102,7 @@ def system(redis_server, tmp_path_factory):
         started.append(Service("worker", ["actors", "--role", "all"], env, workdir,
                                ready_log="actor system up").start())
         mock, web, worker = started
-        result = run_cli(["models", "create-account", "fleet-owner"], env)
-        assert result.returncode == 0, result.stderr
-        the_system = System(env, web, worker, mock, result.stdout.strip().splitlines()[-1])
+        the_system = System(env, web, worker, mock, create_account(env, "fleet-owner"))
         owner_api = the_system.api(the_system.owner_key)
         for serial in FLEET:
             reply = owner_api.post("/inverters", json={"brand": "sandbox", "serial": serial,

@@ -1,9 +1,7 @@
-import time
-
 import pytest
 
 from tests.conftest import make_client
-from tests.helpers import Service, free_port, project_env, run_cli
+from tests.helpers import Service, create_account, free_port, project_env
 
 
 @pytest.fixture(scope="module")
@@ -26,14 +24,9 @@ def shared_web(module_env):
 
 @pytest.fixture(scope="module")
 def new_key(module_env):
-    """Create an account in the shared database with the real CLI; returns its key."""
+    """new_key() creates an account in the shared database with the real CLI; returns its key."""
     env, _ = module_env
-
-    def create():
-        result = run_cli(["models", "create-account", f"acct-{time.monotonic_ns()}"], env)
-        assert result.returncode == 0, result.stderr
-        return result.stdout.strip().splitlines()[-1]
-    return create
+    return lambda: create_account(env)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from collections import Counter
 import pytest
 
 from tests.conftest import make_client
-from tests.helpers import run_cli, wait_until
+from tests.helpers import create_account, wait_until
 
 
 @pytest.fixture
@@ -17,9 +17,7 @@ def pg_env(env, postgres_server_url):
 
 
 def test_jobs_are_delivered_exactly_once_per_attempt_on_postgres(services, pg_env, partner):
-    result = run_cli(["models", "create-account", "pg"], pg_env)
-    assert result.returncode == 0, result.stderr
-    api = make_client(services.web(pg_env).url, result.stdout.strip().splitlines()[-1])
+    api = make_client(services.web(pg_env).url, create_account(pg_env, "pg"))
     services.worker(pg_env, role="jobs", name="pg-worker-1")
     services.worker(pg_env, role="jobs", name="pg-worker-2")
     ids = []

@@ -2,14 +2,8 @@
 from __future__ import annotations
 
 from tests.conftest import make_client
-from tests.helpers import free_port, run_cli
+from tests.helpers import create_account, free_port
 from tests.metrics.conftest import connection, onboard
-
-
-def new_key(env, name) -> str:
-    result = run_cli(["models", "create-account", name], env)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip().splitlines()[-1]
 
 
 DEMO_FLEET = [("sandbox", "SBX-AMS-0001", "hybrid", "Europe/Amsterdam"),
@@ -78,7 +72,7 @@ def test_onboarding_errors(mock, api):
 
 def test_only_owner_and_members_see_an_inverter(env, mock, web, api, sse):
     inverter = onboard(api, mock, "sandbox", "SBX-AMS-0001")
-    other_key = new_key(env, "outsider")
+    other_key = create_account(env, "outsider")
     other = make_client(web.url, other_key)
     paths = [f"/inverters/{inverter['id']}", f"/inverters/{inverter['id']}/latest",
              f"/inverters/{inverter['id']}/readings"]
