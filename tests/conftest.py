@@ -9,7 +9,7 @@ import pytest
 import redis as redis_lib
 import requests
 
-from tests.helpers import ROOT, Service, create_account, free_port, project_env, wait_until
+from tests.helpers import ROOT, Service, create_account, free_port, sqlite_url, system_env, wait_until
 
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -45,6 +45,11 @@ class RedisServer:
         self.stop()
         self.start()
 
+    def flush(self):
+        client = redis_lib.Redis(port=self.port)
+        client.flushall()
+        client.close()
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
@@ -57,15 +62,13 @@ def redis_server(tmp_path_factory):
 
 @pytest.fixture
 def redis_url(redis_server):
-    client = redis_lib.Redis.from_url(redis_server.url)
-    client.flushall()
-    client.close()
+    redis_server.flush()
     return redis_server.url
 
 
 @pytest.fixture
 def database_url(tmp_path):
-    return f"sqlite:///{tmp_path}/app.db"
+    return sqlite_url(tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -93,8 +96,7 @@ def postgres_server_url():
 @pytest.fixture
 def env(redis_url, database_url):
     """Environment for the project's processes in this test (tests may add to it before starting)."""
-    return project_env(DATABASE_URL=database_url, REDIS_URL=redis_url, ALLOWED_TARGET_NETWORKS="127.0.0.0/8",
-                       LEASE_S="3", SHUTDOWN_GRACE_S="5")
+    return system_env(database_url, redis_url)
 
 
 @pytest.fixture

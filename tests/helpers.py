@@ -109,10 +109,23 @@ def run_cli(args: list[str], env: dict, timeout: float = 30.0) -> subprocess.Com
 
 
 def project_env(**overrides) -> dict:
+    """This process's environment without pytest's own variables, plus overrides: every subprocess starts from it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
     env.update({"PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO"})
     env.update({k: str(v) for k, v in overrides.items()})
     return env
+
+
+def sqlite_url(directory) -> str:
+    return f"sqlite:///{directory}/app.db"
+
+
+def system_env(database_url: str, redis_url: str, **overrides) -> dict:
+    """The environment of a running system (web, worker, mock inverter) on one database and one Redis:
+    jobs may target loopback partners, and leases and shutdown are short enough for tests."""
+    return project_env(**{"DATABASE_URL": database_url, "REDIS_URL": redis_url,
+                          "ALLOWED_TARGET_NETWORKS": "127.0.0.0/8", "LEASE_S": "3", "SHUTDOWN_GRACE_S": "5",
+                          **overrides})
 
 
 def create_account(env: dict, name: str | None = None) -> str:

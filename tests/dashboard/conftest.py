@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.conftest import ARTIFACTS, make_client
-from tests.helpers import Service, create_account, free_port, project_env, wait_until
+from tests.helpers import Service, create_account, free_port, sqlite_url, system_env, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 # Headless, and nothing that would reach for the internet (the machine has none).
@@ -87,12 +87,8 @@ class System:
 @pytest.fixture(scope="module")
 def system(redis_server, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("dashboard")
-    env = project_env(DATABASE_URL=f"sqlite:///{workdir}/app.db", REDIS_URL=redis_server.url,
-                      ALLOWED_TARGET_NETWORKS="127.0.0.0/8", LEASE_S="3", SHUTDOWN_GRACE_S="3", **PACE)
-    import redis as redis_lib
-    client = redis_lib.Redis.from_url(redis_server.url)
-    client.flushall()
-    client.close()
+    env = system_env(sqlite_url(workdir), redis_server.url, SHUTDOWN_GRACE_S="3", **PACE)
+    redis_server.flush()
     started = []
     try:
         mock_port, web_port = free_port(), free_port()

@@ -1,15 +1,14 @@
 import pytest
 
 from tests.conftest import make_client
-from tests.helpers import Service, create_account, free_port, project_env
+from tests.helpers import Service, create_account, free_port, sqlite_url, system_env
 
 
 @pytest.fixture(scope="module")
 def module_env(redis_server, tmp_path_factory):
     """An environment shared by a module's tests (one database), for tests that only read or are refused."""
     workdir = tmp_path_factory.mktemp("jobs-module")
-    return project_env(DATABASE_URL=f"sqlite:///{workdir}/app.db", REDIS_URL=redis_server.url,
-                       ALLOWED_TARGET_NETWORKS="127.0.0.0/8", LEASE_S="3", SHUTDOWN_GRACE_S="5"), workdir
+    return system_env(sqlite_url(workdir), redis_server.url), workdir
 
 
 @pytest.fixture(scope="module")

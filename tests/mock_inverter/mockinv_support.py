@@ -1,7 +1,6 @@
 """Shared helpers for the mock inverter tests (a uniquely named module, not conftest, so imports are unambiguous)."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import requests
 
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port, project_env, wait_until
 
 SANDBOX = {"X-API-Key": "demo-sandbox-key"}
 GROWATT = {"token": "demo-growatt-token"}
@@ -23,7 +22,7 @@ class MockProcess:
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mock_inverter", "--port", str(self.port), *args], cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            env=project_env(**(env or {})),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     @staticmethod
