@@ -9,7 +9,8 @@ import pytest
 import redis as redis_lib
 import requests
 
-from tests.helpers import ROOT, Service, create_account, free_port, sqlite_url, system_env, wait_until
+from tests.helpers import (ROOT, Service, create_account, free_port, mock_service, sqlite_url, system_env, wait_until,
+                           web_service, worker_service)
 
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -104,25 +105,19 @@ def services(tmp_path, request):
     """Start project processes: services.web(env), services.worker(env), services.mock_inverter(env, ...)."""
     started: list[Service] = []
 
+    def start(svc: Service) -> Service:
+        started.append(svc)
+        return svc.start()
+
     class Services:
         def web(self, env, **extra):
-            port = free_port()
-            svc = Service("web", ["web"], {**env, **extra, "PORT": str(port)}, tmp_path, port=port)
-            started.append(svc)
-            return svc.start()
+            return start(web_service({**env, **extra}, tmp_path))
 
         def worker(self, env, role="all", name="worker", **extra):
-            svc = Service(name, ["actors", "--role", role], {**env, **extra}, tmp_path,
-                          ready_log="actor system up")
-            started.append(svc)
-            return svc.start()
+            return start(worker_service({**env, **extra}, tmp_path, role, name))
 
         def mock_inverter(self, env, *args, **extra):
-            port = free_port()
-            svc = Service("mock_inverter", ["mock_inverter", "--port", str(port), *args],
-                          {**env, **extra}, tmp_path, port=port, ready_path="/admin/stats")
-            started.append(svc)
-            return svc.start()
+            return start(mock_service({**env, **extra}, tmp_path, *args))
 
     yield Services()
     failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else False

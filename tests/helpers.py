@@ -104,6 +104,24 @@ class Service:
             self._log.close()
 
 
+def web_service(env: dict, log_dir: Path, name: str = "web") -> Service:
+    """`python -m web` on a free port (not started); ready when /healthz answers 200."""
+    port = free_port()
+    return Service(name, ["web"], {**env, "PORT": str(port)}, log_dir, port=port)
+
+
+def worker_service(env: dict, log_dir: Path, role: str = "all", name: str = "worker") -> Service:
+    """`python -m actors --role ROLE` (not started); ready when it logs that its actors are up."""
+    return Service(name, ["actors", "--role", role], env, log_dir, ready_log="actor system up")
+
+
+def mock_service(env: dict, log_dir: Path, *args: str) -> Service:
+    """`python -m mock_inverter ARGS` on a free port (not started); ready when /admin/stats answers 200."""
+    port = free_port()
+    return Service("mock_inverter", ["mock_inverter", "--port", str(port), *args], env, log_dir, port=port,
+                   ready_path="/admin/stats")
+
+
 def run_cli(args: list[str], env: dict, timeout: float = 30.0) -> subprocess.CompletedProcess:
     return subprocess.run([PYTHON, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 

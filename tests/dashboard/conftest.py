@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.conftest import ARTIFACTS, make_client
-from tests.helpers import Service, create_account, free_port, sqlite_url, system_env, wait_until
+from tests.helpers import (Service, create_account, mock_service, sqlite_url, system_env, wait_until, web_service,
+                           worker_service)
 
 CHROMIUM = "/usr/bin/chromium"
 # Headless, and nothing that would reach for the internet (the machine has none).
@@ -91,12 +92,8 @@ def system(redis_server, tmp_path_factory):
     redis_server.flush()
     started = []
     try:
-        mock_port, web_port = free_port(), free_port()
-        started.append(Service("mock_inverter", ["mock_inverter", "--port", str(mock_port)], env, workdir,
-                               port=mock_port, ready_path="/admin/stats").start())
-        started.append(Service("web", ["web"], {**env, "PORT": str(web_port)}, workdir, port=web_port).start())
-        started.append(Service("worker", ["actors", "--role", "all"], env, workdir,
-                               ready_log="actor system up").start())
+        for svc in (mock_service(env, workdir), web_service(env, workdir), worker_service(env, workdir)):
+            started.append(svc.start())
         mock, web, worker = started
         the_system = System(env, web, worker, mock, create_account(env, "fleet-owner"))
         owner_api = the_system.api(the_system.owner_key)

@@ -1,7 +1,7 @@
 import pytest
 
 from tests.conftest import make_client
-from tests.helpers import Service, create_account, free_port, sqlite_url, system_env
+from tests.helpers import create_account, sqlite_url, system_env, web_service
 
 
 @pytest.fixture(scope="module")
@@ -14,8 +14,7 @@ def module_env(redis_server, tmp_path_factory):
 @pytest.fixture(scope="module")
 def shared_web(module_env):
     env, workdir = module_env
-    port = free_port()
-    svc = Service("web-shared", ["web"], {**env, "PORT": str(port)}, workdir, port=port).start()
+    svc = web_service(env, workdir, name="web-shared").start()
     yield svc
     if svc.alive():
         svc.stop(timeout=20)
