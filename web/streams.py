@@ -172,6 +172,9 @@ class Hub:
         # "latest first" costs no Redis round trip. Dropped whenever the subscription is lost.
         self.latest: dict[str, list] = {}
         self.filling: dict[str, list] = {}
+        # inverter id -> the wait of the streams asking for its latest reading; one fetcher at a time.
+        self.wanted: dict[str, gevent.event.AsyncResult] = {}
+        self.fetcher: gevent.Greenlet | None = None
         # account id -> [until when, ids of the inverters it may view].
         self.visible: dict[str, list] = {}
         self.greenlet = gevent.spawn(self._run)
@@ -201,24 +204,50 @@ class Hub:
         self.greenlet.kill(block=False)
 
     def latest_of(self, inverter_ids: list[str]) -> list[tuple]:
-        """(event id, reading json, status) per inverter: from the cache, else one Redis MULTI."""
-        missing = [i for i in inverter_ids if i not in self.latest]
-        fetched = {}
-        if missing:
-            for inverter_id in missing:  # events dispatched while Redis answers land here
-                self.filling.setdefault(inverter_id, [None, None, None])
-            replies = self.redis_call(live_events.snapshot, redis_client(), missing, None)
-            for inverter_id, reply in zip(missing, replies):
-                if reply[0] is None:  # Redis lost it (restart without persistence): the stored one
-                    stored = owner().call(Q.latest_reading, inverter_id)
-                    if stored is not None:
-                        reply = (stored.event_id, live_events.dumps(stored.data), reply[2])
-                fetched[inverter_id] = tuple(reply)
-                newer = self.filling.pop(inverter_id, None) or [None, None, None]
-                if self.subscribed.is_set():  # only a live subscription keeps the cache current
-                    merged = [n if n is not None else r for n, r in zip(newer, reply)]
-                    self.latest.setdefault(inverter_id, merged)
+        """(event id, reading json, status) per inverter: from the cache, else fetched from Redis
+        together with every other inverter asked for meanwhile. A connect storm's first viewers
+        (a web restart) then cost one Redis round trip per batch, not one each."""
+        waits = {i: self.wanted.get(i) or self._want(i) for i in inverter_ids if i not in self.latest}
+        fetched = {i: wait.get() for i, wait in waits.items()}  # raises what the fetch raised
         return [fetched[i] if i in fetched else tuple(self.latest[i]) for i in inverter_ids]
+
+    def _want(self, inverter_id: str) -> gevent.event.AsyncResult:
+        wait = self.wanted[inverter_id] = gevent.event.AsyncResult()
+        if self.fetcher is None:
+            self.fetcher = gevent.spawn(self._fetch_wanted)
+        return wait
+
+    def _fetch_wanted(self) -> None:
+        try:
+            while self.wanted:
+                batch, self.wanted = self.wanted, {}
+                try:
+                    replies = self._fetch_latest(list(batch))
+                except Exception as exc:  # noqa: BLE001 - each waiting stream answers "unavailable"
+                    for wait in batch.values():
+                        wait.set_exception(exc)
+                    continue
+                for inverter_id, reply in replies.items():
+                    batch[inverter_id].set(reply)
+        finally:
+            self.fetcher = None
+
+    def _fetch_latest(self, inverter_ids: list[str]) -> dict:
+        for inverter_id in inverter_ids:  # events dispatched while Redis answers land here
+            self.filling.setdefault(inverter_id, [None, None, None])
+        replies = self.redis_call(live_events.snapshot, redis_client(), inverter_ids, None)
+        fetched = {}
+        for inverter_id, reply in zip(inverter_ids, replies):
+            if reply[0] is None:  # Redis lost it (restart without persistence): the stored one
+                stored = owner().call(Q.latest_reading, inverter_id)
+                if stored is not None:
+                    reply = (stored.event_id, live_events.dumps(stored.data), reply[2])
+            fetched[inverter_id] = tuple(reply)
+            newer = self.filling.pop(inverter_id, None) or [None, None, None]
+            if self.subscribed.is_set():  # only a live subscription keeps the cache current
+                merged = [n if n is not None else r for n, r in zip(newer, reply)]
+                self.latest.setdefault(inverter_id, merged)
+        return fetched
 
     def can_view(self, account_id: str, inverter_id: str) -> bool:
         """The visibility check against the account's visible set, read once per VISIBLE_FOR_S: a
