@@ -7,6 +7,7 @@ from models.db import open_database
 from models.destinations import DestinationPolicy
 from models.schema import ensure_schema
 from models.settings import Settings, get_settings
+from web import session
 from web.errors import register_error_handlers
 
 
@@ -19,10 +20,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         DESTINATION_POLICY=DestinationPolicy(settings.allowed_target_networks),
     )
     app.json.sort_keys = False
+    app.session_interface = session.NoCookieSession()
     ensure_schema(open_database(settings.database_url))
     register_error_handlers(app)
 
-    from web import dashboard, health, inverters, jobs, session, streams
+    from web import dashboard, health, inverters, jobs, streams
 
     app.register_blueprint(health.bp)
     jobs.install(app)

@@ -3,6 +3,7 @@ and a key must never travel in a URL."""
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
+from flask.sessions import NullSession, SessionInterface
 
 from models.accounts import account_for_key, close_session, open_session
 from models.base import iso, now
@@ -12,6 +13,19 @@ from web.errors import ApiError
 from web.json_body import json_body
 
 bp = Blueprint("session", __name__)
+
+
+class NoCookieSession(SessionInterface):
+    """Flask's signed-cookie session is never used here (sessions are server-side rows, above).
+    Without this, Flask builds an empty one for every request, a stream connect included."""
+
+    _none = NullSession()  # read-only: any write raises, so one instance serves every request
+
+    def open_session(self, app, request):
+        return self._none
+
+    def save_session(self, app, session, response):
+        pass
 
 
 @bp.post("/session")
