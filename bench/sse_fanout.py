@@ -129,6 +129,11 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(len(values) * p))] if values else float("nan")
@@ -246,6 +251,7 @@ def run(counts, seconds: float, loadgens: int, opening: int, baseline: str | Non
         for total in counts:
             procs = []
             per = -(-total // loadgens)
+            web_cpu_before = cpu_seconds(web.pid)
             started = time.time()
             for n in range(loadgens):
                 count = min(per, total - n * per)
@@ -257,6 +263,7 @@ def run(counts, seconds: float, loadgens: int, opening: int, baseline: str | Non
                     cwd=ROOT, text=True))
             hello = [json.loads(p.stdout.readline()) for p in procs]
             connect_s = time.time() - started
+            web_cpu_per_connect = (cpu_seconds(web.pid) - web_cpu_before) / total
             connected = sum(h["connected"] for h in hello)
             # From the first load generator's first connection attempt (their interpreter start-up, ~1 s,
             # is in connect_s but is not the server's doing).
@@ -285,6 +292,7 @@ def run(counts, seconds: float, loadgens: int, opening: int, baseline: str | Non
             latencies = [lat for r in results for lat in r["latencies"]]
             row = {"clients": total, "connected": connected, "failed": failed, "connect_s": round(connect_s, 2),
                    "connect_from_first_attempt_s": round(from_first_attempt, 2) if from_first_attempt else None,
+                   "web_cpu_ms_per_connect": round(web_cpu_per_connect * 1000, 3),
                    "delivered": delivered, "expected": expected,
                    "p50_ms": round(percentile(latencies, 0.5) * 1000, 2),
                    "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
