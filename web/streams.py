@@ -57,6 +57,9 @@ VISIBLE_FOR_S = 2.0
 VISIBLE_ACCOUNTS = 10_000
 
 
+KEEPALIVE = b": keepalive\n\n"
+
+
 def frame(event: str, data: str, event_id: str | None = None) -> bytes:
     head = f"id: {event_id}\n" if event_id else ""
     return f"{head}event: {event}\ndata: {data}\n\n".encode()
@@ -66,7 +69,7 @@ class Client:
     """One open stream: a bounded queue of frames, the key of the newest one queued, a wake-up."""
 
     __slots__ = ("channels", "account_id", "queue", "maxlen", "wake", "last_key", "pending", "closed", "reason",
-                 "sock", "watcher", "__weakref__")
+                 "sock", "watcher", "last_write", "__weakref__")
 
     def __init__(self, channels: tuple, maxlen: int, account_id: str | None = None):
         self.channels = channels
@@ -80,6 +83,7 @@ class Client:
         self.reason = ""
         self.sock = None
         self.watcher = None
+        self.last_write = time.monotonic()
 
     def offer(self, key, data: bytes) -> None:
         if self.closed:
@@ -98,6 +102,13 @@ class Client:
             return
         self.queue.append(data)
         self.wake.set()
+
+    def keep_alive(self) -> None:
+        """Queue a comment (outside the bounded queue's accounting: it is not an event)."""
+        if not self.closed and self.pending is None:
+            self.queue.append(KEEPALIVE)
+            self.last_write = time.monotonic()  # queued: a client on several channels gets one
+            self.wake.set()
 
     def go_live(self) -> None:
         """The replay is queued: queue what arrived meanwhile, newer than it, and take live events."""
@@ -161,8 +172,9 @@ def _raw_socket(environ):
 class Hub:
     """The process's one subscription and the clients it fans out to."""
 
-    def __init__(self):
+    def __init__(self, keepalive_s: float):
         self.clients: dict[str, set] = collections.defaultdict(set)
+        self.keepalive_s = keepalive_s
         self.redis_slots = gevent.lock.BoundedSemaphore(REDIS_SLOTS)
         self.subscribed = gevent.event.Event()
         self.stopping = False
@@ -178,6 +190,7 @@ class Hub:
         # account id -> [until when, ids of the inverters it may view].
         self.visible: dict[str, list] = {}
         self.greenlet = gevent.spawn(self._run)
+        self.keepalive_greenlet = gevent.spawn(self._keep_alive)
 
     # -- clients -----------------------------------------------------------------------------------
     def register(self, client: Client) -> None:
@@ -202,6 +215,19 @@ class Hub:
             for client in list(watchers):
                 client.close(reason)
         self.greenlet.kill(block=False)
+        self.keepalive_greenlet.kill(block=False)
+
+    def _keep_alive(self) -> None:
+        """One timer for every stream, not one per stream: each tick, a comment to every client that has
+        not been written to for keepalive_s minus a tick, so none goes longer than keepalive_s."""
+        tick = self.keepalive_s / 3
+        while not self.stopping:
+            gevent.sleep(tick)
+            quiet_since = time.monotonic() - (self.keepalive_s - tick)
+            for watchers in list(self.clients.values()):
+                for client in list(watchers):
+                    if client.last_write <= quiet_since:
+                        client.keep_alive()
 
     def latest_of(self, inverter_ids: list[str]) -> list[tuple]:
         """(event id, reading json, status) per inverter: from the cache, else fetched from Redis
@@ -384,7 +410,9 @@ def hub() -> Hub:
 
 
 def _last_event_id():
-    raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
+    # From the environ, and the query string parsed only if there is one: this runs on every connect.
+    environ = request.environ
+    raw = environ.get("HTTP_LAST_EVENT_ID") or (request.args.get("last_event_id") if environ.get("QUERY_STRING") else None)
     return raw if raw and live_events.event_key(raw) else None
 
 
@@ -427,7 +455,7 @@ def _open_stream(channels: tuple, initial) -> Response:
         return _response(iter([head[0], b": temporarily unavailable, reconnect\n\n"]))
     client.go_live()
     client.watch_socket(request.environ)
-    return _response(_write(the_hub, client, b"".join(head), settings.sse_keepalive_s))
+    return _response(_write(the_hub, client, b"".join(head)))
 
 
 def _response(body) -> Response:
@@ -437,23 +465,21 @@ def _response(body) -> Response:
     return response
 
 
-def _write(the_hub: Hub, client: Client, head: bytes, keepalive_s: float):
-    """The response body: the head, then each batch of queued frames as one chunk, comments to keep
-    the connection open at least every keepalive_s."""
+def _write(the_hub: Hub, client: Client, head: bytes):
+    """The response body: the head, then each batch of queued frames (events, and the hub's keepalive
+    comments) as one chunk."""
     try:
         yield head
-        last_comment = time.monotonic()
+        client.last_write = time.monotonic()
         while not client.closed:
             if not client.queue:
                 client.wake.clear()
-                client.wake.wait(max(0.0, last_comment + keepalive_s - time.monotonic()))
+                client.wake.wait()
             chunk = b"".join(client.queue)
             client.queue.clear()
-            if time.monotonic() - last_comment >= keepalive_s:
-                chunk += b": keepalive\n\n"
-                last_comment = time.monotonic()
             if chunk and not client.closed:
                 yield chunk
+                client.last_write = time.monotonic()
     finally:
         the_hub.unregister(client)
 
@@ -512,7 +538,7 @@ def stats():
 
 def install(app) -> None:
     """Create the process's hub and close its streams promptly on SIGTERM."""
-    the_hub = Hub()
+    the_hub = Hub(app.config["SETTINGS"].sse_keepalive_s)
     app.extensions["sse_hub"] = the_hub
     app.config.setdefault("ON_SHUTDOWN", []).append(the_hub.close_all)
     app.register_blueprint(bp)

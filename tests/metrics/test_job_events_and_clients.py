@@ -1,6 +1,8 @@
 """Job state streams through the same hub, and the hub's handling of clients that go away or lag."""
 from __future__ import annotations
 
+import time
+
 from tests.conftest import make_client
 from tests.helpers import wait_until
 from tests.servers import ScriptedServer
@@ -54,3 +56,26 @@ def test_a_client_that_cannot_keep_up_is_disconnected_not_buffered():
     assert not client.closed
     client.offer((4, 0), b"one too many")
     assert client.closed and client.reason == "slow" and not client.queue
+
+
+def test_a_quiet_stream_gets_a_comment_at_least_every_keepalive_interval(services, metrics_env, account_key, sse, mock):
+    # No poller runs, so nothing but the keepalive comments ever reaches these streams.
+    web = services.web({**metrics_env, "SSE_KEEPALIVE_S": "0.6"})
+    api = make_client(web.url, account_key)
+    inverter = api.post("/inverters", json={"brand": "sandbox", "serial": "SBX-AMS-0001", "connection": {
+        "base_url": mock.url, "api_key": "demo-sandbox-key"}}).json()
+    single = sse(web.url, f"/inverters/{inverter['id']}/stream", key=account_key)
+    multi = sse(web.url, f"/stream?inverters={inverter['id']}", key=account_key)
+    assert single.wait_status() == 200 and multi.wait_status() == 200
+    seen = [(single, []), (multi, [])]
+
+    def four_comments_each():
+        for stream, times in seen:
+            times.extend(time.monotonic() for _ in range(stream.comments - len(times)))
+        return all(len(times) >= 4 for _, times in seen)
+
+    wait_until(four_comments_each, 6, 0.01, "four keepalive comments on each stream")
+    for _, times in seen:
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        assert max(gaps) < 0.6 + 0.3, gaps  # the interval, plus scheduling slack on a busy machine
+    assert single.events == [] and not single.ended.is_set()
