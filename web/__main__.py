@@ -3,7 +3,6 @@ from gevent import monkey
 
 monkey.patch_all()
 
-import gc  # noqa: E402
 import logging  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
@@ -19,7 +18,6 @@ log = logging.getLogger("web")
 
 
 LISTEN_BACKLOG = 4096
-GC_THRESHOLDS = (10_000, 10, 10)
 
 
 class Handler(WSGIHandler):
@@ -78,12 +76,6 @@ def main() -> int:
 
     gevent.signal_handler(signal.SIGTERM, stop, signal.SIGTERM)
     gevent.signal_handler(signal.SIGINT, stop, signal.SIGINT)
-    # Every open stream keeps a few dozen objects alive (greenlet, socket, handler, client), and the
-    # cyclic GC's default young-generation threshold (700) re-scans them over and over while thousands
-    # of browsers connect: ~15% of the connect path's CPU. Start-up's objects are frozen out of the
-    # scans and collections run ~14 times less often (measured in docs/benchmarks.md).
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
     log.info("listening on http://%s:%d", settings.host, server.server_port)
     server.serve_forever()
     # A second copy of the signal can still be pending in a helper thread; once gevent's hub is
