@@ -132,6 +132,11 @@ def submit_all(web_port, key, sink_port, plan, payload, concurrency, rate):
     return start, time.time()
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values, p):
     if not values:
         return None
@@ -171,6 +176,7 @@ def main():
         kinds = ["ok"] * 65 + ["fail1"] * 25 + ["fail2"] * 5 + ["bad"] * 5
         plan = [rng.choice(kinds) for _ in range(args.jobs)]
         payload = {"event": "payment.succeeded", "data": {"id": "x" * 380, "amount": 1234, "currency": "EUR"}}
+        cpu_before = [cpu_seconds(proc.pid) for proc in procs]
         t0, t_submitted = submit_all(web_port, key, sink_port, plan, payload, args.concurrency, args.rate)
 
         con = sqlite3.connect(str(db_path), timeout=30)
@@ -190,6 +196,7 @@ def main():
         per_job = dict(con.execute("SELECT id, attempts FROM job").fetchall())
         final = dict(con.execute("SELECT id, status FROM job").fetchall())
         sink = requests.get(f"http://127.0.0.1:{sink_port}/stats", timeout=5).json()
+        cpu = [cpu_seconds(proc.pid) - before for proc, before in zip(procs, cpu_before)]
 
         job_kinds = {job_id: url.rsplit("/", 1)[-1] for job_id, url in con.execute("SELECT id, url FROM job")}
         expected_success = [j for j, k in job_kinds.items() if k != "bad"]
@@ -213,6 +220,10 @@ def main():
             "retry_lateness_ms_p50": round(statistics.median(lateness), 2) if lateness else None,
             "retry_lateness_ms_p99": round(percentile(lateness, 99), 2) if lateness else None,
             "statuses": statuses,
+            # CPU of each process over the whole run (the bench's own queries at the end included).
+            "cpu_ms_web_per_job": round(cpu[1] / args.jobs * 1000, 3),
+            "cpu_ms_workers_per_attempt": round(sum(cpu[2:]) / total_attempts * 1000, 3),
+            "cpu_ms_sink_per_attempt": round(cpu[0] / total_attempts * 1000, 3),
         }
         print(json.dumps(result, indent=2))
     finally:
