@@ -132,15 +132,6 @@ def visible_inverter(account_id: str, inverter_id: str) -> Inverter | None:
     return Inverter.select().where((Inverter.id == inverter_id) & _visible_to(account_id)).first()
 
 
-_CAN_VIEW = ("SELECT 1 FROM inverter WHERE id = ? AND (owner_id = ? OR EXISTS"
-             " (SELECT 1 FROM inverter_member WHERE inverter_id = inverter.id AND account_id = ?))")
-
-
-def can_view(account_id: str, inverter_id: str) -> bool:
-    """visible_inverter() as a yes/no, in raw SQL: it runs on every stream connect."""
-    return database.execute_sql(sql(_CAN_VIEW), (inverter_id, account_id, account_id)).fetchone() is not None
-
-
 _VISIBLE_IDS = ("SELECT id FROM inverter WHERE owner_id = ?"
                 " UNION SELECT inverter_id FROM inverter_member WHERE account_id = ?")
 

@@ -249,10 +249,10 @@ class Hub:
                 self.latest.setdefault(inverter_id, merged)
         return fetched
 
-    def can_view(self, account_id: str, inverter_id: str) -> bool:
-        """The visibility check against the account's visible set, read once per VISIBLE_FOR_S: a
-        reconnect storm (a web restart, a team opening its plants) would otherwise ask the database
-        once per stream. A miss asks again for that one inverter, so new access works at once."""
+    def visible_of(self, account_id: str, inverter_ids: list[str]) -> set[str]:
+        """Which of these inverters the account may view, checked against its visible set, read once
+        per VISIBLE_FOR_S: a reconnect storm (a web restart, a team opening its plants) would otherwise
+        ask the database once per stream. Misses are asked again in one query, so new access works at once."""
         now = time.monotonic()
         cached = self.visible.get(account_id)
         if cached is None or cached[0] <= now:
@@ -262,12 +262,13 @@ class Hub:
             if len(self.visible) >= VISIBLE_ACCOUNTS:
                 self.visible.clear()
             cached = self.visible[account_id] = [now + VISIBLE_FOR_S, ids]
-        if inverter_id in cached[1]:
-            return True
-        if owner().call(Q.can_view, account_id, inverter_id):
-            cached[1].add(inverter_id)
-            return True
-        return False
+        visible = {i for i in inverter_ids if i in cached[1]}
+        missing = [i for i in inverter_ids if i not in visible]
+        if missing:
+            found = owner().call(Q.visible_ids, account_id, missing)
+            cached[1].update(found)
+            visible |= found
+        return visible
 
     def redis_call(self, fn, *args, **kwargs):
         with self.redis_slots:
@@ -467,7 +468,7 @@ def _write(the_hub: Hub, client: Client, head: bytes, keepalive_s: float):
 @bp.get("/inverters/<inverter_id>/stream")
 @require_account
 def inverter_stream(inverter_id):
-    if not looks_like_id(inverter_id) or not hub().can_view(g.account.id, inverter_id):
+    if not looks_like_id(inverter_id) or not hub().visible_of(g.account.id, [inverter_id]):
         raise not_found("inverter")
     last_event_id = _last_event_id()
     return _open_stream((inverter_channel(inverter_id),),
@@ -484,7 +485,7 @@ def multi_stream():
         raise ApiError(400, "invalid_parameter", f"at most {MAX_INVERTERS_PER_STREAM} inverters per stream",
                        {"parameter": "inverters"})
     valid = [i for i in ids if looks_like_id(i)]
-    visible = owner().call(Q.visible_ids, g.account.id, valid) if valid else set()
+    visible = hub().visible_of(g.account.id, valid) if valid else set()
     if len(visible) != len(ids):
         raise ApiError(404, "not_found", "no such inverter", {"inverters": [i for i in ids if i not in visible]})
     last_event_id = _last_event_id()
