@@ -28,6 +28,9 @@ from pathlib import Path  # noqa: E402
 import gevent  # noqa: E402
 import requests  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import cpu_seconds, free_port  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
@@ -64,13 +67,6 @@ class Server(WSGIServer):
         return super().handle(sock, address)
 Server(("127.0.0.1", int(sys.argv[1])), app, log=None).serve_forever()
 '''
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url, timeout=20):
@@ -130,11 +126,6 @@ def submit_all(web_port, key, sink_port, plan, payload, concurrency, rate):
 
     gevent.joinall([gevent.spawn(client) for _ in range(concurrency)], raise_error=True)
     return start, time.time()
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values, p):

@@ -30,6 +30,8 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from common import free_port  # noqa: E402
 PYTHON = sys.executable
 
 
@@ -66,12 +68,6 @@ def viewers(args) -> int:
     nb_read(sys.stdin.fileno(), 1)
     print(json.dumps(received), flush=True)
     os._exit(0)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str) -> None:

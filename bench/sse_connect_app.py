@@ -17,14 +17,13 @@ import argparse  # noqa: E402
 import cProfile  # noqa: E402
 import os  # noqa: E402
 import pstats  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sse_fanout import free_port  # noqa: E402
+from common import start_redis_server  # noqa: E402
 
 INVERTERS = 1000
 
@@ -100,20 +99,10 @@ def main():
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sse-app-") as tmp:
-        port = free_port()
-        redis_proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
-                                       "--dir", tmp], stdout=subprocess.DEVNULL)
+        redis_proc, port = start_redis_server(Path(tmp))
         try:
             os.environ.update(DATABASE_URL=f"sqlite:///{tmp}/bench.db", REDIS_URL=f"redis://127.0.0.1:{port}/0",
                               LOG_LEVEL="WARNING")
-            import redis
-            client = redis.Redis(port=port)
-            for _ in range(100):
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    time.sleep(0.05)
             app, key, ids = our_app(Path(tmp))
             import gevent
             gevent.sleep(0.5)  # the hub subscribes

@@ -24,6 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from common import cpu_seconds, free_port, start_redis_server  # noqa: E402
 PYTHON = sys.executable
 INVERTERS = 1000
 RATE = 200
@@ -116,22 +118,11 @@ def loadgen(args) -> int:
 
 
 # -- controller --------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values, p):
@@ -142,19 +133,11 @@ def percentile(values, p):
 def setup(workdir: Path, baseline: str | None = None):
     import redis
 
-    redis_port = free_port()
-    redis_proc = subprocess.Popen(["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no",
-                                   "--maxclients", "20000", "--dir", str(workdir)], stdout=subprocess.DEVNULL)
+    redis_proc, redis_port = start_redis_server(workdir, "--maxclients", "20000")
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir}/bench.db",
            "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",
            "SSE_CLIENT_QUEUE": "256"}
     client = redis.Redis(port=redis_port, decode_responses=True)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL")})
     from models import inverters as Q
     from models.accounts import create_account

@@ -39,7 +39,8 @@ import requests  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from actors.transport import Transport  # noqa: E402
-from jobs_bench import PY, ROOT, SINK, free_port, submit_all, wait_http  # noqa: E402
+from common import cpu_seconds, free_port  # noqa: E402
+from jobs_bench import PY, ROOT, SINK, submit_all, wait_http  # noqa: E402
 from models.destinations import DestinationPolicy  # noqa: E402
 
 ATTEMPTS_PER_JOB = 1.34   # the workload's attempts per job (6,698 for 5,000 jobs)
@@ -63,16 +64,6 @@ Server(("127.0.0.1", int(sys.argv[1])), app, log=None).serve_forever()
 '''
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu() -> float:
-    times = os.times()
-    return times.user + times.system
-
-
 def submit_floor(tmp: Path, jobs: int, payload: dict) -> dict:
     port = free_port()
     (tmp / "flask_floor.py").write_text(FLASK_FLOOR)
@@ -81,9 +72,9 @@ def submit_floor(tmp: Path, jobs: int, payload: dict) -> dict:
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
         plan = [random.Random(7).choice(["ok", "fail1"]) for _ in range(jobs)]
-        server_before, client_before = cpu_seconds(server.pid), own_cpu()
+        server_before, client_before = cpu_seconds(server.pid), cpu_seconds()
         start, end = submit_all(port, "key", 9, plan, payload, 64, 0)
-        server_cpu, client_cpu = cpu_seconds(server.pid) - server_before, own_cpu() - client_before
+        server_cpu, client_cpu = cpu_seconds(server.pid) - server_before, cpu_seconds() - client_before
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(10)
@@ -115,11 +106,11 @@ def attempt_floor(tmp: Path, attempts: int, payload: dict, lean: bool) -> dict:
                                           headers=headers).status_code
                 assert status == 200, status
 
-        sink_before, client_before = cpu_seconds(sink.pid), own_cpu()
+        sink_before, client_before = cpu_seconds(sink.pid), cpu_seconds()
         start = time.time()
         gevent.joinall([gevent.spawn(sender) for _ in range(64)], raise_error=True)
         end = time.time()
-        sink_cpu, client_cpu = cpu_seconds(sink.pid) - sink_before, own_cpu() - client_before
+        sink_cpu, client_cpu = cpu_seconds(sink.pid) - sink_before, cpu_seconds() - client_before
     finally:
         sink.send_signal(signal.SIGTERM)
         sink.wait(10)

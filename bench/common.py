@@ -1,0 +1,47 @@
+"""What the benchmarks share: free ports, a process's CPU time, a private redis-server.
+
+The benchmarks are run as scripts (`python bench/<name>.py`), so this is imported as `common`.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User plus system CPU time of process `pid` (this process if None), from /proc."""
+    fields = Path(f"/proc/{pid or os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def start_redis_server(workdir: Path, *extra: str):
+    """A private redis-server on a free port, keeping nothing on disk: (process, port), once it answers."""
+    import redis
+
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
+                             "--dir", str(workdir), *extra], stdout=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            client.ping()
+            return proc, port
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise SystemExit("bench: redis-server did not start")
+            time.sleep(0.05)
+        finally:
+            client.close()
