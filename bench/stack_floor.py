@@ -23,6 +23,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import ipaddress  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
@@ -64,37 +65,42 @@ Server(("127.0.0.1", int(sys.argv[1])), app, log=None).serve_forever()
 '''
 
 
-def submit_floor(tmp: Path, jobs: int, payload: dict) -> dict:
+@contextlib.contextmanager
+def serving(tmp: Path, name: str, script: str, ready_path: str):
+    """Run `script` as its own process serving on a free port; yield (port, pid) once it answers."""
     port = free_port()
-    (tmp / "flask_floor.py").write_text(FLASK_FLOOR)
-    server = subprocess.Popen([PY, str(tmp / "flask_floor.py"), str(port)], cwd=ROOT,
-                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    (tmp / name).write_text(script)
+    server = subprocess.Popen([PY, str(tmp / name), str(port)], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     try:
-        wait_http(f"http://127.0.0.1:{port}/healthz")
-        plan = [random.Random(7).choice(["ok", "fail1"]) for _ in range(jobs)]
-        server_before, client_before = cpu_seconds(server.pid), cpu_seconds()
-        start, end = submit_all(port, "key", 9, plan, payload, 64, 0)
-        server_cpu, client_cpu = cpu_seconds(server.pid) - server_before, cpu_seconds() - client_before
+        wait_http(f"http://127.0.0.1:{port}{ready_path}")
+        yield port, server.pid
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(10)
-    return {"per_s": round(jobs / (end - start), 1), "server_cpu_ms": round(server_cpu / jobs * 1000, 3),
+
+
+def measured(pid: int, work) -> tuple[float, float, float]:
+    """Run work(); return (wall seconds, CPU seconds of process pid, CPU seconds of this process)."""
+    other, own, start = cpu_seconds(pid), cpu_seconds(), time.time()
+    work()
+    return time.time() - start, cpu_seconds(pid) - other, cpu_seconds() - own
+
+
+def submit_floor(tmp: Path, jobs: int, payload: dict) -> dict:
+    with serving(tmp, "flask_floor.py", FLASK_FLOOR, "/healthz") as (port, pid):
+        plan = [random.Random(7).choice(["ok", "fail1"]) for _ in range(jobs)]
+        wall, server_cpu, client_cpu = measured(pid, lambda: submit_all(port, "key", 9, plan, payload, 64, 0))
+    return {"per_s": round(jobs / wall, 1), "server_cpu_ms": round(server_cpu / jobs * 1000, 3),
             "client_cpu_ms": round(client_cpu / jobs * 1000, 3)}
 
 
 def attempt_floor(tmp: Path, attempts: int, payload: dict, lean: bool) -> dict:
-    port = free_port()
-    (tmp / "sink.py").write_text(SINK)
-    sink = subprocess.Popen([PY, str(tmp / "sink.py"), str(port)], cwd=ROOT)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/stats")
-        session = requests.Session()
-        session.mount("http://", requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=64))
-        body = json.dumps(payload).encode()
-        left = list(range(attempts))
-
-        transport = Transport(DestinationPolicy([ipaddress.ip_network("127.0.0.0/8")]), body_cap=1 << 20, pool_per_host=64)
-
+    session = requests.Session()
+    session.mount("http://", requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=64))
+    transport = Transport(DestinationPolicy([ipaddress.ip_network("127.0.0.0/8")]), body_cap=1 << 20, pool_per_host=64)
+    body = json.dumps(payload).encode()
+    left = list(range(attempts))
+    with serving(tmp, "sink.py", SINK, "/stats") as (port, pid):
         def sender():
             while left:
                 n = left.pop()
@@ -106,15 +112,9 @@ def attempt_floor(tmp: Path, attempts: int, payload: dict, lean: bool) -> dict:
                                           headers=headers).status_code
                 assert status == 200, status
 
-        sink_before, client_before = cpu_seconds(sink.pid), cpu_seconds()
-        start = time.time()
-        gevent.joinall([gevent.spawn(sender) for _ in range(64)], raise_error=True)
-        end = time.time()
-        sink_cpu, client_cpu = cpu_seconds(sink.pid) - sink_before, cpu_seconds() - client_before
-    finally:
-        sink.send_signal(signal.SIGTERM)
-        sink.wait(10)
-    return {"per_s": round(attempts / (end - start), 1), "client_cpu_ms": round(client_cpu / attempts * 1000, 3),
+        wall, sink_cpu, client_cpu = measured(
+            pid, lambda: gevent.joinall([gevent.spawn(sender) for _ in range(64)], raise_error=True))
+    return {"per_s": round(attempts / wall, 1), "client_cpu_ms": round(client_cpu / attempts * 1000, 3),
             "sink_cpu_ms": round(sink_cpu / attempts * 1000, 3)}
 
 
