@@ -177,6 +177,7 @@ class Hub:
         self.fetcher: gevent.Greenlet | None = None
         # account id -> [until when, ids of the inverters it may view].
         self.visible: dict[str, list] = {}
+        self.revocations = 0
         self.greenlet = gevent.spawn(self._run)
 
     # -- clients -----------------------------------------------------------------------------------
@@ -254,19 +255,28 @@ class Hub:
         per VISIBLE_FOR_S: a reconnect storm (a web restart, a team opening its plants) would otherwise
         ask the database once per stream. Misses are asked again in one query, so new access works at once."""
         now = time.monotonic()
+        revocations = self.revocations  # a revocation while the database answers may be missing from it
         cached = self.visible.get(account_id)
         if cached is None or cached[0] <= now:
             if cached is not None:
                 cached[0] = now + VISIBLE_FOR_S  # one refresh at a time; the others use the old set
-            ids = owner().call(Q.all_visible_ids, account_id)
-            if len(self.visible) >= VISIBLE_ACCOUNTS:
-                self.visible.clear()
-            cached = self.visible[account_id] = [now + VISIBLE_FOR_S, ids]
+            try:
+                ids = owner().call(Q.all_visible_ids, account_id)
+            finally:
+                if cached is not None:
+                    cached[0] = now  # expired again, unless replaced below
+            fresh = [now + VISIBLE_FOR_S, ids]
+            if revocations == self.revocations:
+                if len(self.visible) >= VISIBLE_ACCOUNTS:
+                    self.visible.clear()
+                self.visible[account_id] = fresh
+            cached = fresh
         visible = {i for i in inverter_ids if i in cached[1]}
         missing = [i for i in inverter_ids if i not in visible]
         if missing:
             found = owner().call(Q.visible_ids, account_id, missing)
-            cached[1].update(found)
+            if revocations == self.revocations:
+                cached[1].update(found)
             visible |= found
         return visible
 
@@ -354,6 +364,7 @@ class Hub:
         except (ValueError, KeyError, TypeError):
             log.error("unreadable access revocation %r", payload[:200])
             return
+        self.revocations += 1
         for account, (_, ids) in self.visible.items():
             if account_id in (None, account):
                 ids.discard(inverter_id)
