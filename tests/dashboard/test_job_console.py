@@ -3,18 +3,9 @@ die without reloading, retry it, and watch it succeed once the endpoint has reco
 import re
 import uuid
 
-import pytest
 from playwright.sync_api import expect
 
 from tests.dashboard.conftest import sign_in, wait_for_state
-from tests.servers import ScriptedServer
-
-
-@pytest.fixture
-def partner():
-    server = ScriptedServer().start()
-    yield server
-    server.stop()
 
 
 def test_failing_job_goes_retrying_then_dead_live_and_succeeds_after_retry(system, new_page, partner, artifacts):
