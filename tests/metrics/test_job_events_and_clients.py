@@ -5,30 +5,24 @@ import time
 
 from tests.conftest import make_client
 from tests.helpers import wait_until
-from tests.servers import ScriptedServer
+from tests.metrics.conftest import onboard
 from web.streams import Client
 
 
-def test_job_events_stream_shows_each_state_change(services, metrics_env, account_key, sse):
-    web = services.web(metrics_env)
-    api = make_client(web.url, account_key)
+def test_job_events_stream_shows_each_state_change(services, metrics_env, web, api, account_key, partner, sse):
     services.worker(metrics_env, role="jobs")
-    partner = ScriptedServer().start()
-    try:
-        job = api.post("/jobs", json={"url": partner.url + "/flaky/j1?fail=1&status=503", "run_at": "2099-01-01T00:00:00Z",
-                                      "backoff": {"base_s": 0.2, "cap_s": 0.5, "jitter": "none"}}).json()
-        stream = sse(web.url, f"/jobs/{job['id']}/events", key=account_key)
-        stream.wait_for(lambda events: len(events) >= 1, 10, "the current state first")
-        assert stream.events[0].event == "job" and stream.events[0].data["status"] == "pending"
-        # Cancel and re-queue it so it runs now: every change arrives live.
-        assert api.post(f"/jobs/{job['id']}/cancel").status_code == 200
-        assert api.post(f"/jobs/{job['id']}/retry").status_code == 202
-        stream.wait_for(lambda events: events[-1].data["status"] == "succeeded", 15, "the job to succeed")
-        statuses = [e.data["status"] for e in stream.events]
-        assert statuses[:3] == ["pending", "cancelled", "pending"], statuses
-        assert "retrying" in statuses and statuses[-1] == "succeeded"
-    finally:
-        partner.stop()
+    job = api.post("/jobs", json={"url": partner.url + "/flaky/j1?fail=1&status=503", "run_at": "2099-01-01T00:00:00Z",
+                                  "backoff": {"base_s": 0.2, "cap_s": 0.5, "jitter": "none"}}).json()
+    stream = sse(web.url, f"/jobs/{job['id']}/events", key=account_key)
+    stream.wait_for(lambda events: len(events) >= 1, 10, "the current state first")
+    assert stream.events[0].event == "job" and stream.events[0].data["status"] == "pending"
+    # Cancel and re-queue it so it runs now: every change arrives live.
+    assert api.post(f"/jobs/{job['id']}/cancel").status_code == 200
+    assert api.post(f"/jobs/{job['id']}/retry").status_code == 202
+    stream.wait_for(lambda events: events[-1].data["status"] == "succeeded", 15, "the job to succeed")
+    statuses = [e.data["status"] for e in stream.events]
+    assert statuses[:3] == ["pending", "cancelled", "pending"], statuses
+    assert "retrying" in statuses and statuses[-1] == "succeeded"
     assert sse(web.url, f"/jobs/{job['id']}/events", key="sk_nobody").wait_status() == 401
     assert sse(web.url, "/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV/events", key=account_key).wait_status() == 404
 
@@ -37,8 +31,7 @@ def test_a_client_that_goes_away_is_released_at_once(services, metrics_env, acco
     # Keepalive far away: only the socket watcher can notice the close this quickly.
     web = services.web({**metrics_env, "SSE_KEEPALIVE_S": "60"})
     api = make_client(web.url, account_key)
-    inverter = api.post("/inverters", json={"brand": "sandbox", "serial": "SBX-AMS-0001", "connection": {
-        "base_url": mock.url, "api_key": "demo-sandbox-key"}}).json()
+    inverter = onboard(api, mock, "sandbox", "SBX-AMS-0001")
     clients = [sse(web.url, f"/inverters/{inverter['id']}/stream", key=account_key) for _ in range(5)]
     wait_until(lambda: api.get("/streams/stats").json()["clients"] == 5, 10, 0.05, "five open streams")
     for client in clients:
@@ -62,8 +55,7 @@ def test_a_quiet_stream_gets_a_comment_at_least_every_keepalive_interval(service
     # No poller runs, so nothing but the keepalive comments ever reaches these streams.
     web = services.web({**metrics_env, "SSE_KEEPALIVE_S": "0.6"})
     api = make_client(web.url, account_key)
-    inverter = api.post("/inverters", json={"brand": "sandbox", "serial": "SBX-AMS-0001", "connection": {
-        "base_url": mock.url, "api_key": "demo-sandbox-key"}}).json()
+    inverter = onboard(api, mock, "sandbox", "SBX-AMS-0001")
     single = sse(web.url, f"/inverters/{inverter['id']}/stream", key=account_key)
     multi = sse(web.url, f"/stream?inverters={inverter['id']}", key=account_key)
     assert single.wait_status() == 200 and multi.wait_status() == 200
