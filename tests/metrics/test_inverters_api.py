@@ -70,7 +70,7 @@ def test_onboarding_errors(mock, api):
     assert api.get("/inverters").json()["inverters"] == []
 
 
-def test_only_owner_and_members_see_an_inverter(env, mock, web, api, sse):
+def test_only_owner_and_members_see_an_inverter(env, mock, web, api, account_key, sse):
     inverter = onboard(api, mock, "sandbox", "SBX-AMS-0001")
     other_key = create_account(env, "outsider")
     other = make_client(web.url, other_key)
@@ -103,7 +103,7 @@ def test_only_owner_and_members_see_an_inverter(env, mock, web, api, sse):
     assert other.delete(f"/inverters/{inverter['id']}").status_code == 403
     assert other.post(f"/inverters/{inverter['id']}/members", json={"account": "x"}).status_code == 403
 
-    owners_stream = sse(web.url, f"/inverters/{inverter['id']}/stream", key=api.headers["Authorization"][7:])
+    owners_stream = sse(web.url, f"/inverters/{inverter['id']}/stream", key=account_key)
     assert owners_stream.wait_status() == 200
     assert api.delete(f"/inverters/{inverter['id']}/members/{member_id}").status_code == 204
     assert other.get(f"/inverters/{inverter['id']}").status_code == 404
