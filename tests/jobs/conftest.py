@@ -2,6 +2,7 @@ import pytest
 
 from tests.conftest import make_client
 from tests.helpers import create_account, sqlite_url, system_env, web_service
+from tests.jobs.partners import OddPartner
 
 
 @pytest.fixture(scope="module")
@@ -31,3 +32,11 @@ def new_key(module_env):
 def empty_api(shared_web, new_key):
     """A client of an account that must never have a job: every request it makes is refused."""
     return make_client(shared_web.url, new_key())
+
+
+@pytest.fixture
+def odd_partner():
+    """A partner that misbehaves at the HTTP level (see tests/jobs/partners.py)."""
+    server = OddPartner()
+    yield server
+    server.stop()

@@ -11,14 +11,6 @@ from actors import transport as transport_module
 from actors.transport import Transport
 from models.destinations import DestinationPolicy
 from tests.helpers import free_port
-from tests.jobs.partners import OddPartner
-
-
-@pytest.fixture
-def odd_partner():
-    server = OddPartner()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
