@@ -5,6 +5,7 @@ import subprocess
 
 import requests
 
+from tests.conftest import make_client
 from tests.helpers import ROOT, create_account, free_port, wait_until
 
 
@@ -24,12 +25,11 @@ def test_honcho_starts_every_process_and_sigterm_stops_them_all(env, tmp_path):
                    0.1, "mock inverter under honcho")
         wait_until(lambda: "actor system up" in (tmp_path / "honcho.log").read_text(), 30, 0.1, "worker under honcho")
         # The worker is really working: a job reaches the mock inverter's sandbox API.
-        reply = requests.post(f"http://127.0.0.1:{web_port}/jobs", headers={"Authorization": f"Bearer {key}"},
-                              json={"url": f"http://127.0.0.1:{mock_port}/sandbox/v1/devices", "method": "GET",
-                                    "headers": {"X-API-Key": "demo-sandbox-key"}}, timeout=5)
-        job_url = f"http://127.0.0.1:{web_port}/jobs/{reply.json()['id']}"
-        wait_until(lambda: requests.get(job_url, headers={"Authorization": f"Bearer {key}"}).json()["status"]
-                   == "succeeded", 20, 0.1, "the job to be delivered")
+        api = make_client(f"http://127.0.0.1:{web_port}", key)
+        reply = api.post("/jobs", json={"url": f"http://127.0.0.1:{mock_port}/sandbox/v1/devices", "method": "GET",
+                                        "headers": {"X-API-Key": "demo-sandbox-key"}}, timeout=5)
+        job_path = f"/jobs/{reply.json()['id']}"
+        wait_until(lambda: api.get(job_path).json()["status"] == "succeeded", 20, 0.1, "the job to be delivered")
     finally:
         honcho.send_signal(signal.SIGTERM)
         code = honcho.wait(30)

@@ -1,7 +1,7 @@
 """Bad configuration stops each process with one line that says what is wrong, never a stack trace."""
 import pytest
 
-from tests.helpers import free_port, project_env, run_cli
+from tests.helpers import free_port, project_env, run_cli, sqlite_url
 
 CLOSED = f"postgresql://nobody@127.0.0.1:{free_port()}/none"
 
@@ -17,7 +17,7 @@ CLOSED = f"postgresql://nobody@127.0.0.1:{free_port()}/none"
     (["models", "create-account", ""], {}, "account name must be 1..200 characters"),
 ])
 def test_one_line_and_a_non_zero_exit(args, env, says, tmp_path):
-    result = run_cli(args, project_env(**{"DATABASE_URL": f"sqlite:///{tmp_path}/app.db", **env}), timeout=60)
+    result = run_cli(args, project_env(**{"DATABASE_URL": sqlite_url(tmp_path), **env}), timeout=60)
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and says in lines[0], result.stderr
