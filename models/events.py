@@ -5,6 +5,7 @@ import json
 import logging
 
 import gevent
+from gevent import monkey
 
 from models.base import iso
 from models.channels import JOBS_WAKEUP, job_channel
@@ -37,6 +38,32 @@ def publish_job_event(redis, job) -> None:
         log.warning("could not publish state of job=%s: %s", job.id, exc)
 
 
+class Coalescer:
+    """Flushes from one greenlet at a time; what is added while a flush runs goes out together in the next.
+
+    `flush(items)` gets every item added since the previous flush began; it handles its own errors.
+    """
+
+    def __init__(self, flush):
+        self.flush = flush
+        self.pending: list = []
+        self._running = False
+
+    def add(self, item) -> None:
+        self.pending.append(item)
+        if not self._running:
+            self._running = True
+            gevent.spawn(self._flush_while_pending)
+
+    def _flush_while_pending(self) -> None:
+        try:
+            while self.pending:
+                batch, self.pending = self.pending, []
+                self.flush(batch)
+        finally:
+            self._running = False
+
+
 class DispatcherWaker:
     """Coalesces wake-ups: any number of submissions during one PUBLISH cause one more PUBLISH after it.
 
@@ -45,30 +72,16 @@ class DispatcherWaker:
     """
 
     def __init__(self, redis):
-        from gevent import monkey
-
         self.redis = redis
         # Outside gevent (an in-process tool) there is no hub to run a publisher greenlet on.
         self._in_background = monkey.is_module_patched("socket")
-        self._dirty = False
-        self._running = False
+        self._wakes = Coalescer(lambda _wakes: self._publish())
 
     def wake(self) -> None:
         if not self._in_background:
             self._publish()
             return
-        self._dirty = True
-        if not self._running:
-            self._running = True
-            gevent.spawn(self._publish_while_dirty)
-
-    def _publish_while_dirty(self) -> None:
-        try:
-            while self._dirty:
-                self._dirty = False
-                self._publish()
-        finally:
-            self._running = False
+        self._wakes.add(None)
 
     def _publish(self) -> None:
         try:
@@ -87,28 +100,19 @@ class BatchedPublisher:
     def __init__(self, redis, max_pending: int = 100_000):
         self.redis = redis
         self.max_pending = max_pending
-        self._pending: list = []
-        self._running = False
+        self._events = Coalescer(self._publish_batch)
 
     def publish_job(self, job) -> None:
-        if len(self._pending) >= self.max_pending:
+        if len(self._events.pending) >= self.max_pending:
             log.warning("event backlog full: dropping the state event of job=%s", job.id)
             return
-        self._pending.append((job_channel(job.id), job_event_json(job)))
-        if not self._running:
-            self._running = True
-            gevent.spawn(self._drain)
+        self._events.add((job_channel(job.id), job_event_json(job)))
 
-    def _drain(self) -> None:
+    def _publish_batch(self, batch: list) -> None:
         try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                try:
-                    pipe = self.redis.pipeline(transaction=False)
-                    for channel, payload in batch:
-                        pipe.publish(channel, payload)
-                    pipe.execute()
-                except Exception as exc:
-                    log.warning("could not publish %d job events: %s", len(batch), exc)
-        finally:
-            self._running = False
+            pipe = self.redis.pipeline(transaction=False)
+            for channel, payload in batch:
+                pipe.publish(channel, payload)
+            pipe.execute()
+        except Exception as exc:
+            log.warning("could not publish %d job events: %s", len(batch), exc)
