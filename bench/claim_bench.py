@@ -21,20 +21,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from common import free_port, rss_mb, wait_http  # noqa: E402
 from models import jobs as J  # noqa: E402
 from models.accounts import create_account  # noqa: E402
 from models.db import open_database  # noqa: E402
 from models.ids import new_id  # noqa: E402
 from models.schema import ensure_schema  # noqa: E402
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def fill(db, account_id: str, rows: int, due: int, sink_url: str):
@@ -65,12 +59,17 @@ def main():
     db = owner.db
     account, _ = owner.write(create_account, "bench")
 
-    sink_port = 5099
+    sink_port = free_port()
     sink = subprocess.Popen([sys.executable, "-c", (
         "from gevent import monkey; monkey.patch_all()\n"
         "from gevent.pywsgi import WSGIServer\n"
         "def app(e, s):\n    e['wsgi.input'].read(); s('200 OK', [('Content-Length', '2')]); return [b'ok']\n"
         f"WSGIServer(('127.0.0.1', {sink_port}), app, log=None).serve_forever()")])
+    try:
+        wait_http(f"http://127.0.0.1:{sink_port}/hook", proc=sink)
+    except BaseException:
+        sink.kill()
+        raise
 
     t0 = time.time()
     fill(db, account.id, args.rows, 0, f"http://127.0.0.1:{sink_port}/hook")

@@ -1,4 +1,5 @@
-"""What the benchmarks share: free ports, a process's CPU time, a private redis-server.
+"""What the benchmarks share: free ports, a process's CPU time and RSS, waiting for a server to answer,
+a private redis-server.
 
 The benchmarks are run as scripts (`python bench/<name>.py`), so this is imported as `common`.
 """
@@ -23,6 +24,35 @@ def cpu_seconds(pid: int | None = None) -> float:
     """User plus system CPU time of process `pid` (this process if None), from /proc."""
     fields = Path(f"/proc/{pid or os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of process `pid` in MB, from /proc (NaN if the kernel reports none: a zombie)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wait_http(url: str, timeout: float = 20, proc: subprocess.Popen | None = None) -> None:
+    """Return once GET `url` answers 200; pause 0.05 s after each refusal or other status.
+
+    Exits the benchmark after `timeout` seconds, or as soon as `proc` (the server, if given) has exited.
+    """
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"bench: the server for {url} exited with status {proc.returncode}")
+        time.sleep(0.05)
+    raise SystemExit(f"bench: {url} did not come up")
 
 
 def start_redis_server(workdir: Path, *extra: str):

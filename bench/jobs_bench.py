@@ -26,12 +26,16 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
+import redis  # noqa: E402
 import requests  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_seconds, free_port  # noqa: E402
+from common import cpu_seconds, free_port, wait_http  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from models.channels import JOBS_WAKEUP  # noqa: E402
+
 PY = sys.executable
 
 SINK = r'''
@@ -69,16 +73,21 @@ Server(("127.0.0.1", int(sys.argv[1])), app, log=None).serve_forever()
 '''
 
 
-def wait_http(url, timeout=20):
+def wakeup_subscribers(client) -> int:
+    """Clients subscribed to the jobs' wake-up channel (on the whole Redis server, any database)."""
+    return client.pubsub_numsub(JOBS_WAKEUP)[0][1]
+
+
+def wait_wakeup_subscribers(client, count: int, workers, timeout: float = 30) -> None:
+    """Return once `count` clients subscribe to the wake-up channel; exit if a worker dies or on timeout."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
+    while (seen := wakeup_subscribers(client)) < count:
+        for worker in workers:
+            if worker.poll() is not None:
+                raise SystemExit(f"bench: a worker exited (status {worker.returncode}) before subscribing")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: {seen} subscribers to {JOBS_WAKEUP} after {timeout} s, not {count}")
         time.sleep(0.05)
-    raise SystemExit(f"bench: {url} did not come up")
 
 
 def submit_all(web_port, key, sink_port, plan, payload, concurrency, rate):
@@ -154,6 +163,8 @@ def main():
     key = subprocess.run([PY, "-m", "models", "create-account", "bench"], cwd=ROOT, env=env, capture_output=True,
                          text=True, check=True).stdout.strip().splitlines()[-1]
     (tmp / "sink.py").write_text(SINK)
+    wakeups = redis.Redis.from_url(env["REDIS_URL"])
+    subscribed_before = wakeup_subscribers(wakeups)  # the Redis may be shared: count only ours
     procs = [subprocess.Popen([PY, str(tmp / "sink.py"), str(sink_port)], cwd=ROOT, env=env),
              subprocess.Popen([PY, "-m", "web"], cwd=ROOT, env=env, stderr=open(tmp / "web.log", "w"))]
     procs += [subprocess.Popen([PY, "-m", "actors", "--role", "jobs"], cwd=ROOT, env=env,
@@ -161,7 +172,8 @@ def main():
     try:
         wait_http(f"http://127.0.0.1:{sink_port}/stats")
         wait_http(f"http://127.0.0.1:{web_port}/healthz")
-        time.sleep(1.0)  # let the worker subscribe to wake-ups before the first submission
+        # The workers subscribe to wake-ups before the first submission.
+        wait_wakeup_subscribers(wakeups, subscribed_before + args.workers, procs[2:])
 
         rng = random.Random(7)
         kinds = ["ok"] * 65 + ["fail1"] * 25 + ["fail2"] * 5 + ["bad"] * 5

@@ -18,7 +18,7 @@ import requests
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-from common import cpu_seconds, free_port  # noqa: E402
+from common import cpu_seconds, free_port, wait_http  # noqa: E402
 def percentile(values, q):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
@@ -44,15 +44,7 @@ def main() -> int:
     proc = subprocess.Popen([sys.executable, "-m", "mock_inverter", "--port", str(port),
                              "--generate-fleet", str(args.devices), "--start", "2024-06-21T10:00:00Z"], cwd=REPO)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(base + "/admin/health", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit("mock did not start")
-                time.sleep(0.1)
+        wait_http(base + "/admin/health", timeout=60, proc=proc)
         time.sleep(2)  # let start-up work settle before measuring
 
         sim0 = requests.get(base + "/admin/health", timeout=5).json()["sim_time"]

@@ -31,7 +31,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from common import free_port  # noqa: E402
+from common import free_port, start_redis_server, wait_http  # noqa: E402
 PYTHON = sys.executable
 
 
@@ -40,29 +40,33 @@ def viewers(args) -> int:
     import gevent
 
     ids = json.loads(Path(args.ids).read_text())
-    received = {"events": 0, "open": 0}
+    received = {"events": 0, "open": 0, "failed": 0}
 
     def client(inverter):
+        opened = False
         try:
             sock = socket.create_connection(("127.0.0.1", args.port), timeout=30)
             sock.sendall(f"GET /inverters/{inverter}/stream HTTP/1.0\r\nAuthorization: Bearer {args.key}\r\n\r\n"
                          .encode())
             sock.settimeout(None)
             received["open"] += 1
+            opened = True
             while True:
                 chunk = sock.recv(65536)
                 if not chunk:
                     return
                 received["events"] += chunk.count(b"event: reading")
         except OSError:
+            if not opened:  # one that was open and then lost stays counted as open
+                received["failed"] += 1
             return
 
     for inverter in ids:
         for _ in range(args.viewers):
             gevent.spawn(client, inverter)
-    while received["open"] < len(ids) * args.viewers:
+    while received["open"] + received["failed"] < len(ids) * args.viewers:
         gevent.sleep(0.1)
-    print(json.dumps({"open": received["open"]}), flush=True)
+    print(json.dumps({"open": received["open"], "failed": received["failed"]}), flush=True)
     from gevent.os import make_nonblocking, nb_read
     make_nonblocking(sys.stdin.fileno())
     nb_read(sys.stdin.fileno(), 1)
@@ -70,15 +74,19 @@ def viewers(args) -> int:
     os._exit(0)
 
 
-def wait_http(url: str) -> None:
-    for _ in range(400):
-        try:
-            if requests.get(url, timeout=1).ok:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"{url} did not come up")
+def wait_first_round(mock_url: str, serials: dict, worker: subprocess.Popen, timeout: float) -> None:
+    """Return once the mock has counted a request for every onboarded serial (the pollers' first round)."""
+    every = {s for group in serials.values() for s in group}
+    deadline = time.monotonic() + timeout
+    while True:
+        missing = every - set(requests.get(mock_url + "/admin/stats", timeout=10).json()["devices"])
+        if not missing:
+            return
+        if worker.poll() is not None:
+            raise SystemExit(f"bench: the pollers' worker exited with status {worker.returncode}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: {len(missing)} of {len(every)} inverters unpolled after {timeout:.0f} s")
+        time.sleep(0.2)
 
 
 def window(mock_url: str, seconds: float) -> dict:
@@ -114,25 +122,25 @@ def main() -> int:
         return viewers(args)
 
     workdir = Path(tempfile.mkdtemp(prefix="poller-bench-"))
-    redis_port, mock_port, web_port = free_port(), free_port(), free_port()
+    mock_port, web_port = free_port(), free_port()
+    redis_proc, redis_port = start_redis_server(workdir)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "WARNING",
            "DATABASE_URL": f"sqlite:///{workdir}/bench.db", "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
            "ALLOWED_TARGET_NETWORKS": "127.0.0.0/8",
            "SANDBOX_POLL_INTERVAL_S": str(args.interval), "SANDBOX_REQUESTS_PER_S": "400",
            "GROWATT_V4_POLL_INTERVAL_S": str(args.interval), "GROWATT_V4_REQUESTS_PER_S": "15"}
-    procs = [subprocess.Popen(["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no",
-                               "--dir", str(workdir)], stdout=subprocess.DEVNULL)]
+    procs = [redis_proc]
     try:
         procs.append(subprocess.Popen([PYTHON, "-m", "mock_inverter", "--port", str(mock_port), "--generate-fleet",
                                        "1200", "--speed", "60", "--start", "2024-06-21T11:00:00Z"], cwd=ROOT, env=env,
                                       stdout=subprocess.DEVNULL))
         mock = f"http://127.0.0.1:{mock_port}"
-        wait_http(mock + "/admin/health")
+        wait_http(mock + "/admin/health", timeout=60, proc=procs[-1])
         key = subprocess.run([PYTHON, "-m", "models", "create-account", "bench"], cwd=ROOT, env=env,
                              capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         procs.append(subprocess.Popen([PYTHON, "-m", "web"], cwd=ROOT, env={**env, "PORT": str(web_port)}))
         web = f"http://127.0.0.1:{web_port}"
-        wait_http(web + "/healthz")
+        wait_http(web + "/healthz", proc=procs[-1])
 
         sandbox = [d["serial"] for d in requests.get(mock + "/sandbox/v1/devices", headers={
             "X-API-Key": "demo-sandbox-key"}, timeout=10).json()["devices"]][:500]
@@ -164,7 +172,7 @@ def main() -> int:
             ids = dict(pool.map(onboard, [(b, s) for b, group in serials.items() for s in group]))
         print(f"onboarded {len(ids)} inverters in {time.time() - started:.1f} s", flush=True)
         procs.append(subprocess.Popen([PYTHON, "-m", "actors", "--role", "pollers"], cwd=ROOT, env=env))
-        time.sleep(3 * args.interval)  # first round spread over one interval
+        wait_first_round(mock, serials, procs[-1], timeout=max(60.0, 10 * args.interval))
 
         seconds = args.minutes * 60
         watched = serials["sandbox"][: args.watched // 2] + serials["growatt_v4"][: args.watched - args.watched // 2]
@@ -179,7 +187,8 @@ def main() -> int:
         got = json.loads(viewer.stdout.readline())
         print(json.dumps({"window_s": seconds, "interval_s": args.interval, "configured_polls_per_min":
                           round(60 / args.interval, 2), "no_viewers": quiet, "with_viewers": busy,
-                          "viewers_open": opened["open"], "readings_delivered_to_viewers": got["events"]}, indent=1))
+                          "viewers_open": opened["open"], "viewers_failed": opened["failed"],
+                          "readings_delivered_to_viewers": got["events"]}, indent=1))
     finally:
         for proc in reversed(procs):
             proc.terminate()

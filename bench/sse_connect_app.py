@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import start_redis_server  # noqa: E402
 
 INVERTERS = 1000
+HUB_SUBSCRIBE_TIMEOUT_S = 10
 
 
 def floor_app():
@@ -104,8 +105,9 @@ def main():
             os.environ.update(DATABASE_URL=f"sqlite:///{tmp}/bench.db", REDIS_URL=f"redis://127.0.0.1:{port}/0",
                               LOG_LEVEL="WARNING")
             app, key, ids = our_app(Path(tmp))
-            import gevent
-            gevent.sleep(0.5)  # the hub subscribes
+            # The hub subscribes before the first connect (its greenlet runs while this one waits).
+            if not app.extensions["sse_hub"].subscribed.wait(timeout=HUB_SUBSCRIBE_TIMEOUT_S):
+                raise SystemExit(f"bench: the SSE hub did not subscribe within {HUB_SUBSCRIBE_TIMEOUT_S} s")
             floor = measure(floor_app(), ["/stream"], key, args.connects, False)
             ours = measure(app, [f"/inverters/{i}/stream" for i in ids], key, args.connects, args.profile)
         finally:

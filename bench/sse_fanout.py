@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from common import cpu_seconds, free_port, start_redis_server  # noqa: E402
+from common import cpu_seconds, free_port, rss_mb, start_redis_server, wait_http  # noqa: E402
 PYTHON = sys.executable
 INVERTERS = 1000
 RATE = 200
@@ -118,13 +118,6 @@ def loadgen(args) -> int:
 
 
 # -- controller --------------------------------------------------------------------------------------
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def percentile(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(len(values) * p))] if values else float("nan")
@@ -160,13 +153,12 @@ def setup(workdir: Path, baseline: str | None = None):
     apps = {"flask-sse": "flask_sse_app.py", "floor": "sse_floor_app.py"}
     command = [PYTHON, "-m", "web"] if baseline is None else [PYTHON, str(ROOT / "bench" / apps[baseline])]
     web = subprocess.Popen(command, cwd=ROOT, env={**env, "PORT": str(web_port)})
-    import requests
-    for _ in range(200):
-        try:
-            if requests.get(f"http://127.0.0.1:{web_port}/healthz", timeout=1).ok:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.05)
+    try:
+        wait_http(f"http://127.0.0.1:{web_port}/healthz", proc=web)
+    except BaseException:
+        web.kill()
+        redis_proc.terminate()
+        raise
     return redis_proc, client, web, web_port, key, ids
 
 
@@ -216,6 +208,23 @@ def web_redis_connections(client, web_pid: int) -> int:
         if parts[9] in inodes:
             ports.add(int(parts[1].split(":")[1], 16))
     return sum(1 for c in client.client_list() if int(c["addr"].rsplit(":", 1)[1]) in ports)
+
+
+def wait_streams_released(port: int, key: str, timeout: float = 30) -> None:
+    """Return once the web process's GET /streams/stats counts no open stream; exit after `timeout` s."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = requests.get(f"http://127.0.0.1:{port}/streams/stats",
+                             headers={"Authorization": f"Bearer {key}"}, timeout=5)
+        reply.raise_for_status()
+        clients = reply.json()["clients"]
+        if clients == 0:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: web still holds {clients} streams {timeout} s after the clients left")
+        time.sleep(0.05)
 
 
 def run(counts, seconds: float, loadgens: int, opening: int, baseline: str | None = None) -> None:
@@ -284,7 +293,10 @@ def run(counts, seconds: float, loadgens: int, opening: int, baseline: str | Non
             rows.append(row)
             print(json.dumps(row), flush=True)
             # Wait until the server has let every closed stream go before the next size.
-            time.sleep(2.0)
+            if baseline is None:
+                wait_streams_released(port, key)
+            else:  # the baselines have no /streams/stats
+                time.sleep(2.0)
     finally:
         web.terminate()
         web.wait(20)

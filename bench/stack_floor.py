@@ -40,8 +40,8 @@ import requests  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from actors.transport import Transport  # noqa: E402
-from common import cpu_seconds, free_port  # noqa: E402
-from jobs_bench import PY, ROOT, SINK, submit_all, wait_http  # noqa: E402
+from common import cpu_seconds, free_port, wait_http  # noqa: E402
+from jobs_bench import PY, ROOT, SINK, submit_all  # noqa: E402
 from models.destinations import DestinationPolicy  # noqa: E402
 
 ATTEMPTS_PER_JOB = 1.34   # the workload's attempts per job (6,698 for 5,000 jobs)
