@@ -16,11 +16,16 @@ class BaseModel(peewee.Model):
         legacy_table_names = False
 
 
+def json_text(value) -> str | None:
+    """A value as the compact, key-sorted JSON text the database stores (None stays NULL)."""
+    return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
 class JSONField(peewee.TextField):
     """JSON stored as text, so it reads the same on SQLite and PostgreSQL."""
 
     def db_value(self, value):
-        return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)
+        return json_text(value)
 
     def python_value(self, value):
         return None if value is None else json.loads(value)

@@ -13,7 +13,7 @@ import json
 import peewee
 
 from models.accounts import Account
-from models.base import BaseModel, JSONField, now
+from models.base import BaseModel, JSONField, json_text, now
 from models.db import database, is_sqlite, sql as _sql
 from models.ids import new_id
 
@@ -97,10 +97,6 @@ class Attempt(BaseModel):
         indexes = ((("job", "number"), True),)
 
 
-def _json(value):
-    return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)
-
-
 class IdempotencyConflict(Exception):
     """The Idempotency-Key was used before with a different request."""
 
@@ -158,8 +154,8 @@ def insert_job(account_id: str, spec: dict, idempotency_key: str | None) -> tupl
     }
     params = [
         row["id"], account_id, idempotency_key, fingerprint, PENDING, row["url"], row["host"], row["method"],
-        _json(row["headers"]), row["body"], row["body_kind"], row["timeout_s"], row["max_attempts"],
-        _json(row["backoff"]), run_at, row["due_at"], t, t,
+        json_text(row["headers"]), row["body"], row["body_kind"], row["timeout_s"], row["max_attempts"],
+        json_text(row["backoff"]), run_at, row["due_at"], t, t,
     ]
     if idempotency_key is None:
         database.execute_sql(_sql(_INSERT_JOB), params)
@@ -306,14 +302,15 @@ def record_outcome(job_id: str, number: int, worker: str, *, outcome: str, statu
     Fenced: only the worker holding the lease for attempt `number` may write; otherwise StaleLease
     is raised and the transaction must roll back. Returns the job's new state (not its request).
     """
+    error_text = json_text(error)
     cursor = database.execute_sql(_sql(_RECORD_JOB_OUTCOME), [
-        status, due_at, finished_at, _json(error), _json(result), delay_s, job_id, worker, number,
+        status, due_at, finished_at, error_text, json_text(result), delay_s, job_id, worker, number,
     ])
     row = cursor.fetchone()
     if row is None:
         raise StaleLease(f"job {job_id} attempt {number} is no longer leased by {worker}")
     database.execute_sql(_sql(_RECORD_ATTEMPT_OUTCOME), [
-        started_at, finished_at, round((finished_at - started_at) * 1000, 3), status_code, _json(error), outcome,
+        started_at, finished_at, round((finished_at - started_at) * 1000, 3), status_code, error_text, outcome,
         job_id, number,
     ])
     job_id, status_now, attempts, max_attempts, due_now, updated_at = row
