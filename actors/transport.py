@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import requests
 import urllib3
+from gevent import Timeout, monkey
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -214,10 +215,6 @@ class _AttemptDeadline(Exception):
 
 
 def _start_watchdog(seconds: float):
-    try:
-        from gevent import Timeout, monkey
-    except ImportError:  # pragma: no cover - gevent is a hard dependency
-        return None
     if not monkey.is_module_patched("socket"):
         return None
     return Timeout.start_new(seconds, _AttemptDeadline)

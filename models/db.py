@@ -12,10 +12,15 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
+import time
 from typing import Any, Callable
 
+import gevent
 import peewee
+from gevent import monkey
+from gevent.event import AsyncResult
 from playhouse.db_url import connect as connect_url
 
 log = logging.getLogger(__name__)
@@ -24,10 +29,6 @@ database = peewee.DatabaseProxy()
 
 
 def _gevent_patched() -> bool:
-    try:
-        from gevent import monkey
-    except ImportError:  # pragma: no cover - gevent is a hard dependency
-        return False
     return monkey.is_module_patched("threading")
 
 
@@ -91,16 +92,8 @@ def _is_busy(exc: Exception) -> bool:
     return isinstance(exc, peewee.OperationalError) and ("locked" in text or "busy" in text)
 
 
-def _real_sleep(seconds: float) -> None:
-    try:
-        from gevent import monkey
-
-        sleep = monkey.get_original("time", "sleep")
-    except ImportError:  # pragma: no cover
-        import time
-
-        sleep = time.sleep
-    sleep(seconds)
+# The unpatched time.sleep, whether this module is imported before or after monkey-patching.
+_real_sleep = monkey.get_original("time", "sleep")
 
 
 def retry_while_busy(fn: Callable[[], Any]) -> Any:
@@ -109,9 +102,6 @@ def retry_while_busy(fn: Callable[[], Any]) -> Any:
     Safe because a statement or transaction that met a busy lock was rolled back whole. Sleeps in
     0.5-2 ms steps with the real (unpatched) sleep: this runs on the owner's native thread.
     """
-    import random
-    import time
-
     deadline = time.monotonic() + BUSY_DEADLINE_S
     while True:
         try:
@@ -181,13 +171,9 @@ class DatabaseOwner:
             with self._lock:
                 self.db.connect(reuse_if_open=True)
                 return retry_while_busy(lambda: self._in_transaction(fn, args, kwargs))
-        from gevent.event import AsyncResult
-
         result = AsyncResult()
         self._pending.append((fn, args, kwargs, result))
         if self._writer is None:
-            import gevent
-
             self._writer = gevent.spawn(self._write_loop)
         return result.get()
 
