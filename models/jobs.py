@@ -231,8 +231,6 @@ def claim_due(worker: str, limit: int, lease_s: float, at: float | None = None) 
         database.cursor().executemany(
             _sql("INSERT INTO attempt (job_id, number, worker, scheduled_at, started_at) VALUES (?, ?, ?, ?, ?)"),
             [(job.id, job.attempts, worker, job.scheduled_at, t) for job in runnable])
-    for job in runnable:
-        job.lease_owner = worker
     return runnable
 
 
