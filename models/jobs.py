@@ -236,12 +236,8 @@ def claim_due(worker: str, limit: int, lease_s: float, at: float | None = None) 
 
 def renew_leases(worker: str, job_ids, lease_s: float) -> int:
     """Push back the lease of the jobs this worker still holds; returns how many it still holds."""
-    job_ids = list(job_ids)
-    if not job_ids:
-        return 0
     held = 0
-    for start in range(0, len(job_ids), 500):
-        chunk = job_ids[start:start + 500]
+    for chunk in peewee.chunked(job_ids, 500):
         held += (Job.update(due_at=now() + lease_s)
                  .where(Job.id.in_(chunk) & (Job.lease_owner == worker) & (Job.status == IN_FLIGHT))
                  .execute())
