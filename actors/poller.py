@@ -33,7 +33,7 @@ import redis as redis_lib
 from actors.messages import tell_unless_dead
 from models import inverters as Q
 from models import live_events
-from models.backoff import Backoff
+from models.backoff import REDIS_UNREACHABLE_BACKOFF, Backoff
 from models.base import iso
 from models.brands import adapter_for, poll_pace
 from models.brands.base import BAD_REPLY, BRAND_WIDE, BatchResult, BrandError, PolledDevice
@@ -72,8 +72,6 @@ class Publisher:
     """
 
     BATCH = 500
-    # Jittered pauses while Redis is unreachable; un-jittered, 0.2 s doubling to 5 s as before.
-    RETRY_BACKOFF = Backoff(base_s=0.2, cap_s=5.0, jitter="equal")
 
     def __init__(self, redis, settings, capacity: int = 100_000):
         self.redis = redis
@@ -118,7 +116,7 @@ class Publisher:
                 results = pipe.execute(raise_on_error=False)
             except (redis_lib.ConnectionError, redis_lib.TimeoutError, OSError) as exc:
                 failures += 1
-                delay = self.RETRY_BACKOFF.delay(failures)
+                delay = REDIS_UNREACHABLE_BACKOFF.delay(failures)
                 if failures == 1 or failures % 20 == 0:
                     log.warning("cannot publish %d events (%s); retrying in %.1f s", len(self.outbox), exc, delay)
                 gevent.sleep(delay)

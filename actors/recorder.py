@@ -19,16 +19,14 @@ import pykka
 import redis as redis_lib
 
 from models import inverters as Q
-from models.backoff import Backoff
+from models.backoff import REDIS_UNREACHABLE_BACKOFF, Backoff
 from models.channels import READINGS_INGEST, RECORDER_GROUP
 
 log = logging.getLogger(__name__)
 
 BLOCK_MS = 1000
-# Pauses after consecutive failures, jittered: the un-jittered ceilings are the delays used before
-# (0.2 s doubling to 5 s while Redis is unreachable, 0.4 s doubling to 5 s after Redis or the
-# database refused).
-UNREACHABLE_BACKOFF = Backoff(base_s=0.2, cap_s=5.0, jitter="equal")
+# Pauses after consecutive failures, jittered: REDIS_UNREACHABLE_BACKOFF while Redis is unreachable,
+# this one (un-jittered, 0.4 s doubling to 5 s) after Redis or the database refused.
 REFUSED_BACKOFF = Backoff(base_s=0.4, cap_s=5.0, jitter="equal")
 
 
@@ -88,7 +86,7 @@ class Recorder(pykka.ThreadingActor):
                 group_ready = False
                 if failures == 1 or failures % 20 == 0:
                     log.warning("recorder cannot reach Redis (%s); retrying", exc)
-                gevent.sleep(UNREACHABLE_BACKOFF.delay(failures))
+                gevent.sleep(REDIS_UNREACHABLE_BACKOFF.delay(failures))
             except Exception as exc:  # the database refused a batch: keep it pending and try again
                 failures += 1
                 log.error("recorder could not store a batch: %s", exc)

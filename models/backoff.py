@@ -64,3 +64,8 @@ class Backoff:
     @classmethod
     def from_dict(cls, data: dict | None) -> "Backoff":
         return cls(**(data or {}))
+
+
+# Pauses while Redis is unreachable (the poller's publisher, the recorder): 0.2 s doubling to 5 s,
+# equal jitter.
+REDIS_UNREACHABLE_BACKOFF = Backoff(base_s=0.2, cap_s=5.0, jitter="equal")

@@ -1,8 +1,10 @@
 """The Redis connection, built once from the settings."""
 from __future__ import annotations
 
+import gevent
 import redis
 
+from models.backoff import Backoff
 from models.settings import get_settings
 
 _client: redis.Redis | None = None
@@ -23,6 +25,9 @@ def redis_client() -> redis.Redis:
     return _client
 
 
+# Pauses between resubscriptions after a lost connection: 0.1 s doubling to 5 s.
+RESUBSCRIBE_BACKOFF = Backoff(base_s=0.1, cap_s=5.0, jitter="none")
+
 
 def listen_forever(redis: redis.Redis, channel: str, on_message, on_subscribed=None, on_lost=None) -> None:
     """Subscribe to `channel` and call on_message(data) for each message, for ever (run it in a greenlet).
@@ -30,11 +35,6 @@ def listen_forever(redis: redis.Redis, channel: str, on_message, on_subscribed=N
     A lost connection is resubscribed with exponential backoff (0.1 s to 5 s); on_subscribed() runs
     after each (re)subscription, on_lost(exc) after each loss, so callers can catch up or fall back.
     """
-    import gevent
-
-    from models.backoff import Backoff
-
-    backoff = Backoff(base_s=0.1, cap_s=5.0, jitter="none")
     failures = 0
     while True:
         pubsub = redis.pubsub(ignore_subscribe_messages=True)
@@ -55,4 +55,4 @@ def listen_forever(redis: redis.Redis, channel: str, on_message, on_subscribed=N
             except Exception:
                 pass
         failures += 1
-        gevent.sleep(backoff.delay(failures))
+        gevent.sleep(RESUBSCRIBE_BACKOFF.delay(failures))
