@@ -103,6 +103,7 @@ class JobDispatcher(pykka.ThreadingActor):
         elif isinstance(message, Claimed):
             self._claimed(message)
         elif isinstance(message, Wake):
+            log.debug("dispatcher woken: %s", message.reason)
             self.fill_scheduled = False
             self._note_work()
             self._fill()

@@ -88,6 +88,7 @@ class PollerSupervisor(pykka.ThreadingActor):
                 self._sync("inverters changed")
 
     def _sync(self, reason: str):
+        log.debug("poller supervisor sync: %s", reason)
         resync = time.monotonic() - self.last_resync >= RESYNC_EVERY_S
         if self.connections is None or resync:
             try:

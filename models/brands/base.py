@@ -7,7 +7,6 @@ Adapters use `requests` (cooperative under gevent) with a timeout on every call.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
@@ -15,8 +14,6 @@ from zoneinfo import ZoneInfo
 import requests
 
 from models.base import parse_iso
-
-log = logging.getLogger(__name__)
 
 # BrandError kinds. The poller backs the whole brand off on RATE_LIMITED, SERVER_ERROR and
 # UNREACHABLE; onboarding turns each into its own HTTP answer.
