@@ -10,7 +10,7 @@ import ipaddress
 import os
 import socket
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Mapping
 
 
@@ -31,12 +31,17 @@ def _number(env: Mapping[str, str], name: str, default, lo, hi, kind=float):
     return value
 
 
-def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
-    return _number(env, name, default, lo, hi, int)
+_KINDS = {"int": int, "float": float}
 
 
-def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
-    return _number(env, name, default, lo, hi, float)
+def _within(default, lo, hi):
+    """A number read from the environment variable named like the field in capitals, within lo..hi."""
+    return field(default=default, metadata={"within": (lo, hi)})
+
+
+def _flag(default: bool):
+    """A boolean read from the environment variable named like the field in capitals."""
+    return field(default=default, metadata={"flag": True})
 
 
 def _networks(env: Mapping[str, str], name: str) -> tuple:
@@ -69,41 +74,40 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 class Settings:
     database_url: str = "sqlite:///var/app.db"
     redis_url: str = "redis://127.0.0.1:6379/0"
-    port: int = 5000
+    port: int = _within(5000, 0, 65535)
     host: str = "127.0.0.1"
     log_level: str = "INFO"
 
     # Retry engine
-    max_in_flight: int = 256
-    max_in_flight_per_host: int = 16
-    claim_batch: int = 256
-    lease_s: float = 30.0
-    shutdown_grace_s: float = 10.0
-    result_body_cap: int = 1024 * 1024
-    request_body_limit: int = 1024 * 1024
-    max_response_read: int = 16 * 1024 * 1024
+    max_in_flight: int = _within(256, 1, 10000)
+    max_in_flight_per_host: int = _within(16, 1, 10000)
+    claim_batch: int = _within(256, 1, 10000)
+    lease_s: float = _within(30.0, 0.5, 3600)
+    shutdown_grace_s: float = _within(10.0, 0, 600)
+    result_body_cap: int = _within(1024 * 1024, 0, 64 * 1024 * 1024)
+    request_body_limit: int = _within(1024 * 1024, 1024, 64 * 1024 * 1024)
     allowed_target_networks: tuple = ()
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
 
     # Live metrics
-    sse_client_queue: int = 256
-    sse_keepalive_s: float = 15.0
-    sse_retry_ms: int = 3000
-    replay_maxlen: int = 1000
-    poller_lease_s: float = 10.0
-    poll_concurrency: int = 16
-    session_ttl_s: int = 7 * 24 * 3600
-    secure_cookies: bool = False
+    sse_client_queue: int = _within(256, 1, 100000)
+    sse_keepalive_s: float = _within(15.0, 0.05, 300)
+    sse_retry_ms: int = _within(3000, 0, 600000)
+    replay_maxlen: int = _within(1000, 1, 10**7)
+    poller_lease_s: float = _within(10.0, 0.5, 3600)
+    poll_concurrency: int = _within(16, 1, 1000)
+    session_ttl_s: int = _within(7 * 24 * 3600, 60, 10**8)
+    secure_cookies: bool = _flag(False)
     # Per-brand polling pace. Defaults are the real brands' limits (one latest-data call per device per
     # 5 minutes); set a little under the brand's own limit, because arrival jitter eats exact spacing.
-    sandbox_poll_interval_s: float = 300.0
-    sandbox_requests_per_s: float = 5.0
-    growatt_v4_poll_interval_s: float = 300.0
-    growatt_v4_requests_per_s: float = 0.19
-    brand_timeout_s: float = 10.0
-    recorder_batch: int = 500
-    recorder_claim_idle_s: float = 10.0
-    ingest_maxlen: int = 1_000_000
+    sandbox_poll_interval_s: float = _within(300.0, 0.1, 86400)
+    sandbox_requests_per_s: float = _within(5.0, 0.001, 10000)
+    growatt_v4_poll_interval_s: float = _within(300.0, 0.1, 86400)
+    growatt_v4_requests_per_s: float = _within(0.19, 0.001, 10000)
+    brand_timeout_s: float = _within(10.0, 0.1, 120)
+    recorder_batch: int = _within(500, 1, 100000)
+    recorder_claim_idle_s: float = _within(10.0, 0.1, 3600)
+    ingest_maxlen: int = _within(1_000_000, 1000, 10**9)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -117,40 +121,15 @@ class Settings:
         log_level = (env.get("LOG_LEVEL") or cls.log_level).upper()
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"LOG_LEVEL={log_level!r}: use DEBUG, INFO, WARNING or ERROR")
-        kwargs = dict(
-            database_url=database_url,
-            redis_url=redis_url,
-            port=_int(env, "PORT", cls.port, 0, 65535),
-            host=env.get("HOST") or cls.host,
-            log_level=log_level,
-            max_in_flight=_int(env, "MAX_IN_FLIGHT", cls.max_in_flight, 1, 10000),
-            max_in_flight_per_host=_int(env, "MAX_IN_FLIGHT_PER_HOST", cls.max_in_flight_per_host, 1, 10000),
-            claim_batch=_int(env, "CLAIM_BATCH", cls.claim_batch, 1, 10000),
-            lease_s=_float(env, "LEASE_S", cls.lease_s, 0.5, 3600),
-            shutdown_grace_s=_float(env, "SHUTDOWN_GRACE_S", cls.shutdown_grace_s, 0, 600),
-            result_body_cap=_int(env, "RESULT_BODY_CAP", cls.result_body_cap, 0, 64 * 1024 * 1024),
-            request_body_limit=_int(env, "REQUEST_BODY_LIMIT", cls.request_body_limit, 1024, 64 * 1024 * 1024),
-            max_response_read=_int(env, "MAX_RESPONSE_READ", cls.max_response_read, 1024, 1024**3),
-            allowed_target_networks=_networks(env, "ALLOWED_TARGET_NETWORKS"),
-            sse_client_queue=_int(env, "SSE_CLIENT_QUEUE", cls.sse_client_queue, 1, 100000),
-            sse_keepalive_s=_float(env, "SSE_KEEPALIVE_S", cls.sse_keepalive_s, 0.05, 300),
-            sse_retry_ms=_int(env, "SSE_RETRY_MS", cls.sse_retry_ms, 0, 600000),
-            replay_maxlen=_int(env, "REPLAY_MAXLEN", cls.replay_maxlen, 1, 10**7),
-            poller_lease_s=_float(env, "POLLER_LEASE_S", cls.poller_lease_s, 0.5, 3600),
-            poll_concurrency=_int(env, "POLL_CONCURRENCY", cls.poll_concurrency, 1, 1000),
-            session_ttl_s=_int(env, "SESSION_TTL_S", cls.session_ttl_s, 60, 10**8),
-            secure_cookies=_bool(env, "SECURE_COOKIES", cls.secure_cookies),
-            sandbox_poll_interval_s=_float(env, "SANDBOX_POLL_INTERVAL_S", cls.sandbox_poll_interval_s, 0.1, 86400),
-            sandbox_requests_per_s=_float(env, "SANDBOX_REQUESTS_PER_S", cls.sandbox_requests_per_s, 0.001, 10000),
-            growatt_v4_poll_interval_s=_float(env, "GROWATT_V4_POLL_INTERVAL_S", cls.growatt_v4_poll_interval_s,
-                                              0.1, 86400),
-            growatt_v4_requests_per_s=_float(env, "GROWATT_V4_REQUESTS_PER_S", cls.growatt_v4_requests_per_s,
-                                             0.001, 10000),
-            brand_timeout_s=_float(env, "BRAND_TIMEOUT_S", cls.brand_timeout_s, 0.1, 120),
-            recorder_batch=_int(env, "RECORDER_BATCH", cls.recorder_batch, 1, 100000),
-            recorder_claim_idle_s=_float(env, "RECORDER_CLAIM_IDLE_S", cls.recorder_claim_idle_s, 0.1, 3600),
-            ingest_maxlen=_int(env, "INGEST_MAXLEN", cls.ingest_maxlen, 1000, 10**9),
-        )
+        kwargs = dict(database_url=database_url, redis_url=redis_url, host=env.get("HOST") or cls.host,
+                      log_level=log_level, allowed_target_networks=_networks(env, "ALLOWED_TARGET_NETWORKS"))
+        for setting in fields(cls):  # each bounded number or flag, from the variable of its name in capitals
+            name = setting.name.upper()
+            if "within" in setting.metadata:
+                lo, hi = setting.metadata["within"]
+                kwargs[setting.name] = _number(env, name, setting.default, lo, hi, _KINDS[setting.type])
+            elif "flag" in setting.metadata:
+                kwargs[setting.name] = _bool(env, name, setting.default)
         if env.get("WORKER_ID"):
             kwargs["worker_id"] = env["WORKER_ID"]
         return cls(**kwargs)
