@@ -72,17 +72,6 @@ class Reading(BaseModel):
         indexes = ((("inverter", "time"), True),)
 
 
-def _create(*models):
-    def step(db):
-        db.create_tables(models, safe=True)
-    return step
-
-
-MIGRATIONS = [
-    (2, _create(BrandConnection, Inverter, InverterMember, Reading)),
-]
-
-
 # -- connections ---------------------------------------------------------------------------------
 def credentials_hash(credentials: dict) -> str:
     return hashlib.sha256(json.dumps(credentials, sort_keys=True).encode()).hexdigest()

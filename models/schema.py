@@ -31,16 +31,13 @@ def _create(*models):
 
 def _migrations():
     from models.accounts import Account, ApiKey, Session
+    from models.inverters import BrandConnection, Inverter, InverterMember, Reading
     from models.jobs import Attempt, Job
 
-    steps = [
+    return [
         (1, _create(Account, ApiKey, Session, Job, Attempt)),
+        (2, _create(BrandConnection, Inverter, InverterMember, Reading)),
     ]
-    try:
-        from models import inverters
-    except ImportError:
-        return steps
-    return steps + inverters.MIGRATIONS
 
 
 def ensure_schema(owner: DatabaseOwner) -> int:
