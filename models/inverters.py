@@ -194,6 +194,12 @@ def latest_reading(inverter_id: str) -> Reading | None:
     return Reading.select().where(Reading.inverter == inverter_id).order_by(Reading.time.desc()).first()
 
 
+def latest_stored(inverter_ids) -> dict[str, Reading]:
+    """The newest stored reading of each inverter that has one: what Redis no longer holds."""
+    found = {inverter_id: latest_reading(inverter_id) for inverter_id in inverter_ids}
+    return {inverter_id: reading for inverter_id, reading in found.items() if reading is not None}
+
+
 def readings_between(inverter_id: str, since: float | None, until: float | None, limit: int) -> list[Reading]:
     """Readings with since <= time < until, oldest first, at most limit."""
     query = Reading.select().where(Reading.inverter == inverter_id)

@@ -97,13 +97,13 @@ def latest_readings(inverters) -> list[tuple[str | None, dict | None, str | None
     except Exception as exc:  # Redis down: the recorder's copy is a moment older but still true
         log.warning("latest readings from the database, Redis failed: %s", exc)
         replies = [(None, None, None)] * len(inverters)
+    readings = [json.loads(data) if data else None for _, data, _ in replies]
+    missing = [inverter.id for inverter, reading in zip(inverters, readings) if reading is None]
+    stored = owner().call(Q.latest_stored, missing) if missing else {}
     latest = []
-    for inverter, (event_id, data, status) in zip(inverters, replies):
-        reading = json.loads(data) if data else None
-        if reading is None:
-            stored = owner().call(Q.latest_reading, inverter.id)
-            if stored is not None:
-                event_id, reading = stored.event_id, stored.data
+    for inverter, reading, (event_id, _, status) in zip(inverters, readings, replies):
+        if reading is None and inverter.id in stored:
+            event_id, reading = stored[inverter.id].event_id, stored[inverter.id].data
         latest.append((event_id, reading, status))
     return latest
 

@@ -237,12 +237,13 @@ class Hub:
         for inverter_id in inverter_ids:  # events dispatched while Redis answers land here
             self.filling.setdefault(inverter_id, [None, None, None])
         replies = self.redis_call(live_events.snapshot, redis_client(), inverter_ids, None)
+        # Redis lost these (a restart without persistence): the stored ones, in one database call.
+        missing = [inverter_id for inverter_id, reply in zip(inverter_ids, replies) if reply[0] is None]
+        stored = owner().call(Q.latest_stored, missing) if missing else {}
         fetched = {}
         for inverter_id, reply in zip(inverter_ids, replies):
-            if reply[0] is None:  # Redis lost it (restart without persistence): the stored one
-                stored = owner().call(Q.latest_reading, inverter_id)
-                if stored is not None:
-                    reply = (stored.event_id, live_events.dumps(stored.data), reply[2])
+            if inverter_id in stored:
+                reply = (stored[inverter_id].event_id, live_events.dumps(stored[inverter_id].data), reply[2])
             fetched[inverter_id] = tuple(reply)
             newer = self.filling.pop(inverter_id, None) or [None, None, None]
             if self.subscribed.is_set():  # only a live subscription keeps the cache current
