@@ -66,6 +66,14 @@ def account_by_name(name: str) -> Account | None:
     return Account.get_or_none(Account.name == name)
 
 
+def account_by_id_or_name(ref: str) -> Account | None:
+    return Account.get_or_none((Account.id == ref) | (Account.name == ref))
+
+
+def account_names(account_ids) -> dict[str, str]:
+    return {a.id: a.name for a in Account.select(Account.id, Account.name).where(Account.id.in_(list(account_ids)))}
+
+
 def open_session(account: Account, ttl_s: float) -> str:
     token = SESSION_PREFIX + secrets.token_urlsafe(32)
     Session.create(token_hash=_digest(token), account=account, expires_at=now() + ttl_s)

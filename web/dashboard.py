@@ -17,7 +17,7 @@ from flask import Blueprint, Response, abort, g, redirect, render_template, requ
 
 from models import inverters as inverter_queries
 from models import jobs as job_queries
-from models.accounts import Account
+from models.accounts import account_names
 from models.base import now
 from models.db import owner
 from models.ids import looks_like_id
@@ -186,7 +186,7 @@ def _inverter_summary(inverter, latest) -> dict:
 def _team(inverter) -> dict:
     def load():
         member_ids = inverter_queries.member_ids(inverter.id)
-        names = {a.id: a.name for a in Account.select().where(Account.id.in_([inverter.owner_id, *member_ids]))}
+        names = account_names([inverter.owner_id, *member_ids])
         return member_ids, names
 
     member_ids, names = owner().call(load)

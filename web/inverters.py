@@ -14,7 +14,7 @@ from flask import Blueprint, current_app, g, jsonify, request, url_for
 
 from models import inverters as Q
 from models import live_events
-from models.accounts import Account
+from models.accounts import account_by_id_or_name
 from models.base import iso, parse_iso
 from models.brands import ADAPTERS, adapter_class
 from models.brands import base as brand_errors
@@ -274,11 +274,7 @@ def add_member(inverter_id):
     inverter = _owned_or_403(inverter_id)
     body = json_body()
     ref = _field(body if isinstance(body, dict) else {}, "account")
-
-    def find():
-        return Account.get_or_none((Account.id == ref) | (Account.name == ref))
-
-    account = owner().call(find)
+    account = owner().call(account_by_id_or_name, ref)
     if account is None:
         raise ApiError(404, "unknown_account", "no such account", {"account": ref})
     if account.id == inverter.owner_id:
