@@ -55,6 +55,8 @@ REDIS_SLOTS = 16
 VISIBLE_FOR_S = 2.0
 # Accounts whose visible sets are kept; beyond it the cache starts afresh.
 VISIBLE_ACCOUNTS = 10_000
+# Pauses between attempts to subscribe again while Redis is unreachable.
+RESUBSCRIBE_BACKOFF = Backoff(base_s=0.1, cap_s=2.0, jitter="equal")
 
 
 def frame(event: str, data: str, event_id: str | None = None) -> bytes:
@@ -161,7 +163,10 @@ def _raw_socket(environ):
 class Hub:
     """The process's one subscription and the clients it fans out to."""
 
-    def __init__(self):
+    def __init__(self, settings):
+        self.client_queue = settings.sse_client_queue
+        self.keepalive_s = settings.sse_keepalive_s
+        self.retry_frame = f"retry: {settings.sse_retry_ms}\n\n".encode()
         self.clients: dict[str, set] = collections.defaultdict(set)
         self.redis_slots = gevent.lock.BoundedSemaphore(REDIS_SLOTS)
         self.subscribed = gevent.event.Event()
@@ -320,7 +325,7 @@ class Hub:
                 except Exception:  # noqa: BLE001
                     pass
             if not self.stopping:
-                gevent.sleep(Backoff(base_s=0.1, cap_s=2.0, jitter="equal").delay(failures))
+                gevent.sleep(RESUBSCRIBE_BACKOFF.delay(failures))
 
     def _dispatch(self, message) -> None:
         if message.get("type") == "message" and message.get("channel") == INVERTER_ACCESS_REVOKED:
@@ -424,13 +429,11 @@ def _initial_inverter_frames(the_hub: Hub, inverter_ids: list[str], last_event_i
     return keyless + keyed
 
 
-def _open_stream(channels: tuple, initial) -> Response:
+def _open_stream(the_hub: Hub, channels: tuple, initial) -> Response:
     """Register a client, put its initial frames first, and return the streaming response."""
-    settings = current_app.config["SETTINGS"]
-    the_hub = hub()
-    client = Client(channels, settings.sse_client_queue, g.account.id)
+    client = Client(channels, the_hub.client_queue, g.account.id)
     the_hub.register(client)  # before reading the initial frames: nothing published meanwhile is missed
-    head = [f"retry: {settings.sse_retry_ms}\n\n".encode()]
+    head = [the_hub.retry_frame]
     try:
         for key, data in initial():
             head.append(data)
@@ -442,7 +445,7 @@ def _open_stream(channels: tuple, initial) -> Response:
         return _response(iter([head[0], b": temporarily unavailable, reconnect\n\n"]))
     client.go_live()
     client.watch_socket(request.environ)
-    return _response(_write(the_hub, client, b"".join(head), settings.sse_keepalive_s))
+    return _response(_write(the_hub, client, b"".join(head), the_hub.keepalive_s))
 
 
 def _response(body) -> Response:
@@ -480,11 +483,12 @@ def _write(the_hub: Hub, client: Client, head: bytes, keepalive_s: float):
 @bp.get("/inverters/<inverter_id>/stream")
 @require_account
 def inverter_stream(inverter_id):
-    if not looks_like_id(inverter_id) or not hub().visible_of(g.account.id, [inverter_id]):
+    the_hub = hub()
+    if not looks_like_id(inverter_id) or not the_hub.visible_of(g.account.id, [inverter_id]):
         raise not_found("inverter")
     last_event_id = _last_event_id()
-    return _open_stream((inverter_channel(inverter_id),),
-                        lambda: _initial_inverter_frames(hub(), [inverter_id], last_event_id))
+    return _open_stream(the_hub, (inverter_channel(inverter_id),),
+                        lambda: _initial_inverter_frames(the_hub, [inverter_id], last_event_id))
 
 
 @bp.get("/stream")
@@ -496,13 +500,14 @@ def multi_stream():
     if len(ids) > MAX_INVERTERS_PER_STREAM:
         raise ApiError(400, "invalid_parameter", f"at most {MAX_INVERTERS_PER_STREAM} inverters per stream",
                        {"parameter": "inverters"})
+    the_hub = hub()
     valid = [i for i in ids if looks_like_id(i)]
-    visible = hub().visible_of(g.account.id, valid) if valid else set()
+    visible = the_hub.visible_of(g.account.id, valid) if valid else set()
     if len(visible) != len(ids):
         raise ApiError(404, "not_found", "no such inverter", {"inverters": [i for i in ids if i not in visible]})
     last_event_id = _last_event_id()
-    return _open_stream(tuple(inverter_channel(i) for i in ids),
-                        lambda: _initial_inverter_frames(hub(), ids, last_event_id))
+    return _open_stream(the_hub, tuple(inverter_channel(i) for i in ids),
+                        lambda: _initial_inverter_frames(the_hub, ids, last_event_id))
 
 
 @bp.get("/jobs/<job_id>/events")
@@ -517,7 +522,7 @@ def job_events(job_id):
         job = owner().call(job_queries.get_job, account_id, job_id)
         return [(None, frame("job", job_event_json(job)))] if job else []
 
-    return _open_stream((job_channel(job_id),), initial)
+    return _open_stream(hub(), (job_channel(job_id),), initial)
 
 
 @bp.get("/streams/stats")
@@ -530,7 +535,7 @@ def stats():
 
 def install(app) -> None:
     """Create the process's hub and close its streams promptly on SIGTERM."""
-    the_hub = Hub()
+    the_hub = Hub(app.config["SETTINGS"])
     app.extensions["sse_hub"] = the_hub
     app.config.setdefault("ON_SHUTDOWN", []).append(the_hub.close_all)
     app.register_blueprint(bp)
