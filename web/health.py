@@ -5,6 +5,7 @@ from flask import Blueprint, jsonify
 
 from models.db import owner
 from models.redis_client import redis_client
+from web.errors import error_response
 
 bp = Blueprint("health", __name__)
 
@@ -26,7 +27,5 @@ def readyz():
     except Exception as exc:
         problems["redis"] = str(exc) or exc.__class__.__name__
     if problems:
-        body = {"error": {"code": "not_ready", "message": "dependencies unreachable: " + ", ".join(problems),
-                          "details": problems}}
-        return jsonify(body), 503
+        return error_response(503, "not_ready", "dependencies unreachable: " + ", ".join(problems), problems)
     return jsonify({"status": "ready"})

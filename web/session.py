@@ -14,6 +14,10 @@ from web.json_body import json_body
 
 bp = Blueprint("session", __name__)
 
+# Set and cleared with the same attributes, or a logout would leave the cookie in place.
+# SameSite=Lax: sent on top-level navigation and same-site requests, not on cross-site POSTs (CSRF).
+_COOKIE = {"path": "/", "httponly": True, "samesite": "Lax"}
+
 
 class NoCookieSession(SessionInterface):
     """Flask's signed-cookie session is never used here (sessions are server-side rows, above).
@@ -42,9 +46,8 @@ def login():
     response = jsonify({"account": {"id": account.id, "name": account.name},
                         "expires_at": iso(now() + settings.session_ttl_s)})
     response.status_code = 201
-    # SameSite=Lax: sent on top-level navigation and same-site requests, not on cross-site POSTs (CSRF).
-    response.set_cookie(SESSION_COOKIE, token, max_age=settings.session_ttl_s, httponly=True, samesite="Lax",
-                        secure=settings.secure_cookies, path="/")
+    response.set_cookie(SESSION_COOKIE, token, max_age=settings.session_ttl_s, secure=settings.secure_cookies,
+                        **_COOKIE)
     return response
 
 
@@ -55,6 +58,5 @@ def logout():
         owner().write(close_session, token)
         forget_session(token)
     response = current_app.response_class(status=204)
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="Lax",
-                           secure=current_app.config["SETTINGS"].secure_cookies)
+    response.delete_cookie(SESSION_COOKIE, secure=current_app.config["SETTINGS"].secure_cookies, **_COOKIE)
     return response
