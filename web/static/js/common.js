@@ -6,8 +6,8 @@ window.Dash = (function () {
   // The session cookie authenticates every call (same origin); errors come back in the API's one
   // envelope {"error": {"code", "message", "details"}}.
   async function api(method, url, body, extraHeaders) {
-    // X-Requested-With: a header a cross-site form cannot send, should the API ever want to insist
-    // on it for cookie-authenticated changes (today SameSite=Lax is what stops cross-site posts).
+    // X-Requested-With: a header a cross-site form cannot send. The API refuses a change made with the
+    // session cookie alone without it (web/auth.py, 403 csrf_header_missing), beside SameSite=Lax.
     const headers = Object.assign({ Accept: "application/json", "X-Requested-With": "dashboard" }, extraHeaders || {});
     const init = { method: method, headers: headers, credentials: "same-origin" };
     if (body !== undefined) {

@@ -208,7 +208,6 @@
         const fields = SERIES[name].map(function (s) { return s.field; });
         self.charts[name].setData(self.readings.columns(fields));
       });
-      self.root.dataset.points = String(self.readings.times.length);
     });
   };
 
@@ -236,7 +235,6 @@
   // For the browser tests and anyone curious in the console.
   InverterPage.prototype.eventIds = function () { return Array.from(this.readings.eventIds); };
   InverterPage.prototype.pointCount = function () { return this.readings.times.length; };
-  InverterPage.prototype.connectionState = function () { return this.stream ? this.stream.state : "connecting"; };
 
   // -- team (the owner adds and removes members) ----------------------------------------------------
   function wireTeam(section) {

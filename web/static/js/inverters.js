@@ -32,7 +32,6 @@ document.addEventListener("DOMContentLoaded", function () {
   // Browsers allow few connections per host, so the whole list shares one stream (at most 50 inverters).
   if (Object.keys(rows).length > 50) return;
   new Dash.LiveStream(table.dataset.streamUrl, {
-    onState: function () {},
     events: {
       reading: showReading,
       status: function (event) { if (rows[event.inverter_id]) setStatus(rows[event.inverter_id], event.status); },
