@@ -25,6 +25,8 @@ DEAD = "dead"
 CANCELLED = "cancelled"
 STATUSES = (PENDING, IN_FLIGHT, RETRYING, SUCCEEDED, DEAD, CANCELLED)
 TERMINAL = (SUCCEEDED, DEAD, CANCELLED)
+CANCELLABLE = (PENDING, RETRYING)   # what POST /jobs/<id>/cancel accepts
+REQUEUEABLE = (DEAD, CANCELLED)     # what POST /jobs/<id>/retry accepts
 
 SUCCESS = "success"
 RETRY = "retry"
@@ -355,11 +357,11 @@ def _change_state(account_id: str, job_id: str, allowed_from: list[str], changes
 
 def cancel_job(account_id: str, job_id: str) -> Job:
     """Cancel a pending or retrying job."""
-    return _change_state(account_id, job_id, [PENDING, RETRYING], {Job.status: CANCELLED, Job.due_at: None})
+    return _change_state(account_id, job_id, CANCELLABLE, {Job.status: CANCELLED, Job.due_at: None})
 
 
 def requeue_job(account_id: str, job_id: str) -> Job:
     """Queue a dead or cancelled job again with a fresh attempt budget; history is kept."""
-    return _change_state(account_id, job_id, [DEAD, CANCELLED],
+    return _change_state(account_id, job_id, REQUEUEABLE,
                          {Job.status: PENDING, Job.due_at: now(), Job.budget_start: Job.attempts,
                           Job.last_delay_s: None})

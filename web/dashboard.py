@@ -217,11 +217,11 @@ def _job_state(job) -> dict:
         })
         previous_end = attempt.finished_at or previous_end
     waiting_s = None
-    if job.status in (job_queries.PENDING, job_queries.RETRYING) and job.next_attempt_at is not None:
+    if job.status in job_queries.CANCELLABLE and job.next_attempt_at is not None:
         waiting_s = max(0.0, job.next_attempt_at - now())
-    return {"timeline": timeline, "waiting_s": waiting_s,
-            "can_cancel": job.status in (job_queries.PENDING, job_queries.RETRYING),
-            "can_retry": job.status in (job_queries.DEAD, job_queries.CANCELLED)}
+    return {"timeline": timeline, "waiting_s": waiting_s, "finished": job.status in job_queries.TERMINAL,
+            "can_cancel": job.status in job_queries.CANCELLABLE,
+            "can_retry": job.status in job_queries.REQUEUEABLE}
 
 
 def _request_text(request_view: dict) -> str:

@@ -160,13 +160,13 @@ def _transition(job_id: str, action, verb: str, allowed: str):
 @bp.post("/jobs/<job_id>/cancel")
 @require_account
 def cancel(job_id):
-    return jsonify(job_view(_transition(job_id, queries.cancel_job, "cancel", "pending or retrying")))
+    return jsonify(job_view(_transition(job_id, queries.cancel_job, "cancel", " or ".join(queries.CANCELLABLE))))
 
 
 @bp.post("/jobs/<job_id>/retry")
 @require_account
 def retry(job_id):
-    job = _transition(job_id, queries.requeue_job, "retry", "dead or cancelled")
+    job = _transition(job_id, queries.requeue_job, "retry", " or ".join(queries.REQUEUEABLE))
     current_app.extensions["dispatcher_waker"].wake()
     return jsonify(job_view(job)), 202
 
