@@ -116,7 +116,7 @@ class BrandAdapter:
 
     # -- the interface -----------------------------------------------------------------------------
     def list_devices(self) -> dict[str, Device]:
-        """Every device these credentials see, by serial, from the brand's device list."""
+        """Every device these credentials see, by serial, with all onboarding needs (a cached list is reused)."""
         raise NotImplementedError
 
     def discover(self, serial: str) -> Device:
@@ -124,14 +124,10 @@ class BrandAdapter:
         return self.found(self.list_devices(), serial)
 
     def found(self, devices: dict[str, Device], serial: str) -> Device:
-        """`serial` from a device list (possibly a cached one), completed with what onboarding needs."""
+        """`serial` from a device list (possibly a cached one); BrandError(UNKNOWN_DEVICE) if absent."""
         device = devices.get(serial)
         if device is None:
             raise BrandError(UNKNOWN_DEVICE, f"{self.name}: no device {serial!r} in the device list")
-        return self.complete(device)
-
-    def complete(self, device: Device) -> Device:
-        """A brand whose device list leaves out something onboarding needs fills it in here."""
         return device
 
     def fetch_latest(self, devices: list[PolledDevice]) -> BatchResult:

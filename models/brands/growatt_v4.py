@@ -78,6 +78,7 @@ class GrowattV4Adapter(BrandAdapter):
         raise BrandError(BAD_REPLY, message, status=response.status_code, brand_code=code)
 
     def list_devices(self) -> dict[str, Device]:
+        """The device list, each device with its plant's time zone (one plant-list call per device list)."""
         devices, page = {}, 1
         while True:
             data = self._post("queryDeviceList", {"page": page})
@@ -90,15 +91,11 @@ class GrowattV4Adapter(BrandAdapter):
                     devices[row["deviceSn"]] = Device(serial=row["deviceSn"], device_type=str(row["deviceType"]),
                                                       plant_id=None if plant is None else str(plant))
             if not rows or page * PAGE_SIZE >= (number(data.get("count")) or 0):
-                return devices
+                break
             page += 1
-
-    def complete(self, device: Device) -> Device:
-        if device.timezone is None and device.plant_id is not None:
-            zone = self._plant_timezones().get(device.plant_id)
-            if zone:
-                device = dataclasses.replace(device, timezone=zone)
-        return device
+        zones = self._plant_timezones() if any(d.plant_id is not None for d in devices.values()) else {}
+        return {serial: dataclasses.replace(device, timezone=zones[device.plant_id]) if device.plant_id in zones
+                else device for serial, device in devices.items()}
 
     def _plant_timezones(self) -> dict[str, str]:
         """Plant time zones from the v1 plant list, served on the same host with the same token.

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tests.conftest import make_client
 from tests.helpers import create_account, free_port
-from tests.metrics.conftest import connection, onboard
+from tests.metrics.conftest import GROWATT_TOKEN, connection, mock_stats, onboard
 
 
 DEMO_FLEET = [("sandbox", "SBX-AMS-0001", "hybrid", "Europe/Amsterdam"),
@@ -31,6 +31,10 @@ def test_onboarding_takes_the_device_type_from_the_brand(mock, api):
     # One connection per brand credential, shared by that brand's inverters.
     connections = {i["brand"]: i["connection_id"] for i in api.get("/inverters").json()["inverters"]}
     assert len(set(connections.values())) == 2
+    # A fleet's onboarding costs one (rate-limited) device list, zones included, not one per inverter.
+    growatt_lists = mock_stats(mock)["tokens"][GROWATT_TOKEN]
+    assert growatt_lists["v4:queryDeviceList"]["requests"] == 1, growatt_lists
+    assert growatt_lists["v1:plant/list"]["requests"] == 1, growatt_lists
 
 
 def test_onboarding_errors(mock, api):
