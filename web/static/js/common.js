@@ -177,8 +177,20 @@ window.Dash = (function () {
     wireSignOut();
   });
 
+  // -- status badges ---------------------------------------------------------------------------
+  // The client side of the status_badge template macro; true if the badge changed.
+  function setBadge(badge, status) {
+    if (!badge || !status) return false;
+    const text = status.replace(/_/g, " ");
+    if (badge.textContent === text) return false;
+    badge.textContent = text;
+    badge.className = "badge badge-" + status;
+    return true;
+  }
+
   return {
     api: api,
+    setBadge: setBadge,
     showError: showError,
     refreshTimes: refreshTimes,
     LiveStream: LiveStream,

@@ -226,10 +226,7 @@
   };
 
   InverterPage.prototype.showDeviceStatus = function (status) {
-    const badge = this.root.querySelector('[data-field="device-status"] .badge');
-    if (!badge || !status || badge.textContent === status) return;
-    badge.textContent = status;
-    badge.className = "badge badge-" + status;
+    Dash.setBadge(this.root.querySelector('[data-field="device-status"] .badge'), status);
   };
 
   // For the browser tests and anyone curious in the console.

@@ -8,11 +8,7 @@ document.addEventListener("DOMContentLoaded", function () {
   table.querySelectorAll("tr[data-inverter-id]").forEach(function (row) { rows[row.dataset.inverterId] = row; });
 
   function setStatus(row, status) {
-    const badge = row.querySelector('[data-field="status"] .badge');
-    if (badge && status) {
-      badge.textContent = status;
-      badge.className = "badge badge-" + status;
-    }
+    Dash.setBadge(row.querySelector('[data-field="status"] .badge'), status);
   }
 
   function showReading(reading) {

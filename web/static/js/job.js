@@ -27,12 +27,9 @@ document.addEventListener("DOMContentLoaded", function () {
   }
 
   function showStatus(status) {
-    const badge = document.getElementById("job-status");
-    if (badge && badge.textContent !== status) {
-      badge.textContent = status.replace("_", " ");
-      badge.className = "badge badge-" + status;
+    if (Dash.setBadge(document.getElementById("job-status"), status)) {
       // The panel itself is not a live region (it is redrawn whole); announce just the status.
-      document.getElementById("job-announcer").textContent = "Job status: " + status.replace("_", " ");
+      document.getElementById("job-announcer").textContent = "Job status: " + status.replace(/_/g, " ");
     }
   }
 
