@@ -133,6 +133,33 @@ _INSERT_JOB = (
 )
 
 
+def _new_row(account_id: str, spec: dict, idempotency_key: str | None, fingerprint: str, t: float) -> dict:
+    run_at = spec.get("run_at")
+    return {
+        "id": new_id(), "account_id": account_id, "idempotency_key": idempotency_key, "request_hash": fingerprint,
+        "status": PENDING, "url": spec["url"], "host": spec["host"], "method": spec["method"],
+        "headers": spec["headers"], "body": spec["body"], "body_kind": spec["body_kind"],
+        "timeout_s": spec["timeout_s"], "max_attempts": spec["max_attempts"], "backoff": spec["backoff"],
+        "run_at": run_at, "attempts": 0, "budget_start": 0,
+        "due_at": max(t, run_at) if run_at is not None else t, "created_at": t, "updated_at": t,
+    }
+
+
+def _insert_params(row: dict) -> list:
+    return [
+        row["id"], row["account_id"], row["idempotency_key"], row["request_hash"], PENDING, row["url"], row["host"],
+        row["method"], json_text(row["headers"]), row["body"], row["body_kind"], row["timeout_s"],
+        row["max_attempts"], json_text(row["backoff"]), row["run_at"], row["due_at"], row["created_at"],
+        row["updated_at"],
+    ]
+
+
+def _job_from_row(row: dict) -> Job:
+    job = Job(**{k if k != "account_id" else "account": v for k, v in row.items()})
+    job._dirty.clear()
+    return job
+
+
 def insert_job(account_id: str, spec: dict, idempotency_key: str | None) -> tuple[Job, bool]:
     """Store a validated job spec; return (job, created). Run inside a write transaction.
 
@@ -144,37 +171,45 @@ def insert_job(account_id: str, spec: dict, idempotency_key: str | None) -> tupl
         existing = _same_request(account_id, idempotency_key, fingerprint)
         if existing is not None:
             return existing, False
-    t = now()
-    run_at = spec.get("run_at")
-    row = {
-        "id": new_id(), "account_id": account_id, "idempotency_key": idempotency_key, "request_hash": fingerprint,
-        "status": PENDING, "url": spec["url"], "host": spec["host"], "method": spec["method"],
-        "headers": spec["headers"], "body": spec["body"], "body_kind": spec["body_kind"],
-        "timeout_s": spec["timeout_s"], "max_attempts": spec["max_attempts"], "backoff": spec["backoff"],
-        "run_at": run_at, "attempts": 0, "budget_start": 0,
-        "due_at": max(t, run_at) if run_at is not None else t, "created_at": t, "updated_at": t,
-    }
-    params = [
-        row["id"], account_id, idempotency_key, fingerprint, PENDING, row["url"], row["host"], row["method"],
-        json_text(row["headers"]), row["body"], row["body_kind"], row["timeout_s"], row["max_attempts"],
-        json_text(row["backoff"]), run_at, row["due_at"], t, t,
-    ]
+    row = _new_row(account_id, spec, idempotency_key, fingerprint, now())
     if idempotency_key is None:
-        database.execute_sql(_sql(_INSERT_JOB), params)
+        database.execute_sql(_sql(_INSERT_JOB), _insert_params(row))
     else:
         # Another process (PostgreSQL has no database-wide write lock) may have inserted the same
         # key since our look-up: the unique index decides, and the loser answers like a repeat.
         try:
             with database.atomic():
-                database.execute_sql(_sql(_INSERT_JOB), params)
+                database.execute_sql(_sql(_INSERT_JOB), _insert_params(row))
         except peewee.IntegrityError:
             existing = _same_request(account_id, idempotency_key, fingerprint)
             if existing is None:
                 raise
             return existing, False
-    job = Job(**{k if k != "account_id" else "account": v for k, v in row.items()})
-    job._dirty.clear()
-    return job, True
+    return _job_from_row(row), True
+
+
+def insert_jobs(account_id: str, items: list[tuple[dict, str | None]]) -> list[tuple[Job, bool] | IdempotencyConflict]:
+    """Store several validated job specs in the caller's one transaction; per item (job, created) or its conflict.
+
+    Jobs without a key go in with one executemany; keyed ones one by one, in order, so a key repeated
+    within the batch answers like a repeat of an earlier request.
+    """
+    t = now()
+    results: list = [None] * len(items)
+    unkeyed: list[dict] = []
+    for index, (spec, key) in enumerate(items):
+        if key is not None:
+            try:
+                results[index] = insert_job(account_id, spec, key)
+            except IdempotencyConflict as exc:
+                results[index] = exc
+            continue
+        row = _new_row(account_id, spec, None, request_fingerprint(spec), t)
+        unkeyed.append(row)
+        results[index] = (_job_from_row(row), True)
+    if unkeyed:
+        database.cursor().executemany(_sql(_INSERT_JOB), [_insert_params(row) for row in unkeyed])
+    return results
 
 
 # -- claiming ------------------------------------------------------------------------------------

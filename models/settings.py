@@ -86,6 +86,7 @@ class Settings:
     shutdown_grace_s: float = _within(10.0, 0, 600)
     result_body_cap: int = _within(1024 * 1024, 0, 64 * 1024 * 1024)
     request_body_limit: int = _within(1024 * 1024, 1024, 64 * 1024 * 1024)
+    batch_body_limit: int = _within(16 * 1024 * 1024, 1024, 256 * 1024 * 1024)
     allowed_target_networks: tuple = ()
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
 

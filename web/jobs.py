@@ -80,13 +80,17 @@ def _job_or_404(job_id: str):
     return job
 
 
+def _idempotency_key(value, where: str) -> str | None:
+    if value is not None and not (isinstance(value, str) and 0 < len(value) <= 255):
+        raise ApiError(400, "invalid_idempotency_key", f"{where} must be 1..255 characters")
+    return value
+
+
 @bp.post("/jobs")
 @require_account
 def submit():
     spec = parse_job_request(json_body(), current_app.config["DESTINATION_POLICY"])
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not (0 < len(key) <= 255):
-        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1..255 characters")
+    key = _idempotency_key(request.headers.get("Idempotency-Key"), "Idempotency-Key")
     try:
         job, created = owner().write(queries.insert_job, g.account.id, spec, key)
     except queries.IdempotencyConflict as exc:
@@ -97,6 +101,60 @@ def submit():
     response.status_code = 202 if created else 200
     response.headers["Location"] = url_for("jobs.show", job_id=job.id)
     return response
+
+
+MAX_BATCH = 1000
+
+
+def _batch_items(payload) -> list:
+    items = payload.get("jobs") if isinstance(payload, dict) else None
+    if not isinstance(items, list) or set(payload) != {"jobs"}:
+        raise ApiError(422, "validation_failed", 'the body must be {"jobs": [<job>, ...]}', {"field": "jobs"})
+    if not 1 <= len(items) <= MAX_BATCH:
+        raise ApiError(422, "validation_failed", f"jobs: give 1 to {MAX_BATCH} jobs", {"field": "jobs"})
+    return items
+
+
+def _batch_item(item, policy) -> tuple[dict, str | None]:
+    """One batch item's (spec, idempotency key), or ApiError exactly as POST /jobs would answer it."""
+    if not isinstance(item, dict):
+        raise ApiError(422, "validation_failed", "a job must be a JSON object", {"field": None})
+    fields = dict(item)
+    key = _idempotency_key(fields.pop("idempotency_key", None), "idempotency_key")
+    return parse_job_request(fields, policy), key
+
+
+@bp.post("/jobs/batch")
+@require_account
+def submit_batch():
+    """Each item is accepted or refused on its own; the accepted ones are committed in one transaction."""
+    request.max_content_length = current_app.config["SETTINGS"].batch_body_limit
+    items = _batch_items(json_body())
+    policy = current_app.config["DESTINATION_POLICY"]
+    results: list[dict | None] = [None] * len(items)
+    accepted: list[tuple[int, dict, str | None]] = []
+    for index, item in enumerate(items):
+        try:
+            spec, key = _batch_item(item, policy)
+        except ApiError as exc:
+            results[index] = {"index": index, "error": {"code": exc.code, "message": exc.message,
+                                                        "details": exc.details}}
+            continue
+        accepted.append((index, spec, key))
+    created_any = False
+    if accepted:
+        stored = owner().write(queries.insert_jobs, g.account.id, [(spec, key) for _, spec, key in accepted])
+        for (index, _, _), outcome in zip(accepted, stored):
+            if isinstance(outcome, queries.IdempotencyConflict):
+                results[index] = {"index": index, "error": {"code": "idempotency_conflict", "message": str(outcome),
+                                                            "details": {"job_id": outcome.job_id}}}
+            else:
+                job, created = outcome
+                created_any = created_any or created
+                results[index] = {"index": index, "id": job.id, "created": created}
+    if created_any:
+        current_app.extensions["dispatcher_waker"].wake()
+    return jsonify({"results": results})
 
 
 @bp.get("/jobs/<job_id>")
