@@ -11,7 +11,7 @@ import email.utils
 from dataclasses import dataclass
 
 from actors.transport import Response
-from models import jobs as J
+from models import lifecycle
 from models.backoff import Backoff
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429}) | (frozenset(range(500, 600)) - {501, 505})
@@ -62,7 +62,7 @@ def decide(job, response: Response, attempt_number: int) -> Decision:
     """The next state of `job` after attempt `attempt_number` produced `response`."""
     code = response.status_code
     if response.error_kind is None and 200 <= code < 300:
-        return Decision(J.SUCCESS, J.SUCCEEDED, None, None, None, result_of(response))
+        return Decision(lifecycle.SUCCESS, lifecycle.SUCCEEDED, None, None, None, result_of(response))
 
     result = result_of(response) if response.error_kind is None else None
     if response.error_kind is not None:
@@ -77,12 +77,13 @@ def decide(job, response: Response, attempt_number: int) -> Decision:
         error = {"kind": "http_status", "status_code": code, "message": f"HTTP {code}"}
         retryable = code in RETRYABLE_STATUSES
 
-    used = attempt_number - job.budget_start
-    if not retryable or used >= job.max_attempts:
+    used = lifecycle.attempts_used(attempt_number, job.budget_start)
+    outcome, status = lifecycle.after_failure(retryable, used, job.max_attempts)
+    if outcome == lifecycle.GIVE_UP:
         if retryable:
-            error["message"] += f"; gave up after {used} attempts"
-        return Decision(J.GIVE_UP, J.DEAD, None, None, error, result)
+            error["message"] += f"; gave up after {used} attempt{'s' if used != 1 else ''}"
+        return Decision(outcome, status, None, None, error, result)
 
     retry_after = retry_after_seconds(response.headers, response.finished_at) if code in (429, 503) else None
     delay = Backoff.from_dict(job.backoff).delay(used, previous=job.last_delay_s, retry_after=retry_after)
-    return Decision(J.RETRY, J.RETRYING, response.finished_at + delay, delay, error, result)
+    return Decision(outcome, status, response.finished_at + delay, delay, error, result)

@@ -7,27 +7,14 @@ import logging
 import gevent
 from gevent import monkey
 
-from models.base import iso
+from models.lifecycle import event_view
 from models.channels import JOBS_WAKEUP, job_channel
 
 log = logging.getLogger(__name__)
 
 
-def job_event(job) -> dict:
-    return {
-        "id": job.id,
-        "status": job.status,
-        "attempts": job.attempts,
-        "max_attempts": job.max_attempts,
-        "next_attempt_at": iso(job.next_attempt_at),
-        "updated_at": iso(job.updated_at),
-        "last_error": job.last_error,
-        "result_status_code": (job.result or {}).get("status_code"),
-    }
-
-
 def job_event_json(job) -> str:
-    return json.dumps(job_event(job), separators=(",", ":"))
+    return json.dumps(event_view(job), separators=(",", ":"))
 
 
 def publish_job_event(redis, job) -> None:

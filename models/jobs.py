@@ -17,21 +17,9 @@ from models.base import BaseModel, JSONField, json_text, now
 from models.db import database, is_sqlite, sql as _sql
 from models.ids import new_id
 
-PENDING = "pending"
-IN_FLIGHT = "in_flight"
-RETRYING = "retrying"
-SUCCEEDED = "succeeded"
-DEAD = "dead"
-CANCELLED = "cancelled"
-STATUSES = (PENDING, IN_FLIGHT, RETRYING, SUCCEEDED, DEAD, CANCELLED)
-TERMINAL = (SUCCEEDED, DEAD, CANCELLED)
-CANCELLABLE = (PENDING, RETRYING)   # what POST /jobs/<id>/cancel accepts
-REQUEUEABLE = (DEAD, CANCELLED)     # what POST /jobs/<id>/retry accepts
-
-SUCCESS = "success"
-RETRY = "retry"
-GIVE_UP = "dead"
-ABANDONED = "abandoned"
+from models.lifecycle import (ABANDONED, CANCELLABLE, CANCELLED, DEAD, GIVE_UP, IN_FLIGHT, PENDING,  # noqa: F401
+                              REQUEUEABLE, RETRY, RETRYING, STATUSES, SUCCEEDED, SUCCESS, TERMINAL, budget_spent,
+                              attempts_used, lease_expires_at, next_attempt_at)
 
 
 class Job(BaseModel):
@@ -73,11 +61,11 @@ class Job(BaseModel):
 
     @property
     def next_attempt_at(self):
-        return self.due_at if self.status in (PENDING, RETRYING) else None
+        return next_attempt_at(self)
 
     @property
     def lease_expires_at(self):
-        return self.due_at if self.status == IN_FLIGHT else None
+        return lease_expires_at(self)
 
 
 Job.add_index(Job.index(Job.due_at, where=Job.due_at.is_null(False), name="job_due_at"))
@@ -257,7 +245,10 @@ def claim_due(worker: str, limit: int, lease_s: float, at: float | None = None) 
          .execute())
     runnable, exhausted = [], []
     for job in claimed:
-        (exhausted if job.attempts - job.budget_start > job.max_attempts else runnable).append(job)
+        # The claim already counted the attempt it starts; the lost one before it was the last if
+        # the budget was spent without it.
+        lost_the_last = budget_spent(attempts_used(job.attempts - 1, job.budget_start), job.max_attempts)
+        (exhausted if lost_the_last else runnable).append(job)
     if exhausted:
         (Job.update(status=DEAD, due_at=None, lease_owner=None, attempts=Job.attempts - 1, updated_at=t,
                     last_error={"kind": "abandoned", "message": "attempts exhausted: the last attempt was lost with its worker",
@@ -310,12 +301,13 @@ def next_due_at() -> float | None:
 
 # -- outcomes ------------------------------------------------------------------------------------
 
+# A job cancelled while its attempt ran stays cancelled; the attempt's outcome is still recorded.
 _RECORD_JOB_OUTCOME = (
-    "UPDATE job SET status = CASE WHEN status = 'cancelled' THEN status ELSE ? END,"
-    " due_at = CASE WHEN status = 'cancelled' THEN NULL ELSE CAST(? AS DOUBLE PRECISION) END,"
+    f"UPDATE job SET status = CASE WHEN status = '{CANCELLED}' THEN status ELSE ? END,"
+    f" due_at = CASE WHEN status = '{CANCELLED}' THEN NULL ELSE CAST(? AS DOUBLE PRECISION) END,"
     " lease_owner = NULL, updated_at = ?, last_error = ?, result = COALESCE(?, result),"
     " last_delay_s = COALESCE(CAST(? AS DOUBLE PRECISION), last_delay_s)"
-    " WHERE id = ? AND lease_owner = ? AND attempts = ? AND status IN ('in_flight', 'cancelled')"
+    f" WHERE id = ? AND lease_owner = ? AND attempts = ? AND status IN ('{IN_FLIGHT}', '{CANCELLED}')"
     " RETURNING id, status, attempts, max_attempts, due_at, updated_at"
 )
 _RECORD_ATTEMPT_OUTCOME = (

@@ -17,13 +17,15 @@ from flask import Blueprint, Response, abort, g, redirect, render_template, requ
 
 from models import inverters as inverter_queries
 from models import jobs as job_queries
+from models import lifecycle
+from models.lifecycle import job_view
 from models.accounts import account_names
 from models.base import now
 from models.db import owner
 from models.ids import looks_like_id
 from web.auth import current_account
 from web.inverters import inverter_view, latest_readings
-from web.jobs import attempt_view, job_view
+from web.jobs import attempt_view
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +131,7 @@ def team(inverter_id):
 @bp.get("/jobs")
 def jobs():
     status = request.args.get("status") or None
-    if status not in (None, *job_queries.STATUSES):
+    if status not in (None, *lifecycle.STATUSES):
         status = None
     before = request.args.get("before") or None
     if before is not None and not looks_like_id(before):
@@ -138,7 +140,7 @@ def jobs():
     older = rows[JOBS_PER_PAGE - 1].id if len(rows) > JOBS_PER_PAGE else None
     counts = owner().call(job_queries.count_by_status, g.account.id)
     return render_template("jobs.html", jobs=[job_view(job) for job in rows[:JOBS_PER_PAGE]], counts=counts,
-                           total=sum(counts.values()), status=status, statuses=job_queries.STATUSES,
+                           total=sum(counts.values()), status=status, statuses=lifecycle.STATUSES,
                            older=older, paged=before is not None)
 
 
@@ -217,11 +219,11 @@ def _job_state(job) -> dict:
         })
         previous_end = attempt.finished_at or previous_end
     waiting_s = None
-    if job.status in job_queries.CANCELLABLE and job.next_attempt_at is not None:
+    if job.status in lifecycle.CANCELLABLE and job.next_attempt_at is not None:
         waiting_s = max(0.0, job.next_attempt_at - now())
-    return {"timeline": timeline, "waiting_s": waiting_s, "finished": job.status in job_queries.TERMINAL,
-            "can_cancel": job.status in job_queries.CANCELLABLE,
-            "can_retry": job.status in job_queries.REQUEUEABLE}
+    return {"timeline": timeline, "waiting_s": waiting_s, "finished": job.status in lifecycle.TERMINAL,
+            "can_cancel": job.status in lifecycle.CANCELLABLE,
+            "can_retry": job.status in lifecycle.REQUEUEABLE}
 
 
 def _request_text(request_view: dict) -> str:

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import base64
-import json
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 
 from models import jobs as queries
+from models import lifecycle
 from models.base import iso
+from models.lifecycle import job_view
 from models.db import owner
 from models.events import DispatcherWaker, publish_job_event
 from models.ids import looks_like_id
@@ -18,47 +19,6 @@ from web.job_request import parse_job_request
 from web.json_body import json_body, limit_param
 
 bp = Blueprint("jobs", __name__)
-
-_SENSITIVE = ("authorization", "proxy-authorization", "cookie", "set-cookie")
-_SENSITIVE_PARTS = ("token", "secret", "password", "api-key", "apikey", "api_key", "signature", "auth")
-
-
-def masked_headers(headers: dict) -> dict:
-    def mask(name, value):
-        lowered = name.lower()
-        if lowered in _SENSITIVE or any(part in lowered for part in _SENSITIVE_PARTS):
-            return "***"
-        return value
-    return {name: mask(name, value) for name, value in (headers or {}).items()}
-
-
-def _request_view(job) -> dict:
-    view = {"url": job.url, "method": job.method, "headers": masked_headers(job.headers),
-            "timeout_s": job.timeout_s, "backoff": job.backoff, "run_at": iso(job.run_at)}
-    body = bytes(job.body) if job.body is not None else None
-    if job.body_kind == "json" and body is not None:
-        view["json"] = json.loads(body)
-    elif body is not None:
-        view["body"] = body.decode("utf-8", "replace")
-    return view
-
-
-def job_view(job) -> dict:
-    return {
-        "id": job.id,
-        "status": job.status,
-        "attempts": job.attempts,
-        "max_attempts": job.max_attempts,
-        "attempts_left": max(0, job.max_attempts - (job.attempts - job.budget_start)),
-        "next_attempt_at": iso(job.next_attempt_at),
-        "lease_expires_at": iso(job.lease_expires_at),
-        "created_at": iso(job.created_at),
-        "updated_at": iso(job.updated_at),
-        "request": _request_view(job),
-        "result": job.result,
-        "last_error": job.last_error,
-    }
-
 
 def attempt_view(attempt) -> dict:
     return {
@@ -175,8 +135,8 @@ def attempts(job_id):
 @require_account
 def index():
     status = request.args.get("status") or None
-    if status is not None and status not in queries.STATUSES:
-        raise ApiError(400, "invalid_parameter", f"status must be one of {', '.join(queries.STATUSES)}",
+    if status is not None and status not in lifecycle.STATUSES:
+        raise ApiError(400, "invalid_parameter", f"status must be one of {', '.join(lifecycle.STATUSES)}",
                        {"parameter": "status"})
     limit = limit_param(50, 500)
     cursor = request.args.get("cursor") or None
@@ -218,13 +178,13 @@ def _transition(job_id: str, action, verb: str, allowed: str):
 @bp.post("/jobs/<job_id>/cancel")
 @require_account
 def cancel(job_id):
-    return jsonify(job_view(_transition(job_id, queries.cancel_job, "cancel", " or ".join(queries.CANCELLABLE))))
+    return jsonify(job_view(_transition(job_id, queries.cancel_job, "cancel", " or ".join(lifecycle.CANCELLABLE))))
 
 
 @bp.post("/jobs/<job_id>/retry")
 @require_account
 def retry(job_id):
-    job = _transition(job_id, queries.requeue_job, "retry", " or ".join(queries.REQUEUEABLE))
+    job = _transition(job_id, queries.requeue_job, "retry", " or ".join(lifecycle.REQUEUEABLE))
     current_app.extensions["dispatcher_waker"].wake()
     return jsonify(job_view(job)), 202
 

@@ -1,0 +1,55 @@
+"""The job lifecycle's rules, said once in models/lifecycle.py, and the places that must agree with them."""
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from models import lifecycle as L
+
+
+def test_every_status_has_its_moves_and_terminal_ones_only_go_back_to_pending():
+    assert set(L.TRANSITIONS) == set(L.STATUSES)
+    for status in L.CANCELLABLE:
+        assert L.may_move(status, L.CANCELLED)
+    for status in L.REQUEUEABLE:
+        assert L.may_move(status, L.PENDING)
+    for status in L.TERMINAL:
+        assert L.TRANSITIONS[status] <= {L.PENDING}
+    assert not L.may_move(L.SUCCEEDED, L.PENDING)
+    assert not L.may_move(L.PENDING, L.SUCCEEDED)
+
+
+@given(st.booleans(), st.integers(0, 60), st.integers(1, 50))
+def test_a_failure_is_retried_only_while_the_budget_lasts(retryable, used, max_attempts):
+    outcome, status = L.after_failure(retryable, used, max_attempts)
+    if retryable and used < max_attempts:
+        assert (outcome, status) == (L.RETRY, L.RETRYING)
+    else:
+        assert (outcome, status) == (L.GIVE_UP, L.DEAD)
+    assert L.may_move(L.IN_FLIGHT, status)
+
+
+@given(st.integers(0, 100), st.integers(0, 100), st.integers(1, 50))
+def test_attempts_left_counts_the_current_budget_only(budget_start, used, max_attempts):
+    attempts = budget_start + used
+    left = L.attempts_left(attempts, budget_start, max_attempts)
+    assert 0 <= left <= max_attempts
+    assert (left == 0) == L.budget_spent(L.attempts_used(attempts, budget_start), max_attempts)
+
+
+class _Job:
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
+def test_the_event_is_the_api_view_s_state_plus_the_result_code():
+    job = _Job(id="j", status=L.RETRYING, attempts=2, max_attempts=5, budget_start=0, due_at=100.0,
+               updated_at=90.0, created_at=80.0, last_error={"kind": "http_status"}, result={"status_code": 503},
+               url="http://example.com/", method="POST", headers={"Authorization": "x", "X-Trace": "t"},
+               timeout_s=10.0, backoff={}, run_at=None, body=b'{"a":1}', body_kind="json")
+    view, event = L.job_view(job), L.event_view(job)
+    assert {k: view[k] for k in L.state_view(job)} == {k: event[k] for k in L.state_view(job)}
+    assert event["result_status_code"] == 503
+    assert view["attempts_left"] == 3 and view["next_attempt_at"] is not None and view["lease_expires_at"] is None
+    assert view["request"]["headers"] == {"Authorization": "***", "X-Trace": "t"}
+    assert view["request"]["json"] == {"a": 1}
