@@ -14,6 +14,7 @@ import pykka
 from actors.outcomes import decide
 from actors.transport import Transport
 from models import jobs as J
+from models import lifecycle, telemetry
 from models.db import DatabaseOwner
 from models.events import BatchedPublisher
 
@@ -45,6 +46,16 @@ def outbound_headers(job: J.Job, number: int) -> dict:
     return headers
 
 
+def _observe_start(job: J.Job, started_at: float) -> None:
+    if job.scheduled_at is None:
+        return
+    late = max(0.0, started_at - job.scheduled_at)
+    if job.claimed_from == lifecycle.RETRYING:
+        telemetry.JOB_RETRY_LATENESS.observe(late)
+    elif job.claimed_from == lifecycle.PENDING:
+        telemetry.JOB_FIRST_ATTEMPT_DELAY.observe(late)
+
+
 class RetryActor(pykka.ThreadingActor):
     def __init__(self, dispatcher: pykka.ActorRef, transport: Transport, db: DatabaseOwner,
                  events: BatchedPublisher, worker_id: str):
@@ -69,6 +80,7 @@ class RetryActor(pykka.ThreadingActor):
         number = job.attempts
         body = bytes(job.body) if job.body is not None else None
         response = self.transport.send(job.method, job.url, outbound_headers(job, number), body, job.timeout_s)
+        _observe_start(job, response.started_at)
         decision = decide(job, response, number)
         try:
             updated = self.db.write(
@@ -83,5 +95,9 @@ class RetryActor(pykka.ThreadingActor):
         log.info("job=%s attempt=%d outcome=%s status=%s code=%s%s", job.id, number, decision.outcome,
                  updated.status, response.status_code,
                  f" retry_in={decision.delay_s:.3f}s" if decision.delay_s is not None else "")
+        telemetry.JOB_ATTEMPTS.labels(decision.outcome).inc()
+        telemetry.JOB_ATTEMPT_DURATION.observe(max(0.0, response.finished_at - response.started_at))
+        if updated.status == lifecycle.DEAD:
+            telemetry.JOBS_DEAD.inc()
         self.events.publish_job(updated)
         return updated.status

@@ -8,6 +8,8 @@ import pykka
 
 from actors.dispatcher import Drain, JobDispatcher, Stats
 from actors.transport import Transport
+from models import jobs as J
+from models import telemetry
 from models.db import open_database
 from models.destinations import DestinationPolicy
 from models.redis_client import redis_client
@@ -27,6 +29,7 @@ class ActorSystem:
         self.dispatcher: pykka.ActorRef | None = None
         self.transport: Transport | None = None
         self.stoppers: list = []
+        self.metrics_server = None
 
     def start(self) -> "ActorSystem":
         db = open_database(self.settings.database_url)
@@ -40,8 +43,21 @@ class ActorSystem:
             from actors.metrics import start_metrics_actors
 
             self.stoppers.append(start_metrics_actors(self.settings, db, redis_client()))
+        self._serve_metrics(db)
         log.info("actor system up role=%s worker=%s", self.role, self.settings.worker_id)
         return self
+
+    def _serve_metrics(self, db) -> None:
+        if not self.settings.metrics_port:
+            return
+        if self.role in ("jobs", "all"):
+            telemetry.register_queue_depth(lambda: db.call(J.queue_depth))
+        try:
+            self.metrics_server = telemetry.serve(self.settings.host, self.settings.metrics_port)
+        except OSError as exc:
+            # Metrics are not worth stopping deliveries for; the log says why the scrape target is missing.
+            log.error("metrics: cannot listen on %s:%d (%s); running without a metrics endpoint",
+                      self.settings.host, self.settings.metrics_port, exc.strerror or exc)
 
     def stop(self, grace_s: float | None = None) -> None:
         """Stop claiming, let running attempts finish within the grace period, then stop every actor."""
@@ -65,6 +81,8 @@ class ActorSystem:
             except (pykka.ActorDeadError, pykka.Timeout) as exc:
                 log.error("dispatcher did not drain cleanly: %s", exc)
         pykka.ActorRegistry.stop_all(block=True, timeout=10)
+        if self.metrics_server is not None:
+            self.metrics_server.stop(timeout=1)
         if self.transport is not None:
             self.transport.close()
         log.info("actor system stopped")

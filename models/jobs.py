@@ -295,6 +295,14 @@ def expire_leases(worker: str, job_ids: list[str]) -> int:
             .execute())
 
 
+def queue_depth(at: float | None = None) -> tuple[int, int]:
+    """(jobs due and not claimed, jobs in flight) across every worker, for the metrics."""
+    t = now() if at is None else at
+    due = Job.select().where((Job.due_at <= t) & Job.status.in_([PENDING, RETRYING])).count()
+    in_flight = Job.select().where(Job.status == IN_FLIGHT).count()
+    return due, in_flight
+
+
 def next_due_at() -> float | None:
     return Job.select(peewee.fn.MIN(Job.due_at)).where(Job.due_at.is_null(False)).scalar()
 

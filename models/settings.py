@@ -77,6 +77,8 @@ class Settings:
     port: int = _within(5000, 0, 65535)
     host: str = "127.0.0.1"
     log_level: str = "INFO"
+    # The worker's Prometheus endpoint (0: none). The web process serves GET /metrics on its own port.
+    metrics_port: int = _within(9100, 0, 65535)
 
     # Retry engine
     max_in_flight: int = _within(256, 1, 10000)

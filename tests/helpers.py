@@ -143,7 +143,8 @@ def system_env(database_url: str, redis_url: str, **overrides) -> dict:
     jobs may target loopback partners, and leases and shutdown are short enough for tests."""
     return project_env(**{"DATABASE_URL": database_url, "REDIS_URL": redis_url,
                           "ALLOWED_TARGET_NETWORKS": "127.0.0.0/8", "LEASE_S": "3", "SHUTDOWN_GRACE_S": "5",
-                          **overrides})
+                          # Several workers run at once in tests: a test that scrapes one gives it a port.
+                          "METRICS_PORT": "0", **overrides})
 
 
 def create_account(env: dict, name: str | None = None) -> str:

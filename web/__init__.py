@@ -24,8 +24,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     ensure_schema(open_database(settings.database_url))
     register_error_handlers(app)
 
-    from web import dashboard, health, inverters, jobs, streams
+    from web import dashboard, health, inverters, jobs, streams, telemetry
 
+    telemetry.install(app)
     app.register_blueprint(health.bp)
     jobs.install(app)
     app.register_blueprint(session.bp)

@@ -6,7 +6,7 @@ import base64
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 
 from models import jobs as queries
-from models import lifecycle
+from models import lifecycle, telemetry
 from models.base import iso
 from models.lifecycle import job_view
 from models.db import owner
@@ -56,6 +56,7 @@ def submit():
     except queries.IdempotencyConflict as exc:
         raise ApiError(409, "idempotency_conflict", str(exc), {"job_id": exc.job_id}) from None
     if created:
+        telemetry.JOBS_SUBMITTED.inc()
         current_app.extensions["dispatcher_waker"].wake()
     response = jsonify(job_view(job))
     response.status_code = 202 if created else 200
@@ -101,7 +102,7 @@ def submit_batch():
                                                         "details": exc.details}}
             continue
         accepted.append((index, spec, key))
-    created_any = False
+    created_count = 0
     if accepted:
         stored = owner().write(queries.insert_jobs, g.account.id, [(spec, key) for _, spec, key in accepted])
         for (index, _, _), outcome in zip(accepted, stored):
@@ -110,9 +111,10 @@ def submit_batch():
                                                             "details": {"job_id": outcome.job_id}}}
             else:
                 job, created = outcome
-                created_any = created_any or created
+                created_count += created
                 results[index] = {"index": index, "id": job.id, "created": created}
-    if created_any:
+    if created_count:
+        telemetry.JOBS_SUBMITTED.inc(created_count)
         current_app.extensions["dispatcher_waker"].wake()
     return jsonify({"results": results})
 
