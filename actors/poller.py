@@ -32,11 +32,11 @@ import redis as redis_lib
 
 from actors.messages import tell_unless_dead
 from models import inverters as Q
-from models import live_events
+from models import live_events, telemetry
 from models.backoff import REDIS_UNREACHABLE_BACKOFF, Backoff
 from models.base import iso
 from models.brands import adapter_for, poll_pace
-from models.brands.base import BAD_REPLY, BRAND_WIDE, BatchResult, BrandError, PolledDevice
+from models.brands.base import BAD_REPLY, BRAND_WIDE, RATE_LIMITED, BatchResult, BrandError, PolledDevice
 from models.channels import poller_lease, poller_sent
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,8 @@ class Publisher:
                 self.outbox.popleft()
                 if isinstance(outcome, Exception):
                     log.error("publish of a %s for inverter=%s refused by Redis: %s", kind, inverter_id, outcome)
+                elif kind == "reading":
+                    telemetry.READINGS_PUBLISHED.inc()
 
     def close(self):
         self.greenlet.kill(block=False)
@@ -347,6 +349,7 @@ class BrandPoller(pykka.ThreadingActor):
                 self._schedule(item, now + self.interval_s)
                 continue
             self.next_send_at = now + self.min_gap_s
+            telemetry.POLL_LAG.labels(self.brand).observe(max(0.0, now - due))
             self.in_flight += 1
             item.due = None  # in flight: not in the heap until it reports back
             greenlet = gevent.spawn(self._poll, item.id, tuple(ready), now)
@@ -390,6 +393,9 @@ class BrandPoller(pykka.ThreadingActor):
         if item is not None:
             self._schedule(item, message.sent_at + self.interval_s)
         error = message.error
+        telemetry.BRAND_REQUESTS.labels(self.brand, "ok" if error is None else error.kind).inc()
+        if error is not None and error.kind == RATE_LIMITED:
+            telemetry.BRAND_RATE_LIMITED.labels(self.brand).inc()
         if error is not None and error.kind in BRAND_WIDE:
             self.brand_failures += 1
             delay = self.brand_backoff.delay(self.brand_failures, retry_after=error.retry_after_s)

@@ -19,6 +19,7 @@ import pykka
 import redis as redis_lib
 
 from models import inverters as Q
+from models import telemetry
 from models.backoff import REDIS_UNREACHABLE_BACKOFF, Backoff
 from models.channels import READINGS_INGEST, RECORDER_GROUP
 
@@ -71,6 +72,8 @@ class Recorder(pykka.ThreadingActor):
                     entries = reply[0][1] if reply else []
                 if entries:
                     self._store(entries)
+                else:
+                    telemetry.RECORDER_LAG.set(0)
                 if failures:
                     log.info("recorder reading again after %d failures", failures)
                 failures = 0
@@ -122,4 +125,7 @@ class Recorder(pykka.ThreadingActor):
         pipe.xdel(READINGS_INGEST, *ids)
         pipe.execute()
         self.stored += len(rows)
+        telemetry.READINGS_RECORDED.inc(len(rows))
+        # An ingest entry's id starts with the millisecond Redis appended it: how far behind we are.
+        telemetry.RECORDER_LAG.set(max(0.0, time.time() - int(ids[0].split("-", 1)[0]) / 1000))
         log.debug("recorder stored %d readings", len(rows))
