@@ -9,6 +9,7 @@ from .brands import growatt_v1, growatt_v4, sandbox
 from .clock import SimClock, iso_utc
 from .config import Fleet
 from .faults import FaultError, Faults
+from .metrics import exposition
 from .world import World
 
 BRANDS = (sandbox, growatt_v1, growatt_v4)
@@ -24,6 +25,11 @@ def create_app(fleet: Fleet, clock: SimClock | None = None, profile: str = "fast
     for brand in BRANDS:
         app.register_blueprint(brand.bp)
     app.register_blueprint(_admin_blueprint(world))
+
+    @app.get("/metrics")
+    def metrics():
+        body, content_type = exposition()
+        return body, 200, {"Content-Type": content_type}
 
     def brand_of(path: str):
         return next((b for b in BRANDS if path.startswith(b.PREFIX + "/") or path == b.PREFIX), None)

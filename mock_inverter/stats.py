@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 from .clock import iso_utc
+from .metrics import BRAND_CALLS
 
 INVALID_TOKEN = "<invalid>"
 
@@ -26,6 +27,7 @@ class Stats:
 
     def record(self, token: str, endpoint: str, serials=(), rate_limited: bool = False) -> None:
         stamp = iso_utc(self._wall())
+        BRAND_CALLS.labels(endpoint, "rate_limited" if rate_limited else "answered").inc()
         self.requests += 1
         self.rate_limited += rate_limited
         for bucket in [self.tokens.setdefault(token, {}).setdefault(endpoint, _bucket())] + [

@@ -37,3 +37,4 @@ def test_a_batch_is_refused_whole_when_one_device_is_too_early():
     assert limits.check("growatt", "t", "v4:queryLastData", ["A"])[1] == ""
     assert limits.check("growatt", "t", "v4:queryLastData", ["B", "A"])[1] == "device"
     assert limits.check("growatt", "t", "v4:queryLastData", ["B"])[1] == "", "B was not counted by the refusal"
+

@@ -55,3 +55,17 @@ def test_rate_limit_per_device_is_429_with_retry_after(base):
     assert stats["devices"]["SBX-LOS-0001"] == {**stats["devices"]["SBX-LOS-0001"], "requests": 2,
                                                 "rate_limited": 1}
     assert stats["tokens"]["demo-sandbox-key"]["sandbox:latest"]["requests"] == 3
+
+
+def test_mock_metrics_count_answered_calls_per_endpoint(base):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def answered() -> float:
+        text = requests.get(base + "/metrics", timeout=5).text
+        return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                   if s.name == "mock_inverter_brand_calls_total"
+                   and s.labels == {"endpoint": "sandbox:devices", "outcome": "answered"})
+
+    before = answered()
+    requests.get(base + "/sandbox/v1/devices", headers=SANDBOX, timeout=5).raise_for_status()
+    assert answered() == before + 1
