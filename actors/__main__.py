@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     except SettingsError as exc:
         print(f"worker: configuration error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, f"worker[{args.role}]")
+    configure_logging(settings.log_level, f"worker[{args.role}]", settings.log_format)
     from actors.system import ActorSystem
 
     try:

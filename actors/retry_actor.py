@@ -14,7 +14,7 @@ import pykka
 from actors.outcomes import decide
 from actors.transport import Transport
 from models import jobs as J
-from models import lifecycle, telemetry
+from models import lifecycle, logs, telemetry
 from models.db import DatabaseOwner
 from models.events import BatchedPublisher
 
@@ -69,11 +69,13 @@ class RetryActor(pykka.ThreadingActor):
     def on_receive(self, message):
         if isinstance(message, RunAttempt):
             status = None
+            job_id_token = logs.job_id.set(message.job.id)
             try:
                 status = self._attempt(message.job)
             except Exception:  # never let a failure stop the actor: the lease recovers the job
                 log.exception("attempt failed unexpectedly job=%s attempt=%s", message.job.id, message.job.attempts)
             finally:
+                logs.job_id.reset(job_id_token)
                 self.dispatcher.tell(AttemptFinished(message.job.id, message.job.attempts, self.actor_ref, status))
 
     def _attempt(self, job: J.Job) -> str | None:

@@ -77,6 +77,7 @@ class Settings:
     port: int = _within(5000, 0, 65535)
     host: str = "127.0.0.1"
     log_level: str = "INFO"
+    log_format: str = "text"
     # The worker's Prometheus endpoint (0: none). The web process serves GET /metrics on its own port.
     metrics_port: int = _within(9100, 0, 65535)
 
@@ -124,8 +125,12 @@ class Settings:
         log_level = (env.get("LOG_LEVEL") or cls.log_level).upper()
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"LOG_LEVEL={log_level!r}: use DEBUG, INFO, WARNING or ERROR")
+        log_format = (env.get("LOG_FORMAT") or cls.log_format).lower()
+        if log_format not in ("text", "json"):
+            raise SettingsError(f"LOG_FORMAT={log_format!r}: use text or json")
         kwargs = dict(database_url=database_url, redis_url=redis_url, host=env.get("HOST") or cls.host,
-                      log_level=log_level, allowed_target_networks=_networks(env, "ALLOWED_TARGET_NETWORKS"))
+                      log_level=log_level, log_format=log_format,
+                      allowed_target_networks=_networks(env, "ALLOWED_TARGET_NETWORKS"))
         for setting in fields(cls):  # each bounded number or flag, from the variable of its name in capitals
             name = setting.name.upper()
             if "within" in setting.metadata:

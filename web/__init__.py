@@ -24,8 +24,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     ensure_schema(open_database(settings.database_url))
     register_error_handlers(app)
 
-    from web import dashboard, health, inverters, jobs, streams, telemetry
+    from web import dashboard, health, inverters, jobs, request_ids, streams, telemetry
 
+    request_ids.install(app)
     telemetry.install(app)
     app.register_blueprint(health.bp)
     jobs.install(app)

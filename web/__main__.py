@@ -50,7 +50,7 @@ def main() -> int:
     except SettingsError as exc:
         print(f"web: configuration error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, "web")
+    configure_logging(settings.log_level, "web", settings.log_format)
     from web import create_app
 
     try:
