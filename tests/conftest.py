@@ -139,7 +139,7 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture
 def account_key(env):
-    """A fresh account's API key, created with the real CLI."""
+    """A fresh account's API key."""
     return create_account(env)
 
 

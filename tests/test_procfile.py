@@ -6,13 +6,13 @@ import subprocess
 import requests
 
 from tests.conftest import make_client
-from tests.helpers import ROOT, create_account, free_port, wait_until
+from tests.helpers import ROOT, create_account_with_cli, free_port, wait_until
 
 
 def test_honcho_starts_every_process_and_sigterm_stops_them_all(env, tmp_path):
     web_port, mock_port = free_port(), free_port()
     env = {**env, "MOCK_INVERTER_PORT": str(mock_port)}
-    key = create_account(env, "procfile")
+    key = create_account_with_cli(env, "procfile")
     log = open(tmp_path / "honcho.log", "wb")
     honcho = subprocess.Popen([str(ROOT / ".venv/bin/honcho"), "start", "-f", "Procfile", "-p", str(web_port)],
                               cwd=ROOT, env={**env, "PATH": f"{ROOT / '.venv/bin'}:{env['PATH']}"},
