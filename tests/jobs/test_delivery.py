@@ -8,14 +8,40 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tests.helpers import free_port, wait_until
+from tests.conftest import make_client
+from tests.helpers import free_port, wait_until, web_service, worker_service
 
 FAST = {"base_s": 0.05, "cap_s": 0.2, "multiplier": 2, "jitter": "full"}
 
 
+@pytest.fixture(scope="module")
+def delivery_system(module_env):
+    """One web and one worker for the module: each test has an account and a partner of its own, so
+    tests never see each other's jobs, and no test pays for starting processes."""
+    env, workdir = module_env
+    web = web_service(env, workdir, name="web-delivery").start()
+    worker = worker_service(env, workdir, role="jobs", name="worker-delivery").start()
+    yield web, worker
+    for svc in (worker, web):
+        if svc.alive():
+            svc.stop(timeout=20)
+
+
 @pytest.fixture
-def worker(services, env):
-    return services.worker(env, role="jobs")
+def worker(delivery_system):
+    return delivery_system[1]
+
+
+@pytest.fixture
+def api(delivery_system, new_key):
+    """A fresh account on the module's web process (overrides the per-test one of tests/conftest.py)."""
+    return make_client(delivery_system[0].url, new_key())
+
+
+@pytest.fixture
+def own_api(services, env, account_key):
+    """A web process and account of this test's own, for a test that starts a worker with its own settings."""
+    return make_client(services.web(env).url, account_key)
 
 
 def submit(api, **payload) -> str:
@@ -263,7 +289,8 @@ def test_retry_a_cancelled_job(api, worker, partner):
     assert job["attempts"] == 1
 
 
-def test_result_body_is_truncated_at_the_cap(services, env, api, partner):
+def test_result_body_is_truncated_at_the_cap(services, env, own_api, partner):
+    api = own_api
     services.worker(env, role="jobs", RESULT_BODY_CAP="100")
     big = submit(api, url=partner.url + "/big?n=5000", method="GET")
     exact = submit(api, url=partner.url + "/big?n=100", method="GET")
@@ -312,8 +339,9 @@ def test_methods(api, worker, partner):
         assert received.body == expected, method
 
 
-def test_a_destination_the_worker_refuses_is_dead_with_blocked_destination(services, env, api, partner):
+def test_a_destination_the_worker_refuses_is_dead_with_blocked_destination(services, env, own_api, partner):
     """The worker checks the address it connects to, whatever the web process let through."""
+    api = own_api
     services.worker({**env, "ALLOWED_TARGET_NETWORKS": ""}, role="jobs")
     job_id = submit(api, url=partner.url + "/ok", max_attempts=5)
     job = wait_job(api, job_id, "dead")
