@@ -94,6 +94,7 @@ class Settings:
     max_connections: int = _within(0, 0, 1_000_000)
     header_read_timeout_s: float = _within(10.0, 0.05, 600)
     idle_timeout_s: float = _within(20.0, 0.05, 3600)
+    streams_per_account: int = _within(100, 1, 1_000_000)
 
     # Live metrics
     sse_client_queue: int = _within(256, 1, 100000)
