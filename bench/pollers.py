@@ -128,7 +128,8 @@ def main() -> int:
            "DATABASE_URL": f"sqlite:///{workdir}/bench.db", "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
            "ALLOWED_TARGET_NETWORKS": "127.0.0.0/8",
            "SANDBOX_POLL_INTERVAL_S": str(args.interval), "SANDBOX_REQUESTS_PER_S": "400",
-           "GROWATT_V4_POLL_INTERVAL_S": str(args.interval), "GROWATT_V4_REQUESTS_PER_S": "15"}
+           "GROWATT_V4_POLL_INTERVAL_S": str(args.interval), "GROWATT_V4_REQUESTS_PER_S": "15",
+           "STREAMS_PER_ACCOUNT": "100000"}  # every viewer uses the bench's one account
     procs = [redis_proc]
     try:
         procs.append(subprocess.Popen([PYTHON, "-m", "mock_inverter", "--port", str(mock_port), "--generate-fleet",

@@ -129,7 +129,7 @@ def setup(workdir: Path, baseline: str | None = None):
     redis_proc, redis_port = start_redis_server(workdir, "--maxclients", "20000")
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir}/bench.db",
            "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",
-           "SSE_CLIENT_QUEUE": "256"}
+           "SSE_CLIENT_QUEUE": "256", "STREAMS_PER_ACCOUNT": "100000"}  # every load client uses one account
     client = redis.Redis(port=redis_port, decode_responses=True)
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL")})
     from models import inverters as Q
@@ -211,7 +211,8 @@ def web_redis_connections(client, web_pid: int) -> int:
 
 
 def wait_streams_released(port: int, key: str, timeout: float = 30) -> None:
-    """Return once the web process's GET /streams/stats counts no open stream; exit after `timeout` s."""
+    """Return once the web process's GET /streams/stats counts no open stream of the bench's account (every
+    load client uses it); exit after `timeout` s."""
     import requests
 
     deadline = time.monotonic() + timeout
@@ -219,7 +220,7 @@ def wait_streams_released(port: int, key: str, timeout: float = 30) -> None:
         reply = requests.get(f"http://127.0.0.1:{port}/streams/stats",
                              headers={"Authorization": f"Bearer {key}"}, timeout=5)
         reply.raise_for_status()
-        clients = reply.json()["clients"]
+        clients = reply.json()["streams"]
         if clients == 0:
             return
         if time.monotonic() > deadline:

@@ -1,7 +1,7 @@
 """The floor for bench/sse_fanout.py's connect time: the bare stack, nothing of ours on the path.
 
 A Flask stream view that answers every GET /stream at once with one comment and then holds the
-connection, served by the same server as `python -m web` (web.__main__.Server: 2 KB read buffer,
+connection, served by the same server as `python -m web` (web.server.Server: 2 KB read buffer,
 backlog 4,096, Nagle off). No authentication, no visibility check, no Redis, no database, no events:
 it measures what accepting, parsing, dispatching through Flask and answering cost on this machine.
 Run by the benchmark with --baseline floor; not part of the service.
@@ -15,7 +15,8 @@ import os  # noqa: E402
 import gevent.event  # noqa: E402
 from flask import Flask, Response  # noqa: E402
 
-from web.__main__ import LISTEN_BACKLOG, Server  # noqa: E402
+from models.settings import Settings  # noqa: E402
+from web.server import Server, server_limits  # noqa: E402
 
 app = Flask(__name__)
 forever = gevent.event.Event()
@@ -35,4 +36,4 @@ def healthz():
     return "ok"
 
 
-Server(("127.0.0.1", int(os.environ["PORT"])), app, log=None, backlog=LISTEN_BACKLOG).serve_forever()
+Server(("127.0.0.1", int(os.environ["PORT"])), app, log=None, **server_limits(Settings())).serve_forever()

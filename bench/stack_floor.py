@@ -52,7 +52,8 @@ FLASK_FLOOR = r'''
 from gevent import monkey; monkey.patch_all()
 import sys, uuid
 from flask import Flask, jsonify, request
-from web.__main__ import Server
+from models.settings import Settings
+from web.server import Server, server_limits
 app = Flask("floor")
 @app.get("/healthz")
 def healthz():
@@ -61,7 +62,7 @@ def healthz():
 def submit():
     job = request.get_json()
     return jsonify({"id": uuid.uuid4().hex, "status": "pending", "request": job}), 202
-Server(("127.0.0.1", int(sys.argv[1])), app, log=None).serve_forever()
+Server(("127.0.0.1", int(sys.argv[1])), app, log=None, **server_limits(Settings())).serve_forever()
 '''
 
 

@@ -93,6 +93,13 @@ class Settings:
     allowed_target_networks: tuple = ()
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
 
+    # The web server's limits against hostile or broken clients (web/server.py). MAX_CONNECTIONS 0: as many as
+    # the file-descriptor limit leaves room for.
+    max_connections: int = _within(0, 0, 1_000_000)
+    header_read_timeout_s: float = _within(10.0, 0.05, 600)
+    idle_timeout_s: float = _within(20.0, 0.05, 3600)
+    streams_per_account: int = _within(100, 1, 1_000_000)
+
     # Live metrics
     sse_client_queue: int = _within(256, 1, 100000)
     sse_keepalive_s: float = _within(15.0, 0.05, 300)

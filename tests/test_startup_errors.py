@@ -1,7 +1,10 @@
 """Bad configuration stops each process with one line that says what is wrong, never a stack trace."""
+import resource
+import subprocess
+
 import pytest
 
-from tests.helpers import free_port, project_env, run_cli, sqlite_url
+from tests.helpers import PYTHON, ROOT, free_port, project_env, run_cli, sqlite_url
 
 CLOSED = f"postgresql://nobody@127.0.0.1:{free_port()}/none"
 
@@ -22,3 +25,16 @@ def test_one_line_and_a_non_zero_exit(args, env, says, tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and says in lines[0], result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_web_refuses_a_connection_cap_the_descriptor_limit_cannot_hold(tmp_path):
+    def low_descriptor_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1000, 1000))
+
+    env = project_env(DATABASE_URL=sqlite_url(tmp_path), MAX_CONNECTIONS="900")
+    result = subprocess.run([PYTHON, "-m", "web"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30,
+                            preexec_fn=low_descriptor_limit)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "web: configuration error: MAX_CONNECTIONS=900 leaves too few file descriptors: the limit is 1000 per process "
+        "and the web process needs 564 besides its connections; use at most 436 (or 0 for that many)")

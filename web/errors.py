@@ -1,7 +1,9 @@
 """The one error envelope: {"error": {"code", "message", "details"}} for every HTTP error."""
 from __future__ import annotations
 
+import json
 import logging
+from http import HTTPStatus
 
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
@@ -17,9 +19,11 @@ _HTTP_CODES = {
     405: "method_not_allowed",
     409: "conflict",
     413: "payload_too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
     422: "unprocessable",
     429: "too_many_requests",
+    431: "headers_too_large",
     502: "bad_gateway",
     503: "service_unavailable",
 }
@@ -37,12 +41,27 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+def envelope(code: str, message: str, details: dict | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
 def error_response(status: int, code: str, message: str, details: dict | None = None, headers=None):
-    response = jsonify({"error": {"code": code, "message": message, "details": details or {}}})
+    response = jsonify(envelope(code, message, details))
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
+
+
+def raw_error_response(status: int, code: str, message: str, headers: dict | None = None) -> bytes:
+    """A whole HTTP/1.1 response with the envelope, for the web server's own refusals made before any request
+    reaches Flask (a request line or headers too large, a malformed request, too many connections). The
+    connection is closed after it: what the client sent next cannot be trusted to start a request."""
+    body = json.dumps(envelope(code, message)).encode()
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Content-Type: application/json",
+             f"Content-Length: {len(body)}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 def not_found(what: str = "resource") -> ApiError:

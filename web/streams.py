@@ -68,7 +68,7 @@ class Client:
     """One open stream: a bounded queue of frames, the key of the newest one queued, a wake-up."""
 
     __slots__ = ("channels", "account_id", "queue", "maxlen", "wake", "last_key", "pending", "closed", "reason",
-                 "sock", "watcher", "__weakref__")
+                 "sock", "watcher", "registered", "__weakref__")
 
     def __init__(self, channels: tuple, maxlen: int, account_id: str | None = None):
         self.channels = channels
@@ -82,6 +82,7 @@ class Client:
         self.reason = ""
         self.sock = None
         self.watcher = None
+        self.registered = False
 
     def offer(self, key, data: bytes) -> None:
         if self.closed:
@@ -168,6 +169,9 @@ class Hub:
         self.keepalive_s = settings.sse_keepalive_s
         self.retry_frame = f"retry: {settings.sse_retry_ms}\n\n".encode()
         self.clients: dict[str, set] = collections.defaultdict(set)
+        # account id -> its open streams in this process, at most streams_per_account.
+        self.streams_per_account = settings.streams_per_account
+        self.streams_of: dict[str, int] = {}
         self.redis_slots = gevent.lock.BoundedSemaphore(REDIS_SLOTS)
         self.subscribed = gevent.event.Event()
         self.stopping = False
@@ -187,11 +191,27 @@ class Hub:
 
     # -- clients -----------------------------------------------------------------------------------
     def register(self, client: Client) -> None:
+        """Start handing the client its channels' events; 429 if its account has all its streams open."""
+        account_id = client.account_id
+        if account_id is not None:
+            open_streams = self.streams_of.get(account_id, 0)
+            if open_streams >= self.streams_per_account:
+                raise ApiError(429, "too_many_streams", f"at most {self.streams_per_account} streams per account are "
+                               "open at once on this server; close one first", {"limit": self.streams_per_account})
+            self.streams_of[account_id] = open_streams + 1
+        client.registered = True
         for channel in client.channels:
             self.clients[channel].add(client)
 
     def unregister(self, client: Client) -> None:
         client.stop_watching()
+        if not client.registered:
+            return
+        client.registered = False
+        if client.account_id is not None:
+            left = self.streams_of.pop(client.account_id, 1) - 1
+            if left:
+                self.streams_of[client.account_id] = left
         for channel in client.channels:
             watchers = self.clients.get(channel)
             if watchers is not None:
@@ -528,9 +548,10 @@ def job_events(job_id):
 @bp.get("/streams/stats")
 @require_account
 def stats():
+    """The caller's own open streams on this web process, and how many it may open."""
     the_hub = hub()
-    return {"clients": the_hub.client_count(), "channels": len(the_hub.clients), "messages": the_hub.messages,
-            "subscribed": the_hub.subscribed.is_set(), "at": iso(time.time())}
+    return {"streams": the_hub.streams_of.get(g.account.id, 0), "limit": the_hub.streams_per_account,
+            "at": iso(time.time())}
 
 
 def install(app) -> None:

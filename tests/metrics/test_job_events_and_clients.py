@@ -33,10 +33,10 @@ def test_a_client_that_goes_away_is_released_at_once(services, metrics_env, acco
     api = make_client(web.url, account_key)
     inverter = onboard(api, mock, "sandbox", "SBX-AMS-0001")
     clients = [sse(web.url, f"/inverters/{inverter['id']}/stream", key=account_key) for _ in range(5)]
-    wait_until(lambda: api.get("/streams/stats").json()["clients"] == 5, 10, 0.05, "five open streams")
+    wait_until(lambda: api.get("/streams/stats").json()["streams"] == 5, 10, 0.05, "five open streams")
     for client in clients:
         client.close()
-    wait_until(lambda: api.get("/streams/stats").json()["clients"] == 0, 3, 0.05, "streams released")
+    wait_until(lambda: api.get("/streams/stats").json()["streams"] == 0, 3, 0.05, "streams released")
 
 
 def test_a_client_that_cannot_keep_up_is_disconnected_not_buffered():
