@@ -38,6 +38,7 @@ from models.base import iso
 from models.brands import adapter_for, poll_pace
 from models.brands.base import BAD_REPLY, BRAND_WIDE, RATE_LIMITED, BatchResult, BrandError, PolledDevice
 from models.channels import poller_lease, poller_sent
+from models.net.policy import DestinationPolicy
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,7 @@ class BrandPoller(pykka.ThreadingActor):
         self.brand = connection.brand
         self.db = db
         self.publisher = publisher
-        self.adapter = adapter_for(connection, settings.brand_timeout_s)
+        self.adapter = adapter_for(connection, DestinationPolicy.from_settings(settings), settings.brand_timeout_s)
         self.interval_s, requests_per_s = poll_pace(connection.brand, settings)
         self.min_gap_s = 1.0 / requests_per_s
         self.concurrency = settings.poll_concurrency

@@ -11,7 +11,7 @@ from actors.transport import Transport
 from models import jobs as J
 from models import telemetry
 from models.db import open_database
-from models.destinations import DestinationPolicy
+from models.net.policy import DestinationPolicy
 from models.redis_client import redis_client
 from models.schema import ensure_schema
 
@@ -35,7 +35,7 @@ class ActorSystem:
         db = open_database(self.settings.database_url)
         ensure_schema(db)
         if self.role in ("jobs", "all"):
-            self.transport = Transport(DestinationPolicy(self.settings.allowed_target_networks),
+            self.transport = Transport(DestinationPolicy.from_settings(self.settings),
                                        body_cap=self.settings.result_body_cap,
                                        pool_per_host=self.settings.max_in_flight_per_host)
             self.dispatcher = JobDispatcher.start(self.settings, db, redis_client(), self.transport)

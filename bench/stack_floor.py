@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from actors.transport import Transport  # noqa: E402
 from common import cpu_seconds, free_port, wait_http  # noqa: E402
 from jobs_bench import PY, ROOT, SINK, submit_all  # noqa: E402
-from models.destinations import DestinationPolicy  # noqa: E402
+from models.net.policy import DestinationPolicy  # noqa: E402
 
 ATTEMPTS_PER_JOB = 1.34   # the workload's attempts per job (6,698 for 5,000 jobs)
 DELIVERIES_PER_JOB = 0.95  # 5% of jobs answer 400 and are never delivered

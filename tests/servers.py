@@ -121,3 +121,37 @@ class ScriptedServer:
     def received(self, path_prefix: str = "/") -> list[Received]:
         with self.lock:
             return [r for r in self.requests if r.path.startswith(path_prefix)]
+
+
+class AcceptRecorder:
+    """A TCP listener on 127.0.0.1 that counts accepted connections and answers each with a 200 that
+    is not JSON: what a port scan through the service would find. Proves a refusal made no connection."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            with conn:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
+                             b"Connection: close\r\n\r\nhello")
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        except OSError:
+            pass
+        self.sock.close()

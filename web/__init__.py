@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Flask
 
 from models.db import open_database
-from models.destinations import DestinationPolicy
+from models.net.policy import DestinationPolicy
 from models.schema import ensure_schema
 from models.settings import Settings, get_settings
 from web import session
@@ -17,7 +17,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config.update(
         SETTINGS=settings,
         MAX_CONTENT_LENGTH=settings.request_body_limit,
-        DESTINATION_POLICY=DestinationPolicy(settings.allowed_target_networks),
+        DESTINATION_POLICY=DestinationPolicy.from_settings(settings),
     )
     app.json.sort_keys = False
     app.session_interface = session.NoCookieSession()

@@ -18,6 +18,8 @@ import requests
 
 from models.brands import adapter_class
 from models.brands.base import BrandError
+from models.net.policy import DestinationPolicy
+from models.settings import SettingsError, get_settings
 
 # The demo fleet's credentials, as mock_inverter/README.md documents them.
 DEMO_CONNECTIONS = {
@@ -43,7 +45,8 @@ def _wait_for(url: str, deadline: float, what: str) -> None:
 
 
 def _devices(brand: str, mock_url: str, credentials: dict) -> list[str]:
-    adapter = adapter_class(brand)(mock_url, credentials, 10.0)
+    # A brand call like any other: through the destination policy (make run allows 127.0.0.0/8).
+    adapter = adapter_class(brand)(mock_url, credentials, DestinationPolicy.from_settings(get_settings()), 10.0)
     try:
         return sorted(adapter.list_devices())
     finally:
@@ -107,7 +110,7 @@ def main(argv=None) -> int:
         return 1
     try:
         count = setup(args.web.rstrip("/"), args.mock.rstrip("/"), key, args.wait)
-    except (RuntimeError, requests.RequestException) as exc:
+    except (RuntimeError, SettingsError, requests.RequestException) as exc:
         _say(f"failed: {exc}")
         return 1
     marker.parent.mkdir(parents=True, exist_ok=True)

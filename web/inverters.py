@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import gevent.lock
@@ -21,7 +20,8 @@ from models.brands import base as brand_errors
 from models.brands.base import BrandError
 from models.channels import INVERTER_ACCESS_REVOKED, INVERTERS_CHANGED
 from models.db import owner
-from models.destinations import BlockedDestination
+from models.net.policy import BlockedDestination
+from models.net.urls import InvalidUrl, parse_origin
 from models.ids import looks_like_id
 from models.redis_client import redis_client
 from web.auth import require_account
@@ -149,6 +149,36 @@ def _field(body: dict, name: str, where: str = "") -> str:
     return value.strip()
 
 
+def _base_url(connection: dict, cls) -> str:
+    """The brand's origin, checked by the one URL parser and the destination policy, without connecting:
+    a refused destination gets the same answer whatever listens there."""
+    field = "connection.base_url"
+    value = _field(connection, "base_url", "connection.")
+    try:
+        url = parse_origin(value)
+    except InvalidUrl as exc:
+        if exc.problem in ("scheme", "missing"):
+            raise ApiError(400, "invalid_field", f"{field} must be an http(s) URL with a host", {"field": field}) from None
+        expected = "scheme://host[:port]"
+        if exc.problem == "userinfo":
+            message = f"must not carry credentials; give the brand's credential in connection.{cls.credential_field}"
+        elif exc.problem == "not_origin":
+            message = (f"must be the brand's origin, {expected} (e.g. https://api.example.com or "
+                       f"http://127.0.0.1:5100), without a path: the {cls.name} adapter adds {' and '.join(cls.paths)}")
+        else:
+            message = exc.message
+        raise ApiError(422, "validation_failed", f"{field} {message}", {"field": field, "expected": expected}) from None
+    try:
+        current_app.config["DESTINATION_POLICY"].check_host_at_submission(url.host, url.port)
+    except BlockedDestination as exc:
+        raise _blocked(str(exc), exc.reason) from None
+    return url.origin
+
+
+def _blocked(message: str, reason: str | None) -> ApiError:
+    return ApiError(422, "blocked_destination", message, {"field": "connection.base_url", "reason": reason})
+
+
 def _parse_onboarding(body) -> dict:
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", "send a JSON object")
@@ -164,16 +194,7 @@ def _parse_onboarding(body) -> dict:
     if not isinstance(connection, dict):
         raise ApiError(400, "invalid_field", f"connection must be an object with base_url and {cls.credential_field}",
                        {"field": "connection"})
-    base_url = _field(connection, "base_url", "connection.").rstrip("/")
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ApiError(400, "invalid_field", "connection.base_url must be an http(s) URL with a host",
-                       {"field": "connection.base_url"})
-    try:
-        current_app.config["DESTINATION_POLICY"].check_host_at_submission(
-            parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
-    except BlockedDestination as exc:
-        raise ApiError(422, "blocked_destination", str(exc), {"field": "connection.base_url"}) from None
+    base_url = _base_url(connection, cls)
     credentials = {cls.credential_field: _field(connection, cls.credential_field, "connection.")}
     timezone = body.get("timezone")
     if timezone is not None:
@@ -186,6 +207,8 @@ def _parse_onboarding(body) -> dict:
 
 
 def _brand_failure(exc: BrandError, spec: dict) -> ApiError:
+    if exc.kind == brand_errors.BLOCKED:  # the name resolved to a refused address at connect: nothing was sent
+        return _blocked(exc.message, None)
     details = {"brand": spec["brand"], "brand_error": exc.details()}
     if exc.kind == brand_errors.UNKNOWN_DEVICE:
         return ApiError(422, "unknown_serial", f"the brand does not know serial {spec['serial']!r}", details)
@@ -204,7 +227,8 @@ def onboard():
     spec = _parse_onboarding(json_body())
     settings = current_app.config["SETTINGS"]
     cls = ADAPTERS[spec["brand"]]
-    adapter = cls(spec["base_url"], spec["credentials"], settings.brand_timeout_s)
+    adapter = cls(spec["base_url"], spec["credentials"], current_app.config["DESTINATION_POLICY"],
+                  settings.brand_timeout_s)
     key = (spec["brand"], spec["base_url"], Q.credentials_hash(spec["credentials"]))
     try:
         device = current_app.extensions["device_directory"].find(adapter, key, spec["serial"])

@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from urllib.parse import urlsplit
 
 from models.backoff import JITTER_KINDS, Backoff
 from models.base import parse_iso
-from models.destinations import BlockedDestination, DestinationPolicy
+from models.net.policy import BlockedDestination, DestinationPolicy
+from models.net.urls import InvalidUrl, OutboundUrl, parse_outbound_url
 from web.errors import ApiError
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
@@ -44,34 +44,13 @@ def _number(payload: dict, field: str, default, lo, hi, integer=False):
     return int(value) if integer else float(value)
 
 
-def _url(payload: dict) -> tuple[str, str, int]:
-    url = payload.get("url")
-    if url is None or (isinstance(url, str) and not url.strip()):
-        raise _invalid("url", "is required")
-    if not isinstance(url, str):
-        raise _invalid("url", "must be a string")
-    if len(url) > 8192:
-        raise _invalid("url", "is longer than 8192 characters")
-    if any(c in url for c in "\r\n\t ") or any(ord(c) < 32 for c in url):
-        raise _invalid("url", "must not contain whitespace or control characters")
+def _url(payload: dict) -> OutboundUrl:
     try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise _invalid("url", f"is not a valid URL ({exc})") from None
-    if parts.scheme.lower() not in ("http", "https"):
-        raise _invalid("url", "scheme must be http or https")
-    host = parts.hostname
-    if not host:
-        raise _invalid("url", "has no host")
-    if not host.startswith("[") and ":" not in host:
-        try:
-            host.encode("idna")  # labels of 1..63 characters: what the transport will send
-        except UnicodeError:
-            raise _invalid("url", "has an invalid host name") from None
-    if parts.username or parts.password:
-        raise _invalid("url", "must not carry credentials; send them in headers")
-    return url, host, port or (443 if parts.scheme.lower() == "https" else 80)
+        return parse_outbound_url(payload.get("url"))
+    except InvalidUrl as exc:
+        if exc.problem == "userinfo":
+            raise _invalid("url", "must not carry credentials; send them in headers") from None
+        raise _invalid("url", "is required" if payload.get("url") is None else exc.message) from None
 
 
 def _headers(payload: dict) -> dict:
@@ -144,7 +123,7 @@ def parse_job_request(payload, policy: DestinationPolicy) -> dict:
     if unknown:
         field = sorted(unknown)[0]
         raise _invalid(field, "is not a known field")
-    url, host, port = _url(payload)
+    url = _url(payload)
     method = payload.get("method", "POST")
     if not isinstance(method, str) or method.upper() not in METHODS:
         raise _invalid("method", f"must be one of {', '.join(METHODS)}")
@@ -164,13 +143,13 @@ def parse_job_request(payload, policy: DestinationPolicy) -> dict:
             # Outside this range the time cannot be shown back in UTC (years 1..9999).
             raise _invalid("run_at", "must be between 1970-01-01 and 9999-12-31 UTC")
     try:
-        policy.check_host_at_submission(host, port)
+        policy.check_host_at_submission(url.host, url.port)
     except BlockedDestination as exc:
         raise ApiError(422, "blocked_destination", str(exc),
                        {"field": "url", "host": exc.host, "address": exc.address, "reason": exc.reason}) from None
     return {
-        "url": url,
-        "host": host.lower(),
+        "url": url.url,
+        "host": url.host,
         "method": method,
         "headers": headers,
         "body": body,

@@ -12,9 +12,10 @@ def adapter_class(brand: str) -> type[BrandAdapter] | None:
     return ADAPTERS.get(brand)
 
 
-def adapter_for(connection, timeout_s: float = 10.0) -> BrandAdapter:
-    """An adapter for a stored BrandConnection (or anything with brand, base_url, credentials)."""
-    return ADAPTERS[connection.brand](connection.base_url, connection.credentials, timeout_s)
+def adapter_for(connection, policy, timeout_s: float = 10.0) -> BrandAdapter:
+    """An adapter for a stored BrandConnection (or anything with brand, base_url, credentials), calling
+    through the destination policy (built from settings.allowed_target_networks)."""
+    return ADAPTERS[connection.brand](connection.base_url, connection.credentials, policy, timeout_s)
 
 
 def poll_pace(brand: str, settings) -> tuple[float, float]:

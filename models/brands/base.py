@@ -3,7 +3,8 @@
 An adapter knows one brand's HTTP dialect: how to discover a device (its type comes from the brand's
 device list), how to fetch the latest data of a batch of devices, and how a reply signals rate
 limiting, an offline device or an error. It knows nothing about scheduling: the poller decides when.
-Adapters use `requests` (cooperative under gevent) with a timeout on every call.
+Adapters call the brand through a guarded `requests` session (models/net/transport.py: the destination
+policy at every connect, no proxies, no redirects), cooperative under gevent, with a timeout on every call.
 """
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from zoneinfo import ZoneInfo
 import requests
 
 from models.base import parse_iso
+from models.net.policy import BlockedDestination, DestinationPolicy
+from models.net.transport import GuardedSession, describe_failure
+from models.net.urls import InvalidUrl, parse_origin, redact_urls
 
 # BrandError kinds. The poller backs the whole brand off on RATE_LIMITED, SERVER_ERROR and
 # UNREACHABLE; onboarding turns each into its own HTTP answer.
@@ -24,12 +28,14 @@ AUTH = "auth"                    # the brand refused our credentials
 BAD_REPLY = "bad_reply"          # a reply we cannot read (malformed JSON, unexpected shape)
 UNKNOWN_DEVICE = "unknown_device"
 OFFLINE = "offline"                # the brand says the device (or every device of a batch) is offline
-BRAND_WIDE = (UNREACHABLE, SERVER_ERROR, RATE_LIMITED, AUTH)
+BLOCKED = "blocked_destination"  # the base URL leads to an address the destination policy refuses
+BRAND_WIDE = (UNREACHABLE, SERVER_ERROR, RATE_LIMITED, AUTH, BLOCKED)
 
 
 class BrandError(Exception):
     def __init__(self, kind: str, message: str, *, status: int | None = None, brand_code=None,
                  retry_after_s: float | None = None, serials: tuple = ()):
+        message = redact_urls(message)  # a brand's URLs may carry keys in their query strings
         super().__init__(message)
         self.kind = kind
         self.message = message
@@ -106,13 +112,17 @@ class BrandAdapter:
     batch_size = 1
     #: Settings attribute prefix for this brand's pace (<prefix>_poll_interval_s, <prefix>_requests_per_s)
     settings_prefix = ""
+    #: the paths this brand's calls start with: a base URL is only scheme://host[:port] and the adapter adds them
+    paths: tuple = ()
 
-    def __init__(self, base_url: str, credentials: dict, timeout_s: float = 10.0,
-                 session: requests.Session | None = None):
-        self.base_url = base_url.rstrip("/")
+    def __init__(self, base_url: str, credentials: dict, policy: DestinationPolicy, timeout_s: float = 10.0):
         self.credentials = credentials
         self.timeout_s = timeout_s
-        self.session = session or new_session()
+        self.session = GuardedSession(policy)
+        try:
+            self.base_url, self.unusable = parse_origin(base_url).origin, None
+        except InvalidUrl as exc:  # a connection stored before base URLs were checked: every call says why
+            self.base_url, self.unusable = "<invalid base URL>", exc.message
 
     # -- the interface -----------------------------------------------------------------------------
     def list_devices(self) -> dict[str, Device]:
@@ -144,13 +154,19 @@ class BrandAdapter:
         self.session.close()
 
     def _send(self, method: str, path: str, **kwargs) -> requests.Response:
+        if self.unusable:
+            raise BrandError(UNREACHABLE, f"{self.name}: the connection's base URL {self.unusable}")
         try:
-            return self.session.request(method, self.base_url + path, timeout=self.timeout_s,
-                                        allow_redirects=False, **kwargs)
-        except requests.Timeout as exc:
-            raise BrandError(UNREACHABLE, f"{self.name}: no answer within {self.timeout_s:g} s ({exc})") from None
+            return self.session.request(method, self.base_url + path, timeout=self.timeout_s, **kwargs)
+        except BlockedDestination as exc:
+            raise BrandError(BLOCKED, str(exc)) from None
+        except requests.Timeout:
+            raise BrandError(UNREACHABLE, f"{self.name}: no answer within {self.timeout_s:g} s") from None
         except requests.RequestException as exc:
-            raise BrandError(UNREACHABLE, f"{self.name}: cannot reach {self.base_url}: {exc}") from None
+            kind, message = describe_failure(exc, self.timeout_s)
+            if kind == "blocked_destination":
+                raise BrandError(BLOCKED, message) from None
+            raise BrandError(UNREACHABLE, f"{self.name}: cannot reach {self.base_url}: {message}") from None
 
     def _json(self, response: requests.Response):
         if response.status_code >= 500:
@@ -161,15 +177,6 @@ class BrandAdapter:
         except ValueError:
             raise BrandError(BAD_REPLY, f"{self.name} answered HTTP {response.status_code} with a body that is "
                              "not JSON", status=response.status_code) from None
-
-
-def new_session() -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False  # no proxies from the environment: brands are called directly
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=64, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
 
 
 def retry_after(response: requests.Response) -> float | None:

@@ -51,6 +51,7 @@ class GrowattV4Adapter(BrandAdapter):
     credential_field = "token"
     batch_size = 100
     settings_prefix = "growatt_v4"
+    paths = (PREFIX, "/v1")  # v1: the plant list, for time zones
 
     @staticmethod
     def batch_key(device: PolledDevice) -> str:

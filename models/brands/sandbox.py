@@ -14,6 +14,7 @@ class SandboxAdapter(BrandAdapter):
     credential_field = "api_key"
     batch_size = 1
     settings_prefix = "sandbox"
+    paths = (PREFIX,)
 
     def _get(self, path: str):
         response = self._send("GET", PREFIX + path, headers={"X-API-Key": self.credentials["api_key"]})

@@ -98,6 +98,13 @@ BAD_FIELDS = [
     ("url-crlf", {"url": "http://127.0.0.1:9/\r\nX: y"}, "url"),
     ("url-credentials", {"url": "http://user:pw@127.0.0.1:9/"}, "url"),
     ("url-label-too-long", {"url": "http://" + "a" * 64 + ".example/"}, "url"),
+    # Hosts requests would decode or read as 127.0.0.1: refused as written, never guessed at.
+    ("url-percent-encoded-host", {"url": "http://%31%32%37.0.0.1:9/"}, "url"),
+    ("url-percent-encoded-dots", {"url": "http://127%2e0%2e0%2e1:9/"}, "url"),
+    ("url-fullwidth-host", {"url": "http://\uff11\uff12\uff17.\uff10.\uff10.\uff11:9/"}, "url"),
+    ("url-hex-ipv4", {"url": "http://0x7f.0.0.1:9/"}, "url"),
+    ("url-short-ipv4", {"url": "http://127.1:9/"}, "url"),
+    ("url-port-zero", {"url": "http://127.0.0.1:0/"}, "url"),
     ("method-unknown", {"url": OK_URL, "method": "TRACE"}, "method"),
     ("method-connect", {"url": OK_URL, "method": "CONNECT"}, "method"),
     ("method-empty", {"url": OK_URL, "method": ""}, "method"),

@@ -10,9 +10,9 @@ import socket
 
 import pytest
 
-from actors import transport as transport_module
+from models.net import transport as transport_module
 from actors.transport import Transport
-from models.destinations import BlockedDestination, DestinationPolicy
+from models.net.policy import BlockedDestination, DestinationPolicy
 
 BLOCKED = {
     # address: the word the reason must contain

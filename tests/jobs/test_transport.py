@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from actors import transport as transport_module
+from models.net import transport as transport_module
 from actors.transport import Transport
-from models.destinations import DestinationPolicy
+from models.net.policy import DestinationPolicy
 from tests.helpers import free_port
 
 

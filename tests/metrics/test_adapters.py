@@ -2,23 +2,28 @@
 signals rate limiting, server errors, offline devices and unknown serials."""
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from models.brands import ADAPTERS
 from models.brands.base import RATE_LIMITED, SERVER_ERROR, UNKNOWN_DEVICE, BrandError, PolledDevice
+from models.net.policy import DestinationPolicy
 from tests.metrics.conftest import GROWATT_TOKEN, SANDBOX_KEY, set_faults
+
+LOOPBACK_ALLOWED = DestinationPolicy([ipaddress.ip_network("127.0.0.0/8")])  # the mock listens on 127.0.0.1
 
 
 @pytest.fixture
 def sandbox(mock):
-    adapter = ADAPTERS["sandbox"](mock.url, {"api_key": SANDBOX_KEY}, timeout_s=3)
+    adapter = ADAPTERS["sandbox"](mock.url, {"api_key": SANDBOX_KEY}, LOOPBACK_ALLOWED, timeout_s=3)
     yield adapter
     adapter.close()
 
 
 @pytest.fixture
 def growatt(mock):
-    adapter = ADAPTERS["growatt_v4"](mock.url, {"token": GROWATT_TOKEN}, timeout_s=3)
+    adapter = ADAPTERS["growatt_v4"](mock.url, {"token": GROWATT_TOKEN}, LOOPBACK_ALLOWED, timeout_s=3)
     yield adapter
     adapter.close()
 

@@ -1,9 +1,11 @@
-"""Destination policy for outbound calls (SSRF): which addresses a job may reach.
+"""Destination policy for outbound calls (SSRF): which addresses the service may connect to.
 
-Refused by default: loopback, private, link-local (cloud metadata included), multicast, reserved,
-unspecified, shared (CGNAT), and IPv4-mapped / NAT64 / 6to4 / Teredo forms that embed one of those.
+Refused by default: every block the IANA special-purpose registries mark as not globally reachable
+(loopback, private-use, link-local with cloud metadata, shared/CGNAT, documentation, benchmarking,
+reserved, ...), multicast, the deprecated IPv6 site-local range, the 6to4 and Teredo transition
+ranges, and IPv4-mapped / NAT64 / IPv4-compatible forms that embed a refused IPv4 address.
 `ALLOWED_TARGET_NETWORKS` lets chosen ranges back in. The same check runs at submission (on the
-literal or resolved address) and at connect time (on the address actually connected to).
+literal or resolved address) and at every connect (on the address actually connected to).
 """
 from __future__ import annotations
 
@@ -14,6 +16,34 @@ from typing import Iterable
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
+
+# Blocks refused whatever this Python's ipaddress flags say (they differ between patch releases):
+# the IANA special-purpose entries not globally reachable, plus ranges deprecated for good.
+# tests/jobs/test_destinations.py checks the policy against the registries themselves.
+_NOT_GLOBAL = tuple((ipaddress.ip_network(net), reason) for net, reason in (
+    ("0.0.0.0/8", "'this network'"),
+    ("10.0.0.0/8", "private"),
+    ("172.16.0.0/12", "private"),
+    ("192.168.0.0/16", "private"),
+    ("192.0.0.0/24", "an IETF protocol assignment"),
+    ("192.0.2.0/24", "documentation"),
+    ("198.51.100.0/24", "documentation"),
+    ("203.0.113.0/24", "documentation"),
+    ("192.88.99.0/24", "deprecated (6to4 relay anycast)"),
+    ("198.18.0.0/15", "benchmarking"),
+    ("240.0.0.0/4", "reserved"),
+    ("64:ff9b:1::/48", "local-use NAT64"),
+    ("100::/64", "discard-only"),
+    ("100:0:0:1::/64", "a dummy prefix"),
+    ("2001::/32", "Teredo"),
+    ("2001::/23", "an IETF protocol assignment"),
+    ("2001:db8::/32", "documentation"),
+    ("3fff::/20", "documentation"),
+    ("2002::/16", "6to4"),
+    ("5f00::/16", "segment routing (SRv6 SIDs)"),
+    ("fc00::/7", "private"),
+    ("fec0::/10", "site-local (deprecated)"),
+))
 
 
 class BlockedDestination(Exception):
@@ -53,6 +83,9 @@ def _why_blocked(addr) -> str | None:
         return "multicast"
     if isinstance(addr, ipaddress.IPv4Address) and addr in _SHARED:
         return "shared address space"
+    for network, reason in _NOT_GLOBAL:
+        if addr.version == network.version and addr in network:
+            return reason
     if addr.is_private:
         return "private"
     if addr.is_reserved:
@@ -66,11 +99,16 @@ class DestinationPolicy:
     def __init__(self, allowed_networks: Iterable = ()):
         self.allowed = tuple(allowed_networks)
 
+    @classmethod
+    def from_settings(cls, settings) -> "DestinationPolicy":
+        """The policy every outbound request of this process follows (ALLOWED_TARGET_NETWORKS)."""
+        return cls(settings.allowed_target_networks)
+
     def _allowed(self, addr) -> bool:
         return any(addr.version == net.version and addr in net for net in self.allowed)
 
     def reason_blocked(self, address: str) -> str | None:
-        """Why this IP address is refused, or None if a job may connect to it."""
+        """Why this IP address is refused, or None if the service may connect to it."""
         addr = ipaddress.ip_address(address.split("%", 1)[0])
         if self._allowed(addr):
             return None
@@ -83,7 +121,8 @@ class DestinationPolicy:
                 if inner:
                     return f"{inner} (embedded in {addr.compressed})"
                 if addr.ipv4_mapped is not None or addr in _NAT64:
-                    # These forms reach exactly the embedded IPv4 address, which is allowed.
+                    # These forms reach exactly the embedded IPv4 address, which is allowed (a mapped
+                    # address never leaves the host as IPv6: the socket connects over IPv4).
                     return None
         return _why_blocked(addr)
 
