@@ -78,6 +78,8 @@ class Settings:
     host: str = "127.0.0.1"
     log_level: str = "INFO"
     log_format: str = "text"
+    # gunicorn worker processes under gunicorn.conf.py (each holds its own streams and Redis subscription).
+    web_workers: int = _within(2, 1, 64)
     # The worker's Prometheus endpoint (0: none). The web process serves GET /metrics on its own port.
     metrics_port: int = _within(9100, 0, 65535)
 

@@ -110,6 +110,13 @@ def web_service(env: dict, log_dir: Path, name: str = "web") -> Service:
     return Service(name, ["web"], {**env, "PORT": str(port)}, log_dir, port=port)
 
 
+def gunicorn_service(env: dict, log_dir: Path, workers: int = 2, name: str = "gunicorn") -> Service:
+    """The production web server, `gunicorn -c gunicorn.conf.py`, on a free port (not started)."""
+    port = free_port()
+    return Service(name, ["gunicorn", "-c", "gunicorn.conf.py"],
+                   {**env, "PORT": str(port), "WEB_WORKERS": str(workers)}, log_dir, port=port)
+
+
 def worker_service(env: dict, log_dir: Path, role: str = "all", name: str = "worker") -> Service:
     """`python -m actors --role ROLE` (not started); ready when it logs that its actors are up."""
     return Service(name, ["actors", "--role", role], env, log_dir, ready_log="actor system up")

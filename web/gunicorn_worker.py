@@ -1,0 +1,51 @@
+"""Serving under gunicorn: its gevent worker, with our hardened server (web/server.py) inside it.
+
+gunicorn's own gevent workers have no header-read deadline and answer overload by not accepting; this
+worker runs the same `Server` as `python -m web`, so timeouts, the connection cap with its health
+reserve and the JSON refusals hold in production too. On a graceful stop (SIGTERM, or a restart by
+SIGHUP / max_requests) the app's streams are ended at once, so browsers resume with Last-Event-ID
+against another worker instead of waiting out the graceful timeout.
+"""
+from __future__ import annotations
+
+import logging
+
+import gevent
+from gunicorn.workers.ggevent import GeventPyWSGIWorker
+
+from models.logs import configure_logging
+from models.settings import get_settings
+from web.server import Handler, Server, server_limits
+
+log = logging.getLogger("web.server")
+
+
+class _GunicornServer(Server):
+    def __init__(self, listener, application, *, log=None, handler_class=None, **kwargs):
+        # gunicorn's access logger is not a file (gevent's handler writes to one): our own logging instead.
+        # The listening socket is gunicorn's, made with its own backlog setting.
+        super().__init__(listener, application, log=None, error_log=logging.getLogger("web.server"),
+                         backlog=None, **server_limits(get_settings()), **kwargs)
+
+
+class Worker(GeventPyWSGIWorker):
+    server_class = _GunicornServer
+    wsgi_handler = Handler
+
+    def init_process(self):
+        settings = get_settings()
+        configure_logging(settings.log_level, f"web[{self.pid}]", settings.log_format)
+        super().init_process()
+
+    def run(self):
+        gevent.spawn(self._end_streams_when_stopping)
+        super().run()
+
+    def _end_streams_when_stopping(self):
+        while self.alive:
+            gevent.sleep(0.1)
+        for hook in getattr(self.wsgi, "config", {}).get("ON_SHUTDOWN", []):
+            try:
+                hook()
+            except Exception as exc:  # a failing hook must not keep the worker from stopping
+                log.warning("shutdown hook failed: %s", exc)
