@@ -3,7 +3,11 @@
 5,000 jobs POSTing ~500-byte JSON to a local sink: 65% succeed at once, 25% fail once with 503,
 5% fail twice, 5% answer 400. Backoff base 0.2 s, cap 5 s, full jitter, max 5 attempts.
 
-    .venv/bin/python bench/jobs_bench.py [--jobs 5000] [--concurrency 64]
+    .venv/bin/python bench/jobs_bench.py [--jobs 5000] [--concurrency 64] [--workers N]
+        [--batch 500] [--database postgresql://postgres@127.0.0.1:5432/postgres]
+
+--batch N submits with POST /jobs/batch, N jobs a request; --database runs on a fresh PostgreSQL
+database made on that server (dropped afterwards) instead of a SQLite file.
 
 Starts its own web, worker and sink processes (and uses REDIS_URL or 127.0.0.1:6379), then prints
 the figures as one JSON object. Run by hand; not part of `make test`.
@@ -137,6 +141,73 @@ def submit_all(web_port, key, sink_port, plan, payload, concurrency, rate):
     return start, time.time()
 
 
+def submit_batches(web_port, key, sink_port, plan, payload, size, concurrency):
+    """POST the jobs in batches of `size` with POST /jobs/batch over keep-alive connections."""
+    session_pool = [requests.Session() for _ in range(concurrency)]
+    jobs = [{"url": f"http://127.0.0.1:{sink_port}/hook/{kind}", "json": payload, "max_attempts": 5,
+             "backoff": {"base_s": 0.2, "cap_s": 5, "jitter": "full"}} for kind in plan]
+    batches = [json.dumps({"jobs": jobs[i:i + size]}).encode() for i in range(0, len(jobs), size)]
+    queue = list(reversed(batches))
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    start = time.time()
+
+    def client(session):
+        while queue:
+            reply = session.post(f"http://127.0.0.1:{web_port}/jobs/batch", data=queue.pop(), headers=headers,
+                                 timeout=60)
+            if reply.status_code != 200 or any("error" in r for r in reply.json()["results"]):
+                raise SystemExit(f"bench: batch submission failed: {reply.status_code} {reply.text[:200]}")
+
+    gevent.joinall([gevent.spawn(client, s) for s in session_pool], raise_error=True)
+    return start, time.time()
+
+
+class Database:
+    """The bench's own view of the database under test: a SQLite file, or a fresh PostgreSQL database."""
+
+    def __init__(self, tmp: Path, server_url: str | None):
+        self.server_url = server_url
+        if server_url is None:
+            self.url = f"sqlite:///{tmp / 'bench.db'}"
+            self.path = tmp / "bench.db"
+            return
+        import psycopg2
+
+        self.name = f"bench_jobs_{os.getpid()}"
+        self.admin = psycopg2.connect(server_url)
+        self.admin.autocommit = True
+        with self.admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{self.name}"')
+            cur.execute(f'CREATE DATABASE "{self.name}"')
+        self.url = server_url.rsplit("/", 1)[0] + "/" + self.name
+
+    def connect(self):
+        if self.server_url is None:
+            return sqlite3.connect(str(self.path), timeout=30)
+        import psycopg2
+
+        con = psycopg2.connect(self.url)
+        con.autocommit = True
+        return _Cursorless(con)
+
+    def drop(self):
+        if self.server_url is not None:
+            with self.admin.cursor() as cur:
+                cur.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+class _Cursorless:
+    """psycopg2 with sqlite3's con.execute(...).fetchone() shape, for the few queries below."""
+
+    def __init__(self, con):
+        self.con = con
+
+    def execute(self, sql):
+        cur = self.con.cursor()
+        cur.execute(sql)
+        return cur
+
+
 def percentile(values, p):
     if not values:
         return None
@@ -152,12 +223,14 @@ def main():
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--rate", type=float, default=0, help="pace submissions at this many per second (0: as fast as possible)")
+    parser.add_argument("--batch", type=int, default=0, help="submit with POST /jobs/batch, this many jobs a request")
+    parser.add_argument("--database", default=None, help="a PostgreSQL server URL (default: a SQLite file)")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="jobs-bench-"))
-    db_path = tmp / "bench.db"
+    database = Database(tmp, args.database)
     web_port, sink_port = free_port(), free_port()
-    env = dict(os.environ, DATABASE_URL=f"sqlite:///{db_path}", PORT=str(web_port), ALLOWED_TARGET_NETWORKS="127.0.0.0/8",
+    env = dict(os.environ, DATABASE_URL=database.url, METRICS_PORT="0", PORT=str(web_port), ALLOWED_TARGET_NETWORKS="127.0.0.0/8",
                LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1", MAX_IN_FLIGHT_PER_HOST=os.environ.get("MAX_IN_FLIGHT_PER_HOST", "64"))
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     key = subprocess.run([PY, "-m", "models", "create-account", "bench"], cwd=ROOT, env=env, capture_output=True,
@@ -180,9 +253,13 @@ def main():
         plan = [rng.choice(kinds) for _ in range(args.jobs)]
         payload = {"event": "payment.succeeded", "data": {"id": "x" * 380, "amount": 1234, "currency": "EUR"}}
         cpu_before = [cpu_seconds(proc.pid) for proc in procs]
-        t0, t_submitted = submit_all(web_port, key, sink_port, plan, payload, args.concurrency, args.rate)
+        if args.batch:
+            t0, t_submitted = submit_batches(web_port, key, sink_port, plan, payload, args.batch,
+                                             min(args.concurrency, 4))
+        else:
+            t0, t_submitted = submit_all(web_port, key, sink_port, plan, payload, args.concurrency, args.rate)
 
-        con = sqlite3.connect(str(db_path), timeout=30)
+        con = database.connect()
         deadline = time.time() + 300
         while time.time() < deadline:
             left = con.execute("SELECT COUNT(*) FROM job WHERE status NOT IN ('succeeded','dead')").fetchone()[0]
@@ -237,6 +314,7 @@ def main():
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        database.drop()
         if not args.keep:
             import shutil
             shutil.rmtree(tmp, ignore_errors=True)
