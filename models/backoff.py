@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 JITTER_KINDS = ("full", "equal", "decorrelated", "none")
 
@@ -22,7 +23,7 @@ class Backoff:
     multiplier: float = 2.0
     jitter: str = "full"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.jitter not in JITTER_KINDS:
             raise ValueError(f"jitter must be one of {', '.join(JITTER_KINDS)}")
         if not (self.base_s >= 0 and self.cap_s >= 0 and self.multiplier >= 1):
@@ -42,27 +43,27 @@ class Backoff:
     def delay(self, attempt: int, previous: float | None = None, retry_after: float | None = None,
               rng: random.Random | None = None) -> float:
         """Seconds to wait after attempt `attempt` failed; `previous` is the last delay (decorrelated)."""
-        rng = rng or random
+        uniform = (rng or random).uniform
         b = self.ceiling(attempt)
         if self.jitter == "none":
             delay = b
         elif self.jitter == "full":
-            delay = rng.uniform(0, b)
+            delay = uniform(0, b)
         elif self.jitter == "equal":
-            delay = b / 2 + rng.uniform(0, b / 2)
+            delay = b / 2 + uniform(0, b / 2)
         else:
             prev = self.base_s if previous is None else previous
             upper = max(self.base_s, 3 * prev)
-            delay = min(self.cap_s, rng.uniform(self.base_s, upper))
+            delay = min(self.cap_s, uniform(self.base_s, upper))
         if retry_after is not None and retry_after > delay:
             delay = min(retry_after, self.cap_s)
         return max(0.0, delay)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"base_s": self.base_s, "cap_s": self.cap_s, "multiplier": self.multiplier, "jitter": self.jitter}
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "Backoff":
+    def from_dict(cls, data: dict[str, Any] | None) -> "Backoff":
         return cls(**(data or {}))
 
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Iterable
+from typing import Any, Iterable, Union
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
@@ -57,7 +60,7 @@ class BlockedDestination(Exception):
         self.reason = reason
 
 
-def _embedded_ipv4(addr: ipaddress.IPv6Address):
+def _embedded_ipv4(addr: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     if addr.ipv4_mapped is not None:
         return addr.ipv4_mapped
     if addr in _NAT64 or addr in _NAT64_LOCAL:
@@ -72,7 +75,7 @@ def _embedded_ipv4(addr: ipaddress.IPv6Address):
     return None
 
 
-def _why_blocked(addr) -> str | None:
+def _why_blocked(addr: IPAddress) -> str | None:
     if addr.is_unspecified:
         return "unspecified"
     if addr.is_loopback:
@@ -96,15 +99,15 @@ def _why_blocked(addr) -> str | None:
 
 
 class DestinationPolicy:
-    def __init__(self, allowed_networks: Iterable = ()):
+    def __init__(self, allowed_networks: Iterable[IPNetwork] = ()):
         self.allowed = tuple(allowed_networks)
 
     @classmethod
-    def from_settings(cls, settings) -> "DestinationPolicy":
+    def from_settings(cls, settings: Any) -> "DestinationPolicy":
         """The policy every outbound request of this process follows (ALLOWED_TARGET_NETWORKS)."""
         return cls(settings.allowed_target_networks)
 
-    def _allowed(self, addr) -> bool:
+    def _allowed(self, addr: IPAddress) -> bool:
         return any(addr.version == net.version and addr in net for net in self.allowed)
 
     def reason_blocked(self, address: str) -> str | None:
@@ -149,4 +152,4 @@ class DestinationPolicy:
         except (socket.gaierror, UnicodeError, OSError):
             return
         for info in infos:
-            self.check_address(host, info[4][0])
+            self.check_address(host, str(info[4][0]))

@@ -72,7 +72,7 @@ class OutboundUrl:
         return self.url
 
 
-def parse_outbound_url(text, max_length: int = MAX_URL_LENGTH) -> OutboundUrl:
+def parse_outbound_url(text: object, max_length: int = MAX_URL_LENGTH) -> OutboundUrl:
     """Parse and normalise a URL the service will request; InvalidUrl says what is wrong."""
     if not isinstance(text, str):
         raise InvalidUrl("must be a string")
@@ -101,9 +101,10 @@ def parse_outbound_url(text, max_length: int = MAX_URL_LENGTH) -> OutboundUrl:
     return OutboundUrl(scheme, _normalise_host(host), port, explicit, parts.path, parts.query)
 
 
-def parse_origin(text, max_length: int = MAX_URL_LENGTH) -> OutboundUrl:
+def parse_origin(text: object, max_length: int = MAX_URL_LENGTH) -> OutboundUrl:
     """A URL that must be only scheme://host[:port] (a trailing "/" is allowed), such as a brand's base URL."""
     url = parse_outbound_url(text, max_length)
+    assert isinstance(text, str)  # parse_outbound_url refused anything else
     if url.path not in ("", "/") or url.query or "?" in text or "#" in text:
         raise InvalidUrl("must be only scheme://host[:port], without a path, query or fragment", "not_origin")
     return OutboundUrl(url.scheme, url.host, url.port, url.explicit_port, "", "")
