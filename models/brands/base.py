@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import requests
 
 from models.base import parse_iso
+from models.brands.quota import Quota
 from models.net.policy import BlockedDestination, DestinationPolicy
 from models.net.transport import GuardedSession, describe_failure
 from models.net.urls import InvalidUrl, parse_origin, redact_urls
@@ -112,6 +113,8 @@ class BrandAdapter:
     batch_size = 1
     #: Settings attribute prefix for this brand's pace (<prefix>_poll_interval_s, <prefix>_requests_per_s)
     settings_prefix = ""
+    #: the brand's documented limits, as data for the poll planner (models/brands/quota.py)
+    quota: Quota = Quota()
     #: the paths this brand's calls start with: a base URL is only scheme://host[:port] and the adapter adds them
     paths: tuple = ()
 
