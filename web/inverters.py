@@ -21,7 +21,7 @@ from models.brands.base import BrandError
 from models.channels import INVERTER_ACCESS_REVOKED, INVERTERS_CHANGED
 from models.db import owner
 from models.net.policy import BlockedDestination
-from models.net.urls import InvalidUrl, parse_origin
+from models.net.urls import InvalidUrl, parse_base_url
 from models.ids import looks_like_id
 from models.redis_client import redis_client
 from web.auth import require_account
@@ -155,16 +155,17 @@ def _base_url(connection: dict, cls) -> str:
     field = "connection.base_url"
     value = _field(connection, "base_url", "connection.")
     try:
-        url = parse_origin(value)
+        url = parse_base_url(value, cls.root_prefixes)
     except InvalidUrl as exc:
         if exc.problem in ("scheme", "missing"):
             raise ApiError(400, "invalid_field", f"{field} must be an http(s) URL with a host", {"field": field}) from None
-        expected = "scheme://host[:port]"
+        expected = " or ".join(f"scheme://host[:port]{prefix}" for prefix in cls.root_prefixes)
         if exc.problem == "userinfo":
             message = f"must not carry credentials; give the brand's credential in connection.{cls.credential_field}"
         elif exc.problem == "not_origin":
-            message = (f"must be the brand's origin, {expected} (e.g. https://api.example.com or "
-                       f"http://127.0.0.1:5100), without a path: the {cls.name} adapter adds {' and '.join(cls.paths)}")
+            message = (f"must be the brand's API root, {expected} (e.g. https://api.example.com or "
+                       f"http://127.0.0.1:5100), without any other path: the {cls.name} adapter adds "
+                       f"{' and '.join(cls.paths)}")
         else:
             message = exc.message
         raise ApiError(422, "validation_failed", f"{field} {message}", {"field": field, "expected": expected}) from None
@@ -172,7 +173,7 @@ def _base_url(connection: dict, cls) -> str:
         current_app.config["DESTINATION_POLICY"].check_host_at_submission(url.host, url.port)
     except BlockedDestination as exc:
         raise _blocked(str(exc), exc.reason) from None
-    return url.origin
+    return url.origin + url.path
 
 
 def _blocked(message: str, reason: str | None) -> ApiError:

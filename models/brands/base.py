@@ -18,7 +18,7 @@ from models.base import parse_iso
 from models.brands.quota import Quota
 from models.net.policy import BlockedDestination, DestinationPolicy
 from models.net.transport import GuardedSession, describe_failure
-from models.net.urls import InvalidUrl, parse_origin, redact_urls
+from models.net.urls import InvalidUrl, parse_base_url, redact_urls
 
 # BrandError kinds. The poller backs the whole brand off on RATE_LIMITED, SERVER_ERROR and
 # UNREACHABLE; onboarding turns each into its own HTTP answer.
@@ -115,15 +115,19 @@ class BrandAdapter:
     settings_prefix = ""
     #: the brand's documented limits, as data for the poll planner (models/brands/quota.py)
     quota: Quota = Quota()
-    #: the paths this brand's calls start with: a base URL is only scheme://host[:port] and the adapter adds them
+    #: the paths this brand's calls start with: the adapter adds them to the base URL
     paths: tuple = ()
+    #: path prefixes a base URL may carry before them ("": none), e.g. ("", "/solaredge") when the brand's
+    #: real API is at a host's root and the mock serves it under a prefix
+    root_prefixes: tuple[str, ...] = ("",)
 
     def __init__(self, base_url: str, credentials: dict, policy: DestinationPolicy, timeout_s: float = 10.0):
         self.credentials = credentials
         self.timeout_s = timeout_s
         self.session = GuardedSession(policy)
         try:
-            self.base_url, self.unusable = parse_origin(base_url).origin, None
+            root = parse_base_url(base_url, self.root_prefixes)
+            self.base_url, self.unusable = root.origin + root.path, None
         except InvalidUrl as exc:  # a connection stored before base URLs were checked: every call says why
             self.base_url, self.unusable = "<invalid base URL>", exc.message
 

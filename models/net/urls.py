@@ -102,12 +102,19 @@ def parse_outbound_url(text: object, max_length: int = MAX_URL_LENGTH) -> Outbou
 
 
 def parse_origin(text: object, max_length: int = MAX_URL_LENGTH) -> OutboundUrl:
-    """A URL that must be only scheme://host[:port] (a trailing "/" is allowed), such as a brand's base URL."""
+    """A URL that must be only scheme://host[:port] (a trailing "/" is allowed)."""
+    return parse_base_url(text, ("",), max_length)
+
+
+def parse_base_url(text: object, prefixes: tuple[str, ...], max_length: int = MAX_URL_LENGTH) -> OutboundUrl:
+    """An API root: scheme://host[:port] followed by one of `prefixes` ("" for none; a trailing "/" is
+    allowed), without query or fragment. The result's `path` is the prefix, without a trailing "/"."""
     url = parse_outbound_url(text, max_length)
     assert isinstance(text, str)  # parse_outbound_url refused anything else
-    if url.path not in ("", "/") or url.query or "?" in text or "#" in text:
+    path = url.path.rstrip("/")
+    if path not in prefixes or url.query or "?" in text or "#" in text:
         raise InvalidUrl("must be only scheme://host[:port], without a path, query or fragment", "not_origin")
-    return OutboundUrl(url.scheme, url.host, url.port, url.explicit_port, "", "")
+    return OutboundUrl(url.scheme, url.host, url.port, url.explicit_port, path, "")
 
 
 def _split_host_port(netloc: str) -> tuple[str, str]:

@@ -95,3 +95,14 @@ def test_query_strings_and_userinfo_are_redacted_from_messages():
     assert not any(secret in redacted for secret in ("K1", "P2", "K3"))
     assert "/v1/list?<redacted>" in redacted and "http://<redacted>@h/x?<redacted>" in redacted
     assert BrandError(UNREACHABLE, "cannot reach http://h/x?token=K4").message == "cannot reach http://h/x?<redacted>"
+
+
+def test_an_api_root_may_carry_only_a_declared_prefix():
+    from models.net.urls import parse_base_url
+
+    root = parse_base_url("http://127.0.0.1:5100/solaredge/", ("", "/solaredge"))
+    assert (root.origin, root.path) == ("http://127.0.0.1:5100", "/solaredge")
+    assert parse_base_url("https://monitoringapi.example.com", ("", "/solaredge")).path == ""
+    for url in ("http://127.0.0.1:5100/solaredge/site", "http://127.0.0.1:5100/other", "http://h/solaredge?x=1"):
+        with pytest.raises(InvalidUrl):
+            parse_base_url(url, ("", "/solaredge"))
