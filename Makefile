@@ -1,5 +1,6 @@
 # make run  - start the whole system (web, worker, mock inverter; a local Redis if none is reachable)
 # make test - run the test suite against real Redis, SQLite files and HTTP servers on 127.0.0.1
+# make lint - ruff (lint and format) and mypy
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -7,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)
 TEST_STAMP := $(VENV)/.test-installed-$(shell cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test install install-test redis bench clean
+.PHONY: run test test-fast lint install install-test redis bench clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "error: Python 3.10 or newer is needed as $(PYTHON)"; exit 1; }
@@ -35,6 +36,11 @@ test: install-test
 	@scripts/ensure-postgres
 	@scripts/ensure-browser
 	@eval "$$(scripts/ensure-redis --export)" && $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench: install-test
 	@echo "benchmarks are run one by one; see docs/benchmarks.md for the commands"
