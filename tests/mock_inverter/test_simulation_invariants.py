@@ -114,3 +114,31 @@ def test_prefetched_day_curves_match_computed_ones():
     eager.ensure_day(19895)
     prefetched.ensure_day(19895)  # finishes the half-prefetched day
     np.testing.assert_array_equal(eager.power, prefetched.power)
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fleet=sites, start=starts, hours=st.floats(0.5, 23.5))
+def test_a_start_mid_day_reports_the_day_so_far(fleet, start, hours):
+    """Counters and state of charge at any start time agree with a mock that ran since local midnight."""
+    zone = fleet.devices[0].timezone
+    midnight = pd.Timestamp(start, unit="s", tz="UTC").tz_convert(zone).normalize().timestamp()
+    at = midnight + hours * 3600
+    ran_all_day = Simulator(fleet, midnight)
+    ran_all_day.advance_to(at)
+    started_now = Simulator(fleet, ran_all_day.t)
+    for k, name in enumerate(COUNTERS):
+        expected, got = ran_all_day.today_wh[k], started_now.today_wh[k]
+        tolerance = 0.05 * expected + (250.0 if name in ("load", "import") else 60.0)
+        assert (np.abs(got - expected) <= tolerance).all(), (name, expected, got)
+    battery = started_now.has_battery
+    assert (np.abs(started_now.soc_pct[battery] - ran_all_day.soc_pct[battery]) <= 8.0).all()
+    np.testing.assert_allclose(started_now.pv_w, ran_all_day.pv_w, rtol=1e-9, atol=1e-9)
+
+
+def test_started_late_morning_in_june_a_device_reports_the_morning_s_yield():
+    fleet = fleet_for(52.37, 4.9, "Europe/Amsterdam", 7, 35, 180, 10000, 10, 100, 0.9, 0.0)
+    sim = Simulator(fleet, pd.Timestamp("2024-06-21T11:30", tz="Europe/Amsterdam").timestamp())
+    reading = sim.reading("HYB")
+    assert reading["pv_power_w"] > 2000
+    assert reading["pv_energy_today_wh"] > 5000, "a sunny June morning's yield, not the seconds since start"
+    assert reading["load_energy_today_wh"] > 1000
