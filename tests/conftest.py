@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,50 @@ def web(services, env):
 def api(web, account_key):
     """A client of the web process, signed in with a fresh account's key."""
     return make_client(web.url, account_key)
+
+
+# -- the web app in this process -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def app(redis_server, tmp_path_factory):
+    """The web app built by create_app in the test process, on a SQLite file of its own and the suite's Redis,
+    one per module; drive it with `client`. No server and no gevent patching: the database owner runs
+    queries inline and the stream hub's greenlet never runs, so use a `web` process for streams."""
+    import models.redis_client
+    import models.settings
+    from models.db import close_database
+    from web import create_app
+
+    settings = models.settings.Settings.from_env(system_env(sqlite_url(tmp_path_factory.mktemp("app")),
+                                                            redis_server.url))
+    with pytest.MonkeyPatch.context() as patch:
+        # The process-wide settings and Redis client, which the app's modules read through get_settings().
+        patch.setattr(models.settings, "_current", settings)
+        patch.setattr(models.redis_client, "_client", None)
+        flask_app = create_app(settings)
+        flask_app.config["TESTING"] = True
+        yield flask_app
+        flask_app.extensions["sse_hub"].close_all()
+        if models.redis_client._client is not None:
+            models.redis_client._client.close()
+        close_database()
+
+
+@pytest.fixture(scope="module")
+def new_app_key(app):
+    """new_app_key(name=None) creates an account in the app's database; returns its API key."""
+    from models.accounts import create_account as create
+    from models.db import owner
+
+    def new(name: str | None = None) -> str:
+        return owner().write(create, name or f"acct-{time.monotonic_ns()}")[1]
+    return new
+
+
+@pytest.fixture
+def client(app, new_app_key):
+    """Flask's test client of `app`, signed in with a fresh account's key (client.account_key)."""
+    test_client = app.test_client()
+    test_client.account_key = new_app_key()
+    test_client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {test_client.account_key}"
+    return test_client
