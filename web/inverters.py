@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("inverters", __name__)
 
 MAX_READINGS = 1000
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
 
 
 class DeviceDirectory:
@@ -149,6 +151,17 @@ def _field(body: dict, name: str, where: str = "") -> str:
     return value.strip()
 
 
+def _credential(connection: dict, name: str) -> str:
+    """An API key or token: the brand's client sends it in a header or a query string, so only visible ASCII
+    can travel; anything else is refused here (422, never echoing it) rather than fail in the client."""
+    _field(connection, name, "connection.")  # present, a string, at most 500 characters
+    value = connection[name]  # not stripped: a credential is sent exactly as given, or refused
+    if not _VISIBLE_ASCII.fullmatch(value):
+        raise ApiError(422, "invalid_field", f"connection.{name} must be visible ASCII characters only (no spaces, "
+                       "control or non-ASCII characters)", {"field": f"connection.{name}"})
+    return value
+
+
 def _parse_onboarding(body) -> dict:
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", "send a JSON object")
@@ -174,7 +187,7 @@ def _parse_onboarding(body) -> dict:
             parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
     except BlockedDestination as exc:
         raise ApiError(422, "blocked_destination", str(exc), {"field": "connection.base_url"}) from None
-    credentials = {cls.credential_field: _field(connection, cls.credential_field, "connection.")}
+    credentials = {cls.credential_field: _credential(connection, cls.credential_field)}
     timezone = body.get("timezone")
     if timezone is not None:
         try:
@@ -283,13 +296,15 @@ def add_member(inverter_id):
     return jsonify({"inverter_id": inverter.id, "account": account.id, "added": added}), (201 if added else 200)
 
 
-@bp.delete("/inverters/<inverter_id>/members/<account_id>")
+@bp.delete("/inverters/<inverter_id>/members/<ref>")
 @require_account
-def remove_member(inverter_id, account_id):
+def remove_member(inverter_id, ref):
+    """The member is named by account id or name, as when added."""
     inverter = _owned_or_403(inverter_id)
-    if not owner().write(Q.remove_member, inverter.id, account_id):
-        raise ApiError(404, "not_a_member", "that account is not a member of this inverter")
-    _revoke_streams(inverter.id, account_id)
+    account = owner().call(account_by_id_or_name, ref)
+    if account is None or not owner().write(Q.remove_member, inverter.id, account.id):
+        raise ApiError(404, "not_a_member", "that account is not a member of this inverter", {"account": ref})
+    _revoke_streams(inverter.id, account.id)
     return "", 204
 
 
