@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 
@@ -19,6 +20,7 @@ from web.json_body import json_body, limit_param
 
 bp = Blueprint("jobs", __name__)
 
+_IDEMPOTENCY_KEY = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
 _SENSITIVE = ("authorization", "proxy-authorization", "cookie", "set-cookie")
 _SENSITIVE_PARTS = ("token", "secret", "password", "api-key", "apikey", "api_key", "signature", "auth")
 
@@ -85,8 +87,10 @@ def _job_or_404(job_id: str):
 def submit():
     spec = parse_job_request(json_body(), current_app.config["DESTINATION_POLICY"])
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not (0 < len(key) <= 255):
-        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1..255 characters")
+    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+        # A NUL would also be refused by PostgreSQL, as a 500.
+        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1..255 characters, none of them "
+                       "control characters")
     try:
         job, created = owner().write(queries.insert_job, g.account.id, spec, key)
     except queries.IdempotencyConflict as exc:
