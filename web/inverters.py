@@ -35,6 +35,7 @@ bp = Blueprint("inverters", __name__)
 
 MAX_READINGS = 1000
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class DeviceDirectory:
@@ -148,18 +149,21 @@ def _field(body: dict, name: str, where: str = "") -> str:
         raise ApiError(400, "invalid_field", f"{label} is required and must be a non-empty string", {"field": label})
     if len(value) > 500:
         raise ApiError(400, "invalid_field", f"{label} is too long", {"field": label})
+    if _CONTROL.search(value.strip()):
+        # No serial, URL, key or account name has one; a NUL would also be refused by PostgreSQL, as a 500.
+        raise ApiError(400, "invalid_field", f"{label} must not contain control characters", {"field": label})
     return value.strip()
 
 
 def _credential(connection: dict, name: str) -> str:
     """An API key or token: the brand's client sends it in a header or a query string, so only visible ASCII
-    can travel; anything else is refused here (422, never echoing it) rather than fail in the client."""
-    _field(connection, name, "connection.")  # present, a string, at most 500 characters
-    value = connection[name]  # not stripped: a credential is sent exactly as given, or refused
-    if not _VISIBLE_ASCII.fullmatch(value):
+    can travel; anything else is refused here (422, never echoing it) rather than fail in the client. It is
+    sent exactly as given: nothing is stripped."""
+    value = connection.get(name)
+    if isinstance(value, str) and value.strip() and not _VISIBLE_ASCII.fullmatch(value):
         raise ApiError(422, "invalid_field", f"connection.{name} must be visible ASCII characters only (no spaces, "
                        "control or non-ASCII characters)", {"field": f"connection.{name}"})
-    return value
+    return _field(connection, name, "connection.")  # present, at most 500 characters
 
 
 def _parse_onboarding(body) -> dict:
@@ -301,7 +305,7 @@ def add_member(inverter_id):
 def remove_member(inverter_id, ref):
     """The member is named by account id or name, as when added."""
     inverter = _owned_or_403(inverter_id)
-    account = owner().call(account_by_id_or_name, ref)
+    account = owner().call(account_by_id_or_name, ref) if not _CONTROL.search(ref) else None
     if account is None or not owner().write(Q.remove_member, inverter.id, account.id):
         raise ApiError(404, "not_a_member", "that account is not a member of this inverter", {"account": ref})
     _revoke_streams(inverter.id, account.id)
