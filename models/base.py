@@ -43,11 +43,18 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def parse_iso(text: str) -> float:
-    """ISO-8601 to epoch seconds; a time without an offset is taken as UTC. Raises ValueError."""
+class NoTimeZone(ValueError):
+    """An ISO-8601 date-time without an offset where one is required."""
+
+
+def parse_iso(text: str, naive_as_utc: bool = True) -> float:
+    """ISO-8601 to epoch seconds; a time without an offset is taken as UTC, or refused with NoTimeZone
+    unless naive_as_utc. Raises ValueError."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("expected an ISO-8601 date-time string")
     value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     if value.tzinfo is None:
+        if not naive_as_utc:
+            raise NoTimeZone("the date-time has no offset")
         value = value.replace(tzinfo=timezone.utc)
     return value.timestamp()

@@ -1,8 +1,10 @@
 """Fixtures every suite shares: a private Redis, a SQLite file per test, the project's processes."""
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -184,3 +186,59 @@ def web(services, env):
 def api(web, account_key):
     """A client of the web process, signed in with a fresh account's key."""
     return make_client(web.url, account_key)
+
+
+# -- the web app in this process -------------------------------------------------------------------
+
+@contextlib.contextmanager
+def in_process_app(database_url: str, redis_url: str):
+    """The web app built by create_app in the test process on this database and Redis; drive it with
+    app.test_client(). No server and no gevent patching: the database owner runs queries inline and the
+    stream hub's greenlet never runs, so use a `web` process for streams. The database owner is one per
+    process: one such app at a time."""
+    import models.redis_client
+    import models.settings
+    from models.db import close_database
+    from web import create_app
+
+    settings = models.settings.Settings.from_env(system_env(database_url, redis_url))
+    with pytest.MonkeyPatch.context() as patch:
+        # The process-wide settings and Redis client, which the app's modules read through get_settings().
+        patch.setattr(models.settings, "_current", settings)
+        patch.setattr(models.redis_client, "_client", None)
+        flask_app = create_app(settings)
+        flask_app.config["TESTING"] = True
+        try:
+            yield flask_app
+        finally:
+            flask_app.extensions["sse_hub"].close_all()
+            if models.redis_client._client is not None:
+                models.redis_client._client.close()
+            close_database()
+
+
+@pytest.fixture(scope="module")
+def app(redis_server, tmp_path_factory):
+    """The web app in the test process (see in_process_app) on a SQLite file of the module's own."""
+    with in_process_app(sqlite_url(tmp_path_factory.mktemp("app")), redis_server.url) as flask_app:
+        yield flask_app
+
+
+@pytest.fixture(scope="module")
+def new_app_key(app):
+    """new_app_key(name=None) creates an account in the app's database; returns its API key."""
+    from models.accounts import create_account as create
+    from models.db import owner
+
+    def new(name: str | None = None) -> str:
+        return owner().write(create, name or f"acct-{time.monotonic_ns()}")[1]
+    return new
+
+
+@pytest.fixture
+def client(app, new_app_key):
+    """Flask's test client of `app`, signed in with a fresh account's key (client.account_key)."""
+    test_client = app.test_client()
+    test_client.account_key = new_app_key()
+    test_client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {test_client.account_key}"
+    return test_client

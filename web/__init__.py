@@ -34,4 +34,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     inverters.install(app)
     streams.install(app)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(dashboard.root)
     return app

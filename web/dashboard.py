@@ -32,6 +32,15 @@ log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__, url_prefix="/ui", template_folder="templates",
                static_folder="static", static_url_path="/static")
 
+# The site's root, outside /ui: people who type the bare address land on the dashboard.
+root = Blueprint("root", __name__)
+
+
+@root.get("/")
+def site_root():
+    return redirect(url_for("dashboard.home"))
+
+
 JOBS_PER_PAGE = 25
 # Pages reachable without a session (everything else sends the visitor to sign in first).
 _PUBLIC_ENDPOINTS = {"dashboard.sign_in", "dashboard.static"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 bp = Blueprint("inverters", __name__)
 
 MAX_READINGS = 1000
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class DeviceDirectory:
@@ -146,6 +149,9 @@ def _field(body: dict, name: str, where: str = "") -> str:
         raise ApiError(400, "invalid_field", f"{label} is required and must be a non-empty string", {"field": label})
     if len(value) > 500:
         raise ApiError(400, "invalid_field", f"{label} is too long", {"field": label})
+    if _CONTROL.search(value.strip()):
+        # No serial, URL, key or account name has one; a NUL would also be refused by PostgreSQL, as a 500.
+        raise ApiError(400, "invalid_field", f"{label} must not contain control characters", {"field": label})
     return value.strip()
 
 
@@ -180,6 +186,17 @@ def _blocked(message: str, reason: str | None) -> ApiError:
     return ApiError(422, "blocked_destination", message, {"field": "connection.base_url", "reason": reason})
 
 
+def _credential(connection: dict, name: str) -> str:
+    """An API key or token: the brand's client sends it in a header or a query string, so only visible ASCII
+    can travel; anything else is refused here (422, never echoing it) rather than fail in the client. It is
+    sent exactly as given: nothing is stripped."""
+    value = connection.get(name)
+    if isinstance(value, str) and value.strip() and not _VISIBLE_ASCII.fullmatch(value):
+        raise ApiError(422, "invalid_field", f"connection.{name} must be visible ASCII characters only (no spaces, "
+                       "control or non-ASCII characters)", {"field": f"connection.{name}"})
+    return _field(connection, name, "connection.")  # present, at most 500 characters
+
+
 def _parse_onboarding(body) -> dict:
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", "send a JSON object")
@@ -196,7 +213,7 @@ def _parse_onboarding(body) -> dict:
         raise ApiError(400, "invalid_field", f"connection must be an object with base_url and {cls.credential_field}",
                        {"field": "connection"})
     base_url = _base_url(connection, cls)
-    credentials = {cls.credential_field: _field(connection, cls.credential_field, "connection.")}
+    credentials = {cls.credential_field: _credential(connection, cls.credential_field)}
     timezone = body.get("timezone")
     if timezone is not None:
         try:
@@ -308,13 +325,15 @@ def add_member(inverter_id):
     return jsonify({"inverter_id": inverter.id, "account": account.id, "added": added}), (201 if added else 200)
 
 
-@bp.delete("/inverters/<inverter_id>/members/<account_id>")
+@bp.delete("/inverters/<inverter_id>/members/<ref>")
 @require_account
-def remove_member(inverter_id, account_id):
+def remove_member(inverter_id, ref):
+    """The member is named by account id or name, as when added."""
     inverter = _owned_or_403(inverter_id)
-    if not owner().write(Q.remove_member, inverter.id, account_id):
-        raise ApiError(404, "not_a_member", "that account is not a member of this inverter")
-    _revoke_streams(inverter.id, account_id)
+    account = owner().call(account_by_id_or_name, ref) if not _CONTROL.search(ref) else None
+    if account is None or not owner().write(Q.remove_member, inverter.id, account.id):
+        raise ApiError(404, "not_a_member", "that account is not a member of this inverter", {"account": ref})
+    _revoke_streams(inverter.id, account.id)
     return "", 204
 
 

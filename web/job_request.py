@@ -10,7 +10,7 @@ import math
 import re
 
 from models.backoff import JITTER_KINDS, Backoff
-from models.base import parse_iso
+from models.base import NoTimeZone, parse_iso
 from models.net.policy import BlockedDestination, DestinationPolicy
 from models.net.urls import InvalidUrl, OutboundUrl, parse_outbound_url
 from web.errors import ApiError
@@ -18,10 +18,14 @@ from web.errors import ApiError
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 MAX_TIMEOUT_S = 120.0
 MAX_ATTEMPTS = 50
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # used with fullmatch: "$" would let a final newline in
 # Headers the transport owns: letting a caller set them would corrupt framing or the target.
 _RESERVED_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",
                      "te", "trailer", "proxy-connection"}
+# RFC 9110 field-value: visible characters (obs-text 0x80-0xFF included, as HTTP/1.1 carries it) with spaces
+# or tabs only between them. Anything else is refused at submission: it would fail, or be sent as
+# something else, at every attempt.
+_FIELD_VALUE = re.compile(r"(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?")
 _RUN_AT_MIN = 0.0
 _RUN_AT_MAX = 253402300799.0  # 9999-12-31T23:59:59Z
 _KNOWN_FIELDS = {"url", "method", "headers", "body", "json", "timeout_s", "max_attempts", "backoff", "run_at"}
@@ -63,20 +67,25 @@ def _headers(payload: dict) -> dict:
         raise _invalid("headers", "at most 100 headers")
     clean = {}
     for name, value in headers.items():
-        if not isinstance(value, str):
-            raise _invalid("headers", f"value of {name!r} must be a string")
-        if not _TOKEN.match(name):
+        if not _TOKEN.fullmatch(name):
             raise _invalid("headers", f"{name!r} is not a valid header name")
-        if "\r" in value or "\n" in value or "\0" in value:
-            raise _invalid("headers", f"value of {name!r} must not contain CR, LF or NUL")
-        try:
-            value.encode("latin-1")  # what HTTP/1.1 can carry; anything else fails at every attempt
-        except UnicodeEncodeError:
-            raise _invalid("headers", f"value of {name!r} must be ISO-8859-1 text (encode other characters)") from None
+        field = f"headers.{name}"
+        if not isinstance(value, str):
+            raise _invalid(field, "must be a string")
         if name.lower() in _RESERVED_HEADERS:
-            raise _invalid("headers", f"{name!r} is set by the transport and cannot be given")
+            raise _invalid(field, "is set by the transport and cannot be given")
+        if not _FIELD_VALUE.fullmatch(value):
+            raise _invalid(field, _field_value_problem(value))
         clean[name] = value
     return clean
+
+
+def _field_value_problem(value: str) -> str:
+    if any(ord(c) > 0xFF for c in value):
+        return "must be ISO-8859-1 text (encode other characters)"
+    if value[0] in " \t" or value[-1] in " \t":
+        return "must not start or end with a space or tab"
+    return "must not contain control characters (tab between words is allowed)"
 
 
 def _body(payload: dict, headers: dict) -> tuple[bytes | None, str]:
@@ -136,7 +145,10 @@ def parse_job_request(payload, policy: DestinationPolicy) -> dict:
     run_at = None
     if payload.get("run_at") is not None:
         try:
-            run_at = parse_iso(payload["run_at"])
+            run_at = parse_iso(payload["run_at"], naive_as_utc=False)
+        except NoTimeZone:
+            # A local time of an unknown zone: taken as UTC it would run hours early or late.
+            raise _invalid("run_at", "must carry a time zone offset or Z, such as 2026-11-28T10:00:00Z") from None
         except (TypeError, ValueError, OverflowError):
             raise _invalid("run_at", "must be an ISO-8601 date-time such as 2026-11-28T10:00:00Z") from None
         if not _RUN_AT_MIN <= run_at <= _RUN_AT_MAX:

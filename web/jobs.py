@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 
@@ -19,6 +20,10 @@ from web.job_request import parse_job_request
 from web.json_body import json_body, limit_param
 
 bp = Blueprint("jobs", __name__)
+
+# 1..255 characters, none a control character (a NUL would also be refused by PostgreSQL, as a 500).
+_IDEMPOTENCY_KEY = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
+
 
 def attempt_view(attempt) -> dict:
     return {
@@ -41,8 +46,9 @@ def _job_or_404(job_id: str):
 
 
 def _idempotency_key(value, where: str) -> str | None:
-    if value is not None and not (isinstance(value, str) and 0 < len(value) <= 255):
-        raise ApiError(400, "invalid_idempotency_key", f"{where} must be 1..255 characters")
+    if value is not None and not (isinstance(value, str) and _IDEMPOTENCY_KEY.fullmatch(value)):
+        raise ApiError(400, "invalid_idempotency_key",
+                       f"{where} must be 1..255 characters, none of them control characters")
     return value
 
 

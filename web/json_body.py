@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 from flask import request
 
@@ -23,27 +24,61 @@ def json_body():
         raise ApiError(400, "invalid_json", "the body is empty; send a JSON object")
     too_deep = ApiError(400, "invalid_json", f"the body is nested deeper than {MAX_DEPTH} levels")
     try:
-        value = json.loads(raw, parse_constant=_reject_constant)
+        value = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
     except RecursionError:
         raise too_deep from None
-    if _too_deep(value):
-        # Deeper documents would exhaust the stack when encoded again (stored, then a 500).
-        raise too_deep
+    _check_tree(value, too_deep)
     return value
 
 
-def _too_deep(value) -> bool:
-    stack = [(value, 1)]
+def _check_tree(value, too_deep: ApiError) -> None:
+    """Refuse documents nested deeper than MAX_DEPTH (they would exhaust the stack when encoded again,
+    stored, then a 500) and strings holding a lone UTF-16 surrogate: JSON's "\\ud800" escape decodes to
+    one, which no UTF-8 encoder, database or header accepts, so every later use of it would fail."""
+    stack = [(value, 1, None)]  # a path is (parent's path, key), spelled out only for an error
     while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (dict, list)):
+        item, depth, path = stack.pop()
+        if isinstance(item, str):
+            _check_text(item, path)
+        elif isinstance(item, (dict, list)):
             if depth > MAX_DEPTH:
-                return True
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return False
+                raise too_deep
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    _check_text(key, (path, key))
+                    stack.append((child, depth + 1, (path, key)))
+            else:
+                stack.extend((child, depth + 1, (path, index)) for index, child in enumerate(item))
+
+
+def _check_text(text: str, path) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        field = _spell(path)
+        where = f" in {field}" if field else ""
+        raise ApiError(400, "invalid_json", f"the body holds a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff "
+                       f"escape){where}; send valid Unicode text", {"field": field}) from None
+
+
+def _spell(path, most: int = 200) -> str | None:
+    """("headers", "X-A") as headers.X-A, list positions as [3]; surrogates escaped, cut at `most` characters."""
+    parts = []
+    while path is not None:
+        path, key = path
+        parts.append(f"[{key}]" if isinstance(key, int) else "." + key.encode("utf-8", "backslashreplace").decode())
+    spelled = "".join(reversed(parts)).lstrip(".")
+    return (spelled[:most] + "…" if len(spelled) > most else spelled) or None
+
+
+def _finite_float(text: str) -> float:
+    # 1e999 parses to infinity, which JSON cannot carry: it would be stored and relayed as "Infinity".
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of the range of a double")
+    return value
 
 
 def _reject_constant(name: str):

@@ -429,8 +429,9 @@ def _last_event_id():
 
 
 def _initial_inverter_frames(the_hub: Hub, inverter_ids: list[str], last_event_id: str | None) -> list:
-    """What a client gets first: the events after last_event_id, or else each inverter's connectivity
-    status (if known) and latest reading. [(key or None, frame)], keyless first, then in event order."""
+    """What a client gets first: the events after last_event_id, or else each inverter's latest reading
+    and then its connectivity status (if known). [(key or None, frame)]: the readings in event order,
+    then the keyless status frames."""
     redis = redis_client()
     keyed, keyless = [], []
     if last_event_id is not None:
@@ -446,7 +447,7 @@ def _initial_inverter_frames(the_hub: Hub, inverter_ids: list[str], last_event_i
             if data is not None:
                 keyed.append((live_events.event_key(event_id or ""), frame(live_events.READING, data, event_id)))
     keyed.sort(key=lambda pair: pair[0] or (0, 0))
-    return keyless + keyed
+    return keyed + keyless
 
 
 def _open_stream(the_hub: Hub, channels: tuple, initial) -> Response:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import redis as redis_lib
 
-from models.channels import inverter_log
+from models.channels import inverter_latest, inverter_log
 from tests.helpers import wait_until
 from tests.metrics.conftest import onboard, set_faults
 
@@ -17,8 +17,10 @@ def test_stream_sends_latest_first_then_live_readings_and_resumes_without_gaps(
         services, metrics_env, mock, web, api, account_key, sse, redis_url):
     inverter = onboard(api, mock, "sandbox", "SBX-AMS-0001")
     services.worker(metrics_env, role="pollers")
-    # Wait until a reading has been published, so a new viewer has a latest one to see first.
-    wait_until(lambda: api.get(f"/inverters/{inverter['id']}/latest").json()["reading"], 15, 0.05, "a first reading")
+    # Wait until a reading and the online status have been published, so a new viewer has both to see first.
+    log = redis_lib.Redis.from_url(redis_url, decode_responses=True)
+    wait_until(lambda: all(log.hmget(inverter_latest(inverter["id"]), "data", "status")), 15, 0.05,
+               "a first reading and status")
 
     first = sse(web.url, f"/inverters/{inverter['id']}/stream", key=account_key)
     assert first.wait_status() == 200
@@ -26,6 +28,9 @@ def test_stream_sends_latest_first_then_live_readings_and_resumes_without_gaps(
     first.wait_for(lambda events: len([e for e in events if e.event == "reading"]) >= 3, 20, "three readings")
     readings = first.of("reading")
     assert first.retry == 200
+    # The latest reading first, as the README promises, then the status it was sent with.
+    assert [e.event for e in first.events[:2]] == ["reading", "status"], first.events[:3]
+    assert first.events[1].data["inverter_id"] == inverter["id"]
     assert readings[0].id is not None and readings[0].data["inverter_id"] == inverter["id"]
     assert readings[0].data["serial"] == "SBX-AMS-0001" and readings[0].data["time"].endswith("Z")
     ids = [key(e.id) for e in readings]
@@ -34,7 +39,6 @@ def test_stream_sends_latest_first_then_live_readings_and_resumes_without_gaps(
 
     # Missed events while disconnected come back from the replay log, then live ones follow.
     resume_from = readings[-1].id
-    log = redis_lib.Redis.from_url(redis_url, decode_responses=True)
     wait_until(lambda: len(log.xrange(inverter_log(inverter["id"]), min="(" + resume_from)) >= 2, 15, 0.05,
                "two readings published while away")
     second = sse(web.url, f"/inverters/{inverter['id']}/stream", key=account_key, last_event_id=resume_from)

@@ -82,6 +82,7 @@ document.addEventListener("DOMContentLoaded", function () {
       return;
     }
     const field = reply.data && reply.data.error && reply.data.error.details && reply.data.error.details.field;
-    fail(reply.message, FIELD_INPUTS[field]);
+    // A named part of a field (headers.X-Signature) marks the field's input.
+    fail(reply.message, field && (FIELD_INPUTS[field] || FIELD_INPUTS[String(field).split(".")[0]]));
   });
 });
