@@ -40,6 +40,9 @@ class ActorSystem:
             from actors.metrics import start_metrics_actors
 
             self.stoppers.append(start_metrics_actors(self.settings, db, redis_client()))
+        from actors.purger import Purger
+
+        Purger.start(self.settings, db, jobs=self.role in ("jobs", "all"), readings=self.role in ("pollers", "all"))
         log.info("actor system up role=%s worker=%s", self.role, self.settings.worker_id)
         return self
 
