@@ -266,8 +266,8 @@ def stored(inverter_id: str, period: str, since: float, until: float, limit: int
     rows = (EnergyRollup.select().where((EnergyRollup.inverter == inverter_id) & (EnergyRollup.period == period)
                                         & (EnergyRollup.bucket_start >= since) & (EnergyRollup.bucket_start < until))
             .order_by(EnergyRollup.bucket_start).limit(limit))
-    return [{"period": r.period, "start": r.bucket_start, "end": r.bucket_end, "local_start": r.local_start, "samples": r.samples,
-             **{f"{q}_wh": getattr(r, f"{q}_wh") for q in QUANTITIES}, "power": r.power} for r in rows]
+    return [{"period": r.period, "start": r.bucket_start, "end": r.bucket_end, "local_start": r.local_start,
+             "samples": r.samples, **{f"{q}_wh": getattr(r, f"{q}_wh") for q in QUANTITIES}, "power": r.power} for r in rows]
 
 
 # Buckets not rolled up yet are computed from raw readings on request, over at most this many local

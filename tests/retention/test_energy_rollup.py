@@ -43,7 +43,8 @@ def test_kolkata_hours_start_on_the_local_whole_hour_at_half_past_utc():
 def test_constant_power_over_a_whole_dst_day_is_power_times_its_hours():
     day = date(2024, 10, 27)
     start, end = day_bounds(day, AMSTERDAM)
-    readings = [(t, {"pv_power_w": 1000.0, "battery_power_w": -500.0}) for t in range(int(start) - 300, int(end) + 301, 300)]
+    readings = [(t, {"pv_power_w": 1000.0, "battery_power_w": -500.0})
+                for t in range(int(start) - 300, int(end) + 301, 300)]
     [bucket] = rollup(readings, bucket_bounds(DAY, day, day, AMSTERDAM))
     assert bucket.energy_wh["pv"] == pytest.approx(25_000)
     assert bucket.energy_wh["discharge"] == pytest.approx(12_500)
