@@ -44,11 +44,11 @@ def _migrations():
 def _retention(db):
     """Energy rollups, and the index the job purge walks (finished jobs by finish time)."""
     from models.energy import EnergyRollup
-    from models.jobs import TERMINAL
 
     db.create_tables([EnergyRollup], safe=True)
-    statuses = ", ".join(f"'{status}'" for status in TERMINAL)
-    db.execute_sql(f"CREATE INDEX IF NOT EXISTS job_finished ON job (updated_at) WHERE status IN ({statuses})")
+    from models.retention import TERMINAL_LITERALS
+
+    db.execute_sql(f"CREATE INDEX IF NOT EXISTS job_finished ON job (updated_at) WHERE status IN ({TERMINAL_LITERALS})")
 
 
 def ensure_schema(owner: DatabaseOwner) -> int:
