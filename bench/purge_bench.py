@@ -1,6 +1,6 @@
 """Claim latency while a million expired rows are being purged, against the same claims without purging.
 
-    .venv/bin/python bench/purge_bench.py [--expired-jobs 500000] [--due 10000] [--rounds 3] [--phase-s 15] [--batch 500]
+    .venv/bin/python bench/purge_bench.py [--expired-jobs 500000] [--due 10000] [--rounds 3] [--batch 200]
 
 Fills a SQLite file with `expired-jobs` succeeded jobs finished 40 days ago, each with one attempt (a
 million expired rows by default), 100,000 retrying jobs due in the future and `due` jobs due now. Then,
@@ -32,7 +32,7 @@ from models import jobs as J  # noqa: E402
 from models.accounts import create_account  # noqa: E402
 from models.db import open_database  # noqa: E402
 from models.ids import new_id  # noqa: E402
-from models.retention import REST_FACTOR, Purge, purge_jobs_batch  # noqa: E402
+from models.retention import REST_FACTOR, Purge, _checkpoint, purge_jobs_batch  # noqa: E402
 from models.schema import ensure_schema  # noqa: E402
 
 _INSERT_JOB = ("INSERT INTO job (id, account_id, request_hash, status, url, host, method, headers, body, body_kind,"
@@ -74,12 +74,18 @@ class TimedOwner:
 
     def __init__(self, owner):
         self.owner = owner
+        self.db = owner.db
         self.batch_ms: list[float] = []
+        self.checkpoint_ms: list[float] = []
         self.jobs = 0
         self.attempts = 0
 
     def call(self, fn, *args):
-        return self.owner.call(fn, *args)
+        started = time.perf_counter()
+        result = self.owner.call(fn, *args)
+        if fn is _checkpoint:
+            self.checkpoint_ms.append((time.perf_counter() - started) * 1000)
+        return result
 
     def write(self, fn, *args):
         started = time.perf_counter()
@@ -102,9 +108,10 @@ def main():
     parser.add_argument("--waiting", type=int, default=100_000)
     parser.add_argument("--due", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--phase-s", type=float, default=15.0)
-    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--phase-s", type=float, default=20.0)
+    parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--rest-factor", type=float, default=REST_FACTOR)
+    parser.add_argument("--no-checkpoint", action="store_true", help="leave the WAL to SQLite's automatic checkpoint")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="purge-bench-"))
     owner = open_database(f"sqlite:///{tmp}/purge.db")
@@ -127,7 +134,7 @@ def main():
                 owner.write(give_back, [job.id for job in claimed])
 
     timed = TimedOwner(owner)
-    purge = Purge(timed, args.batch, rest_factor=args.rest_factor)
+    purge = Purge(timed, args.batch, rest_factor=args.rest_factor, checkpoint=not args.no_checkpoint)
     claimer = gevent.spawn(claim_loop)
     purging_s = 0.0
     for _ in range(args.rounds):
@@ -147,7 +154,7 @@ def main():
     quiet_p99, purging_p99 = percentile(claims["quiet"], 99), percentile(claims["purging"], 99)
     print(json.dumps({
         "expired_rows": args.expired_jobs * 2, "due": args.due, "fill_s": round(fill_s, 1), "batch": args.batch,
-        "rest_factor": args.rest_factor,
+        "rest_factor": args.rest_factor, "checkpoint": not args.no_checkpoint,
         "claims_quiet": len(claims["quiet"]), "claim_quiet_ms_p50": percentile(claims["quiet"], 50),
         "claim_quiet_ms_p99": quiet_p99,
         "claims_purging": len(claims["purging"]), "claim_purging_ms_p50": percentile(claims["purging"], 50),
@@ -156,6 +163,8 @@ def main():
         "purged_jobs": timed.jobs, "purged_attempts": timed.attempts,
         "purged_rows_per_s": round((timed.jobs + timed.attempts) / purging_s),
         "purge_batch_ms_p50": percentile(timed.batch_ms, 50), "purge_batch_ms_p99": percentile(timed.batch_ms, 99),
+        "checkpoint_ms_p50": percentile(timed.checkpoint_ms, 50),
+        "checkpoint_ms_p99": percentile(timed.checkpoint_ms, 99),
         "expired_jobs_left": left,
     }, indent=2))
 

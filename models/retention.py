@@ -78,6 +78,13 @@ def purge_readings_batch(inverter_id: str, before: float, limit: int) -> int:
         " ORDER BY time LIMIT ?)"), (inverter_id, before, limit)).rowcount
 
 
+def _checkpoint() -> None:
+    """Copy the WAL into the database file now, in the purge's own time: left to SQLite's automatic
+    checkpoint, the pages a purge dirtied would be written back during whichever commit comes next,
+    often a claim's."""
+    database.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+
 def _inverters() -> list[tuple[str, str | None]]:
     return [(i.id, i.timezone) for i in Inverter.select(Inverter.id, Inverter.timezone).order_by(Inverter.id)]
 
@@ -87,17 +94,21 @@ class Purge:
     """One pass of retention work through a database owner, resting between batches."""
 
     def __init__(self, owner: DatabaseOwner, batch: int = 1000, rest: Callable[[float], None] = gevent.sleep,
-                 rest_factor: float = REST_FACTOR):
+                 rest_factor: float = REST_FACTOR, checkpoint: bool | None = None):
         self.owner = owner
         self.batch = batch
         self.rest = rest
         self.rest_factor = rest_factor
         self.batches = 0  # delete statements of the last jobs() or readings() call
+        self.checkpoint = is_sqlite(owner.db) if checkpoint is None else checkpoint
 
     def _timed_write(self, fn, *args):
         started = time.perf_counter()
         try:
-            return self.owner.write(fn, *args)
+            result = self.owner.write(fn, *args)
+            if self.checkpoint:
+                self.owner.call(_checkpoint)
+            return result
         finally:
             self.rest(max(MIN_REST_S, (time.perf_counter() - started) * self.rest_factor) if self.rest_factor else 0)
 

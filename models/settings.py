@@ -113,7 +113,7 @@ class Settings:
     job_retention_days: float = _within(30.0, 0.0001, 36500)
     reading_retention_days: float = _within(30.0, 0.0001, 36500)
     purge_interval_s: float = _within(600.0, 1, 86400)
-    purge_batch: int = _within(500, 1, 100000)
+    purge_batch: int = _within(200, 1, 100000)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
