@@ -7,6 +7,7 @@ import time
 import pykka
 
 from actors.dispatcher import Drain, JobDispatcher, Stats
+from actors.purger import Purger
 from actors.transport import Transport
 from models import jobs as J
 from models import telemetry
@@ -43,6 +44,7 @@ class ActorSystem:
             from actors.metrics import start_metrics_actors
 
             self.stoppers.append(start_metrics_actors(self.settings, db, redis_client()))
+        Purger.start(self.settings, db, jobs=self.role in ("jobs", "all"), readings=self.role in ("pollers", "all"))
         self._serve_metrics(db)
         log.info("actor system up role=%s worker=%s", self.role, self.settings.worker_id)
         return self

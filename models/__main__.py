@@ -1,6 +1,8 @@
-"""Administrative commands: `python -m models create-account NAME`, `python -m models migrate`.
+"""Administrative commands: `python -m models create-account NAME`, `python -m models migrate`,
+`python -m models purge [--jobs-older-than 30d] [--readings-older-than 30d]`.
 
-create-account prints the new API key alone on the last line; it is shown only then.
+create-account prints the new API key alone on the last line; it is shown only then. purge runs one
+retention pass now (what the worker does every PURGE_INTERVAL_S) and prints one line per kind.
 """
 from __future__ import annotations
 
@@ -19,7 +21,22 @@ def main(argv=None) -> int:
     create.add_argument("--if-missing", action="store_true",
                         help="do nothing (exit 0, print nothing) if the account already exists")
     sub.add_parser("migrate", help="create or migrate the schema")
+    purge = sub.add_parser("purge", help="delete finished jobs and old readings now (readings rolled up first)")
+    purge.add_argument("--jobs-older-than", metavar="DURATION", help="e.g. 90s, 12h, 30d (default JOB_RETENTION_DAYS)")
+    purge.add_argument("--readings-older-than", metavar="DURATION",
+                       help="e.g. 90s, 12h, 30d (default READING_RETENTION_DAYS)")
     args = parser.parse_args(argv)
+    if args.command == "purge":
+        from models.retention import parse_duration
+
+        for option in ("jobs_older_than", "readings_older_than"):
+            value = getattr(args, option)
+            if value is not None:
+                try:
+                    setattr(args, option, parse_duration(value))
+                except ValueError as exc:
+                    print(f"error: --{option.replace('_', '-')}: {exc}", file=sys.stderr)
+                    return 2
 
     try:
         settings = get_settings()
@@ -39,6 +56,9 @@ def main(argv=None) -> int:
         print(f"schema at version {version}")
         return 0
 
+    if args.command == "purge":
+        return _purge(owner, settings, args)
+
     from models.accounts import AccountExists, account_by_name, create_account
 
     try:
@@ -50,6 +70,20 @@ def main(argv=None) -> int:
         return 1
     print(f"created account {account.name} ({account.id}); its API key (shown only now):")
     print(key)
+    return 0
+
+
+def _purge(owner, settings, args) -> int:
+    from models.retention import Purge
+
+    jobs_s = args.jobs_older_than if args.jobs_older_than is not None else settings.job_retention_days * 86400
+    readings_s = (args.readings_older_than if args.readings_older_than is not None
+                  else settings.reading_retention_days * 86400)
+    purge = Purge(owner, settings.purge_batch, rest=lambda _: None, rest_factor=0)
+    jobs, attempts = purge.jobs(jobs_s)
+    print(f"jobs: deleted {jobs} finished jobs and {attempts} attempts older than {jobs_s:g} s")
+    readings, days = purge.readings(readings_s)
+    print(f"readings: rolled up {days} days, deleted {readings} readings older than {readings_s:g} s")
     return 0
 
 

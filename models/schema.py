@@ -37,7 +37,18 @@ def _migrations():
     return [
         (1, _create(Account, ApiKey, Session, Job, Attempt)),
         (2, _create(BrandConnection, Inverter, InverterMember, Reading)),
+        (3, _retention),
     ]
+
+
+def _retention(db):
+    """Energy rollups, and the index the job purge walks (finished jobs by finish time)."""
+    from models.energy import EnergyRollup
+
+    db.create_tables([EnergyRollup], safe=True)
+    from models.retention import TERMINAL_LITERALS
+
+    db.execute_sql(f"CREATE INDEX IF NOT EXISTS job_finished ON job (updated_at) WHERE status IN ({TERMINAL_LITERALS})")
 
 
 def ensure_schema(owner: DatabaseOwner) -> int:

@@ -122,6 +122,12 @@ class Settings:
     recorder_claim_idle_s: float = _within(10.0, 0.1, 3600)
     ingest_maxlen: int = _within(1_000_000, 1000, 10**9)
 
+    # Retention (models/retention.py): finished jobs and raw readings older than this go; rollups stay.
+    job_retention_days: float = _within(30.0, 0.0001, 36500)
+    reading_retention_days: float = _within(30.0, 0.0001, 36500)
+    purge_interval_s: float = _within(600.0, 1, 86400)
+    purge_batch: int = _within(200, 1, 100000)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env

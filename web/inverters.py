@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import gevent.lock
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 
+from models import energy as energy_rollups
 from models import inverters as Q
 from models import live_events
 from models.accounts import account_by_id_or_name
@@ -350,6 +351,16 @@ def latest(inverter_id):
 @require_account
 def readings(inverter_id):
     inverter = _visible_or_404(inverter_id)
+    bounds = _time_bounds()
+    limit = limit_param(100, MAX_READINGS)
+    rows = owner().call(Q.readings_between, inverter.id, bounds.get("since"), bounds.get("until"), limit + 1)
+    next_since = iso(rows[limit].time) if len(rows) > limit else None
+    return jsonify({"inverter_id": inverter.id, "readings": [reading_view(r) for r in rows[:limit]],
+                    "next_since": next_since})
+
+
+def _time_bounds() -> dict:
+    """The request's `since` and `until` (ISO-8601) as epoch seconds, where given."""
     bounds = {}
     for name in ("since", "until"):
         raw = request.args.get(name)
@@ -359,11 +370,36 @@ def readings(inverter_id):
             except ValueError:
                 raise ApiError(400, "invalid_parameter", f"{name} must be an ISO-8601 date-time",
                                {"parameter": name}) from None
-    limit = limit_param(100, MAX_READINGS)
-    rows = owner().call(Q.readings_between, inverter.id, bounds.get("since"), bounds.get("until"), limit + 1)
-    next_since = iso(rows[limit].time) if len(rows) > limit else None
-    return jsonify({"inverter_id": inverter.id, "readings": [reading_view(r) for r in rows[:limit]],
-                    "next_since": next_since})
+    return bounds
+
+
+MAX_ENERGY_BUCKETS = 1000
+DEFAULT_ENERGY_SPAN_S = {energy_rollups.HOUR: 2 * 86400, energy_rollups.DAY: 30 * 86400}
+
+
+def energy_bucket_view(bucket: dict) -> dict:
+    return {**bucket, "start": iso(bucket["start"]), "end": iso(bucket["end"])}
+
+
+@bp.get("/inverters/<inverter_id>/energy")
+@require_account
+def energy(inverter_id):
+    inverter = _visible_or_404(inverter_id)
+    period = request.args.get("period", energy_rollups.DAY)
+    if period not in energy_rollups.PERIODS:
+        raise ApiError(400, "invalid_parameter", "period must be hour or day", {"parameter": "period"})
+    bounds = _time_bounds()
+    at = time.time()
+    until = bounds.get("until", at)
+    since = bounds.get("since", until - DEFAULT_ENERGY_SPAN_S[period])
+    if since >= until:
+        raise ApiError(400, "invalid_parameter", "since must be before until", {"parameter": "since"})
+    zone = energy_rollups.zone_of(inverter.timezone)
+    buckets = energy_rollups.buckets_between(owner().call, inverter.id, zone, period, since, until, at,
+                                             MAX_ENERGY_BUCKETS + 1)
+    next_since = iso(buckets[MAX_ENERGY_BUCKETS]["start"]) if len(buckets) > MAX_ENERGY_BUCKETS else None
+    return jsonify({"inverter_id": inverter.id, "period": period, "timezone": inverter.timezone or "UTC",
+                    "buckets": [energy_bucket_view(b) for b in buckets[:MAX_ENERGY_BUCKETS]], "next_since": next_since})
 
 
 def install(app) -> None:

@@ -57,7 +57,10 @@ def test_history_at_once_then_live_points_within_seconds(system, new_page, redis
 
     assert page.locator('[data-figure="load_power_w"]').inner_text() != "–"
     assert page.locator('[data-figure="battery_soc_pct"]').inner_text().endswith("%")
-    assert page.locator(".chart-area canvas").count() == 3
+    assert page.locator(".chart-area canvas").count() == 4
+    # Today's bar of daily energy, computed from the readings stored so far.
+    wait_until(lambda: page.evaluate("window.inverterPage.energyDays") >= 1, 10, 0.1, "a daily energy bar")
+    assert "today so far" in page.locator("#energy-note").inner_text()
     assert page.locator('[data-field="device-status"]').inner_text() == "online"
     page.screenshot(path=str(artifacts / "inverter-page.png"), full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})

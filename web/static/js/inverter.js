@@ -7,6 +7,7 @@
   const HISTORY_PAGES = 8;            // readings API pages of up to 1000 (more than an hour at 1 s)
   const MAX_POINTS = 5000;
   const CHART_HEIGHT = 220;
+  const ENERGY_REFRESH_MS = 5 * 60 * 1000;   // today's bar grows; the API computes it from raw readings
 
   const SERIES = {
     power: [
@@ -137,6 +138,37 @@
     return chart;
   }
 
+  // Daily energy as bars, PV and load side by side around each local day's middle.
+  function makeEnergyChart(element) {
+    const kwh = function (u, v) { return v === null || v === undefined ? "–" : v.toFixed(1) + " kWh"; };
+    const bars = function (align) { return uPlot.paths.bars({ size: [0.4, 40], align: align }); };
+    const options = {
+      width: Math.max(200, element.clientWidth),
+      height: CHART_HEIGHT,
+      scales: { x: { time: true, auto: false, range: function () {
+                  const now = Date.now() / 1000;
+                  return [now - 30.5 * 86400, now + 0.75 * 86400];
+                } },
+                kWh: { auto: true, range: function (u, min, max) { return [0, Math.max(1, max * 1.1)]; } } },
+      axes: [{}, { scale: "kWh", size: 64,
+                   values: function (u, ticks) { return ticks.map(function (v) { return v + " kWh"; }); } }],
+      cursor: { drag: { x: false, y: false } },
+      legend: { live: true },
+      series: [
+        {},
+        { label: "PV", scale: "kWh", stroke: "#d55e00", fill: "rgba(213,94,0,0.6)", paths: bars(-1),
+          points: { show: false }, value: kwh },
+        { label: "Load", scale: "kWh", stroke: "#0072b2", fill: "rgba(0,114,178,0.6)", paths: bars(1),
+          points: { show: false }, value: kwh },
+      ],
+    };
+    const chart = new uPlot(options, [[], [], []], element);
+    new ResizeObserver(function () {
+      chart.setSize({ width: Math.max(200, element.clientWidth), height: CHART_HEIGHT });
+    }).observe(element);
+    return chart;
+  }
+
   // -- the page ------------------------------------------------------------------------------------
   function InverterPage(root) {
     this.root = root;
@@ -144,6 +176,8 @@
     this.charts = {};
     this.drawPending = false;
     this.stream = null;
+    this.energyChart = null;
+    this.energyDays = 0;
   }
 
   InverterPage.prototype.start = async function () {
@@ -152,6 +186,9 @@
       const element = self.root.querySelector('[data-chart="' + name + '"]');
       self.charts[name] = makeChart(element, SERIES[name]);
     });
+    this.energyChart = makeEnergyChart(this.root.querySelector("[data-energy-chart]"));
+    this.loadEnergy();
+    setInterval(function () { self.loadEnergy(); }, ENERGY_REFRESH_MS);
     const resumeFrom = await this.loadHistory();
     this.stream = new Dash.LiveStream(this.root.dataset.streamUrl, {
       lastEventId: resumeFrom,
@@ -189,6 +226,25 @@
     this.addReading(reading, reading.event_id);
     note.textContent = "The last hour of readings; new ones are added as they arrive.";
     return resumeFrom;
+  };
+
+  InverterPage.prototype.loadEnergy = async function () {
+    const note = document.getElementById("energy-note");
+    const reply = await Dash.api("GET", this.root.dataset.energyUrl + "?period=day");
+    if (!reply.ok) {
+      note.textContent = "Daily energy is unavailable (" + reply.message + ").";
+      return;
+    }
+    const days = reply.data.buckets;
+    this.energyDays = days.length;
+    this.energyChart.setData([
+      days.map(function (d) { return (Date.parse(d.start) + Date.parse(d.end)) / 2000; }),
+      days.map(function (d) { return d.pv_wh / 1000; }),
+      days.map(function (d) { return d.load_wh / 1000; }),
+    ]);
+    const today = days.length && !days[days.length - 1].complete ? "; the last bar is today so far" : "";
+    note.textContent = days.length ? "Days from midnight to midnight in " + reply.data.timezone + today + "."
+                                   : "No energy recorded in the last 30 days yet.";
   };
 
   InverterPage.prototype.addReading = function (reading, eventId) {
