@@ -136,7 +136,7 @@ class SolarEdgeAdapter(BrandAdapter):
 
 def _watts(node, scale: float) -> float | None:
     value = number(node.get("currentPower")) if isinstance(node, dict) else None
-    return None if value is None else round(value * scale, 1)
+    return None if value is None else round(value * scale, 3)
 
 
 def normalise(device: PolledDevice, flow: dict, overview: dict) -> Reading:
