@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 import gevent
-from flask import Flask, jsonify, request
+from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .brands import growatt_v1, growatt_v4, sandbox
+from .brands import growatt_v1, growatt_v4, sandbox, solaredge
 from .clock import SimClock, iso_utc
 from .config import Fleet
 from .faults import FaultError, Faults
 from .metrics import exposition
 from .world import World
 
-BRANDS = (sandbox, growatt_v1, growatt_v4)
+BRANDS = (sandbox, growatt_v1, growatt_v4, solaredge)
 NGINX_ERROR_PAGE = "<html><head><title>{0}</title></head><body><center><h1>{0}</h1></center></body></html>"
 REASONS = {500: "500 Internal Server Error", 502: "502 Bad Gateway", 503: "503 Service Temporarily Unavailable"}
 
@@ -36,8 +36,15 @@ def create_app(fleet: Fleet, clock: SimClock | None = None, profile: str = "fast
 
     @app.before_request
     def inject_faults():
-        if brand_of(request.path) is None:
+        brand = brand_of(request.path)
+        if brand is None:
             return None
+        # A brand that caps requests in progress counts each one from here (injected latency included) to
+        # its answer (teardown below).
+        arrive = getattr(brand, "arrive", None)
+        refused = arrive() if arrive is not None else None
+        if refused is not None:
+            return refused
         if world.faults.latency_ms:
             gevent.sleep(world.faults.latency_ms / 1000.0)
         if world.faults.draw_error():
@@ -46,6 +53,11 @@ def create_app(fleet: Fleet, clock: SimClock | None = None, profile: str = "fast
                 return sandbox.error(status, "injected_fault", REASONS[status])
             return NGINX_ERROR_PAGE.format(REASONS[status]), status, {"Content-Type": "text/html"}
         return None
+
+    @app.teardown_request
+    def depart(_exc):
+        for departure in g.pop("departures", ()):
+            departure()
 
     @app.after_request
     def malform(response):

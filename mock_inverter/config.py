@@ -17,7 +17,13 @@ DEMO_FLEET_PATH = Path(__file__).with_name("demo_fleet.json")
 SANDBOX_TYPES = ("hybrid", "inverter", "storage")
 GROWATT_TYPES = ("inv", "storage", "sph", "min")
 GROWATT_TYPE_ALIASES = {"mix": "sph", "tlx": "min"}
-DEFAULT_CREDENTIALS = {"sandbox": ["demo-sandbox-key"], "growatt": ["demo-growatt-token"]}
+SOLAREDGE_TYPES = ("inverter", "storedge")  # storedge: an inverter with a battery connected
+SOLAREDGE_POWER_UNITS = ("W", "kW")
+DEVICE_TYPES = {"sandbox": SANDBOX_TYPES, "growatt": GROWATT_TYPES, "solaredge": SOLAREDGE_TYPES}
+DEFAULT_CREDENTIALS = {"sandbox": ["demo-sandbox-key"], "growatt": ["demo-growatt-token"],
+                       "solaredge": ["demo-solaredge-key"]}
+# The config field listing each brand's keys: what the brand itself calls its credential.
+CREDENTIAL_FIELDS = {"sandbox": "api_keys", "growatt": "tokens", "solaredge": "api_keys"}
 
 
 class ConfigError(Exception):
@@ -78,6 +84,7 @@ class Plant:
     longitude: float
     timezone: str
     devices: tuple[Device, ...]
+    power_unit: str = "W"  # solaredge: the unit its currentPowerFlow reports in (W or kW)
 
 
 @dataclass(frozen=True)
@@ -136,7 +143,7 @@ def _brands(raw, source):
     credentials, rate_limits = {}, {}
     for brand, default in DEFAULT_CREDENTIALS.items():
         entry = raw.get(brand, {})
-        keys = entry.get("api_keys" if brand == "sandbox" else "tokens", default)
+        keys = entry.get(CREDENTIAL_FIELDS[brand], default)
         if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
             raise ConfigError(source, "-", f"brands.{brand}", "keys must be a list of non-empty strings")
         credentials[brand] = tuple(keys)
@@ -153,8 +160,11 @@ def _plant(raw, index, source, fleet_seed, tick_s) -> Plant:
         raise ConfigError(source, "-", where, "must be an object")
     plant_id = _number(raw, "plant_id", source, "-", integer=True, prefix=where)
     brand = raw.get("brand")
-    if brand not in ("sandbox", "growatt"):
-        raise ConfigError(source, "-", f"{where}.brand", "must be 'sandbox' or 'growatt'")
+    if brand not in DEVICE_TYPES:
+        raise ConfigError(source, "-", f"{where}.brand", f"must be one of {', '.join(DEVICE_TYPES)}")
+    power_unit = raw.get("power_unit", "W")
+    if power_unit not in SOLAREDGE_POWER_UNITS:
+        raise ConfigError(source, "-", f"{where}.power_unit", "must be 'W' or 'kW'")
     lat = _number(raw, "latitude", source, "-", minimum=-66.0, maximum=66.0, prefix=where)
     lon = _number(raw, "longitude", source, "-", minimum=-180.0, maximum=180.0, prefix=where)
     tz = raw.get("timezone")
@@ -170,7 +180,7 @@ def _plant(raw, index, source, fleet_seed, tick_s) -> Plant:
     devices = tuple(_device(d, i, source, where, plant_id, brand, lat, lon, tz, fleet_seed, weather_seed, tick_s)
                     for i, d in enumerate(devices_raw))
     return Plant(plant_id, str(raw.get("name", f"Plant {plant_id}")), brand, str(raw.get("city", "")),
-                 str(raw.get("country", "")), lat, lon, tz, devices)
+                 str(raw.get("country", "")), lat, lon, tz, devices, power_unit)
 
 
 def _device(raw, index, source, where, plant_id, brand, lat, lon, tz, fleet_seed, weather_seed, tick_s):
@@ -181,13 +191,13 @@ def _device(raw, index, source, where, plant_id, brand, lat, lon, tz, fleet_seed
         raise ConfigError(source, f"{where}.devices[{index}]", "serial", "must be a non-empty string without commas")
     kind = raw.get("type")
     kind = GROWATT_TYPE_ALIASES.get(kind, kind) if brand == "growatt" else kind
-    allowed = GROWATT_TYPES if brand == "growatt" else SANDBOX_TYPES
+    allowed = DEVICE_TYPES[brand]
     if kind not in allowed:
         raise ConfigError(source, serial, "type", f"must be one of {', '.join(allowed)} for brand {brand}")
     battery = None
     if raw.get("battery") is not None:
         battery = _battery(raw["battery"], source, serial)
-    if kind in ("sph", "storage", "hybrid") and battery is None:
+    if kind in ("sph", "storage", "hybrid", "storedge") and battery is None:
         raise ConfigError(source, serial, "battery", f"a {kind} device needs a battery")
     if kind in ("inv", "inverter") and battery is not None:
         raise ConfigError(source, serial, "battery", f"a {kind} device has no battery")

@@ -2,6 +2,9 @@
 
 Clients live in real time even when the simulation runs faster, so limits use a monotonic clock.
 Rejected calls are not counted, so a client that backs off gets through at the next window.
+
+Some brands (SolarEdge) count calendar-day budgets instead (per key and per site, reset at 00:00 UTC of the
+real clock) and cap the requests in progress per source address.
 """
 from __future__ import annotations
 
@@ -28,14 +31,58 @@ PROFILES = {
 }
 
 
+# Daily budgets and concurrency caps per brand; "real" is the brand's documented figures.
+BUDGET_PROFILES = {
+    "fast": {"solaredge": {"daily_per_key": 100_000, "daily_per_site": 100_000, "concurrency": 20}},
+    "real": {"solaredge": {"daily_per_key": 300, "daily_per_site": 300, "concurrency": 3}},
+}
+DAY_S = 86400
+
+
 class RateLimits:
-    def __init__(self, profile: str, overrides: dict[str, dict], monotonic=time.monotonic):
+    def __init__(self, profile: str, overrides: dict[str, dict], monotonic=time.monotonic, wall=time.time):
         if profile not in PROFILES:
             raise ValueError(f"unknown rate-limit profile {profile!r}")
         self.profile = profile
         self._overrides = overrides
         self._monotonic = monotonic
+        self._wall = wall
         self._calls: dict[tuple, deque] = {}
+        self._day = -1
+        self._spent: dict[tuple, int] = {}
+        self._in_progress: dict[tuple, int] = {}
+
+    def budget(self, brand: str, name: str) -> int:
+        """A brand's daily budget or concurrency cap: the fleet config's override, else the profile's."""
+        return int(self._overrides.get(brand, {}).get(name, BUDGET_PROFILES[self.profile][brand][name]))
+
+    def charge_daily(self, brand: str, buckets) -> tuple[float, str]:
+        """Charge one call to each (scope, id) budget ("key" or "site"), all or nothing.
+
+        (0, "") when charged; else (seconds until the budgets reset, the spent scope) and nothing is charged.
+        """
+        now = self._wall()
+        day = int(now // DAY_S)
+        if day != self._day:
+            self._day, self._spent = day, {}
+        for scope, ident in buckets:
+            if self._spent.get((brand, scope, ident), 0) >= self.budget(brand, f"daily_per_{scope}"):
+                return (day + 1) * DAY_S - now, scope
+        for scope, ident in buckets:
+            self._spent[(brand, scope, ident)] = self._spent.get((brand, scope, ident), 0) + 1
+        return 0.0, ""
+
+    def enter(self, brand: str, source: str) -> bool:
+        """Count a request in progress from `source`; False (not counted) when the brand's cap is reached."""
+        key = (brand, source)
+        if self._in_progress.get(key, 0) >= self.budget(brand, "concurrency"):
+            return False
+        self._in_progress[key] = self._in_progress.get(key, 0) + 1
+        return True
+
+    def leave(self, brand: str, source: str) -> None:
+        key = (brand, source)
+        self._in_progress[key] = max(0, self._in_progress.get(key, 0) - 1)
 
     def endpoint_limit(self, brand: str, endpoint: str) -> Limit:
         custom = self._overrides.get(brand, {}).get(endpoint)
@@ -72,4 +119,6 @@ class RateLimits:
         return calls
 
     def reset(self) -> None:
+        # Requests in progress are live connections, not history: they stay counted until they answer.
         self._calls.clear()
+        self._spent.clear()

@@ -45,5 +45,14 @@ class World:
         self.stats.record(token, endpoint, serials, rate_limited=bool(scope))
         return Admission(not scope, "rate_limited" if scope else "", wait, scope)
 
+    def admit_daily(self, brand: str, token: str | None, endpoint: str, buckets, serials=()) -> Admission:
+        """Authenticate, charge the daily budgets named by `buckets` ((scope, id) pairs) and count one request."""
+        if not token or token not in self.fleet.credentials[brand]:
+            self.stats.record(INVALID_TOKEN, endpoint)
+            return Admission(False, UNAUTHORIZED)
+        wait, scope = self.limits.charge_daily(brand, buckets)
+        self.stats.record(token, endpoint, serials, rate_limited=bool(scope))
+        return Admission(not scope, "rate_limited" if scope else "", wait, scope)
+
     def brand_devices(self, brand: str):
         return [d for d in self.fleet.devices if d.brand == brand]

@@ -25,7 +25,10 @@ from models.settings import SettingsError, get_settings
 DEMO_CONNECTIONS = {
     "sandbox": {"api_key": os.environ.get("DEMO_SANDBOX_KEY", "demo-sandbox-key")},
     "growatt_v4": {"token": os.environ.get("DEMO_GROWATT_TOKEN", "demo-growatt-token")},
+    "solaredge": {"api_key": os.environ.get("DEMO_SOLAREDGE_KEY", "demo-solaredge-key")},
 }
+# Brands whose real API sits at a host's root are served by the mock under a prefix of their own.
+MOCK_PREFIXES = {"solaredge": "/solaredge"}
 
 
 def _say(message: str) -> None:
@@ -76,12 +79,13 @@ def setup(web_url: str, mock_url: str, key: str, wait_s: float) -> int:
     api.headers["Authorization"] = f"Bearer {key}"
     count = 0
     for brand, credentials in DEMO_CONNECTIONS.items():
+        base_url = mock_url + MOCK_PREFIXES.get(brand, "")
         try:
-            serials = _devices(brand, mock_url, credentials)
+            serials = _devices(brand, base_url, credentials)
         except BrandError as exc:
             raise RuntimeError(f"cannot list {brand} devices at {mock_url}: {exc.message}") from None
         for serial in serials:
-            outcome = _onboard(api, web_url, brand, serial, {"base_url": mock_url, **credentials})
+            outcome = _onboard(api, web_url, brand, serial, {"base_url": base_url, **credentials})
             _say(f"{brand} {serial}: {outcome}")
             count += 1
     return count

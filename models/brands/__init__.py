@@ -4,8 +4,10 @@ from __future__ import annotations
 from models.brands.base import BrandAdapter, BrandError
 from models.brands.growatt_v4 import GrowattV4Adapter
 from models.brands.sandbox import SandboxAdapter
+from models.brands.solaredge import SolarEdgeAdapter
 
-ADAPTERS: dict[str, type[BrandAdapter]] = {cls.name: cls for cls in (SandboxAdapter, GrowattV4Adapter)}
+ADAPTERS: dict[str, type[BrandAdapter]] = {cls.name: cls for cls in (SandboxAdapter, GrowattV4Adapter,
+                                                                     SolarEdgeAdapter)}
 
 
 def adapter_class(brand: str) -> type[BrandAdapter] | None:

@@ -15,9 +15,10 @@ def test_demo_fleet_is_onboarded_once_for_the_key_in_the_key_file(services, env,
     assert first.returncode == 0, first.stdout + first.stderr
     assert marker.exists()
     inverters = make_client(web.url, account_key).get("/inverters").json()["inverters"]
-    assert {(i["brand"], i["serial"]) for i in inverters} >= {("sandbox", "SBX-AMS-0001"), ("growatt_v4", "GRTSPH0001")}
-    assert len(inverters) == 7
-    assert {i["device_type"] for i in inverters} >= {"hybrid", "sph", "storage", "min", "inv"}
+    assert {(i["brand"], i["serial"]) for i in inverters} >= {("sandbox", "SBX-AMS-0001"), ("growatt_v4", "GRTSPH0001"),
+                                                              ("solaredge", "3001:7E1A3001-5C")}
+    assert len(inverters) == 9
+    assert {i["device_type"] for i in inverters} >= {"hybrid", "sph", "storage", "min", "inv", "storedge", "inverter"}
     assert f"{web.url}/ui/" in first.stdout
 
     again = run_cli(args, env)  # the marker says it is done: a removed inverter stays removed
