@@ -33,6 +33,10 @@ DEMO_CONNECTIONS = {
 }
 
 
+# Brands the mock serves under a path prefix (their real API sits at a host's root).
+DEMO_PREFIXES = {"enphase": "/enphase"}
+
+
 def _say(message: str) -> None:
     print(f"demo-setup: {message}", flush=True)
 
@@ -85,11 +89,12 @@ def setup(web_url: str, mock_url: str, key: str, wait_s: float) -> int:
     count = 0
     for brand, credentials in DEMO_CONNECTIONS.items():
         try:
-            serials, credentials = _devices(brand, mock_url, credentials)
+            base_url = mock_url + DEMO_PREFIXES.get(brand, "")
+            serials, credentials = _devices(brand, base_url, credentials)
         except BrandError as exc:
             raise RuntimeError(f"cannot list {brand} devices at {mock_url}: {exc.message}") from None
         for serial in serials:
-            outcome = _onboard(api, web_url, brand, serial, {"base_url": mock_url, **credentials})
+            outcome = _onboard(api, web_url, brand, serial, {"base_url": base_url, **credentials})
             _say(f"{brand} {serial}: {outcome}")
             count += 1
     return count

@@ -241,7 +241,8 @@ def summary(system_id: int):
     reading = _world().simulator.reading(device.serial)
     local_date = datetime.fromtimestamp(reading["t"], ZoneInfo(plant.timezone)).date().isoformat()
     body = {"system_id": system_id, "current_power": round(reading["pv_power_w"]),
-            "energy_lifetime": round(reading["pv_energy_total_wh"]), "energy_today": round(reading["pv_energy_today_wh"]),
+            "energy_lifetime": round(reading["pv_energy_total_wh"]),
+            "energy_today": round(reading["pv_energy_today_wh"]),
             "last_interval_end_at": int(reading["t"] // TELEMETRY_INTERVAL_S * TELEMETRY_INTERVAL_S),
             "last_report_at": int(reading["t"]), "modules": _micro_count(device), "operational_at": 1_600_000_000,
             "size_w": round(device.pv_peak_w), "source": "microinverters", "status": _status(reading),

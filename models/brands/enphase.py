@@ -102,13 +102,17 @@ class EnphaseAdapter(BrandAdapter):
         if response.status_code == 429:
             raise BrandError(RATE_LIMITED, "enphase token refresh: too many requests", status=429,
                              retry_after_s=retry_after(response))
+        error = body if isinstance(body, dict) else {}
+        if response.status_code in (400, 401):  # unauthorized client, or invalid_grant: refresh token spent/expired
+            described = error.get("error_description") or f"HTTP {response.status_code}"
+            raise BrandError(AUTH, f"enphase token refresh refused: {described} (the homeowner may need to "
+                             "authorize the application again)", status=response.status_code,
+                             brand_code=error.get("error"))
         if response.status_code != 200:
-            described = body.get("error_description") or body.get("error") if isinstance(body, dict) else None
-            raise BrandError(AUTH, f"enphase token refresh refused: {described or 'HTTP ' + str(response.status_code)}"
-                             " (the homeowner may need to authorize the application again)",
-                             status=response.status_code, brand_code=body.get("error") if isinstance(body, dict) else None)
-        expires_in = number(body.get("expires_in")) if isinstance(body, dict) else None
-        if not body.get("access_token") or not body.get("refresh_token") or not expires_in:
+            raise BrandError(BAD_REPLY, f"enphase token refresh: HTTP {response.status_code}",
+                             status=response.status_code)
+        expires_in = number(error.get("expires_in"))
+        if not error.get("access_token") or not error.get("refresh_token") or not expires_in:
             raise BrandError(BAD_REPLY, "enphase token refresh: reply without access_token, refresh_token, expires_in")
         creds.update(access_token=body["access_token"], refresh_token=body["refresh_token"],
                      access_expires_at=round(time.time() + expires_in, 3), access_lifetime_s=expires_in)

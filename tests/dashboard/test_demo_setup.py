@@ -16,7 +16,7 @@ def test_demo_fleet_is_onboarded_once_for_the_key_in_the_key_file(services, env,
     assert marker.exists()
     inverters = make_client(web.url, account_key).get("/inverters").json()["inverters"]
     assert {(i["brand"], i["serial"]) for i in inverters} >= {("sandbox", "SBX-AMS-0001"), ("growatt_v4", "GRTSPH0001")}
-    assert len(inverters) == 7
+    assert len(inverters) == 9
     assert {i["device_type"] for i in inverters} >= {"hybrid", "sph", "storage", "min", "inv"}
     assert f"{web.url}/ui/" in first.stdout
 
