@@ -208,7 +208,8 @@ class BrandPoller(pykka.ThreadingActor):
         self.brand = connection.brand
         self.db = db
         self.publisher = publisher
-        self.adapter = adapter_for(connection, DestinationPolicy.from_settings(settings), settings.brand_timeout_s)
+        self.adapter = adapter_for(connection, DestinationPolicy.from_settings(settings), settings.brand_timeout_s,
+                                   self._store_credentials)
         self.interval_s, requests_per_s = poll_pace(connection.brand, settings)
         self.min_gap_s = 1.0 / requests_per_s
         self.concurrency = settings.poll_concurrency
@@ -226,6 +227,14 @@ class BrandPoller(pykka.ThreadingActor):
         self.timer = None
         self.timer_at = None
         self.greenlets: set = set()
+
+    def _store_credentials(self, credentials: dict) -> None:
+        """Runs in the polling greenlet that rotated them: the old refresh token is already spent, so the new one
+        is written before the call goes on (a failure is logged; the adapter still holds the new set)."""
+        try:
+            self.db.write(Q.store_credentials, self.connection_id, credentials)
+        except Exception as exc:  # noqa: BLE001 - polling goes on; a restart would then need a new authorization
+            log.error("could not store rotated credentials %s: %s", self._ctx(), exc)
 
     def _ctx(self) -> str:
         return f"connection={self.connection_id} brand={self.brand}"

@@ -19,11 +19,16 @@ GROWATT_TYPES = ("inv", "storage", "sph", "min")
 GROWATT_TYPE_ALIASES = {"mix": "sph", "tlx": "min"}
 SOLAREDGE_TYPES = ("inverter", "storedge")  # storedge: an inverter with a battery connected
 SOLAREDGE_POWER_UNITS = ("W", "kW")
-DEVICE_TYPES = {"sandbox": SANDBOX_TYPES, "growatt": GROWATT_TYPES, "solaredge": SOLAREDGE_TYPES}
+ENPHASE_TYPES = ("micros", "encharges")  # the device group a system's devices list names: PV only, or with IQ Batteries
+DEVICE_TYPES = {"sandbox": SANDBOX_TYPES, "growatt": GROWATT_TYPES, "solaredge": SOLAREDGE_TYPES,
+                "enphase": ENPHASE_TYPES}
 DEFAULT_CREDENTIALS = {"sandbox": ["demo-sandbox-key"], "growatt": ["demo-growatt-token"],
                        "solaredge": ["demo-solaredge-key"]}
 # The config field listing each brand's keys: what the brand itself calls its credential.
 CREDENTIAL_FIELDS = {"sandbox": "api_keys", "growatt": "tokens", "solaredge": "api_keys"}
+ENPHASE_PLANS = ("watt", "kilowatt", "megawatt", "demo")
+DEFAULT_ENPHASE_APP = {"client_id": "demo-enphase-client", "client_secret": "demo-enphase-secret",
+                       "api_key": "demo-enphase-key", "plan": "watt", "refresh_tokens": ["demo-enphase-refresh"]}
 
 
 class ConfigError(Exception):
@@ -88,6 +93,17 @@ class Plant:
 
 
 @dataclass(frozen=True)
+class EnphaseApp:
+    """A developer application (client id/secret, API key, plan) and the refresh tokens its users granted."""
+    client_id: str
+    client_secret: str
+    api_key: str
+    plan: str
+    refresh_tokens: tuple[str, ...]
+    limits: dict  # {"per_minute", "per_month"}: overrides the plan's numbers (tests)
+
+
+@dataclass(frozen=True)
 class Fleet:
     source: str
     seed: int
@@ -96,6 +112,8 @@ class Fleet:
     rate_limits: dict[str, dict]
     plants: tuple[Plant, ...]
     devices: tuple[Device, ...] = field(default=())
+    enphase_apps: tuple[EnphaseApp, ...] = ()
+    enphase_token_lifetime_s: dict = field(default_factory=dict)  # {"access", "refresh"} overrides
 
     def plants_of(self, brand: str) -> list[Plant]:
         return [p for p in self.plants if p.brand == brand]
@@ -134,7 +152,38 @@ def parse_fleet(raw: dict, source: str, seed: int | None = None) -> Fleet:
             serials.add(device.serial)
         plants.append(plant)
     devices = tuple(d for p in plants for d in p.devices)
-    return Fleet(source, fleet_seed, tick_s, credentials, rate_limits, tuple(plants), devices)
+    apps, lifetimes = _enphase(raw.get("brands", {}).get("enphase", {}), source)
+    return Fleet(source, fleet_seed, tick_s, credentials, rate_limits, tuple(plants), devices, apps, lifetimes)
+
+
+def _enphase(raw, source):
+    where = "brands.enphase"
+    if not isinstance(raw, dict):
+        raise ConfigError(source, "-", where, "must be an object")
+    apps = []
+    for index, app in enumerate(raw.get("applications", [DEFAULT_ENPHASE_APP])):
+        label = f"{where}.applications[{index}]"
+        if not isinstance(app, dict):
+            raise ConfigError(source, "-", label, "must be an object")
+        for name in ("client_id", "client_secret", "api_key"):
+            if not isinstance(app.get(name), str) or not app[name]:
+                raise ConfigError(source, "-", f"{label}.{name}", "must be a non-empty string")
+        plan = app.get("plan", "watt")
+        if plan not in ENPHASE_PLANS:
+            raise ConfigError(source, "-", f"{label}.plan", f"must be one of {', '.join(ENPHASE_PLANS)}")
+        tokens = app.get("refresh_tokens", [])
+        if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
+            raise ConfigError(source, "-", f"{label}.refresh_tokens", "must be a list of non-empty strings")
+        limits = app.get("limits", {})
+        if not isinstance(limits, dict) or not all(k in ("per_minute", "per_month") and isinstance(v, int) and v > 0
+                                                   for k, v in limits.items()):
+            raise ConfigError(source, "-", f"{label}.limits", "per_minute and per_month must be positive integers")
+        apps.append(EnphaseApp(app["client_id"], app["client_secret"], app["api_key"], plan, tuple(tokens), limits))
+    lifetimes = raw.get("token_lifetime_s", {})
+    if not isinstance(lifetimes, dict) or not all(k in ("access", "refresh") and isinstance(v, (int, float)) and v > 0
+                                                  for k, v in lifetimes.items()):
+        raise ConfigError(source, "-", f"{where}.token_lifetime_s", "access and refresh must be positive numbers")
+    return tuple(apps), {k: float(v) for k, v in lifetimes.items()}
 
 
 def _brands(raw, source):
@@ -177,6 +226,9 @@ def _plant(raw, index, source, fleet_seed, tick_s) -> Plant:
     devices_raw = raw.get("devices")
     if not isinstance(devices_raw, list) or not devices_raw:
         raise ConfigError(source, "-", f"{where}.devices", "must be a non-empty list")
+    if brand == "enphase" and len(devices_raw) != 1:
+        # An Enphase system is one site behind one gateway: the API reports it as a whole.
+        raise ConfigError(source, "-", f"{where}.devices", "an enphase plant (system) simulates exactly one site")
     devices = tuple(_device(d, i, source, where, plant_id, brand, lat, lon, tz, fleet_seed, weather_seed, tick_s)
                     for i, d in enumerate(devices_raw))
     return Plant(plant_id, str(raw.get("name", f"Plant {plant_id}")), brand, str(raw.get("city", "")),
@@ -197,9 +249,9 @@ def _device(raw, index, source, where, plant_id, brand, lat, lon, tz, fleet_seed
     battery = None
     if raw.get("battery") is not None:
         battery = _battery(raw["battery"], source, serial)
-    if kind in ("sph", "storage", "hybrid", "storedge") and battery is None:
+    if kind in ("sph", "storage", "hybrid", "storedge", "encharges") and battery is None:
         raise ConfigError(source, serial, "battery", f"a {kind} device needs a battery")
-    if kind in ("inv", "inverter") and battery is not None:
+    if kind in ("inv", "inverter", "micros") and battery is not None:
         raise ConfigError(source, serial, "battery", f"a {kind} device has no battery")
     load_raw = raw.get("load", {})
     if not isinstance(load_raw, dict):

@@ -48,6 +48,7 @@ class RateLimits:
         self._monotonic = monotonic
         self._wall = wall
         self._calls: dict[tuple, deque] = {}
+        self.plans = PlanLimits(profile, monotonic)
         self._day = -1
         self._spent: dict[tuple, int] = {}
         self._in_progress: dict[tuple, int] = {}
@@ -122,3 +123,50 @@ class RateLimits:
         # Requests in progress are live connections, not history: they stay counted until they answer.
         self._calls.clear()
         self._spent.clear()
+        self.plans.reset()
+
+
+# Enphase plans: calls per minute and per calendar month (UTC), per application API key, all endpoints together.
+ENPHASE_PLANS = {"watt": (10, 1_000), "kilowatt": (50, 50_000), "megawatt": (100, 300_000), "demo": (600, 10_000_000)}
+
+
+class PlanLimits:
+    """Enphase's plan limits: a rolling minute and a calendar month (UTC) per API key.
+
+    Under the fast profile every application is on the generous "demo" plan; under real, on its own plan.
+    A refused call is not counted (it answers 429 and uses nothing up).
+    """
+
+    def __init__(self, profile: str, monotonic=time.monotonic, wall=time.time):
+        self.profile = profile
+        self._monotonic = monotonic
+        self._wall = wall
+        self._minute: dict[str, deque] = {}
+        self._month: dict[str, tuple[tuple[int, int], int]] = {}
+
+    def limits(self, plan: str, overrides: dict) -> tuple[int, int]:
+        per_minute, per_month = ENPHASE_PLANS["demo" if self.profile == "fast" else plan]
+        return overrides.get("per_minute", per_minute), overrides.get("per_month", per_month)
+
+    def check(self, key: str, plan: str, overrides: dict | None = None) -> str:
+        """"" when the call may go ahead (it is then counted); else "minute" or "month"."""
+        per_minute, per_month = self.limits(plan, overrides or {})
+        now = self._monotonic()
+        calls = self._minute.setdefault(key, deque())
+        while calls and calls[0] <= now - 60.0:
+            calls.popleft()
+        wall = time.gmtime(self._wall())
+        month = (wall.tm_year, wall.tm_mon)
+        counted_month, used = self._month.get(key, (month, 0))
+        used = used if counted_month == month else 0
+        if used >= per_month:
+            return "month"
+        if len(calls) >= per_minute:
+            return "minute"
+        calls.append(now)
+        self._month[key] = (month, used + 1)
+        return ""
+
+    def reset(self) -> None:
+        self._minute.clear()
+        self._month.clear()

@@ -80,11 +80,21 @@ def credentials_hash(credentials: dict) -> str:
 def connection_for(brand: str, base_url: str, credentials: dict) -> BrandConnection:
     """The connection with these credentials, created on first use (one poller per credential)."""
     digest = credentials_hash(credentials)
-    found = BrandConnection.get_or_none((BrandConnection.brand == brand) & (BrandConnection.base_url == base_url)
-                                        & (BrandConnection.credentials_hash == digest))
+    found = find_connection(brand, base_url, digest)
     if found is not None:
         return found
     return BrandConnection.create(brand=brand, base_url=base_url, credentials=credentials, credentials_hash=digest)
+
+
+def find_connection(brand: str, base_url: str, digest: str) -> BrandConnection | None:
+    return BrandConnection.get_or_none((BrandConnection.brand == brand) & (BrandConnection.base_url == base_url)
+                                       & (BrandConnection.credentials_hash == digest))
+
+
+def store_credentials(connection_id: str, credentials: dict) -> None:
+    """The connection's current credentials, after the adapter rotated them (an OAuth refresh). The hash stays
+    that of the credentials first given, so the connection keeps its identity through every rotation."""
+    BrandConnection.update(credentials=credentials).where(BrandConnection.id == connection_id).execute()
 
 
 def connections_with_inverters() -> list[BrandConnection]:

@@ -26,9 +26,14 @@ DEMO_CONNECTIONS = {
     "sandbox": {"api_key": os.environ.get("DEMO_SANDBOX_KEY", "demo-sandbox-key")},
     "growatt_v4": {"token": os.environ.get("DEMO_GROWATT_TOKEN", "demo-growatt-token")},
     "solaredge": {"api_key": os.environ.get("DEMO_SOLAREDGE_KEY", "demo-solaredge-key")},
+    "enphase": {"client_id": os.environ.get("DEMO_ENPHASE_CLIENT_ID", "demo-enphase-client"),
+                "client_secret": os.environ.get("DEMO_ENPHASE_CLIENT_SECRET", "demo-enphase-secret"),
+                "api_key": os.environ.get("DEMO_ENPHASE_API_KEY", "demo-enphase-key"),
+                "refresh_token": os.environ.get("DEMO_ENPHASE_REFRESH_TOKEN", "demo-enphase-refresh"),
+                "plan": "demo"},
 }
 # Brands whose real API sits at a host's root are served by the mock under a prefix of their own.
-MOCK_PREFIXES = {"solaredge": "/solaredge"}
+MOCK_PREFIXES = {"solaredge": "/solaredge", "enphase": "/enphase"}
 
 
 def _say(message: str) -> None:
@@ -47,11 +52,14 @@ def _wait_for(url: str, deadline: float, what: str) -> None:
         time.sleep(0.5)
 
 
-def _devices(brand: str, mock_url: str, credentials: dict) -> list[str]:
+def _devices(brand: str, mock_url: str, credentials: dict) -> tuple[list[str], dict]:
+    """The serials these credentials see, and the credentials to onboard them with: a brand with OAuth
+    (Enphase) rotates its refresh token on the first call, and the one given is then spent."""
     # A brand call like any other: through the destination policy (make run allows 127.0.0.0/8).
     adapter = adapter_class(brand)(mock_url, credentials, DestinationPolicy.from_settings(get_settings()), 10.0)
     try:
-        return sorted(adapter.list_devices())
+        serials = sorted(adapter.list_devices())
+        return serials, {name: adapter.credentials[name] for name in credentials}
     finally:
         adapter.close()
 
@@ -81,7 +89,7 @@ def setup(web_url: str, mock_url: str, key: str, wait_s: float) -> int:
     for brand, credentials in DEMO_CONNECTIONS.items():
         base_url = mock_url + MOCK_PREFIXES.get(brand, "")
         try:
-            serials = _devices(brand, base_url, credentials)
+            serials, credentials = _devices(brand, base_url, credentials)
         except BrandError as exc:
             raise RuntimeError(f"cannot list {brand} devices at {mock_url}: {exc.message}") from None
         for serial in serials:

@@ -211,10 +211,16 @@ def _parse_onboarding(body) -> dict:
                        {"field": "serial"})
     connection = body.get("connection")
     if not isinstance(connection, dict):
-        raise ApiError(400, "invalid_field", f"connection must be an object with base_url and {cls.credential_field}",
-                       {"field": "connection"})
+        raise ApiError(400, "invalid_field", f"connection must be an object with base_url and "
+                       f"{', '.join(cls.required_credentials())}", {"field": "connection"})
     base_url = _base_url(connection, cls)
-    credentials = {cls.credential_field: _credential(connection, cls.credential_field)}
+    credentials = {name: _credential(connection, name) for name in cls.required_credentials()}
+    for name, allowed in cls.credential_options.items():
+        value = connection.get(name, allowed[0])
+        if value not in allowed:
+            raise ApiError(400, "invalid_field", f"connection.{name} must be one of {', '.join(allowed)}",
+                           {"field": f"connection.{name}", "allowed": list(allowed)})
+        credentials[name] = value
     timezone = body.get("timezone")
     if timezone is not None:
         try:
@@ -246,9 +252,14 @@ def onboard():
     spec = _parse_onboarding(json_body())
     settings = current_app.config["SETTINGS"]
     cls = ADAPTERS[spec["brand"]]
-    adapter = cls(spec["base_url"], spec["credentials"], current_app.config["DESTINATION_POLICY"],
-                  settings.brand_timeout_s)
-    key = (spec["brand"], spec["base_url"], Q.credentials_hash(spec["credentials"]))
+    digest = Q.credentials_hash(spec["credentials"])
+    # A connection is known by the credentials first given for it. Some brands rotate them (an OAuth refresh
+    # token works once): then the stored ones are the current ones, and the given ones may be spent.
+    existing = owner().call(Q.find_connection, spec["brand"], spec["base_url"], digest)
+    rotated: dict = {}
+    adapter = cls(spec["base_url"], existing.credentials if existing else spec["credentials"],
+                  current_app.config["DESTINATION_POLICY"], settings.brand_timeout_s, rotated.update)
+    key = (spec["brand"], spec["base_url"], digest)
     try:
         device = current_app.extensions["device_directory"].find(adapter, key, spec["serial"])
     except BrandError as exc:
@@ -262,6 +273,8 @@ def onboard():
 
     def create():
         connection = Q.connection_for(spec["brand"], spec["base_url"], spec["credentials"])
+        if rotated:
+            Q.store_credentials(connection.id, rotated)
         return Q.onboard(account_id, connection, spec["serial"], device.device_type, device.model,
                          device.plant_id, spec["timezone"] or device.timezone)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from typing import Callable
 from zoneinfo import ZoneInfo
 
 import requests
@@ -109,6 +110,10 @@ class BrandAdapter:
     name = ""
     #: the credential field POST /inverters expects in "connection"
     credential_field = ""
+    #: every credential field, when a brand needs several (empty: just credential_field)
+    credential_fields: tuple[str, ...] = ()
+    #: optional connection fields with their allowed values, the first being the default (e.g. a plan)
+    credential_options: dict[str, tuple[str, ...]] = {}
     #: most serials one latest-data call may carry
     batch_size = 1
     #: Settings attribute prefix for this brand's pace (<prefix>_poll_interval_s, <prefix>_requests_per_s)
@@ -121,8 +126,10 @@ class BrandAdapter:
     #: real API is at a host's root and the mock serves it under a prefix
     root_prefixes: tuple[str, ...] = ("",)
 
-    def __init__(self, base_url: str, credentials: dict, policy: DestinationPolicy, timeout_s: float = 10.0):
+    def __init__(self, base_url: str, credentials: dict, policy: DestinationPolicy, timeout_s: float = 10.0,
+                 on_credentials_changed: Callable[[dict], None] | None = None):
         self.credentials = credentials
+        self.on_credentials_changed = on_credentials_changed
         self.timeout_s = timeout_s
         self.session = GuardedSession(policy)
         try:
@@ -130,6 +137,16 @@ class BrandAdapter:
             self.base_url, self.unusable = root.origin + root.path, None
         except InvalidUrl as exc:  # a connection stored before base URLs were checked: every call says why
             self.base_url, self.unusable = "<invalid base URL>", exc.message
+
+    @classmethod
+    def required_credentials(cls) -> tuple[str, ...]:
+        return cls.credential_fields or (cls.credential_field,)
+
+    def credentials_changed(self) -> None:
+        """The adapter rotated its credentials (e.g. a new OAuth refresh token): hand the new set to whoever stores
+        the connection, at once, since the old refresh token no longer works."""
+        if self.on_credentials_changed is not None:
+            self.on_credentials_changed(dict(self.credentials))
 
     # -- the interface -----------------------------------------------------------------------------
     def list_devices(self) -> dict[str, Device]:

@@ -16,9 +16,10 @@ def test_demo_fleet_is_onboarded_once_for_the_key_in_the_key_file(services, env,
     assert marker.exists()
     inverters = make_client(web.url, account_key).get("/inverters").json()["inverters"]
     assert {(i["brand"], i["serial"]) for i in inverters} >= {("sandbox", "SBX-AMS-0001"), ("growatt_v4", "GRTSPH0001"),
-                                                              ("solaredge", "3001:7E1A3001-5C")}
-    assert len(inverters) == 9
-    assert {i["device_type"] for i in inverters} >= {"hybrid", "sph", "storage", "min", "inv", "storedge", "inverter"}
+                                                              ("solaredge", "3001:7E1A3001-5C"), ("enphase", "4002")}
+    assert len(inverters) == 11
+    assert {i["device_type"] for i in inverters} >= {"hybrid", "sph", "storage", "min", "inv", "storedge", "inverter",
+                                                     "micros", "encharges"}
     assert f"{web.url}/ui/" in first.stdout
 
     again = run_cli(args, env)  # the marker says it is done: a removed inverter stays removed
