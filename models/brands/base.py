@@ -107,8 +107,8 @@ class BatchResult:
 class BrandAdapter:
     #: the name in the registry and in POST /inverters
     name = ""
-    #: the credential field POST /inverters expects in "connection"
-    credential_field = ""
+    #: the credential fields POST /inverters expects in "connection", beside base_url (all required)
+    credential_fields: tuple[str, ...] = ()
     #: most serials one latest-data call may carry
     batch_size = 1
     #: Settings attribute prefix for this brand's pace (<prefix>_poll_interval_s, <prefix>_requests_per_s)
