@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from models.brands import ADAPTERS
-from models.brands.base import RATE_LIMITED, SERVER_ERROR, UNKNOWN_DEVICE, BrandError, PolledDevice
+from models.brands.base import AUTH, RATE_LIMITED, SERVER_ERROR, UNKNOWN_DEVICE, BrandError, PolledDevice
 from models.net.policy import DestinationPolicy
 from tests.metrics.conftest import GROWATT_TOKEN, SANDBOX_KEY, set_faults
 
@@ -93,3 +93,49 @@ def test_growatt_v4_learns_plant_time_zones_so_local_times_read_right(growatt, s
     reference = sandbox.fetch_latest([polled(sandbox, "SBX-LOS-0001")]).readings["SBX-LOS-0001"]
     for reading in (lagos, amsterdam):
         assert abs(reading.time - reference.time) < 300
+
+
+@pytest.fixture
+def growatt_v1(mock):
+    adapter = ADAPTERS["growatt_v1"](mock.url, {"token": GROWATT_TOKEN}, LOOPBACK_ALLOWED, timeout_s=3)
+    yield adapter
+    adapter.close()
+
+
+def test_growatt_v1_discovers_type_codes_and_zones_and_maps_each_device_type(growatt_v1, sandbox):
+    devices = growatt_v1.list_devices()
+    assert {s: (d.device_type, d.timezone) for s, d in devices.items()} == {
+        "GRTSPH0001": ("5", "Africa/Lagos"), "GRTSTO0001": ("2", "Africa/Lagos"),
+        "GRTMIN0001": ("7", "Europe/Amsterdam"), "GRTINV0001": ("1", "Europe/Amsterdam")}
+    readings = {}
+    for serial, device in devices.items():  # one device per call: v1 has a route per type and no batch
+        readings.update(growatt_v1.fetch_latest([PolledDevice(serial, device.device_type, device.timezone)]).readings)
+    sph, storage, tlx, inv = (readings[s] for s in ("GRTSPH0001", "GRTSTO0001", "GRTMIN0001", "GRTINV0001"))
+    assert sph.battery_soc_pct is not None and sph.battery_voltage_v > 0 and sph.load_power_w is not None
+    assert storage.battery_soc_pct is not None and storage.battery_voltage_v > 0
+    assert tlx.battery_soc_pct is None and tlx.battery_power_w is None
+    assert inv.grid_import_w is None and inv.battery_soc_pct is None and inv.ac_power_w > 0
+    reference = sandbox.fetch_latest([polled(sandbox, "SBX-LOS-0001")]).readings["SBX-LOS-0001"]
+    for reading in readings.values():
+        assert reading.status == "normal" and reading.pv_power_w > 0
+        assert reading.energy_total_wh >= reading.energy_today_wh >= 0
+        assert abs(reading.time - reference.time) < 300, "local wall time read in the plant's zone"
+
+
+def test_growatt_v1_signals_rate_limits_offline_unknown_and_auth(mock, growatt_v1):
+    sph = PolledDevice("GRTSPH0001", "5", "Africa/Lagos")
+    growatt_v1.fetch_latest([sph])
+    with pytest.raises(BrandError) as caught:  # again within the per-device interval
+        growatt_v1.fetch_latest([sph])
+    assert caught.value.kind == RATE_LIMITED and caught.value.brand_code == 10012
+    set_faults(mock, offline=["GRTINV0001"])
+    assert growatt_v1.fetch_latest([PolledDevice("GRTINV0001", "1")]).offline == {"GRTINV0001"}
+    assert growatt_v1.fetch_latest([PolledDevice("GRTNOPE001", "7")]).failed["GRTNOPE001"].kind == UNKNOWN_DEVICE
+    with pytest.raises(BrandError) as caught:
+        growatt_v1.discover("GRTNOPE001")
+    assert caught.value.kind == UNKNOWN_DEVICE
+    wrong = ADAPTERS["growatt_v1"](mock.url, {"token": "wrong"}, LOOPBACK_ALLOWED, timeout_s=3)
+    with pytest.raises(BrandError) as caught:
+        wrong.list_devices()
+    assert caught.value.kind == AUTH and caught.value.brand_code == 10011
+    wrong.close()
