@@ -5,7 +5,7 @@ import gevent
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .brands import growatt_v1, growatt_v4, sandbox
+from .brands import fusionsolar, growatt_v1, growatt_v4, sandbox
 from .clock import SimClock, iso_utc
 from .config import Fleet
 from .faults import FaultError, Faults
@@ -13,6 +13,7 @@ from .metrics import exposition
 from .world import World
 
 BRANDS = (sandbox, growatt_v1, growatt_v4)
+BRANDS += (fusionsolar,)
 NGINX_ERROR_PAGE = "<html><head><title>{0}</title></head><body><center><h1>{0}</h1></center></body></html>"
 REASONS = {500: "500 Internal Server Error", 502: "502 Bad Gateway", 503: "503 Service Temporarily Unavailable"}
 

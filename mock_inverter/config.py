@@ -18,6 +18,9 @@ SANDBOX_TYPES = ("hybrid", "inverter", "storage")
 GROWATT_TYPES = ("inv", "storage", "sph", "min")
 GROWATT_TYPE_ALIASES = {"mix": "sph", "tlx": "min"}
 DEFAULT_CREDENTIALS = {"sandbox": ["demo-sandbox-key"], "growatt": ["demo-growatt-token"]}
+# FusionSolar: residential inverters (devTypeId 38); a battery (39) and a grid meter (47) are listed beside each.
+FUSIONSOLAR_TYPES = ("inverter",)
+FUSIONSOLAR_DEFAULT_ACCOUNTS = [{"userName": "demo-fusionsolar", "systemCode": "demo-fusionsolar-code"}]
 
 
 class ConfigError(Exception):
@@ -144,7 +147,22 @@ def _brands(raw, source):
         if not isinstance(limits, dict):
             raise ConfigError(source, "-", f"brands.{brand}.rate_limits", "must be an object")
         rate_limits[brand] = limits
+    credentials["fusionsolar"], rate_limits["fusionsolar"] = _fusionsolar_accounts(raw.get("fusionsolar", {}), source)
     return credentials, rate_limits
+
+
+def _fusionsolar_accounts(entry, source):
+    """FusionSolar northbound accounts: (userName, systemCode) pairs, and the brand's limit overrides."""
+    where = "brands.fusionsolar"
+    accounts = entry.get("accounts", FUSIONSOLAR_DEFAULT_ACCOUNTS) if isinstance(entry, dict) else None
+    if not isinstance(accounts, list) or not all(
+            isinstance(a, dict) and all(isinstance(a.get(k), str) and a.get(k) for k in ("userName", "systemCode"))
+            for a in accounts):
+        raise ConfigError(source, "-", f"{where}.accounts", "must be a list of {userName, systemCode} strings")
+    limits = entry.get("rate_limits", {})
+    if not isinstance(limits, dict):
+        raise ConfigError(source, "-", f"{where}.rate_limits", "must be an object")
+    return tuple((a["userName"], a["systemCode"]) for a in accounts), limits
 
 
 def _plant(raw, index, source, fleet_seed, tick_s) -> Plant:
@@ -153,8 +171,8 @@ def _plant(raw, index, source, fleet_seed, tick_s) -> Plant:
         raise ConfigError(source, "-", where, "must be an object")
     plant_id = _number(raw, "plant_id", source, "-", integer=True, prefix=where)
     brand = raw.get("brand")
-    if brand not in ("sandbox", "growatt"):
-        raise ConfigError(source, "-", f"{where}.brand", "must be 'sandbox' or 'growatt'")
+    if brand not in ("sandbox", "growatt", "fusionsolar"):
+        raise ConfigError(source, "-", f"{where}.brand", "must be 'sandbox', 'growatt' or 'fusionsolar'")
     lat = _number(raw, "latitude", source, "-", minimum=-66.0, maximum=66.0, prefix=where)
     lon = _number(raw, "longitude", source, "-", minimum=-180.0, maximum=180.0, prefix=where)
     tz = raw.get("timezone")
@@ -181,7 +199,7 @@ def _device(raw, index, source, where, plant_id, brand, lat, lon, tz, fleet_seed
         raise ConfigError(source, f"{where}.devices[{index}]", "serial", "must be a non-empty string without commas")
     kind = raw.get("type")
     kind = GROWATT_TYPE_ALIASES.get(kind, kind) if brand == "growatt" else kind
-    allowed = GROWATT_TYPES if brand == "growatt" else SANDBOX_TYPES
+    allowed = {"growatt": GROWATT_TYPES, "fusionsolar": FUSIONSOLAR_TYPES}.get(brand, SANDBOX_TYPES)
     if kind not in allowed:
         raise ConfigError(source, serial, "type", f"must be one of {', '.join(allowed)} for brand {brand}")
     battery = None
@@ -189,7 +207,7 @@ def _device(raw, index, source, where, plant_id, brand, lat, lon, tz, fleet_seed
         battery = _battery(raw["battery"], source, serial)
     if kind in ("sph", "storage", "hybrid") and battery is None:
         raise ConfigError(source, serial, "battery", f"a {kind} device needs a battery")
-    if kind in ("inv", "inverter") and battery is not None:
+    if kind in ("inv", "inverter") and battery is not None and brand != "fusionsolar":
         raise ConfigError(source, serial, "battery", f"a {kind} device has no battery")
     load_raw = raw.get("load", {})
     if not isinstance(load_raw, dict):

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from models.brands.base import BrandAdapter, BrandError
+from models.brands.fusionsolar import FusionSolarAdapter
 from models.brands.growatt_v1 import GrowattV1Adapter
 from models.brands.growatt_v4 import GrowattV4Adapter
 from models.brands.sandbox import SandboxAdapter
 
 ADAPTERS: dict[str, type[BrandAdapter]] = {cls.name: cls for cls in (SandboxAdapter, GrowattV4Adapter)}
 ADAPTERS[GrowattV1Adapter.name] = GrowattV1Adapter
+ADAPTERS[FusionSolarAdapter.name] = FusionSolarAdapter
 
 
 def adapter_class(brand: str) -> type[BrandAdapter] | None:
