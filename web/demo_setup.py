@@ -26,6 +26,10 @@ DEMO_CONNECTIONS = {
     "sandbox": {"api_key": os.environ.get("DEMO_SANDBOX_KEY", "demo-sandbox-key")},
     "growatt_v4": {"token": os.environ.get("DEMO_GROWATT_TOKEN", "demo-growatt-token")},
 }
+DEMO_CONNECTIONS["fusionsolar"] = {"user_name": os.environ.get("DEMO_FUSIONSOLAR_USER", "demo-fusionsolar"),
+                                   "system_code": os.environ.get("DEMO_FUSIONSOLAR_CODE", "demo-fusionsolar-code")}
+# Brands whose real API sits at a host's root are served by the mock under a prefix.
+MOCK_PREFIXES = {"fusionsolar": "/fusionsolar"}
 
 
 def _say(message: str) -> None:
@@ -76,12 +80,13 @@ def setup(web_url: str, mock_url: str, key: str, wait_s: float) -> int:
     api.headers["Authorization"] = f"Bearer {key}"
     count = 0
     for brand, credentials in DEMO_CONNECTIONS.items():
+        base_url = mock_url + MOCK_PREFIXES.get(brand, "")
         try:
-            serials = _devices(brand, mock_url, credentials)
+            serials = _devices(brand, base_url, credentials)
         except BrandError as exc:
             raise RuntimeError(f"cannot list {brand} devices at {mock_url}: {exc.message}") from None
         for serial in serials:
-            outcome = _onboard(api, web_url, brand, serial, {"base_url": mock_url, **credentials})
+            outcome = _onboard(api, web_url, brand, serial, {"base_url": base_url, **credentials})
             _say(f"{brand} {serial}: {outcome}")
             count += 1
     return count
