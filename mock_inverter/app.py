@@ -5,14 +5,14 @@ import gevent
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .brands import enphase, growatt_v1, growatt_v4, sandbox, solaredge
+from .brands import enphase, fusionsolar, growatt_v1, growatt_v4, sandbox, solaredge
 from .clock import SimClock, iso_utc
 from .config import Fleet
 from .faults import FaultError, Faults
 from .metrics import exposition
 from .world import World
 
-BRANDS = (sandbox, growatt_v1, growatt_v4, solaredge, enphase)
+BRANDS = (sandbox, growatt_v1, growatt_v4, solaredge, enphase, fusionsolar)
 NGINX_ERROR_PAGE = "<html><head><title>{0}</title></head><body><center><h1>{0}</h1></center></body></html>"
 REASONS = {500: "500 Internal Server Error", 502: "502 Bad Gateway", 503: "503 Service Temporarily Unavailable"}
 

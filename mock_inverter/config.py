@@ -20,8 +20,11 @@ GROWATT_TYPE_ALIASES = {"mix": "sph", "tlx": "min"}
 SOLAREDGE_TYPES = ("inverter", "storedge")  # storedge: an inverter with a battery connected
 SOLAREDGE_POWER_UNITS = ("W", "kW")
 ENPHASE_TYPES = ("micros", "encharges")  # the device group a system's devices list names: PV only, or with IQ Batteries
+# FusionSolar: residential inverters (devTypeId 38); a battery (39) and a grid meter (47) are listed beside each.
+FUSIONSOLAR_TYPES = ("inverter",)
+FUSIONSOLAR_DEFAULT_ACCOUNTS = [{"userName": "demo-fusionsolar", "systemCode": "demo-fusionsolar-code"}]
 DEVICE_TYPES = {"sandbox": SANDBOX_TYPES, "growatt": GROWATT_TYPES, "solaredge": SOLAREDGE_TYPES,
-                "enphase": ENPHASE_TYPES}
+                "enphase": ENPHASE_TYPES, "fusionsolar": FUSIONSOLAR_TYPES}
 DEFAULT_CREDENTIALS = {"sandbox": ["demo-sandbox-key"], "growatt": ["demo-growatt-token"],
                        "solaredge": ["demo-solaredge-key"]}
 # The config field listing each brand's keys: what the brand itself calls its credential.
@@ -200,7 +203,22 @@ def _brands(raw, source):
         if not isinstance(limits, dict):
             raise ConfigError(source, "-", f"brands.{brand}.rate_limits", "must be an object")
         rate_limits[brand] = limits
+    credentials["fusionsolar"], rate_limits["fusionsolar"] = _fusionsolar_accounts(raw.get("fusionsolar", {}), source)
     return credentials, rate_limits
+
+
+def _fusionsolar_accounts(entry, source):
+    """FusionSolar northbound accounts: (userName, systemCode) pairs, and the brand's limit overrides."""
+    where = "brands.fusionsolar"
+    accounts = entry.get("accounts", FUSIONSOLAR_DEFAULT_ACCOUNTS) if isinstance(entry, dict) else None
+    if not isinstance(accounts, list) or not all(
+            isinstance(a, dict) and all(isinstance(a.get(k), str) and a.get(k) for k in ("userName", "systemCode"))
+            for a in accounts):
+        raise ConfigError(source, "-", f"{where}.accounts", "must be a list of {userName, systemCode} strings")
+    limits = entry.get("rate_limits", {})
+    if not isinstance(limits, dict):
+        raise ConfigError(source, "-", f"{where}.rate_limits", "must be an object")
+    return tuple((a["userName"], a["systemCode"]) for a in accounts), limits
 
 
 def _plant(raw, index, source, fleet_seed, tick_s) -> Plant:
@@ -251,7 +269,7 @@ def _device(raw, index, source, where, plant_id, brand, lat, lon, tz, fleet_seed
         battery = _battery(raw["battery"], source, serial)
     if kind in ("sph", "storage", "hybrid", "storedge", "encharges") and battery is None:
         raise ConfigError(source, serial, "battery", f"a {kind} device needs a battery")
-    if kind in ("inv", "inverter", "micros") and battery is not None:
+    if kind in ("inv", "inverter", "micros") and battery is not None and brand != "fusionsolar":
         raise ConfigError(source, serial, "battery", f"a {kind} device has no battery")
     load_raw = raw.get("load", {})
     if not isinstance(load_raw, dict):

@@ -30,6 +30,14 @@ PROFILES = {
              "per_device_interval_s": 300.0},
 }
 
+# FusionSolar (SmartPVMS northbound), per user: each list interface (stations, getStationList, getDevList)
+# `list_per_day` + Roundup(plants/100) calls a day; getDevRealKpi `kpi_calls` + Roundup(devices of that
+# type/100) calls per `kpi_window_s` per devTypeId; a session lives `session_ttl_s` after its last call.
+FUSIONSOLAR = {
+    "fast": {"list_per_day": 10000, "kpi_calls": 5, "kpi_window_s": 1.0, "session_ttl_s": 5.0},
+    "real": {"list_per_day": 24, "kpi_calls": 0, "kpi_window_s": 300.0, "session_ttl_s": 1800.0},
+}
+
 
 # Daily budgets and concurrency caps per brand; "real" is the brand's documented figures.
 BUDGET_PROFILES = {
@@ -112,6 +120,20 @@ class RateLimits:
         for calls in device_calls:
             calls.append(now)
         return 0.0, ""
+
+    def fusionsolar(self, name: str) -> float:
+        return float(self._overrides.get("fusionsolar", {}).get(name, FUSIONSOLAR[self.profile][name]))
+
+    def check_windows(self, windows: list[tuple[tuple, Limit]]) -> float:
+        """0 when every (key, limit) window has room, and the call is then counted in each; else seconds to wait."""
+        now = self._monotonic()
+        calls = [(self._window(key, now, limit.window_s), limit) for key, limit in windows]
+        waits = [window[0] + limit.window_s - now for window, limit in calls if len(window) >= limit.limit]
+        if waits:
+            return max(waits)
+        for window, _ in calls:
+            window.append(now)
+        return 0.0
 
     def _window(self, key, now, window_s) -> deque:
         calls = self._calls.setdefault(key, deque())

@@ -123,6 +123,10 @@ class Settings:
     # Enphase's free Watt plan: 1,000 calls a month is one call per system every ~45 minutes; 10 a minute.
     enphase_poll_interval_s: float = _within(2700.0, 0.1, 86400)
     enphase_requests_per_s: float = _within(0.16, 0.001, 10000)
+    growatt_v1_poll_interval_s: float = _within(300.0, 0.1, 86400)
+    growatt_v1_requests_per_s: float = _within(5.0, 0.001, 10000)
+    fusionsolar_poll_interval_s: float = _within(300.0, 0.1, 86400)
+    fusionsolar_requests_per_s: float = _within(0.5, 0.001, 10000)
     brand_timeout_s: float = _within(10.0, 0.1, 120)
     recorder_batch: int = _within(500, 1, 100000)
     recorder_claim_idle_s: float = _within(10.0, 0.1, 3600)

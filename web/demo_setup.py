@@ -32,8 +32,10 @@ DEMO_CONNECTIONS = {
                 "refresh_token": os.environ.get("DEMO_ENPHASE_REFRESH_TOKEN", "demo-enphase-refresh"),
                 "plan": "demo"},
 }
+DEMO_CONNECTIONS["fusionsolar"] = {"user_name": os.environ.get("DEMO_FUSIONSOLAR_USER", "demo-fusionsolar"),
+                                   "system_code": os.environ.get("DEMO_FUSIONSOLAR_CODE", "demo-fusionsolar-code")}
 # Brands whose real API sits at a host's root are served by the mock under a prefix of their own.
-MOCK_PREFIXES = {"solaredge": "/solaredge", "enphase": "/enphase"}
+MOCK_PREFIXES = {"solaredge": "/solaredge", "enphase": "/enphase", "fusionsolar": "/fusionsolar"}
 
 
 def _say(message: str) -> None:

@@ -168,7 +168,8 @@ def _base_url(connection: dict, cls) -> str:
             raise ApiError(400, "invalid_field", f"{field} must be an http(s) URL with a host", {"field": field}) from None
         expected = " or ".join(f"scheme://host[:port]{prefix}" for prefix in cls.root_prefixes)
         if exc.problem == "userinfo":
-            message = f"must not carry credentials; give the brand's credential in connection.{cls.credential_field}"
+            message = ("must not carry credentials; give the brand's credentials in "
+                       + ", ".join(f"connection.{name}" for name in cls.credential_fields))
         elif exc.problem == "not_origin":
             message = (f"must be the brand's API root, {expected} (e.g. https://api.example.com or "
                        f"http://127.0.0.1:5100), without any other path: the {cls.name} adapter adds "
@@ -211,10 +212,10 @@ def _parse_onboarding(body) -> dict:
                        {"field": "serial"})
     connection = body.get("connection")
     if not isinstance(connection, dict):
-        raise ApiError(400, "invalid_field", f"connection must be an object with base_url and "
-                       f"{', '.join(cls.required_credentials())}", {"field": "connection"})
+        raise ApiError(400, "invalid_field", "connection must be an object with base_url and "
+                       + ", ".join(cls.credential_fields), {"field": "connection"})
     base_url = _base_url(connection, cls)
-    credentials = {name: _credential(connection, name) for name in cls.required_credentials()}
+    credentials = {name: _credential(connection, name) for name in cls.credential_fields}
     for name, allowed in cls.credential_options.items():
         value = connection.get(name, allowed[0])
         if value not in allowed:

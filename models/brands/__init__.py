@@ -3,12 +3,15 @@ from __future__ import annotations
 
 from models.brands.base import BrandAdapter, BrandError
 from models.brands.enphase import EnphaseAdapter
+from models.brands.fusionsolar import FusionSolarAdapter
+from models.brands.growatt_v1 import GrowattV1Adapter
 from models.brands.growatt_v4 import GrowattV4Adapter
 from models.brands.sandbox import SandboxAdapter
 from models.brands.solaredge import SolarEdgeAdapter
 
 ADAPTERS: dict[str, type[BrandAdapter]] = {
-    cls.name: cls for cls in (SandboxAdapter, GrowattV4Adapter, SolarEdgeAdapter, EnphaseAdapter)}
+    cls.name: cls for cls in (SandboxAdapter, GrowattV4Adapter, GrowattV1Adapter, SolarEdgeAdapter, EnphaseAdapter,
+                              FusionSolarAdapter)}
 
 
 def adapter_class(brand: str) -> type[BrandAdapter] | None:

@@ -108,9 +108,7 @@ class BatchResult:
 class BrandAdapter:
     #: the name in the registry and in POST /inverters
     name = ""
-    #: the credential field POST /inverters expects in "connection"
-    credential_field = ""
-    #: every credential field, when a brand needs several (empty: just credential_field)
+    #: the credential fields POST /inverters expects in "connection", beside base_url (all required)
     credential_fields: tuple[str, ...] = ()
     #: optional connection fields with their allowed values, the first being the default (e.g. a plan)
     credential_options: dict[str, tuple[str, ...]] = {}
@@ -137,10 +135,6 @@ class BrandAdapter:
             self.base_url, self.unusable = root.origin + root.path, None
         except InvalidUrl as exc:  # a connection stored before base URLs were checked: every call says why
             self.base_url, self.unusable = "<invalid base URL>", exc.message
-
-    @classmethod
-    def required_credentials(cls) -> tuple[str, ...]:
-        return cls.credential_fields or (cls.credential_field,)
 
     def credentials_changed(self) -> None:
         """The adapter rotated its credentials (e.g. a new OAuth refresh token): hand the new set to whoever stores

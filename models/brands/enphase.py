@@ -56,7 +56,6 @@ SYSTEM_STATUS = {"normal": "normal", "storage_idle": "normal", "comm": "offline"
 
 class EnphaseAdapter(BrandAdapter):
     name = "enphase"
-    credential_field = "refresh_token"
     credential_fields = ("client_id", "client_secret", "api_key", "refresh_token")
     credential_options = {"plan": tuple(PLANS)}   # first value is the default
     batch_size = 1

@@ -48,7 +48,7 @@ GENERIC = {"ac": "pac", "today": "epvToday", "total": "epvTotal", "temp": "tempe
 
 class GrowattV4Adapter(BrandAdapter):
     name = "growatt_v4"
-    credential_field = "token"
+    credential_fields = ("token",)
     batch_size = 100
     settings_prefix = "growatt_v4"
     paths = (PREFIX, "/v1")  # v1: the plant list, for time zones

@@ -4,8 +4,10 @@ Each adapter sets `quota = Quota(...)`. The planner (the poller's) turns a quota
 connection and the interval its owner asks for into a schedule; nothing else reads these numbers.
 
 - A `Window` caps calls in a period, counted per scope: per credential (`key`), per site, per device,
-  or per endpoint of a credential. `calendar` windows reset at the start of the brand's day or month in
-  `timezone` (a daily budget must last until then); rolling windows count the last `period_s` seconds.
+  per endpoint of a credential, or per batch key of a credential (`batch`: e.g. FusionSolar counts its
+  real-time calls per device type, the adapter's batch_key). `calendar` windows reset at the start of the
+  brand's day or month in `timezone` (a daily budget must last until then); rolling windows count the last
+  `period_s` seconds.
 - `endpoints` says which calls a window counts (`("*",)`: all of them). An endpoint is the adapter's own
   name for a call, e.g. "latest", "devices", "sites", "login".
 - A bulk call (`Bulk`) carries up to `size` sites or devices in one request and is charged to each of
@@ -23,7 +25,7 @@ HOUR = 3600.0
 DAY = 86400.0
 MONTH = 31 * DAY  # the longest month: a calendar month window resets at the month's start
 
-SCOPES = ("key", "site", "device", "endpoint")
+SCOPES = ("key", "site", "device", "endpoint", "batch")
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class Window:
     name: str                      # shown in GET /connections/<id>, e.g. "daily per key"
     limit: int
     period_s: float
-    scope: str = "key"             # key | site | device | endpoint
+    scope: str = "key"             # key | site | device | endpoint | batch
     endpoints: tuple[str, ...] = ("*",)
     calendar: bool = False         # resets at the start of the day/month in `timezone` instead of rolling
     timezone: str = "UTC"

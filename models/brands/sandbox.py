@@ -11,7 +11,7 @@ PREFIX = "/sandbox/v1"
 
 class SandboxAdapter(BrandAdapter):
     name = "sandbox"
-    credential_field = "api_key"
+    credential_fields = ("api_key",)
     batch_size = 1
     settings_prefix = "sandbox"
     paths = (PREFIX,)

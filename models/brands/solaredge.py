@@ -38,7 +38,7 @@ def site_of(serial: str) -> str:
 
 class SolarEdgeAdapter(BrandAdapter):
     name = "solaredge"
-    credential_field = "api_key"
+    credential_fields = ("api_key",)
     batch_size = 100  # every inverter of one site: one poll serves them all
     settings_prefix = "solaredge"
     paths = ("/sites", "/site")

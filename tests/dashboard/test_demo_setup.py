@@ -17,7 +17,9 @@ def test_demo_fleet_is_onboarded_once_for_the_key_in_the_key_file(services, env,
     inverters = make_client(web.url, account_key).get("/inverters").json()["inverters"]
     assert {(i["brand"], i["serial"]) for i in inverters} >= {("sandbox", "SBX-AMS-0001"), ("growatt_v4", "GRTSPH0001"),
                                                               ("solaredge", "3001:7E1A3001-5C"), ("enphase", "4002")}
-    assert len(inverters) == 11
+    assert len(inverters) == 16
+    assert {i["serial"] for i in inverters if i["brand"] == "fusionsolar"} == {
+        "HWINV0001", "HWINV0001B", "HWINV0001M", "HWINV0002", "HWINV0002M"}
     assert {i["device_type"] for i in inverters} >= {"hybrid", "sph", "storage", "min", "inv", "storedge", "inverter",
                                                      "micros", "encharges"}
     assert f"{web.url}/ui/" in first.stdout

@@ -16,11 +16,14 @@ from tests.helpers import wait_until
 START = "2024-06-21T11:00:00Z"   # midday in Lagos and Amsterdam: every demo device produces
 SANDBOX_KEY = "demo-sandbox-key"
 GROWATT_TOKEN = "demo-growatt-token"
+FUSIONSOLAR_ACCOUNT = {"user_name": "demo-fusionsolar", "system_code": "demo-fusionsolar-code"}
 
 # Faster than the mock's fast profile allows per device (one latest call per device per 2 s) would be
 # rate-limited; these leave a margin for arrival jitter.
 PACE = {"SANDBOX_POLL_INTERVAL_S": "2.3", "SANDBOX_REQUESTS_PER_S": "300",
         "GROWATT_V4_POLL_INTERVAL_S": "2.3", "GROWATT_V4_REQUESTS_PER_S": "15",
+        "GROWATT_V1_POLL_INTERVAL_S": "2.3", "GROWATT_V1_REQUESTS_PER_S": "15",
+        "FUSIONSOLAR_POLL_INTERVAL_S": "2.3", "FUSIONSOLAR_REQUESTS_PER_S": "15",
         "POLLER_LEASE_S": "2", "SSE_KEEPALIVE_S": "1", "SSE_RETRY_MS": "200", "BRAND_TIMEOUT_S": "3",
         "RECORDER_CLAIM_IDLE_S": "1"}
 
@@ -43,6 +46,8 @@ def web(services, metrics_env):
 def connection(mock, brand: str) -> dict:
     if brand == "sandbox":
         return {"base_url": mock.url, "api_key": SANDBOX_KEY}
+    if brand == "fusionsolar":
+        return {"base_url": mock.url + "/fusionsolar", **FUSIONSOLAR_ACCOUNT}
     return {"base_url": mock.url, "token": GROWATT_TOKEN}
 
 
