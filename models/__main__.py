@@ -45,7 +45,12 @@ def main(argv=None) -> int:
         if args.if_missing and owner.call(account_by_name, args.name) is not None:
             return 0
         account, key = owner.write(create_account, args.name)
-    except (AccountExists, ValueError) as exc:
+    except AccountExists as exc:
+        if args.if_missing:  # another run created it after our look: the same outcome
+            return 0
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"created account {account.name} ({account.id}); its API key (shown only now):")

@@ -40,6 +40,11 @@ def _migrations():
     ]
 
 
+def latest_version() -> int:
+    """The version a fully migrated schema is at."""
+    return max(version for version, _ in _migrations())
+
+
 def ensure_schema(owner: DatabaseOwner) -> int:
     """Apply pending migrations; return the schema version now in force."""
     return owner.call(_ensure_schema, owner.db)
