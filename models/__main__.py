@@ -1,6 +1,8 @@
-"""Administrative commands: `python -m models create-account NAME`, `python -m models migrate`.
+"""Administrative commands: `python -m models create-account NAME`, `migrate`, `new-secret-key`, `rotate-secret`.
 
-create-account prints the new API key alone on the last line; it is shown only then.
+create-account prints the new API key alone on the last line; it is shown only then. new-secret-key
+prints a fresh key for SECRET_KEY; rotate-secret re-encrypts every stored brand credential with the
+first key of SECRET_KEY (see models/encryption.py for the rotation steps).
 """
 from __future__ import annotations
 
@@ -19,7 +21,15 @@ def main(argv=None) -> int:
     create.add_argument("--if-missing", action="store_true",
                         help="do nothing (exit 0, print nothing) if the account already exists")
     sub.add_parser("migrate", help="create or migrate the schema")
+    sub.add_parser("new-secret-key", help="print a fresh key for SECRET_KEY")
+    sub.add_parser("rotate-secret", help="re-encrypt every stored brand credential with the first key of SECRET_KEY")
     args = parser.parse_args(argv)
+
+    if args.command == "new-secret-key":
+        from models.encryption import new_key
+
+        print(new_key())
+        return 0
 
     try:
         settings = get_settings()
@@ -37,6 +47,17 @@ def main(argv=None) -> int:
 
     if args.command == "migrate":
         print(f"schema at version {version}")
+        return 0
+    if args.command == "rotate-secret":
+        from models.encryption import reencrypt_credentials
+
+        try:
+            count = owner.write(reencrypt_credentials)
+        except SettingsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"re-encrypted the credentials of {count} brand connection(s) with the first key of SECRET_KEY; "
+              "the other keys may now be removed")
         return 0
 
     from models.accounts import AccountExists, account_by_name, create_account
