@@ -92,7 +92,7 @@ def _is_plaintext(stored: str) -> bool:
     return stored.lstrip().startswith("{")  # JSON as stored before encryption; a Fernet token is base64
 
 
-def encrypt_plaintext_credentials(db=None) -> int:
+def encrypt_plaintext_credentials(_db=None) -> int:
     """The migration that encrypts credentials stored as JSON before encryption existed; returns how many."""
     plain = [(connection_id, stored) for connection_id, stored in _stored() if _is_plaintext(stored)]
     for connection_id, stored in plain:

@@ -66,8 +66,8 @@ def _fernet_keys(env: Mapping[str, str], name: str) -> tuple:
         try:
             Fernet(key)
         except ValueError:  # the value itself is never repeated: it is a secret
-            raise SettingsError(f"{name}: key {position} of {len(keys)} is not a Fernet key (32 url-safe base64-encoded "
-                                "bytes); make one with `python -m models new-secret-key`") from None
+            raise SettingsError(f"{name}: key {position} of {len(keys)} is not a Fernet key (32 url-safe "
+                                "base64-encoded bytes); make one with `python -m models new-secret-key`") from None
     return keys
 
 

@@ -21,7 +21,8 @@ CLOSED = f"postgresql://nobody@127.0.0.1:{free_port()}/none"
     (["actors", "--role", "jobs"], {"SECRET_KEY": ""}, "worker: cannot start: SECRET_KEY is not set"),
     (["models", "migrate"], {"SECRET_KEY": ""}, "error: SECRET_KEY is not set"),
     (["actors"], {"SECRET_KEY": "not-a-fernet-key"}, "SECRET_KEY: key 1 of 1 is not a Fernet key"),
-    (["web"], {"SECRET_KEY": f"{Fernet.generate_key().decode()},truncated"}, "SECRET_KEY: key 2 of 2 is not a Fernet key"),
+    (["web"], {"SECRET_KEY": f"{Fernet.generate_key().decode()},truncated"},
+     "SECRET_KEY: key 2 of 2 is not a Fernet key"),
 ])
 def test_one_line_and_a_non_zero_exit(args, env, says, tmp_path):
     result = run_cli(args, project_env(**{"DATABASE_URL": sqlite_url(tmp_path), **env}), timeout=60)
