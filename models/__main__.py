@@ -1,8 +1,11 @@
-"""Administrative commands: `python -m models create-account NAME`, `python -m models migrate`,
-`python -m models purge [--jobs-older-than 30d] [--readings-older-than 30d]`.
+"""Administrative commands: `python -m models create-account NAME`, `migrate`, `purge`, `new-secret-key`,
+`rotate-secret`.
 
 create-account prints the new API key alone on the last line; it is shown only then. purge runs one
-retention pass now (what the worker does every PURGE_INTERVAL_S) and prints one line per kind.
+retention pass now (what the worker does every PURGE_INTERVAL_S) and prints one line per kind:
+`purge [--jobs-older-than 30d] [--readings-older-than 30d]`. new-secret-key prints a fresh key for
+SECRET_KEY; rotate-secret re-encrypts every stored brand credential with the first key of SECRET_KEY
+(see models/encryption.py for the rotation steps).
 """
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ def main(argv=None) -> int:
     purge.add_argument("--jobs-older-than", metavar="DURATION", help="e.g. 90s, 12h, 30d (default JOB_RETENTION_DAYS)")
     purge.add_argument("--readings-older-than", metavar="DURATION",
                        help="e.g. 90s, 12h, 30d (default READING_RETENTION_DAYS)")
+    sub.add_parser("new-secret-key", help="print a fresh key for SECRET_KEY")
+    sub.add_parser("rotate-secret", help="re-encrypt every stored brand credential with the first key of SECRET_KEY")
     args = parser.parse_args(argv)
     if args.command == "purge":
         from models.retention import parse_duration
@@ -37,6 +42,12 @@ def main(argv=None) -> int:
                 except ValueError as exc:
                     print(f"error: --{option.replace('_', '-')}: {exc}", file=sys.stderr)
                     return 2
+
+    if args.command == "new-secret-key":
+        from models.encryption import new_key
+
+        print(new_key())
+        return 0
 
     try:
         settings = get_settings()
@@ -55,6 +66,17 @@ def main(argv=None) -> int:
     if args.command == "migrate":
         print(f"schema at version {version}")
         return 0
+    if args.command == "rotate-secret":
+        from models.encryption import reencrypt_credentials
+
+        try:
+            count = owner.write(reencrypt_credentials)
+        except SettingsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"re-encrypted the credentials of {count} brand connection(s) with the first key of SECRET_KEY; "
+              "the other keys may now be removed")
+        return 0
 
     if args.command == "purge":
         return _purge(owner, settings, args)
@@ -65,7 +87,12 @@ def main(argv=None) -> int:
         if args.if_missing and owner.call(account_by_name, args.name) is not None:
             return 0
         account, key = owner.write(create_account, args.name)
-    except (AccountExists, ValueError) as exc:
+    except AccountExists as exc:
+        if args.if_missing:  # another run created it after our look: the same outcome
+            return 0
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"created account {account.name} ({account.id}); its API key (shown only now):")

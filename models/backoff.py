@@ -70,3 +70,7 @@ class Backoff:
 # Pauses while Redis is unreachable (the poller's publisher, the recorder): 0.2 s doubling to 5 s,
 # equal jitter.
 REDIS_UNREACHABLE_BACKOFF = Backoff(base_s=0.2, cap_s=5.0, jitter="equal")
+
+# Waiting for another process's SQLite write lock (models/db.py): 0.25-0.5 ms, doubling to 1-2 ms steps,
+# short on purpose (see make_database).
+SQLITE_BUSY_BACKOFF = Backoff(base_s=0.0005, cap_s=0.002, jitter="equal")

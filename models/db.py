@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import threading
 import time
 from typing import Any, Callable
@@ -22,6 +21,8 @@ import peewee
 from gevent import monkey
 from gevent.event import AsyncResult
 from playhouse.db_url import connect as connect_url
+
+from models.backoff import SQLITE_BUSY_BACKOFF
 
 log = logging.getLogger(__name__)
 
@@ -100,16 +101,19 @@ def retry_while_busy(fn: Callable[[], Any]) -> Any:
     """Run fn, again and again while SQLite says another process holds the lock (up to 10 s).
 
     Safe because a statement or transaction that met a busy lock was rolled back whole. Sleeps in
-    0.5-2 ms steps with the real (unpatched) sleep: this runs on the owner's native thread.
+    short steps (SQLITE_BUSY_BACKOFF) with the real (unpatched) sleep: this runs on the owner's
+    native thread.
     """
     deadline = time.monotonic() + BUSY_DEADLINE_S
+    attempt = 0
     while True:
         try:
             return fn()
         except peewee.OperationalError as exc:
             if not _is_busy(exc) or time.monotonic() > deadline:
                 raise
-        _real_sleep(random.uniform(0.0005, 0.002))
+        attempt += 1
+        _real_sleep(SQLITE_BUSY_BACKOFF.delay(attempt))
 
 
 def _capture(work, *args):
@@ -152,8 +156,13 @@ class DatabaseOwner:
             return value
         raise value
 
+    def _connect(self):
+        # Opening sets the pragmas, and switching a new file to WAL needs the write lock: another
+        # process starting at the same moment (two `migrate`s on a fresh file) makes it busy.
+        retry_while_busy(lambda: self.db.connect(reuse_if_open=True))
+
     def _run(self, fn, args, kwargs):
-        self.db.connect(reuse_if_open=True)
+        self._connect()
         try:
             return retry_while_busy(lambda: fn(*args, **kwargs))
         except peewee.InterfaceError:
@@ -169,7 +178,7 @@ class DatabaseOwner:
         """
         if self._pool is None:
             with self._lock:
-                self.db.connect(reuse_if_open=True)
+                self._connect()
                 return retry_while_busy(lambda: self._in_transaction(fn, args, kwargs))
         result = AsyncResult()
         self._pending.append((fn, args, kwargs, result))
@@ -198,7 +207,7 @@ class DatabaseOwner:
             return fn(*args, **kwargs)
 
     def _commit_batch(self, batch):
-        self.db.connect(reuse_if_open=True)
+        self._connect()
         return retry_while_busy(lambda: self._commit_once(batch))
 
     def _commit_once(self, batch):

@@ -15,6 +15,7 @@ import peewee
 from models.accounts import Account
 from models.base import BaseModel, JSONField, now
 from models.db import database, sql
+from models.encryption import CredentialsField
 from models.ids import new_id
 
 ONLINE = "online"
@@ -26,7 +27,7 @@ class BrandConnection(BaseModel):
     id = peewee.CharField(primary_key=True, max_length=26, default=new_id)
     brand = peewee.CharField(max_length=40)
     base_url = peewee.CharField(max_length=500)
-    credentials = JSONField()
+    credentials = CredentialsField()  # encrypted at rest with SECRET_KEY
     credentials_hash = peewee.CharField(max_length=64)
     created_at = peewee.DoubleField(default=now)
 

@@ -3,6 +3,10 @@
 Migrations are numbered steps applied in order inside one write transaction that also holds a
 lock (SQLite's write lock, a PostgreSQL advisory lock), so two processes starting at once apply
 each step exactly once and the second simply finds the schema current.
+
+Every process calls ensure_schema at start, so it is also where SECRET_KEY is checked: a migration
+encrypts stored brand credentials with it, and a process whose key cannot decrypt what is stored
+must not start (models/encryption.py).
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import logging
 import peewee
 
 from models.base import BaseModel, now
+from models import encryption
 from models.db import DatabaseOwner, is_sqlite, write_transaction
 
 log = logging.getLogger(__name__)
@@ -38,7 +43,13 @@ def _migrations():
         (1, _create(Account, ApiKey, Session, Job, Attempt)),
         (2, _create(BrandConnection, Inverter, InverterMember, Reading)),
         (3, _retention),
+        (4, encryption.encrypt_plaintext_credentials),
     ]
+
+
+def latest_version() -> int:
+    """The version a fully migrated schema is at."""
+    return max(version for version, _ in _migrations())
 
 
 def _retention(db):
@@ -52,8 +63,15 @@ def _retention(db):
 
 
 def ensure_schema(owner: DatabaseOwner) -> int:
-    """Apply pending migrations; return the schema version now in force."""
-    return owner.call(_ensure_schema, owner.db)
+    """Apply pending migrations; return the schema version now in force.
+
+    SecretKeyError (one line) without SECRET_KEY, before anything is applied, or when the key cannot
+    decrypt every stored brand credential.
+    """
+    encryption.keyring()
+    version = owner.call(_ensure_schema, owner.db)
+    owner.call(encryption.check_stored_credentials)
+    return version
 
 
 def _ensure_schema(db) -> int:

@@ -58,6 +58,19 @@ def _networks(env: Mapping[str, str], name: str) -> tuple:
     return tuple(networks)
 
 
+def _fernet_keys(env: Mapping[str, str], name: str) -> tuple:
+    from cryptography.fernet import Fernet
+
+    keys = tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
+    for position, key in enumerate(keys, 1):
+        try:
+            Fernet(key)
+        except ValueError:  # the value itself is never repeated: it is a secret
+            raise SettingsError(f"{name}: key {position} of {len(keys)} is not a Fernet key (32 url-safe "
+                                "base64-encoded bytes); make one with `python -m models new-secret-key`") from None
+    return keys
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -93,6 +106,8 @@ class Settings:
     request_body_limit: int = _within(1024 * 1024, 1024, 64 * 1024 * 1024)
     batch_body_limit: int = _within(16 * 1024 * 1024, 1024, 256 * 1024 * 1024)
     allowed_target_networks: tuple = ()
+    # Fernet keys for brand credentials at rest (models/encryption.py): the first encrypts, all decrypt.
+    secret_key: tuple = field(default=(), repr=False)
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
 
     # The web server's limits against hostile or broken clients (web/server.py). MAX_CONNECTIONS 0: as many as
@@ -155,7 +170,8 @@ class Settings:
             raise SettingsError(f"LOG_FORMAT={log_format!r}: use text or json")
         kwargs = dict(database_url=database_url, redis_url=redis_url, host=env.get("HOST") or cls.host,
                       log_level=log_level, log_format=log_format,
-                      allowed_target_networks=_networks(env, "ALLOWED_TARGET_NETWORKS"))
+                      allowed_target_networks=_networks(env, "ALLOWED_TARGET_NETWORKS"),
+                      secret_key=_fernet_keys(env, "SECRET_KEY"))
         for setting in fields(cls):  # each bounded number or flag, from the variable of its name in capitals
             name = setting.name.upper()
             if "within" in setting.metadata:

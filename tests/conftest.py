@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
 import time
@@ -11,8 +12,10 @@ import pytest
 import redis as redis_lib
 import requests
 
-from tests.helpers import (ROOT, Service, create_account, free_port, mock_service, sqlite_url, system_env, wait_until,
-                           web_service, worker_service)
+from tests.helpers import (ROOT, TEST_SECRET_KEY, Service, create_account, free_port, mock_service, sqlite_url,
+                           system_env, wait_until, web_service, worker_service)
+
+os.environ["SECRET_KEY"] = TEST_SECRET_KEY  # for the tests that call the models in this process
 
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -77,8 +80,6 @@ def database_url(tmp_path):
 @pytest.fixture(scope="session")
 def postgres_server_url():
     """A PostgreSQL database of this test session's own, or a skip saying why there is none."""
-    import os
-
     psycopg2 = pytest.importorskip("psycopg2")
     admin_url = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     name = f"relay_test_{os.getpid()}"

@@ -10,9 +10,13 @@ import time
 from pathlib import Path
 
 import requests
+from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
+# The key every process of this test session encrypts brand credentials with (conftest.py puts it in
+# this process's environment too, for tests that call the models directly).
+TEST_SECRET_KEY = Fernet.generate_key().decode()
 
 
 def free_port() -> int:
@@ -136,7 +140,7 @@ def run_cli(args: list[str], env: dict, timeout: float = 30.0) -> subprocess.Com
 def project_env(**overrides) -> dict:
     """This process's environment without pytest's own variables, plus overrides: every subprocess starts from it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
-    env.update({"PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO"})
+    env.update({"PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO", "SECRET_KEY": TEST_SECRET_KEY})
     env.update({k: str(v) for k, v in overrides.items()})
     return env
 

@@ -3,6 +3,7 @@ import resource
 import subprocess
 
 import pytest
+from cryptography.fernet import Fernet
 
 from tests.helpers import PYTHON, ROOT, free_port, project_env, run_cli, sqlite_url
 
@@ -18,6 +19,13 @@ CLOSED = f"postgresql://nobody@127.0.0.1:{free_port()}/none"
     (["actors", "--role", "jobs"], {"ALLOWED_TARGET_NETWORKS": "10.0.0.0/99"}, "is not a CIDR network"),
     (["models", "migrate"], {"DATABASE_URL": CLOSED}, "cannot open the database"),
     (["models", "create-account", ""], {}, "account name must be 1..200 characters"),
+    (["web"], {"SECRET_KEY": ""}, "web: cannot start: SECRET_KEY is not set"),
+    (["actors", "--role", "pollers"], {"SECRET_KEY": ""}, "worker: cannot start: SECRET_KEY is not set"),
+    (["actors", "--role", "jobs"], {"SECRET_KEY": ""}, "worker: cannot start: SECRET_KEY is not set"),
+    (["models", "migrate"], {"SECRET_KEY": ""}, "error: SECRET_KEY is not set"),
+    (["actors"], {"SECRET_KEY": "not-a-fernet-key"}, "SECRET_KEY: key 1 of 1 is not a Fernet key"),
+    (["web"], {"SECRET_KEY": f"{Fernet.generate_key().decode()},truncated"},
+     "SECRET_KEY: key 2 of 2 is not a Fernet key"),
 ])
 def test_one_line_and_a_non_zero_exit(args, env, says, tmp_path):
     result = run_cli(args, project_env(**{"DATABASE_URL": sqlite_url(tmp_path), **env}), timeout=60)
@@ -25,6 +33,8 @@ def test_one_line_and_a_non_zero_exit(args, env, says, tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and says in lines[0], result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+    if env.get("SECRET_KEY"):
+        assert not any(key in result.stderr for key in env["SECRET_KEY"].split(",")), "a secret is never echoed"
 
 
 def test_web_refuses_a_connection_cap_the_descriptor_limit_cannot_hold(tmp_path):
