@@ -24,7 +24,7 @@ import gevent.event
 import pykka
 
 from actors.messages import tell_unless_dead
-from actors.retry_actor import AttemptFinished, RetryActor, RunAttempt
+from actors.retry_actor import AttemptFinished, RetryActor, RunAttempt, TakeSuccessor
 from models import jobs as J
 from models.channels import JOBS_WAKEUP
 from models.events import BatchedPublisher
@@ -78,6 +78,9 @@ class JobDispatcher(pykka.ThreadingActor):
         # once can be claimed and started again before its previous attempt's AttemptFinished arrives.
         self.running: dict[tuple[str, int], str] = {}
         self.waiting: dict[str, collections.deque] = collections.defaultdict(collections.deque)
+        # Waiting jobs handed to a finishing attempt of their host (TakeSuccessor), to be started in the
+        # transaction of its outcome; not in waiting_count. Keyed like `running`.
+        self.successors: dict[tuple[str, int], J.Job] = {}
         self.waiting_count = 0
         # Waiting jobs given a slot (in `running` already) whose attempt the next claim will start.
         self.to_start: list = []
@@ -123,8 +126,10 @@ class JobDispatcher(pykka.ThreadingActor):
             self._fill()
         elif isinstance(message, Drain):
             return self._drain(message.grace_s)
+        elif isinstance(message, TakeSuccessor):
+            return self._take_successor(message)
         elif isinstance(message, Stats):
-            return {"running": len(self.running), "waiting": self.waiting_count, "starting": len(self.to_start), "actors": len(self.all_actors),
+            return {"running": len(self.running), "waiting": self.waiting_count, "starting": len(self.to_start), "successors": len(self.successors), "actors": len(self.all_actors),
                     "claiming": self.claiming}
 
     # -- claiming ------------------------------------------------------------------------------
@@ -138,8 +143,8 @@ class JobDispatcher(pykka.ThreadingActor):
         # jobs for a busy host would otherwise pile up claimed (MAX_IN_FLIGHT of them) where no other
         # worker can take them, and wait out a lease after a crash.
         queue_room = self.settings.max_in_flight_per_host - self.waiting_count
-        return max(0, min(self.settings.claim_batch, self.settings.max_in_flight - len(self.running) - self.waiting_count,
-                          queue_room + sum(free_slots.values())))
+        held = len(self.running) + len(self.successors) + self.waiting_count
+        return max(0, min(self.settings.claim_batch, self.settings.max_in_flight - held, queue_room + sum(free_slots.values())))
 
     def _fill(self):
         """Start a claim if there is room and work may be due, or waiting jobs to start. The claim runs
@@ -208,19 +213,24 @@ class JobDispatcher(pykka.ThreadingActor):
             # The waiting jobs given a slot keep it; the timer's claim tries again in a second.
             self.to_start = list(message.to_start) + self.to_start
             self.claim_failed_until = message.next_due_at
-        for job in [] if message.failed else message.to_start:
-            if job.id in message.started_ids:
-                self._send(job)
-            else:  # its lease was lost meanwhile (another worker has it): not ours to send
-                self._promote(self._free_slot((job.id, job.attempts)))
+        # Queue the new waiting jobs first, so that each attempt sent below takes one as its successor.
+        to_send = []
         for job in message.jobs:
             if job.started:
                 self._take_slot(job)
-                self._send(job)
+                to_send.append(job)
             else:
                 self.waiting[job.host].append(job)
                 self.waiting_count += 1
-                self._promote(job.host)
+        for job in [] if message.failed else message.to_start:
+            if job.id in message.started_ids:
+                to_send.append(job)
+            else:  # its lease was lost meanwhile (another worker has it): not ours to send
+                self._free_slot((job.id, job.attempts))
+        for job in to_send:
+            self._send(job)
+        for host in {job.host for job in [*message.jobs, *message.to_start]}:
+            self._promote(host)
         if message.failed or len(message.jobs) < message.wanted:
             self.more_due = self.work_noted_while_claiming and not message.failed
             idle = MAX_IDLE_S if self.redis_ok else IDLE_WHEN_REDIS_DOWN_S
@@ -263,14 +273,34 @@ class JobDispatcher(pykka.ThreadingActor):
         actor = self.idle_actors.pop() if self.idle_actors else self._new_actor()
         actor.tell(RunAttempt(job))
 
+    def _take_successor(self, message: TakeSuccessor):
+        queue = self.waiting.get(message.host)
+        if not queue or not self.accepting or (message.job_id, message.number) not in self.running:
+            return None
+        successor = queue.popleft()
+        self.waiting_count -= 1
+        if not queue:
+            del self.waiting[message.host]
+        self.successors[(message.job_id, message.number)] = successor
+        return successor
+
     def _new_actor(self):
         ref = RetryActor.start(self.actor_ref, self.transport, self.db, self.events, self.worker_id)
         self.all_actors.append(ref)
         return ref
 
     def _finished(self, message: AttemptFinished):
-        host = self._free_slot((message.job_id, message.number))
+        key = (message.job_id, message.number)
+        host = self._free_slot(key)
         self.idle_actors.append(message.actor)
+        successor = self.successors.pop(key, None)
+        if successor is not None:
+            if message.successor_started:
+                self._take_slot(successor)
+                self._send(successor)
+            else:  # the outcome was not recorded: back to the head of its queue, the next claim starts it
+                self.waiting[successor.host].appendleft(successor)
+                self.waiting_count += 1
         if host is None:
             return
         self._promote(host)
@@ -304,7 +334,8 @@ class JobDispatcher(pykka.ThreadingActor):
         interval = self.settings.lease_s / 3
         while True:
             gevent.sleep(interval)
-            held = [job_id for job_id, _ in self.running] + [job.id for queue in self.waiting.values() for job in queue]
+            held = ([job_id for job_id, _ in self.running] + [job.id for queue in self.waiting.values() for job in queue]
+                    + [job.id for job in self.successors.values()])
             if not held:
                 continue
             try:
@@ -318,7 +349,8 @@ class JobDispatcher(pykka.ThreadingActor):
         if self.timer is not None:
             self.timer.kill(block=False)
         not_started = [(job.id, job.attempts) for queue in self.waiting.values() for job in queue]
-        not_started += [(job.id, job.attempts) for job in self.to_start]
+        not_started += [(job.id, job.attempts) for job in [*self.to_start, *self.successors.values()]]
+        self.successors.clear()
         for job in self.to_start:
             self._free_slot((job.id, job.attempts))
         self.to_start = []

@@ -251,22 +251,23 @@ def claim_due(worker: str, limit: int, lease_s: float, at: float | None = None,
     return runnable
 
 
-_START_ATTEMPT = (
-    "INSERT INTO attempt (job_id, number, worker, scheduled_at, started_at)"
-    " SELECT id, attempts, ?, scheduled_at, ? FROM job"
-    " WHERE id = ? AND attempts = ? AND lease_owner = ? AND status = 'in_flight'"
-)
-
-
 def start_attempts(worker: str, jobs: list[tuple[str, int]], at: float | None = None) -> set[str]:
     """Record that the claimed attempts (job id, number) start now; returns the ids this worker still
     holds, the only ones it may send. Run inside a write transaction, before any request goes out."""
+    if not jobs:
+        return set()
     t = now() if at is None else at
-    started = set()
-    for job_id, number in jobs:
-        if database.execute_sql(_sql(_START_ATTEMPT), [worker, t, job_id, number, worker]).rowcount:
-            started.add(job_id)
-    return started
+    param = database.obj.param
+    text = ("INSERT INTO attempt (job_id, number, worker, scheduled_at, started_at)"
+            " SELECT id, attempts, ?, scheduled_at, ? FROM job"
+            # A join, not `(id, attempts) IN (VALUES …)`: SQLite scans the whole table for that one.
+            f" JOIN (VALUES {', '.join(['(?, ?)'] * len(jobs))}) AS wanted"
+            " ON job.id = wanted.column1 AND job.attempts = wanted.column2"
+            " WHERE lease_owner = ? AND status = 'in_flight'"
+            # A row for that number means it was started already (a claim of our own after our lease ran out).
+            " ON CONFLICT (job_id, number) DO NOTHING RETURNING job_id").replace("?", param)
+    params = [worker, t, *(value for job in jobs for value in job), worker]
+    return {job_id for (job_id,) in database.execute_sql(text, params).fetchall()}
 
 
 def renew_leases(worker: str, job_ids, lease_s: float) -> int:
