@@ -3,14 +3,15 @@
 It never polls on a fixed interval: it sleeps on a gevent timer armed for the earliest due time in
 the database, and a Redis notification from the web process wakes it when a job is submitted.
 
-An attempt is started (its row written) in the same transaction that hands it a slot, before its
-request goes out: a claimed job that can start at once is started by the claim itself; one whose
-host has MAX_IN_FLIGHT_PER_HOST attempts running waits in a per-host queue, claimed but not
-started, and is started by the next claim's transaction when a slot frees. A crash therefore
+An attempt is started (its row written) in a transaction committed before its request goes out,
+and never in one of its own: a claimed job that fits a free slot is started by the claim itself;
+one whose host has MAX_IN_FLIGHT_PER_HOST attempts running waits in a per-host queue, claimed but
+not started, until a slot frees: the finishing attempt takes it as its successor (TakeSuccessor)
+and starts it with its outcome, or else the next claim's transaction starts it. A crash therefore
 charges only attempts that were sent; waiting jobs go back uncharged when their lease expires. So
-that a crash strands little, a claim takes no more than the free slots of hosts it knows plus one
-host's worth (MAX_IN_FLIGHT_PER_HOST) of waiting jobs. The lease of everything it holds is renewed
-in one statement every third of a lease.
+that a crash strands little, a claim takes no more than the free slots of the hosts it runs plus
+one host's worth (MAX_IN_FLIGHT_PER_HOST) of waiting jobs. The lease of everything it holds is
+renewed in one statement every third of a lease.
 """
 from __future__ import annotations
 
@@ -129,8 +130,8 @@ class JobDispatcher(pykka.ThreadingActor):
         elif isinstance(message, TakeSuccessor):
             return self._take_successor(message)
         elif isinstance(message, Stats):
-            return {"running": len(self.running), "waiting": self.waiting_count, "starting": len(self.to_start), "successors": len(self.successors), "actors": len(self.all_actors),
-                    "claiming": self.claiming}
+            return {"running": len(self.running), "waiting": self.waiting_count, "starting": len(self.to_start),
+                    "successors": len(self.successors), "actors": len(self.all_actors), "claiming": self.claiming}
 
     # -- claiming ------------------------------------------------------------------------------
     def _free_slots(self) -> dict:
@@ -144,7 +145,8 @@ class JobDispatcher(pykka.ThreadingActor):
         # worker can take them, and wait out a lease after a crash.
         queue_room = self.settings.max_in_flight_per_host - self.waiting_count
         held = len(self.running) + len(self.successors) + self.waiting_count
-        return max(0, min(self.settings.claim_batch, self.settings.max_in_flight - held, queue_room + sum(free_slots.values())))
+        return max(0, min(self.settings.claim_batch, self.settings.max_in_flight - held,
+                          queue_room + sum(free_slots.values())))
 
     def _fill(self):
         """Start a claim if there is room and work may be due, or waiting jobs to start. The claim runs
@@ -182,7 +184,7 @@ class JobDispatcher(pykka.ThreadingActor):
     def _start_and_claim(self, want: int, to_start: list, free_slots: dict):
         """One transaction: start the waiting jobs given a slot, claim more, and start those of them that
         fit a free slot. `free_slots` is the actor's view when the claim began; slots only free up since."""
-        started_ids = J.start_attempts(self.worker_id, [(job.id, job.attempts) for job in to_start]) if to_start else set()
+        started_ids = J.start_attempts(self.worker_id, [(job.id, job.attempts) for job in to_start])
         cap = self.settings.max_in_flight_per_host
 
         def start_now(job) -> bool:
@@ -334,8 +336,8 @@ class JobDispatcher(pykka.ThreadingActor):
         interval = self.settings.lease_s / 3
         while True:
             gevent.sleep(interval)
-            held = ([job_id for job_id, _ in self.running] + [job.id for queue in self.waiting.values() for job in queue]
-                    + [job.id for job in self.successors.values()])
+            held = ([job_id for job_id, _ in self.running] + [job.id for job in self.successors.values()]
+                    + [job.id for queue in self.waiting.values() for job in queue])
             if not held:
                 continue
             try:
