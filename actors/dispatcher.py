@@ -2,8 +2,16 @@
 
 It never polls on a fixed interval: it sleeps on a gevent timer armed for the earliest due time in
 the database, and a Redis notification from the web process wakes it when a job is submitted.
-Claimed jobs wait in a per-host queue while their host has MAX_IN_FLIGHT_PER_HOST attempts
-running; the lease of everything it holds is renewed in one statement every third of a lease.
+
+An attempt is started (its row written) in a transaction committed before its request goes out,
+and never in one of its own: a claimed job that fits a free slot is started by the claim itself;
+one whose host has MAX_IN_FLIGHT_PER_HOST attempts running waits in a per-host queue, claimed but
+not started, until a slot frees: the finishing attempt takes it as its successor (TakeSuccessor)
+and starts it with its outcome, or else the next claim's transaction starts it. A crash therefore
+charges only attempts that were sent; waiting jobs go back uncharged when their lease expires. So
+that a crash strands little, a claim takes no more than the free slots of the hosts it runs plus
+one host's worth (MAX_IN_FLIGHT_PER_HOST) of waiting jobs. The lease of everything it holds is
+renewed in one statement every third of a lease.
 """
 from __future__ import annotations
 
@@ -17,7 +25,7 @@ import gevent.event
 import pykka
 
 from actors.messages import tell_unless_dead
-from actors.retry_actor import AttemptFinished, RetryActor, RunAttempt
+from actors.retry_actor import AttemptFinished, RetryActor, RunAttempt, TakeSuccessor
 from models import jobs as J
 from models.channels import JOBS_WAKEUP
 from models.events import BatchedPublisher
@@ -37,10 +45,13 @@ class Wake:
 
 @dataclass(frozen=True)
 class Claimed:
-    """A claim finished: the jobs it took, how many were asked for, and the next due time if it ran dry."""
+    """A claim finished: the jobs it took (each `started` or not), how many were asked for, the next due
+    time if it ran dry, and which of the waiting jobs handed to it (`to_start`) it started."""
     jobs: list
     wanted: int
     next_due_at: float | None
+    to_start: list = ()
+    started_ids: frozenset = frozenset()
     failed: bool = False
 
 
@@ -68,13 +79,19 @@ class JobDispatcher(pykka.ThreadingActor):
         # once can be claimed and started again before its previous attempt's AttemptFinished arrives.
         self.running: dict[tuple[str, int], str] = {}
         self.waiting: dict[str, collections.deque] = collections.defaultdict(collections.deque)
+        # Waiting jobs handed to a finishing attempt of their host (TakeSuccessor), to be started in the
+        # transaction of its outcome; not in waiting_count. Keyed like `running`.
+        self.successors: dict[tuple[str, int], J.Job] = {}
         self.waiting_count = 0
+        # Waiting jobs given a slot (in `running` already) whose attempt the next claim will start.
+        self.to_start: list = []
         self.per_host: collections.Counter = collections.Counter()
         self.idle_actors: list[pykka.ActorRef] = []
         self.all_actors: list[pykka.ActorRef] = []
         self.accepting = True
         self.more_due = True
         self.claiming = False
+        self.claim_failed_until = 0.0
         self.work_noted_while_claiming = False
         self.fill_scheduled = False
         self.redis_ok = False
@@ -105,27 +122,47 @@ class JobDispatcher(pykka.ThreadingActor):
         elif isinstance(message, Wake):
             log.debug("dispatcher woken: %s", message.reason)
             self.fill_scheduled = False
+            self.claim_failed_until = 0.0
             self._note_work()
             self._fill()
         elif isinstance(message, Drain):
             return self._drain(message.grace_s)
+        elif isinstance(message, TakeSuccessor):
+            return self._take_successor(message)
         elif isinstance(message, Stats):
-            return {"running": len(self.running), "waiting": self.waiting_count, "actors": len(self.all_actors),
-                    "claiming": self.claiming}
+            return {"running": len(self.running), "waiting": self.waiting_count, "starting": len(self.to_start),
+                    "successors": len(self.successors), "actors": len(self.all_actors), "claiming": self.claiming}
 
     # -- claiming ------------------------------------------------------------------------------
-    def _capacity(self) -> int:
-        return self.settings.max_in_flight - len(self.running) - self.waiting_count
+    def _free_slots(self) -> dict:
+        """Per-host slots free now, for the hosts that have attempts running (a host with waiting jobs has none)."""
+        cap = self.settings.max_in_flight_per_host
+        return {host: max(0, cap - running) for host, running in self.per_host.items()}
+
+    def _wanted(self, free_slots: dict) -> int:
+        # At most the global room, and only what can start now plus one host's worth of waiting jobs:
+        # jobs for a busy host would otherwise pile up claimed (MAX_IN_FLIGHT of them) where no other
+        # worker can take them, and wait out a lease after a crash.
+        queue_room = self.settings.max_in_flight_per_host - self.waiting_count
+        held = len(self.running) + len(self.successors) + self.waiting_count
+        return max(0, min(self.settings.claim_batch, self.settings.max_in_flight - held,
+                          queue_room + sum(free_slots.values())))
 
     def _fill(self):
-        """Start a claim if there is room and work may be due. The claim runs in its own greenlet and
-        reports back with Claimed, so the actor keeps taking AttemptFinished meanwhile: a dispatcher
-        that waited on the database itself let finished attempts queue behind its claims."""
-        if not self.accepting or self.claiming or not self.more_due or self._capacity() <= 0:
+        """Start a claim if there is room and work may be due, or waiting jobs to start. The claim runs
+        in its own greenlet and reports back with Claimed, so the actor keeps taking AttemptFinished
+        meanwhile: a dispatcher that waited on the database itself let finished attempts queue behind
+        its claims."""
+        if self.claiming or time.time() < self.claim_failed_until:
             return
+        free_slots = self._free_slots()
+        want = self._wanted(free_slots) if self.accepting and self.more_due else 0
+        if want <= 0 and not self.to_start:
+            return
+        to_start, self.to_start = self.to_start, []
         self.claiming = True
         self.work_noted_while_claiming = False
-        gevent.spawn(self._claim, min(self._capacity(), self.settings.claim_batch))
+        gevent.spawn(self._claim, want, to_start, free_slots)
 
     def _note_work(self):
         """Something may have become due: a submission, a timer, a retry scheduled soon."""
@@ -134,29 +171,68 @@ class JobDispatcher(pykka.ThreadingActor):
             # The claim on the wire may have read the table before this work was committed.
             self.work_noted_while_claiming = True
 
-    def _claim(self, want: int):
+    def _claim(self, want: int, to_start: list, free_slots: dict):
         try:
-            jobs = self.db.write(J.claim_due, self.worker_id, want, self.settings.lease_s)
+            started_ids, jobs = self.db.write(self._start_and_claim, want, to_start, free_slots)
             next_due = self.db.call(J.next_due_at) if len(jobs) < want else None
-            result = Claimed(jobs, want, next_due)
+            result = Claimed(jobs, want, next_due, to_start, frozenset(started_ids))
         except Exception as exc:
             log.error("claim failed, retrying in 1 s: %s", exc)
-            result = Claimed([], want, time.time() + 1.0, failed=True)
+            result = Claimed([], want, time.time() + 1.0, to_start, failed=True)
         tell_unless_dead(self.actor_ref, result)
+
+    def _start_and_claim(self, want: int, to_start: list, free_slots: dict):
+        """One transaction: start the waiting jobs given a slot, claim more, and start those of them that
+        fit a free slot. `free_slots` is the actor's view when the claim began; slots only free up since."""
+        started_ids = J.start_attempts(self.worker_id, [(job.id, job.attempts) for job in to_start])
+        cap = self.settings.max_in_flight_per_host
+
+        def start_now(job) -> bool:
+            free = free_slots.get(job.host, cap)
+            free_slots[job.host] = free - 1
+            return free > 0
+
+        jobs = J.claim_due(self.worker_id, want, self.settings.lease_s, start_now=start_now) if want > 0 else []
+        return started_ids, jobs
 
     def _claimed(self, message: Claimed):
         self.claiming = False
         if not self.accepting:
-            # Claimed while a drain began: give them back untouched before shutdown goes on.
-            if message.jobs:
+            # Claimed while a drain began: give everything back unsent (and uncharged) before shutdown goes on.
+            for job in message.to_start:
+                self._free_slot((job.id, job.attempts))
+            unsent = list(message.jobs) + list(message.to_start)
+            if unsent:
                 try:
-                    self.db.write(J.release, self.worker_id, [(j.id, j.attempts) for j in message.jobs])
+                    self.db.write(J.release, self.worker_id, [(j.id, j.attempts) for j in unsent])
                 except Exception as exc:
                     log.error("could not release %d jobs claimed during shutdown (their lease will expire): %s",
-                              len(message.jobs), exc)
+                              len(unsent), exc)
+            if self.drained is not None and not self.running:
+                self.drained.set()
             return
+        if message.failed:
+            # The waiting jobs given a slot keep it; the timer's claim tries again in a second.
+            self.to_start = list(message.to_start) + self.to_start
+            self.claim_failed_until = message.next_due_at
+        # Queue the new waiting jobs first, so that each attempt sent below takes one as its successor.
+        to_send = []
         for job in message.jobs:
-            self._enqueue(job)
+            if job.started:
+                self._take_slot(job)
+                to_send.append(job)
+            else:
+                self.waiting[job.host].append(job)
+                self.waiting_count += 1
+        for job in [] if message.failed else message.to_start:
+            if job.id in message.started_ids:
+                to_send.append(job)
+            else:  # its lease was lost meanwhile (another worker has it): not ours to send
+                self._free_slot((job.id, job.attempts))
+        for job in to_send:
+            self._send(job)
+        for host in {job.host for job in [*message.jobs, *message.to_start]}:
+            self._promote(host)
         if message.failed or len(message.jobs) < message.wanted:
             self.more_due = self.work_noted_while_claiming and not message.failed
             idle = MAX_IDLE_S if self.redis_ok else IDLE_WHEN_REDIS_DOWN_S
@@ -172,18 +248,43 @@ class JobDispatcher(pykka.ThreadingActor):
         delay = max(0.0, at - time.time())
         self.timer = gevent.spawn_later(delay, tell_unless_dead, self.actor_ref, Wake("timer"))
 
-    def _enqueue(self, job):
-        if self.per_host[job.host] < self.settings.max_in_flight_per_host:
-            self._start(job)
-        else:
-            self.waiting[job.host].append(job)
-            self.waiting_count += 1
-
-    def _start(self, job):
-        actor = self.idle_actors.pop() if self.idle_actors else self._new_actor()
+    def _take_slot(self, job):
         self.running[(job.id, job.attempts)] = job.host
         self.per_host[job.host] += 1
+
+    def _free_slot(self, key) -> str | None:
+        host = self.running.pop(key, None)
+        if host is not None:
+            self.per_host[host] -= 1
+            if self.per_host[host] <= 0:
+                del self.per_host[host]
+        return host
+
+    def _promote(self, host):
+        """Give free slots of `host` to its waiting jobs; the next claim starts their attempts."""
+        queue = self.waiting.get(host)
+        while queue and self.accepting and self.per_host[host] < self.settings.max_in_flight_per_host:
+            job = queue.popleft()
+            self.waiting_count -= 1
+            self._take_slot(job)
+            self.to_start.append(job)
+        if queue is not None and not queue:
+            del self.waiting[host]
+
+    def _send(self, job):
+        actor = self.idle_actors.pop() if self.idle_actors else self._new_actor()
         actor.tell(RunAttempt(job))
+
+    def _take_successor(self, message: TakeSuccessor):
+        queue = self.waiting.get(message.host)
+        if not queue or not self.accepting or (message.job_id, message.number) not in self.running:
+            return None
+        successor = queue.popleft()
+        self.waiting_count -= 1
+        if not queue:
+            del self.waiting[message.host]
+        self.successors[(message.job_id, message.number)] = successor
+        return successor
 
     def _new_actor(self):
         ref = RetryActor.start(self.actor_ref, self.transport, self.db, self.events, self.worker_id)
@@ -191,19 +292,20 @@ class JobDispatcher(pykka.ThreadingActor):
         return ref
 
     def _finished(self, message: AttemptFinished):
-        host = self.running.pop((message.job_id, message.number), None)
+        key = (message.job_id, message.number)
+        host = self._free_slot(key)
         self.idle_actors.append(message.actor)
+        successor = self.successors.pop(key, None)
+        if successor is not None:
+            if message.successor_started:
+                self._take_slot(successor)
+                self._send(successor)
+            else:  # the outcome was not recorded: back to the head of its queue, the next claim starts it
+                self.waiting[successor.host].appendleft(successor)
+                self.waiting_count += 1
         if host is None:
             return
-        self.per_host[host] -= 1
-        queue = self.waiting.get(host)
-        if queue and self.accepting:
-            self.waiting_count -= 1
-            self._start(queue.popleft())
-            if not queue:
-                del self.waiting[host]
-        elif self.per_host[host] <= 0:
-            del self.per_host[host]
+        self._promote(host)
         if message.status == J.RETRYING:
             # Its next attempt may be due before the timer we armed.
             self._note_work()
@@ -234,7 +336,8 @@ class JobDispatcher(pykka.ThreadingActor):
         interval = self.settings.lease_s / 3
         while True:
             gevent.sleep(interval)
-            held = [job_id for job_id, _ in self.running] + [job.id for queue in self.waiting.values() for job in queue]
+            held = ([job_id for job_id, _ in self.running] + [job.id for job in self.successors.values()]
+                    + [job.id for queue in self.waiting.values() for job in queue])
             if not held:
                 continue
             try:
@@ -248,6 +351,11 @@ class JobDispatcher(pykka.ThreadingActor):
         if self.timer is not None:
             self.timer.kill(block=False)
         not_started = [(job.id, job.attempts) for queue in self.waiting.values() for job in queue]
+        not_started += [(job.id, job.attempts) for job in [*self.to_start, *self.successors.values()]]
+        self.successors.clear()
+        for job in self.to_start:
+            self._free_slot((job.id, job.attempts))
+        self.to_start = []
         self.waiting.clear()
         self.waiting_count = 0
         released = self.db.write(J.release, self.worker_id, not_started) if not_started else 0

@@ -29,11 +29,23 @@ class RunAttempt:
 
 
 @dataclass(frozen=True)
+class TakeSuccessor:
+    """Asked of the dispatcher before an outcome is written: the next job waiting for this slot, if any.
+    Its attempt is started in the same transaction as the outcome, so the dispatcher can send it the
+    moment this attempt finishes, with no write of its own."""
+    host: str
+    job_id: str
+    number: int
+
+
+@dataclass(frozen=True)
 class AttemptFinished:
     job_id: str
     number: int
     actor: pykka.ActorRef
     status: str | None  # the job's status now, None if the outcome was fenced off
+    successor: J.Job | None = None
+    successor_started: bool = False
 
 
 def outbound_headers(job: J.Job, number: int) -> dict:
@@ -65,35 +77,46 @@ class RetryActor(pykka.ThreadingActor):
         self.db = db
         self.events = events
         self.worker_id = worker_id
+        self.successor: J.Job | None = None
 
     def on_receive(self, message):
         if isinstance(message, RunAttempt):
-            status = None
+            self.successor, status, successor_started = None, None, False
             job_id_token = logs.job_id.set(message.job.id)
             try:
-                status = self._attempt(message.job)
+                status, successor_started = self._attempt(message.job)
             except Exception:  # never let a failure stop the actor: the lease recovers the job
                 log.exception("attempt failed unexpectedly job=%s attempt=%s", message.job.id, message.job.attempts)
             finally:
                 logs.job_id.reset(job_id_token)
-                self.dispatcher.tell(AttemptFinished(message.job.id, message.job.attempts, self.actor_ref, status))
+                self.dispatcher.tell(AttemptFinished(message.job.id, message.job.attempts, self.actor_ref, status,
+                                                     self.successor, successor_started))
 
-    def _attempt(self, job: J.Job) -> str | None:
+    def _record(self, job_id: str, number: int, successor: J.Job | None, **outcome) -> tuple[J.Job, bool]:
+        updated = J.record_outcome(job_id, number, self.worker_id, **outcome)
+        started = successor is not None and bool(J.start_attempts(self.worker_id, [(successor.id, successor.attempts)]))
+        return updated, started
+
+    def _attempt(self, job: J.Job) -> tuple[str | None, bool]:
         number = job.attempts
         body = bytes(job.body) if job.body is not None else None
         response = self.transport.send(job.method, job.url, outbound_headers(job, number), body, job.timeout_s)
         _observe_start(job, response.started_at)
         decision = decide(job, response, number)
         try:
-            updated = self.db.write(
-                J.record_outcome, job.id, number, self.worker_id,
+            self.successor = successor = self.dispatcher.ask(TakeSuccessor(job.host, job.id, number))
+        except pykka.ActorDeadError:  # shutting down: the outcome still gets recorded
+            successor = None
+        try:
+            updated, successor_started = self.db.write(
+                self._record, job.id, number, successor,
                 outcome=decision.outcome, status=decision.status, started_at=response.started_at,
                 finished_at=response.finished_at, status_code=response.status_code, error=decision.error,
                 result=decision.result, due_at=decision.due_at, delay_s=decision.delay_s,
             )
         except J.StaleLease:
             log.warning("outcome fenced off: job=%s attempt=%d is no longer ours", job.id, number)
-            return None
+            return None, False
         log.info("job=%s attempt=%d outcome=%s status=%s code=%s%s", job.id, number, decision.outcome,
                  updated.status, response.status_code,
                  f" retry_in={decision.delay_s:.3f}s" if decision.delay_s is not None else "")
@@ -102,4 +125,4 @@ class RetryActor(pykka.ThreadingActor):
         if updated.status == lifecycle.DEAD:
             telemetry.JOBS_DEAD.inc()
         self.events.publish_job(updated)
-        return updated.status
+        return updated.status, successor_started

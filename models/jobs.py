@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Callable
 
 import peewee
 
@@ -209,11 +210,22 @@ _CLAIM_COLUMNS = (
 )
 
 
-def claim_due(worker: str, limit: int, lease_s: float, at: float | None = None) -> list[Job]:
+# An expired in-flight job is charged an attempt only if its current attempt had started (has a row).
+_CHARGE_UNLESS_NEVER_STARTED = peewee.SQL(
+    "CASE WHEN job.status = 'in_flight' AND NOT EXISTS"
+    " (SELECT 1 FROM attempt WHERE attempt.job_id = job.id AND attempt.number = job.attempts) THEN 0 ELSE 1 END"
+)
+
+
+def claim_due(worker: str, limit: int, lease_s: float, at: float | None = None,
+              start_now: Callable[[Job], bool] | None = None) -> list[Job]:
     """Atomically take up to `limit` due jobs for `worker`. Run inside a write transaction.
 
     Due means pending/retrying whose time has come, or in flight whose lease has expired (its
-    worker died). A lost attempt is recorded as abandoned and counts against the budget.
+    worker died). An attempt exists (has a row) only once it started: a lost started attempt is
+    recorded as abandoned and counts against the budget; a claim that never started costs nothing,
+    and its job keeps its attempt number. Each returned job has `started`: whether its attempt was
+    started here (all of them unless `start_now` says otherwise); the others need start_attempts().
     """
     t = now() if at is None else at
     due = Job.select(Job.id).where(Job.due_at <= t).order_by(Job.due_at).limit(limit)
@@ -227,7 +239,7 @@ def claim_due(worker: str, limit: int, lease_s: float, at: float | None = None) 
                 Job.status: IN_FLIGHT,
                 Job.lease_owner: worker,
                 Job.due_at: t + lease_s,
-                Job.attempts: Job.attempts + 1,
+                Job.attempts: Job.attempts + _CHARGE_UNLESS_NEVER_STARTED,
                 Job.updated_at: t,
             }
         )
@@ -255,11 +267,33 @@ def claim_due(worker: str, limit: int, lease_s: float, at: float | None = None) 
                                 "status_code": None})
          .where(Job.id.in_([job.id for job in exhausted]))
          .execute())
-    if runnable:
+    for job in runnable:
+        job.started = start_now is None or start_now(job)
+    started = [job for job in runnable if job.started]
+    if started:
         database.cursor().executemany(
             _sql("INSERT INTO attempt (job_id, number, worker, scheduled_at, started_at) VALUES (?, ?, ?, ?, ?)"),
-            [(job.id, job.attempts, worker, job.scheduled_at, t) for job in runnable])
+            [(job.id, job.attempts, worker, job.scheduled_at, t) for job in started])
     return runnable
+
+
+def start_attempts(worker: str, jobs: list[tuple[str, int]], at: float | None = None) -> set[str]:
+    """Record that the claimed attempts (job id, number) start now; returns the ids this worker still
+    holds, the only ones it may send. Run inside a write transaction, before any request goes out."""
+    if not jobs:
+        return set()
+    t = now() if at is None else at
+    param = database.obj.param
+    text = ("INSERT INTO attempt (job_id, number, worker, scheduled_at, started_at)"
+            " SELECT id, attempts, ?, scheduled_at, ? FROM job"
+            # A join, not `(id, attempts) IN (VALUES …)`: SQLite scans the whole table for that one.
+            f" JOIN (VALUES {', '.join(['(?, ?)'] * len(jobs))}) AS wanted"
+            " ON job.id = wanted.column1 AND job.attempts = wanted.column2"
+            " WHERE lease_owner = ? AND status = 'in_flight'"
+            # A row for that number means it was started already (a claim of our own after our lease ran out).
+            " ON CONFLICT (job_id, number) DO NOTHING RETURNING job_id").replace("?", param)
+    params = [worker, t, *(value for job in jobs for value in job), worker]
+    return {job_id for (job_id,) in database.execute_sql(text, params).fetchall()}
 
 
 def renew_leases(worker: str, job_ids, lease_s: float) -> int:
@@ -273,15 +307,22 @@ def renew_leases(worker: str, job_ids, lease_s: float) -> int:
 
 
 def release(worker: str, jobs: list[tuple[str, int]]) -> int:
-    """Give back claimed jobs whose attempt never started, as if never claimed (shutdown)."""
+    """Give back claimed attempts (job id, number) that were never sent, uncharged (shutdown).
+
+    A job claimed from pending/retrying goes back as if never claimed; one taken over from an
+    expired lease stays in flight, due now, with no row for that attempt, so it is not charged.
+    """
     released = 0
     t = now()
     for job_id, number in jobs:
+        held = (Job.id == job_id) & (Job.lease_owner == worker) & (Job.attempts == number) & (Job.status == IN_FLIGHT)
         count = (Job.update(status=Job.claimed_from, due_at=Job.scheduled_at, lease_owner=None,
                             attempts=Job.attempts - 1, updated_at=t)
-                 .where((Job.id == job_id) & (Job.lease_owner == worker) & (Job.attempts == number)
-                        & (Job.status == IN_FLIGHT) & Job.claimed_from.in_([PENDING, RETRYING]))
+                 .where(held & Job.claimed_from.in_([PENDING, RETRYING]))
                  .execute())
+        count = count or (Job.update(due_at=t, lease_owner=None, updated_at=t)
+                          .where(held & (Job.claimed_from == IN_FLIGHT))
+                          .execute())
         if count:
             Attempt.delete().where((Attempt.job == job_id) & (Attempt.number == number)).execute()
             released += count

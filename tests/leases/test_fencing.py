@@ -76,6 +76,63 @@ def test_release_gives_back_unstarted_claims(db):
     assert b.attempts == 1
 
 
+def _never_start(job):
+    return False
+
+
+def _rows(db, job_id):
+    return [(x.number, x.outcome) for x in db.call(J.list_attempts, job_id)]
+
+
+def test_a_claim_that_never_started_comes_back_uncharged_when_its_lease_expires(db):
+    account, _ = db.write(create_account, "a")
+    job, _ = db.write(J.insert_job, account.id, {**_spec(), "max_attempts": 1}, None)
+    [a] = db.write(J.claim_due, "worker-a", 10, 1.0, start_now=_never_start)
+    assert a.started is False and _rows(db, job.id) == []
+    # worker-a dies before a slot freed for it: the next worker gets the same, uncharged attempt.
+    [b] = db.write(J.claim_due, "worker-b", 10, 30.0, at=a.due_at + 1)
+    assert (b.attempts, b.started) == (1, True)
+    assert _rows(db, job.id) == [(1, None)]
+    assert _outcome(db, b, "worker-b").status == J.SUCCEEDED
+    assert _rows(db, job.id) == [(1, J.SUCCESS)]
+
+
+def test_an_attempt_started_after_its_claim_is_charged_when_lost(db):
+    account, _ = db.write(create_account, "a")
+    job, _ = db.write(J.insert_job, account.id, {**_spec(), "max_attempts": 1}, None)
+    [a] = db.write(J.claim_due, "worker-a", 10, 1.0, start_now=_never_start)
+    assert db.write(J.start_attempts, "worker-a", [(a.id, a.attempts)]) == {a.id}
+    assert db.write(J.claim_due, "worker-b", 10, 30.0, at=a.due_at + 1) == []
+    dead = db.call(J.Job.get_by_id, job.id)
+    assert (dead.status, dead.attempts) == (J.DEAD, 1)
+    assert _rows(db, job.id) == [(1, J.ABANDONED)]
+
+
+def test_a_worker_that_lost_the_lease_cannot_start_the_attempt(db):
+    account, _ = db.write(create_account, "a")
+    job, _ = db.write(J.insert_job, account.id, _spec(), None)
+    [a] = db.write(J.claim_due, "worker-a", 10, 1.0, start_now=_never_start)
+    [b] = db.write(J.claim_due, "worker-b", 10, 30.0, at=a.due_at + 1, start_now=_never_start)
+    assert b.attempts == a.attempts == 1
+    assert db.write(J.start_attempts, "worker-a", [(a.id, a.attempts)]) == set()
+    assert db.write(J.start_attempts, "worker-b", [(b.id, b.attempts)]) == {b.id}
+    assert _rows(db, job.id) == [(1, None)] and db.call(J.Job.get_by_id, job.id).lease_owner == "worker-b"
+
+
+def test_release_gives_back_a_started_but_unsent_attempt_and_a_taken_over_claim_uncharged(db):
+    account, _ = db.write(create_account, "a")
+    job, _ = db.write(J.insert_job, account.id, _spec(), None)
+    [a] = db.write(J.claim_due, "worker-a", 10, 1.0)
+    assert db.write(J.release, "worker-a", [(a.id, a.attempts)]) == 1
+    assert _rows(db, job.id) == [] and db.call(J.Job.get_by_id, job.id).attempts == 0
+    # Taken over from an expired lease and given back at shutdown: claimable at once, still uncharged.
+    [a] = db.write(J.claim_due, "worker-a", 10, 1.0, start_now=_never_start)
+    [b] = db.write(J.claim_due, "worker-b", 10, 30.0, at=a.due_at + 1, start_now=_never_start)
+    assert db.write(J.release, "worker-b", [(b.id, b.attempts)]) == 1
+    [c] = db.write(J.claim_due, "worker-c", 10, 30.0, at=a.due_at + 1)
+    assert c.attempts == 1 and _rows(db, job.id) == [(1, None)]
+
+
 def test_claim_takes_due_jobs_in_due_order_and_leaves_future_ones(db):
     account, _ = db.write(create_account, "a")
     later, _ = db.write(J.insert_job, account.id, {**_spec(), "run_at": 4_000_000_000.0}, None)

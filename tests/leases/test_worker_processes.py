@@ -117,3 +117,29 @@ def test_a_long_attempt_keeps_its_lease_so_no_other_worker_takes_it(services, en
                message="the long attempt to finish")
     assert len(partner.received("/sleep")) == 1
     assert [outcome for _, _, outcome in _attempt_rows(database_url, [job_id])] == ["success"]
+
+
+def test_sigkill_charges_only_attempts_that_were_sent(services, env, api, partner, database_url):
+    # Two slots for one host: whatever else the worker claimed was still waiting for a slot when it
+    # died. Those jobs must come back uncharged, so with one attempt each none may die unsent.
+    worker = services.worker(env, role="jobs", LEASE_S="2", MAX_IN_FLIGHT="64", MAX_IN_FLIGHT_PER_HOST="2")
+    ids = _submit(api, partner.url + "/sleep?s=0.5", 30, max_attempts=1)
+    wait_until(lambda: len(partner.received("/sleep")) >= 2, 20, message="the first two attempts to reach the partner")
+    worker.kill()
+    seen_before_kill = {r.headers["X-Job-Id"] for r in partner.received("/sleep")}
+
+    services.worker(env, role="jobs", name="worker-2", LEASE_S="2", MAX_IN_FLIGHT="64", MAX_IN_FLIGHT_PER_HOST="2")
+    wait_until(lambda: set(_statuses(database_url, ids).values()) <= {"succeeded", "dead"}, 60,
+               interval=0.2, message="every job to end after the crash")
+
+    statuses = _statuses(database_url, ids)
+    dead = {job_id for job_id, status in statuses.items() if status == "dead"}
+    assert dead <= seen_before_kill, f"{len(dead - seen_before_kill)} jobs died that the partner never saw"
+    never_seen = set(ids) - seen_before_kill
+    assert {statuses[job_id] for job_id in never_seen} == {"succeeded"}
+    outcomes = {}
+    for job_id, number, outcome in _attempt_rows(database_url, ids):
+        outcomes.setdefault(job_id, []).append((number, outcome))
+    # Only the attempts that reached the partner were charged: one numbered attempt per job.
+    assert all(rows in ([(1, "success")], [(1, "abandoned")]) for rows in outcomes.values()), outcomes
+    assert {job_id for job_id, rows in outcomes.items() if rows == [(1, "abandoned")]} == dead
