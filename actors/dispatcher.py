@@ -27,6 +27,7 @@ import pykka
 from actors.messages import tell_unless_dead
 from actors.retry_actor import AttemptFinished, RetryActor, RunAttempt, TakeSuccessor
 from models import jobs as J
+from models import lifecycle, telemetry
 from models.channels import JOBS_WAKEUP
 from models.events import BatchedPublisher
 from models.redis_client import listen_forever
@@ -174,6 +175,10 @@ class JobDispatcher(pykka.ThreadingActor):
     def _claim(self, want: int, to_start: list, free_slots: dict):
         try:
             started_ids, jobs = self.db.write(self._start_and_claim, want, to_start, free_slots)
+            if jobs and jobs.abandoned:
+                telemetry.JOB_ATTEMPTS.labels(lifecycle.ABANDONED).inc(jobs.abandoned)
+            if jobs and jobs.dead:
+                telemetry.JOBS_DEAD.inc(jobs.dead)
             next_due = self.db.call(J.next_due_at) if len(jobs) < want else None
             result = Claimed(jobs, want, next_due, to_start, frozenset(started_ids))
         except Exception as exc:
@@ -306,7 +311,7 @@ class JobDispatcher(pykka.ThreadingActor):
         if host is None:
             return
         self._promote(host)
-        if message.status == J.RETRYING:
+        if message.status == lifecycle.RETRYING:
             # Its next attempt may be due before the timer we armed.
             self._note_work()
         if self.drained is not None and not self.running:

@@ -217,6 +217,14 @@ _CHARGE_UNLESS_NEVER_STARTED = peewee.SQL(
 )
 
 
+class ClaimBatch(list):
+    """The jobs a claim took to run, and what it found of attempts lost with a dead worker: how many it
+    recorded abandoned, and how many jobs that made dead (the lost attempt was their last)."""
+
+    abandoned: int = 0
+    dead: int = 0
+
+
 def claim_due(worker: str, limit: int, lease_s: float, at: float | None = None,
               start_now: Callable[[Job], bool] | None = None) -> list[Job]:
     """Atomically take up to `limit` due jobs for `worker`. Run inside a write transaction.
@@ -248,19 +256,22 @@ def claim_due(worker: str, limit: int, lease_s: float, at: float | None = None,
         .execute()
     )
     if not claimed:
-        return []
+        return ClaimBatch()
+    batch = ClaimBatch()
     reclaimed = [job.id for job in claimed if job.claimed_from == IN_FLIGHT]
     if reclaimed:
-        (Attempt.update(outcome=ABANDONED, finished_at=t,
-                        error={"kind": "abandoned", "message": "the worker's lease expired before an outcome was recorded"})
-         .where(Attempt.job.in_(reclaimed) & Attempt.outcome.is_null())
-         .execute())
+        batch.abandoned = (
+            Attempt.update(outcome=ABANDONED, finished_at=t,
+                           error={"kind": "abandoned", "message": "the worker's lease expired before an outcome was recorded"})
+            .where(Attempt.job.in_(reclaimed) & Attempt.outcome.is_null())
+            .execute())
     runnable, exhausted = [], []
     for job in claimed:
         # The claim already counted the attempt it starts; the lost one before it was the last if
         # the budget was spent without it.
         lost_the_last = budget_spent(attempts_used(job.attempts - 1, job.budget_start), job.max_attempts)
         (exhausted if lost_the_last else runnable).append(job)
+    batch.dead = len(exhausted)
     if exhausted:
         (Job.update(status=DEAD, due_at=None, lease_owner=None, attempts=Job.attempts - 1, updated_at=t,
                     last_error={"kind": "abandoned", "message": "attempts exhausted: the last attempt was lost with its worker",
@@ -274,7 +285,8 @@ def claim_due(worker: str, limit: int, lease_s: float, at: float | None = None,
         database.cursor().executemany(
             _sql("INSERT INTO attempt (job_id, number, worker, scheduled_at, started_at) VALUES (?, ?, ?, ?, ?)"),
             [(job.id, job.attempts, worker, job.scheduled_at, t) for job in started])
-    return runnable
+    batch.extend(runnable)
+    return batch
 
 
 def start_attempts(worker: str, jobs: list[tuple[str, int]], at: float | None = None) -> set[str]:
