@@ -35,6 +35,8 @@ from models.brands.quota import DAY, Bulk, Quota, Window
 LATEST = "latest"
 #: Rolling windows are planned this much wider than declared, for clock jitter.
 GUARD_FRACTION = 0.02
+#: Calendar periods are planned a hair longer, so rounding never puts one call too many before a reset.
+CALENDAR_GUARD = 1 + 1e-6
 
 
 @dataclass(frozen=True)
@@ -92,9 +94,14 @@ def group_calls(quota: Quota, devices: Sequence[PlanDevice], batch_size: int = 1
         for device in sorted(devices, key=lambda d: (d.site, d.id)):
             calls.append(PlanCall((device.id,), (device.site,), False))
         return _interleave_sites(calls)
+    if bulk.charge == "each":
+        # Charged per carried unit anyway: smaller lumps fill a key window closer to its limit (a lump of m
+        # leaves at most m - 1 of the limit unused), so keep each at most a tenth of the tightest key window.
+        keyed = [w.limit for w in quota.windows if w.counts(endpoint) and w.scope in ("key", "endpoint")]
+        size = max(1, min([size] + [limit // 10 for limit in keyed]))
     by_key: dict[str, list[PlanDevice]] = defaultdict(list)
     for device in devices:
-        by_key[device.batch_key].append(device)
+        by_key["" if bulk.per == "site" else device.batch_key].append(device)  # a site bulk carries whole sites
     for key in sorted(by_key):
         members = sorted(by_key[key], key=lambda d: (d.site, d.id))
         if bulk.per == "site":
@@ -102,8 +109,9 @@ def group_calls(quota: Quota, devices: Sequence[PlanDevice], batch_size: int = 1
             for device in members:
                 sites[device.site].append(device.id)
             names = list(sites)
-            for start in range(0, len(names), size):
-                chunk = names[start:start + size]
+            even = math.ceil(len(names) / math.ceil(len(names) / size))  # equal lumps, none above size
+            for start in range(0, len(names), even):
+                chunk = names[start:start + even]
                 calls.append(PlanCall(tuple(i for s in chunk for i in sites[s]), tuple(chunk), True))
         else:
             for start in range(0, len(members), size):
@@ -215,16 +223,20 @@ def plan(quota: Quota, devices: Sequence[PlanDevice], requested_interval_s: floa
 
     for (index, instance), load in round_load(quota, calls, endpoint).items():
         window = quota.windows[index]
+        keyed = window.scope in ("key", "endpoint")
         if window.calendar:
             start, end = period_bounds(window, now)
             valid_until = end if valid_until is None else min(valid_until, end)
-            bound(_steady(window, window.period_s, load), window.name)
+            period = window.period_s * CALENDAR_GUARD
+            bound(_steady(window, period, load), window.name)
             remaining = window.limit - used.get((index, instance), 0)
-            rounds = remaining // load.total if load.total else 0
-            if rounds >= 1:
-                bound((end - now) / rounds, window.name)
+            left = Window(window.name, remaining, (end - now) * CALENDAR_GUARD, window.scope) if remaining >= 1 else None
+            if left is not None and (remaining >= load.total or remaining >= load.largest and keyed):
+                bound(_steady(left, left.period_s, load), window.name)
             else:  # spent until the reset: the first round after it
                 blocked_until = end if blocked_until is None else max(blocked_until, end)
+            if keyed and window.limit >= load.largest:
+                window_gap = max(window_gap, period / (window.limit // load.largest))
         else:
             period = window.period_s * (1 + GUARD_FRACTION) + guard_s
             bound(_steady(window, period, load), window.name)
@@ -250,7 +262,7 @@ def _steady(window: Window, period: float, load: _Load) -> float:
     rounds = window.limit // load.total
     if rounds >= 1:
         candidates.append(period / rounds)
-    if window.scope in ("key", "endpoint") and not window.calendar and window.limit >= load.largest:
+    if window.scope in ("key", "endpoint") and window.limit >= load.largest:
         candidates.append(load.calls * period / (window.limit // load.largest))
     if candidates:
         return min(candidates)
