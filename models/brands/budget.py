@@ -4,7 +4,7 @@ lease handover: a worker restarted at 15:00 continues the day's count instead of
 
 - Calendar windows: one hash per window and period, `quota:<connection>:<window>:<period start>`, field =
   the scope's instance ("" for the key, an endpoint, a site, a device), value = calls counted; it expires
-  a day after its period ends.
+  a day after its period ends (relative to the poll clock, which may run ahead of real time).
 - Rolling windows: one sorted set per window and instance, `quota-roll:<connection>:<window>:<instance>`,
   a member per unit charged, scored by when; entries older than the (guarded) period are trimmed.
 - `quota-state:<connection>`: the last throttling reply (when, why, how many so far) and the pause it set.
@@ -54,7 +54,7 @@ for i = 1, n do
   local amount, period = tonumber(ARGV[base + 4]), tonumber(ARGV[base + 5])
   if kind == 'c' then
     redis.call('HINCRBY', KEYS[i], field, amount)
-    redis.call('EXPIREAT', KEYS[i], math.ceil(period) + 86400)
+    redis.call('EXPIRE', KEYS[i], math.ceil(period - now) + 86400)
   else
     for j = 1, amount do redis.call('ZADD', KEYS[i], now, token .. ':' .. j) end
     redis.call('EXPIRE', KEYS[i], math.ceil(period) + 1)
