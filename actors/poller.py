@@ -1,16 +1,18 @@
-"""BrandPoller: one actor per brand connection, polling its inverters at the pace the brand allows.
+"""BrandPoller: one actor per brand connection, polling its inverters as fast as the brand's quota allows.
 
-Scheduling. Inverters are grouped into *items*, one latest-data call each: a single inverter for
-sandbox, up to 100 inverters of one device type for growatt_v4. Each item is due once per poll
-interval; the first schedule spreads items evenly over the interval, and an item is next due one
-interval after its call was *sent*, so no device is ever asked sooner than the interval. Calls leave
-at least 1/requests_per_s apart (the brand's limit per credential, which is what a connection is)
-and at most POLL_CONCURRENCY are in flight.
+Timing is decided elsewhere: the quota planner (models/brands/planner.py) turns the brand's declared limits,
+the connection's inverters and the interval asked for (PATCH /connections/<id>, else the brand's setting)
+into a plan, and the poll schedule (actors/schedule.py) says which calls are due now and when the next one
+is. Before each call is sent it is charged to the connection's budget in Redis (models/brands/budget.py),
+atomically over every window; a refused charge waits for the window instead of calling. The poller does
+the rest: life cycle, the calls, publishing, and re-planning when the fleet, the interval or the budget
+changes (a calendar window resets, the brand throttles us).
 
 Failures never crash the actor. Rate limiting, 5xx, unreachable and refused credentials pause the
-whole connection with jittered exponential backoff (Retry-After as a floor). A device the brand does
-not know, or answers unreadably for, backs off alone. A device reported offline is marked offline
-(status event and database row) and polled on schedule until it is back.
+whole connection with jittered exponential backoff (Retry-After as a floor); a throttling reply is also
+recorded (GET /connections/<id> shows it) and the plan is made again from the budget's counts. A device
+the brand does not know, or answers unreadably for, backs off alone. A device reported offline is marked
+offline (status event and database row) and polled on schedule until it is back.
 
 Timers are gevent timers that send the actor a message; requests run in greenlets that report back
 with a message, so all the state below is only touched inside on_receive.
@@ -18,10 +20,8 @@ with a message, so all the state below is only touched inside on_receive.
 from __future__ import annotations
 
 import collections
-import heapq
 import itertools
 import logging
-import random
 import time
 from dataclasses import dataclass
 
@@ -31,12 +31,15 @@ import pykka
 import redis as redis_lib
 
 from actors.messages import tell_unless_dead
+from actors.schedule import Clock, Entry, PollSchedule, clock_from_settings
 from models import inverters as Q
 from models import live_events, telemetry
 from models.backoff import REDIS_UNREACHABLE_BACKOFF, Backoff
 from models.base import iso
-from models.brands import adapter_for, poll_pace
+from models.brands import adapter_for, plan_device, requested_interval
 from models.brands.base import BAD_REPLY, BRAND_WIDE, RATE_LIMITED, BatchResult, BrandError, PolledDevice
+from models.brands.budget import QuotaBudget, Refusal
+from models.brands.planner import Plan, PlanCall, charges, plan
 from models.channels import poller_lease, poller_sent
 from models.net.policy import DestinationPolicy
 
@@ -56,11 +59,18 @@ class Tick:
 
 @dataclass(frozen=True)
 class Polled:
-    item_id: int
+    entry: Entry
     sent_at: float
     inverter_ids: tuple
     result: BatchResult | None
     error: BrandError | None
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The budget refused a call: it waits for the window that refused it."""
+    entry: Entry
+    refusal: Refusal
 
 
 # -- publishing ----------------------------------------------------------------------------------
@@ -176,23 +186,17 @@ class ConnectionLease:
 
 
 # -- the poller ----------------------------------------------------------------------------------
-class _Item:
-    """One latest-data call's worth of inverters sharing a batch key."""
-    __slots__ = ("id", "key", "members", "due")
-
-    def __init__(self, item_id: int, key: str, due: float):
-        self.id = item_id
-        self.key = key
-        self.members: list[str] = []
-        self.due = due
+#: Real seconds of jitter between our clock and the brand's (arrival, timers) that rolling windows allow for.
+CLOCK_JITTER_S = 0.1
 
 
 class _Tracked:
-    __slots__ = ("inverter_id", "device", "status", "failures", "retry_at", "last_time")
+    __slots__ = ("inverter_id", "device", "planned", "status", "failures", "retry_at", "last_time")
 
     def __init__(self, inverter):
         self.inverter_id = inverter.id
         self.device = PolledDevice(inverter.serial, inverter.device_type, inverter.timezone)
+        self.planned = plan_device(inverter.brand, inverter)
         self.status = inverter.status
         self.failures = 0
         self.retry_at = 0.0
@@ -200,30 +204,29 @@ class _Tracked:
 
 
 class BrandPoller(pykka.ThreadingActor):
-    def __init__(self, connection, settings, db, redis, publisher: Publisher):
+    def __init__(self, connection, settings, db, redis, publisher: Publisher, clock: Clock | None = None):
         super().__init__()
         self.connection_id = connection.id
         self.redis = redis
         self.sent_key = poller_sent(connection.id)
         self.brand = connection.brand
+        self.settings = settings
         self.db = db
         self.publisher = publisher
+        self.clock = clock or clock_from_settings(settings)
         self.adapter = adapter_for(connection, DestinationPolicy.from_settings(settings), settings.brand_timeout_s,
                                    self._store_credentials)
-        self.interval_s, requests_per_s = poll_pace(connection.brand, settings)
-        self.min_gap_s = 1.0 / requests_per_s
-        self.concurrency = settings.poll_concurrency
-        self.brand_backoff = Backoff(base_s=1.0, cap_s=max(60.0, self.interval_s), jitter="equal")
-        self.device_backoff = Backoff(base_s=self.interval_s, cap_s=max(600.0, 4 * self.interval_s), jitter="full")
+        self.quota = self.adapter.quota
+        self.guard_s = CLOCK_JITTER_S / self.clock.real_seconds(1.0)
+        self.budget = QuotaBudget(redis, connection.id, self.quota, self.guard_s)
+        self.requested_s = requested_interval(connection, settings)
+        self.concurrency = min(settings.poll_concurrency, self.quota.concurrency or settings.poll_concurrency)
+        self.brand_backoff = Backoff(base_s=1.0, cap_s=60.0, jitter="equal")
         self.tracked: dict[str, _Tracked] = {}
-        self.items: dict[int, _Item] = {}
-        self.item_of: dict[str, int] = {}
-        self.heap: list = []
-        self.item_ids = itertools.count(1)
-        self.in_flight = 0
-        self.next_send_at = 0.0
+        self.plan: Plan | None = None
+        self.schedule: PollSchedule | None = None
         self.brand_failures = 0
-        self.paused_until = 0.0
+        self.tokens = itertools.count(1)
         self.timer = None
         self.timer_at = None
         self.greenlets: set = set()
@@ -242,8 +245,6 @@ class BrandPoller(pykka.ThreadingActor):
     # -- life cycle ----------------------------------------------------------------------------
     def on_start(self):
         self._reload(first=True)
-        log.info("poller started %s inverters=%d calls_per_round=%d interval=%.1fs min_gap=%.3fs", self._ctx(),
-                 len(self.tracked), len(self.items), self.interval_s, self.min_gap_s)
         self._tick()
 
     def on_stop(self):
@@ -258,49 +259,61 @@ class BrandPoller(pykka.ThreadingActor):
         try:
             if isinstance(message, Tick):
                 self.timer = self.timer_at = None
-                self._tick()
             elif isinstance(message, Polled):
                 self._polled(message)
-                self._tick()
+            elif isinstance(message, Refused):
+                self._refused(message)
             elif isinstance(message, Reload):
                 self._reload()
-                self._tick()
+            self._tick()
         except Exception:  # noqa: BLE001 - an exception would stop the actor and this brand's polling
             log.exception("poller step failed on %s %s; carrying on", type(message).__name__, self._ctx())
             self._arm()
 
-    # -- the inverter set ------------------------------------------------------------------------
+    # -- the inverter set and the plan ---------------------------------------------------------------
     def _reload(self, first: bool = False):
         try:
             rows = self.db.call(Q.pollable, self.connection_id)
+            connection = self.db.call(Q.connection, self.connection_id)
         except Exception as exc:
             log.error("cannot read inverters %s: %s", self._ctx(), exc)
             return
+        if connection is not None:
+            self.requested_s = requested_interval(connection, self.settings)
         current = {row.id: row for row in rows}
         removed = [i for i in self.tracked if i not in current]
         for inverter_id in removed:
-            self._remove(inverter_id)
-        added = [row for row in rows if row.id not in self.tracked]
-        now = time.monotonic()
-        new_items = []
-        for row in added:
-            self.tracked[row.id] = _Tracked(row)
-            item = self._place(row.id, now)
-            if item is not None:
-                new_items.append(item)
-        # Spread new calls over one interval: evenly at start, at random for later arrivals (which
-        # come one onboarding at a time, so random phases fill the interval just as well). A device
-        # another process polled moments ago (a lease taken over) waits out its interval first.
-        last_sent = self._last_sent() if first else {}
-        wall_to_mono = now - time.time()
-        for n, item in enumerate(new_items):
-            offset = self.interval_s * n / len(new_items) if first else random.uniform(0, self.interval_s)
-            earliest = max((last_sent.get(i, float("-inf")) for i in item.members), default=float("-inf"))
-            item.due = max(now + offset, earliest + wall_to_mono + self.interval_s)
-            heapq.heappush(self.heap, (item.due, item.id))
+            del self.tracked[inverter_id]
+        added = [row.id for row in rows if row.id not in self.tracked]
+        for row in rows:
+            if row.id not in self.tracked:
+                self.tracked[row.id] = _Tracked(row)
+        # A newly onboarded inverter is polled once at once (charged like any call) so its owner sees data
+        # now; at start every inverter is new to us, and they are spread over the interval instead.
+        self._replan("start" if first else "reload", new=() if first else added)
         if added or removed:
-            log.info("inverters reloaded %s inverters=%d added=%d removed=%d calls_per_round=%d", self._ctx(),
-                     len(self.tracked), len(added), len(removed), len(self.items))
+            log.info("inverters reloaded %s inverters=%d added=%d removed=%d", self._ctx(), len(self.tracked),
+                     len(added), len(removed))
+
+    def _replan(self, why: str, new=()):
+        now = self.clock.now()
+        try:
+            used = self.budget.calendar_used(now)
+        except redis_lib.RedisError as exc:
+            log.warning("cannot read the quota budget %s (%s); planning as if unused", self._ctx(), exc)
+            used = {}
+        devices = [t.planned for t in self.tracked.values()]
+        previous = self.plan
+        self.plan = plan(self.quota, devices, self.requested_s, now, used, self.adapter.batch_size, self.guard_s)
+        if self.schedule is None:
+            self.schedule = PollSchedule(self.plan, now, self._last_sent(), self.concurrency)
+        else:
+            self.schedule.replan(self.plan, now, new)
+        if previous is None or (previous.interval_s, len(previous.calls)) != (self.plan.interval_s,
+                                                                           len(self.plan.calls)):
+            log.info("poll plan (%s) %s inverters=%d calls_per_round=%d interval=%.1fs requested=%.1fs "
+                     "feasible_min=%.1fs binding=%s", why, self._ctx(), len(self.tracked), len(self.plan.calls),
+                     self.plan.interval_s, self.requested_s, self.plan.min_interval_s, self.plan.binding)
 
     def _last_sent(self) -> dict:
         try:
@@ -313,78 +326,58 @@ class BrandPoller(pykka.ThreadingActor):
         try:
             pipe = self.redis.pipeline(transaction=False)
             pipe.hset(self.sent_key, mapping={i: repr(at) for i in inverter_ids})
-            pipe.expire(self.sent_key, int(max(60.0, 3 * self.interval_s)))
+            pipe.expire(self.sent_key, int(max(60.0, 3 * self.clock.real_seconds(self.plan.interval_s))))
             pipe.execute()
         except redis_lib.RedisError:
             pass  # only a takeover's first round needs it, and Redis is then likely back
 
-    def _place(self, inverter_id: str, now: float) -> _Item | None:
-        """Put an inverter into a call with room; return the call if it is a new one."""
-        key = self.adapter.batch_key(self.tracked[inverter_id].device)
-        size = self.adapter.batch_size
-        if size > 1:
-            for item in self.items.values():
-                if item.key == key and len(item.members) < size:
-                    item.members.append(inverter_id)
-                    self.item_of[inverter_id] = item.id
-                    return None
-        item = _Item(next(self.item_ids), key, now)
-        item.members.append(inverter_id)
-        self.items[item.id] = item
-        self.item_of[inverter_id] = item.id
-        return item
-
-    def _remove(self, inverter_id: str):
-        self.tracked.pop(inverter_id, None)
-        item = self.items.get(self.item_of.pop(inverter_id, None))
-        if item is not None:
-            item.members.remove(inverter_id)
-            if not item.members:
-                del self.items[item.id]  # its heap entry is skipped when popped
-
     # -- scheduling ------------------------------------------------------------------------------
     def _tick(self):
-        now = time.monotonic()
-        while self.heap and self.in_flight < self.concurrency:
-            due, item_id = self.heap[0]
-            item = self.items.get(item_id)
-            if item is None or item.due != due:
-                heapq.heappop(self.heap)  # stale entry: removed or rescheduled
-                continue
-            if max(due, self.paused_until, self.next_send_at) > now:
-                break
-            heapq.heappop(self.heap)
-            ready = [i for i in item.members if self.tracked[i].retry_at <= now]
+        now = self.clock.now()
+        if self.plan.valid_until is not None and now >= self.plan.valid_until:
+            self._replan("a calendar window reset")
+        for entry in self.schedule.due(now):
+            ready = tuple(i for i in entry.call.devices if i in self.tracked and self.tracked[i].retry_at <= now)
             if not ready:
-                self._schedule(item, now + self.interval_s)
+                self.schedule.deferred(entry, now + self.plan.interval_s)
                 continue
-            self.next_send_at = now + self.min_gap_s
-            telemetry.POLL_LAG.labels(self.brand).observe(max(0.0, now - due))
-            self.in_flight += 1
-            item.due = None  # in flight: not in the heap until it reports back
-            greenlet = gevent.spawn(self._poll, item.id, tuple(ready), now)
-            self.greenlets.add(greenlet)
-            greenlet.link(self.greenlets.discard)
+            call = entry.call if len(ready) == len(entry.call.devices) else PlanCall(
+                ready, tuple(dict.fromkeys(self.tracked[i].planned.site for i in ready)), entry.call.bulk)
+            self._spawn(self._poll, entry, call, now)
         self._arm()
 
-    def _schedule(self, item: _Item, due: float):
-        item.due = due
-        heapq.heappush(self.heap, (due, item.id))
-
     def _arm(self):
-        if not self.heap or self.in_flight >= self.concurrency:
+        at = self.schedule.next_at() if self.schedule is not None else None
+        if at is None:
             return
-        at = max(self.heap[0][0], self.paused_until, self.next_send_at)
         if self.timer is not None:
             if self.timer_at <= at:
                 return
             self.timer.kill(block=False)
         self.timer_at = at
-        self.timer = gevent.spawn_later(max(0.0, at - time.monotonic()), tell_unless_dead, self.actor_ref, Tick())
+        delay = max(0.0, self.clock.real_seconds(at - self.clock.now()))
+        self.timer = gevent.spawn_later(delay, tell_unless_dead, self.actor_ref, Tick())
 
-    def _poll(self, item_id: int, inverter_ids: tuple, sent_at: float):
-        devices = [self.tracked[i].device for i in inverter_ids if i in self.tracked]
-        gevent.spawn(self._note_sent, inverter_ids, time.time())  # alongside: never delays the call
+    def _spawn(self, function, *args):
+        greenlet = gevent.spawn(function, *args)
+        self.greenlets.add(greenlet)
+        greenlet.link(self.greenlets.discard)
+
+    def _poll(self, entry: Entry, call: PlanCall, planned_at: float):
+        try:
+            refusal = self.budget.charge(charges(self.quota, call), self.clock.now(),
+                                         f"{self.settings.worker_id}:{next(self.tokens)}")
+        except redis_lib.RedisError as exc:
+            # The plan alone keeps within the limits; the budget is the guard across restarts and handovers.
+            log.warning("cannot charge the quota budget %s (%s); calling as planned", self._ctx(), exc)
+            refusal = None
+        if refusal is not None:
+            tell_unless_dead(self.actor_ref, Refused(entry, refusal))
+            return
+        sent_at = self.clock.now()
+        telemetry.POLL_LAG.labels(self.brand).observe(max(0.0, self.clock.real_seconds(sent_at - planned_at)))
+        devices = [self.tracked[i].device for i in call.devices if i in self.tracked]
+        gevent.spawn(self._note_sent, call.devices, sent_at)  # alongside: never delays the call
         result = error = None
         try:
             result = self.adapter.fetch_latest(devices)
@@ -393,25 +386,36 @@ class BrandPoller(pykka.ThreadingActor):
         except Exception as exc:  # an adapter bug must not kill the poller
             log.exception("adapter failed %s: %s", self._ctx(), exc)
             error = BrandError(BAD_REPLY, f"unexpected adapter failure: {exc!r}")
-        tell_unless_dead(self.actor_ref, Polled(item_id, sent_at, inverter_ids, result, error))
+        tell_unless_dead(self.actor_ref, Polled(entry, sent_at, call.devices, result, error))
 
     # -- outcomes --------------------------------------------------------------------------------
+    def _refused(self, message: Refused):
+        now = self.clock.now()
+        telemetry.QUOTA_DEFERRED.labels(self.brand).inc()
+        log.info("quota window %r is full %s; call waits %.1fs", message.refusal.window, self._ctx(),
+                 message.refusal.wait_s)
+        self.schedule.deferred(message.entry, now + message.refusal.wait_s + self.guard_s)
+
     def _polled(self, message: Polled):
-        self.in_flight -= 1
-        now = time.monotonic()
-        item = self.items.get(message.item_id)
-        if item is not None:
-            self._schedule(item, message.sent_at + self.interval_s)
+        now = self.clock.now()
+        self.schedule.finished(message.entry, message.sent_at)
         error = message.error
         telemetry.BRAND_REQUESTS.labels(self.brand, "ok" if error is None else error.kind).inc()
         if error is not None and error.kind == RATE_LIMITED:
             telemetry.BRAND_RATE_LIMITED.labels(self.brand).inc()
         if error is not None and error.kind in BRAND_WIDE:
             self.brand_failures += 1
-            delay = self.brand_backoff.delay(self.brand_failures, retry_after=error.retry_after_s)
-            self.paused_until = max(self.paused_until, now + delay)
+            retry_after = error.retry_after_s
+            delay = self.brand_backoff.delay(self.brand_failures, retry_after=retry_after)
+            pause_s = delay / self.clock.real_seconds(1.0)  # backoff is real time; the schedule's clock may run fast
+            if retry_after is not None:
+                pause_s = max(pause_s, retry_after)  # the brand's Retry-After is in its own (the clock's) seconds
+            self.schedule.pause(now + pause_s)
             log.warning("brand backing off %s kind=%s failures=%d pause=%.1fs: %s", self._ctx(), error.kind,
-                        self.brand_failures, delay, error.message)
+                        self.brand_failures, pause_s, error.message)
+            if error.kind == RATE_LIMITED:
+                self._spawn(self._record_throttle, now, error.message, now + pause_s)
+                self._replan("throttled")
             return
         if error is not None:
             for inverter_id in message.inverter_ids:
@@ -448,12 +452,19 @@ class BrandPoller(pykka.ThreadingActor):
         if changes:
             self._save_status(changes)
 
+    def _record_throttle(self, now: float, reason: str, paused_until: float):
+        try:
+            self.budget.record_throttle(now, reason, paused_until)
+        except redis_lib.RedisError as exc:
+            log.warning("cannot record a throttling reply %s: %s", self._ctx(), exc)
+
     def _device_failed(self, inverter_id: str, error: BrandError, now: float):
         tracked = self.tracked.get(inverter_id)
         if tracked is None:
             return
         tracked.failures += 1
-        delay = self.device_backoff.delay(tracked.failures)
+        interval = self.plan.interval_s
+        delay = Backoff(base_s=interval, cap_s=max(600.0, 4 * interval), jitter="full").delay(tracked.failures)
         tracked.retry_at = now + delay
         log.warning("inverter backing off %s inverter=%s serial=%s kind=%s failures=%d pause=%.1fs: %s", self._ctx(),
                     inverter_id, tracked.device.serial, error.kind, tracked.failures, delay, error.message)
@@ -475,6 +486,4 @@ class BrandPoller(pykka.ThreadingActor):
                 self.db.write(Q.set_status, changes)
             except Exception as exc:
                 log.error("cannot store status of %d inverters %s: %s", len(changes), self._ctx(), exc)
-        greenlet = gevent.spawn(save)
-        self.greenlets.add(greenlet)
-        greenlet.link(self.greenlets.discard)
+        self._spawn(save)

@@ -60,3 +60,24 @@ def inverter_latest(inverter_id) -> str:
 
 def poller_sent(connection_id) -> str:
     return f"{POLLER_SENT_PREFIX}{connection_id}"
+
+
+#: Calendar quota windows: hash per connection, window (index in the brand's quota) and period start
+#: (epoch seconds): field = the scope's instance, value = calls counted (models/brands/budget.py).
+QUOTA_CALENDAR_PREFIX = "quota:"
+#: Rolling quota windows: a sorted set per connection, window and instance, one member per unit charged.
+QUOTA_ROLLING_PREFIX = "quota-roll:"
+#: A connection's last throttling reply and the pause it set (shown by GET /connections/<id>).
+QUOTA_STATE_PREFIX = "quota-state:"
+
+
+def quota_calendar(connection_id, window: int, period_start: int) -> str:
+    return f"{QUOTA_CALENDAR_PREFIX}{connection_id}:{window}:{period_start}"
+
+
+def quota_rolling(connection_id, window: int, instance: str) -> str:
+    return f"{QUOTA_ROLLING_PREFIX}{connection_id}:{window}:{instance}"
+
+
+def quota_state(connection_id) -> str:
+    return f"{QUOTA_STATE_PREFIX}{connection_id}"

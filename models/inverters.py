@@ -30,6 +30,8 @@ class BrandConnection(BaseModel):
     credentials = CredentialsField()  # encrypted at rest with SECRET_KEY
     credentials_hash = peewee.CharField(max_length=64)
     created_at = peewee.DoubleField(default=now)
+    # The poll interval its owner asked for (PATCH /connections/<id>); NULL: the brand's default setting.
+    poll_interval_s = peewee.DoubleField(null=True)
 
     class Meta:
         indexes = ((("brand", "base_url", "credentials_hash"), True),)
@@ -101,6 +103,27 @@ def store_credentials(connection_id: str, credentials: dict) -> None:
 def connections_with_inverters() -> list[BrandConnection]:
     return list(BrandConnection.select().where(
         BrandConnection.id.in_(Inverter.select(Inverter.connection))).order_by(BrandConnection.id))
+
+
+def connection(connection_id: str) -> BrandConnection | None:
+    return BrandConnection.get_or_none(BrandConnection.id == connection_id)
+
+
+def owned_connection(account_id: str, connection_id: str) -> tuple[BrandConnection, list[Inverter]] | None:
+    """The connection and its inverters if this account owns an inverter on it; None otherwise (404).
+
+    A connection is one set of credentials; whoever onboarded inverters with them owns it."""
+    found = connection(connection_id)
+    if found is None:
+        return None
+    inverters = pollable(connection_id)
+    if not any(i.owner_id == account_id for i in inverters):
+        return None
+    return found, inverters
+
+
+def set_poll_interval(connection_id: str, interval_s: float | None) -> None:
+    BrandConnection.update(poll_interval_s=interval_s).where(BrandConnection.id == connection_id).execute()
 
 
 # -- inverters -----------------------------------------------------------------------------------

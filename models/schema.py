@@ -34,6 +34,17 @@ def _create(*models):
     return step
 
 
+def _add_columns(model, *names):
+    def step(db):
+        from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
+
+        migrator = SqliteMigrator(db) if is_sqlite(db) else PostgresqlMigrator(db)
+        existing = {c.name for c in db.get_columns(model._meta.table_name)}
+        migrate(*(migrator.add_column(model._meta.table_name, name, model._meta.fields[name])
+                  for name in names if name not in existing))
+    return step
+
+
 def _migrations():
     from models.accounts import Account, ApiKey, Session
     from models.inverters import BrandConnection, Inverter, InverterMember, Reading
@@ -44,6 +55,7 @@ def _migrations():
         (2, _create(BrandConnection, Inverter, InverterMember, Reading)),
         (3, _retention),
         (4, encryption.encrypt_plaintext_credentials),
+        (5, _add_columns(BrandConnection, "poll_interval_s")),
     ]
 
 

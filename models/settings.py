@@ -126,22 +126,22 @@ class Settings:
     poll_concurrency: int = _within(16, 1, 1000)
     session_ttl_s: int = _within(7 * 24 * 3600, 60, 10**8)
     secure_cookies: bool = _flag(False)
-    # Per-brand polling pace. Defaults are the real brands' limits (one latest-data call per device per
-    # 5 minutes); set a little under the brand's own limit, because arrival jitter eats exact spacing.
+    # Per-brand poll interval asked for when a connection's owner has not asked for one (PATCH
+    # /connections/<id>). The quota planner polls no faster than the brand's declared limits allow, so a
+    # small value means "as fast as the brand permits".
     sandbox_poll_interval_s: float = _within(300.0, 0.1, 86400)
-    sandbox_requests_per_s: float = _within(5.0, 0.001, 10000)
     growatt_v4_poll_interval_s: float = _within(300.0, 0.1, 86400)
-    growatt_v4_requests_per_s: float = _within(0.19, 0.001, 10000)
     # SolarEdge: a poll is two calls per site (power flow, overview) within 300 a day per site.
     solaredge_poll_interval_s: float = _within(600.0, 0.1, 86400)
-    solaredge_requests_per_s: float = _within(1.0, 0.001, 10000)
-    # Enphase's free Watt plan: 1,000 calls a month is one call per system every ~45 minutes; 10 a minute.
+    # Enphase's free Watt plan: 1,000 calls a month is one call per system every ~45 minutes.
     enphase_poll_interval_s: float = _within(2700.0, 0.1, 86400)
-    enphase_requests_per_s: float = _within(0.16, 0.001, 10000)
     growatt_v1_poll_interval_s: float = _within(300.0, 0.1, 86400)
-    growatt_v1_requests_per_s: float = _within(5.0, 0.001, 10000)
     fusionsolar_poll_interval_s: float = _within(300.0, 0.1, 86400)
-    fusionsolar_requests_per_s: float = _within(0.5, 0.001, 10000)
+    # The pollers' clock (actors/schedule.py) runs this many times faster than real time from
+    # POLL_CLOCK_ANCHOR (epoch seconds; 0: the process's start): for benchmarks against the mock's
+    # accelerated clock (its --speed) and tests against its fast profile. 1 in production.
+    poll_clock_speed: float = _within(1.0, 1.0, 1_000_000)
+    poll_clock_anchor: float = _within(0.0, 0.0, 10**11)
     brand_timeout_s: float = _within(10.0, 0.1, 120)
     recorder_batch: int = _within(500, 1, 100000)
     recorder_claim_idle_s: float = _within(10.0, 0.1, 3600)

@@ -46,6 +46,8 @@ SSE_CLIENTS_DROPPED = Counter(P + "sse_clients_dropped", "Streams closed by the 
 BRAND_REQUESTS = Counter(P + "brand_requests", "Calls to brand APIs, by brand and outcome (worker)",
                          ["brand", "outcome"])
 BRAND_RATE_LIMITED = Counter(P + "brand_rate_limited", "Brand replies that said we call too often (worker)", ["brand"])
+QUOTA_DEFERRED = Counter(P + "quota_deferred", "Calls held back because a quota window in Redis was full (worker)",
+                         ["brand"])
 POLL_LAG = Histogram(P + "poll_lag_seconds", "A poll's start minus its planned time (worker)", ["brand"],
                      buckets=LATENCY_BUCKETS)
 READINGS_PUBLISHED = Counter(P + "readings_published", "Normalised readings published on Redis (worker)")

@@ -1,9 +1,11 @@
 """The inverters API: onboard through a brand adapter, list, inspect, remove, manage team members,
 and read the latest and stored readings. Only the owner and members see an inverter; to anyone else
-it does not exist (404)."""
+it does not exist (404). A brand connection (one set of credentials) is shown and its poll interval set
+by whoever owns inverters on it (GET/PATCH /connections/<id>)."""
 from __future__ import annotations
 
 import json
+import math
 import logging
 import re
 import time
@@ -17,9 +19,12 @@ from models import inverters as Q
 from models import live_events
 from models.accounts import account_by_id_or_name
 from models.base import iso, parse_iso
-from models.brands import ADAPTERS, adapter_class
+from models.brands import ADAPTERS, adapter_class, plan_device, requested_interval
 from models.brands import base as brand_errors
 from models.brands.base import BrandError
+from models.brands.budget import QuotaBudget
+from models.brands.clock import clock_from_settings
+from models.brands.planner import charges, plan
 from models.channels import INVERTER_ACCESS_REVOKED, INVERTERS_CHANGED
 from models.db import owner
 from models.net.policy import BlockedDestination
@@ -414,6 +419,100 @@ def energy(inverter_id):
     next_since = iso(buckets[MAX_ENERGY_BUCKETS]["start"]) if len(buckets) > MAX_ENERGY_BUCKETS else None
     return jsonify({"inverter_id": inverter.id, "period": period, "timezone": inverter.timezone or "UTC",
                     "buckets": [energy_bucket_view(b) for b in buckets[:MAX_ENERGY_BUCKETS]], "next_since": next_since})
+
+
+# -- connections -----------------------------------------------------------------------------------
+#: The longest poll interval an owner may ask for (a month).
+MAX_POLL_INTERVAL_S = 31 * 86400.0
+
+
+def _owned_connection_or_404(connection_id: str):
+    found = owner().call(Q.owned_connection, g.account.id, connection_id) if looks_like_id(connection_id) else None
+    if found is None:
+        raise not_found("connection")
+    return found
+
+
+def _connection_plan(connection, inverters, asked_s: float | None = None):
+    """(plan, budget, now) for a connection as its poller would plan it now, from the budget in Redis."""
+    settings = current_app.config["SETTINGS"]
+    cls = ADAPTERS[connection.brand]
+    clock = clock_from_settings(settings)
+    now = clock.now()
+    guard_s = 0.1 / clock.real_seconds(1.0)  # as actors/poller.py CLOCK_JITTER_S
+    budget = QuotaBudget(redis_client(), connection.id, cls.quota, guard_s)
+    try:
+        used = budget.calendar_used(now)
+    except Exception as exc:
+        raise ApiError(503, "budget_unavailable", "the quota budget cannot be read now; try again",
+                       {"reason": str(exc)}) from None
+    devices = [plan_device(connection.brand, i) for i in inverters]
+    asked = asked_s if asked_s is not None else requested_interval(connection, settings)
+    return plan(cls.quota, devices, asked, now, used, cls.batch_size, guard_s), budget, now
+
+
+def connection_view(connection, inverters) -> dict:
+    planned, budget, now = _connection_plan(connection, inverters)
+    quota = ADAPTERS[connection.brand].quota
+    instances: dict[int, set[str]] = {}
+    for call in planned.calls:
+        for charge in charges(quota, call):
+            instances.setdefault(charge.window, set()).add(charge.instance)
+    try:
+        windows = budget.usage(now, instances)
+        throttle = budget.throttle_record()
+    except Exception as exc:
+        raise ApiError(503, "budget_unavailable", "the quota budget cannot be read now; try again",
+                       {"reason": str(exc)}) from None
+    return {
+        "id": connection.id,
+        "brand": connection.brand,
+        "inverters": len(inverters),
+        "requested_interval_s": requested_interval(connection, current_app.config["SETTINGS"]),
+        "poll_interval_s": connection.poll_interval_s,
+        "planned_interval_s": round(planned.interval_s, 3),
+        "min_interval_s": math.ceil(planned.min_interval_s * 1000) / 1000,
+        "binding_window": planned.binding,
+        "calls_per_round": len(planned.calls),
+        "windows": [{"name": w.name, "limit": w.limit, "used": w.used, "remaining": w.remaining,
+                     "resets_at": iso(w.resets_at)} for w in windows],
+        "throttling": {"last_at": iso(throttle["throttled_at"]), "reason": throttle["throttled_reason"],
+                       "count": throttle["throttled_count"], "paused_until": iso(throttle["paused_until"])},
+    }
+
+
+@bp.get("/connections/<connection_id>")
+@require_account
+def show_connection(connection_id):
+    connection, inverters = _owned_connection_or_404(connection_id)
+    return jsonify(connection_view(connection, inverters))
+
+
+@bp.patch("/connections/<connection_id>")
+@require_account
+def update_connection(connection_id):
+    connection, inverters = _owned_connection_or_404(connection_id)
+    body = json_body()
+    if not isinstance(body, dict) or "poll_interval_s" not in body:
+        raise ApiError(400, "invalid_field", "send {\"poll_interval_s\": seconds} (null: the brand's default)",
+                       {"field": "poll_interval_s"})
+    asked = body["poll_interval_s"]
+    if asked is not None and (isinstance(asked, bool) or not isinstance(asked, (int, float))
+                              or not 0 < asked <= MAX_POLL_INTERVAL_S):
+        raise ApiError(400, "invalid_field", f"poll_interval_s must be a number of seconds above 0 and at most "
+                       f"{MAX_POLL_INTERVAL_S:g}, or null", {"field": "poll_interval_s"})
+    if asked is not None:
+        planned, _, _ = _connection_plan(connection, inverters, float(asked))
+        if asked < planned.min_interval_s:
+            raise ApiError(422, "interval_not_feasible", f"the brand's limits cannot sustain a poll every {asked:g} s "
+                           f"for {len(inverters)} inverters; the fastest is {planned.min_interval_s:.1f} s",
+                           {"field": "poll_interval_s", "min_interval_s": math.ceil(planned.min_interval_s * 1000) / 1000,
+                            "binding_window": planned.binding})
+    owner().write(Q.set_poll_interval, connection.id, None if asked is None else float(asked))
+    log.info("poll interval set connection=%s brand=%s poll_interval_s=%s", connection.id, connection.brand, asked)
+    _notify_pollers(connection.id)
+    connection.poll_interval_s = None if asked is None else float(asked)
+    return jsonify(connection_view(connection, inverters))
 
 
 def install(app) -> None:

@@ -1,10 +1,11 @@
 """Brand adapters by name: the registry onboarding (web) and polling (actors) share."""
 from __future__ import annotations
 
-from models.brands.base import BrandAdapter, BrandError
+from models.brands.base import BrandAdapter, BrandError, PolledDevice
 from models.brands.enphase import EnphaseAdapter
 from models.brands.fusionsolar import FusionSolarAdapter
 from models.brands.growatt_v1 import GrowattV1Adapter
+from models.brands.planner import PlanDevice
 from models.brands.growatt_v4 import GrowattV4Adapter
 from models.brands.sandbox import SandboxAdapter
 from models.brands.solaredge import SolarEdgeAdapter
@@ -26,10 +27,19 @@ def adapter_for(connection, policy, timeout_s: float = 10.0, on_credentials_chan
                                       on_credentials_changed)
 
 
-def poll_pace(brand: str, settings) -> tuple[float, float]:
-    """(seconds between polls of one device, most requests per second) configured for a brand."""
-    prefix = ADAPTERS[brand].settings_prefix
-    return getattr(settings, f"{prefix}_poll_interval_s"), getattr(settings, f"{prefix}_requests_per_s")
+def requested_interval(connection, settings) -> float:
+    """The poll interval asked for a connection: its owner's (PATCH /connections/<id>), else the brand's setting.
+    The quota planner (planner.py) polls no faster than the brand's limits allow, whatever is asked."""
+    asked = getattr(connection, "poll_interval_s", None)
+    if asked:
+        return float(asked)
+    return float(getattr(settings, f"{ADAPTERS[connection.brand].settings_prefix}_poll_interval_s"))
 
 
-__all__ = ["ADAPTERS", "BrandAdapter", "BrandError", "adapter_class", "adapter_for", "poll_pace"]
+def plan_device(brand: str, inverter) -> PlanDevice:
+    """An inverter row as the quota planner sees it: its site is its plant (or itself when it has none)."""
+    device = PolledDevice(inverter.serial, inverter.device_type, inverter.timezone)
+    return PlanDevice(inverter.id, inverter.plant_id or inverter.serial, ADAPTERS[brand].batch_key(device))
+
+
+__all__ = ["ADAPTERS", "BrandAdapter", "BrandError", "adapter_class", "adapter_for", "plan_device", "requested_interval"]

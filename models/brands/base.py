@@ -114,7 +114,7 @@ class BrandAdapter:
     credential_options: dict[str, tuple[str, ...]] = {}
     #: most serials one latest-data call may carry
     batch_size = 1
-    #: Settings attribute prefix for this brand's pace (<prefix>_poll_interval_s, <prefix>_requests_per_s)
+    #: Settings attribute prefix for this brand's default requested poll interval (<prefix>_poll_interval_s)
     settings_prefix = ""
     #: the brand's documented limits, as data for the poll planner (models/brands/quota.py)
     quota: Quota = Quota()

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from models.brands.base import (AUTH, BAD_REPLY, OFFLINE, RATE_LIMITED, UNKNOWN_DEVICE, BatchResult, BrandAdapter,
                                 BrandError, Device, PolledDevice, Reading, number, parse_local)
+from models.brands.quota import Bulk, Quota, Window
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,14 @@ class GrowattV4Adapter(BrandAdapter):
     batch_size = 100
     settings_prefix = "growatt_v4"
     paths = (PREFIX, "/v1")  # v1: the plant list, for time zones
+    # Growatt's documented v4 limits, as the mock's "real" profile enforces them (mock_inverter/ratelimit.py):
+    # queryLastData once per 5 s per token and once per device per 5 minutes (a batch of up to 100 serials of
+    # one type is one call, and each serial in it uses its device interval); the device list once per 5 s.
+    quota = Quota(windows=(Window("queryLastData per token", 1, 5.0, scope="endpoint", endpoints=("latest",)),
+                           Window("queryLastData per device", 1, 300.0, scope="device", endpoints=("latest",)),
+                           Window("queryDeviceList per token", 1, 5.0, scope="endpoint", endpoints=("devices",))),
+                  bulk=(Bulk("latest", size=100, per="device", charge="once"),),
+                  throttle_signals=("code 100 ACCESS_FREQUENCY_LIMIT", "code 102 DEVICE_ACCESS_FREQUENCY_LIMIT"))
 
     @staticmethod
     def batch_key(device: PolledDevice) -> str:

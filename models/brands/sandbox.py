@@ -5,6 +5,7 @@ from urllib.parse import quote
 
 from models.brands.base import (AUTH, BAD_REPLY, RATE_LIMITED, UNKNOWN_DEVICE, BatchResult, BrandAdapter,
                                 BrandError, Device, PolledDevice, Reading, number, parse_utc, retry_after)
+from models.brands.quota import SECOND, Quota, Window
 
 PREFIX = "/sandbox/v1"
 
@@ -15,6 +16,12 @@ class SandboxAdapter(BrandAdapter):
     batch_size = 1
     settings_prefix = "sandbox"
     paths = (PREFIX,)
+    # The mock's documented "real" limits (mock_inverter/README.md, Rate limits): latest data 10 calls per
+    # second per key and once per device per 5 minutes; the device list once per 5 s.
+    quota = Quota(windows=(Window("latest data per second per key", 10, SECOND, endpoints=("latest",)),
+                           Window("latest data per device", 1, 300.0, scope="device", endpoints=("latest",)),
+                           Window("device list per key", 1, 5.0, endpoints=("devices",))),
+                  throttle_signals=("HTTP 429",))
 
     def _get(self, path: str):
         response = self._send("GET", PREFIX + path, headers={"X-API-Key": self.credentials["api_key"]})

@@ -22,9 +22,11 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SANDBOX_KEY = "demo-sandbox-key"
 FLEET = ("SBX-AMS-0001", "SBX-NBO-0001")
-# The mock allows one latest-data call per device per 2 s; short SSE retry and keepalive so a
-# restarted web process is found again quickly.
-PACE = {"SANDBOX_POLL_INTERVAL_S": "2.2", "SANDBOX_REQUESTS_PER_S": "100", "POLLER_LEASE_S": "2",
+# The mock's fast profile allows one latest-data call per device per 2 s: the brand's real 300 s on a poll
+# clock 150 times faster (a poll every 2.2 s); short SSE retry and keepalive so a restarted web process is
+# found again quickly.
+PACE = {"POLL_CLOCK_SPEED": "150", "POLL_CLOCK_ANCHOR": repr(time.time()), "SANDBOX_POLL_INTERVAL_S": "330",
+        "POLLER_LEASE_S": "2",
         "SSE_KEEPALIVE_S": "2", "SSE_RETRY_MS": "300", "BRAND_TIMEOUT_S": "3"}
 UI_TIMEOUT_MS = 10_000
 

@@ -9,9 +9,9 @@ import requests
 
 from models.channels import inverter_log
 from tests.helpers import wait_until
-from tests.metrics.conftest import PACE, START, mock_stats, onboard, set_faults, wait_seconds_of_polling
+from tests.metrics.conftest import INTERVAL_S, PACE, START, mock_stats, onboard, set_faults, wait_seconds_of_polling
 
-INTERVAL = float(PACE["SANDBOX_POLL_INTERVAL_S"])
+INTERVAL = INTERVAL_S
 
 
 def fleet_serials(mock) -> dict:
