@@ -24,6 +24,7 @@ import gevent
 import gevent.event
 import pykka
 
+from actors.base import Actor
 from actors.messages import tell_unless_dead
 from actors.retry_actor import AttemptFinished, RetryActor, RunAttempt, TakeSuccessor
 from models import jobs as J
@@ -67,7 +68,7 @@ class Stats:
     pass
 
 
-class JobDispatcher(pykka.ThreadingActor):
+class JobDispatcher(Actor):
     def __init__(self, settings, db, redis, transport):
         super().__init__()
         self.settings = settings
@@ -115,7 +116,12 @@ class JobDispatcher(pykka.ThreadingActor):
         for ref in self.all_actors:
             ref.stop(block=False)
 
-    def on_receive(self, message):
+    def after_failure(self, message):
+        # Whatever the message was, a claim must come again: a timer retries in a second.
+        self.claiming = False
+        self._arm_timer(time.time() + 1.0)
+
+    def handle(self, message):
         if isinstance(message, AttemptFinished):
             self._finished(message)
         elif isinstance(message, Claimed):

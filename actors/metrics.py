@@ -20,6 +20,7 @@ import gevent
 import pykka
 import redis as redis_lib
 
+from actors.base import Actor
 from actors.messages import tell_unless_dead
 from actors.poller import BrandPoller, ConnectionLease, Publisher, Reload
 from actors.recorder import Recorder
@@ -44,7 +45,7 @@ class Changed:
     connection_id: str
 
 
-class PollerSupervisor(pykka.ThreadingActor):
+class PollerSupervisor(Actor):
     def __init__(self, settings, db, redis, publisher: Publisher):
         super().__init__()
         self.settings = settings
@@ -72,7 +73,7 @@ class PollerSupervisor(pykka.ThreadingActor):
         for lease in self.leases.values():
             lease.release()
 
-    def on_receive(self, message):
+    def handle(self, message):
         if isinstance(message, Sync):
             if message.reread:
                 self.connections = None

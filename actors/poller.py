@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import gevent
 import gevent.event
-import pykka
 import redis as redis_lib
 
+from actors.base import Actor
 from actors.messages import tell_unless_dead
 from actors.schedule import Clock, Entry, PollSchedule, clock_from_settings
 from models import inverters as Q
@@ -203,7 +203,7 @@ class _Tracked:
         self.last_time = float("-inf")
 
 
-class BrandPoller(pykka.ThreadingActor):
+class BrandPoller(Actor):
     def __init__(self, connection, settings, db, redis, publisher: Publisher, clock: Clock | None = None):
         super().__init__()
         self.connection_id = connection.id
@@ -255,20 +255,22 @@ class BrandPoller(pykka.ThreadingActor):
         self.adapter.close()
         log.info("poller stopped %s", self._ctx())
 
-    def on_receive(self, message):
-        try:
-            if isinstance(message, Tick):
-                self.timer = self.timer_at = None
-            elif isinstance(message, Polled):
-                self._polled(message)
-            elif isinstance(message, Refused):
-                self._refused(message)
-            elif isinstance(message, Reload):
-                self._reload()
-            self._tick()
-        except Exception:  # noqa: BLE001 - an exception would stop the actor and this brand's polling
-            log.exception("poller step failed on %s %s; carrying on", type(message).__name__, self._ctx())
-            self._arm()
+    def handle(self, message):
+        if isinstance(message, Tick):
+            self.timer = self.timer_at = None
+        elif isinstance(message, Polled):
+            self._polled(message)
+        elif isinstance(message, Refused):
+            self._refused(message)
+        elif isinstance(message, Reload):
+            self._reload()
+        self._tick()
+
+    def after_failure(self, message):
+        self._arm()
+
+    def context(self) -> str:
+        return f"poller {self._ctx()}"
 
     # -- the inverter set and the plan ---------------------------------------------------------------
     def _reload(self, first: bool = False):

@@ -10,14 +10,14 @@ import logging
 import random
 
 import gevent
-import pykka
 
+from actors.base import Actor
 from models.retention import Purge
 
 log = logging.getLogger(__name__)
 
 
-class Purger(pykka.ThreadingActor):
+class Purger(Actor):
     def __init__(self, settings, db, jobs: bool, readings: bool):
         super().__init__()
         self.purge = Purge(db, settings.purge_batch)

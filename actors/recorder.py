@@ -15,9 +15,9 @@ import logging
 import time
 
 import gevent
-import pykka
 import redis as redis_lib
 
+from actors.base import Actor
 from models import inverters as Q
 from models import telemetry
 from models.backoff import REDIS_UNREACHABLE_BACKOFF, Backoff
@@ -31,7 +31,7 @@ BLOCK_MS = 1000
 REFUSED_BACKOFF = Backoff(base_s=0.4, cap_s=5.0, jitter="equal")
 
 
-class Recorder(pykka.ThreadingActor):
+class Recorder(Actor):
     def __init__(self, settings, db, redis):
         super().__init__()
         self.db = db

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pykka
 
+from actors.base import Actor
 from actors.outcomes import decide
 from actors.transport import Transport
 from models import jobs as J
@@ -68,7 +69,7 @@ def _observe_start(job: J.Job, started_at: float) -> None:
         telemetry.JOB_FIRST_ATTEMPT_DELAY.observe(late)
 
 
-class RetryActor(pykka.ThreadingActor):
+class RetryActor(Actor):
     def __init__(self, dispatcher: pykka.ActorRef, transport: Transport, db: DatabaseOwner,
                  events: BatchedPublisher, worker_id: str):
         super().__init__()
@@ -79,16 +80,15 @@ class RetryActor(pykka.ThreadingActor):
         self.worker_id = worker_id
         self.successor: J.Job | None = None
 
-    def on_receive(self, message):
+    def handle(self, message):
         if isinstance(message, RunAttempt):
-            self.successor, status, successor_started = None, None, False
+            self.successor, self.outcome = None, (None, False)
             job_id_token = logs.job_id.set(message.job.id)
             try:
-                status, successor_started = self._attempt(message.job)
-            except Exception:  # never let a failure stop the actor: the lease recovers the job
-                log.exception("attempt failed unexpectedly job=%s attempt=%s", message.job.id, message.job.attempts)
+                self.outcome = self._attempt(message.job)  # a failure is logged by Actor; the lease recovers the job
             finally:
                 logs.job_id.reset(job_id_token)
+                status, successor_started = self.outcome
                 self.dispatcher.tell(AttemptFinished(message.job.id, message.job.attempts, self.actor_ref, status,
                                                      self.successor, successor_started))
 
