@@ -15,8 +15,7 @@ import pykka
 from actors.outcomes import decide
 from actors.transport import Transport
 from models import jobs as J
-from models import lifecycle, logs, telemetry
-from models import webhooks
+from models import lifecycle, logs, telemetry, webhooks
 from models.db import DatabaseOwner
 from models.events import BatchedPublisher
 

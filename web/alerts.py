@@ -20,8 +20,8 @@ from models.inverters import visible_inverter
 from models.net.policy import BlockedDestination
 from models.net.urls import InvalidUrl, parse_outbound_url
 from models.redis_client import redis_client
-from web.errors import ApiError, not_found
 from web.auth import require_account
+from web.errors import ApiError, not_found
 from web.json_body import json_body
 
 bp = Blueprint("alerts", __name__)

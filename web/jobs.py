@@ -7,8 +7,7 @@ import re
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 
 from models import jobs as queries
-from models import lifecycle, telemetry
-from models import webhooks
+from models import lifecycle, telemetry, webhooks
 from models.base import iso
 from models.lifecycle import job_view
 from models.db import owner

@@ -4,8 +4,8 @@ device is back. Real processes: web, worker, mock inverter, a receiver on 127.0.
 from __future__ import annotations
 
 import json
+import time
 
-import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tests.helpers import wait_until
@@ -74,3 +74,31 @@ def test_an_outage_gives_one_signed_offline_alert_and_one_back_online_delivered_
     alerts = api.get(f"/inverters/{inverter['id']}/alerts").json()["alerts"]
     assert len(alerts) == 1 and alerts[0]["cleared_at"] is not None
     assert api.get(f"/inverters/{healthy['id']}/alerts").json()["alerts"] == []
+
+
+def test_a_worker_killed_mid_episode_and_restarted_sends_neither_a_duplicate_nor_nothing(
+        services, metrics_env, mock, web, api, partner):
+    inverter = onboard(api, mock, "sandbox", "SBX-LOS-0001")
+    path = "/ok/alerts"
+    endpoint = api.post("/webhook-endpoints", json={"url": partner.url + path,
+                                                    "event_types": ["inverter.offline", "inverter.online"]}).json()
+    assert api.post("/alert-rules", json={"inverter_id": inverter["id"], "kind": "offline",
+                                          "params": {"minutes": OFFLINE_MINUTES}}).status_code == 201
+    worker = services.worker(metrics_env, role="all", name="first")
+    wait_until(lambda: api.get(f"/inverters/{inverter['id']}/latest").json().get("reading"), 20, 0.1, "a reading")
+    set_faults(mock, offline=["SBX-LOS-0001"])
+    wait_until(lambda: _by_type(partner.received(path), "inverter.offline"), 60, 0.1, "the offline alert")
+    worker.kill()  # SIGKILL mid-episode: the device is still offline
+
+    second = services.worker(metrics_env, role="all", name="second")
+    wait_until(lambda: "1 open episodes" in second.logs(), 20, 0.1, "the new engine to load the open episode")
+    # Let the new engine's own offline delay pass with the device still offline (an absence takes time to show).
+    time.sleep(OFFLINE_MINUTES * 60 + 2)
+    assert len(_by_type(partner.received(path), "inverter.offline")) == 1
+    set_faults(mock, offline=[])
+    wait_until(lambda: _by_type(partner.received(path), "inverter.online"), 60, 0.1, "the back-online alert")
+    received = partner.received(path)
+    assert len(_by_type(received, "inverter.offline")) == 1 and len(_by_type(received, "inverter.online")) == 1
+    verifier = Webhook(endpoint["secret"])
+    for request in received:
+        verifier.verify(request.body, {k.lower(): v for k, v in request.headers.items()})
