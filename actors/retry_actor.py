@@ -7,6 +7,7 @@ not in flight and their number is bounded by MAX_IN_FLIGHT.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import pykka
@@ -15,7 +16,7 @@ from actors.base import Actor
 from actors.outcomes import decide
 from actors.transport import Transport
 from models import jobs as J
-from models import lifecycle, logs, telemetry
+from models import lifecycle, logs, telemetry, webhooks
 from models.db import DatabaseOwner
 from models.events import BatchedPublisher
 
@@ -100,7 +101,12 @@ class RetryActor(Actor):
     def _attempt(self, job: J.Job) -> tuple[str | None, bool]:
         number = job.attempts
         body = bytes(job.body) if job.body is not None else None
-        response = self.transport.send(job.method, job.url, outbound_headers(job, number), body, job.timeout_s)
+        headers = outbound_headers(job, number)
+        if job.sign_with:
+            # Signed now, not at submission: a retry hours later must still pass the receiver's timestamp tolerance.
+            headers = webhooks.signed(headers, self.db.call(webhooks.endpoint_secrets, job.sign_with),
+                                      f"msg_{job.id}", body, time.time())
+        response = self.transport.send(job.method, job.url, headers, body, job.timeout_s)
         _observe_start(job, response.started_at)
         decision = decide(job, response, number)
         try:

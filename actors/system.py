@@ -44,6 +44,9 @@ class ActorSystem:
             from actors.metrics import start_metrics_actors
 
             self.stoppers.append(start_metrics_actors(self.settings, db, redis_client()))
+            from actors.alerts import AlertEngine
+
+            AlertEngine.start(self.settings, db, redis_client())
         Purger.start(self.settings, db, jobs=self.role in ("jobs", "all"), readings=self.role in ("pollers", "all"))
         self._serve_metrics(db)
         log.info("actor system up role=%s worker=%s", self.role, self.settings.worker_id)

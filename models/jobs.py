@@ -52,6 +52,8 @@ class Job(BaseModel):
     last_error = JSONField(null=True)
     created_at = peewee.DoubleField(default=now)
     updated_at = peewee.DoubleField(default=now)
+    # A webhook endpoint whose secrets sign each attempt (models/webhooks.py); NULL: unsigned.
+    sign_with = peewee.CharField(max_length=26, null=True)
 
     class Meta:
         indexes = (
@@ -117,8 +119,8 @@ def _same_request(account_id: str, idempotency_key: str, fingerprint: str) -> Jo
 
 _INSERT_JOB = (
     "INSERT INTO job (id, account_id, idempotency_key, request_hash, status, url, host, method, headers, body,"
-    " body_kind, timeout_s, max_attempts, backoff, run_at, attempts, budget_start, due_at, created_at, updated_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?)"
+    " body_kind, timeout_s, max_attempts, backoff, run_at, attempts, budget_start, due_at, created_at, updated_at,"
+    " sign_with) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, ?)"
 )
 
 
@@ -131,6 +133,7 @@ def _new_row(account_id: str, spec: dict, idempotency_key: str | None, fingerpri
         "timeout_s": spec["timeout_s"], "max_attempts": spec["max_attempts"], "backoff": spec["backoff"],
         "run_at": run_at, "attempts": 0, "budget_start": 0,
         "due_at": max(t, run_at) if run_at is not None else t, "created_at": t, "updated_at": t,
+        "sign_with": spec.get("sign_with"),
     }
 
 
@@ -139,7 +142,7 @@ def _insert_params(row: dict) -> list:
         row["id"], row["account_id"], row["idempotency_key"], row["request_hash"], PENDING, row["url"], row["host"],
         row["method"], json_text(row["headers"]), row["body"], row["body_kind"], row["timeout_s"],
         row["max_attempts"], json_text(row["backoff"]), row["run_at"], row["due_at"], row["created_at"],
-        row["updated_at"],
+        row["updated_at"], row["sign_with"],
     ]
 
 
@@ -206,7 +209,7 @@ def insert_jobs(account_id: str, items: list[tuple[dict, str | None]]) -> list[t
 _CLAIM_COLUMNS = (
     Job.id, Job.status, Job.claimed_from, Job.scheduled_at, Job.attempts, Job.budget_start,
     Job.max_attempts, Job.url, Job.host, Job.method, Job.headers, Job.body, Job.timeout_s,
-    Job.backoff, Job.last_delay_s, Job.due_at, Job.lease_owner, Job.created_at,
+    Job.backoff, Job.last_delay_s, Job.due_at, Job.lease_owner, Job.created_at, Job.sign_with,
 )
 
 

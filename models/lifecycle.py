@@ -131,7 +131,8 @@ def event_view(job: JobState) -> dict[str, Any]:
 
 def request_view(job: Any) -> dict[str, Any]:
     view: dict[str, Any] = {"url": job.url, "method": job.method, "headers": masked_headers(job.headers),
-                            "timeout_s": job.timeout_s, "backoff": job.backoff, "run_at": iso(job.run_at)}
+                            "timeout_s": job.timeout_s, "backoff": job.backoff, "run_at": iso(job.run_at),
+                            "sign_with": getattr(job, "sign_with", None)}
     body = bytes(job.body) if job.body is not None else None
     if job.body_kind == "json" and body is not None:
         view["json"] = json.loads(body)

@@ -56,6 +56,7 @@ def _migrations():
         (3, _retention),
         (4, encryption.encrypt_plaintext_credentials),
         (5, _add_columns(BrandConnection, "poll_interval_s")),
+        (6, _alerts),
     ]
 
 
@@ -72,6 +73,16 @@ def _retention(db):
     from models.retention import TERMINAL_LITERALS
 
     db.execute_sql(f"CREATE INDEX IF NOT EXISTS job_finished ON job (updated_at) WHERE status IN ({TERMINAL_LITERALS})")
+
+
+def _alerts(db):
+    """Webhook endpoints, alert rules and alerts; jobs signed with an endpoint's secrets."""
+    from models.alerts import Alert, AlertRule
+    from models.jobs import Job
+    from models.webhooks import WebhookEndpoint
+
+    db.create_tables([WebhookEndpoint, AlertRule, Alert], safe=True)
+    _add_columns(Job, "sign_with")(db)
 
 
 def ensure_schema(owner: DatabaseOwner) -> int:

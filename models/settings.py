@@ -153,6 +153,10 @@ class Settings:
     purge_interval_s: float = _within(600.0, 1, 86400)
     purge_batch: int = _within(200, 1, 100000)
 
+    # Alerts and webhooks (models/alerts.py, models/webhooks.py): how long a rotated-out signing secret keeps
+    # signing beside the new one.
+    webhook_secret_overlap_s: float = _within(24 * 3600.0, 0, 30 * 86400)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env

@@ -24,7 +24,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     ensure_schema(open_database(settings.database_url))
     register_error_handlers(app)
 
-    from web import dashboard, health, inverters, jobs, request_ids, streams, telemetry
+    from web import alerts, dashboard, health, inverters, jobs, request_ids, streams, telemetry
 
     request_ids.install(app)
     telemetry.install(app)
@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     jobs.install(app)
     app.register_blueprint(session.bp)
     inverters.install(app)
+    app.register_blueprint(alerts.bp)
     streams.install(app)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(dashboard.root)

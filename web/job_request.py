@@ -11,6 +11,7 @@ import re
 
 from models.backoff import JITTER_KINDS, Backoff
 from models.base import NoTimeZone, parse_iso
+from models.ids import looks_like_id
 from models.net.policy import BlockedDestination, DestinationPolicy
 from models.net.urls import InvalidUrl, OutboundUrl, parse_outbound_url
 from web.errors import ApiError
@@ -28,7 +29,7 @@ _RESERVED_HEADERS = {"host", "content-length", "transfer-encoding", "connection"
 _FIELD_VALUE = re.compile(r"(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?")
 _RUN_AT_MIN = 0.0
 _RUN_AT_MAX = 253402300799.0  # 9999-12-31T23:59:59Z
-_KNOWN_FIELDS = {"url", "method", "headers", "body", "json", "timeout_s", "max_attempts", "backoff", "run_at"}
+_KNOWN_FIELDS = {"url", "method", "headers", "body", "json", "timeout_s", "max_attempts", "backoff", "run_at", "sign_with"}
 
 
 def _invalid(field: str, message: str) -> ApiError:
@@ -154,6 +155,9 @@ def parse_job_request(payload, policy: DestinationPolicy) -> dict:
         if not _RUN_AT_MIN <= run_at <= _RUN_AT_MAX:
             # Outside this range the time cannot be shown back in UTC (years 1..9999).
             raise _invalid("run_at", "must be between 1970-01-01 and 9999-12-31 UTC")
+    sign_with = payload.get("sign_with")
+    if sign_with is not None and not (isinstance(sign_with, str) and looks_like_id(sign_with)):
+        raise _invalid("sign_with", "must be the id of one of your webhook endpoints")
     try:
         policy.check_host_at_submission(url.host, url.port)
     except BlockedDestination as exc:
@@ -170,5 +174,6 @@ def parse_job_request(payload, policy: DestinationPolicy) -> dict:
         "max_attempts": max_attempts,
         "backoff": backoff,
         "run_at": run_at,
+        "sign_with": sign_with,
     }
 

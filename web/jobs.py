@@ -7,7 +7,7 @@ import re
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 
 from models import jobs as queries
-from models import lifecycle, telemetry
+from models import lifecycle, telemetry, webhooks
 from models.base import iso
 from models.lifecycle import job_view
 from models.db import owner
@@ -52,10 +52,18 @@ def _idempotency_key(value, where: str) -> str | None:
     return value
 
 
+def _check_signer(spec: dict) -> dict:
+    """A job may be signed only with one of its own account's endpoint secrets."""
+    if spec.get("sign_with") and owner().call(webhooks.get_endpoint, g.account.id, spec["sign_with"]) is None:
+        raise ApiError(422, "validation_failed", "sign_with: must be the id of one of your webhook endpoints",
+                       {"field": "sign_with"})
+    return spec
+
+
 @bp.post("/jobs")
 @require_account
 def submit():
-    spec = parse_job_request(json_body(), current_app.config["DESTINATION_POLICY"])
+    spec = _check_signer(parse_job_request(json_body(), current_app.config["DESTINATION_POLICY"]))
     key = _idempotency_key(request.headers.get("Idempotency-Key"), "Idempotency-Key")
     try:
         job, created = owner().write(queries.insert_job, g.account.id, spec, key)
@@ -88,7 +96,7 @@ def _batch_item(item, policy) -> tuple[dict, str | None]:
         raise ApiError(422, "validation_failed", "a job must be a JSON object", {"field": None})
     fields = dict(item)
     key = _idempotency_key(fields.pop("idempotency_key", None), "idempotency_key")
-    return parse_job_request(fields, policy), key
+    return _check_signer(parse_job_request(fields, policy)), key
 
 
 @bp.post("/jobs/batch")

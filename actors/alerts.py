@@ -1,0 +1,191 @@
+"""AlertEngine: turns the live readings into alert episodes, without polling the database.
+
+It listens to the same pub/sub the web processes do (`inverter:*`: readings and status events) and to
+`alert-rules:changed` / `inverters:changed` (reload rules and fleet). Pub/sub, not a consumer group on
+`readings:ingest`: the recorder deletes ingest entries once stored, and an alert only needs the newest
+state of each inverter, not every entry. What it may miss while down is covered by the episode state
+kept in the database (models/alerts.py): at start it reads the open episodes, and an offline timer
+starts from the engine's start for inverters it has not heard from yet.
+
+Every event goes through one queue and one greenlet, so the state is never changed by two at once:
+  offline      no reading for `minutes` (a timer checked every OFFLINE_TICK_S); cleared by a reading
+  fault        a reading with status fault; cleared by a reading with another status
+  battery_low  state of charge below `below_pct`; cleared only above `clear_above_pct` (hysteresis)
+Opening and clearing are idempotent in the database (one open episode per rule and inverter), so a
+restarted engine, or two engines, never send an alert twice. Each opening/clearing is published as an
+`alert` event on the inverter's channel for its streams.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import gevent
+import gevent.queue
+import pykka
+
+from models import alerts as A
+from models.base import iso
+from models.channels import ALERT_RULES_CHANGED, INVERTER_PATTERN, INVERTERS_CHANGED, inverter_channel
+from models.events import DispatcherWaker
+from models.redis_client import RESUBSCRIBE_BACKOFF
+
+log = logging.getLogger(__name__)
+
+OFFLINE_TICK_S = 1.0
+FAULT_STATUSES = ("fault",)
+
+
+class AlertEngine(pykka.ThreadingActor):
+    def __init__(self, settings, db, redis):
+        super().__init__()
+        self.db = db
+        self.redis = redis
+        self.waker = DispatcherWaker(redis)
+        self.queue: gevent.queue.Queue = gevent.queue.Queue()
+        self.rules: list = []
+        self.by_inverter: dict[str, list] = {}
+        self.serials: dict[str, str] = {}
+        self.open: dict[tuple[str, str], str] = {}
+        self.last_seen: dict[str, float] = {}
+        self.started_at = time.time()
+        self.greenlets: list = []
+
+    def on_start(self):
+        self.greenlets = [gevent.spawn(self._listen), gevent.spawn(self._process), gevent.spawn(self._tick)]
+        log.info("alert engine started")
+
+    def on_stop(self):
+        gevent.killall(self.greenlets, block=True, timeout=5)
+
+    # -- inputs --------------------------------------------------------------------------------------
+    def _listen(self):
+        failures = 0
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.psubscribe(INVERTER_PATTERN)
+                pubsub.subscribe(ALERT_RULES_CHANGED, INVERTERS_CHANGED)
+                failures = 0
+                self.queue.put(("reload", None))  # a change may have been missed while unsubscribed
+                for message in pubsub.listen():
+                    if message["type"] == "pmessage":
+                        self.queue.put(("event", message["data"]))
+                    elif message["type"] == "message":
+                        self.queue.put(("reload", None))
+            except Exception as exc:
+                log.warning("alert engine lost its subscription (%s); resubscribing", exc)
+            finally:
+                try:
+                    pubsub.close()
+                except Exception:
+                    pass
+            failures += 1
+            gevent.sleep(RESUBSCRIBE_BACKOFF.delay(failures))
+
+    def _tick(self):
+        while True:
+            gevent.sleep(OFFLINE_TICK_S)
+            self.queue.put(("tick", None))
+
+    def _process(self):
+        while True:
+            kind, data = self.queue.get()
+            try:
+                if kind == "reload":
+                    self._reload()
+                elif kind == "event":
+                    self._event(json.loads(data))
+                else:
+                    self._check_offline(time.time())
+            except Exception:  # a bad event or a refused write must not stop the engine
+                log.exception("alert engine could not handle %s", kind)
+
+    # -- state ---------------------------------------------------------------------------------------
+    def _reload(self):
+        rules, owned, open_ = self.db.call(A.engine_view)
+        by_inverter: dict[str, list] = {}
+        self.serials = {}
+        for inverters in owned.values():
+            for inverter_id, serial in inverters:
+                self.serials[inverter_id] = serial
+        for rule in rules:
+            targets = [rule.inverter_id] if rule.inverter_id else [i for i, _ in owned.get(rule.account_id, [])]
+            for inverter_id in targets:
+                by_inverter.setdefault(inverter_id, []).append(rule)
+        self.rules, self.by_inverter, self.open = rules, by_inverter, open_
+        log.info("alert engine: %d rules over %d inverters, %d open episodes", len(rules), len(by_inverter), len(open_))
+
+    def _event(self, event: dict):
+        inverter_id = event.get("inverter_id")
+        rules = self.by_inverter.get(inverter_id)
+        if not rules:
+            return
+        t = time.time()
+        data = event.get("data") or {}
+        if event.get("event") == "reading":
+            self.last_seen[inverter_id] = t
+            for rule in rules:
+                self._evaluate(rule, inverter_id, data, t)
+        elif event.get("event") == "status" and data.get("status") == "online":
+            self.last_seen[inverter_id] = t
+            for rule in rules:
+                if rule.kind == "offline":
+                    self._clear(rule, inverter_id, t, {"back_at": iso(t)})
+
+    def _evaluate(self, rule, inverter_id: str, reading: dict, t: float):
+        if rule.kind == "offline":
+            self._clear(rule, inverter_id, t, {"back_at": iso(t), "reading_time": iso(reading.get("time"))})
+        elif rule.kind == "fault":
+            if reading.get("status") in FAULT_STATUSES:
+                self._open(rule, inverter_id, t, {"status": reading.get("status")})
+            elif reading.get("status") is not None:
+                self._clear(rule, inverter_id, t, {"status": reading.get("status")})
+        elif rule.kind == "battery_low":
+            soc = reading.get("battery_soc_pct")
+            if soc is None:
+                return
+            if soc < rule.params["below_pct"]:
+                self._open(rule, inverter_id, t, {"battery_soc_pct": soc, **rule.params})
+            elif soc > rule.params["clear_above_pct"]:
+                self._clear(rule, inverter_id, t, {"battery_soc_pct": soc, **rule.params})
+
+    def _check_offline(self, t: float):
+        for inverter_id, rules in self.by_inverter.items():
+            last = self.last_seen.get(inverter_id, self.started_at)
+            for rule in rules:
+                if rule.kind == "offline" and t - last >= rule.params["minutes"] * 60:
+                    self._open(rule, inverter_id, t, {"last_reading_at": iso(self.last_seen.get(inverter_id)),
+                                                       "minutes": rule.params["minutes"]})
+
+    # -- episodes ------------------------------------------------------------------------------------
+    def _open(self, rule, inverter_id: str, t: float, values: dict):
+        if (rule.id, inverter_id) in self.open:
+            return
+        result = self.db.write(A.open_alert, rule, inverter_id, self.serials.get(inverter_id, ""), t, values)
+        if result is None:  # another engine opened it: learn its id so we can clear it
+            self._reload()
+            return
+        alert, message, jobs = result
+        self.open[(rule.id, inverter_id)] = alert.id
+        self._announce(inverter_id, message, jobs)
+
+    def _clear(self, rule, inverter_id: str, t: float, values: dict):
+        alert_id = self.open.pop((rule.id, inverter_id), None)
+        if alert_id is None:
+            return
+        result = self.db.write(A.clear_alert, alert_id, self.serials.get(inverter_id, ""), t, values)
+        if result is not None:
+            self._announce(inverter_id, result[1], result[2])
+
+    def _announce(self, inverter_id: str, message: dict, jobs: int):
+        log.info("alert %s inverter=%s alert=%s webhooks=%d", message["type"], inverter_id,
+                 message["data"]["alert_id"], jobs)
+        if jobs:
+            self.waker.wake()
+        try:
+            self.redis.publish(inverter_channel(inverter_id), json.dumps(
+                {"id": None, "event": "alert", "inverter_id": inverter_id, "data": message}, separators=(",", ":")))
+        except Exception as exc:  # streams miss it; the webhooks and the database have it
+            log.warning("could not publish alert on the inverter's channel: %s", exc)

@@ -1,0 +1,104 @@
+"""Alerts end to end: the mock takes a device offline, the alert engine opens one episode, the retry engine
+delivers it as a Standard Webhooks request that an independent library verifies, and one more when the
+device is back. Real processes: web, worker, mock inverter, a receiver on 127.0.0.1."""
+from __future__ import annotations
+
+import json
+import time
+
+from standardwebhooks.webhooks import Webhook
+
+from tests.helpers import wait_until
+from tests.metrics.conftest import onboard, set_faults
+
+OFFLINE_MINUTES = 0.25  # the smallest allowed: 15 s
+
+
+def _delivered(partner, path: str) -> list:
+    """Requests the receiver answered 200 (the flaky path fails the first ones)."""
+    return [r for r in partner.received(path)]
+
+
+def _by_type(requests_, event_type: str) -> list:
+    return [r for r in requests_ if json.loads(r.body)["type"] == event_type]
+
+
+def test_an_outage_gives_one_signed_offline_alert_and_one_back_online_delivered_after_retries(
+        services, metrics_env, mock, web, api, partner, sse, account_key):
+    inverter = onboard(api, mock, "sandbox", "SBX-LOS-0001")
+    healthy = onboard(api, mock, "sandbox", "SBX-AMS-0001")
+    # The receiver refuses the first two requests (503): the alert arrives later, after retries with backoff.
+    path = "/flaky/alerts"
+    created = api.post("/webhook-endpoints", json={"url": partner.url + path + "?fail=2", "description": "pager",
+                                                   "event_types": ["inverter.offline", "inverter.online"]})
+    assert created.status_code == 201, created.text
+    endpoint = created.json()
+    assert endpoint["secret"].startswith("whsec_")
+    assert "secret" not in api.get(f"/webhook-endpoints/{endpoint['id']}").json()
+    rule = api.post("/alert-rules", json={"kind": "offline", "params": {"minutes": OFFLINE_MINUTES}})
+    assert rule.status_code == 201, rule.text
+
+    services.worker(metrics_env, role="all")
+    stream = sse(web.url, f"/inverters/{inverter['id']}/stream", key=account_key)
+    stream.wait_for(lambda events: any(e.event == "reading" for e in events), 20, "a first reading")
+
+    set_faults(mock, offline=["SBX-LOS-0001"])
+    wait_until(lambda: any(r for r in _by_type(_delivered(partner, path), "inverter.offline")
+                           if partner.failures["alerts"] > 2), 60, 0.1, "the offline alert, delivered")
+    set_faults(mock, offline=[])
+    wait_until(lambda: _by_type(_delivered(partner, path), "inverter.online"), 30, 0.1, "the back-online alert")
+
+    verifier = Webhook(endpoint["secret"])
+    received = _delivered(partner, path)
+    offline, online = _by_type(received, "inverter.offline"), _by_type(received, "inverter.online")
+    # Three attempts of one message (two refused): one webhook-id, each attempt signed afresh and verifiable.
+    assert len(offline) == 3 and len({r.headers["webhook-id"] for r in offline}) == 1
+    assert len(online) == 1
+    for request in received:
+        payload = verifier.verify(request.body, {k.lower(): v for k, v in request.headers.items()})
+        assert payload["data"]["inverter_id"] == inverter["id"], "only the device taken offline alerts"
+        assert payload["data"]["serial"] == "SBX-LOS-0001"
+    assert {r.headers["webhook-id"] for r in offline}.isdisjoint({r.headers["webhook-id"] for r in online})
+    assert json.loads(online[0].body)["data"]["cleared_at"] is not None
+
+    # The deliveries are ordinary jobs: attempts and backoff in the jobs console.
+    jobs = api.get("/jobs").json()["jobs"]
+    assert len(jobs) == 2 and all(job["request"]["sign_with"] == endpoint["id"] for job in jobs)
+    offline_job = next(job for job in jobs if json.loads(json.dumps(job["request"]["json"]))["type"] == "inverter.offline")
+    outcomes = [a["outcome"] for a in api.get(f"/jobs/{offline_job['id']}/attempts").json()["attempts"]]
+    assert outcomes == ["retry", "retry", "success"]
+
+    # The stream of the inverter carried both alerts.
+    stream.wait_for(lambda events: [e.data["type"] for e in events if e.event == "alert"]
+                    == ["inverter.offline", "inverter.online"], 10, "alert events on the stream")
+    alerts = api.get(f"/inverters/{inverter['id']}/alerts").json()["alerts"]
+    assert len(alerts) == 1 and alerts[0]["cleared_at"] is not None
+    assert api.get(f"/inverters/{healthy['id']}/alerts").json()["alerts"] == []
+
+
+def test_a_worker_killed_mid_episode_and_restarted_sends_neither_a_duplicate_nor_nothing(
+        services, metrics_env, mock, web, api, partner):
+    inverter = onboard(api, mock, "sandbox", "SBX-LOS-0001")
+    path = "/ok/alerts"
+    endpoint = api.post("/webhook-endpoints", json={"url": partner.url + path,
+                                                    "event_types": ["inverter.offline", "inverter.online"]}).json()
+    assert api.post("/alert-rules", json={"inverter_id": inverter["id"], "kind": "offline",
+                                          "params": {"minutes": OFFLINE_MINUTES}}).status_code == 201
+    worker = services.worker(metrics_env, role="all", name="first")
+    wait_until(lambda: api.get(f"/inverters/{inverter['id']}/latest").json().get("reading"), 20, 0.1, "a reading")
+    set_faults(mock, offline=["SBX-LOS-0001"])
+    wait_until(lambda: _by_type(partner.received(path), "inverter.offline"), 60, 0.1, "the offline alert")
+    worker.kill()  # SIGKILL mid-episode: the device is still offline
+
+    second = services.worker(metrics_env, role="all", name="second")
+    wait_until(lambda: "1 open episodes" in second.logs(), 20, 0.1, "the new engine to load the open episode")
+    # Let the new engine's own offline delay pass with the device still offline (an absence takes time to show).
+    time.sleep(OFFLINE_MINUTES * 60 + 2)
+    assert len(_by_type(partner.received(path), "inverter.offline")) == 1
+    set_faults(mock, offline=[])
+    wait_until(lambda: _by_type(partner.received(path), "inverter.online"), 60, 0.1, "the back-online alert")
+    received = partner.received(path)
+    assert len(_by_type(received, "inverter.offline")) == 1 and len(_by_type(received, "inverter.online")) == 1
+    verifier = Webhook(endpoint["secret"])
+    for request in received:
+        verifier.verify(request.body, {k.lower(): v for k, v in request.headers.items()})
