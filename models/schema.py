@@ -60,6 +60,11 @@ def _migrations():
     ]
 
 
+def version_of(step) -> int:
+    """The schema version a migration step brings the schema to."""
+    return next(version for version, candidate in _migrations() if candidate is step)
+
+
 def latest_version() -> int:
     """The version a fully migrated schema is at."""
     return max(version for version, _ in _migrations())

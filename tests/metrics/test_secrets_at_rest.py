@@ -10,7 +10,8 @@ from cryptography.fernet import Fernet
 from models import inverters as Q
 from models.accounts import create_account
 from models.db import close_database, open_database
-from models.schema import ensure_schema, latest_version
+from models import encryption
+from models.schema import ensure_schema, latest_version, version_of
 from tests.helpers import TEST_SECRET_KEY, run_cli, system_env, wait_until
 from tests.metrics.conftest import SANDBOX_KEY
 
@@ -50,7 +51,8 @@ def test_the_migration_encrypts_credentials_stored_in_plain_text_and_needs_the_k
     with sqlite3.connect(database_file) as db:  # as the schema was before credentials were encrypted
         db.execute("INSERT INTO brand_connection (id, brand, base_url, credentials, credentials_hash, created_at)"
                    " VALUES ('c1', 'sandbox', 'http://127.0.0.1:9', ?, 'h', 0)", (json.dumps({"api_key": REAL_KEY}),))
-        db.execute("DELETE FROM schema_version WHERE version = ?", (latest_version(),))
+        db.execute("DELETE FROM schema_version WHERE version = ?",
+                   (version_of(encryption.encrypt_plaintext_credentials),))
 
     without_key = run_cli(["models", "migrate"], {**env, "SECRET_KEY": ""})
     assert without_key.returncode == 2 and without_key.stderr.strip().startswith("error: SECRET_KEY is not set")
