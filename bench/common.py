@@ -71,7 +71,7 @@ def start_redis_server(workdir: Path, *extra: str):
         except redis.ConnectionError:
             if time.monotonic() > deadline:
                 proc.kill()
-                raise SystemExit("bench: redis-server did not start")
+                raise SystemExit("bench: redis-server did not start") from None
             time.sleep(0.05)
         finally:
             client.close()

@@ -406,7 +406,7 @@ class Hub:
             since = min(c.last_key for c in watchers)
             inverter_id = channel[len(INVERTER_CHANNEL_PREFIX):]
             try:
-                events = live_events.replay(redis, inverter_id, "%d-%d" % since)
+                events = live_events.replay(redis, inverter_id, f"{since[0]}-{since[1]}")
             except Exception as exc:  # noqa: BLE001
                 log.warning("cannot replay inverter=%s after reconnect: %s", inverter_id, exc)
                 continue

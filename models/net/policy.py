@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Any, Iterable, Union
+from collections.abc import Iterable
+from typing import Any, TypeAlias
 
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+IPAddress: TypeAlias = "ipaddress.IPv4Address | ipaddress.IPv6Address"
+IPNetwork: TypeAlias = "ipaddress.IPv4Network | ipaddress.IPv6Network"
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
