@@ -24,7 +24,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     ensure_schema(open_database(settings.database_url))
     register_error_handlers(app)
 
-    from web import dashboard, health, inverters, jobs, request_ids, streams, telemetry
+    from web import dashboard, health, inverters, jobs, openapi, request_ids, streams, telemetry
 
     request_ids.install(app)
     telemetry.install(app)
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(session.bp)
     inverters.install(app)
     streams.install(app)
+    app.register_blueprint(openapi.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(dashboard.root)
     return app
