@@ -8,10 +8,16 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from openapi_spec_validator import validate
+from pydantic import BaseModel, Field
 from schemathesis import GenerationMode, checks
 
 from models.db import owner
 from tests.helpers import free_port
+from tests.web.test_hostile_input import job_bodies, onboarding_bodies
+from web.errors import ApiError
+from web.job_request import JobRequest, parse_job_request
+from web.jobs import BatchJobRequest
+from web.json_body import RequestModel, validated
 
 PUBLIC = {
     ("post", "/jobs"), ("get", "/jobs"), ("post", "/jobs/batch"), ("get", "/jobs/{job_id}"),
@@ -45,8 +51,6 @@ def test_every_public_endpoint_is_described(document):
 
 
 def test_request_bodies_are_the_validating_models_schemas(document):
-    from web.job_request import JobRequest
-
     operation = document["paths"]["/jobs"]["post"]
     assert operation["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/JobRequest"}
@@ -157,3 +161,45 @@ def test_every_operation_answers_as_documented(api_schema, api_key, own_objects,
         case.call_and_validate(headers={"Authorization": f"Bearer {api_key}"}, checks=CHECKS)
 
     answers_as_documented()
+
+
+# -- the rules and the schema agree ---------------------------------------------------------------------
+def test_a_breach_only_the_schema_finds_answers_validation_failed_with_the_dotted_field():
+    class Inner(BaseModel):
+        level: int = Field(ge=1)
+
+    class Outer(RequestModel):
+        inner: Inner
+
+    with pytest.raises(ApiError) as refused:
+        validated(Outer, {"inner": {"level": 0}})
+    assert (refused.value.status, refused.value.code) == (422, "validation_failed")
+    assert refused.value.details == {"field": "inner.level"}
+    assert refused.value.message.startswith("inner.level: ")
+
+
+@given(body=job_bodies)
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+def test_the_job_schema_accepts_every_job_the_rules_accept(app, body):
+    """The schema is published as the contract, and checked after the rules: it must never refuse a job they
+    accept (a valid request would then be refused with another message)."""
+    policy = app.config["DESTINATION_POLICY"]
+    try:
+        parse_job_request(body, policy)
+    except ApiError:
+        return
+    validated(JobRequest, body, policy=policy)
+    validated(BatchJobRequest, {**body, "idempotency_key": "k"}, policy=policy)
+
+
+@given(body=onboarding_bodies)
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+def test_the_onboarding_schema_accepts_every_body_the_rules_accept(app, body):
+    from web.inverters import OnboardingRequest, _parse_onboarding
+
+    with app.app_context():
+        try:
+            _parse_onboarding(body)
+        except ApiError:
+            return
+        validated(OnboardingRequest, body)
