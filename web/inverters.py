@@ -235,7 +235,7 @@ def _parse_onboarding(body) -> dict:
     if timezone is not None:
         try:
             ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, TypeError, ValueError):
+        except (ZoneInfoNotFoundError, TypeError, ValueError, OSError):  # OSError: a name too long for a file
             raise ApiError(400, "invalid_field", "timezone must be an IANA zone such as Africa/Lagos",
                            {"field": "timezone"}) from None
     return {"brand": brand, "serial": serial, "base_url": base_url, "credentials": credentials, "timezone": timezone}

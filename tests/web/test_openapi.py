@@ -2,6 +2,7 @@
 validate the requests; every operation, exercised with generated requests, answers as the document says."""
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -178,11 +179,22 @@ def test_a_breach_only_the_schema_finds_answers_validation_failed_with_the_dotte
     assert refused.value.message.startswith("inner.level: ")
 
 
+def arrives(body) -> bool:
+    """Whether json_body lets this body through to its model (a lone surrogate is refused before)."""
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @given(body=job_bodies)
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 def test_the_job_schema_accepts_every_job_the_rules_accept(app, body):
     """The schema is published as the contract, and checked after the rules: it must never refuse a job they
     accept (a valid request would then be refused with another message)."""
+    if not arrives(body):
+        return
     policy = app.config["DESTINATION_POLICY"]
     try:
         parse_job_request(body, policy)
@@ -197,6 +209,8 @@ def test_the_job_schema_accepts_every_job_the_rules_accept(app, body):
 def test_the_onboarding_schema_accepts_every_body_the_rules_accept(app, body):
     from web.inverters import OnboardingRequest, _parse_onboarding
 
+    if not arrives(body):
+        return
     with app.app_context():
         try:
             _parse_onboarding(body)
