@@ -7,7 +7,8 @@ what the views validate and answer."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, render_template
@@ -63,11 +64,6 @@ class Operation:
     params: tuple[Param, ...] = ()
     auth: bool = True
     tag: str = ""
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def streams(self) -> bool:
-        return EVENT_STREAM in self.responses.values()
 
 
 def operation(summary: str, responses: dict, *, body: type[BaseModel] | None = None, errors: tuple[int, ...] = (),
@@ -132,7 +128,6 @@ def _operation_document(method: str, rule, op: Operation, schemas: dict) -> dict
 
 
 def _describe(status: int) -> str:
-    from http import HTTPStatus
     phrase = HTTPStatus(status).phrase
     code = _HTTP_CODES.get(status)
     return f"{phrase} (error code e.g. `{code}`)" if code and status >= 400 else phrase
