@@ -9,12 +9,12 @@ import logging
 import math
 import re
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import gevent.lock
 from flask import Blueprint, current_app, g, jsonify, request, url_for
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from models import energy as energy_rollups
 from models import inverters as Q
@@ -35,7 +35,7 @@ from models.net.urls import InvalidUrl, parse_base_url
 from models.redis_client import redis_client
 from web.auth import require_account
 from web.errors import ApiError, not_found
-from web.json_body import RequestModel, body_as, limit_param
+from web.json_body import RequestModel, RequestRootModel, body_as, limit_param
 from web.openapi import operation, query
 
 log = logging.getLogger(__name__)
@@ -256,18 +256,28 @@ def _brand_failure(exc: BrandError, spec: dict) -> ApiError:
     return ApiError(502, "brand_unreachable", f"the brand could not be asked: {exc.message}", details)
 
 
-class BrandConnection(BaseModel):
-    """Where and how to reach the brand: its API root and the brand's own credential fields."""
-    model_config = ConfigDict(extra="allow")
-    base_url: str = Field(max_length=500, description="the brand's API root, such as https://api.example.com",
-                          json_schema_extra={"format": "uri"})
+def _onboarding_model(cls) -> type[BaseModel]:
+    """The body that onboards an inverter of this brand: its connection names the brand's own credentials."""
+    fields: dict[str, Any] = {"base_url": (str, Field(max_length=500, json_schema_extra={"format": "uri"},
+                                                      description=f"the brand's API root, such as "
+                                                                  f"https://api.example.com{cls.root_prefixes[0]}"))}
+    fields.update({name: (str, Field(min_length=1, max_length=500, description="visible ASCII"))
+                   for name in cls.credential_fields})
+    fields.update({name: (Literal[allowed], allowed[0]) for name, allowed in cls.credential_options.items()})
+    title = "".join(part.title() for part in cls.name.split("_"))
+    connection = create_model(f"{title}Connection", __config__=ConfigDict(extra="allow"), **fields)
+    return create_model(
+        f"{title}Onboarding", brand=(Literal[cls.name], ...),
+        serial=(str, Field(min_length=1, max_length=500, description="at most 100 characters without commas")),
+        connection=(connection, ...),
+        timezone=(str | None, Field(None, description="an IANA zone such as Africa/Lagos; default: the brand's")))
 
 
-class OnboardingRequest(RequestModel):
-    brand: Literal[tuple(sorted(ADAPTERS))]  # type: ignore[valid-type]
-    serial: str = Field(min_length=1, max_length=500, description="at most 100 characters without commas")
-    connection: BrandConnection
-    timezone: str | None = Field(None, description="an IANA zone such as Africa/Lagos; default: the brand's")
+_ONBOARDINGS = tuple(_onboarding_model(ADAPTERS[name]) for name in sorted(ADAPTERS))
+
+
+class OnboardingRequest(RequestRootModel[Annotated[Union[_ONBOARDINGS], Field(discriminator="brand")]]):  # noqa: UP007
+    """One brand's body, chosen by `brand`."""
 
     @classmethod
     def rules(cls, data, context: dict):

@@ -148,18 +148,23 @@ def _keep_on_loopback(body) -> None:
 @pytest.mark.parametrize("mode, method, path", [
     (mode, method, path) for mode in GenerationMode for method, path in sorted(PUBLIC - STREAMS)
     if mode is GenerationMode.POSITIVE or (method, path) not in NO_INPUT])
-def test_every_operation_answers_as_documented(api_schema, api_key, own_objects, method, path, mode):
+def test_every_operation_answers_as_documented(document, api_schema, api_key, own_objects, method, path, mode):
     """Positive cases name the caller's own objects in the path (to reach the 2xx answers), negative ones
     whatever is generated."""
     operation = api_schema[path][method]
     names = [p.name for p in operation.path_parameters]
     own = {name: own_objects[name] for name in names} if mode is GenerationMode.POSITIVE and names else None
 
+    # A 5xx the operation documents is the state of what it depends on (a brand unreachable: 502), not a
+    # failure of ours; any other 5xx (500) still fails status_code_conformance.
+    documented_5xx = any(status.startswith("5") for status in document["paths"][path][method]["responses"])
+    chosen = [check for check in CHECKS if not (documented_5xx and check is checks.not_a_server_error)]
+
     @given(case=operation.as_strategy(generation_mode=mode, path_parameters=own))
     @settings(max_examples=20, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
     def answers_as_documented(case):
         _keep_on_loopback(case.body)
-        case.call_and_validate(headers={"Authorization": f"Bearer {api_key}"}, checks=CHECKS)
+        case.call_and_validate(headers={"Authorization": f"Bearer {api_key}"}, checks=chosen)
 
     answers_as_documented()
 
