@@ -24,7 +24,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     ensure_schema(open_database(settings.database_url))
     register_error_handlers(app)
 
-    from web import alerts, dashboard, health, inverters, jobs, request_ids, streams, telemetry
+    from web import alerts, dashboard, health, inverters, jobs, openapi, request_ids, streams, telemetry
 
     request_ids.install(app)
     telemetry.install(app)
@@ -34,6 +34,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     inverters.install(app)
     app.register_blueprint(alerts.bp)
     streams.install(app)
+    app.register_blueprint(openapi.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(dashboard.root)
     return app

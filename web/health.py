@@ -2,20 +2,28 @@
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
+from pydantic import BaseModel
 
 from models.db import owner
 from models.redis_client import redis_client
 from web.errors import error_response
+from web.openapi import ErrorEnvelope, operation
 
 bp = Blueprint("health", __name__)
 
 
+class Health(BaseModel):
+    status: str
+
+
 @bp.get("/healthz")
+@operation("Liveness: the process answers", {200: Health}, auth=False, tag="health")
 def healthz():
     return jsonify({"status": "ok"})
 
 
 @bp.get("/readyz")
+@operation("Readiness: the database and Redis answer", {200: Health, 503: ErrorEnvelope}, auth=False, tag="health")
 def readyz():
     problems = {}
     try:

@@ -5,14 +5,16 @@ by whoever owns inverters on it (GET/PATCH /connections/<id>)."""
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 import re
 import time
+from typing import Annotated, Any, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import gevent.lock
 from flask import Blueprint, current_app, g, jsonify, request, url_for
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from models import energy as energy_rollups
 from models import inverters as Q
@@ -27,17 +29,19 @@ from models.brands.clock import clock_from_settings
 from models.brands.planner import charges, plan
 from models.channels import INVERTER_ACCESS_REVOKED, INVERTERS_CHANGED
 from models.db import owner
+from models.ids import looks_like_id
 from models.net.policy import BlockedDestination
 from models.net.urls import InvalidUrl, parse_base_url
-from models.ids import looks_like_id
 from models.redis_client import redis_client
 from web.auth import require_account
 from web.errors import ApiError, not_found
-from web.json_body import json_body, limit_param
+from web.json_body import RequestModel, RequestRootModel, body_as, limit_param
+from web.openapi import operation, query
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("inverters", __name__)
+TAG = "inverters"
 
 MAX_READINGS = 1000
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
@@ -231,7 +235,7 @@ def _parse_onboarding(body) -> dict:
     if timezone is not None:
         try:
             ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, TypeError, ValueError):
+        except (ZoneInfoNotFoundError, TypeError, ValueError, OSError):  # OSError: a name too long for a file
             raise ApiError(400, "invalid_field", "timezone must be an IANA zone such as Africa/Lagos",
                            {"field": "timezone"}) from None
     return {"brand": brand, "serial": serial, "base_url": base_url, "credentials": credentials, "timezone": timezone}
@@ -252,10 +256,61 @@ def _brand_failure(exc: BrandError, spec: dict) -> ApiError:
     return ApiError(502, "brand_unreachable", f"the brand could not be asked: {exc.message}", details)
 
 
+def _onboarding_model(cls) -> type[BaseModel]:
+    """The body that onboards an inverter of this brand: its connection names the brand's own credentials."""
+    fields: dict[str, Any] = {"base_url": (str, Field(max_length=500, json_schema_extra={"format": "uri"},
+                                                      description=f"the brand's API root, such as "
+                                                                  f"https://api.example.com{cls.root_prefixes[0]}"))}
+    fields.update({name: (str, Field(min_length=1, max_length=500, description="visible ASCII"))
+                   for name in cls.credential_fields})
+    fields.update({name: (Literal[allowed], allowed[0]) for name, allowed in cls.credential_options.items()})
+    title = "".join(part.title() for part in cls.name.split("_"))
+    connection = create_model(f"{title}Connection", __config__=ConfigDict(extra="allow"), **fields)
+    return create_model(
+        f"{title}Onboarding", brand=(Literal[cls.name], ...),
+        serial=(str, Field(min_length=1, max_length=500, description="at most 100 characters without commas")),
+        connection=(connection, ...),
+        timezone=(str | None, Field(None, description="an IANA zone such as Africa/Lagos; default: the brand's")))
+
+
+_ONBOARDINGS = tuple(_onboarding_model(ADAPTERS[name]) for name in sorted(ADAPTERS))
+
+
+class OnboardingRequest(RequestRootModel[Annotated[Union[_ONBOARDINGS], Field(discriminator="brand")]]):  # noqa: UP007
+    """One brand's body, chosen by `brand`."""
+
+    @classmethod
+    def rules(cls, data, context: dict):
+        return _parse_onboarding(data)
+
+
+class InverterView(BaseModel):
+    id: str
+    brand: str
+    serial: str
+    device_type: str | None
+    model: str | None
+    plant_id: str | None
+    timezone: str | None
+    connection_id: str
+    owner: str
+    role: Literal["owner", "member"]
+    status: str | None
+    status_changed_at: str | None = Field(json_schema_extra={"format": "date-time"})
+    created_at: str | None = Field(json_schema_extra={"format": "date-time"})
+    members: list[str] = Field([], description="account ids; on GET /inverters/{id} only")
+
+
+class InverterList(BaseModel):
+    inverters: list[InverterView]
+
+
 @bp.post("/inverters")
+@operation("Onboard an inverter through its brand's API", {201: InverterView, 200: InverterView},
+           body=OnboardingRequest, errors=(409, 502, 503), tag=TAG)
 @require_account
 def onboard():
-    spec = _parse_onboarding(json_body())
+    spec = body_as(OnboardingRequest)
     settings = current_app.config["SETTINGS"]
     cls = ADAPTERS[spec["brand"]]
     digest = Q.credentials_hash(spec["credentials"])
@@ -301,6 +356,7 @@ def onboard():
 
 # -- reading and managing ------------------------------------------------------------------------
 @bp.get("/inverters")
+@operation("The inverters the caller owns or is a member of", {200: InverterList}, tag=TAG)
 @require_account
 def index():
     rows = owner().call(Q.list_visible, g.account.id)
@@ -308,6 +364,7 @@ def index():
 
 
 @bp.get("/inverters/<inverter_id>")
+@operation("An inverter, with its members", {200: InverterView}, errors=(404,), tag=TAG)
 @require_account
 def show(inverter_id):
     inverter = _visible_or_404(inverter_id)
@@ -315,6 +372,7 @@ def show(inverter_id):
 
 
 @bp.delete("/inverters/<inverter_id>")
+@operation("Remove an inverter (its owner only)", {204: None}, errors=(404,), tag=TAG)
 @require_account
 def remove(inverter_id):
     inverter = _owned_or_403(inverter_id)
@@ -330,12 +388,27 @@ def remove(inverter_id):
     return "", 204
 
 
+class MemberRequest(RequestModel):
+    account: str = Field(min_length=1, max_length=500, description="an account id or name")
+
+    @classmethod
+    def rules(cls, data, context: dict):
+        return _field(data if isinstance(data, dict) else {}, "account")
+
+
+class MemberAdded(BaseModel):
+    inverter_id: str
+    account: str
+    added: bool = Field(description="false: the account already was a member")
+
+
 @bp.post("/inverters/<inverter_id>/members")
+@operation("Add a member (the owner only)", {201: MemberAdded, 200: MemberAdded}, body=MemberRequest,
+           errors=(404, 409), tag=TAG)
 @require_account
 def add_member(inverter_id):
     inverter = _owned_or_403(inverter_id)
-    body = json_body()
-    ref = _field(body if isinstance(body, dict) else {}, "account")
+    ref = body_as(MemberRequest)
     account = owner().call(account_by_id_or_name, ref)
     if account is None:
         raise ApiError(404, "unknown_account", "no such account", {"account": ref})
@@ -346,6 +419,7 @@ def add_member(inverter_id):
 
 
 @bp.delete("/inverters/<inverter_id>/members/<ref>")
+@operation("Remove a member (the owner only)", {204: None}, errors=(404,), tag=TAG)
 @require_account
 def remove_member(inverter_id, ref):
     """The member is named by account id or name, as when added."""
@@ -357,7 +431,39 @@ def remove_member(inverter_id, ref):
     return "", 204
 
 
+class LatestReading(BaseModel):
+    inverter_id: str
+    status: str | None
+    reading: dict[str, Any] | None = Field(description="the latest reading with its event_id, or null")
+
+
+class ReadingList(BaseModel):
+    inverter_id: str
+    readings: list[dict[str, Any]]
+    next_since: str | None = Field(description="give as since for the next page; null on the last",
+                                      json_schema_extra={"format": "date-time"})
+
+
+class EnergyBucket(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    start: str = Field(json_schema_extra={"format": "date-time"})
+    end: str = Field(json_schema_extra={"format": "date-time"})
+
+
+class EnergyList(BaseModel):
+    inverter_id: str
+    period: Literal[energy_rollups.PERIODS]  # type: ignore[valid-type]
+    timezone: str
+    buckets: list[EnergyBucket]
+    next_since: str | None = Field(json_schema_extra={"format": "date-time"})
+
+
+_SINCE = query("since", {"type": "string", "format": "date-time"})
+_UNTIL = query("until", {"type": "string", "format": "date-time"})
+
+
 @bp.get("/inverters/<inverter_id>/latest")
+@operation("An inverter's latest reading", {200: LatestReading}, errors=(404,), tag=TAG)
 @require_account
 def latest(inverter_id):
     inverter = _visible_or_404(inverter_id)
@@ -367,6 +473,8 @@ def latest(inverter_id):
 
 
 @bp.get("/inverters/<inverter_id>/readings")
+@operation("An inverter's stored readings, oldest first", {200: ReadingList}, errors=(400, 404), tag=TAG,
+           params=(_SINCE, _UNTIL, query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_READINGS})))
 @require_account
 def readings(inverter_id):
     inverter = _visible_or_404(inverter_id)
@@ -401,6 +509,8 @@ def energy_bucket_view(bucket: dict) -> dict:
 
 
 @bp.get("/inverters/<inverter_id>/energy")
+@operation("An inverter's energy by hour or day, in its time zone", {200: EnergyList}, errors=(400, 404), tag=TAG,
+           params=(query("period", {"type": "string", "enum": list(energy_rollups.PERIODS)}), _SINCE, _UNTIL))
 @require_account
 def energy(inverter_id):
     inverter = _visible_or_404(inverter_id)
@@ -481,7 +591,55 @@ def connection_view(connection, inverters) -> dict:
     }
 
 
+class QuotaWindow(BaseModel):
+    name: str
+    limit: int
+    used: int
+    remaining: int
+    resets_at: str | None = Field(json_schema_extra={"format": "date-time"})
+
+
+class Throttling(BaseModel):
+    last_at: str | None = Field(json_schema_extra={"format": "date-time"})
+    reason: str | None
+    count: int
+    paused_until: str | None = Field(json_schema_extra={"format": "date-time"})
+
+
+class ConnectionView(BaseModel):
+    id: str
+    brand: str
+    inverters: int
+    requested_interval_s: float
+    poll_interval_s: float | None
+    planned_interval_s: float
+    min_interval_s: float
+    binding_window: str | None
+    calls_per_round: int
+    windows: list[QuotaWindow]
+    throttling: Throttling
+
+
+class ConnectionUpdate(RequestModel):
+    poll_interval_s: float | None = Field(gt=0, le=MAX_POLL_INTERVAL_S,
+                                             description="seconds between polls; null: the brand's default")
+
+    @classmethod
+    def rules(cls, data, context: dict):
+        if not isinstance(data, dict) or "poll_interval_s" not in data:
+            raise ApiError(400, "invalid_field", "send {\"poll_interval_s\": seconds} (null: the brand's default)",
+                           {"field": "poll_interval_s"})
+        asked = data["poll_interval_s"]
+        if asked is not None and (isinstance(asked, bool) or not isinstance(asked, (int, float))
+                                  or not 0 < asked <= MAX_POLL_INTERVAL_S):
+            raise ApiError(400, "invalid_field", f"poll_interval_s must be a number of seconds above 0 and at most "
+                           f"{MAX_POLL_INTERVAL_S:g}, or null", {"field": "poll_interval_s"})
+        return asked
+
+
 @bp.get("/connections/<connection_id>")
+@operation("A brand connection the caller owns inverters on: its poll plan and quota", {200: ConnectionView},
+           errors=(404, 503), tag="connections")
 @require_account
 def show_connection(connection_id):
     connection, inverters = _owned_connection_or_404(connection_id)
@@ -489,18 +647,12 @@ def show_connection(connection_id):
 
 
 @bp.patch("/connections/<connection_id>")
+@operation("Set a connection's poll interval", {200: ConnectionView}, body=ConnectionUpdate, errors=(404, 503),
+           tag="connections")
 @require_account
 def update_connection(connection_id):
     connection, inverters = _owned_connection_or_404(connection_id)
-    body = json_body()
-    if not isinstance(body, dict) or "poll_interval_s" not in body:
-        raise ApiError(400, "invalid_field", "send {\"poll_interval_s\": seconds} (null: the brand's default)",
-                       {"field": "poll_interval_s"})
-    asked = body["poll_interval_s"]
-    if asked is not None and (isinstance(asked, bool) or not isinstance(asked, (int, float))
-                              or not 0 < asked <= MAX_POLL_INTERVAL_S):
-        raise ApiError(400, "invalid_field", f"poll_interval_s must be a number of seconds above 0 and at most "
-                       f"{MAX_POLL_INTERVAL_S:g}, or null", {"field": "poll_interval_s"})
+    asked = body_as(ConnectionUpdate)
     if asked is not None:
         planned, _, _ = _connection_plan(connection, inverters, float(asked))
         if asked < planned.min_interval_s:

@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from models.backoff import JITTER_KINDS, Backoff
 from models.base import NoTimeZone, parse_iso
@@ -15,6 +18,7 @@ from models.ids import looks_like_id
 from models.net.policy import BlockedDestination, DestinationPolicy
 from models.net.urls import InvalidUrl, OutboundUrl, parse_outbound_url
 from web.errors import ApiError
+from web.json_body import RequestModel
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 MAX_TIMEOUT_S = 120.0
@@ -30,6 +34,8 @@ _FIELD_VALUE = re.compile(r"(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x
 _RUN_AT_MIN = 0.0
 _RUN_AT_MAX = 253402300799.0  # 9999-12-31T23:59:59Z
 _KNOWN_FIELDS = {"url", "method", "headers", "body", "json", "timeout_s", "max_attempts", "backoff", "run_at", "sign_with"}
+# 1..255 characters, none a control character (a NUL would also be refused by PostgreSQL, as a 500).
+_IDEMPOTENCY_KEY = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
 
 
 def _invalid(field: str, message: str) -> ApiError:
@@ -129,7 +135,7 @@ def parse_job_request(payload, policy: DestinationPolicy) -> dict:
     """Turn a decoded JSON body into a job spec, or raise ApiError."""
     if not isinstance(payload, dict):
         raise ApiError(422, "validation_failed", "the body must be a JSON object", {"field": None})
-    unknown = set(payload) - _KNOWN_FIELDS
+    unknown = set(payload) - {field.alias or name for name, field in JobRequest.model_fields.items()}
     if unknown:
         field = sorted(unknown)[0]
         raise _invalid(field, "is not a known field")
@@ -177,3 +183,47 @@ def parse_job_request(payload, policy: DestinationPolicy) -> dict:
         "sign_with": sign_with,
     }
 
+
+
+def idempotency_key(value, where: str) -> str | None:
+    if value is not None and not (isinstance(value, str) and _IDEMPOTENCY_KEY.fullmatch(value)):
+        raise ApiError(400, "invalid_idempotency_key",
+                       f"{where} must be 1..255 characters, none of them control characters")
+    return value
+
+
+# -- the schema ----------------------------------------------------------------------------------
+_DEFAULTS = Backoff()
+
+
+class BackoffRequest(BaseModel):
+    """The delay before attempt n+1: min(cap_s, base_s * multiplier**(n-1)), with the jitter applied."""
+    model_config = ConfigDict(extra="forbid")
+    base_s: Annotated[float, Field(ge=0.0, le=86400.0)] | None = _DEFAULTS.base_s
+    cap_s: Annotated[float, Field(ge=0.0, le=7 * 86400.0, description="not below base_s")] | None = _DEFAULTS.cap_s
+    multiplier: Annotated[float, Field(ge=1.0, le=100.0)] | None = _DEFAULTS.multiplier
+    jitter: Literal[JITTER_KINDS] = _DEFAULTS.jitter  # type: ignore[valid-type]
+
+
+class JobRequest(RequestModel):
+    """An outbound HTTP request to deliver, retried with backoff until it succeeds or its attempts run out."""
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(description="http(s) URL without credentials; private and link-local destinations are refused "
+                                 "(blocked_destination)", json_schema_extra={"format": "uri"})
+    method: str = Field("POST", description=f"one of {', '.join(METHODS)} (any case)")
+    headers: dict[str, str] | None = Field(
+        None, max_length=100, description="header name (an RFC 9110 token) to value (visible ISO-8859-1 text); "
+        "the transport's own headers (Host, Content-Length, ...) cannot be given")
+    body: str | None = Field(None, description="a text body; give either body or json")
+    json_body: Any = Field(None, alias="json", description="a JSON body, sent with Content-Type: application/json")
+    timeout_s: Annotated[float, Field(ge=0.001, le=MAX_TIMEOUT_S)] | None = 10.0
+    max_attempts: Annotated[int, Field(ge=1, le=MAX_ATTEMPTS)] | None = 8
+    backoff: BackoffRequest | None = None
+    run_at: str | None = Field(None, description="when the first attempt is due, with a zone offset or Z",
+                                  json_schema_extra={"format": "date-time"})
+    sign_with: str | None = Field(None, description="the id of one of your webhook endpoints: each attempt is "
+                                  "signed with its secret (Standard Webhooks headers)")
+
+    @classmethod
+    def rules(cls, data, context: dict):
+        return parse_job_request(data, context["policy"])

@@ -2,27 +2,123 @@
 from __future__ import annotations
 
 import base64
-import re
+from typing import Any, Literal
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
+from pydantic import BaseModel, Field, SkipValidation
 
 from models import jobs as queries
 from models import lifecycle, telemetry, webhooks
 from models.base import iso
-from models.lifecycle import job_view
 from models.db import owner
 from models.events import DispatcherWaker, publish_job_event
 from models.ids import looks_like_id
+from models.lifecycle import job_view
 from models.redis_client import redis_client
 from web.auth import require_account
 from web.errors import ApiError, not_found
-from web.job_request import parse_job_request
-from web.json_body import json_body, limit_param
+from web.job_request import JobRequest, idempotency_key
+from web.json_body import RequestModel, body_as, limit_param, validated
+from web.openapi import header, operation, query
 
 bp = Blueprint("jobs", __name__)
+TAG = "jobs"
+MAX_BATCH = 1000
+Status = Literal[lifecycle.STATUSES]  # type: ignore[valid-type]
 
-# 1..255 characters, none a control character (a NUL would also be refused by PostgreSQL, as a 500).
-_IDEMPOTENCY_KEY = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
+
+class RequestView(BaseModel):
+    """The job's request as stored; sensitive header values are masked as ***."""
+    url: str
+    method: str
+    headers: dict[str, str]
+    timeout_s: float
+    backoff: dict[str, Any]
+    run_at: str | None = Field(json_schema_extra={"format": "date-time"})
+    json_body: Any = Field(None, alias="json", description="present when the body was given as json")
+    body: str | None = Field(None, description="present when the body was given as text")
+
+
+class JobView(BaseModel):
+    id: str
+    status: Status
+    attempts: int
+    max_attempts: int
+    next_attempt_at: str | None = Field(json_schema_extra={"format": "date-time"})
+    updated_at: str | None = Field(json_schema_extra={"format": "date-time"})
+    last_error: str | None
+    attempts_left: int
+    lease_expires_at: str | None = Field(json_schema_extra={"format": "date-time"})
+    created_at: str | None = Field(json_schema_extra={"format": "date-time"})
+    request: RequestView
+    result: dict[str, Any] | None
+
+
+class JobList(BaseModel):
+    jobs: list[JobView]
+    next_cursor: str | None = Field(description="give as cursor for the next page; null on the last")
+
+
+class AttemptView(BaseModel):
+    number: int
+    scheduled_at: str | None = Field(json_schema_extra={"format": "date-time"})
+    started_at: str | None = Field(json_schema_extra={"format": "date-time"})
+    finished_at: str | None = Field(json_schema_extra={"format": "date-time"})
+    duration_ms: float | None
+    status_code: int | None
+    error: str | None
+    outcome: str | None
+
+
+class AttemptList(BaseModel):
+    job_id: str
+    attempts: list[AttemptView]
+
+
+class JobStats(BaseModel):
+    counts: dict[str, int] = Field(description="jobs by status")
+
+
+class BatchJobRequest(JobRequest):
+    """One job of a batch: POST /jobs's body, and its Idempotency-Key as a field."""
+    idempotency_key: str | None = Field(None, min_length=1, max_length=255)
+
+    @classmethod
+    def rules(cls, data, context: dict):
+        if not isinstance(data, dict):
+            raise ApiError(422, "validation_failed", "a job must be a JSON object", {"field": None})
+        fields = dict(data)
+        key = idempotency_key(fields.pop("idempotency_key", None), "idempotency_key")
+        return JobRequest.rules(fields, context), key
+
+
+class BatchRequest(RequestModel):
+    # Each job is checked on its own (submit_batch): one bad job does not refuse the others.
+    jobs: list[SkipValidation[BatchJobRequest]] = Field(min_length=1, max_length=MAX_BATCH)
+
+    @classmethod
+    def rules(cls, data, context: dict):
+        items = data.get("jobs") if isinstance(data, dict) else None
+        if not isinstance(items, list) or set(data) != {"jobs"}:
+            raise ApiError(422, "validation_failed", 'the body must be {"jobs": [<job>, ...]}', {"field": "jobs"})
+        if not 1 <= len(items) <= MAX_BATCH:
+            raise ApiError(422, "validation_failed", f"jobs: give 1 to {MAX_BATCH} jobs", {"field": "jobs"})
+        return items
+
+
+class BatchError(BaseModel):
+    index: int
+    error: dict[str, Any] = Field(description="the error envelope's inner object: code, message, details")
+
+
+class BatchCreated(BaseModel):
+    index: int
+    id: str
+    created: bool = Field(description="false: an existing job with the same idempotency key")
+
+
+class BatchResults(BaseModel):
+    results: list[BatchCreated | BatchError] = Field(description="one per job, in order")
 
 
 def attempt_view(attempt) -> dict:
@@ -45,13 +141,6 @@ def _job_or_404(job_id: str):
     return job
 
 
-def _idempotency_key(value, where: str) -> str | None:
-    if value is not None and not (isinstance(value, str) and _IDEMPOTENCY_KEY.fullmatch(value)):
-        raise ApiError(400, "invalid_idempotency_key",
-                       f"{where} must be 1..255 characters, none of them control characters")
-    return value
-
-
 def _check_signer(spec: dict) -> dict:
     """A job may be signed only with one of its own account's endpoint secrets."""
     if spec.get("sign_with") and owner().call(webhooks.get_endpoint, g.account.id, spec["sign_with"]) is None:
@@ -61,10 +150,13 @@ def _check_signer(spec: dict) -> dict:
 
 
 @bp.post("/jobs")
+@operation("Submit a job", {202: JobView, 200: JobView}, body=JobRequest, errors=(409,), tag=TAG,
+           params=(header("Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": 255},
+                          "a resubmission with the same key answers 200 with the first job"),))
 @require_account
 def submit():
-    spec = _check_signer(parse_job_request(json_body(), current_app.config["DESTINATION_POLICY"]))
-    key = _idempotency_key(request.headers.get("Idempotency-Key"), "Idempotency-Key")
+    spec = _check_signer(body_as(JobRequest, policy=current_app.config["DESTINATION_POLICY"]))
+    key = idempotency_key(request.headers.get("Idempotency-Key"), "Idempotency-Key")
     try:
         job, created = owner().write(queries.insert_job, g.account.id, spec, key)
     except queries.IdempotencyConflict as exc:
@@ -78,39 +170,21 @@ def submit():
     return response
 
 
-MAX_BATCH = 1000
-
-
-def _batch_items(payload) -> list:
-    items = payload.get("jobs") if isinstance(payload, dict) else None
-    if not isinstance(items, list) or set(payload) != {"jobs"}:
-        raise ApiError(422, "validation_failed", 'the body must be {"jobs": [<job>, ...]}', {"field": "jobs"})
-    if not 1 <= len(items) <= MAX_BATCH:
-        raise ApiError(422, "validation_failed", f"jobs: give 1 to {MAX_BATCH} jobs", {"field": "jobs"})
-    return items
-
-
-def _batch_item(item, policy) -> tuple[dict, str | None]:
-    """One batch item's (spec, idempotency key), or ApiError exactly as POST /jobs would answer it."""
-    if not isinstance(item, dict):
-        raise ApiError(422, "validation_failed", "a job must be a JSON object", {"field": None})
-    fields = dict(item)
-    key = _idempotency_key(fields.pop("idempotency_key", None), "idempotency_key")
-    return _check_signer(parse_job_request(fields, policy)), key
-
-
 @bp.post("/jobs/batch")
+@operation("Submit up to 1000 jobs; each is accepted or refused on its own", {200: BatchResults}, body=BatchRequest,
+           tag=TAG)
 @require_account
 def submit_batch():
     """Each item is accepted or refused on its own; the accepted ones are committed in one transaction."""
     request.max_content_length = current_app.config["SETTINGS"].batch_body_limit
-    items = _batch_items(json_body())
+    items = body_as(BatchRequest)
     policy = current_app.config["DESTINATION_POLICY"]
     results: list[dict | None] = [None] * len(items)
     accepted: list[tuple[int, dict, str | None]] = []
     for index, item in enumerate(items):
         try:
-            spec, key = _batch_item(item, policy)
+            spec, key = validated(BatchJobRequest, item, policy=policy)
+            _check_signer(spec)
         except ApiError as exc:
             results[index] = {"index": index, "error": {"code": exc.code, "message": exc.message,
                                                         "details": exc.details}}
@@ -134,12 +208,14 @@ def submit_batch():
 
 
 @bp.get("/jobs/<job_id>")
+@operation("A job", {200: JobView}, errors=(404,), tag=TAG)
 @require_account
 def show(job_id):
     return jsonify(job_view(_job_or_404(job_id)))
 
 
 @bp.get("/jobs/<job_id>/attempts")
+@operation("A job's attempts", {200: AttemptList}, errors=(404,), tag=TAG)
 @require_account
 def attempts(job_id):
     job = _job_or_404(job_id)
@@ -148,6 +224,10 @@ def attempts(job_id):
 
 
 @bp.get("/jobs")
+@operation("The caller's jobs, newest first", {200: JobList}, errors=(400,), tag=TAG, params=(
+    query("status", {"type": "string", "enum": list(lifecycle.STATUSES)}),
+    query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
+    query("cursor", {"type": "string"}, "next_cursor of the previous page")))
 @require_account
 def index():
     status = request.args.get("status") or None
@@ -172,6 +252,7 @@ def index():
 
 
 @bp.get("/jobs/stats")
+@operation("The caller's jobs counted by status", {200: JobStats}, tag=TAG)
 @require_account
 def stats():
     return jsonify({"counts": owner().call(queries.count_by_status, g.account.id)})
@@ -192,12 +273,14 @@ def _transition(job_id: str, action, verb: str, allowed: str):
 
 
 @bp.post("/jobs/<job_id>/cancel")
+@operation("Cancel a pending or retrying job", {200: JobView}, errors=(404, 409), tag=TAG)
 @require_account
 def cancel(job_id):
     return jsonify(job_view(_transition(job_id, queries.cancel_job, "cancel", " or ".join(lifecycle.CANCELLABLE))))
 
 
 @bp.post("/jobs/<job_id>/retry")
+@operation("Queue a dead or cancelled job again", {202: JobView}, errors=(404, 409), tag=TAG)
 @require_account
 def retry(job_id):
     job = _transition(job_id, queries.requeue_job, "retry", " or ".join(lifecycle.REQUEUEABLE))

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 from flask.sessions import NullSession, SessionInterface
+from pydantic import BaseModel, Field
 
 from models.accounts import account_for_key, close_session, open_session
 from models.base import iso, now
 from models.db import owner
 from web.auth import SESSION_COOKIE, forget_session
 from web.errors import ApiError
-from web.json_body import json_body
+from web.json_body import RequestModel, body_as
+from web.openapi import operation
 
 bp = Blueprint("session", __name__)
 
@@ -32,13 +34,33 @@ class NoCookieSession(SessionInterface):
         pass
 
 
+class SessionRequest(RequestModel):
+    api_key: str = Field(min_length=1, description="an account's API key")
+
+    @classmethod
+    def rules(cls, data, context: dict):
+        key = data.get("api_key") if isinstance(data, dict) else None
+        if not isinstance(key, str) or not key.strip():
+            raise ApiError(400, "invalid_field", "give your API key as {\"api_key\": \"...\"}", {"field": "api_key"})
+        return key.strip()
+
+
+class AccountRef(BaseModel):
+    id: str
+    name: str
+
+
+class SessionView(BaseModel):
+    account: AccountRef
+    expires_at: str = Field(json_schema_extra={"format": "date-time"})
+
+
 @bp.post("/session")
+@operation("Sign in: trade an API key for the session cookie", {201: SessionView}, body=SessionRequest, auth=False,
+           errors=(401,), tag="session")
 def login():
-    body = json_body()
-    key = body.get("api_key") if isinstance(body, dict) else None
-    if not isinstance(key, str) or not key.strip():
-        raise ApiError(400, "invalid_field", "give your API key as {\"api_key\": \"...\"}", {"field": "api_key"})
-    account = owner().call(account_for_key, key.strip())
+    key = body_as(SessionRequest)
+    account = owner().call(account_for_key, key)
     if account is None:
         raise ApiError(401, "unauthorized", "invalid API key")
     settings = current_app.config["SETTINGS"]
@@ -52,6 +74,7 @@ def login():
 
 
 @bp.delete("/session")
+@operation("Sign out: close the session and clear its cookie", {204: None}, auth=False, tag="session")
 def logout():
     token = request.cookies.get(SESSION_COOKIE)
     if token:

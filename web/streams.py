@@ -25,20 +25,28 @@ import gevent
 import gevent.event
 import gevent.lock
 from flask import Blueprint, Response, current_app, g, request
+from pydantic import BaseModel, Field
 
 from models import inverters as Q
 from models import jobs as job_queries
 from models import live_events
 from models.backoff import Backoff
 from models.base import iso
-from models.channels import (INVERTER_ACCESS_REVOKED, INVERTER_CHANNEL_PREFIX, INVERTER_PATTERN, JOB_CHANNEL_PREFIX,
-                             inverter_channel, job_channel)
+from models.channels import (
+    INVERTER_ACCESS_REVOKED,
+    INVERTER_CHANNEL_PREFIX,
+    INVERTER_PATTERN,
+    JOB_CHANNEL_PREFIX,
+    inverter_channel,
+    job_channel,
+)
 from models.db import owner
 from models.events import job_event_json
 from models.ids import looks_like_id
 from models.redis_client import redis_client
 from web.auth import require_account
 from web.errors import ApiError, not_found
+from web.openapi import EVENT_STREAM, header, operation, query
 
 log = logging.getLogger(__name__)
 
@@ -501,7 +509,19 @@ def _write(the_hub: Hub, client: Client, head: bytes, keepalive_s: float):
 
 
 # -- endpoints -------------------------------------------------------------------------------------
+_LAST_EVENT_ID = (header("Last-Event-ID", {"type": "string"}, "resume after this event"),
+                  query("last_event_id", {"type": "string"}, "as Last-Event-ID, for clients that cannot set it"))
+
+
+class StreamStats(BaseModel):
+    streams: int = Field(description="the caller's open streams on this web process")
+    limit: int
+    at: str = Field(json_schema_extra={"format": "date-time"})
+
+
 @bp.get("/inverters/<inverter_id>/stream")
+@operation("Live readings of an inverter (Server-Sent Events)", {200: EVENT_STREAM}, errors=(400, 404, 429),
+           params=_LAST_EVENT_ID, tag="streams")
 @require_account
 def inverter_stream(inverter_id):
     the_hub = hub()
@@ -513,6 +533,9 @@ def inverter_stream(inverter_id):
 
 
 @bp.get("/stream")
+@operation("Live readings of several inverters (Server-Sent Events)", {200: EVENT_STREAM}, errors=(400, 404, 429),
+           params=(query("inverters", {"type": "string"}, f"up to {MAX_INVERTERS_PER_STREAM} ids, comma-separated"),
+                   *_LAST_EVENT_ID), tag="streams")
 @require_account
 def multi_stream():
     ids = list(dict.fromkeys(i.strip() for i in request.args.get("inverters", "").split(",") if i.strip()))
@@ -532,6 +555,7 @@ def multi_stream():
 
 
 @bp.get("/jobs/<job_id>/events")
+@operation("A job's state changes (Server-Sent Events)", {200: EVENT_STREAM}, errors=(404, 429), tag="streams")
 @require_account
 def job_events(job_id):
     account_id = g.account.id
@@ -547,6 +571,7 @@ def job_events(job_id):
 
 
 @bp.get("/streams/stats")
+@operation("The caller's open streams and their limit", {200: StreamStats}, tag="streams")
 @require_account
 def stats():
     """The caller's own open streams on this web process, and how many it may open."""

@@ -136,6 +136,14 @@ def test_a_credential_that_cannot_travel_in_a_header_is_422_without_echo(client,
     assert row_counts() == before
 
 
+@pytest.mark.parametrize("timezone", ["x" * 300, "Europe/" + "y" * 300])
+def test_a_time_zone_name_too_long_for_a_file_is_400(client, timezone):
+    # The zone database is read from files: a name longer than a file name made the lookup an OSError, a 500.
+    reply = post(client, "/inverters", {"brand": "sandbox", "serial": "SBX-TZ",
+                                        "connection": {"base_url": CLOSED, "api_key": "k"}, "timezone": timezone})
+    assert assert_envelope(reply, 400, "invalid_field")["details"] == {"field": "timezone"}
+
+
 @pytest.mark.parametrize("key", ["a\x00b", "a\x1bb", "\x7f", "", "k" * 256])
 def test_an_idempotency_key_with_a_control_character_is_400(client, key):
     before = row_counts()
