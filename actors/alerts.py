@@ -13,6 +13,8 @@ Every event goes through one queue and one greenlet, so the state is never chang
   battery_low  state of charge below `below_pct`; cleared only above `clear_above_pct` (hysteresis)
   production_low  PV under `below_pct` of the site's clear-sky expectation for `minutes`, in daylight only;
                cleared above `clear_above_pct` (models/clearsky.py: a per-day table, no pvlib per reading)
+  daily_summary  the day's energy, with the first reading after the site's sunset; once per site-day (the
+               database refuses a second summary of the same rule, inverter and sunset)
 The decisions themselves are pure functions in models/alerts.py.
 Opening and clearing are idempotent in the database (one open episode per rule and inverter), so a
 restarted engine, or two engines, never send an alert twice. Each opening/clearing is published as an
@@ -23,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import datetime, timezone
 
 import gevent
 import gevent.queue
@@ -31,7 +34,7 @@ import pykka
 from models import alerts as A
 from models.base import iso
 from models.channels import ALERT_RULES_CHANGED, INVERTER_PATTERN, INVERTERS_CHANGED, inverter_channel
-from models.clearsky import ClearSky, Site
+from models.clearsky import DAY_S, ClearSky, Site, Sunsets
 from models.events import DispatcherWaker
 from models.redis_client import RESUBSCRIBE_BACKOFF
 
@@ -58,6 +61,8 @@ class AlertEngine(pykka.ThreadingActor):
         self.last_seen: dict[str, float] = {}
         self.below_since: dict[tuple[str, str], float | None] = {}
         self.clear_sky = ClearSky()
+        self.sunsets = Sunsets()
+        self.summarized: dict[tuple[str, str], int] = {}
         self.started_at = time.time()
         self.greenlets: list = []
 
@@ -161,12 +166,30 @@ class AlertEngine(pykka.ThreadingActor):
             action, self.below_since[key] = A.production_action(reading.get("pv_power_w"), expected, rule.params,
                                                                 is_open, self.below_since.get(key), at)
             values = {"pv_power_w": reading.get("pv_power_w"), "expected_w": round(expected, 1), **rule.params}
+        elif rule.kind == "daily_summary":
+            self._summarize(rule, inverter_id, reading, t)
+            return
         else:
             return
         if action == A.OPEN_IT:
             self._open(rule, inverter_id, t, values)
         elif action == A.CLEAR_IT:
             self._clear(rule, inverter_id, t, values)
+
+    def _summarize(self, rule, inverter_id: str, reading: dict, t: float):
+        key = (rule.id, inverter_id)
+        at = reading.get("time") or t
+        day, sunset = self.sunsets.of(rule.params["latitude"], rule.params["longitude"], at)
+        if not A.summary_due(at, sunset, day, self.summarized.get(key)):
+            return
+        self.summarized[key] = day
+        values = {"date": datetime.fromtimestamp(day * DAY_S, timezone.utc).date().isoformat(),
+                  "sunset": iso(sunset), "energy_today_wh": reading.get("energy_today_wh"),
+                  "energy_total_wh": reading.get("energy_total_wh")}
+        result = self.db.write(A.record_daily_summary, rule, inverter_id, self.serials.get(inverter_id, ""),
+                               round(sunset, 3), values)
+        if result is not None:  # None: this site-day was summarised before (by us before a restart, or another engine)
+            self._announce(inverter_id, result[1], result[2])
 
     def _check_offline(self, t: float):
         for inverter_id, rules in self.by_inverter.items():

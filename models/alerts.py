@@ -152,6 +152,22 @@ def clear_alert(alert_id: str, serial: str, cleared_at: float, values: dict) -> 
     return alert, message, jobs
 
 
+def record_daily_summary(rule: AlertRule, inverter_id: str, serial: str, sunset: float,
+                         values: dict) -> tuple[Alert, dict, int] | None:
+    """Record one site-day's summary (opened and cleared at that day's sunset) and queue its webhooks; None
+    if that day's summary exists already: the unique (rule, inverter, opened_at) makes it once per site-day,
+    across restarts and engines."""
+    alert = Alert(id=new_id(), rule=rule.id, inverter=inverter_id, account=rule.account_id, kind=rule.kind,
+                  opened_at=sunset, cleared_at=sunset, open_slot=None, values=values)
+    try:
+        with Alert._meta.database.atomic():
+            alert.save(force_insert=True)
+    except peewee.IntegrityError:
+        return None
+    message = payload(EVENT_TYPES[rule.kind][0], alert, serial, sunset)
+    return alert, message, _webhook_jobs(rule.account_id, message, alert.id, "summary")
+
+
 # -- decisions -----------------------------------------------------------------------------------
 # Pure: the reading, the rule's params and whether an episode is open in, an action out ("open",
 # "clear" or None). The engine (actors/alerts.py) does the I/O; these carry the rules' meaning, so that
@@ -194,3 +210,8 @@ def production_action(pv_w, expected_w: float, params: dict, is_open: bool, belo
         return None, None
     since = t if below_since is None else below_since
     return (OPEN_IT if t - since >= params["minutes"] * 60.0 else None), since
+
+
+def summary_due(reading_time: float, sunset: float | None, day: int, summarized_day: int | None) -> bool:
+    """A site-day's summary is due with its first reading after that day's sunset (never in polar day or night)."""
+    return sunset is not None and reading_time >= sunset and summarized_day != day

@@ -54,3 +54,31 @@ class ClearSky:
             self.tables = {k: v for k, v in self.tables.items() if k[1] >= utc_day - 1}
             table = self.tables[(site, utc_day)] = day_table(site, utc_day)
         return float(np.interp(t - utc_day * DAY_S, np.arange(POINTS) * TABLE_STEP_S, table))
+
+
+def solar_day(longitude: float, t: float) -> int:
+    """The day number of t in local mean solar time, so that a day's sunset never straddles two of them."""
+    return int((t + longitude / 15.0 * 3600.0) // DAY_S)
+
+
+def sunset_of(latitude: float, longitude: float, day: int) -> float | None:
+    """The sunset (UTC epoch seconds) of one solar day at a place; None in polar day or night."""
+    noon = pd.to_datetime([(day + 0.5) * DAY_S - longitude / 15.0 * 3600.0], unit="s", utc=True)
+    sunset = pvlib.solarposition.sun_rise_set_transit_spa(noon, latitude, longitude)["sunset"].iloc[0]
+    return None if pd.isna(sunset) else float(sunset.timestamp())
+
+
+class Sunsets:
+    """Sunset per (place, solar day), computed once each: pvlib's SPA costs about a millisecond."""
+
+    def __init__(self):
+        self.known: dict[tuple[float, float, int], float | None] = {}
+
+    def of(self, latitude: float, longitude: float, t: float) -> tuple[int, float | None]:
+        day = solar_day(longitude, t)
+        key = (latitude, longitude, day)
+        if key not in self.known:
+            if len(self.known) > 100_000:
+                self.known = {k: v for k, v in self.known.items() if k[2] >= day - 1}
+            self.known[key] = sunset_of(latitude, longitude, day)
+        return day, self.known[key]

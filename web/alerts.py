@@ -27,8 +27,6 @@ from web.json_body import json_body
 bp = Blueprint("alerts", __name__)
 
 MIN_MINUTES, MAX_MINUTES = 0.25, 7 * 24 * 60.0
-# Kinds the engine evaluates today; daily_summary is declared but not yet evaluated.
-SUPPORTED_KINDS = ("offline", "fault", "battery_low", "production_low")
 PRODUCTION_PARAMS = {"latitude", "longitude", "peak_power_w", "tilt", "azimuth", "below_pct", "clear_above_pct",
                      "minutes", "daylight_min_pct"}
 
@@ -149,7 +147,7 @@ def _params(kind: str, params) -> dict:
     if not isinstance(params, dict):
         raise _invalid("params", "must be an object")
     known = {"offline": {"minutes"}, "fault": set(), "battery_low": {"below_pct", "clear_above_pct"},
-             "production_low": PRODUCTION_PARAMS}[kind]
+             "production_low": PRODUCTION_PARAMS, "daily_summary": {"latitude", "longitude"}}[kind]
     unknown = sorted(set(params) - known)
     if unknown:
         raise _invalid(f"params.{unknown[0]}", f"is not a parameter of {kind} rules")
@@ -163,6 +161,11 @@ def _params(kind: str, params) -> dict:
         return {"below_pct": below, "clear_above_pct": clear_above}
     if kind == "production_low":
         return _production_params(params)
+    if kind == "daily_summary":
+        for name in ("latitude", "longitude"):
+            if name not in params:
+                raise _invalid(f"params.{name}", "is required for daily_summary rules (the site's sunset)")
+        return {"latitude": _number(params, "latitude", -90, 90), "longitude": _number(params, "longitude", -180, 180)}
     return {}
 
 
@@ -183,9 +186,6 @@ def _production_params(params: dict) -> dict:
 def _kind(value) -> str:
     if value not in A.KINDS:
         raise _invalid("kind", f"must be one of {', '.join(A.KINDS)}")
-    if value not in SUPPORTED_KINDS:
-        raise ApiError(422, "unsupported_kind", f"kind: {value} rules are not evaluated yet; "
-                       f"use one of {', '.join(SUPPORTED_KINDS)}", {"field": "kind"})
     return value
 
 

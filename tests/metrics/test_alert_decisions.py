@@ -7,6 +7,9 @@ simulator at several latitudes: it fires for the shaded device and stays silent 
 """
 from __future__ import annotations
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,7 +17,7 @@ from hypothesis import strategies as st
 from mock_inverter.config import parse_fleet
 from mock_inverter.simulator import Simulator
 from models import alerts as A
-from models.clearsky import ClearSky, Site
+from models.clearsky import ClearSky, Site, Sunsets
 
 
 def run(actions_of, values) -> list[tuple[str, object]]:
@@ -137,3 +140,19 @@ def test_low_production_fires_for_the_shaded_device_only_across_a_simulated_day(
     for device in devices:
         assert len(opened[device.serial]) == (1 if device.serial.endswith("shaded") else 0), device.serial
     assert lowest_healthy_ratio > PRODUCTION["below_pct"] / 100
+
+
+@pytest.mark.parametrize("city, lat, lon, tz", SITES)
+def test_daily_summary_is_due_once_per_site_day_just_after_local_sunset(city, lat, lon, tz):
+    sunsets, summarized, fired = Sunsets(), None, []
+    start = DAYS["june"]
+    for t in range(start, start + 3 * 86400, 300):  # three days of five-minute readings
+        day, sunset = sunsets.of(lat, lon, t)
+        if A.summary_due(t, sunset, day, summarized):
+            summarized = day
+            fired.append((t, sunset, day))
+    assert 2 <= len(fired) <= 3 and len({day for _, _, day in fired}) == len(fired)
+    for t, sunset, _ in fired:
+        assert 0 <= t - sunset < 300, "with the first reading after sunset"
+        local = datetime.fromtimestamp(t, ZoneInfo(tz))
+        assert 16 <= local.hour <= 23, f"{city}: summary at {local}, not in the evening"
