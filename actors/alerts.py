@@ -18,7 +18,7 @@ Every event goes through one queue and one greenlet, so the state is never chang
 The decisions themselves are pure functions in models/alerts.py.
 Opening and clearing are idempotent in the database (one open episode per rule and inverter), so a
 restarted engine, or two engines, never send an alert twice. Each opening/clearing is published as an
-`alert` event on the inverter's channel for its streams.
+`alert` event on the inverter's channel for its streams, with an event id and in the inverter's replay log.
 """
 from __future__ import annotations
 
@@ -32,8 +32,9 @@ import gevent.queue
 import pykka
 
 from models import alerts as A
+from models import live_events
 from models.base import iso
-from models.channels import ALERT_RULES_CHANGED, INVERTER_PATTERN, INVERTERS_CHANGED, inverter_channel
+from models.channels import ALERT_RULES_CHANGED, INVERTER_PATTERN, INVERTERS_CHANGED
 from models.clearsky import DAY_S, ClearSky, Site, Sunsets
 from models.events import DispatcherWaker
 from models.redis_client import RESUBSCRIBE_BACKOFF
@@ -52,6 +53,10 @@ class AlertEngine(pykka.ThreadingActor):
         super().__init__()
         self.db = db
         self.redis = redis
+        self.log_maxlen, self.ingest_maxlen = settings.replay_maxlen, settings.ingest_maxlen
+        # Through the live-events script, so an alert gets an event id and a place in the inverter's replay
+        # log: a stream that reconnects with Last-Event-ID replays the alerts it missed.
+        self.publish_event = redis.register_script(live_events.PUBLISH_SCRIPT)
         self.waker = DispatcherWaker(redis)
         self.queue: gevent.queue.Queue = gevent.queue.Queue()
         self.rules: list = []
@@ -225,7 +230,8 @@ class AlertEngine(pykka.ThreadingActor):
         if jobs:
             self.waker.wake()
         try:
-            self.redis.publish(inverter_channel(inverter_id), json.dumps(
-                {"id": None, "event": "alert", "inverter_id": inverter_id, "data": message}, separators=(",", ":")))
+            keys, args = live_events.publish_args(live_events.ALERT, inverter_id, message["data"]["alert_id"],
+                                                  live_events.dumps(message), self.log_maxlen, self.ingest_maxlen)
+            self.publish_event(keys=keys, args=args)
         except Exception as exc:  # streams miss it; the webhooks and the database have it
             log.warning("could not publish alert on the inverter's channel: %s", exc)

@@ -128,5 +128,13 @@ def test_a_device_fault_status_gives_one_signed_fault_alert_and_its_stream_event
     payload = Webhook(endpoint["secret"]).verify(received[0].body,
                                                  {k.lower(): v for k, v in received[0].headers.items()})
     assert payload["data"]["serial"] == "SBX-LOS-0001" and payload["data"]["values"] == {"status": "fault"}
-    assert [e.data["type"] for e in stream.events if e.event == "alert"][:1] == ["inverter.fault"]
+    alert_events = [e for e in stream.events if e.event == "alert"]
+    assert [e.data["type"] for e in alert_events][:1] == ["inverter.fault"] and alert_events[0].id
+    # A stream that reconnects from the reading before the alert replays the alert, with the same id.
+    position = lambda e: tuple(map(int, e.id.split("-")))  # noqa: E731
+    before = max((e for e in stream.events if e.event == "reading" and position(e) < position(alert_events[0])),
+                 key=position)
+    resumed = sse(web.url, f"/inverters/{inverter['id']}/stream", key=account_key, last_event_id=before.id)
+    resumed.wait_for(lambda events: any(e.event == "alert" and e.id == alert_events[0].id for e in events), 10,
+                     "the alert replayed after Last-Event-ID")
     assert api.get(f"/inverters/{healthy['id']}/alerts").json()["alerts"] == []
