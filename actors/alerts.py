@@ -11,30 +11,41 @@ Every event goes through one queue and one greenlet, so the state is never chang
   offline      no reading for `minutes` (a timer checked every OFFLINE_TICK_S); cleared by a reading
   fault        a reading with status fault; cleared by a reading with another status
   battery_low  state of charge below `below_pct`; cleared only above `clear_above_pct` (hysteresis)
+  production_low  PV under `below_pct` of the site's clear-sky expectation for `minutes`, in daylight only;
+               cleared above `clear_above_pct` (models/clearsky.py: a per-day table, no pvlib per reading)
+  daily_summary  the day's energy, with the first reading after the site's sunset; once per site-day (the
+               database refuses a second summary of the same rule, inverter and sunset)
+The decisions themselves are pure functions in models/alerts.py.
 Opening and clearing are idempotent in the database (one open episode per rule and inverter), so a
 restarted engine, or two engines, never send an alert twice. Each opening/clearing is published as an
-`alert` event on the inverter's channel for its streams.
+`alert` event on the inverter's channel for its streams, with an event id and in the inverter's replay log.
 """
 from __future__ import annotations
 
 import json
 import logging
 import time
+from datetime import datetime, timezone
 
 import gevent
 import gevent.queue
 import pykka
 
 from models import alerts as A
+from models import live_events
 from models.base import iso
-from models.channels import ALERT_RULES_CHANGED, INVERTER_PATTERN, INVERTERS_CHANGED, inverter_channel
+from models.channels import ALERT_RULES_CHANGED, INVERTER_PATTERN, INVERTERS_CHANGED
+from models.clearsky import DAY_S, ClearSky, Site, Sunsets
 from models.events import DispatcherWaker
 from models.redis_client import RESUBSCRIBE_BACKOFF
 
 log = logging.getLogger(__name__)
 
 OFFLINE_TICK_S = 1.0
-FAULT_STATUSES = ("fault",)
+
+
+def site_of(params: dict) -> Site:
+    return Site(params["latitude"], params["longitude"], params["peak_power_w"], params["tilt"], params["azimuth"])
 
 
 class AlertEngine(pykka.ThreadingActor):
@@ -42,6 +53,10 @@ class AlertEngine(pykka.ThreadingActor):
         super().__init__()
         self.db = db
         self.redis = redis
+        self.log_maxlen, self.ingest_maxlen = settings.replay_maxlen, settings.ingest_maxlen
+        # Through the live-events script, so an alert gets an event id and a place in the inverter's replay
+        # log: a stream that reconnects with Last-Event-ID replays the alerts it missed.
+        self.publish_event = redis.register_script(live_events.PUBLISH_SCRIPT)
         self.waker = DispatcherWaker(redis)
         self.queue: gevent.queue.Queue = gevent.queue.Queue()
         self.rules: list = []
@@ -49,6 +64,10 @@ class AlertEngine(pykka.ThreadingActor):
         self.serials: dict[str, str] = {}
         self.open: dict[tuple[str, str], str] = {}
         self.last_seen: dict[str, float] = {}
+        self.below_since: dict[tuple[str, str], float | None] = {}
+        self.clear_sky = ClearSky()
+        self.sunsets = Sunsets()
+        self.summarized: dict[tuple[str, str], int] = {}
         self.started_at = time.time()
         self.greenlets: list = []
 
@@ -135,21 +154,47 @@ class AlertEngine(pykka.ThreadingActor):
                     self._clear(rule, inverter_id, t, {"back_at": iso(t)})
 
     def _evaluate(self, rule, inverter_id: str, reading: dict, t: float):
+        key = (rule.id, inverter_id)
+        is_open = key in self.open
         if rule.kind == "offline":
             self._clear(rule, inverter_id, t, {"back_at": iso(t), "reading_time": iso(reading.get("time"))})
-        elif rule.kind == "fault":
-            if reading.get("status") in FAULT_STATUSES:
-                self._open(rule, inverter_id, t, {"status": reading.get("status")})
-            elif reading.get("status") is not None:
-                self._clear(rule, inverter_id, t, {"status": reading.get("status")})
+            return
+        if rule.kind == "fault":
+            action = A.fault_action(reading.get("status"), is_open)
+            values = {"status": reading.get("status")}
         elif rule.kind == "battery_low":
-            soc = reading.get("battery_soc_pct")
-            if soc is None:
-                return
-            if soc < rule.params["below_pct"]:
-                self._open(rule, inverter_id, t, {"battery_soc_pct": soc, **rule.params})
-            elif soc > rule.params["clear_above_pct"]:
-                self._clear(rule, inverter_id, t, {"battery_soc_pct": soc, **rule.params})
+            action = A.battery_action(reading.get("battery_soc_pct"), rule.params, is_open)
+            values = {"battery_soc_pct": reading.get("battery_soc_pct"), **rule.params}
+        elif rule.kind == "production_low":
+            at = reading.get("time") or t
+            expected = self.clear_sky.expected_w(site_of(rule.params), at)
+            action, self.below_since[key] = A.production_action(reading.get("pv_power_w"), expected, rule.params,
+                                                                is_open, self.below_since.get(key), at)
+            values = {"pv_power_w": reading.get("pv_power_w"), "expected_w": round(expected, 1), **rule.params}
+        elif rule.kind == "daily_summary":
+            self._summarize(rule, inverter_id, reading, t)
+            return
+        else:
+            return
+        if action == A.OPEN_IT:
+            self._open(rule, inverter_id, t, values)
+        elif action == A.CLEAR_IT:
+            self._clear(rule, inverter_id, t, values)
+
+    def _summarize(self, rule, inverter_id: str, reading: dict, t: float):
+        key = (rule.id, inverter_id)
+        at = reading.get("time") or t
+        day, sunset = self.sunsets.of(rule.params["latitude"], rule.params["longitude"], at)
+        if not A.summary_due(at, sunset, day, self.summarized.get(key)):
+            return
+        self.summarized[key] = day
+        values = {"date": datetime.fromtimestamp(day * DAY_S, timezone.utc).date().isoformat(),
+                  "sunset": iso(sunset), "energy_today_wh": reading.get("energy_today_wh"),
+                  "energy_total_wh": reading.get("energy_total_wh")}
+        result = self.db.write(A.record_daily_summary, rule, inverter_id, self.serials.get(inverter_id, ""),
+                               round(sunset, 3), values)
+        if result is not None:  # None: this site-day was summarised before (by us before a restart, or another engine)
+            self._announce(inverter_id, result[1], result[2])
 
     def _check_offline(self, t: float):
         for inverter_id, rules in self.by_inverter.items():
@@ -185,7 +230,8 @@ class AlertEngine(pykka.ThreadingActor):
         if jobs:
             self.waker.wake()
         try:
-            self.redis.publish(inverter_channel(inverter_id), json.dumps(
-                {"id": None, "event": "alert", "inverter_id": inverter_id, "data": message}, separators=(",", ":")))
+            keys, args = live_events.publish_args(live_events.ALERT, inverter_id, message["data"]["alert_id"],
+                                                  live_events.dumps(message), self.log_maxlen, self.ingest_maxlen)
+            self.publish_event(keys=keys, args=args)
         except Exception as exc:  # streams miss it; the webhooks and the database have it
             log.warning("could not publish alert on the inverter's channel: %s", exc)

@@ -1,4 +1,5 @@
-"""Injected faults: latency, 5xx errors, malformed bodies, offline devices and outage windows."""
+"""Injected faults: latency, 5xx errors, malformed bodies, offline devices, outage windows, devices reporting a
+fault status, and shaded (or soiled) devices whose PV is scaled down."""
 from __future__ import annotations
 
 import random
@@ -18,6 +19,8 @@ class Faults:
     error_rate: float = 0.0
     malformed_rate: float = 0.0
     offline: set[str] = field(default_factory=set)
+    faulted: set[str] = field(default_factory=set)  # devices whose readings report status "fault"
+    shaded: dict[str, float] = field(default_factory=dict)  # serial -> share of its PV that still gets through
     outages: list[tuple[float, float]] = field(default_factory=list)  # simulated-time windows
     outage_until: float = 0.0  # monotonic deadline of an outage started "now"
     seed: int = 0
@@ -31,6 +34,7 @@ class Faults:
         if settings.get("clear"):
             self.latency_ms = self.error_rate = self.malformed_rate = 0.0
             self.offline, self.outages, self.outage_until = set(), [], 0.0
+            self.faulted, self.shaded = set(), {}
         for name in ("latency_ms", "error_rate", "malformed_rate"):
             if name in settings:
                 setattr(self, name, _number(settings[name], name, 0.0, None if name == "latency_ms" else 1.0))
@@ -39,6 +43,16 @@ class Faults:
             if not isinstance(serials, list) or not all(isinstance(s, str) for s in serials):
                 raise FaultError("offline must be a list of serials")
             self.offline = set(serials)
+        if "faulted" in settings:
+            serials = settings["faulted"]
+            if not isinstance(serials, list) or not all(isinstance(s, str) for s in serials):
+                raise FaultError("faulted must be a list of serials")
+            self.faulted = set(serials)
+        if "shaded" in settings:
+            shaded = settings["shaded"]
+            if not isinstance(shaded, dict):
+                raise FaultError("shaded must be an object {serial: share of PV left, 0 to 1}")
+            self.shaded = {serial: _number(share, f"shaded.{serial}", 0.0, 1.0) for serial, share in shaded.items()}
         if "outages" in settings:
             self.outages = parse_outages(settings["outages"])
         if "outage_for_s" in settings:
@@ -61,6 +75,7 @@ class Faults:
     def describe(self, monotonic=time.monotonic) -> dict:
         return {"latency_ms": self.latency_ms, "error_rate": self.error_rate,
                 "malformed_rate": self.malformed_rate, "offline": sorted(self.offline),
+                "faulted": sorted(self.faulted), "shaded": dict(sorted(self.shaded.items())),
                 "outages": [{"start": s, "end": e} for s, e in self.outages],
                 "outage_remaining_s": max(0.0, self.outage_until - monotonic())}
 

@@ -49,6 +49,7 @@ class Simulator:
         self.seeds = column(lambda d: d.seed, np.uint64)
         self.weather_seeds = column(lambda d: d.weather_seed & 0xFFFFFFFFFFFFFFFF, np.uint64)
         self.pv_peak = column(lambda d: d.pv_peak_w)
+        self.pv_share = np.ones(n)  # below 1 for a shaded or soiled device
         self.cloudiness = column(lambda d: d.cloudiness)
         self.base_w = column(lambda d: d.load.base_w)
         self.morning_w = column(lambda d: d.load.morning_peak_w)
@@ -91,6 +92,7 @@ class Simulator:
         self._refresh_offsets(start)
         self.local_day = np.floor((start + self.utc_offset_s) / DAY_S)
         self._offline: dict[int, dict] = {}
+        self._faulted: set[int] = set()
         self._live_day_so_far(start)
         self._compute(start, integrate=False)
 
@@ -143,7 +145,7 @@ class Simulator:
         local = t + self.utc_offset_s
         local_hour = (local % DAY_S) / 3600.0
         pv_per_wp, sun_up, air = self.curves.sample(self.rows, t)
-        pv = self.pv_peak * pv_per_wp * cloud_factor(t, self.weather_seeds, self.cloudiness)
+        pv = self.pv_peak * self.pv_share * pv_per_wp * cloud_factor(t, self.weather_seeds, self.cloudiness)
         load = household_load(t, local_hour, self.seeds, self.base_w, self.morning_w, self.evening_w,
                               self.spike_w, self.spikes_per_hour)
         dt = self.every * self.tick_s if dt is None else dt
@@ -191,6 +193,17 @@ class Simulator:
             frozen["status"] = "offline"
             self._offline[i] = frozen
 
+    def set_faulted(self, serials) -> None:
+        """Faulted devices keep reporting, with status "fault" (their PV still computed, as a tripped string)."""
+        self._faulted = {self.index[s] for s in serials if s in self.index}
+
+    def set_shaded(self, shares: dict) -> None:
+        """Scale each named device's PV by its share (shade or soiling); the others produce their full PV."""
+        self.pv_share = np.ones(len(self.devices))
+        for serial, share in shares.items():
+            if serial in self.index:
+                self.pv_share[self.index[serial]] = share
+
     def offline_serials(self) -> list[str]:
         return sorted(self.devices[i].serial for i in self._offline)
 
@@ -205,7 +218,7 @@ class Simulator:
             "serial": self.devices[i].serial,
             "t": float(self.updated_at[i]),
             "utc_offset_s": float(self.utc_offset_s[i]),
-            "status": "normal" if self.sun_up[i] else "waiting",
+            "status": "fault" if i in self._faulted else "normal" if self.sun_up[i] else "waiting",
             "pv_power_w": float(self.pv_w[i]),
             "ac_power_w": float(self.pv_w[i] + self.discharge_w[i] - self.charge_w[i]),
             "load_power_w": float(self.load_w[i]),

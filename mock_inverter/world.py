@@ -35,6 +35,8 @@ class World:
 
     def apply_offline(self) -> None:
         self.simulator.set_offline(self.faults.offline)
+        self.simulator.set_faulted(self.faults.faulted)
+        self.simulator.set_shaded(self.faults.shaded)
 
     def admit(self, brand: str, token: str | None, endpoint: str, serials=()) -> Admission:
         """Authenticate, rate-limit and count one request."""

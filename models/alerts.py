@@ -31,6 +31,7 @@ EVENT_TYPES = {
     "daily_summary": ("energy.daily_summary", None),
 }
 OPEN = "open"
+FAULT_STATUSES = ("fault",)
 WEBHOOK_TIMEOUT_S = 10.0
 WEBHOOK_MAX_ATTEMPTS = 8
 
@@ -149,3 +150,68 @@ def clear_alert(alert_id: str, serial: str, cleared_at: float, values: dict) -> 
     message = payload(event_type or EVENT_TYPES[alert.kind][0], alert, serial, cleared_at)
     jobs = _webhook_jobs(alert.account_id, message, alert.id, "cleared") if event_type else 0
     return alert, message, jobs
+
+
+def record_daily_summary(rule: AlertRule, inverter_id: str, serial: str, sunset: float,
+                         values: dict) -> tuple[Alert, dict, int] | None:
+    """Record one site-day's summary (opened and cleared at that day's sunset) and queue its webhooks; None
+    if that day's summary exists already: the unique (rule, inverter, opened_at) makes it once per site-day,
+    across restarts and engines."""
+    alert = Alert(id=new_id(), rule=rule.id, inverter=inverter_id, account=rule.account_id, kind=rule.kind,
+                  opened_at=sunset, cleared_at=sunset, open_slot=None, values=values)
+    try:
+        with Alert._meta.database.atomic():
+            alert.save(force_insert=True)
+    except peewee.IntegrityError:
+        return None
+    message = payload(EVENT_TYPES[rule.kind][0], alert, serial, sunset)
+    return alert, message, _webhook_jobs(rule.account_id, message, alert.id, "summary")
+
+
+# -- decisions -----------------------------------------------------------------------------------
+# Pure: the reading, the rule's params and whether an episode is open in, an action out ("open",
+# "clear" or None). The engine (actors/alerts.py) does the I/O; these carry the rules' meaning, so that
+# hysteresis and the daylight gate are tested without a database (tests/metrics/test_alert_decisions.py).
+OPEN_IT, CLEAR_IT = "open", "clear"
+
+
+def fault_action(status, is_open: bool) -> str | None:
+    """Open on a fault status; clear on any other status the device reports."""
+    if status in FAULT_STATUSES:
+        return None if is_open else OPEN_IT
+    return CLEAR_IT if is_open and status is not None else None
+
+
+def battery_action(soc_pct, params: dict, is_open: bool) -> str | None:
+    """Open below `below_pct`; clear only above `clear_above_pct`, so a value flapping in between stays quiet."""
+    if soc_pct is None:
+        return None
+    if not is_open and soc_pct < params["below_pct"]:
+        return OPEN_IT
+    if is_open and soc_pct > params["clear_above_pct"]:
+        return CLEAR_IT
+    return None
+
+
+def production_action(pv_w, expected_w: float, params: dict, is_open: bool, below_since: float | None,
+                      t: float) -> tuple[str | None, float | None]:
+    """(action, new below_since) for a production_low rule.
+
+    Only in daylight worth judging: while the clear-sky expectation is under `daylight_min_pct` of the
+    peak power (night, dawn, dusk) nothing opens or clears and the "below since" clock is reset. Opens once
+    production has stayed under `below_pct` of the expectation for `minutes`; clears above `clear_above_pct`.
+    """
+    if pv_w is None or expected_w < params["daylight_min_pct"] / 100.0 * params["peak_power_w"]:
+        return None, None
+    ratio_pct = 100.0 * pv_w / expected_w
+    if is_open:
+        return (CLEAR_IT if ratio_pct > params["clear_above_pct"] else None), None
+    if ratio_pct >= params["below_pct"]:
+        return None, None
+    since = t if below_since is None else below_since
+    return (OPEN_IT if t - since >= params["minutes"] * 60.0 else None), since
+
+
+def summary_due(reading_time: float, sunset: float | None, day: int, summarized_day: int | None) -> bool:
+    """A site-day's summary is due with its first reading after that day's sunset (never in polar day or night)."""
+    return sunset is not None and reading_time >= sunset and summarized_day != day

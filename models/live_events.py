@@ -8,7 +8,8 @@ One Lua script publishes an event atomically:
     recorder consumes with a consumer group;
   * PUBLISHes it as JSON `{"id", "event", "inverter_id", "data"}` on `inverter:<id>`.
 It is idempotent: a reading no newer than the latest one, or a status equal to the current one, is
-skipped. So a publisher that lost its connection mid-pipeline can simply send its batch again.
+skipped (an alert, published once per episode change by the alert engine, is always logged). So a
+publisher that lost its connection mid-pipeline can simply send its batch again.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from models.channels import (INVERTER_EVENT_CLOCK, READINGS_INGEST, inverter_cha
 
 READING = "reading"
 STATUS = "status"
+ALERT = "alert"
 
 _EVENT_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
 
@@ -28,7 +30,7 @@ local kind = ARGV[1]
 if kind == 'reading' then
   local last = redis.call('HGET', KEYS[3], 'time')
   if last and tonumber(ARGV[2]) <= tonumber(last) then return false end
-else
+elseif kind == 'status' then
   if redis.call('HGET', KEYS[3], 'status') == ARGV[2] then return false end
 end
 local now = redis.call('TIME')
@@ -47,7 +49,7 @@ if kind == 'reading' then
   redis.call('HSET', KEYS[3], 'time', ARGV[2], 'id', id, 'data', ARGV[3])
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'inverter_id', ARGV[6], 'event_id', id,
              'time', ARGV[2], 'data', ARGV[3])
-else
+elseif kind == 'status' then
   redis.call('HSET', KEYS[3], 'status', ARGV[2])
 end
 redis.call('PUBLISH', KEYS[2], '{"id":"' .. id .. '","event":"' .. kind .. '","inverter_id":"' .. ARGV[6]
@@ -62,7 +64,8 @@ def dumps(value) -> str:
 
 def publish_args(kind: str, inverter_id: str, order: str, data_json: str, log_maxlen: int,
                  ingest_maxlen: int) -> tuple[list, list]:
-    """KEYS and ARGV of PUBLISH_SCRIPT for one event; `order` is a reading's time or the new status."""
+    """KEYS and ARGV of PUBLISH_SCRIPT for one event; `order` is a reading's time, the new status, or (unused)
+    an alert's id."""
     keys = [inverter_log(inverter_id), inverter_channel(inverter_id), inverter_latest(inverter_id),
             READINGS_INGEST, INVERTER_EVENT_CLOCK]
     return keys, [kind, order, data_json, log_maxlen, ingest_maxlen, inverter_id]

@@ -27,8 +27,8 @@ from web.json_body import json_body
 bp = Blueprint("alerts", __name__)
 
 MIN_MINUTES, MAX_MINUTES = 0.25, 7 * 24 * 60.0
-# Kinds the engine evaluates today; production_low and daily_summary are declared but not yet evaluated.
-SUPPORTED_KINDS = ("offline", "fault", "battery_low")
+PRODUCTION_PARAMS = {"latitude", "longitude", "peak_power_w", "tilt", "azimuth", "below_pct", "clear_above_pct",
+                     "minutes", "daylight_min_pct"}
 
 
 def _invalid(field: str, message: str) -> ApiError:
@@ -146,7 +146,8 @@ def _params(kind: str, params) -> dict:
         params = {}
     if not isinstance(params, dict):
         raise _invalid("params", "must be an object")
-    known = {"offline": {"minutes"}, "fault": set(), "battery_low": {"below_pct", "clear_above_pct"}}[kind]
+    known = {"offline": {"minutes"}, "fault": set(), "battery_low": {"below_pct", "clear_above_pct"},
+             "production_low": PRODUCTION_PARAMS, "daily_summary": {"latitude", "longitude"}}[kind]
     unknown = sorted(set(params) - known)
     if unknown:
         raise _invalid(f"params.{unknown[0]}", f"is not a parameter of {kind} rules")
@@ -158,15 +159,33 @@ def _params(kind: str, params) -> dict:
         if clear_above <= below and below < 100:
             raise _invalid("params.clear_above_pct", "must be above below_pct (the hysteresis margin)")
         return {"below_pct": below, "clear_above_pct": clear_above}
+    if kind == "production_low":
+        return _production_params(params)
+    if kind == "daily_summary":
+        for name in ("latitude", "longitude"):
+            if name not in params:
+                raise _invalid(f"params.{name}", "is required for daily_summary rules (the site's sunset)")
+        return {"latitude": _number(params, "latitude", -90, 90), "longitude": _number(params, "longitude", -180, 180)}
     return {}
+
+
+def _production_params(params: dict) -> dict:
+    """The site (where the clear-sky expectation comes from) travels with the rule: see the README."""
+    for name in ("latitude", "longitude", "peak_power_w"):
+        if name not in params:
+            raise _invalid(f"params.{name}", "is required for production_low rules (the site's clear-sky expectation)")
+    below = _number(params, "below_pct", 1, 100, 50.0)
+    return {"latitude": _number(params, "latitude", -90, 90), "longitude": _number(params, "longitude", -180, 180),
+            "peak_power_w": _number(params, "peak_power_w", 1, 1e8), "tilt": _number(params, "tilt", 0, 90, 0.0),
+            "azimuth": _number(params, "azimuth", 0, 360, 180.0), "below_pct": below,
+            "clear_above_pct": _number(params, "clear_above_pct", below, 100, min(100.0, below + 10)),
+            "minutes": _number(params, "minutes", MIN_MINUTES, MAX_MINUTES, 30.0),
+            "daylight_min_pct": _number(params, "daylight_min_pct", 1, 100, 10.0)}
 
 
 def _kind(value) -> str:
     if value not in A.KINDS:
         raise _invalid("kind", f"must be one of {', '.join(A.KINDS)}")
-    if value not in SUPPORTED_KINDS:
-        raise ApiError(422, "unsupported_kind", f"kind: {value} rules are not evaluated yet; "
-                       f"use one of {', '.join(SUPPORTED_KINDS)}", {"field": "kind"})
     return value
 
 

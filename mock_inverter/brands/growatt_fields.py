@@ -4,7 +4,8 @@ from __future__ import annotations
 import time
 
 TYPE_CODES = {"inv": 1, "storage": 2, "sph": 5, "min": 7}
-STATUS = {"waiting": (0, "Waiting"), "normal": (1, "Normal"), "offline": (-1, "Offline")}
+STATUS = {"waiting": (0, "Waiting"), "normal": (1, "Normal"), "offline": (-1, "Offline"),
+          "fault": (3, "Fault")}
 
 
 def local_time(reading: dict) -> str:

@@ -6,8 +6,9 @@ import time
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from models import webhooks
+from models import alerts, webhooks
 from models.db import owner
+from models.inverters import BrandConnection, Inverter
 
 PARTNER = "http://127.0.0.1:9/hook"
 
@@ -81,7 +82,10 @@ def test_alert_rules_are_validated_and_belong_to_their_owner(client, app, new_ap
            ({"kind": "battery_low", "params": {"below_pct": 20, "clear_above_pct": 10}}, "validation_failed"),
            ({"kind": "offline", "params": {"hours": 1}}, "validation_failed"),
            ({"kind": "sunburn"}, "validation_failed"),
-           ({"kind": "production_low"}, "unsupported_kind"),
+           ({"kind": "production_low"}, "validation_failed"),
+           ({"kind": "production_low", "params": {"latitude": 95, "longitude": 0, "peak_power_w": 4000}},
+            "validation_failed"),
+           ({"kind": "daily_summary", "params": {"latitude": 52}}, "validation_failed"),
            ({"kind": "offline", "inverter_id": "01HZZZZZZZZZZZZZZZZZZZZZZZ"}, "validation_failed")]
     for body, code in bad:
         reply = client.post("/alert-rules", json=body)
@@ -95,3 +99,40 @@ def test_alert_rules_are_validated_and_belong_to_their_owner(client, app, new_ap
     assert stranger.delete(f"/alert-rules/{rule_id}").status_code == 404
     assert client.delete(f"/alert-rules/{rule_id}").status_code == 204
     assert [r["id"] for r in client.get("/alert-rules").get_json()["alert_rules"]] == [battery["id"]]
+
+
+def test_production_low_and_daily_summary_rules_carry_their_site_with_defaults(client):
+    site = {"latitude": 52.37, "longitude": 4.9}
+    production = client.post("/alert-rules", json={"kind": "production_low",
+                                                   "params": {**site, "peak_power_w": 4000, "below_pct": 40}})
+    assert production.status_code == 201, production.get_json()
+    assert production.get_json()["params"] == {**site, "peak_power_w": 4000.0, "tilt": 0.0, "azimuth": 180.0,
+                                               "below_pct": 40.0, "clear_above_pct": 50.0, "minutes": 30.0,
+                                               "daylight_min_pct": 10.0}
+    missing = client.post("/alert-rules", json={"kind": "production_low", "params": site}).get_json()
+    assert missing["error"]["details"] == {"field": "params.peak_power_w"}
+    summary = client.post("/alert-rules", json={"kind": "daily_summary", "params": site})
+    assert summary.status_code == 201 and summary.get_json()["params"] == site
+
+
+def _inverter_of(account_id: str) -> str:
+    connection = BrandConnection.create(brand="sandbox", base_url="http://127.0.0.1:9", credentials={"token": "t"},
+                                        credentials_hash=account_id)
+    return Inverter.create(connection=connection, brand="sandbox", serial="SBX-SUM-0001", device_type="inverter",
+                           owner=account_id).id
+
+
+def test_a_site_days_summary_is_recorded_and_queued_once_whoever_tries_again(client):
+    """An engine restarted after sunset, or a second engine, tries the same site-day again: one summary, one job."""
+    _endpoint(client, event_types=["energy.daily_summary"])
+    made = client.post("/alert-rules", json={"kind": "daily_summary", "params": {"latitude": 52.37, "longitude": 4.9}})
+    rule = owner().call(alerts.AlertRule.get_by_id, made.get_json()["id"])
+    inverter_id = owner().write(_inverter_of, rule.account_id)
+    sunset = 1781726714.0  # 2026-06-17 20:05:14 UTC, Amsterdam
+    first = owner().write(alerts.record_daily_summary, rule, inverter_id, "SBX-SUM-0001", sunset,
+                          {"energy_today_wh": 21000.0})
+    assert first is not None and first[1]["type"] == "energy.daily_summary" and first[2] == 1
+    assert owner().write(alerts.record_daily_summary, rule, inverter_id, "SBX-SUM-0001", sunset, {}) is None
+    assert len(client.get("/jobs").get_json()["jobs"]) == 1
+    next_day = owner().write(alerts.record_daily_summary, rule, inverter_id, "SBX-SUM-0001", sunset + 86400, {})
+    assert next_day is not None

@@ -102,3 +102,39 @@ def test_a_worker_killed_mid_episode_and_restarted_sends_neither_a_duplicate_nor
     verifier = Webhook(endpoint["secret"])
     for request in received:
         verifier.verify(request.body, {k.lower(): v for k, v in request.headers.items()})
+
+
+def test_a_device_fault_status_gives_one_signed_fault_alert_and_its_stream_event(
+        services, metrics_env, mock, web, api, partner, sse, account_key):
+    inverter = onboard(api, mock, "sandbox", "SBX-LOS-0001")
+    healthy = onboard(api, mock, "sandbox", "SBX-AMS-0001")
+    path = "/ok/faults"
+    endpoint = api.post("/webhook-endpoints", json={"url": partner.url + path, "event_types": ["inverter.fault"]}).json()
+    assert api.post("/alert-rules", json={"kind": "fault"}).status_code == 201
+    services.worker(metrics_env, role="all")
+    stream = sse(web.url, f"/inverters/{inverter['id']}/stream", key=account_key)
+    stream.wait_for(lambda events: any(e.event == "reading" for e in events), 20, "a first reading")
+
+    set_faults(mock, faulted=["SBX-LOS-0001"])
+    wait_until(lambda: _by_type(partner.received(path), "inverter.fault"), 30, 0.1, "the fault alert")
+    # Several more fault readings arrive while the device stays faulted: still the one episode.
+    stream.wait_for(lambda events: sum(1 for e in events if e.event == "reading"
+                                       and e.data.get("status") == "fault") >= 3, 30, "more fault readings")
+    set_faults(mock, faulted=[])
+    wait_until(lambda: api.get(f"/inverters/{inverter['id']}/alerts").json()["alerts"][0]["cleared_at"], 30, 0.1,
+               "the episode cleared by a normal reading")
+    received = partner.received(path)
+    assert len(received) == 1
+    payload = Webhook(endpoint["secret"]).verify(received[0].body,
+                                                 {k.lower(): v for k, v in received[0].headers.items()})
+    assert payload["data"]["serial"] == "SBX-LOS-0001" and payload["data"]["values"] == {"status": "fault"}
+    alert_events = [e for e in stream.events if e.event == "alert"]
+    assert [e.data["type"] for e in alert_events][:1] == ["inverter.fault"] and alert_events[0].id
+    # A stream that reconnects from the reading before the alert replays the alert, with the same id.
+    position = lambda e: tuple(map(int, e.id.split("-")))  # noqa: E731
+    before = max((e for e in stream.events if e.event == "reading" and position(e) < position(alert_events[0])),
+                 key=position)
+    resumed = sse(web.url, f"/inverters/{inverter['id']}/stream", key=account_key, last_event_id=before.id)
+    resumed.wait_for(lambda events: any(e.event == "alert" and e.id == alert_events[0].id for e in events), 10,
+                     "the alert replayed after Last-Event-ID")
+    assert api.get(f"/inverters/{healthy['id']}/alerts").json()["alerts"] == []

@@ -71,3 +71,25 @@ def test_bad_fault_settings_are_a_400(base):
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_fault"
     r = requests.post(base + "/admin/faults", data="nope", timeout=5)
     assert r.status_code == 400
+
+
+def test_a_faulted_device_reports_status_fault_and_a_shaded_one_less_pv(base):
+    def latest():
+        requests.post(base + "/admin/stats/reset", timeout=5)  # the sandbox's per-device rate limit
+        return requests.get(base + "/sandbox/v1/devices/SBX-AMS-0001/latest", headers=SANDBOX, timeout=5).json()
+
+    first = latest()
+    assert first["status"] == "normal" and first["pv_power_w"] > 0
+    set_faults(base, faulted=["SBX-AMS-0001", "GRTMIN0001"])
+    assert latest()["status"] == "fault"
+    v4 = requests.post(base + "/v4/new-api/queryLastData", headers=GROWATT,
+                       data={"deviceType": "min", "deviceSn": "GRTMIN0001"}, timeout=5).json()
+    assert v4["data"]["min"][0]["status"] == 3, "Growatt's fault code, which the relay reads as fault"
+    described = set_faults(base, faulted=[], shaded={"SBX-AMS-0001": 0.0})
+    assert described["shaded"] == {"SBX-AMS-0001": 0.0}
+    wait_until(lambda: latest()["pv_power_w"] == 0.0, 10, 0.1, "the shaded device's PV to drop to its share (0)")
+    assert latest()["status"] == "normal"
+    set_faults(base, shaded={})
+    wait_until(lambda: latest()["pv_power_w"] > 0, 10, 0.1, "full PV back")
+    bad = requests.post(base + "/admin/faults", json={"shaded": {"SBX-AMS-0001": 1.5}}, timeout=5)
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_fault"
