@@ -25,6 +25,19 @@ def publish_job_event(redis, job) -> None:
         log.warning("could not publish state of job=%s: %s", job.id, exc)
 
 
+def publish_job_events(redis, jobs) -> None:
+    """publish_job_event for many jobs in one round trip (bulk actions)."""
+    if not jobs:
+        return
+    try:
+        pipe = redis.pipeline(transaction=False)
+        for job in jobs:
+            pipe.publish(job_channel(job.id), job_event_json(job))
+        pipe.execute()
+    except Exception as exc:
+        log.warning("could not publish the state of %d jobs: %s", len(jobs), exc)
+
+
 class Coalescer:
     """Flushes from one greenlet at a time; what is added while a flush runs goes out together in the next.
 

@@ -145,7 +145,8 @@ def jobs():
     before = request.args.get("before") or None
     if before is not None and not looks_like_id(before):
         before = None
-    rows = owner().call(job_queries.list_jobs, g.account.id, status, JOBS_PER_PAGE + 1, before)
+    rows = owner().call(job_queries.list_jobs, g.account.id, job_queries.JobFilter(status=status), JOBS_PER_PAGE + 1,
+                      before)
     older = rows[JOBS_PER_PAGE - 1].id if len(rows) > JOBS_PER_PAGE else None
     counts = owner().call(job_queries.count_by_status, g.account.id)
     return render_template("jobs.html", jobs=[job_view(job) for job in rows[:JOBS_PER_PAGE]], counts=counts,
