@@ -86,6 +86,9 @@ class Attempt(BaseModel):
     status_code = peewee.IntegerField(null=True)
     error = JSONField(null=True)
     outcome = peewee.CharField(max_length=10, null=True)  # NULL while the attempt runs
+    # What the receiver answered (status_code, headers, body capped at ATTEMPT_BODY_CAP, body_encoding,
+    # body_truncated); NULL while it runs, when no response came, and for attempts made before it was kept.
+    response = JSONField(null=True)
 
     class Meta:
         indexes = ((("job", "number"), True),)
@@ -376,15 +379,15 @@ _RECORD_JOB_OUTCOME = (
     " RETURNING id, status, attempts, max_attempts, due_at, updated_at"
 )
 _RECORD_ATTEMPT_OUTCOME = (
-    "UPDATE attempt SET started_at = ?, finished_at = ?, duration_ms = ?, status_code = ?, error = ?, outcome = ?"
-    " WHERE job_id = ? AND number = ?"
+    "UPDATE attempt SET started_at = ?, finished_at = ?, duration_ms = ?, status_code = ?, error = ?, outcome = ?,"
+    " response = ? WHERE job_id = ? AND number = ?"
 )
 
 
 def record_outcome(job_id: str, number: int, worker: str, *, outcome: str, status: str,
                    started_at: float, finished_at: float, status_code: int | None,
                    error: dict | None, result: dict | None, due_at: float | None,
-                   delay_s: float | None) -> Job:
+                   delay_s: float | None, response: dict | None = None) -> Job:
     """Store an attempt's outcome and the job's next state together. Run inside a write transaction.
 
     Fenced: only the worker holding the lease for attempt `number` may write; otherwise StaleLease
@@ -399,7 +402,7 @@ def record_outcome(job_id: str, number: int, worker: str, *, outcome: str, statu
         raise StaleLease(f"job {job_id} attempt {number} is no longer leased by {worker}")
     database.execute_sql(_sql(_RECORD_ATTEMPT_OUTCOME), [
         started_at, finished_at, round((finished_at - started_at) * 1000, 3), status_code, error_text, outcome,
-        job_id, number,
+        json_text(response), job_id, number,
     ])
     job_id, status_now, attempts, max_attempts, due_now, updated_at = row
     state = Job(id=job_id, status=status_now, attempts=attempts, max_attempts=max_attempts, due_at=due_now,

@@ -35,6 +35,7 @@ def attempt_view(attempt) -> dict:
         "status_code": attempt.status_code,
         "error": attempt.error,
         "outcome": attempt.outcome,
+        "response": attempt.response,
     }
 
 
@@ -205,6 +206,8 @@ def retry(job_id):
 # -- the list's filter, and bulk actions on it ------------------------------------------------------
 
 BULK_ACTION_MAX = 1000
+# q is a job id, a URL host or an idempotency key: the key's rules are the widest of the three.
+SEARCH_TEXT = _IDEMPOTENCY_KEY
 
 
 def _time_param(name: str) -> float | None:
@@ -226,7 +229,7 @@ def job_filter_param(statuses: tuple[str, ...] = lifecycle.STATUSES) -> queries.
         raise ApiError(400, "invalid_parameter", f"status must be one of {', '.join(statuses)}",
                        {"parameter": "status"})
     search = request.args.get("q") or None
-    if search is not None and not _IDEMPOTENCY_KEY.fullmatch(search):
+    if search is not None and not SEARCH_TEXT.fullmatch(search):
         raise ApiError(400, "invalid_parameter", "q must be 1..255 characters, none of them control characters",
                        {"parameter": "q"})
     since, until = _time_param("since"), _time_param("until")
