@@ -376,7 +376,7 @@ _RECORD_JOB_OUTCOME = (
     " lease_owner = NULL, updated_at = ?, last_error = ?, result = COALESCE(?, result),"
     " last_delay_s = COALESCE(CAST(? AS DOUBLE PRECISION), last_delay_s)"
     f" WHERE id = ? AND lease_owner = ? AND attempts = ? AND status IN ('{IN_FLIGHT}', '{CANCELLED}')"
-    " RETURNING id, status, attempts, max_attempts, due_at, updated_at"
+    " RETURNING id, status, attempts, max_attempts, due_at, updated_at, account_id"
 )
 _RECORD_ATTEMPT_OUTCOME = (
     "UPDATE attempt SET started_at = ?, finished_at = ?, duration_ms = ?, status_code = ?, error = ?, outcome = ?,"
@@ -404,9 +404,9 @@ def record_outcome(job_id: str, number: int, worker: str, *, outcome: str, statu
         started_at, finished_at, round((finished_at - started_at) * 1000, 3), status_code, error_text, outcome,
         json_text(response), job_id, number,
     ])
-    job_id, status_now, attempts, max_attempts, due_now, updated_at = row
-    state = Job(id=job_id, status=status_now, attempts=attempts, max_attempts=max_attempts, due_at=due_now,
-                updated_at=updated_at, last_error=error, result=result)
+    job_id, status_now, attempts, max_attempts, due_now, updated_at, account_id = row
+    state = Job(id=job_id, account_id=account_id, status=status_now, attempts=attempts, max_attempts=max_attempts,
+                due_at=due_now, updated_at=updated_at, last_error=error, result=result)
     return state
 
 
@@ -486,8 +486,8 @@ def requeue_job(account_id: str, job_id: str) -> Job:
 # -- bulk actions --------------------------------------------------------------------------------
 
 # What a job event needs (lifecycle.event_view), returned by the bulk statements.
-_EVENT_COLUMNS = (Job.id, Job.status, Job.attempts, Job.max_attempts, Job.due_at, Job.updated_at, Job.last_error,
-                  Job.result)
+_EVENT_COLUMNS = (Job.id, Job.account, Job.status, Job.attempts, Job.max_attempts, Job.due_at, Job.updated_at,
+                  Job.last_error, Job.result)
 
 
 def _change_matching(account_id: str, job_filter: JobFilter, allowed_from: tuple[str, ...], changes: dict,

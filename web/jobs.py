@@ -73,6 +73,7 @@ def submit():
     if created:
         telemetry.JOBS_SUBMITTED.inc()
         current_app.extensions["dispatcher_waker"].wake()
+        publish_job_event(redis_client(), job)
     response = jsonify(job_view(job))
     response.status_code = 202 if created else 200
     response.headers["Location"] = url_for("jobs.show", job_id=job.id)
@@ -117,7 +118,7 @@ def submit_batch():
                                                         "details": exc.details}}
             continue
         accepted.append((index, spec, key))
-    created_count = 0
+    created_count, created_jobs = 0, []
     if accepted:
         stored = owner().write(queries.insert_jobs, g.account.id, [(spec, key) for _, spec, key in accepted])
         for (index, _, _), outcome in zip(accepted, stored):
@@ -127,10 +128,13 @@ def submit_batch():
             else:
                 job, created = outcome
                 created_count += created
+                if created:
+                    created_jobs.append(job)
                 results[index] = {"index": index, "id": job.id, "created": created}
     if created_count:
         telemetry.JOBS_SUBMITTED.inc(created_count)
         current_app.extensions["dispatcher_waker"].wake()
+        publish_job_events(redis_client(), created_jobs)
     return jsonify({"results": results})
 
 
