@@ -142,3 +142,30 @@ def test_search_the_jobs_list_and_retry_or_cancel_what_it_finds_at_once(system, 
     assert filters.get_by_role("link", name="cancelled 3").count() == 1
     page.screenshot(path=str(artifacts / "jobs-bulk-actions.png"), full_page=True)
     assert not page.errors
+
+
+def test_the_jobs_list_and_its_counts_follow_the_jobs_live(system, new_page, partner, artifacts):
+    _, key = system.new_account()
+    api = system.api(key)
+    waiting = api.post("/jobs", json={"url": partner.url + "/ok", "run_at": "2099-01-01T00:00:00Z"}).json()["id"]
+    page = new_page()
+    sign_in(page, system.url, key, "/ui/jobs")
+    wait_for_state(page, "live")
+    page.evaluate("window.notReloaded = true")
+    filters = page.get_by_role("navigation", name="Filter jobs by status")
+    row = page.locator(f'tr[data-job-id="{waiting}"]')
+
+    assert api.post(f"/jobs/{waiting}/cancel").status_code == 200
+    expect(row.locator(".badge")).to_have_text("cancelled")
+    expect(filters.get_by_role("link", name="cancelled 1")).to_have_count(1)
+    expect(filters.get_by_role("link", name="pending 0")).to_have_count(1)
+
+    delivered = api.post("/jobs", json={"url": partner.url + "/ok"}).json()["id"]
+    expect(page.locator("#jobs-news")).to_contain_text("1 new job.")
+    expect(filters.get_by_role("link", name="succeeded 1")).to_have_count(1)
+    expect(filters.get_by_role("link", name="All 2")).to_have_count(1)
+    assert page.evaluate("window.notReloaded") is True
+    page.screenshot(path=str(artifacts / "jobs-live.png"), full_page=True)
+    page.get_by_role("link", name="Show them").click()
+    expect(page.locator(f'tr[data-job-id="{delivered}"] .badge')).to_have_text("succeeded")
+    assert not page.errors
