@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timezone
+from urllib.parse import quote
 
 import redis as redis_lib
 
@@ -54,13 +56,13 @@ def test_the_list_is_searched_by_job_id_url_host_and_idempotency_key(client):
 
 def test_the_list_is_filtered_by_creation_time(client):
     first = _submit(client)
-    created = owner().call(lambda: Job.get_by_id(first).created_at)
     time.sleep(0.01)  # creation times a little apart, for a boundary between them
     second = _submit(client)
-    boundary = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1e6) + 1:06d}Z"
-    assert _ids(client, f"until={boundary}") == {first}
-    assert _ids(client, f"since={boundary}") == {second}
-    assert _ids(client, f"since={boundary}&status=pending") == {second}
+    created = owner().call(lambda: [Job.get_by_id(job_id).created_at for job_id in (first, second)])
+    boundary = datetime.fromtimestamp(sum(created) / 2, tz=timezone.utc).isoformat()
+    assert _ids(client, f"until={quote(boundary)}") == {first}
+    assert _ids(client, f"since={quote(boundary)}") == {second}
+    assert _ids(client, f"since={quote(boundary)}&status=pending") == {second}
     assert _ids(client, "since=2099-01-01T00:00:00") == set()  # no offset: UTC
 
 
