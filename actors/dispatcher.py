@@ -298,7 +298,8 @@ class JobDispatcher(Actor):
         return successor
 
     def _new_actor(self):
-        ref = RetryActor.start(self.actor_ref, self.transport, self.db, self.events, self.worker_id)
+        ref = RetryActor.start(self.actor_ref, self.transport, self.db, self.events, self.worker_id,
+                               self.settings.attempt_body_cap)
         self.all_actors.append(ref)
         return ref
 

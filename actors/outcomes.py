@@ -48,14 +48,26 @@ def retry_after_seconds(headers: dict, at: float) -> float | None:
     return max(0.0, when.timestamp() - at)
 
 
-def result_of(response: Response) -> dict:
+def result_of(response: Response, body_cap: int | None = None) -> dict:
+    """The response as kept: the job's result, or (with `body_cap`) an attempt's response."""
+    raw, truncated = response.body, response.body_truncated
+    if body_cap is not None and len(raw) > body_cap:
+        raw, truncated = raw[:body_cap], True
     try:
-        body, encoding = response.body.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        body, encoding = base64.b64encode(response.body).decode("ascii"), "base64"
+        body, encoding = raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError as exc:
+        if truncated and exc.start >= len(raw) - 3 and exc.reason == "unexpected end of data":
+            body, encoding = raw[:exc.start].decode("utf-8"), "utf-8"  # the cap cut a character in two
+        else:
+            body, encoding = base64.b64encode(raw).decode("ascii"), "base64"
     headers = dict(list(response.headers.items())[:_KEPT_HEADERS_LIMIT])
     return {"status_code": response.status_code, "headers": headers, "body": body,
-            "body_encoding": encoding, "body_truncated": response.body_truncated}
+            "body_encoding": encoding, "body_truncated": truncated}
+
+
+def attempt_response(response: Response, body_cap: int) -> dict | None:
+    """What an attempt's row keeps of its response; None when none came (timeout, connection, DNS, ...)."""
+    return result_of(response, body_cap) if response.error_kind is None else None
 
 
 def decide(job, response: Response, attempt_number: int) -> Decision:

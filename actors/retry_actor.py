@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pykka
 
 from actors.base import Actor
-from actors.outcomes import decide
+from actors.outcomes import attempt_response, decide
 from actors.transport import Transport
 from models import jobs as J
 from models import lifecycle, logs, telemetry, webhooks
@@ -72,8 +72,9 @@ def _observe_start(job: J.Job, started_at: float) -> None:
 
 class RetryActor(Actor):
     def __init__(self, dispatcher: pykka.ActorRef, transport: Transport, db: DatabaseOwner,
-                 events: BatchedPublisher, worker_id: str):
+                 events: BatchedPublisher, worker_id: str, attempt_body_cap: int = 16 * 1024):
         super().__init__()
+        self.attempt_body_cap = attempt_body_cap
         self.dispatcher = dispatcher
         self.transport = transport
         self.db = db
@@ -119,6 +120,7 @@ class RetryActor(Actor):
                 outcome=decision.outcome, status=decision.status, started_at=response.started_at,
                 finished_at=response.finished_at, status_code=response.status_code, error=decision.error,
                 result=decision.result, due_at=decision.due_at, delay_s=decision.delay_s,
+                response=attempt_response(response, self.attempt_body_cap),
             )
         except J.StaleLease:
             log.warning("outcome fenced off: job=%s attempt=%d is no longer ours", job.id, number)

@@ -42,6 +42,12 @@ def job_channel(job_id: str) -> str:
     return f"{JOB_CHANNEL_PREFIX}{job_id}"
 
 
+def account_jobs_channel(account_id: str) -> str:
+    """Every job event of one account (the jobs list), under the same `job:*` pattern web subscribes to.
+    A job id never starts with "account:", so it never names a job's own channel."""
+    return f"{JOB_CHANNEL_PREFIX}account:{account_id}"
+
+
 def inverter_channel(inverter_id) -> str:
     return f"{INVERTER_CHANNEL_PREFIX}{inverter_id}"
 

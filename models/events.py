@@ -8,7 +8,7 @@ import gevent
 from gevent import monkey
 
 from models.lifecycle import event_view
-from models.channels import JOBS_WAKEUP, job_channel
+from models.channels import JOBS_WAKEUP, account_jobs_channel, job_channel
 
 log = logging.getLogger(__name__)
 
@@ -17,12 +17,31 @@ def job_event_json(job) -> str:
     return json.dumps(event_view(job), separators=(",", ":"))
 
 
+def job_messages(job) -> list[tuple[str, str]]:
+    """(channel, payload) of a job event: on the job's channel, and on its account's when the state carries it."""
+    payload = job_event_json(job)
+    account_id = getattr(job, "account_id", None)
+    channels = [job_channel(job.id)] + ([account_jobs_channel(account_id)] if account_id else [])
+    return [(channel, payload) for channel in channels]
+
+
 def publish_job_event(redis, job) -> None:
     """Tell anyone streaming this job; a Redis outage must not fail the change already committed."""
+    publish_job_events(redis, [job])
+
+
+def publish_job_events(redis, jobs) -> None:
+    """publish_job_event for many jobs in one round trip (bulk actions)."""
+    if not jobs:
+        return
     try:
-        redis.publish(job_channel(job.id), job_event_json(job))
+        pipe = redis.pipeline(transaction=False)
+        for job in jobs:
+            for channel, payload in job_messages(job):
+                pipe.publish(channel, payload)
+        pipe.execute()
     except Exception as exc:
-        log.warning("could not publish state of job=%s: %s", job.id, exc)
+        log.warning("could not publish the state of %d jobs: %s", len(jobs), exc)
 
 
 class Coalescer:
@@ -93,7 +112,8 @@ class BatchedPublisher:
         if len(self._events.pending) >= self.max_pending:
             log.warning("event backlog full: dropping the state event of job=%s", job.id)
             return
-        self._events.add((job_channel(job.id), job_event_json(job)))
+        for message in job_messages(job):
+            self._events.add(message)
 
     def _publish_batch(self, batch: list) -> None:
         try:

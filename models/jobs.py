@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Callable
 
 import peewee
@@ -85,6 +86,9 @@ class Attempt(BaseModel):
     status_code = peewee.IntegerField(null=True)
     error = JSONField(null=True)
     outcome = peewee.CharField(max_length=10, null=True)  # NULL while the attempt runs
+    # What the receiver answered (status_code, headers, body capped at ATTEMPT_BODY_CAP, body_encoding,
+    # body_truncated); NULL while it runs, when no response came, and for attempts made before it was kept.
+    response = JSONField(null=True)
 
     class Meta:
         indexes = ((("job", "number"), True),)
@@ -372,18 +376,18 @@ _RECORD_JOB_OUTCOME = (
     " lease_owner = NULL, updated_at = ?, last_error = ?, result = COALESCE(?, result),"
     " last_delay_s = COALESCE(CAST(? AS DOUBLE PRECISION), last_delay_s)"
     f" WHERE id = ? AND lease_owner = ? AND attempts = ? AND status IN ('{IN_FLIGHT}', '{CANCELLED}')"
-    " RETURNING id, status, attempts, max_attempts, due_at, updated_at"
+    " RETURNING id, status, attempts, max_attempts, due_at, updated_at, account_id"
 )
 _RECORD_ATTEMPT_OUTCOME = (
-    "UPDATE attempt SET started_at = ?, finished_at = ?, duration_ms = ?, status_code = ?, error = ?, outcome = ?"
-    " WHERE job_id = ? AND number = ?"
+    "UPDATE attempt SET started_at = ?, finished_at = ?, duration_ms = ?, status_code = ?, error = ?, outcome = ?,"
+    " response = ? WHERE job_id = ? AND number = ?"
 )
 
 
 def record_outcome(job_id: str, number: int, worker: str, *, outcome: str, status: str,
                    started_at: float, finished_at: float, status_code: int | None,
                    error: dict | None, result: dict | None, due_at: float | None,
-                   delay_s: float | None) -> Job:
+                   delay_s: float | None, response: dict | None = None) -> Job:
     """Store an attempt's outcome and the job's next state together. Run inside a write transaction.
 
     Fenced: only the worker holding the lease for attempt `number` may write; otherwise StaleLease
@@ -398,11 +402,11 @@ def record_outcome(job_id: str, number: int, worker: str, *, outcome: str, statu
         raise StaleLease(f"job {job_id} attempt {number} is no longer leased by {worker}")
     database.execute_sql(_sql(_RECORD_ATTEMPT_OUTCOME), [
         started_at, finished_at, round((finished_at - started_at) * 1000, 3), status_code, error_text, outcome,
-        job_id, number,
+        json_text(response), job_id, number,
     ])
-    job_id, status_now, attempts, max_attempts, due_now, updated_at = row
-    state = Job(id=job_id, status=status_now, attempts=attempts, max_attempts=max_attempts, due_at=due_now,
-                updated_at=updated_at, last_error=error, result=result)
+    job_id, status_now, attempts, max_attempts, due_now, updated_at, account_id = row
+    state = Job(id=job_id, account_id=account_id, status=status_now, attempts=attempts, max_attempts=max_attempts,
+                due_at=due_now, updated_at=updated_at, last_error=error, result=result)
     return state
 
 
@@ -416,10 +420,31 @@ def list_attempts(job_id: str) -> list[Attempt]:
     return list(Attempt.select().where(Attempt.job == job_id).order_by(Attempt.number))
 
 
-def list_jobs(account_id: str, status: str | None, limit: int, before: str | None) -> list[Job]:
-    query = Job.select().where(Job.account == account_id)
-    if status:
-        query = query.where(Job.status == status)
+@dataclass(frozen=True)
+class JobFilter:
+    """What the jobs list, its counts and the bulk actions select: a status, a search and a creation window."""
+    status: str | None = None
+    # A job id, a URL host or an idempotency key, matched exactly (a host case-insensitively).
+    search: str | None = None
+    since: float | None = None   # created at or after
+    until: float | None = None   # created before
+
+    def condition(self, account_id: str):
+        condition = Job.account == account_id
+        if self.status:
+            condition &= Job.status == self.status
+        if self.search:
+            condition &= ((Job.id == self.search) | (Job.host == self.search.lower())
+                          | (Job.idempotency_key == self.search))
+        if self.since is not None:
+            condition &= Job.created_at >= self.since
+        if self.until is not None:
+            condition &= Job.created_at < self.until
+        return condition
+
+
+def list_jobs(account_id: str, job_filter: JobFilter, limit: int, before: str | None) -> list[Job]:
+    query = Job.select().where(job_filter.condition(account_id))
     if before:
         query = query.where(Job.id < before)
     return list(query.order_by(Job.id.desc()).limit(limit))
@@ -456,3 +481,35 @@ def requeue_job(account_id: str, job_id: str) -> Job:
     return _change_state(account_id, job_id, REQUEUEABLE,
                          {Job.status: PENDING, Job.due_at: now(), Job.budget_start: Job.attempts,
                           Job.last_delay_s: None})
+
+
+# -- bulk actions --------------------------------------------------------------------------------
+
+# What a job event needs (lifecycle.event_view), returned by the bulk statements.
+_EVENT_COLUMNS = (Job.id, Job.account, Job.status, Job.attempts, Job.max_attempts, Job.due_at, Job.updated_at,
+                  Job.last_error, Job.result)
+
+
+def _change_matching(account_id: str, job_filter: JobFilter, allowed_from: tuple[str, ...], changes: dict,
+                     most: int) -> list[Job]:
+    """One UPDATE of up to `most` of the filter's jobs that are in `allowed_from`, oldest first; their new state."""
+    matching = (Job.select(Job.id)
+                .where(job_filter.condition(account_id) & Job.status.in_(allowed_from))
+                .order_by(Job.id).limit(most))
+    # The status is checked again on the row itself: a job claimed or changed since the sub-select is left alone.
+    return list(Job.update({Job.updated_at: now(), **changes})
+                .where(Job.id.in_(matching) & Job.status.in_(allowed_from))
+                .returning(*_EVENT_COLUMNS)
+                .execute())
+
+
+def cancel_matching(account_id: str, job_filter: JobFilter, most: int) -> list[Job]:
+    """Cancel up to `most` pending or retrying jobs of the filter (POST /jobs/cancel)."""
+    return _change_matching(account_id, job_filter, CANCELLABLE, {Job.status: CANCELLED, Job.due_at: None}, most)
+
+
+def requeue_matching(account_id: str, job_filter: JobFilter, most: int) -> list[Job]:
+    """Queue up to `most` dead or cancelled jobs of the filter again, each with a fresh budget (POST /jobs/retry)."""
+    return _change_matching(account_id, job_filter, REQUEUEABLE,
+                            {Job.status: PENDING, Job.due_at: now(), Job.budget_start: Job.attempts,
+                             Job.last_delay_s: None}, most)

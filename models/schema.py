@@ -57,6 +57,7 @@ def _migrations():
         (4, encryption.encrypt_plaintext_credentials),
         (5, _add_columns(BrandConnection, "poll_interval_s")),
         (6, _alerts),
+        (7, _add_columns(Attempt, "response")),
     ]
 
 

@@ -103,6 +103,8 @@ class Settings:
     lease_s: float = _within(30.0, 0.5, 3600)
     shutdown_grace_s: float = _within(10.0, 0, 600)
     result_body_cap: int = _within(1024 * 1024, 0, 64 * 1024 * 1024)
+    # Each attempt's response body kept with the attempt; never more than result_body_cap (the transport reads no more).
+    attempt_body_cap: int = _within(16 * 1024, 0, 1024 * 1024)
     request_body_limit: int = _within(1024 * 1024, 1024, 64 * 1024 * 1024)
     batch_body_limit: int = _within(16 * 1024 * 1024, 1024, 256 * 1024 * 1024)
     allowed_target_networks: tuple = ()

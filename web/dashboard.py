@@ -20,12 +20,12 @@ from models import jobs as job_queries
 from models import lifecycle
 from models.lifecycle import job_view
 from models.accounts import account_names
-from models.base import now
+from models.base import iso, now
 from models.db import owner
 from models.ids import looks_like_id
 from web.auth import current_account
 from web.inverters import inverter_view, latest_readings
-from web.jobs import attempt_view
+from web.jobs import SEARCH_TEXT, attempt_view
 
 log = logging.getLogger(__name__)
 
@@ -137,20 +137,38 @@ def team(inverter_id):
     return render_template("_team.html", inverter_id=found.id, team=_team(found))
 
 
+# The jobs page's time filter: created within the last ...
+CREATED_WITHIN = {"1h": ("the last hour", 3600), "24h": ("the last 24 hours", 86400), "7d": ("the last 7 days", 7 * 86400),
+                  "30d": ("the last 30 days", 30 * 86400)}
+
+
 @bp.get("/jobs")
 def jobs():
+    """The list, filtered as the API's (a bad value is ignored, as a person may have edited the address)."""
     status = request.args.get("status") or None
     if status not in (None, *lifecycle.STATUSES):
         status = None
+    search = (request.args.get("q") or "").strip() or None
+    if search is not None and not SEARCH_TEXT.fullmatch(search):
+        search = None
+    within = request.args.get("within") if request.args.get("within") in CREATED_WITHIN else None
+    since = now() - CREATED_WITHIN[within][1] if within else None
     before = request.args.get("before") or None
     if before is not None and not looks_like_id(before):
         before = None
-    rows = owner().call(job_queries.list_jobs, g.account.id, status, JOBS_PER_PAGE + 1, before)
+    job_filter = job_queries.JobFilter(status=status, search=search, since=since)
+    rows = owner().call(job_queries.list_jobs, g.account.id, job_filter, JOBS_PER_PAGE + 1, before)
     older = rows[JOBS_PER_PAGE - 1].id if len(rows) > JOBS_PER_PAGE else None
     counts = owner().call(job_queries.count_by_status, g.account.id)
+    # What the bulk buttons send: the same filter as the API takes it (the window as an absolute time).
+    api_filter = {key: value for key, value in (("q", search), ("since", iso(since))) if value}
     return render_template("jobs.html", jobs=[job_view(job) for job in rows[:JOBS_PER_PAGE]], counts=counts,
                            total=sum(counts.values()), status=status, statuses=lifecycle.STATUSES,
-                           older=older, paged=before is not None)
+                           older=older, paged=before is not None, search=search, within=within,
+                           created_within=CREATED_WITHIN, filters={"status": status, "q": search, "within": within},
+                           api_filter=api_filter, filtered=bool(search or within),
+                           can_retry=status in (None, *lifecycle.REQUEUEABLE),
+                           can_cancel=status in (None, *lifecycle.CANCELLABLE))
 
 
 @bp.get("/jobs/new")
@@ -218,15 +236,20 @@ def _job(job_id: str):
 def _job_state(job) -> dict:
     """What the changing part of a job's page shows: the attempts with the waits between them."""
     attempts = owner().call(job_queries.list_attempts, job.id)
-    timeline, previous_end = [], None
+    timeline, previous = [], None
     for attempt in attempts:
-        started = attempt.started_at
-        timeline.append({
-            **attempt_view(attempt),
-            "outcome": attempt.outcome or "running",
-            "wait_s": (started - previous_end) if started is not None and previous_end is not None else None,
-        })
-        previous_end = attempt.finished_at or previous_end
+        # The first attempt of a run a person started (a retry after the job died or was cancelled) waited
+        # from that click, not from the attempt before it: the time between is the person's, not the backoff's.
+        by_hand = previous is not None and (previous.outcome == lifecycle.GIVE_UP
+                                            or (job.budget_start and attempt.number == job.budget_start + 1))
+        previous_end = previous.finished_at if previous is not None else None
+        if by_hand:
+            wait_s = attempt.started_at - attempt.scheduled_at if attempt.scheduled_at is not None else None
+        else:
+            wait_s = attempt.started_at - previous_end if previous_end is not None else None
+        timeline.append({**attempt_view(attempt), "outcome": attempt.outcome or "running",
+                         "retried_by_hand": by_hand, "wait_s": None if wait_s is None else max(0.0, wait_s)})
+        previous = attempt
     waiting_s = None
     if job.status in lifecycle.CANCELLABLE and job.next_attempt_at is not None:
         waiting_s = max(0.0, job.next_attempt_at - now())
@@ -247,17 +270,29 @@ def _request_text(request_view: dict) -> str:
 
 
 # -- template helpers ------------------------------------------------------------------------------
+# (unit, its name, the next smaller unit shown with it, its name), largest first.
+_DURATION_UNITS = ((86400, "d", 3600, "h"), (3600, "h", 60, "min"), (60, "min", 1, "s"))
+
+
 @bp.app_template_filter("duration")
 def duration(seconds) -> str:
-    """1.234 -> "1.23 s", 0.0412 -> "41 ms", 3725 -> "1 h 2 min"."""
+    """1.234 -> "1.23 s", 0.0412 -> "41 ms", 60 -> "1 min", 3725 -> "1 h 2 min", 90000 -> "1 d 1 h"."""
     if seconds is None:
         return "–"
     seconds = float(seconds)
-    if seconds < 1:
+    if round(seconds * 1000) < 1000:
         return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.3g} s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min {int(seconds % 60)} s"
-    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
+    if round(seconds, 1) < 60:
+        return f"{float(f'{seconds:.3g}'):g} s"
+    whole = round(seconds)  # rounded once, so 3599.6 s reads "1 h", never "60 min"
+    big, big_unit, small, small_unit = next(units for units in _DURATION_UNITS if whole >= units[0])
+    text = f"{whole // big} {big_unit}"
+    rest = whole % big // small
+    return f"{text} {rest} {small_unit}" if rest else text
+
+
+@bp.app_template_filter("plural")
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """3 | plural("attempt") -> "3 attempts"; 1 -> "1 attempt"."""
+    return f"{count} {singular if count == 1 else (plural_form or singular + 's')}"
 

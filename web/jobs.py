@@ -9,9 +9,9 @@ from pydantic import BaseModel, Field, SkipValidation
 
 from models import jobs as queries
 from models import lifecycle, telemetry, webhooks
-from models.base import iso
+from models.base import iso, parse_iso
 from models.db import owner
-from models.events import DispatcherWaker, publish_job_event
+from models.events import DispatcherWaker, publish_job_event, publish_job_events
 from models.ids import looks_like_id
 from models.lifecycle import job_view
 from models.redis_client import redis_client
@@ -131,6 +131,7 @@ def attempt_view(attempt) -> dict:
         "status_code": attempt.status_code,
         "error": attempt.error,
         "outcome": attempt.outcome,
+        "response": attempt.response,
     }
 
 
@@ -164,6 +165,7 @@ def submit():
     if created:
         telemetry.JOBS_SUBMITTED.inc()
         current_app.extensions["dispatcher_waker"].wake()
+        publish_job_event(redis_client(), job)
     response = jsonify(job_view(job))
     response.status_code = 202 if created else 200
     response.headers["Location"] = url_for("jobs.show", job_id=job.id)
@@ -190,7 +192,7 @@ def submit_batch():
                                                         "details": exc.details}}
             continue
         accepted.append((index, spec, key))
-    created_count = 0
+    created_count, created_jobs = 0, []
     if accepted:
         stored = owner().write(queries.insert_jobs, g.account.id, [(spec, key) for _, spec, key in accepted])
         for (index, _, _), outcome in zip(accepted, stored):
@@ -200,10 +202,13 @@ def submit_batch():
             else:
                 job, created = outcome
                 created_count += created
+                if created:
+                    created_jobs.append(job)
                 results[index] = {"index": index, "id": job.id, "created": created}
     if created_count:
         telemetry.JOBS_SUBMITTED.inc(created_count)
         current_app.extensions["dispatcher_waker"].wake()
+        publish_job_events(redis_client(), created_jobs)
     return jsonify({"results": results})
 
 
@@ -230,10 +235,7 @@ def attempts(job_id):
     query("cursor", {"type": "string"}, "next_cursor of the previous page")))
 @require_account
 def index():
-    status = request.args.get("status") or None
-    if status is not None and status not in lifecycle.STATUSES:
-        raise ApiError(400, "invalid_parameter", f"status must be one of {', '.join(lifecycle.STATUSES)}",
-                       {"parameter": "status"})
+    job_filter = job_filter_param()
     limit = limit_param(50, 500)
     cursor = request.args.get("cursor") or None
     if cursor is not None:
@@ -243,7 +245,7 @@ def index():
             cursor = ""
         if not looks_like_id(cursor):
             raise ApiError(400, "invalid_cursor", "cursor is not one this API returned", {"parameter": "cursor"})
-    rows = owner().call(queries.list_jobs, g.account.id, status, limit + 1, cursor)
+    rows = owner().call(queries.list_jobs, g.account.id, job_filter, limit + 1, cursor)
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
@@ -286,6 +288,66 @@ def retry(job_id):
     job = _transition(job_id, queries.requeue_job, "retry", " or ".join(lifecycle.REQUEUEABLE))
     current_app.extensions["dispatcher_waker"].wake()
     return jsonify(job_view(job)), 202
+
+
+# -- the list's filter, and bulk actions on it ------------------------------------------------------
+
+BULK_ACTION_MAX = 1000
+# q is a job id, a URL host or an idempotency key: the key's rules are the widest of the three.
+SEARCH_TEXT = _IDEMPOTENCY_KEY
+
+
+def _time_param(name: str) -> float | None:
+    text = request.args.get(name) or None
+    if text is None:
+        return None
+    try:
+        return parse_iso(text)
+    except (ValueError, OverflowError):
+        raise ApiError(400, "invalid_parameter", f"{name} must be an ISO-8601 date-time such as 2026-11-28T10:00:00Z",
+                       {"parameter": name}) from None
+
+
+def job_filter_param(statuses: tuple[str, ...] = lifecycle.STATUSES) -> queries.JobFilter:
+    """The filter of `GET /jobs` and the bulk actions from the query string: status, q (a job id, URL host or
+    idempotency key), since and until (creation time, ISO-8601; a time without an offset is UTC)."""
+    status = request.args.get("status") or None
+    if status is not None and status not in statuses:
+        raise ApiError(400, "invalid_parameter", f"status must be one of {', '.join(statuses)}",
+                       {"parameter": "status"})
+    search = request.args.get("q") or None
+    if search is not None and not SEARCH_TEXT.fullmatch(search):
+        raise ApiError(400, "invalid_parameter", "q must be 1..255 characters, none of them control characters",
+                       {"parameter": "q"})
+    since, until = _time_param("since"), _time_param("until")
+    if since is not None and until is not None and since >= until:
+        raise ApiError(400, "invalid_parameter", "since must be before until", {"parameter": "until"})
+    return queries.JobFilter(status=status, search=search, since=since, until=until)
+
+
+def _bulk(action, allowed: tuple[str, ...]) -> list:
+    changed = owner().write(action, g.account.id, job_filter_param(allowed), BULK_ACTION_MAX)
+    publish_job_events(redis_client(), changed)
+    return changed
+
+
+@bp.post("/jobs/cancel")
+@require_account
+def cancel_matching():
+    """Cancel the pending and retrying jobs the filter selects, at most BULK_ACTION_MAX a call."""
+    changed = _bulk(queries.cancel_matching, lifecycle.CANCELLABLE)
+    return jsonify({"affected": len(changed), "max_per_call": BULK_ACTION_MAX})
+
+
+@bp.post("/jobs/retry")
+@require_account
+def retry_matching():
+    """Queue again, each with a fresh budget, the dead and cancelled jobs the filter selects, at most
+    BULK_ACTION_MAX a call."""
+    changed = _bulk(queries.requeue_matching, lifecycle.REQUEUEABLE)
+    if changed:
+        current_app.extensions["dispatcher_waker"].wake()
+    return jsonify({"affected": len(changed), "max_per_call": BULK_ACTION_MAX}), 202
 
 
 def install(app) -> None:

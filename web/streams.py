@@ -37,6 +37,7 @@ from models.channels import (
     INVERTER_CHANNEL_PREFIX,
     INVERTER_PATTERN,
     JOB_CHANNEL_PREFIX,
+    account_jobs_channel,
     inverter_channel,
     job_channel,
 )
@@ -568,6 +569,22 @@ def job_events(job_id):
         return [(None, frame("job", job_event_json(job)))] if job else []
 
     return _open_stream(hub(), (job_channel(job_id),), initial)
+
+
+@bp.get("/jobs/events")
+@require_account
+def account_job_events():
+    """Every job event of the caller's account (the jobs list: one stream per page, not one per job), after a
+    `counts` event with the per-status counts as they were when the stream opened. Counts the same against
+    STREAMS_PER_ACCOUNT as any stream."""
+    account_id = g.account.id
+
+    def initial():
+        # Read after registering, so a change committed meanwhile arrives live, after these counts.
+        counts = owner().call(job_queries.count_by_status, account_id)
+        return [(None, frame("counts", json.dumps({"counts": counts}, separators=(",", ":"))))]
+
+    return _open_stream(hub(), (account_jobs_channel(account_id),), initial)
 
 
 @bp.get("/streams/stats")

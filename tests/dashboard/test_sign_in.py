@@ -1,5 +1,8 @@
 """Signing in and out with an API key, and what a visitor without a session or with a bad address sees."""
-from tests.dashboard.conftest import sign_in
+import requests
+from playwright.sync_api import expect
+
+from tests.dashboard.conftest import sign_in, wait_for_state
 
 
 def test_wrong_key_is_refused_on_the_page(system, new_page):
@@ -40,4 +43,35 @@ def test_unknown_job_and_page_show_not_found(system, new_page):
         response = page.goto(system.url + path)
         assert response.status == 404, path
         assert page.get_by_role("heading", level=1).inner_text() == "Not found"
+    assert not page.errors
+
+
+def _revoke_session(system, page) -> None:
+    """End the page's session on the server, as an expiry or a sign-out elsewhere would; the browser keeps its cookie."""
+    [cookie] = [c for c in page.context.cookies() if c["name"] == "session"]
+    reply = requests.delete(system.url + "/session", cookies={"session": cookie["value"]}, timeout=5)
+    assert reply.status_code == 204
+
+
+def test_an_ended_session_sends_an_open_page_to_sign_in_and_back(system, new_page):
+    _, key = system.new_account()
+    job_id = system.api(key).post("/jobs", json={"url": "http://127.0.0.1:9/", "run_at": "2099-01-01T00:00:00Z"}).json()["id"]
+    page = new_page()
+    sign_in(page, system.url, key, f"/ui/jobs/{job_id}")
+    wait_for_state(page, "live")
+    _revoke_session(system, page)
+    # An action answered 401: to sign in, keeping where the person was.
+    page.get_by_role("button", name="Cancel job").click()
+    page.wait_for_url(f"**/ui/sign-in?next=%2Fui%2Fjobs%2F{job_id}")
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{system.url}/ui/jobs/{job_id}")
+    expect(page.locator("#job-status")).to_have_text("pending")  # the click before signing in did nothing
+    wait_for_state(page, "live")
+
+    # A live stream that drops and finds its session gone does the same (not "reconnecting" for ever).
+    _revoke_session(system, page)
+    system.web.stop()
+    system.web.start()
+    page.wait_for_url(f"**/ui/sign-in?next=%2Fui%2Fjobs%2F{job_id}")
     assert not page.errors

@@ -289,6 +289,24 @@ def test_retry_a_cancelled_job(api, worker, partner):
     assert job["attempts"] == 1
 
 
+def test_each_attempts_response_is_kept_with_a_capped_body(services, env, own_api, partner):
+    api = own_api
+    services.worker(env, role="jobs", ATTEMPT_BODY_CAP="4")
+    flaky = submit(api, url=partner.url + "/flaky/kept?fail=1&status=503", max_attempts=3)
+    wait_job(api, flaky, "succeeded")
+    first, second = attempts_of(api, flaky)
+    assert first["response"]["status_code"] == 503 and first["response"]["body"] == "not "
+    assert first["response"]["body_truncated"] is True
+    assert first["response"]["headers"]["Content-Type"] == "text/plain"
+    assert second["response"]["status_code"] == 200 and second["response"]["body"] == "reco"
+    # The job's result keeps the whole body (RESULT_BODY_CAP); a failure without a response keeps none.
+    assert api.get(f"/jobs/{flaky}").json()["result"]["body"] == "recovered"
+    refused = submit(api, url=f"http://127.0.0.1:{free_port()}/closed", max_attempts=1)
+    wait_job(api, refused, "dead")
+    [attempt] = attempts_of(api, refused)
+    assert attempt["response"] is None and attempt["error"]["kind"] == "connection"
+
+
 def test_result_body_is_truncated_at_the_cap(services, env, own_api, partner):
     api = own_api
     services.worker(env, role="jobs", RESULT_BODY_CAP="100")

@@ -113,3 +113,16 @@ def test_non_utf8_body_is_base64():
     decision = decide(job(), reply(200, body=b"\xff\xfe"), 1)
     assert decision.result["body_encoding"] == "base64"
     assert decision.result["body"] == "//4="
+
+
+def test_an_attempts_response_keeps_the_body_up_to_its_own_cap():
+    from actors.outcomes import attempt_response
+
+    kept = attempt_response(reply(503, {"X-Reason": "busy"}, body=b"x" * 100), body_cap=10)
+    assert kept == {"status_code": 503, "headers": {"X-Reason": "busy"}, "body": "x" * 10, "body_encoding": "utf-8",
+                    "body_truncated": True}
+    assert attempt_response(reply(200, body=b"short"), body_cap=10)["body_truncated"] is False
+    # A cut through a character keeps the text before it rather than turning the body into base64.
+    assert attempt_response(reply(200, body="é".encode() * 10), body_cap=5)["body"] == "éé"
+    assert attempt_response(reply(200, body=b"\xff\xfe binary"), body_cap=5)["body_encoding"] == "base64"
+    assert attempt_response(reply(kind="timeout"), body_cap=10) is None

@@ -25,7 +25,31 @@ window.Dash = (function () {
       try { data = await response.json(); } catch (err) { data = null; }
     }
     const message = response.ok ? "" : errorMessage(response.status, data);
+    if (response.status === 401) toSignIn();
     return { ok: response.ok, status: response.status, data: data, message: message };
+  }
+
+  // -- an expired or revoked session -----------------------------------------------------------------
+  // Any page but sign-in itself sends the person to sign in again, back here afterwards.
+  const SIGN_IN_PATH = "/ui/sign-in";
+
+  function toSignIn() {
+    if (window.location.pathname === SIGN_IN_PATH) return false;
+    const here = window.location.pathname + window.location.search;
+    window.location.assign(SIGN_IN_PATH + "?next=" + encodeURIComponent(here));
+    return true;
+  }
+
+  // An EventSource does not say why it failed: ask the API whether the session is still valid.
+  let probing = null;
+  function checkSession() {
+    if (!probing) {
+      probing = fetch("/streams/stats", { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (response) { if (response.status === 401) toSignIn(); })
+        .catch(function () { /* unreachable: the stream's own state says so */ })
+        .finally(function () { probing = null; });
+    }
+    return probing;
   }
 
   function errorMessage(status, data) {
@@ -121,6 +145,7 @@ window.Dash = (function () {
     source.onerror = function () {
       if (self.source !== source) return;
       if (!self.lostAt) self.lostAt = Date.now();
+      checkSession();
       if (source.readyState === EventSource.CLOSED) {
         self.reopen(Math.min(MAX_REOPEN_DELAY_MS, 1000 * ++self.failures));   // 1 s, 2 s, 3 s … 15 s
       }
@@ -192,6 +217,7 @@ window.Dash = (function () {
     api: api,
     setBadge: setBadge,
     showError: showError,
+    toSignIn: toSignIn,
     refreshTimes: refreshTimes,
     LiveStream: LiveStream,
     indicator: indicator,

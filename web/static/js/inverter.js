@@ -294,6 +294,7 @@
     const refresh = async function () {
       const response = await fetch(section.dataset.teamUrl, { credentials: "same-origin" });
       if (response.ok) section.innerHTML = await response.text();
+      else if (response.status === 401) Dash.toSignIn();
     };
     section.addEventListener("submit", async function (event) {
       const form = event.target.closest("[data-add-member]");

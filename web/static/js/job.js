@@ -19,7 +19,7 @@ document.addEventListener("DOMContentLoaded", function () {
           panel.innerHTML = await response.text();
           Dash.refreshTimes(panel);
         } else if (response.status === 401) {
-          Dash.showError(message, "Your session has ended. Sign in again.");
+          Dash.toSignIn();
         }
       } while (again);
     })();
