@@ -35,7 +35,7 @@ _RUN_AT_MIN = 0.0
 _RUN_AT_MAX = 253402300799.0  # 9999-12-31T23:59:59Z
 _KNOWN_FIELDS = {"url", "method", "headers", "body", "json", "timeout_s", "max_attempts", "backoff", "run_at", "sign_with"}
 # 1..255 characters, none a control character (a NUL would also be refused by PostgreSQL, as a 500).
-_IDEMPOTENCY_KEY = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
+IDEMPOTENCY_KEY_TEXT = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
 
 
 def _invalid(field: str, message: str) -> ApiError:
@@ -186,7 +186,7 @@ def parse_job_request(payload, policy: DestinationPolicy) -> dict:
 
 
 def idempotency_key(value, where: str) -> str | None:
-    if value is not None and not (isinstance(value, str) and _IDEMPOTENCY_KEY.fullmatch(value)):
+    if value is not None and not (isinstance(value, str) and IDEMPOTENCY_KEY_TEXT.fullmatch(value)):
         raise ApiError(400, "invalid_idempotency_key",
                        f"{where} must be 1..255 characters, none of them control characters")
     return value

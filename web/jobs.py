@@ -17,7 +17,7 @@ from models.lifecycle import job_view
 from models.redis_client import redis_client
 from web.auth import require_account
 from web.errors import ApiError, not_found
-from web.job_request import JobRequest, idempotency_key
+from web.job_request import IDEMPOTENCY_KEY_TEXT, JobRequest, idempotency_key
 from web.json_body import RequestModel, body_as, limit_param, validated
 from web.openapi import header, operation, query
 
@@ -294,7 +294,7 @@ def retry(job_id):
 
 BULK_ACTION_MAX = 1000
 # q is a job id, a URL host or an idempotency key: the key's rules are the widest of the three.
-SEARCH_TEXT = _IDEMPOTENCY_KEY
+SEARCH_TEXT = IDEMPOTENCY_KEY_TEXT
 
 
 def _time_param(name: str) -> float | None:
