@@ -125,7 +125,7 @@ def test_onboarding_with_spent_credentials_reuses_the_stored_ones_and_readings_a
     assert missing.status_code == 400 and missing.json()["error"]["details"]["field"] == "connection.client_id"
     assert token_calls(mock) == 1
 
-    services.worker({**metrics_env, "ENPHASE_POLL_INTERVAL_S": "2.3", "ENPHASE_REQUESTS_PER_S": "20"}, role="pollers")
+    services.worker(metrics_env, role="pollers")
     for inverter in (first.json(), second.json()):
         wait_until(lambda: api.get(f"/inverters/{inverter['id']}/latest").json()["reading"], 20, 0.2,
                    f"a reading of Enphase system {inverter['serial']}")
