@@ -20,6 +20,7 @@ connection and the interval its owner asks for into a schedule; nothing else rea
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 SECOND = 1.0
@@ -69,7 +70,7 @@ class Quota:
     throttle_signals: tuple[str, ...] = ()
     requests_per_latest: dict[str, int] = field(default_factory=dict)
 
-    def requests_for(self, device_types) -> int:
+    def requests_for(self, device_types: Iterable[str]) -> int:
         """The requests of one latest call carrying devices of these types: the costliest type's."""
         default = self.requests_per_latest.get("*", 1)
         return max([self.requests_per_latest.get(t, default) for t in device_types] or [default])

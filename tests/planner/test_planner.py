@@ -299,3 +299,18 @@ def test_fusionsolar_counts_its_real_time_window_per_device_type():
     planned = plan(FusionSolarAdapter.quota, devices, 1.0, START, {}, 100)
     assert sorted(c.batch for c in planned.calls) == ["1", "38"]
     assert planned.min_interval_s == pytest.approx(300 * 1.02)  # one call per type per 5 minutes, not per device
+
+
+def test_a_new_devices_own_first_call_is_charged_like_its_place_in_the_plan():
+    devices = typed_fleet("solaredge", 3, 1)
+    planned = plan(SolarEdgeAdapter.quota, devices, 1.0, START, {}, 100)
+    schedule = PollSchedule(planned, START, {})
+    schedule.replan(planned, START, new_devices=["d1-0"])
+    urgent = [e for e in schedule.due(START) if e.urgent]
+    assert [(c.instance, c.amount) for c in charges(SolarEdgeAdapter.quota, urgent[0].call)] == [("s1", 2)]
+    kinds = typed_fleet("fusionsolar", 4, 1)
+    planned = plan(FusionSolarAdapter.quota, kinds, 1.0, START, {}, 100)
+    schedule = PollSchedule(planned, START, {})
+    schedule.replan(planned, START, new_devices=["d1-0"])
+    urgent = [e for e in schedule.due(START) if e.urgent]
+    assert [c.instance for c in charges(FusionSolarAdapter.quota, urgent[0].call)] == ["38"]
