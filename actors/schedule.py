@@ -55,7 +55,7 @@ class PollSchedule:
         self.heap = []
         self.plan = plan
         for device in sorted(new):
-            self._push(Entry(PlanCall((device,), ("",), False), now, urgent=True))
+            self._push(Entry(first_call(plan, device), now, urgent=True))
         self._place(plan.calls, now, spread=False, fresh=new | in_flight)
 
     def _place(self, calls: Iterable[PlanCall], now: float, spread: bool, fresh: set[str] | None = None) -> None:
@@ -138,3 +138,12 @@ class PollSchedule:
 
     def pause(self, until: float) -> None:
         self.paused_until = max(self.paused_until, until)
+
+
+def first_call(plan: Plan, device: str) -> PlanCall:
+    """A new device's call of its own, charged as its call in the plan would be: the same batch key (a window
+    per device type) and requests, and its site when that call carries one site only."""
+    home = next((c for c in plan.calls if device in c.devices), None)
+    if home is None:
+        return PlanCall((device,), ("",), False)
+    return PlanCall((device,), home.sites if len(home.sites) == 1 else ("",), False, home.batch, home.requests)

@@ -32,6 +32,8 @@ def parse_args(argv=None):
     p.add_argument("--start", default=_env("START"), help="simulated start, ISO-8601 (default: now)")
     p.add_argument("--seed", type=int, default=_env("SEED"))
     p.add_argument("--profile", choices=sorted(PROFILES), default=_env("PROFILE", "fast"))
+    p.add_argument("--limits-clock", choices=("real", "sim"), default=_env("LIMITS_CLOCK", "real"),
+                   help="count rate limits in real time (default) or on the simulated clock (benchmarks)")
     p.add_argument("--latency-ms", type=float, default=_env("LATENCY_MS", "0"))
     p.add_argument("--error-rate", type=float, default=_env("ERROR_RATE", "0"))
     p.add_argument("--malformed-rate", type=float, default=_env("MALFORMED_RATE", "0"))
@@ -65,7 +67,7 @@ def main(argv=None) -> int:
         print(f"mock_inverter: {exc}", file=sys.stderr)
         return 2
 
-    app = create_app(fleet, SimClock(start, args.speed), args.profile, faults)
+    app = create_app(fleet, SimClock(start, args.speed), args.profile, faults, args.limits_clock)
     server = MockServer(app, args.host, args.port, args.access_log)
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, server.stop)
@@ -75,7 +77,7 @@ def main(argv=None) -> int:
         print(f"mock_inverter: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 1
     print(f"mock_inverter: {len(fleet.devices)} devices on http://{args.host}:{server.port} "
-          f"(profile {args.profile}, speed {args.speed}x)", flush=True)
+          f"(profile {args.profile}, speed {args.speed}x, limits on the {args.limits_clock} clock)", flush=True)
     server.wsgi._stop_event.wait()
     return 0
 

@@ -18,9 +18,9 @@ REASONS = {500: "500 Internal Server Error", 502: "502 Bad Gateway", 503: "503 S
 
 
 def create_app(fleet: Fleet, clock: SimClock | None = None, profile: str = "fast",
-               faults: Faults | None = None) -> Flask:
+               faults: Faults | None = None, limits_clock: str = "real") -> Flask:
     app = Flask(__name__)
-    world = World(fleet, clock or SimClock(), profile, faults)
+    world = World(fleet, clock or SimClock(), profile, faults, limits_clock)
     app.extensions["mock_inverter"] = world
     for brand in BRANDS:
         app.register_blueprint(brand.bp)
@@ -85,7 +85,8 @@ def _admin_blueprint(world: World):
 
     @bp.get("/health")
     def health():
-        return jsonify({"ok": True, "sim_time": iso_utc(world.simulator.t), "devices": len(world.fleet.devices),
+        return jsonify({"ok": True, "sim_time": iso_utc(world.simulator.t), "clock": world.clock.now(),
+                        "clock_speed": world.clock.speed, "devices": len(world.fleet.devices),
                         "profile": world.limits.profile})
 
     @bp.get("/stats")

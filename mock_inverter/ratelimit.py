@@ -1,10 +1,13 @@
-"""Per token+endpoint and per token+device rate limits, in real (wall-clock) time.
+"""Per token+endpoint and per token+device rate limits, in real (wall-clock) time by default.
 
-Clients live in real time even when the simulation runs faster, so limits use a monotonic clock.
+Clients live in real time even when the simulation runs faster, so limits use a monotonic clock. With
+`--limits-clock sim` they count on the simulation's clock instead (a benchmark whose client runs on the same
+accelerated clock covers a simulated day or month of limits in minutes): rolling windows, calendar days
+and months all follow the simulated time.
 Rejected calls are not counted, so a client that backs off gets through at the next window.
 
-Some brands (SolarEdge) count calendar-day budgets instead (per key and per site, reset at 00:00 UTC of the
-real clock) and cap the requests in progress per source address.
+Some brands (SolarEdge) count calendar-day budgets instead (per key and per site, reset at 00:00 UTC)
+and cap the requests in progress per source address.
 """
 from __future__ import annotations
 
@@ -56,7 +59,7 @@ class RateLimits:
         self._monotonic = monotonic
         self._wall = wall
         self._calls: dict[tuple, deque] = {}
-        self.plans = PlanLimits(profile, monotonic)
+        self.plans = PlanLimits(profile, monotonic, wall)
         self._day = -1
         self._spent: dict[tuple, int] = {}
         self._in_progress: dict[tuple, int] = {}

@@ -25,6 +25,8 @@ from models.settings import SettingsError, get_settings
 DEMO_CONNECTIONS = {
     "sandbox": {"api_key": os.environ.get("DEMO_SANDBOX_KEY", "demo-sandbox-key")},
     "growatt_v4": {"token": os.environ.get("DEMO_GROWATT_TOKEN", "demo-growatt-token")},
+    # The same Growatt plants through the older OpenAPI v1: one account may hold both connections.
+    "growatt_v1": {"token": os.environ.get("DEMO_GROWATT_TOKEN", "demo-growatt-token")},
     "solaredge": {"api_key": os.environ.get("DEMO_SOLAREDGE_KEY", "demo-solaredge-key")},
     "enphase": {"client_id": os.environ.get("DEMO_ENPHASE_CLIENT_ID", "demo-enphase-client"),
                 "client_secret": os.environ.get("DEMO_ENPHASE_CLIENT_SECRET", "demo-enphase-secret"),

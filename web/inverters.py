@@ -550,7 +550,8 @@ def _connection_plan(connection, inverters, asked_s: float | None = None):
     clock = clock_from_settings(settings)
     now = clock.now()
     guard_s = 0.1 / clock.real_seconds(1.0)  # as actors/poller.py CLOCK_JITTER_S
-    budget = QuotaBudget(redis_client(), connection.id, cls.quota, guard_s)
+    quota = cls.quota_for(dict(connection.credentials or {}))  # an Enphase plan sets the connection's own
+    budget = QuotaBudget(redis_client(), connection.id, quota, guard_s)
     try:
         used = budget.calendar_used(now)
     except Exception as exc:
@@ -558,12 +559,12 @@ def _connection_plan(connection, inverters, asked_s: float | None = None):
                        {"reason": str(exc)}) from None
     devices = [plan_device(connection.brand, i) for i in inverters]
     asked = asked_s if asked_s is not None else requested_interval(connection, settings)
-    return plan(cls.quota, devices, asked, now, used, cls.batch_size, guard_s), budget, now
+    return plan(quota, devices, asked, now, used, cls.batch_size, guard_s), budget, now
 
 
 def connection_view(connection, inverters) -> dict:
     planned, budget, now = _connection_plan(connection, inverters)
-    quota = ADAPTERS[connection.brand].quota
+    quota = budget.quota
     instances: dict[int, set[str]] = {}
     for call in planned.calls:
         for charge in charges(quota, call):

@@ -39,7 +39,8 @@ def requested_interval(connection, settings) -> float:
 def plan_device(brand: str, inverter) -> PlanDevice:
     """An inverter row as the quota planner sees it: its site is its plant (or itself when it has none)."""
     device = PolledDevice(inverter.serial, inverter.device_type, inverter.timezone)
-    return PlanDevice(inverter.id, inverter.plant_id or inverter.serial, ADAPTERS[brand].batch_key(device))
+    return PlanDevice(inverter.id, inverter.plant_id or inverter.serial, ADAPTERS[brand].batch_key(device),
+                      inverter.device_type or "")
 
 
 __all__ = ["ADAPTERS", "BrandAdapter", "BrandError", "adapter_class", "adapter_for", "plan_device", "requested_interval"]

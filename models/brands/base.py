@@ -136,6 +136,11 @@ class BrandAdapter:
         except InvalidUrl as exc:  # a connection stored before base URLs were checked: every call says why
             self.base_url, self.unusable = "<invalid base URL>", exc.message
 
+    @classmethod
+    def quota_for(cls, credentials: dict) -> Quota:
+        """The limits of a connection with these credentials (a brand whose plans differ overrides this)."""
+        return cls.quota
+
     def credentials_changed(self) -> None:
         """The adapter rotated its credentials (e.g. a new OAuth refresh token): hand the new set to whoever stores
         the connection, at once, since the old refresh token no longer works."""

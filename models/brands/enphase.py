@@ -33,7 +33,8 @@ API = "/api/v4"
 TOKEN_PATH = "/oauth/token"
 PAGE_SIZE = 100
 BATTERY_GROUPS = ("encharges", "acbs")
-API_ENDPOINTS = ("systems", "devices", "summary", "battery")
+# "latest" is the poller's call: a system's summary, plus its battery telemetry when it has a battery.
+API_ENDPOINTS = ("systems", "devices", "summary", "battery", "latest")
 REFRESH_MARGIN_S = 300.0          # refresh when 5 minutes (or 10% of a shorter lifetime) remain
 REFRESH_MARGIN_SHARE = 0.1
 
@@ -43,7 +44,8 @@ def plan_quota(per_minute: int, per_month: int) -> Quota:
     Token refreshes go to the OAuth endpoint and are not API calls."""
     return Quota(windows=(Window("per minute per API key", per_minute, MINUTE, endpoints=API_ENDPOINTS),
                           Window("monthly per API key", per_month, MONTH, endpoints=API_ENDPOINTS, calendar=True)),
-                 throttle_signals=("HTTP 429 (no Retry-After)",))
+                 throttle_signals=("HTTP 429 (no Retry-After)",),
+                 requests_per_latest={group: 2 for group in BATTERY_GROUPS})
 
 
 # The developer plans' documented limits; "demo" is the mock's fast profile, for `make run` and tests.
@@ -67,9 +69,13 @@ class EnphaseAdapter(BrandAdapter):
     def __init__(self, base_url: str, credentials: dict, policy, timeout_s: float = 10.0,
                  on_credentials_changed: Callable[[dict], None] | None = None):
         super().__init__(base_url, dict(credentials), policy, timeout_s, on_credentials_changed)
-        self.quota = PLANS.get(self.credentials.get("plan") or DEFAULT_PLAN, PLANS[DEFAULT_PLAN])
+        self.quota = self.quota_for(self.credentials)
         # One refresh at a time: concurrent calls wait for it and then use its token (a refresh token works once).
         self._refresh_lock = threading.Lock()
+
+    @classmethod
+    def quota_for(cls, credentials: dict) -> Quota:
+        return PLANS.get(credentials.get("plan") or DEFAULT_PLAN, PLANS[DEFAULT_PLAN])
 
     # -- tokens ------------------------------------------------------------------------------------
     def _token_fresh(self) -> bool:

@@ -44,6 +44,7 @@ class PlanDevice:
     id: str              # the inverter's id
     site: str            # the brand's site (plant) id, or the serial when the brand has none
     batch_key: str = ""  # devices with the same key may share a bulk call
+    device_type: str = ""  # what quota.requests_per_latest prices
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class PlanCall:
     devices: tuple[str, ...]
     sites: tuple[str, ...]
     bulk: bool
+    batch: str = ""      # the devices' batch key: the instance of a "batch" scope window
+    requests: int = 1    # the brand's requests this call sends (quota.requests_per_latest)
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,8 @@ def group_calls(quota: Quota, devices: Sequence[PlanDevice], batch_size: int = 1
     calls: list[PlanCall] = []
     if bulk is None or size == 1:
         for device in sorted(devices, key=lambda d: (d.site, d.id)):
-            calls.append(PlanCall((device.id,), (device.site,), False))
+            calls.append(PlanCall((device.id,), (device.site,), False, device.batch_key,
+                                  quota.requests_for((device.device_type,))))
         return _interleave_sites(calls)
     if bulk.charge == "each":
         # Charged per carried unit anyway: smaller lumps fill a key window closer to its limit (a lump of m
@@ -112,12 +116,15 @@ def group_calls(quota: Quota, devices: Sequence[PlanDevice], batch_size: int = 1
             even = math.ceil(len(names) / math.ceil(len(names) / size))  # equal lumps, none above size
             for start in range(0, len(names), even):
                 chunk = names[start:start + even]
-                calls.append(PlanCall(tuple(i for s in chunk for i in sites[s]), tuple(chunk), True))
+                types = {d.device_type for d in members if d.site in chunk}
+                calls.append(PlanCall(tuple(i for s in chunk for i in sites[s]), tuple(chunk), True, key,
+                                      quota.requests_for(types)))
         else:
             for start in range(0, len(members), size):
                 chunk_devices = members[start:start + size]
                 calls.append(PlanCall(tuple(d.id for d in chunk_devices),
-                                      tuple(dict.fromkeys(d.site for d in chunk_devices)), True))
+                                      tuple(dict.fromkeys(d.site for d in chunk_devices)), True, key,
+                                      quota.requests_for({d.device_type for d in chunk_devices})))
     return tuple(calls)
 
 
@@ -136,13 +143,16 @@ def charges(quota: Quota, call: PlanCall, endpoint: str = LATEST) -> list[Charge
     """What one call costs in each window that counts it, per instance of the window's scope.
 
     Key and endpoint windows: 1 for a single call or a bulk charged once, one per carried site/device for a
-    bulk charged each. Site and device windows: 1 per carried site and per carried device.
+    bulk charged each; a batch window: 1 to the call's batch key. Site and device windows: 1 per carried site
+    and per carried device. Each of these is multiplied by the requests the call sends (`call.requests`).
     """
     bulk = latest_bulk(quota, endpoint) if call.bulk else None
     if bulk is None or bulk.charge == "once":
         key_amount = 1
     else:
         key_amount = len(call.sites) if bulk.per == "site" else len(call.devices)
+    each = call.requests
+    key_amount *= each
     out: list[Charge] = []
     for index, window in enumerate(quota.windows):
         if not window.counts(endpoint):
@@ -151,10 +161,12 @@ def charges(quota: Quota, call: PlanCall, endpoint: str = LATEST) -> list[Charge
             out.append(Charge(index, "", key_amount))
         elif window.scope == "endpoint":
             out.append(Charge(index, endpoint, key_amount))
+        elif window.scope == "batch":
+            out.append(Charge(index, call.batch, each))
         elif window.scope == "site":
-            out.extend(Charge(index, site, 1) for site in call.sites)
+            out.extend(Charge(index, site, each) for site in call.sites)
         else:
-            out.extend(Charge(index, device, 1) for device in call.devices)
+            out.extend(Charge(index, device, each) for device in call.devices)
     return out
 
 

@@ -14,9 +14,13 @@ connection and the interval its owner asks for into a schedule; nothing else rea
   them (`charge="each"`) or once to the credential (`charge="once"`).
 - `concurrency` caps requests in progress per credential; `min_interval_s` is a documented minimum gap
   between two calls of one endpoint (per credential).
+- `requests_per_latest`: how many of the brand's requests one latest call of the adapter sends, by the device
+  type it carries ("*": any other type; 1 when absent). Every window counting "latest" is charged that many
+  (SolarEdge: power flow and overview; Enphase: a battery system's summary and battery telemetry).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 SECOND = 1.0
@@ -64,3 +68,9 @@ class Quota:
     bulk: tuple[Bulk, ...] = ()
     # How the brand says "too many calls": HTTP statuses and codes in the body (for the record and metrics).
     throttle_signals: tuple[str, ...] = ()
+    requests_per_latest: dict[str, int] = field(default_factory=dict)
+
+    def requests_for(self, device_types: Iterable[str]) -> int:
+        """The requests of one latest call carrying devices of these types: the costliest type's."""
+        default = self.requests_per_latest.get("*", 1)
+        return max([self.requests_per_latest.get(t, default) for t in device_types] or [default])

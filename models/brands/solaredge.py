@@ -25,9 +25,10 @@ PREFIX = "/solaredge"
 PAGE_SIZE = 100
 SEPARATOR = ":"
 INVALID_TOKEN = "Invalid token"
-# Calls that name no site count against the key; all others against each site they name.
+# Calls that name no site count against the key; all others against each site they name. "latest" is the
+# poller's call: one site's power flow and overview, two requests (quota.requests_per_latest).
 KEY_ENDPOINTS = ("sites",)
-SITE_ENDPOINTS = ("inventory", "powerflow", "overview")
+SITE_ENDPOINTS = ("inventory", "powerflow", "overview", "latest")
 WATTS_PER = {"w": 1.0, "kw": 1000.0, "mw": 1_000_000.0}
 STATUS = {"active": "normal", "idle": "waiting"}
 
@@ -47,8 +48,10 @@ class SolarEdgeAdapter(BrandAdapter):
         windows=(Window("daily per key", 300, DAY, scope="key", endpoints=KEY_ENDPOINTS, calendar=True),
                  Window("daily per site", 300, DAY, scope="site", endpoints=SITE_ENDPOINTS, calendar=True)),
         concurrency=3,
-        bulk=(Bulk("overview", 100, per="site", charge="each"),),
+        # One latest call serves every inverter of a site (batch_key), charged once to the site.
+        bulk=(Bulk("overview", 100, per="site", charge="each"), Bulk("latest", 100, per="device", charge="once")),
         throttle_signals=("HTTP 429",),
+        requests_per_latest={"*": 2},
     )
 
     @staticmethod

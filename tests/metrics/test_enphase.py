@@ -125,7 +125,7 @@ def test_onboarding_with_spent_credentials_reuses_the_stored_ones_and_readings_a
     assert missing.status_code == 400 and missing.json()["error"]["details"]["field"] == "connection.client_id"
     assert token_calls(mock) == 1
 
-    services.worker({**metrics_env, "ENPHASE_POLL_INTERVAL_S": "2.3", "ENPHASE_REQUESTS_PER_S": "20"}, role="pollers")
+    services.worker(metrics_env, role="pollers")
     for inverter in (first.json(), second.json()):
         wait_until(lambda: api.get(f"/inverters/{inverter['id']}/latest").json()["reading"], 20, 0.2,
                    f"a reading of Enphase system {inverter['serial']}")
@@ -133,3 +133,8 @@ def test_onboarding_with_spent_credentials_reuses_the_stored_ones_and_readings_a
     assert battery["battery_soc_pct"] is not None and battery["pv_power_w"] > 0
     assert token_calls(mock) == 1, "the poller uses the stored access token, no refresh needed"
     assert mock_stats(mock)["totals"]["rate_limited"] == 0
+    # The connection is planned within its own plan's limits (the demo plan), not the brand's default Watt plan;
+    # the battery system's poll is two calls (summary and battery telemetry).
+    shown = api.get(f"/connections/{first.json()['connection_id']}").json()
+    assert {w["name"]: w["limit"] for w in shown["windows"]} == {"per minute per API key": 600,
+                                                                 "monthly per API key": 10_000_000}

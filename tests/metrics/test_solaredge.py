@@ -25,7 +25,7 @@ LOOPBACK_ALLOWED = DestinationPolicy([ipaddress.ip_network("127.0.0.0/8")])
 
 @pytest.fixture
 def metrics_env(env):
-    return {**env, **PACE, "SOLAREDGE_POLL_INTERVAL_S": "2.3", "SOLAREDGE_REQUESTS_PER_S": "15"}
+    return {**env, **PACE}
 
 
 @pytest.fixture

@@ -38,3 +38,15 @@ def test_a_batch_is_refused_whole_when_one_device_is_too_early():
     assert limits.check("growatt", "t", "v4:queryLastData", ["B", "A"])[1] == "device"
     assert limits.check("growatt", "t", "v4:queryLastData", ["B"])[1] == "", "B was not counted by the refusal"
 
+
+
+def test_enphase_months_follow_the_clock_the_limits_are_given():
+    # The month is read from the wall clock handed to RateLimits (the simulated one under --limits-clock sim),
+    # not from the machine's: a simulated month's end frees the next month's budget.
+    clock = FakeClock()
+    clock.now = 1_719_791_990.0  # 2024-06-30T23:59:50Z
+    limits = RateLimits("real", {}, monotonic=clock, wall=clock)
+    overrides = {"per_month": 2}
+    assert [limits.plans.check("key", "watt", overrides) for _ in range(3)] == ["", "", "month"]
+    clock.now += 70  # July, and past the rolling minute
+    assert limits.plans.check("key", "watt", overrides) == ""

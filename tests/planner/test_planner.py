@@ -191,3 +191,126 @@ def test_a_pause_and_the_concurrency_cap_hold_calls_back():
     assert schedule.next_at() == START + 5000.0 + current.min_gap_s
     more = schedule.due(START + 6000.0)
     assert len(more) == 1 and schedule.next_at() is None  # two in flight: nothing until one comes back
+
+
+# -- the new brands' own quotas, counted as the brand counts its requests (not by the planner's charges) -----
+from models.brands.enphase import PLANS as ENPHASE_PLANS  # noqa: E402
+from models.brands.fusionsolar import FusionSolarAdapter  # noqa: E402
+from models.brands.growatt_v1 import GrowattV1Adapter  # noqa: E402
+from models.brands.solaredge import SolarEdgeAdapter  # noqa: E402
+
+DEVICE_TYPES = {"solaredge": ("inverter", "storedge"), "enphase": ("micros", "encharges"),
+                "fusionsolar": ("1", "38"), "growatt_v1": ("inverter", "storage")}
+BRAND_QUOTAS = {"solaredge": (SolarEdgeAdapter.quota, 100), "enphase": (ENPHASE_PLANS["kilowatt"], 1),
+                "fusionsolar": (FusionSolarAdapter.quota, 100), "growatt_v1": (GrowattV1Adapter.quota, 1)}
+
+
+def typed_fleet(brand: str, sites: int, per_site: int) -> list[PlanDevice]:
+    types = DEVICE_TYPES[brand]
+    out = []
+    for s in range(sites):
+        for n in range(per_site):
+            kind = types[(s + n) % len(types)]
+            # SolarEdge batches by site, FusionSolar by device type; the others poll one device per call
+            batch = f"s{s}" if brand == "solaredge" else kind if brand == "fusionsolar" else ""
+            out.append(PlanDevice(f"d{s}-{n}", f"s{s}", batch, kind))
+    return out
+
+
+def brand_requests(brand: str, call, types: dict) -> list[tuple[str, str]]:
+    """The requests one latest call sends, as (the brand's counter, its instance): from the brands' documents."""
+    if brand == "solaredge":  # power flow + overview of the one site; 300 a day per site
+        return [("daily per site", call.sites[0])] * 2
+    if brand == "enphase":  # the summary, plus battery telemetry for a battery system; per API key
+        sent = sum(2 if types[d] == "encharges" else 1 for d in call.devices)
+        return [(name, "") for name in ("per minute per API key", "monthly per API key") for _ in range(sent)]
+    if brand == "fusionsolar":  # getDevRealKpi of one device type, up to 100 devices
+        return [("real-time device data per device type", types[call.devices[0]])]
+    return [("latest data per device", call.devices[0]), ("latest data per key", "")]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(brand=st.sampled_from(sorted(BRAND_QUOTAS)), sites=st.integers(1, 50), per_site=st.integers(1, 2),
+       requested=st.floats(1.0, 5_000.0))
+def test_each_brands_quota_keeps_its_requests_inside_the_documented_limits(brand, sites, per_site, requested):
+    quota, batch = BRAND_QUOTAS[brand]
+    devices = typed_fleet(brand, sites, per_site)
+    types = {d.id: d.device_type for d in devices}
+    span = DAY if brand != "enphase" else 3 * DAY
+    first = plan(quota, devices, requested, START, {}, batch)
+    windows = {w.name: w for w in quota.windows}
+    counted: dict = defaultdict(list)
+    for at, call in sends_with_calls(quota, batch, devices, requested, span):
+        for name, instance in brand_requests(brand, call, types):
+            counted[(name, instance)].append(at)
+    for (name, _), stamps in counted.items():
+        window = windows[name]
+        assert most_in_a_window(window, stamps) <= window.limit, (name, most_in_a_window(window, stamps))
+    if requested <= first.min_interval_s and first.binding in windows and not windows[first.binding].calendar:
+        window = windows[first.binding]
+        best = max(most_in_a_window(window, s) for (n, _), s in counted.items() if n == window.name)
+        assert best >= 0.9 * window.limit, (window.name, best)
+
+
+def sends_with_calls(quota, batch, devices, requested, seconds, start=START):
+    """As simulate, but the calls themselves: [(at, PlanCall)]."""
+    used: dict = defaultdict(int)
+    current = plan(quota, devices, requested, start, used, batch)
+    schedule = PollSchedule(current, start, {}, concurrency=quota.concurrency or 16)
+    out, now = [], start
+    while now < start + seconds:
+        if current.valid_until is not None and now >= current.valid_until:
+            used = defaultdict(int, {k: v for k, v in used.items() if not quota.windows[k[0]].calendar})
+            current = plan(quota, devices, requested, now, used, batch)
+            schedule.replan(current, now)
+        for entry in schedule.due(now):
+            for c in charges(quota, entry.call):
+                used[(c.window, c.instance)] += c.amount
+            out.append((now, entry.call))
+            schedule.finished(entry, now)
+        now = max(schedule.next_at(), now)
+    return out
+
+
+def most_in_a_window(window: Window, stamps: list[float]) -> int:
+    stamps = sorted(stamps)
+    if window.calendar:
+        per: dict = defaultdict(int)
+        for at in stamps:
+            per[period_bounds(window, at)[0]] += 1
+        return max(per.values(), default=0)
+    best, lo = 0, 0
+    for hi, at in enumerate(stamps):
+        while stamps[lo] <= at - window.period_s:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+def test_a_solaredge_site_is_one_call_of_two_requests_and_lasts_the_day():
+    devices = typed_fleet("solaredge", 50, 2)
+    planned = plan(SolarEdgeAdapter.quota, devices, 1.0, START, {}, 100)
+    assert len(planned.calls) == 50 and {c.requests for c in planned.calls} == {2}
+    assert planned.min_interval_s == pytest.approx(DAY / 150, rel=1e-5)  # 300 requests a site, 2 a poll
+
+
+def test_fusionsolar_counts_its_real_time_window_per_device_type():
+    devices = typed_fleet("fusionsolar", 50, 1)
+    planned = plan(FusionSolarAdapter.quota, devices, 1.0, START, {}, 100)
+    assert sorted(c.batch for c in planned.calls) == ["1", "38"]
+    assert planned.min_interval_s == pytest.approx(300 * 1.02)  # one call per type per 5 minutes, not per device
+
+
+def test_a_new_devices_own_first_call_is_charged_like_its_place_in_the_plan():
+    devices = typed_fleet("solaredge", 3, 1)
+    planned = plan(SolarEdgeAdapter.quota, devices, 1.0, START, {}, 100)
+    schedule = PollSchedule(planned, START, {})
+    schedule.replan(planned, START, new_devices=["d1-0"])
+    urgent = [e for e in schedule.due(START) if e.urgent]
+    assert [(c.instance, c.amount) for c in charges(SolarEdgeAdapter.quota, urgent[0].call)] == [("s1", 2)]
+    kinds = typed_fleet("fusionsolar", 4, 1)
+    planned = plan(FusionSolarAdapter.quota, kinds, 1.0, START, {}, 100)
+    schedule = PollSchedule(planned, START, {})
+    schedule.replan(planned, START, new_devices=["d1-0"])
+    urgent = [e for e in schedule.due(START) if e.urgent]
+    assert [c.instance for c in charges(FusionSolarAdapter.quota, urgent[0].call)] == ["38"]
