@@ -133,6 +133,46 @@ def services(tmp_path, request):
             print(f"--- {svc.name} log ---\n{svc.logs()[-4000:]}")
 
 
+# A test that starts project processes or a browser -- in its body or through a fixture, at any depth -- is
+# marked `processes`, and `make test-fast` leaves it out (-m "not processes"). Found by the names the test's
+# and its fixtures' code uses, so a new test is classified without anyone remembering to mark it.
+PROCESS_STARTERS = frozenset({"subprocess", "run_cli", "create_account_with_cli", "MockProcess", "web_service",
+                              "worker_service", "mock_service", "gunicorn_service", "sync_playwright"})
+
+
+def _code_names(code) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            names |= _code_names(const)
+    return names
+
+
+def _starts_processes(function, seen: set) -> bool:
+    """Whether the function's code, or a function of the test suite's that it calls by name, starts one."""
+    function = getattr(function, "__wrapped__", function)
+    code = getattr(function, "__code__", None)
+    if code is None or code in seen:
+        return False
+    seen.add(code)
+    names = _code_names(code)
+    if not PROCESS_STARTERS.isdisjoint(names):
+        return True
+    module_globals = getattr(function, "__globals__", {})
+    return any(_starts_processes(helper, seen) for name in names
+               if getattr(helper := module_globals.get(name), "__module__", "").startswith("tests.")
+               and callable(helper))
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        fixture_defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        functions = [getattr(item, "function", None)] + [d.func for defs in fixture_defs.values() for d in defs]
+        seen: set = set()
+        if any(_starts_processes(f, seen) for f in functions if f is not None):
+            item.add_marker(pytest.mark.processes)
+
+
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
