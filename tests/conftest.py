@@ -21,7 +21,8 @@ ARTIFACTS = ROOT / "test-artifacts"
 
 
 class RedisServer:
-    """A redis-server of the test session's own, so pub/sub channels never meet another run's."""
+    """A redis-server of the test session's own (of each pytest-xdist worker's own, on its own free port), so
+    pub/sub channels never meet another run's."""
 
     def __init__(self, workdir: Path):
         self.port = free_port()
@@ -82,7 +83,8 @@ def postgres_server_url():
     """A PostgreSQL database of this test session's own, or a skip saying why there is none."""
     psycopg2 = pytest.importorskip("psycopg2")
     admin_url = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    name = f"relay_test_{os.getpid()}"
+    # One per test process: under pytest-xdist each worker (gw0, gw1, ...) has its own.
+    name = f"relay_test_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}"
     try:
         admin = psycopg2.connect(admin_url, connect_timeout=3)
     except psycopg2.OperationalError as exc:
