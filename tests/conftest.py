@@ -21,7 +21,8 @@ ARTIFACTS = ROOT / "test-artifacts"
 
 
 class RedisServer:
-    """A redis-server of the test session's own, so pub/sub channels never meet another run's."""
+    """A redis-server of the test session's own (of each pytest-xdist worker's own, on its own free port), so
+    pub/sub channels never meet another run's."""
 
     def __init__(self, workdir: Path):
         self.port = free_port()
@@ -82,7 +83,8 @@ def postgres_server_url():
     """A PostgreSQL database of this test session's own, or a skip saying why there is none."""
     psycopg2 = pytest.importorskip("psycopg2")
     admin_url = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    name = f"relay_test_{os.getpid()}"
+    # One per test process: under pytest-xdist each worker (gw0, gw1, ...) has its own.
+    name = f"relay_test_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}"
     try:
         admin = psycopg2.connect(admin_url, connect_timeout=3)
     except psycopg2.OperationalError as exc:
@@ -131,6 +133,46 @@ def services(tmp_path, request):
             pass
         if failed:
             print(f"--- {svc.name} log ---\n{svc.logs()[-4000:]}")
+
+
+# A test that starts project processes or a browser -- in its body or through a fixture, at any depth -- is
+# marked `processes`, and `make test-fast` leaves it out (-m "not processes"). Found by the names the test's
+# and its fixtures' code uses, so a new test is classified without anyone remembering to mark it.
+PROCESS_STARTERS = frozenset({"subprocess", "run_cli", "create_account_with_cli", "MockProcess", "web_service",
+                              "worker_service", "mock_service", "gunicorn_service", "sync_playwright"})
+
+
+def _code_names(code) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            names |= _code_names(const)
+    return names
+
+
+def _starts_processes(function, seen: set) -> bool:
+    """Whether the function's code, or a function of the test suite's that it calls by name, starts one."""
+    function = getattr(function, "__wrapped__", function)
+    code = getattr(function, "__code__", None)
+    if code is None or code in seen:
+        return False
+    seen.add(code)
+    names = _code_names(code)
+    if not PROCESS_STARTERS.isdisjoint(names):
+        return True
+    module_globals = getattr(function, "__globals__", {})
+    return any(_starts_processes(helper, seen) for name in names
+               if getattr(helper := module_globals.get(name), "__module__", "").startswith("tests.")
+               and callable(helper))
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        fixture_defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        functions = [getattr(item, "function", None)] + [d.func for defs in fixture_defs.values() for d in defs]
+        seen: set = set()
+        if any(_starts_processes(f, seen) for f in functions if f is not None):
+            item.add_marker(pytest.mark.processes)
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from tests.helpers import wait_until
+from tests.helpers import mock_service, sqlite_url, system_env, wait_until
 
 START = "2024-06-21T11:00:00Z"   # midday in Lagos and Amsterdam: every demo device produces
 SANDBOX_KEY = "demo-sandbox-key"
@@ -42,6 +42,26 @@ def metrics_env(env):
 @pytest.fixture
 def mock(services, metrics_env):
     return services.mock_inverter(metrics_env, "--start", START, "--speed", "60")
+
+
+@pytest.fixture(scope="module")
+def module_mock(redis_server, tmp_path_factory):
+    """One mock inverter for a module's tests (its start-up is a couple of CPU seconds); use `shared_mock`."""
+    workdir = tmp_path_factory.mktemp("mock")
+    svc = mock_service({**system_env(sqlite_url(workdir), redis_server.url), **PACE}, workdir,
+                       "--start", START, "--speed", "60").start()
+    yield svc
+    if svc.alive():
+        svc.stop(timeout=20)
+
+
+@pytest.fixture
+def shared_mock(module_mock):
+    """The module's mock inverter with faults cleared, counters and rate-limit windows reset: what a test that
+    only talks to the mock (no fault or token state carried between tests) may use instead of `mock`."""
+    set_faults(module_mock, clear=True)
+    requests.post(module_mock.url + "/admin/stats/reset", timeout=5).raise_for_status()
+    return module_mock
 
 
 @pytest.fixture

@@ -38,13 +38,13 @@ def _onboard(api, base_url: str, brand: str = "sandbox"):
 
 
 @pytest.mark.parametrize("host", DISGUISED_LOOPBACK)
-def test_a_disguised_host_is_refused_without_connecting_and_nothing_stored(api, recorder, host):
-    reply = _onboard(api, f"http://{host}:{recorder.port}")
+def test_a_disguised_host_is_refused_without_connecting_and_nothing_stored(client, recorder, host):
+    reply = _onboard(client, f"http://{host}:{recorder.port}")
     assert reply.status_code == 422, reply.text
-    error = reply.json()["error"]
+    error = reply.get_json()["error"]
     assert (error["code"], error["details"]["field"]) == ("validation_failed", "connection.base_url")
     assert recorder.accepted == 0
-    assert api.get("/inverters").json()["inverters"] == []
+    assert client.get("/inverters").get_json()["inverters"] == []
 
 
 def test_userinfo_in_a_base_url_is_refused_and_never_echoed_or_logged(web, api, recorder):

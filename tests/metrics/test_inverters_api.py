@@ -1,9 +1,17 @@
 """Onboarding through the brand adapters, access control, members and browser sessions (web + mock)."""
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import make_client
 from tests.helpers import create_account, free_port
 from tests.metrics.conftest import GROWATT_TOKEN, connection, mock_stats, onboard
+
+
+@pytest.fixture
+def mock(shared_mock):
+    """No poller runs here and no test leaves faults or spent tokens: the module's tests share one mock."""
+    return shared_mock
 
 
 DEMO_FLEET = [("sandbox", "SBX-AMS-0001", "hybrid", "Europe/Amsterdam"),
