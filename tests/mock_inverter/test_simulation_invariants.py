@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pvlib
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from mock_inverter.config import generate_fleet, parse_fleet
@@ -116,7 +116,9 @@ def test_prefetched_day_curves_match_computed_ones():
     np.testing.assert_array_equal(eager.power, prefetched.power)
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# No shrinking: each example simulates a day twice, and shrinking a failure took minutes.
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          phases=[Phase.explicit, Phase.reuse, Phase.generate])
 @given(fleet=sites, start=starts, hours=st.floats(0.5, 23.5))
 def test_a_start_mid_day_reports_the_day_so_far(fleet, start, hours):
     """Counters and state of charge at any start time agree with a mock that ran since local midnight."""
@@ -128,7 +130,9 @@ def test_a_start_mid_day_reports_the_day_so_far(fleet, start, hours):
     started_now = Simulator(fleet, ran_all_day.t)
     for k, name in enumerate(COUNTERS):
         expected, got = ran_all_day.today_wh[k], started_now.today_wh[k]
-        tolerance = 0.05 * expected + (250.0 if name in ("load", "import") else 60.0)
+        # Household load spikes are sampled at other instants by 5-minute steps than by 1-minute ticks, and
+        # every flow but PV carries them (export, the battery's charge and discharge follow the load).
+        tolerance = 0.05 * expected + (60.0 if name == "pv" else 300.0)
         assert (np.abs(got - expected) <= tolerance).all(), (name, expected, got)
     battery = started_now.has_battery
     assert (np.abs(started_now.soc_pct[battery] - ran_all_day.soc_pct[battery]) <= 8.0).all()
