@@ -3,6 +3,7 @@
 Every value comes from the one settings object (models/settings.py), so the environment variables of the
 README's table mean the same under gunicorn as under `python -m web`; WEB_WORKERS sets the process count.
 """
+
 from models.settings import get_settings
 from web.server import HEALTH_RESERVE, server_limits
 

@@ -1,4 +1,5 @@
 """`python -m actors [--role jobs|pollers|all]`: the worker process, until SIGTERM or SIGINT."""
+
 from gevent import monkey
 
 monkey.patch_all()
@@ -19,8 +20,12 @@ log = logging.getLogger("worker")
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m actors", description="The Pykka actor system.")
-    parser.add_argument("--role", choices=("jobs", "pollers", "all"), default="all",
-                        help="jobs: dispatch outbound HTTP jobs; pollers: poll inverters; all: both")
+    parser.add_argument(
+        "--role",
+        choices=("jobs", "pollers", "all"),
+        default="all",
+        help="jobs: dispatch outbound HTTP jobs; pollers: poll inverters; all: both",
+    )
     args = parser.parse_args(argv)
     try:
         settings = get_settings()

@@ -20,6 +20,7 @@ Opening and clearing are idempotent in the database (one open episode per rule a
 restarted engine, or two engines, never send an alert twice. Each opening/clearing is published as an
 `alert` event on the inverter's channel for its streams, with an event id and in the inverter's replay log.
 """
+
 from __future__ import annotations
 
 import json
@@ -168,8 +169,9 @@ class AlertEngine(pykka.ThreadingActor):
         elif rule.kind == "production_low":
             at = reading.get("time") or t
             expected = self.clear_sky.expected_w(site_of(rule.params), at)
-            action, self.below_since[key] = A.production_action(reading.get("pv_power_w"), expected, rule.params,
-                                                                is_open, self.below_since.get(key), at)
+            action, self.below_since[key] = A.production_action(
+                reading.get("pv_power_w"), expected, rule.params, is_open, self.below_since.get(key), at
+            )
             values = {"pv_power_w": reading.get("pv_power_w"), "expected_w": round(expected, 1), **rule.params}
         elif rule.kind == "daily_summary":
             self._summarize(rule, inverter_id, reading, t)
@@ -188,11 +190,15 @@ class AlertEngine(pykka.ThreadingActor):
         if not A.summary_due(at, sunset, day, self.summarized.get(key)):
             return
         self.summarized[key] = day
-        values = {"date": datetime.fromtimestamp(day * DAY_S, timezone.utc).date().isoformat(),
-                  "sunset": iso(sunset), "energy_today_wh": reading.get("energy_today_wh"),
-                  "energy_total_wh": reading.get("energy_total_wh")}
-        result = self.db.write(A.record_daily_summary, rule, inverter_id, self.serials.get(inverter_id, ""),
-                               round(sunset, 3), values)
+        values = {
+            "date": datetime.fromtimestamp(day * DAY_S, timezone.utc).date().isoformat(),
+            "sunset": iso(sunset),
+            "energy_today_wh": reading.get("energy_today_wh"),
+            "energy_total_wh": reading.get("energy_total_wh"),
+        }
+        result = self.db.write(
+            A.record_daily_summary, rule, inverter_id, self.serials.get(inverter_id, ""), round(sunset, 3), values
+        )
         if result is not None:  # None: this site-day was summarised before (by us before a restart, or another engine)
             self._announce(inverter_id, result[1], result[2])
 
@@ -201,8 +207,12 @@ class AlertEngine(pykka.ThreadingActor):
             last = self.last_seen.get(inverter_id, self.started_at)
             for rule in rules:
                 if rule.kind == "offline" and t - last >= rule.params["minutes"] * 60:
-                    self._open(rule, inverter_id, t, {"last_reading_at": iso(self.last_seen.get(inverter_id)),
-                                                       "minutes": rule.params["minutes"]})
+                    self._open(
+                        rule,
+                        inverter_id,
+                        t,
+                        {"last_reading_at": iso(self.last_seen.get(inverter_id)), "minutes": rule.params["minutes"]},
+                    )
 
     # -- episodes ------------------------------------------------------------------------------------
     def _open(self, rule, inverter_id: str, t: float, values: dict):
@@ -225,13 +235,20 @@ class AlertEngine(pykka.ThreadingActor):
             self._announce(inverter_id, result[1], result[2])
 
     def _announce(self, inverter_id: str, message: dict, jobs: int):
-        log.info("alert %s inverter=%s alert=%s webhooks=%d", message["type"], inverter_id,
-                 message["data"]["alert_id"], jobs)
+        log.info(
+            "alert %s inverter=%s alert=%s webhooks=%d", message["type"], inverter_id, message["data"]["alert_id"], jobs
+        )
         if jobs:
             self.waker.wake()
         try:
-            keys, args = live_events.publish_args(live_events.ALERT, inverter_id, message["data"]["alert_id"],
-                                                  live_events.dumps(message), self.log_maxlen, self.ingest_maxlen)
+            keys, args = live_events.publish_args(
+                live_events.ALERT,
+                inverter_id,
+                message["data"]["alert_id"],
+                live_events.dumps(message),
+                self.log_maxlen,
+                self.ingest_maxlen,
+            )
             self.publish_event(keys=keys, args=args)
         except Exception as exc:  # streams miss it; the webhooks and the database have it
             log.warning("could not publish alert on the inverter's channel: %s", exc)

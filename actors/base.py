@@ -6,6 +6,7 @@ process; see ../shared/stack-notes.md). Every actor here therefore derives from 
 `after_failure(message)` lets the actor re-arm what the message would have (a timer, a claim), and the
 actor carries on with the next message (an `ask` whose handling failed gets None).
 """
+
 from __future__ import annotations
 
 import logging

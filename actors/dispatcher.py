@@ -13,6 +13,7 @@ that a crash strands little, a claim takes no more than the free slots of the ho
 one host's worth (MAX_IN_FLIGHT_PER_HOST) of waiting jobs. The lease of everything it holds is
 renewed in one statement every third of a lease.
 """
+
 from __future__ import annotations
 
 import collections
@@ -49,6 +50,7 @@ class Wake:
 class Claimed:
     """A claim finished: the jobs it took (each `started` or not), how many were asked for, the next due
     time if it ran dry, and which of the waiting jobs handed to it (`to_start`) it started."""
+
     jobs: list
     wanted: int
     next_due_at: float | None
@@ -60,6 +62,7 @@ class Claimed:
 @dataclass(frozen=True)
 class Drain:
     """Stop claiming; give back jobs not yet started; wait up to grace_s for running attempts."""
+
     grace_s: float
 
 
@@ -105,8 +108,13 @@ class JobDispatcher(Actor):
     def on_start(self):
         self.background = [gevent.spawn(self._listen_for_wakeups), gevent.spawn(self._renew_leases_forever)]
         self._fill()
-        log.info("dispatcher started worker=%s max_in_flight=%d per_host=%d lease=%.1fs", self.worker_id,
-                 self.settings.max_in_flight, self.settings.max_in_flight_per_host, self.settings.lease_s)
+        log.info(
+            "dispatcher started worker=%s max_in_flight=%d per_host=%d lease=%.1fs",
+            self.worker_id,
+            self.settings.max_in_flight,
+            self.settings.max_in_flight_per_host,
+            self.settings.lease_s,
+        )
 
     def on_stop(self):
         for greenlet in self.background:
@@ -137,8 +145,14 @@ class JobDispatcher(Actor):
         elif isinstance(message, TakeSuccessor):
             return self._take_successor(message)
         elif isinstance(message, Stats):
-            return {"running": len(self.running), "waiting": self.waiting_count, "starting": len(self.to_start),
-                    "successors": len(self.successors), "actors": len(self.all_actors), "claiming": self.claiming}
+            return {
+                "running": len(self.running),
+                "waiting": self.waiting_count,
+                "starting": len(self.to_start),
+                "successors": len(self.successors),
+                "actors": len(self.all_actors),
+                "claiming": self.claiming,
+            }
 
     # -- claiming ------------------------------------------------------------------------------
     def _free_slots(self) -> dict:
@@ -152,8 +166,9 @@ class JobDispatcher(Actor):
         # worker can take them, and wait out a lease after a crash.
         queue_room = self.settings.max_in_flight_per_host - self.waiting_count
         held = len(self.running) + len(self.successors) + self.waiting_count
-        return max(0, min(self.settings.claim_batch, self.settings.max_in_flight - held,
-                          queue_room + sum(free_slots.values())))
+        return max(
+            0, min(self.settings.claim_batch, self.settings.max_in_flight - held, queue_room + sum(free_slots.values()))
+        )
 
     def _fill(self):
         """Start a claim if there is room and work may be due, or waiting jobs to start. The claim runs
@@ -217,8 +232,11 @@ class JobDispatcher(Actor):
                 try:
                     self.db.write(J.release, self.worker_id, [(j.id, j.attempts) for j in unsent])
                 except Exception as exc:
-                    log.error("could not release %d jobs claimed during shutdown (their lease will expire): %s",
-                              len(unsent), exc)
+                    log.error(
+                        "could not release %d jobs claimed during shutdown (their lease will expire): %s",
+                        len(unsent),
+                        exc,
+                    )
             if self.drained is not None and not self.running:
                 self.drained.set()
             return
@@ -298,8 +316,9 @@ class JobDispatcher(Actor):
         return successor
 
     def _new_actor(self):
-        ref = RetryActor.start(self.actor_ref, self.transport, self.db, self.events, self.worker_id,
-                               self.settings.attempt_body_cap)
+        ref = RetryActor.start(
+            self.actor_ref, self.transport, self.db, self.events, self.worker_id, self.settings.attempt_body_cap
+        )
         self.all_actors.append(ref)
         return ref
 
@@ -348,8 +367,11 @@ class JobDispatcher(Actor):
         interval = self.settings.lease_s / 3
         while True:
             gevent.sleep(interval)
-            held = ([job_id for job_id, _ in self.running] + [job.id for job in self.successors.values()]
-                    + [job.id for queue in self.waiting.values() for job in queue])
+            held = (
+                [job_id for job_id, _ in self.running]
+                + [job.id for job in self.successors.values()]
+                + [job.id for queue in self.waiting.values() for job in queue]
+            )
             if not held:
                 continue
             try:

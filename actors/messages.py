@@ -1,4 +1,5 @@
 """Sending messages from outside an actor's own message loop (timers, greenlets, subscriptions)."""
+
 from __future__ import annotations
 
 import pykka

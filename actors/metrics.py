@@ -10,6 +10,7 @@ polled without a restart; a slow full resync is the safety net for a lost notifi
 connections is read from the database only when it may have changed (at start, on `inverters:changed`,
 after each (re)subscription to it, and at that resync), not on every lease renewal.
 """
+
 from __future__ import annotations
 
 import logging
@@ -60,8 +61,10 @@ class PollerSupervisor(Actor):
         self.last_resync = time.monotonic()
 
     def on_start(self):
-        self.background = [gevent.spawn(self._every, self.settings.poller_lease_s / 4, Sync()),
-                           gevent.spawn(self._listen)]
+        self.background = [
+            gevent.spawn(self._every, self.settings.poller_lease_s / 4, Sync()),
+            gevent.spawn(self._listen),
+        ]
         self._sync("start")
 
     def on_stop(self):
@@ -119,8 +122,9 @@ class PollerSupervisor(Actor):
             return
         lease = self.leases.get(connection.id)
         if lease is None:
-            lease = self.leases[connection.id] = ConnectionLease(self.redis, connection.id, self.settings.worker_id,
-                                                                 self.settings.poller_lease_s)
+            lease = self.leases[connection.id] = ConnectionLease(
+                self.redis, connection.id, self.settings.worker_id, self.settings.poller_lease_s
+            )
         try:
             held = lease.acquire_or_renew()
         except redis_lib.RedisError as exc:
@@ -128,13 +132,17 @@ class PollerSupervisor(Actor):
             if not held and connection.id in self.pollers:
                 log.warning("cannot renew lease connection=%s brand=%s (%s)", connection.id, connection.brand, exc)
         if held and connection.id in self.pollers and not self.pollers[connection.id].is_alive():
-            log.error("poller of connection=%s brand=%s had stopped; starting it again", connection.id, connection.brand)
+            log.error(
+                "poller of connection=%s brand=%s had stopped; starting it again", connection.id, connection.brand
+            )
             del self.pollers[connection.id]
         if held and connection.id not in self.pollers:
-            self.pollers[connection.id] = BrandPoller.start(connection, self.settings, self.db, self.redis,
-                                                                self.publisher)
-            log.info("lease taken connection=%s brand=%s worker=%s", connection.id, connection.brand,
-                     self.settings.worker_id)
+            self.pollers[connection.id] = BrandPoller.start(
+                connection, self.settings, self.db, self.redis, self.publisher
+            )
+            log.info(
+                "lease taken connection=%s brand=%s worker=%s", connection.id, connection.brand, self.settings.worker_id
+            )
         elif not held and connection.id in self.pollers:
             self._stop_poller(connection.id, "lease lost")
 
@@ -160,9 +168,13 @@ class PollerSupervisor(Actor):
         def subscribed():  # changes made before (or while the subscription was lost) were not heard
             tell_unless_dead(self.actor_ref, Sync("change notifications subscribed", reread=True))
 
-        listen_forever(self.redis, INVERTERS_CHANGED, changed, on_subscribed=subscribed,
-                       on_lost=lambda exc: log.warning("inverter change notifications lost (%s); resync timer "
-                                                       "still runs", exc))
+        listen_forever(
+            self.redis,
+            INVERTERS_CHANGED,
+            changed,
+            on_subscribed=subscribed,
+            on_lost=lambda exc: log.warning("inverter change notifications lost (%s); resync timer still runs", exc),
+        )
 
 
 def start_metrics_actors(settings, db, redis):

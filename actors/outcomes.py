@@ -3,6 +3,7 @@
 Retryable: connection, DNS and timeout failures; 408, 425, 429; 5xx except 501 and 505.
 Every other failure is permanent. Retry-After (on 429/503) is a floor on the backoff delay.
 """
+
 from __future__ import annotations
 
 import base64
@@ -21,8 +22,8 @@ _KEPT_HEADERS_LIMIT = 64
 
 @dataclass
 class Decision:
-    outcome: str            # success | retry | dead (the attempt row's outcome)
-    status: str             # the job's next status
+    outcome: str  # success | retry | dead (the attempt row's outcome)
+    status: str  # the job's next status
     due_at: float | None
     delay_s: float | None
     error: dict | None
@@ -57,12 +58,17 @@ def result_of(response: Response, body_cap: int | None = None) -> dict:
         body, encoding = raw.decode("utf-8"), "utf-8"
     except UnicodeDecodeError as exc:
         if truncated and exc.start >= len(raw) - 3 and exc.reason == "unexpected end of data":
-            body, encoding = raw[:exc.start].decode("utf-8"), "utf-8"  # the cap cut a character in two
+            body, encoding = raw[: exc.start].decode("utf-8"), "utf-8"  # the cap cut a character in two
         else:
             body, encoding = base64.b64encode(raw).decode("ascii"), "base64"
     headers = dict(list(response.headers.items())[:_KEPT_HEADERS_LIMIT])
-    return {"status_code": response.status_code, "headers": headers, "body": body,
-            "body_encoding": encoding, "body_truncated": truncated}
+    return {
+        "status_code": response.status_code,
+        "headers": headers,
+        "body": body,
+        "body_encoding": encoding,
+        "body_truncated": truncated,
+    }
 
 
 def attempt_response(response: Response, body_cap: int) -> dict | None:
@@ -82,8 +88,11 @@ def decide(job, response: Response, attempt_number: int) -> Decision:
         retryable = response.error_kind in RETRYABLE_ERRORS
     elif 300 <= code < 400:
         location = response.headers.get("Location") or response.headers.get("location")
-        error = {"kind": "redirect", "status_code": code,
-                 "message": f"HTTP {code} redirect to {location!r}; redirects are not followed"}
+        error = {
+            "kind": "redirect",
+            "status_code": code,
+            "message": f"HTTP {code} redirect to {location!r}; redirects are not followed",
+        }
         retryable = False
     else:
         error = {"kind": "http_status", "status_code": code, "message": f"HTTP {code}"}

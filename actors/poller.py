@@ -17,6 +17,7 @@ offline (status event and database row) and polled on schedule until it is back.
 Timers are gevent timers that send the actor a message; requests run in greenlets that report back
 with a message, so all the state below is only touched inside on_receive.
 """
+
 from __future__ import annotations
 
 import collections
@@ -69,6 +70,7 @@ class Polled:
 @dataclass(frozen=True)
 class Refused:
     """The budget refused a call: it waits for the window that refused it."""
+
     entry: Entry
     refusal: Refusal
 
@@ -121,8 +123,9 @@ class Publisher:
             try:
                 pipe = self.redis.pipeline(transaction=False)
                 for kind, inverter_id, order, data in batch:
-                    keys, args = live_events.publish_args(kind, inverter_id, order, data, self.log_maxlen,
-                                                          self.ingest_maxlen)
+                    keys, args = live_events.publish_args(
+                        kind, inverter_id, order, data, self.log_maxlen, self.ingest_maxlen
+                    )
                     self.script(keys=keys, args=args, client=pipe)
                 results = pipe.execute(raise_on_error=False)
             except (redis_lib.ConnectionError, redis_lib.TimeoutError, OSError) as exc:
@@ -150,10 +153,10 @@ class Publisher:
 class ConnectionLease:
     """`poller-lease:<connection>` = holder, with an expiry; renewed while alive, released on stop."""
 
-    _RENEW = ("if redis.call('GET', KEYS[1]) == ARGV[1] then "
-              "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end")
-    _RELEASE = ("if redis.call('GET', KEYS[1]) == ARGV[1] then "
-                "return redis.call('DEL', KEYS[1]) else return 0 end")
+    _RENEW = (
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end"
+    )
+    _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end"
 
     def __init__(self, redis, connection_id: str, holder: str, lease_s: float):
         self.redis = redis
@@ -214,8 +217,9 @@ class BrandPoller(Actor):
         self.db = db
         self.publisher = publisher
         self.clock = clock or clock_from_settings(settings)
-        self.adapter = adapter_for(connection, DestinationPolicy.from_settings(settings), settings.brand_timeout_s,
-                                   self._store_credentials)
+        self.adapter = adapter_for(
+            connection, DestinationPolicy.from_settings(settings), settings.brand_timeout_s, self._store_credentials
+        )
         self.quota = self.adapter.quota
         self.guard_s = CLOCK_JITTER_S / self.clock.real_seconds(1.0)
         self.budget = QuotaBudget(redis, connection.id, self.quota, self.guard_s)
@@ -294,8 +298,13 @@ class BrandPoller(Actor):
         # now; at start every inverter is new to us, and they are spread over the interval instead.
         self._replan("start" if first else "reload", new=() if first else added)
         if added or removed:
-            log.info("inverters reloaded %s inverters=%d added=%d removed=%d", self._ctx(), len(self.tracked),
-                     len(added), len(removed))
+            log.info(
+                "inverters reloaded %s inverters=%d added=%d removed=%d",
+                self._ctx(),
+                len(self.tracked),
+                len(added),
+                len(removed),
+            )
 
     def _replan(self, why: str, new=()):
         now = self.clock.now()
@@ -311,11 +320,22 @@ class BrandPoller(Actor):
             self.schedule = PollSchedule(self.plan, now, self._last_sent(), self.concurrency)
         else:
             self.schedule.replan(self.plan, now, new)
-        if previous is None or (previous.interval_s, len(previous.calls)) != (self.plan.interval_s,
-                                                                           len(self.plan.calls)):
-            log.info("poll plan (%s) %s inverters=%d calls_per_round=%d interval=%.1fs requested=%.1fs "
-                     "feasible_min=%.1fs binding=%s", why, self._ctx(), len(self.tracked), len(self.plan.calls),
-                     self.plan.interval_s, self.requested_s, self.plan.min_interval_s, self.plan.binding)
+        if previous is None or (previous.interval_s, len(previous.calls)) != (
+            self.plan.interval_s,
+            len(self.plan.calls),
+        ):
+            log.info(
+                "poll plan (%s) %s inverters=%d calls_per_round=%d interval=%.1fs requested=%.1fs "
+                "feasible_min=%.1fs binding=%s",
+                why,
+                self._ctx(),
+                len(self.tracked),
+                len(self.plan.calls),
+                self.plan.interval_s,
+                self.requested_s,
+                self.plan.min_interval_s,
+                self.plan.binding,
+            )
 
     def _last_sent(self) -> dict:
         try:
@@ -343,8 +363,11 @@ class BrandPoller(Actor):
             if not ready:
                 self.schedule.deferred(entry, now + self.plan.interval_s)
                 continue
-            call = entry.call if len(ready) == len(entry.call.devices) else PlanCall(
-                ready, tuple(dict.fromkeys(self.tracked[i].planned.site for i in ready)), entry.call.bulk)
+            call = (
+                entry.call
+                if len(ready) == len(entry.call.devices)
+                else PlanCall(ready, tuple(dict.fromkeys(self.tracked[i].planned.site for i in ready)), entry.call.bulk)
+            )
             self._spawn(self._poll, entry, call, now)
         self._arm()
 
@@ -367,8 +390,9 @@ class BrandPoller(Actor):
 
     def _poll(self, entry: Entry, call: PlanCall, planned_at: float):
         try:
-            refusal = self.budget.charge(charges(self.quota, call), self.clock.now(),
-                                         f"{self.settings.worker_id}:{next(self.tokens)}")
+            refusal = self.budget.charge(
+                charges(self.quota, call), self.clock.now(), f"{self.settings.worker_id}:{next(self.tokens)}"
+            )
         except redis_lib.RedisError as exc:
             # The plan alone keeps within the limits; the budget is the guard across restarts and handovers.
             log.warning("cannot charge the quota budget %s (%s); calling as planned", self._ctx(), exc)
@@ -394,8 +418,9 @@ class BrandPoller(Actor):
     def _refused(self, message: Refused):
         now = self.clock.now()
         telemetry.QUOTA_DEFERRED.labels(self.brand).inc()
-        log.info("quota window %r is full %s; call waits %.1fs", message.refusal.window, self._ctx(),
-                 message.refusal.wait_s)
+        log.info(
+            "quota window %r is full %s; call waits %.1fs", message.refusal.window, self._ctx(), message.refusal.wait_s
+        )
         self.schedule.deferred(message.entry, now + message.refusal.wait_s + self.guard_s)
 
     def _polled(self, message: Polled):
@@ -413,8 +438,14 @@ class BrandPoller(Actor):
             if retry_after is not None:
                 pause_s = max(pause_s, retry_after)  # the brand's Retry-After is in its own (the clock's) seconds
             self.schedule.pause(now + pause_s)
-            log.warning("brand backing off %s kind=%s failures=%d pause=%.1fs: %s", self._ctx(), error.kind,
-                        self.brand_failures, pause_s, error.message)
+            log.warning(
+                "brand backing off %s kind=%s failures=%d pause=%.1fs: %s",
+                self._ctx(),
+                error.kind,
+                self.brand_failures,
+                pause_s,
+                error.message,
+            )
             if error.kind == RATE_LIMITED:
                 self._spawn(self._record_throttle, now, error.message, now + pause_s)
                 self._replan("throttled")
@@ -468,18 +499,35 @@ class BrandPoller(Actor):
         interval = self.plan.interval_s
         delay = Backoff(base_s=interval, cap_s=max(600.0, 4 * interval), jitter="full").delay(tracked.failures)
         tracked.retry_at = now + delay
-        log.warning("inverter backing off %s inverter=%s serial=%s kind=%s failures=%d pause=%.1fs: %s", self._ctx(),
-                    inverter_id, tracked.device.serial, error.kind, tracked.failures, delay, error.message)
+        log.warning(
+            "inverter backing off %s inverter=%s serial=%s kind=%s failures=%d pause=%.1fs: %s",
+            self._ctx(),
+            inverter_id,
+            tracked.device.serial,
+            error.kind,
+            tracked.failures,
+            delay,
+            error.message,
+        )
 
     def _set_status(self, tracked: _Tracked, status: str, reason: str) -> list:
         if tracked.status == status:
             return []
         tracked.status = status
         at = time.time()
-        log.info("inverter %s %s inverter=%s serial=%s: %s", status, self._ctx(), tracked.inverter_id,
-                 tracked.device.serial, reason)
-        self.publisher.status(tracked.inverter_id, status, {"inverter_id": tracked.inverter_id, "status": status,
-                                                            "at": iso(at), "reason": reason})
+        log.info(
+            "inverter %s %s inverter=%s serial=%s: %s",
+            status,
+            self._ctx(),
+            tracked.inverter_id,
+            tracked.device.serial,
+            reason,
+        )
+        self.publisher.status(
+            tracked.inverter_id,
+            status,
+            {"inverter_id": tracked.inverter_id, "status": status, "at": iso(at), "reason": reason},
+        )
         return [(tracked.inverter_id, status, at)]
 
     def _save_status(self, changes: list):
@@ -488,4 +536,5 @@ class BrandPoller(Actor):
                 self.db.write(Q.set_status, changes)
             except Exception as exc:
                 log.error("cannot store status of %d inverters %s: %s", len(changes), self._ctx(), exc)
+
         self._spawn(save)

@@ -4,6 +4,7 @@ One per worker process, doing the jobs' part where the process runs the jobs rol
 (roll up, then delete) where it runs the pollers role. Several workers purging at once is harmless: a
 deleted row is deleted once, and a rollup is an upsert of the same values.
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,10 +48,8 @@ class Purger(Actor):
         if self.jobs_older_than_s is not None:
             jobs, attempts = self.purge.jobs(self.jobs_older_than_s)
             if jobs:
-                log.info("purged %d finished jobs and %d attempts in %d batches", jobs, attempts,
-                         self.purge.batches)
+                log.info("purged %d finished jobs and %d attempts in %d batches", jobs, attempts, self.purge.batches)
         if self.readings_older_than_s is not None:
             readings, days = self.purge.readings(self.readings_older_than_s)
             if readings or days:
-                log.info("rolled up %d days; purged %d readings in %d batches", days, readings,
-                         self.purge.batches)
+                log.info("rolled up %d days; purged %d readings in %d batches", days, readings, self.purge.batches)

@@ -8,6 +8,7 @@ idle for RECORDER_CLAIM_IDLE_S. Readings are unique per (inverter, time) in the 
 redelivered entry again is harmless. A Redis restart (which may drop the group) recreates the group.
 The Stream is capped at INGEST_MAXLEN entries as a safety valve if no recorder runs for a long time.
 """
+
 from __future__ import annotations
 
 import json
@@ -67,8 +68,9 @@ class Recorder(Actor):
                     entries = self._claim_stale()
                     next_claim = time.monotonic() + self.claim_every_s
                 if not entries:
-                    reply = self.redis.xreadgroup(RECORDER_GROUP, self.consumer, {READINGS_INGEST: ">"},
-                                                  count=self.batch, block=BLOCK_MS)
+                    reply = self.redis.xreadgroup(
+                        RECORDER_GROUP, self.consumer, {READINGS_INGEST: ">"}, count=self.batch, block=BLOCK_MS
+                    )
                     entries = reply[0][1] if reply else []
                 if entries:
                     self._store(entries)
@@ -105,8 +107,14 @@ class Recorder(Actor):
 
     def _claim_stale(self) -> list:
         """Entries another (dead) consumer read but never acknowledged."""
-        reply = self.redis.xautoclaim(READINGS_INGEST, RECORDER_GROUP, self.consumer,
-                                      min_idle_time=self.claim_idle_ms, start_id="0-0", count=self.batch)
+        reply = self.redis.xautoclaim(
+            READINGS_INGEST,
+            RECORDER_GROUP,
+            self.consumer,
+            min_idle_time=self.claim_idle_ms,
+            start_id="0-0",
+            count=self.batch,
+        )
         return [entry for entry in reply[1] if entry[1]] if reply else []
 
     def _store(self, entries: list):
@@ -114,8 +122,14 @@ class Recorder(Actor):
         for entry_id, fields in entries:
             ids.append(entry_id)
             try:
-                rows.append({"inverter_id": fields["inverter_id"], "time": float(fields["time"]),
-                             "event_id": fields.get("event_id"), "data": json.loads(fields["data"])})
+                rows.append(
+                    {
+                        "inverter_id": fields["inverter_id"],
+                        "time": float(fields["time"]),
+                        "event_id": fields.get("event_id"),
+                        "data": json.loads(fields["data"]),
+                    }
+                )
             except (KeyError, ValueError) as exc:
                 log.error("recorder skipping unreadable ingest entry %s: %s", entry_id, exc)
         if rows:

@@ -4,6 +4,7 @@ The dispatcher hands each in-flight job to its own RetryActor. Actors are reused
 once idle (starting an actor costs ~0.2 ms of CPU), so there is never an actor for a job that is
 not in flight and their number is bounded by MAX_IN_FLIGHT.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,6 +36,7 @@ class TakeSuccessor:
     """Asked of the dispatcher before an outcome is written: the next job waiting for this slot, if any.
     Its attempt is started in the same transaction as the outcome, so the dispatcher can send it the
     moment this attempt finishes, with no write of its own."""
+
     host: str
     job_id: str
     number: int
@@ -71,8 +73,15 @@ def _observe_start(job: J.Job, started_at: float) -> None:
 
 
 class RetryActor(Actor):
-    def __init__(self, dispatcher: pykka.ActorRef, transport: Transport, db: DatabaseOwner,
-                 events: BatchedPublisher, worker_id: str, attempt_body_cap: int = 16 * 1024):
+    def __init__(
+        self,
+        dispatcher: pykka.ActorRef,
+        transport: Transport,
+        db: DatabaseOwner,
+        events: BatchedPublisher,
+        worker_id: str,
+        attempt_body_cap: int = 16 * 1024,
+    ):
         super().__init__()
         self.attempt_body_cap = attempt_body_cap
         self.dispatcher = dispatcher
@@ -91,8 +100,11 @@ class RetryActor(Actor):
             finally:
                 logs.job_id.reset(job_id_token)
                 status, successor_started = self.outcome
-                self.dispatcher.tell(AttemptFinished(message.job.id, message.job.attempts, self.actor_ref, status,
-                                                     self.successor, successor_started))
+                self.dispatcher.tell(
+                    AttemptFinished(
+                        message.job.id, message.job.attempts, self.actor_ref, status, self.successor, successor_started
+                    )
+                )
 
     def _record(self, job_id: str, number: int, successor: J.Job | None, **outcome) -> tuple[J.Job, bool]:
         updated = J.record_outcome(job_id, number, self.worker_id, **outcome)
@@ -105,8 +117,9 @@ class RetryActor(Actor):
         headers = outbound_headers(job, number)
         if job.sign_with:
             # Signed now, not at submission: a retry hours later must still pass the receiver's timestamp tolerance.
-            headers = webhooks.signed(headers, self.db.call(webhooks.endpoint_secrets, job.sign_with),
-                                      f"msg_{job.id}", body, time.time())
+            headers = webhooks.signed(
+                headers, self.db.call(webhooks.endpoint_secrets, job.sign_with), f"msg_{job.id}", body, time.time()
+            )
         response = self.transport.send(job.method, job.url, headers, body, job.timeout_s)
         _observe_start(job, response.started_at)
         decision = decide(job, response, number)
@@ -116,18 +129,33 @@ class RetryActor(Actor):
             successor = None
         try:
             updated, successor_started = self.db.write(
-                self._record, job.id, number, successor,
-                outcome=decision.outcome, status=decision.status, started_at=response.started_at,
-                finished_at=response.finished_at, status_code=response.status_code, error=decision.error,
-                result=decision.result, due_at=decision.due_at, delay_s=decision.delay_s,
+                self._record,
+                job.id,
+                number,
+                successor,
+                outcome=decision.outcome,
+                status=decision.status,
+                started_at=response.started_at,
+                finished_at=response.finished_at,
+                status_code=response.status_code,
+                error=decision.error,
+                result=decision.result,
+                due_at=decision.due_at,
+                delay_s=decision.delay_s,
                 response=attempt_response(response, self.attempt_body_cap),
             )
         except J.StaleLease:
             log.warning("outcome fenced off: job=%s attempt=%d is no longer ours", job.id, number)
             return None, False
-        log.info("job=%s attempt=%d outcome=%s status=%s code=%s%s", job.id, number, decision.outcome,
-                 updated.status, response.status_code,
-                 f" retry_in={decision.delay_s:.3f}s" if decision.delay_s is not None else "")
+        log.info(
+            "job=%s attempt=%d outcome=%s status=%s code=%s%s",
+            job.id,
+            number,
+            decision.outcome,
+            updated.status,
+            response.status_code,
+            f" retry_in={decision.delay_s:.3f}s" if decision.delay_s is not None else "",
+        )
         telemetry.JOB_ATTEMPTS.labels(decision.outcome).inc()
         telemetry.JOB_ATTEMPT_DURATION.observe(max(0.0, response.finished_at - response.started_at))
         if updated.status == lifecycle.DEAD:

@@ -9,6 +9,7 @@ most `concurrency` calls are in flight. A new inverter gets one call of its own 
 at once); its place in the plan comes one interval after that. A throttling reply pauses everything until
 a given time; a spent calendar budget blocks sends until the period resets.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -25,8 +26,8 @@ __all__ = ["Clock", "Entry", "PollSchedule", "ScaledClock", "WallClock", "clock_
 @dataclass(eq=False)
 class Entry:
     call: PlanCall
-    due: float | None          # None while in flight
-    urgent: bool = False       # a new inverter's first poll: sent once, not rescheduled
+    due: float | None  # None while in flight
+    urgent: bool = False  # a new inverter's first poll: sent once, not rescheduled
     id: int = field(default=0)
 
 

@@ -1,4 +1,5 @@
 """The one place that starts and stops the actor system of a worker process."""
+
 from __future__ import annotations
 
 import logging
@@ -32,13 +33,15 @@ class ActorSystem:
         self.stoppers: list = []
         self.metrics_server = None
 
-    def start(self) -> "ActorSystem":
+    def start(self) -> ActorSystem:
         db = open_database(self.settings.database_url)
         ensure_schema(db)
         if self.role in ("jobs", "all"):
-            self.transport = Transport(DestinationPolicy.from_settings(self.settings),
-                                       body_cap=self.settings.result_body_cap,
-                                       pool_per_host=self.settings.max_in_flight_per_host)
+            self.transport = Transport(
+                DestinationPolicy.from_settings(self.settings),
+                body_cap=self.settings.result_body_cap,
+                pool_per_host=self.settings.max_in_flight_per_host,
+            )
             self.dispatcher = JobDispatcher.start(self.settings, db, redis_client(), self.transport)
         if self.role in ("pollers", "all"):
             from actors.metrics import start_metrics_actors
@@ -61,8 +64,12 @@ class ActorSystem:
             self.metrics_server = telemetry.serve(self.settings.host, self.settings.metrics_port)
         except OSError as exc:
             # Metrics are not worth stopping deliveries for; the log says why the scrape target is missing.
-            log.error("metrics: cannot listen on %s:%d (%s); running without a metrics endpoint",
-                      self.settings.host, self.settings.metrics_port, exc.strerror or exc)
+            log.error(
+                "metrics: cannot listen on %s:%d (%s); running without a metrics endpoint",
+                self.settings.host,
+                self.settings.metrics_port,
+                exc.strerror or exc,
+            )
 
     def stop(self, grace_s: float | None = None) -> None:
         """Stop claiming, let running attempts finish within the grace period, then stop every actor."""
@@ -75,8 +82,11 @@ class ActorSystem:
         if self.dispatcher is not None:
             try:
                 summary = self.dispatcher.ask(Drain(grace_s), timeout=30)
-                log.info("draining: released %d unstarted jobs, waiting for %d running attempts",
-                         summary["released"], summary["running"])
+                log.info(
+                    "draining: released %d unstarted jobs, waiting for %d running attempts",
+                    summary["released"],
+                    summary["running"],
+                )
                 deadline = time.monotonic() + grace_s + 1
                 while time.monotonic() < deadline:
                     stats = self.dispatcher.ask(Stats(), timeout=5)

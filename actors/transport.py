@@ -1,8 +1,8 @@
 """Outbound HTTP for jobs: one shared keep-alive guarded adapter (models/net/transport.py), a
 deadline for the whole attempt, and a bounded body. Blocked destinations are refused at connect."""
+
 from __future__ import annotations
 
-import socket
 import time
 from dataclasses import dataclass, field
 
@@ -37,8 +37,9 @@ class Transport:
         # through a Session: no cookie jar (one account's cookies must never reach another's
         # job), no environment proxies (they would connect for us and bypass the destination
         # check), and a third less CPU per attempt.
-        self.adapter = GuardedAdapter(policy, pool_connections=hosts_cached, pool_maxsize=pool_per_host,
-                                       pool_block=False, max_retries=0)
+        self.adapter = GuardedAdapter(
+            policy, pool_connections=hosts_cached, pool_maxsize=pool_per_host, pool_block=False, max_retries=0
+        )
         self.default_headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", "Accept": "*/*"}
 
     def send(self, method: str, url: str, headers: dict, body: bytes | None, timeout_s: float) -> Response:
@@ -49,8 +50,9 @@ class Transport:
         try:
             return self._send(method, url, headers, body, timeout_s, started)
         except _AttemptDeadline:
-            return Response(started, time.time(), error_kind="timeout",
-                            error_message=f"attempt not complete within {timeout_s:g} s")
+            return Response(
+                started, time.time(), error_kind="timeout", error_message=f"attempt not complete within {timeout_s:g} s"
+            )
         finally:
             if watchdog is not None:
                 watchdog.close()
@@ -74,7 +76,9 @@ class Transport:
                 while True:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        return failed("timeout", f"response body not complete within {timeout_s:g} s", reply.status_code)
+                        return failed(
+                            "timeout", f"response body not complete within {timeout_s:g} s", reply.status_code
+                        )
                     if sock is not None:
                         # Bound each read by the attempt's deadline: a body trickled a byte at a time
                         # never trips a per-read timeout and would hold the attempt for ever.
@@ -89,13 +93,20 @@ class Transport:
                         break
                     chunks.append(chunk)
                     size += len(chunk)
-            except (urllib3.exceptions.ReadTimeoutError, socket.timeout):
+            except (TimeoutError, urllib3.exceptions.ReadTimeoutError):
                 return failed("timeout", f"response body not complete within {timeout_s:g} s", reply.status_code)
             except (urllib3.exceptions.HTTPError, OSError) as exc:
-                return failed("connection", f"connection broken while reading the body: {str(exc)[:300]}",
-                              reply.status_code)
-            return Response(started, time.time(), status_code=reply.status_code, headers=dict(reply.headers),
-                            body=b"".join(chunks), body_truncated=truncated)
+                return failed(
+                    "connection", f"connection broken while reading the body: {str(exc)[:300]}", reply.status_code
+                )
+            return Response(
+                started,
+                time.time(),
+                status_code=reply.status_code,
+                headers=dict(reply.headers),
+                body=b"".join(chunks),
+                body_truncated=truncated,
+            )
 
     def close(self):
         self.adapter.close()

@@ -7,6 +7,7 @@ times the claim statement (nothing due, then batches of 256 due), then starts a 
 that database and samples its RSS while it sits with every job waiting, and again after it has
 claimed and delivered the due ones to a local sink. Prints one JSON object.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from common import free_port, rss_mb, wait_http  # noqa: E402
+
 from models import jobs as J  # noqa: E402
 from models.accounts import create_account  # noqa: E402
 from models.db import open_database  # noqa: E402
@@ -34,9 +36,11 @@ from models.schema import ensure_schema  # noqa: E402
 def fill(db, account_id: str, rows: int, due: int, sink_url: str):
     now = time.time()
     backoff = '{"base_s":1,"cap_s":3600,"jitter":"full","multiplier":2}'
-    cursor_sql = ("INSERT INTO job (id, account_id, request_hash, status, url, host, method, headers, body, body_kind,"
-                  " timeout_s, max_attempts, backoff, attempts, budget_start, due_at, created_at, updated_at)"
-                  " VALUES (?, ?, 'x', 'retrying', ?, '127.0.0.1', 'POST', '{}', NULL, 'none', 5, 8, ?, 1, 0, ?, ?, ?)")
+    cursor_sql = (
+        "INSERT INTO job (id, account_id, request_hash, status, url, host, method, headers, body, body_kind,"
+        " timeout_s, max_attempts, backoff, attempts, budget_start, due_at, created_at, updated_at)"
+        " VALUES (?, ?, 'x', 'retrying', ?, '127.0.0.1', 'POST', '{}', NULL, 'none', 5, 8, ?, 1, 0, ?, ?, ?)"
+    )
     batch = 50_000
     for start in range(0, rows + due, batch):
         values = []
@@ -60,11 +64,18 @@ def main():
     account, _ = owner.write(create_account, "bench")
 
     sink_port = free_port()
-    sink = subprocess.Popen([sys.executable, "-c", (
-        "from gevent import monkey; monkey.patch_all()\n"
-        "from gevent.pywsgi import WSGIServer\n"
-        "def app(e, s):\n    e['wsgi.input'].read(); s('200 OK', [('Content-Length', '2')]); return [b'ok']\n"
-        f"WSGIServer(('127.0.0.1', {sink_port}), app, log=None).serve_forever()")])
+    sink = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "from gevent import monkey; monkey.patch_all()\n"
+                "from gevent.pywsgi import WSGIServer\n"
+                "def app(e, s):\n    e['wsgi.input'].read(); s('200 OK', [('Content-Length', '2')]); return [b'ok']\n"
+                f"WSGIServer(('127.0.0.1', {sink_port}), app, log=None).serve_forever()"
+            ),
+        ]
+    )
     try:
         wait_http(f"http://127.0.0.1:{sink_port}/hook", proc=sink)
     except BaseException:
@@ -96,24 +107,28 @@ def main():
         if not claimed:
             break
     # Give them back so the worker below delivers them.
-    db.execute_sql("UPDATE job SET status='retrying', due_at=?, lease_owner=NULL WHERE lease_owner='bench'",
-                   (time.time() - 1,))
+    db.execute_sql(
+        "UPDATE job SET status='retrying', due_at=?, lease_owner=NULL WHERE lease_owner='bench'", (time.time() - 1,)
+    )
     db.execute_sql("DELETE FROM attempt")
     owner.close()
 
-    env = dict(os.environ, DATABASE_URL=url, ALLOWED_TARGET_NETWORKS="127.0.0.0/8", LOG_LEVEL="WARNING",
-               PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ, DATABASE_URL=url, ALLOWED_TARGET_NETWORKS="127.0.0.0/8", LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1"
+    )
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     worker = subprocess.Popen([sys.executable, "-m", "actors", "--role", "jobs"], cwd=ROOT, env=env)
     samples = []
     try:
         import sqlite3
+
         con = sqlite3.connect(f"{tmp}/claim.db", timeout=30)
         deadline = time.time() + 120
         while time.time() < deadline:
             samples.append(round(rss_mb(worker.pid), 1))
-            left = con.execute("SELECT COUNT(*) FROM job WHERE status != 'retrying' OR due_at <= ?",
-                               (time.time(),)).fetchone()[0]
+            left = con.execute(
+                "SELECT COUNT(*) FROM job WHERE status != 'retrying' OR due_at <= ?", (time.time(),)
+            ).fetchone()[0]
             succeeded = con.execute("SELECT COUNT(*) FROM job WHERE status = 'succeeded'").fetchone()[0]
             if succeeded >= args.due and left == succeeded:
                 break
@@ -131,16 +146,27 @@ def main():
         values = sorted(values)
         return round(values[min(len(values) - 1, int(q / 100 * len(values)))], 3)
 
-    print(json.dumps({
-        "rows_waiting": args.rows, "fill_s": round(fill_s, 1),
-        "claim_nothing_due_ms_p50": p(idle, 50), "claim_nothing_due_ms_p99": p(idle, 99),
-        "next_due_ms_p50": p(next_due, 50),
-        "claim_256_due_ms_p50": p(busy, 50), "claim_256_due_ms_p99": p(busy, 99), "due_jobs": args.due,
-        "worker_delivered_due_in_s": round(delivered_s, 1),
-        "worker_rss_mb_first": samples[0] if samples else None, "worker_rss_mb_max": max(samples) if samples else None,
-        "worker_rss_mb_last": samples[-1] if samples else None,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "rows_waiting": args.rows,
+                "fill_s": round(fill_s, 1),
+                "claim_nothing_due_ms_p50": p(idle, 50),
+                "claim_nothing_due_ms_p99": p(idle, 99),
+                "next_due_ms_p50": p(next_due, 50),
+                "claim_256_due_ms_p50": p(busy, 50),
+                "claim_256_due_ms_p99": p(busy, 99),
+                "due_jobs": args.due,
+                "worker_delivered_due_in_s": round(delivered_s, 1),
+                "worker_rss_mb_first": samples[0] if samples else None,
+                "worker_rss_mb_max": max(samples) if samples else None,
+                "worker_rss_mb_last": samples[-1] if samples else None,
+            },
+            indent=2,
+        )
+    )
     import shutil
+
     shutil.rmtree(tmp, ignore_errors=True)
 
 

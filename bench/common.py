@@ -3,6 +3,7 @@ a private redis-server.
 
 The benchmarks are run as scripts (`python bench/<name>.py`), so this is imported as `common`.
 """
+
 from __future__ import annotations
 
 import os
@@ -60,8 +61,10 @@ def start_redis_server(workdir: Path, *extra: str):
     import redis
 
     port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
-                             "--dir", str(workdir), *extra], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(workdir), *extra],
+        stdout=subprocess.DEVNULL,
+    )
     client = redis.Redis(port=port)
     deadline = time.monotonic() + 5
     while True:

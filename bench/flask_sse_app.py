@@ -1,5 +1,6 @@
 """The comparison point for bench/sse_fanout.py: flask-sse (one Redis subscription per client) on the
 same gevent WSGI server. Run by the benchmark with --baseline flask-sse; not part of the service."""
+
 from gevent import monkey
 
 monkey.patch_all()

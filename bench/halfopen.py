@@ -9,6 +9,7 @@ one header but never the blank line (`GET /healthz HTTP/1.1`, `Host: x`), and wh
 server to close every half-open connection and reports when, measured from the moment each sent its bytes.
 The half-open connections fit in this one process (5,000 of its 20,000 descriptors; the web process holds as many).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,9 +56,16 @@ def run(args) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="halfopen-bench-"))
     redis_proc, redis_port = start_redis_server(workdir)
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir}/bench.db", "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-           "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1", "PORT": str(port),
-           "HEADER_READ_TIMEOUT_S": str(args.timeout), "MAX_CONNECTIONS": str(args.max_connections)}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{workdir}/bench.db",
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+        "PORT": str(port),
+        "HEADER_READ_TIMEOUT_S": str(args.timeout),
+        "MAX_CONNECTIONS": str(args.max_connections),
+    }
     web = subprocess.Popen([PYTHON, "-m", "web"], cwd=ROOT, env=env, stderr=open(workdir / "web.log", "w"))
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", proc=web)
@@ -92,16 +100,22 @@ def run(args) -> dict:
                     sock.close()
         early = [t for t in closed.values() if t < args.timeout - 0.05]  # given up for a newer connection
         at_timeout = [t - args.timeout for t in closed.values() if t >= args.timeout - 0.05]
-        return {"connections": args.connections, "header_timeout_s": args.timeout,
-                "max_connections": args.max_connections or "auto", "open_all_s": round(opened_s, 2),
-                "web_fds_for_them": fds_held,
-                "healthz_ms_p50": round(percentile(probes, 0.5) * 1000, 1),
-                "healthz_ms_max": round(max(probes) * 1000, 1),
-                "closed_by_server": len(closed), "never_closed": len(sent_at) - len(closed), "refused_503": refused,
-                "closed_early_for_newer": len(early),
-                "closed_after_timeout_lateness_ms_p50": round(percentile(at_timeout, 0.5) * 1000, 1),
-                "closed_after_timeout_lateness_ms_p99": round(percentile(at_timeout, 0.99) * 1000, 1),
-                "closed_after_timeout_lateness_ms_max": round(max(at_timeout, default=float("nan")) * 1000, 1)}
+        return {
+            "connections": args.connections,
+            "header_timeout_s": args.timeout,
+            "max_connections": args.max_connections or "auto",
+            "open_all_s": round(opened_s, 2),
+            "web_fds_for_them": fds_held,
+            "healthz_ms_p50": round(percentile(probes, 0.5) * 1000, 1),
+            "healthz_ms_max": round(max(probes) * 1000, 1),
+            "closed_by_server": len(closed),
+            "never_closed": len(sent_at) - len(closed),
+            "refused_503": refused,
+            "closed_early_for_newer": len(early),
+            "closed_after_timeout_lateness_ms_p50": round(percentile(at_timeout, 0.5) * 1000, 1),
+            "closed_after_timeout_lateness_ms_p99": round(percentile(at_timeout, 0.99) * 1000, 1),
+            "closed_after_timeout_lateness_ms_max": round(max(at_timeout, default=float("nan")) * 1000, 1),
+        }
     finally:
         web.terminate()
         web.wait(20)

@@ -12,6 +12,7 @@ database made on that server (dropped afterwards) instead of a SQLite file.
 Starts its own web, worker and sink processes (and uses REDIS_URL or 127.0.0.1:6379), then prints
 the figures as one JSON object. Run by hand; not part of `make test`.
 """
+
 from gevent import monkey
 
 monkey.patch_all()
@@ -42,7 +43,7 @@ from models.channels import JOBS_WAKEUP  # noqa: E402
 
 PY = sys.executable
 
-SINK = r'''
+SINK = r"""
 from gevent import monkey; monkey.patch_all()
 import json, sys
 from collections import Counter
@@ -74,7 +75,7 @@ class Server(WSGIServer):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return super().handle(sock, address)
 Server(("127.0.0.1", int(sys.argv[1])), app, log=None).serve_forever()
-'''
+"""
 
 
 def wakeup_subscribers(client) -> int:
@@ -104,10 +105,18 @@ def submit_all(web_port, key, sink_port, plan, payload, concurrency, rate):
 
     bodies = {}
     for kind in set(plan):
-        body = json.dumps({"url": f"http://127.0.0.1:{sink_port}/hook/{kind}", "json": payload, "max_attempts": 5,
-                           "backoff": {"base_s": 0.2, "cap_s": 5, "jitter": "full"}}).encode()
-        bodies[kind] = (f"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
-                        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+        body = json.dumps(
+            {
+                "url": f"http://127.0.0.1:{sink_port}/hook/{kind}",
+                "json": payload,
+                "max_attempts": 5,
+                "backoff": {"base_s": 0.2, "cap_s": 5, "jitter": "full"},
+            }
+        ).encode()
+        bodies[kind] = (
+            f"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
     queue = list(reversed(plan))
     start = time.time()
     sent = [0]
@@ -144,17 +153,25 @@ def submit_all(web_port, key, sink_port, plan, payload, concurrency, rate):
 def submit_batches(web_port, key, sink_port, plan, payload, size, concurrency):
     """POST the jobs in batches of `size` with POST /jobs/batch over keep-alive connections."""
     session_pool = [requests.Session() for _ in range(concurrency)]
-    jobs = [{"url": f"http://127.0.0.1:{sink_port}/hook/{kind}", "json": payload, "max_attempts": 5,
-             "backoff": {"base_s": 0.2, "cap_s": 5, "jitter": "full"}} for kind in plan]
-    batches = [json.dumps({"jobs": jobs[i:i + size]}).encode() for i in range(0, len(jobs), size)]
+    jobs = [
+        {
+            "url": f"http://127.0.0.1:{sink_port}/hook/{kind}",
+            "json": payload,
+            "max_attempts": 5,
+            "backoff": {"base_s": 0.2, "cap_s": 5, "jitter": "full"},
+        }
+        for kind in plan
+    ]
+    batches = [json.dumps({"jobs": jobs[i : i + size]}).encode() for i in range(0, len(jobs), size)]
     queue = list(reversed(batches))
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     start = time.time()
 
     def client(session):
         while queue:
-            reply = session.post(f"http://127.0.0.1:{web_port}/jobs/batch", data=queue.pop(), headers=headers,
-                                 timeout=60)
+            reply = session.post(
+                f"http://127.0.0.1:{web_port}/jobs/batch", data=queue.pop(), headers=headers, timeout=60
+            )
             if reply.status_code != 200 or any("error" in r for r in reply.json()["results"]):
                 raise SystemExit(f"bench: batch submission failed: {reply.status_code} {reply.text[:200]}")
 
@@ -222,7 +239,9 @@ def main():
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    parser.add_argument("--rate", type=float, default=0, help="pace submissions at this many per second (0: as fast as possible)")
+    parser.add_argument(
+        "--rate", type=float, default=0, help="pace submissions at this many per second (0: as fast as possible)"
+    )
     parser.add_argument("--batch", type=int, default=0, help="submit with POST /jobs/batch, this many jobs a request")
     parser.add_argument("--database", default=None, help="a PostgreSQL server URL (default: a SQLite file)")
     args = parser.parse_args()
@@ -230,18 +249,42 @@ def main():
     tmp = Path(tempfile.mkdtemp(prefix="jobs-bench-"))
     database = Database(tmp, args.database)
     web_port, sink_port = free_port(), free_port()
-    env = dict(os.environ, DATABASE_URL=database.url, METRICS_PORT="0", PORT=str(web_port), ALLOWED_TARGET_NETWORKS="127.0.0.0/8",
-               LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1", MAX_IN_FLIGHT_PER_HOST=os.environ.get("MAX_IN_FLIGHT_PER_HOST", "64"))
+    env = dict(
+        os.environ,
+        DATABASE_URL=database.url,
+        METRICS_PORT="0",
+        PORT=str(web_port),
+        ALLOWED_TARGET_NETWORKS="127.0.0.0/8",
+        LOG_LEVEL="WARNING",
+        PYTHONUNBUFFERED="1",
+        MAX_IN_FLIGHT_PER_HOST=os.environ.get("MAX_IN_FLIGHT_PER_HOST", "64"),
+    )
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
-    key = subprocess.run([PY, "-m", "models", "create-account", "bench"], cwd=ROOT, env=env, capture_output=True,
-                         text=True, check=True).stdout.strip().splitlines()[-1]
+    key = (
+        subprocess.run(
+            [PY, "-m", "models", "create-account", "bench"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     (tmp / "sink.py").write_text(SINK)
     wakeups = redis.Redis.from_url(env["REDIS_URL"])
     subscribed_before = wakeup_subscribers(wakeups)  # the Redis may be shared: count only ours
-    procs = [subprocess.Popen([PY, str(tmp / "sink.py"), str(sink_port)], cwd=ROOT, env=env),
-             subprocess.Popen([PY, "-m", "web"], cwd=ROOT, env=env, stderr=open(tmp / "web.log", "w"))]
-    procs += [subprocess.Popen([PY, "-m", "actors", "--role", "jobs"], cwd=ROOT, env=env,
-                               stderr=open(tmp / f"worker{i}.log", "w")) for i in range(args.workers)]
+    procs = [
+        subprocess.Popen([PY, str(tmp / "sink.py"), str(sink_port)], cwd=ROOT, env=env),
+        subprocess.Popen([PY, "-m", "web"], cwd=ROOT, env=env, stderr=open(tmp / "web.log", "w")),
+    ]
+    procs += [
+        subprocess.Popen(
+            [PY, "-m", "actors", "--role", "jobs"], cwd=ROOT, env=env, stderr=open(tmp / f"worker{i}.log", "w")
+        )
+        for i in range(args.workers)
+    ]
     try:
         wait_http(f"http://127.0.0.1:{sink_port}/stats")
         wait_http(f"http://127.0.0.1:{web_port}/healthz")
@@ -254,8 +297,9 @@ def main():
         payload = {"event": "payment.succeeded", "data": {"id": "x" * 380, "amount": 1234, "currency": "EUR"}}
         cpu_before = [cpu_seconds(proc.pid) for proc in procs]
         if args.batch:
-            t0, t_submitted = submit_batches(web_port, key, sink_port, plan, payload, args.batch,
-                                             min(args.concurrency, 4))
+            t0, t_submitted = submit_batches(
+                web_port, key, sink_port, plan, payload, args.batch, min(args.concurrency, 4)
+            )
         else:
             t0, t_submitted = submit_all(web_port, key, sink_port, plan, payload, args.concurrency, args.rate)
 
@@ -267,10 +311,13 @@ def main():
                 break
             time.sleep(0.05)
         last_delivery = con.execute("SELECT MAX(finished_at) FROM attempt WHERE outcome='success'").fetchone()[0]
-        first_latency = [r[0] * 1000 for r in con.execute(
-            "SELECT a.started_at - j.created_at FROM attempt a JOIN job j ON j.id = a.job_id WHERE a.number = 1")]
-        lateness = [r[0] * 1000 for r in con.execute(
-            "SELECT started_at - scheduled_at FROM attempt WHERE number > 1")]
+        first_latency = [
+            r[0] * 1000
+            for r in con.execute(
+                "SELECT a.started_at - j.created_at FROM attempt a JOIN job j ON j.id = a.job_id WHERE a.number = 1"
+            )
+        ]
+        lateness = [r[0] * 1000 for r in con.execute("SELECT started_at - scheduled_at FROM attempt WHERE number > 1")]
         statuses = dict(con.execute("SELECT status, COUNT(*) FROM job GROUP BY status").fetchall())
         total_attempts = con.execute("SELECT COUNT(*) FROM attempt").fetchone()[0]
         per_job = dict(con.execute("SELECT id, attempts FROM job").fetchall())
@@ -317,6 +364,7 @@ def main():
         database.drop()
         if not args.keep:
             import shutil
+
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             print(f"kept {tmp}", file=sys.stderr)

@@ -17,6 +17,7 @@ window (requests counted by the mock's own stats against what the window allows 
 least 90 %); and slots missed (a planned poll of a device that was late by more than one interval, or that
 brought no reading).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,17 +52,36 @@ LOOPBACK = DestinationPolicy([ipaddress.ip_network("127.0.0.0/8")])
 DAY_START = "2024-06-21T00:00:00Z"
 MONTH_START = "2024-06-01T00:00:00Z"
 DEMO = json.loads((ROOT / "mock_inverter" / "demo_fleet.json").read_text())
-BATTERY = {"capacity_wh": 10000, "max_charge_w": 3000, "max_discharge_w": 3000, "soc_min_pct": 10,
-           "initial_soc_pct": 50}
+BATTERY = {
+    "capacity_wh": 10000,
+    "max_charge_w": 3000,
+    "max_discharge_w": 3000,
+    "soc_min_pct": 10,
+    "initial_soc_pct": 50,
+}
 # brand (adapter) -> (the mock's brand, device types cycled over the sites: (type without, with a battery))
-FLEETS = {"sandbox": ("sandbox", ("inverter", "hybrid")), "growatt_v4": ("growatt", ("min", "sph")),
-          "growatt_v1": ("growatt", ("inv", "sph")), "solaredge": ("solaredge", ("inverter", "storedge")),
-          "enphase": ("enphase", ("micros", "encharges")), "fusionsolar": ("fusionsolar", ("inverter", "inverter"))}
-CREDENTIALS = {"sandbox": {"api_key": "demo-sandbox-key"}, "growatt_v4": {"token": "demo-growatt-token"},
-               "growatt_v1": {"token": "demo-growatt-token"}, "solaredge": {"api_key": "demo-solaredge-key"},
-               "enphase": {"client_id": "demo-enphase-client", "client_secret": "demo-enphase-secret",
-                           "api_key": "demo-enphase-key", "refresh_token": "demo-enphase-refresh", "plan": "watt"},
-               "fusionsolar": {"user_name": "demo-fusionsolar", "system_code": "demo-fusionsolar-code"}}
+FLEETS = {
+    "sandbox": ("sandbox", ("inverter", "hybrid")),
+    "growatt_v4": ("growatt", ("min", "sph")),
+    "growatt_v1": ("growatt", ("inv", "sph")),
+    "solaredge": ("solaredge", ("inverter", "storedge")),
+    "enphase": ("enphase", ("micros", "encharges")),
+    "fusionsolar": ("fusionsolar", ("inverter", "inverter")),
+}
+CREDENTIALS = {
+    "sandbox": {"api_key": "demo-sandbox-key"},
+    "growatt_v4": {"token": "demo-growatt-token"},
+    "growatt_v1": {"token": "demo-growatt-token"},
+    "solaredge": {"api_key": "demo-solaredge-key"},
+    "enphase": {
+        "client_id": "demo-enphase-client",
+        "client_secret": "demo-enphase-secret",
+        "api_key": "demo-enphase-key",
+        "refresh_token": "demo-enphase-refresh",
+        "plan": "watt",
+    },
+    "fusionsolar": {"user_name": "demo-fusionsolar", "system_code": "demo-fusionsolar-code"},
+}
 PATH_PREFIX = {"solaredge": "/solaredge", "enphase": "/enphase", "fusionsolar": "/fusionsolar"}
 #: The schedule's allowance for clock jitter between the bench and the mock, in real seconds (the poller's is 0.1)
 JITTER_REAL_S = 0.02
@@ -74,15 +94,34 @@ def fleet_config(brand: str, sites: int) -> dict:
     plants = []
     for n in range(sites):
         battery = n % 5 == 0
-        serial = {"sandbox": f"SBX-B{n:04d}", "growatt": f"GRTB{n:06d}", "solaredge": f"7E{n:06X}-5C",
-                  "enphase": f"1223{n:08d}", "fusionsolar": f"HWB{n:06d}"}[mock_brand]
-        device = {"serial": serial, "type": with_battery if battery else plain, "pv_peak_w": rng.choice((4000, 6000)),
-                  "tilt": 30, "azimuth": 180, "cloudiness": 0.3}
+        serial = {
+            "sandbox": f"SBX-B{n:04d}",
+            "growatt": f"GRTB{n:06d}",
+            "solaredge": f"7E{n:06X}-5C",
+            "enphase": f"1223{n:08d}",
+            "fusionsolar": f"HWB{n:06d}",
+        }[mock_brand]
+        device = {
+            "serial": serial,
+            "type": with_battery if battery else plain,
+            "pv_peak_w": rng.choice((4000, 6000)),
+            "tilt": 30,
+            "azimuth": 180,
+            "cloudiness": 0.3,
+        }
         if battery:
             device["battery"] = dict(BATTERY)
-        plant = {"plant_id": 7000 + n, "name": f"Bench {n}", "brand": mock_brand, "city": "Madrid",
-                 "country": "Spain", "latitude": 40.4, "longitude": -3.7, "timezone": "Europe/Madrid",
-                 "devices": [device]}
+        plant = {
+            "plant_id": 7000 + n,
+            "name": f"Bench {n}",
+            "brand": mock_brand,
+            "city": "Madrid",
+            "country": "Spain",
+            "latitude": 40.4,
+            "longitude": -3.7,
+            "timezone": "Europe/Madrid",
+            "devices": [device],
+        }
         if mock_brand == "solaredge":
             plant["power_unit"] = "W"
         plants.append(plant)
@@ -97,9 +136,27 @@ class Mock:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "mock_inverter", "--port", str(self.port), "--config", self.config.name,
-             "--profile", "real", "--limits-clock", "sim", "--speed", str(speed), "--start", start],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            [
+                sys.executable,
+                "-m",
+                "mock_inverter",
+                "--port",
+                str(self.port),
+                "--config",
+                self.config.name,
+                "--profile",
+                "real",
+                "--limits-clock",
+                "sim",
+                "--speed",
+                str(speed),
+                "--start",
+                start,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -151,8 +208,10 @@ def run(brand: str, sites: int, speed: float, span_s: float, start: str, jitter_
         listed = onboard(adapter, speed)
         requests.post(mock.url + "/admin/stats/reset", timeout=5)  # measure the polling: onboarding is done
         polled = {s: PolledDevice(s, d.device_type, d.timezone) for s, d in listed.items()}
-        devices = [PlanDevice(s, str(d.plant_id or s), cls.batch_key(polled[s]), d.device_type)
-                   for s, d in sorted(listed.items())]
+        devices = [
+            PlanDevice(s, str(d.plant_id or s), cls.batch_key(polled[s]), d.device_type)
+            for s, d in sorted(listed.items())
+        ]
         clock = mock.clock()
         guard_s = jitter_s * speed
         began = clock.now()
@@ -194,8 +253,7 @@ def run(brand: str, sites: int, speed: float, span_s: float, start: str, jitter_
                     break
                 with lock:
                     if current.valid_until is not None and now >= current.valid_until:
-                        used = defaultdict(int, {k: v for k, v in used.items()
-                                                 if not quota.windows[k[0]].calendar})
+                        used = defaultdict(int, {k: v for k, v in used.items() if not quota.windows[k[0]].calendar})
                         current = plan(quota, devices, 1.0, now, used, cls.batch_size, guard_s)
                         schedule.replan(current, now)
                         intervals.append(current.interval_s)
@@ -223,9 +281,23 @@ def report(brand, quota, current, intervals, devices, sends, readings, failures,
     binding = next((w for w in quota.windows if w.name == current.binding), None)
     # What the binding window allows over the span for its busiest instance, and what the mock counted.
     requests_by_token = {e: b["requests"] for t in stats["tokens"].values() for e, b in t.items()}
-    latest = sum(v for e, v in requests_by_token.items() if any(
-        k in e for k in ("latest", "last_data", "queryLastData", "currentPowerFlow", "overview", "summary",
-                         "battery", "getDevRealKpi")))
+    latest = sum(
+        v
+        for e, v in requests_by_token.items()
+        if any(
+            k in e
+            for k in (
+                "latest",
+                "last_data",
+                "queryLastData",
+                "currentPowerFlow",
+                "overview",
+                "summary",
+                "battery",
+                "getDevRealKpi",
+            )
+        )
+    )
     if binding is not None and binding.scope == "device":  # a bulk call counts once per device it carries
         latest = sum(b["requests"] - b["rate_limited"] for b in stats["devices"].values())
     allowed = None
@@ -235,8 +307,13 @@ def report(brand, quota, current, intervals, devices, sends, readings, failures,
             periods = span / (stop - start)
         else:
             periods = span / binding.period_s
-        instances = {"key": 1, "endpoint": 1, "site": len({d.site for d in devices}), "device": len(devices),
-                     "batch": len({d.batch_key for d in devices})}[binding.scope]
+        instances = {
+            "key": 1,
+            "endpoint": 1,
+            "site": len({d.site for d in devices}),
+            "device": len(devices),
+            "batch": len({d.batch_key for d in devices}),
+        }[binding.scope]
         allowed = binding.limit * periods * instances
     expected_rounds = math.floor(span / current.interval_s)
     missed = 0
@@ -244,14 +321,25 @@ def report(brand, quota, current, intervals, devices, sends, readings, failures,
         stamps = sends.get(device.id, [])
         late = sum(1 for a, b in zip(stamps, stamps[1:]) if b - a > 2 * current.interval_s)
         missed += late + failures.get(device.id, 0) + max(0, expected_rounds - len(stamps) - 1)
-    return {"brand": brand, "sites": len({d.site for d in devices}), "devices": len(devices),
-            "simulated_h": round(span / 3600, 2), "speed": speed, "interval_s": round(current.interval_s, 1),
-            "intervals_planned": sorted({round(i, 1) for i in intervals}), "binding": current.binding,
-            "requests": stats["totals"]["requests"], "violations": stats["totals"]["rate_limited"],
-            "latest_requests": latest, "allowed": None if allowed is None else round(allowed),
-            "budget_use_pct": None if not allowed else round(100 * latest / allowed, 1),
-            "polls": sum(len(v) for v in sends.values()), "readings": sum(readings.values()),
-            "slots_missed": missed, "last_error": failures.get("_last_error")}
+    return {
+        "brand": brand,
+        "sites": len({d.site for d in devices}),
+        "devices": len(devices),
+        "simulated_h": round(span / 3600, 2),
+        "speed": speed,
+        "interval_s": round(current.interval_s, 1),
+        "intervals_planned": sorted({round(i, 1) for i in intervals}),
+        "binding": current.binding,
+        "requests": stats["totals"]["requests"],
+        "violations": stats["totals"]["rate_limited"],
+        "latest_requests": latest,
+        "allowed": None if allowed is None else round(allowed),
+        "budget_use_pct": None if not allowed else round(100 * latest / allowed, 1),
+        "polls": sum(len(v) for v in sends.values()),
+        "readings": sum(readings.values()),
+        "slots_missed": missed,
+        "last_error": failures.get("_last_error"),
+    }
 
 
 def main() -> int:
@@ -260,8 +348,12 @@ def main() -> int:
     p.add_argument("--sites", type=int, default=50)
     p.add_argument("--speed", type=float, default=300.0, help="simulated seconds per real second (a day)")
     p.add_argument("--month-speed", type=float, default=20000.0, help="the same for Enphase's month")
-    p.add_argument("--jitter", type=float, default=JITTER_REAL_S,
-                   help="real seconds of clock jitter the plan allows for on rolling windows (the poller's: 0.1)")
+    p.add_argument(
+        "--jitter",
+        type=float,
+        default=JITTER_REAL_S,
+        help="real seconds of clock jitter the plan allows for on rolling windows (the poller's: 0.1)",
+    )
     p.add_argument("--hours", type=float, default=23.5, help="simulated hours (day brands), inside one day")
     p.add_argument("--days", type=float, default=29.5, help="simulated days for Enphase, inside one month")
     args = p.parse_args()
@@ -269,16 +361,23 @@ def main() -> int:
     for brand in args.brands.split(","):
         month = brand == "enphase"
         started = time.time()
-        result = run(brand, args.sites, args.month_speed if month else args.speed,
-                     args.days * 86400 if month else args.hours * 3600, MONTH_START if month else DAY_START,
-                     args.jitter)
+        result = run(
+            brand,
+            args.sites,
+            args.month_speed if month else args.speed,
+            args.days * 86400 if month else args.hours * 3600,
+            MONTH_START if month else DAY_START,
+            args.jitter,
+        )
         result["wall_s"] = round(time.time() - started, 1)
         result["jitter_s"] = args.jitter
         print(json.dumps(result), flush=True)
         results.append(result)
     bad = [r["brand"] for r in results if r["violations"] or (r["budget_use_pct"] or 0) < 90 or r["slots_missed"]]
-    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}Z: {len(results) - len(bad)}/{len(results)} brands within "
-          f"every limit, >= 90 % of the binding window used, no slot missed" + (f"; not: {', '.join(bad)}" if bad else ""))
+    print(
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}Z: {len(results) - len(bad)}/{len(results)} brands within "
+        f"every limit, >= 90 % of the binding window used, no slot missed" + (f"; not: {', '.join(bad)}" if bad else "")
+    )
     return 1 if bad else 0
 
 

@@ -8,6 +8,7 @@ Starts redis-server, the mock inverter (a generated fleet), web and one worker (
 separate gevent process). Reports rate-limited replies (target 0), polls per inverter per minute against
 the configured interval, calls per brand endpoint, and upstream requests with and without viewers.
 """
+
 from __future__ import annotations
 
 import sys
@@ -32,6 +33,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 from common import free_port, start_redis_server, wait_http  # noqa: E402
+
 PYTHON = sys.executable
 
 
@@ -46,8 +48,9 @@ def viewers(args) -> int:
         opened = False
         try:
             sock = socket.create_connection(("127.0.0.1", args.port), timeout=30)
-            sock.sendall(f"GET /inverters/{inverter}/stream HTTP/1.0\r\nAuthorization: Bearer {args.key}\r\n\r\n"
-                         .encode())
+            sock.sendall(
+                f"GET /inverters/{inverter}/stream HTTP/1.0\r\nAuthorization: Bearer {args.key}\r\n\r\n".encode()
+            )
             sock.settimeout(None)
             received["open"] += 1
             opened = True
@@ -68,6 +71,7 @@ def viewers(args) -> int:
         gevent.sleep(0.1)
     print(json.dumps({"open": received["open"], "failed": received["failed"]}), flush=True)
     from gevent.os import make_nonblocking, nb_read
+
     make_nonblocking(sys.stdin.fileno())
     nb_read(sys.stdin.fileno(), 1)
     print(json.dumps(received), flush=True)
@@ -101,10 +105,14 @@ def summarise(stats: dict, serials: dict, seconds: float, watched: list[str]) ->
         return {"mean": round(sum(counts) / len(counts), 2), "min": round(min(counts), 2), "max": round(max(counts), 2)}
 
     endpoints = {ep: v["requests"] for token in stats["tokens"].values() for ep, v in token.items()}
-    return {"requests": stats["totals"]["requests"], "rate_limited": stats["totals"]["rate_limited"],
-            "endpoints": endpoints, "sandbox_polls_per_min": per_minute(serials["sandbox"]),
-            "growatt_polls_per_min": per_minute(serials["growatt_v4"]),
-            "watched_polls_per_min": per_minute(watched)}
+    return {
+        "requests": stats["totals"]["requests"],
+        "rate_limited": stats["totals"]["rate_limited"],
+        "endpoints": endpoints,
+        "sandbox_polls_per_min": per_minute(serials["sandbox"]),
+        "growatt_polls_per_min": per_minute(serials["growatt_v4"]),
+        "watched_polls_per_min": per_minute(watched),
+    }
 
 
 def main() -> int:
@@ -124,32 +132,74 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="poller-bench-"))
     mock_port, web_port = free_port(), free_port()
     redis_proc, redis_port = start_redis_server(workdir)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "WARNING",
-           "DATABASE_URL": f"sqlite:///{workdir}/bench.db", "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-           "ALLOWED_TARGET_NETWORKS": "127.0.0.0/8",
-           # The brands' real quotas on a poll clock 150x faster: the mock's fast profile (see tests/metrics).
-           "POLL_CLOCK_SPEED": "150", "POLL_CLOCK_ANCHOR": repr(time.time()),
-           "SANDBOX_POLL_INTERVAL_S": str(args.interval * 150), "GROWATT_V4_POLL_INTERVAL_S": str(args.interval * 150),
-           "STREAMS_PER_ACCOUNT": "100000"}  # every viewer uses the bench's one account
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "LOG_LEVEL": "WARNING",
+        "DATABASE_URL": f"sqlite:///{workdir}/bench.db",
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "ALLOWED_TARGET_NETWORKS": "127.0.0.0/8",
+        # The brands' real quotas on a poll clock 150x faster: the mock's fast profile (see tests/metrics).
+        "POLL_CLOCK_SPEED": "150",
+        "POLL_CLOCK_ANCHOR": repr(time.time()),
+        "SANDBOX_POLL_INTERVAL_S": str(args.interval * 150),
+        "GROWATT_V4_POLL_INTERVAL_S": str(args.interval * 150),
+        "STREAMS_PER_ACCOUNT": "100000",
+    }  # every viewer uses the bench's one account
     procs = [redis_proc]
     try:
-        procs.append(subprocess.Popen([PYTHON, "-m", "mock_inverter", "--port", str(mock_port), "--generate-fleet",
-                                       "1200", "--speed", "60", "--start", "2024-06-21T11:00:00Z"], cwd=ROOT, env=env,
-                                      stdout=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [
+                    PYTHON,
+                    "-m",
+                    "mock_inverter",
+                    "--port",
+                    str(mock_port),
+                    "--generate-fleet",
+                    "1200",
+                    "--speed",
+                    "60",
+                    "--start",
+                    "2024-06-21T11:00:00Z",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+            )
+        )
         mock = f"http://127.0.0.1:{mock_port}"
         wait_http(mock + "/admin/health", timeout=60, proc=procs[-1])
-        key = subprocess.run([PYTHON, "-m", "models", "create-account", "bench"], cwd=ROOT, env=env,
-                             capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        key = (
+            subprocess.run(
+                [PYTHON, "-m", "models", "create-account", "bench"],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         procs.append(subprocess.Popen([PYTHON, "-m", "web"], cwd=ROOT, env={**env, "PORT": str(web_port)}))
         web = f"http://127.0.0.1:{web_port}"
         wait_http(web + "/healthz", proc=procs[-1])
 
-        sandbox = [d["serial"] for d in requests.get(mock + "/sandbox/v1/devices", headers={
-            "X-API-Key": "demo-sandbox-key"}, timeout=10).json()["devices"]][:500]
+        sandbox = [
+            d["serial"]
+            for d in requests.get(
+                mock + "/sandbox/v1/devices", headers={"X-API-Key": "demo-sandbox-key"}, timeout=10
+            ).json()["devices"]
+        ][:500]
         growatt, page = [], 1
         while len(growatt) < 500:
-            rows = requests.post(mock + "/v4/new-api/queryDeviceList", data={"page": page},
-                                 headers={"token": "demo-growatt-token"}, timeout=10).json()["data"]["data"]
+            rows = requests.post(
+                mock + "/v4/new-api/queryDeviceList",
+                data={"page": page},
+                headers={"token": "demo-growatt-token"},
+                timeout=10,
+            ).json()["data"]["data"]
             growatt += [r["deviceSn"] for r in rows]
             page += 1
             time.sleep(0.15)  # the list endpoint's own limit
@@ -159,11 +209,15 @@ def main() -> int:
 
         def onboard(pair):
             brand, serial = pair
-            conn = ({"base_url": mock, "api_key": "demo-sandbox-key"} if brand == "sandbox"
-                    else {"base_url": mock, "token": "demo-growatt-token"})
+            conn = (
+                {"base_url": mock, "api_key": "demo-sandbox-key"}
+                if brand == "sandbox"
+                else {"base_url": mock, "token": "demo-growatt-token"}
+            )
             for _ in range(20):
-                reply = session.post(web + "/inverters", json={"brand": brand, "serial": serial, "connection": conn},
-                                     timeout=30)
+                reply = session.post(
+                    web + "/inverters", json={"brand": brand, "serial": serial, "connection": conn}, timeout=30
+                )
                 if reply.status_code in (200, 201):
                     return serial, reply.json()["id"]
                 time.sleep(float(reply.headers.get("Retry-After", 1)))
@@ -180,17 +234,44 @@ def main() -> int:
         watched = serials["sandbox"][: args.watched // 2] + serials["growatt_v4"][: args.watched - args.watched // 2]
         quiet = summarise(window(mock, seconds), serials, seconds, watched)
         (workdir / "watched.json").write_text(json.dumps([ids[s] for s in watched]))
-        viewer = subprocess.Popen([PYTHON, __file__, "--viewer-mode", "--port", str(web_port), "--key", key,
-                                   "--ids", str(workdir / "watched.json"), "--viewers", str(args.viewers)],
-                                  cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        viewer = subprocess.Popen(
+            [
+                PYTHON,
+                __file__,
+                "--viewer-mode",
+                "--port",
+                str(web_port),
+                "--key",
+                key,
+                "--ids",
+                str(workdir / "watched.json"),
+                "--viewers",
+                str(args.viewers),
+            ],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         opened = json.loads(viewer.stdout.readline())
         busy = summarise(window(mock, seconds), serials, seconds, watched)
         viewer.stdin.close()
         got = json.loads(viewer.stdout.readline())
-        print(json.dumps({"window_s": seconds, "interval_s": args.interval, "configured_polls_per_min":
-                          round(60 / args.interval, 2), "no_viewers": quiet, "with_viewers": busy,
-                          "viewers_open": opened["open"], "viewers_failed": opened["failed"],
-                          "readings_delivered_to_viewers": got["events"]}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "window_s": seconds,
+                    "interval_s": args.interval,
+                    "configured_polls_per_min": round(60 / args.interval, 2),
+                    "no_viewers": quiet,
+                    "with_viewers": busy,
+                    "viewers_open": opened["open"],
+                    "viewers_failed": opened["failed"],
+                    "readings_delivered_to_viewers": got["events"],
+                },
+                indent=1,
+            )
+        )
     finally:
         for proc in reversed(procs):
             proc.terminate()

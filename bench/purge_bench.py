@@ -10,6 +10,7 @@ alternate: quiet (claims only), then purging (the worker's Purge.jobs running be
 `rounds` rounds. With --due 0 the claims find nothing due (the dispatcher's idle timer). Prints one JSON
 object: claim p50/p99 per phase kind, and the purge's rows per second and batch times.
 """
+
 from gevent import monkey
 
 monkey.patch_all()
@@ -35,12 +36,15 @@ from models.ids import new_id  # noqa: E402
 from models.retention import REST_FACTOR, Purge, _checkpoint, purge_jobs_batch  # noqa: E402
 from models.schema import ensure_schema  # noqa: E402
 
-_INSERT_JOB = ("INSERT INTO job (id, account_id, request_hash, status, url, host, method, headers, body, body_kind,"
-               " timeout_s, max_attempts, backoff, attempts, budget_start, due_at, created_at, updated_at)"
-               " VALUES (?, ?, 'x', ?, 'http://127.0.0.1:9/x', '127.0.0.1', 'POST', '{}', NULL, 'none', 5, 50,"
-               " '{}', 1, 0, ?, ?, ?)")
-_INSERT_ATTEMPT = ("INSERT INTO attempt (job_id, number, worker, started_at, finished_at, outcome)"
-                   " VALUES (?, 1, 'w', ?, ?, 'success')")
+_INSERT_JOB = (
+    "INSERT INTO job (id, account_id, request_hash, status, url, host, method, headers, body, body_kind,"
+    " timeout_s, max_attempts, backoff, attempts, budget_start, due_at, created_at, updated_at)"
+    " VALUES (?, ?, 'x', ?, 'http://127.0.0.1:9/x', '127.0.0.1', 'POST', '{}', NULL, 'none', 5, 50,"
+    " '{}', 1, 0, ?, ?, ?)"
+)
+_INSERT_ATTEMPT = (
+    "INSERT INTO attempt (job_id, number, worker, started_at, finished_at, outcome) VALUES (?, 1, 'w', ?, ?, 'success')"
+)
 
 
 def fill(db, account_id: str, expired: int, waiting: int, due: int) -> None:
@@ -65,8 +69,10 @@ def give_back(ids: list[str]) -> None:
     """Make claimed jobs due again as if never claimed (untimed, between claims)."""
     marks = ", ".join("?" * len(ids))
     J.database.execute_sql(f"DELETE FROM attempt WHERE job_id IN ({marks})", ids)
-    J.database.execute_sql(f"UPDATE job SET status = 'retrying', due_at = ?, lease_owner = NULL, attempts = 1"
-                           f" WHERE id IN ({marks})", [time.time() - 1, *ids])
+    J.database.execute_sql(
+        f"UPDATE job SET status = 'retrying', due_at = ?, lease_owner = NULL, attempts = 1 WHERE id IN ({marks})",
+        [time.time() - 1, *ids],
+    )
 
 
 class TimedOwner:
@@ -152,21 +158,34 @@ def main():
     shutil.rmtree(tmp, ignore_errors=True)
 
     quiet_p99, purging_p99 = percentile(claims["quiet"], 99), percentile(claims["purging"], 99)
-    print(json.dumps({
-        "expired_rows": args.expired_jobs * 2, "due": args.due, "fill_s": round(fill_s, 1), "batch": args.batch,
-        "rest_factor": args.rest_factor, "checkpoint": not args.no_checkpoint,
-        "claims_quiet": len(claims["quiet"]), "claim_quiet_ms_p50": percentile(claims["quiet"], 50),
-        "claim_quiet_ms_p99": quiet_p99,
-        "claims_purging": len(claims["purging"]), "claim_purging_ms_p50": percentile(claims["purging"], 50),
-        "claim_purging_ms_p99": purging_p99,
-        "p99_ratio": round(purging_p99 / quiet_p99, 2) if quiet_p99 else None,
-        "purged_jobs": timed.jobs, "purged_attempts": timed.attempts,
-        "purged_rows_per_s": round((timed.jobs + timed.attempts) / purging_s),
-        "purge_batch_ms_p50": percentile(timed.batch_ms, 50), "purge_batch_ms_p99": percentile(timed.batch_ms, 99),
-        "checkpoint_ms_p50": percentile(timed.checkpoint_ms, 50),
-        "checkpoint_ms_p99": percentile(timed.checkpoint_ms, 99),
-        "expired_jobs_left": left,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "expired_rows": args.expired_jobs * 2,
+                "due": args.due,
+                "fill_s": round(fill_s, 1),
+                "batch": args.batch,
+                "rest_factor": args.rest_factor,
+                "checkpoint": not args.no_checkpoint,
+                "claims_quiet": len(claims["quiet"]),
+                "claim_quiet_ms_p50": percentile(claims["quiet"], 50),
+                "claim_quiet_ms_p99": quiet_p99,
+                "claims_purging": len(claims["purging"]),
+                "claim_purging_ms_p50": percentile(claims["purging"], 50),
+                "claim_purging_ms_p99": purging_p99,
+                "p99_ratio": round(purging_p99 / quiet_p99, 2) if quiet_p99 else None,
+                "purged_jobs": timed.jobs,
+                "purged_attempts": timed.attempts,
+                "purged_rows_per_s": round((timed.jobs + timed.attempts) / purging_s),
+                "purge_batch_ms_p50": percentile(timed.batch_ms, 50),
+                "purge_batch_ms_p99": percentile(timed.batch_ms, 99),
+                "checkpoint_ms_p50": percentile(timed.checkpoint_ms, 50),
+                "checkpoint_ms_p99": percentile(timed.checkpoint_ms, 99),
+                "expired_jobs_left": left,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

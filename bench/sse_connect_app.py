@@ -9,6 +9,7 @@ CPU per connect of each: what our layer (authentication, visibility, the hub, th
 adds inside the app, without the noise of sockets and load generators. Starts its own redis-server
 and uses a temporary SQLite file. --profile prints cProfile's view of ours.
 """
+
 from gevent import monkey
 
 monkey.patch_all()
@@ -38,6 +39,7 @@ def floor_app():
     def stream():
         def events():
             yield b": connected\n\n"
+
         return Response(events(), mimetype="text/event-stream", direct_passthrough=True)
 
     return app
@@ -55,11 +57,16 @@ def our_app(workdir: Path):
     def populate():
         account, key = create_account("bench")
         connection = Q.connection_for("sandbox", "http://127.0.0.1:9", {"api_key": "bench"})
-        return key, [Q.Inverter.create(connection=connection.id, brand="sandbox", serial=f"B{n:05d}",
-                                       device_type="hybrid", owner=account.id).id for n in range(INVERTERS)]
+        return key, [
+            Q.Inverter.create(
+                connection=connection.id, brand="sandbox", serial=f"B{n:05d}", device_type="hybrid", owner=account.id
+            ).id
+            for n in range(INVERTERS)
+        ]
 
     key, ids = db.write(populate)
     from web import create_app
+
     return create_app(), key, ids
 
 
@@ -71,11 +78,25 @@ def measure(app, paths, key, connects: int, profile: bool) -> float:
             raise SystemExit(f"bench: {status}")
 
     def connect(i):
-        environ = {"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": paths[i % len(paths)], "QUERY_STRING": "",
-                   "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "x",
-                   "HTTP_AUTHORIZATION": f"Bearer {key}", "REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "http",
-                   "wsgi.input": None, "wsgi.errors": sys.stderr, "wsgi.version": (1, 0), "wsgi.multithread": False,
-                   "wsgi.multiprocess": False, "wsgi.run_once": False}
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "SCRIPT_NAME": "",
+            "PATH_INFO": paths[i % len(paths)],
+            "QUERY_STRING": "",
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "80",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "HTTP_HOST": "x",
+            "HTTP_AUTHORIZATION": f"Bearer {key}",
+            "REMOTE_ADDR": "127.0.0.1",
+            "wsgi.url_scheme": "http",
+            "wsgi.input": None,
+            "wsgi.errors": sys.stderr,
+            "wsgi.version": (1, 0),
+            "wsgi.multithread": False,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+        }
         body = iter(app(environ, start_response))
         next(body)
         held.append(body)  # the stream stays open, as a connected browser's does
@@ -102,8 +123,9 @@ def main():
     with tempfile.TemporaryDirectory(prefix="sse-app-") as tmp:
         redis_proc, port = start_redis_server(Path(tmp))
         try:
-            os.environ.update(DATABASE_URL=f"sqlite:///{tmp}/bench.db", REDIS_URL=f"redis://127.0.0.1:{port}/0",
-                              LOG_LEVEL="WARNING")
+            os.environ.update(
+                DATABASE_URL=f"sqlite:///{tmp}/bench.db", REDIS_URL=f"redis://127.0.0.1:{port}/0", LOG_LEVEL="WARNING"
+            )
             app, key, ids = our_app(Path(tmp))
             # The hub subscribes before the first connect (its greenlet runs while this one waits).
             if not app.extensions["sse_hub"].subscribed.wait(timeout=HUB_SUBSCRIBE_TIMEOUT_S):
@@ -112,8 +134,10 @@ def main():
             ours = measure(app, [f"/inverters/{i}/stream" for i in ids], key, args.connects, args.profile)
         finally:
             redis_proc.terminate()
-    print(f"floor app: {floor * 1e6:.1f} us per connect; ours: {ours * 1e6:.1f} us per connect "
-          f"(+{(ours - floor) * 1e6:.1f} us)")
+    print(
+        f"floor app: {floor * 1e6:.1f} us per connect; ours: {ours * 1e6:.1f} us per connect "
+        f"(+{(ours - floor) * 1e6:.1f} us)"
+    )
 
 
 if __name__ == "__main__":

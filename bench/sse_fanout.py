@@ -10,6 +10,7 @@ replay log and the one pattern subscription are exercised as in production) for 
 connect time for all clients, delivered/expected, publish-to-client latency p50/p99, the web process's
 RSS and the Redis connections it holds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from common import cpu_seconds, free_port, rss_mb, start_redis_server, wait_http  # noqa: E402
+
 PYTHON = sys.executable
 INVERTERS = 1000
 RATE = 200
@@ -57,8 +59,10 @@ def loadgen(args) -> int:
             opening.acquire()
             try:
                 sock = socket.create_connection((host, port), timeout=30)
-                sock.sendall(f"GET {args.path.format(id=inverter)} HTTP/1.0\r\nHost: x\r\n"
-                             f"Authorization: Bearer {args.key}\r\n\r\n".encode())
+                sock.sendall(
+                    f"GET {args.path.format(id=inverter)} HTTP/1.0\r\nHost: x\r\n"
+                    f"Authorization: Bearer {args.key}\r\n\r\n".encode()
+                )
                 buffer = b""
                 while b"\r\n\r\n" not in buffer:
                     chunk = sock.recv(65536)
@@ -94,10 +98,20 @@ def loadgen(args) -> int:
         gevent.spawn(client, n)
     while counts["connected"] + counts["failed"] < args.count:
         gevent.sleep(0.05)
-    print(json.dumps({"connected": counts["connected"], "failed": counts["failed"], "started": started,
-                      "last_connected": max(connected_at) if connected_at else None}), flush=True)
+    print(
+        json.dumps(
+            {
+                "connected": counts["connected"],
+                "failed": counts["failed"],
+                "started": started,
+                "last_connected": max(connected_at) if connected_at else None,
+            }
+        ),
+        flush=True,
+    )
     # Wait for the controller's "measure" line, then reset counters; "stop" ends the run.
     from gevent.os import make_nonblocking, nb_read
+
     make_nonblocking(sys.stdin.fileno())
 
     def read_line():
@@ -127,9 +141,15 @@ def setup(workdir: Path, baseline: str | None = None):
     import redis
 
     redis_proc, redis_port = start_redis_server(workdir, "--maxclients", "20000")
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir}/bench.db",
-           "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",
-           "SSE_CLIENT_QUEUE": "256", "STREAMS_PER_ACCOUNT": "100000"}  # every load client uses one account
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{workdir}/bench.db",
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+        "SSE_CLIENT_QUEUE": "256",
+        "STREAMS_PER_ACCOUNT": "100000",
+    }  # every load client uses one account
     client = redis.Redis(port=redis_port, decode_responses=True)
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL")})
     from models import inverters as Q
@@ -143,8 +163,12 @@ def setup(workdir: Path, baseline: str | None = None):
     def populate():
         account, key = create_account("bench")
         connection = Q.connection_for("sandbox", "http://127.0.0.1:9", {"api_key": "bench"})
-        ids = [Q.Inverter.create(connection=connection.id, brand="sandbox", serial=f"B{n:05d}", device_type="hybrid",
-                                 owner=account.id).id for n in range(INVERTERS)]
+        ids = [
+            Q.Inverter.create(
+                connection=connection.id, brand="sandbox", serial=f"B{n:05d}", device_type="hybrid", owner=account.id
+            ).id
+            for n in range(INVERTERS)
+        ]
         return key, ids
 
     key, ids = db.write(populate)
@@ -217,8 +241,9 @@ def wait_streams_released(port: int, key: str, timeout: float = 30) -> None:
 
     deadline = time.monotonic() + timeout
     while True:
-        reply = requests.get(f"http://127.0.0.1:{port}/streams/stats",
-                             headers={"Authorization": f"Bearer {key}"}, timeout=5)
+        reply = requests.get(
+            f"http://127.0.0.1:{port}/streams/stats", headers={"Authorization": f"Bearer {key}"}, timeout=5
+        )
         reply.raise_for_status()
         clients = reply.json()["streams"]
         if clients == 0:
@@ -250,10 +275,33 @@ def run(counts, seconds: float, loadgens: int, opening: int, baseline: str | Non
                 count = min(per, total - n * per)
                 if count <= 0:
                     break
-                procs.append(subprocess.Popen(
-                    [PYTHON, __file__, "--loadgen", "--port", str(port), "--key", key, "--ids", str(workdir / "ids.json"),
-                     "--first", str(n * per), "--count", str(count), "--opening", str(opening), "--path", path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                    cwd=ROOT, text=True))
+                procs.append(
+                    subprocess.Popen(
+                        [
+                            PYTHON,
+                            __file__,
+                            "--loadgen",
+                            "--port",
+                            str(port),
+                            "--key",
+                            key,
+                            "--ids",
+                            str(workdir / "ids.json"),
+                            "--first",
+                            str(n * per),
+                            "--count",
+                            str(count),
+                            "--opening",
+                            str(opening),
+                            "--path",
+                            path,
+                        ],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        cwd=ROOT,
+                        text=True,
+                    )
+                )
             hello = [json.loads(p.stdout.readline()) for p in procs]
             connect_s = time.time() - started
             web_cpu_per_connect = (cpu_seconds(web.pid) - web_cpu_before) / total
@@ -283,14 +331,21 @@ def run(counts, seconds: float, loadgens: int, opening: int, baseline: str | Non
             expected = sum(sent.get(i, 0) * w for i, w in watchers.items())
             delivered = sum(r["events"] for r in results)
             latencies = [lat for r in results for lat in r["latencies"]]
-            row = {"clients": total, "connected": connected, "failed": failed, "connect_s": round(connect_s, 2),
-                   "connect_from_first_attempt_s": round(from_first_attempt, 2) if from_first_attempt else None,
-                   "web_cpu_ms_per_connect": round(web_cpu_per_connect * 1000, 3),
-                   "delivered": delivered, "expected": expected,
-                   "p50_ms": round(percentile(latencies, 0.5) * 1000, 2),
-                   "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
-                   "rss_mb": round(rss, 1), "kb_per_client": round((rss - base_rss) * 1024 / max(connected, 1), 1),
-                   "redis_connections": redis_conns}
+            row = {
+                "clients": total,
+                "connected": connected,
+                "failed": failed,
+                "connect_s": round(connect_s, 2),
+                "connect_from_first_attempt_s": round(from_first_attempt, 2) if from_first_attempt else None,
+                "web_cpu_ms_per_connect": round(web_cpu_per_connect * 1000, 3),
+                "delivered": delivered,
+                "expected": expected,
+                "p50_ms": round(percentile(latencies, 0.5) * 1000, 2),
+                "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+                "rss_mb": round(rss, 1),
+                "kb_per_client": round((rss - base_rss) * 1024 / max(connected, 1), 1),
+                "redis_connections": redis_conns,
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
             # Wait until the server has let every closed stream go before the next size.
@@ -302,13 +357,17 @@ def run(counts, seconds: float, loadgens: int, opening: int, baseline: str | Non
         web.terminate()
         web.wait(20)
         redis_proc.terminate()
-    print("\n| clients | connected (failed) | connect all | delivered / expected | p50 | p99 | web RSS | per client | "
-          "Redis conns of web |")
+    print(
+        "\n| clients | connected (failed) | connect all | delivered / expected | p50 | p99 | web RSS | per client | "
+        "Redis conns of web |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['clients']:,} | {r['connected']:,} ({r['failed']}) | {r['connect_s']} s | {r['delivered']:,} / "
-              f"{r['expected']:,} | {r['p50_ms']} ms | {r['p99_ms']} ms | {r['rss_mb']} MB | {r['kb_per_client']} KB | "
-              f"{r['redis_connections']} |")
+        print(
+            f"| {r['clients']:,} | {r['connected']:,} ({r['failed']}) | {r['connect_s']} s | {r['delivered']:,} / "
+            f"{r['expected']:,} | {r['p50_ms']} ms | {r['p99_ms']} ms | {r['rss_mb']} MB | {r['kb_per_client']} KB | "
+            f"{r['redis_connections']} |"
+        )
 
 
 def main():
@@ -323,9 +382,12 @@ def main():
     parser.add_argument("--first", type=int)
     parser.add_argument("--count", type=int)
     parser.add_argument("--opening", type=int, default=200, help="handshakes in flight per load generator")
-    parser.add_argument("--baseline", choices=["flask-sse", "floor"],
-                        help="measure flask-sse (bench/flask_sse_app.py), or the bare stack's connect time "
-                             "(bench/sse_floor_app.py), instead")
+    parser.add_argument(
+        "--baseline",
+        choices=["flask-sse", "floor"],
+        help="measure flask-sse (bench/flask_sse_app.py), or the bare stack's connect time "
+        "(bench/sse_floor_app.py), instead",
+    )
     parser.add_argument("--path", default="/inverters/{id}/stream", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.loadgen:

@@ -6,6 +6,7 @@ backlog 4,096, Nagle off). No authentication, no visibility check, no Redis, no 
 it measures what accepting, parsing, dispatching through Flask and answering cost on this machine.
 Run by the benchmark with --baseline floor; not part of the service.
 """
+
 from gevent import monkey
 
 monkey.patch_all()

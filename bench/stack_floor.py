@@ -18,6 +18,7 @@ workload (1.34 attempts and 0.95 deliveries per job) if the engine itself cost n
 needs one submit and 1.34 attempts, each with the CPU of both of its ends. Run it right before or
 after bench/jobs_bench.py: this machine's speed varies by tens of percent between hours.
 """
+
 from gevent import monkey
 
 monkey.patch_all()
@@ -39,16 +40,17 @@ import gevent  # noqa: E402
 import requests  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from actors.transport import Transport  # noqa: E402
 from common import cpu_seconds, free_port, wait_http  # noqa: E402
 from jobs_bench import PY, ROOT, SINK, submit_all  # noqa: E402
+
+from actors.transport import Transport  # noqa: E402
 from models.net.policy import DestinationPolicy  # noqa: E402
 
-ATTEMPTS_PER_JOB = 1.34   # the workload's attempts per job (6,698 for 5,000 jobs)
+ATTEMPTS_PER_JOB = 1.34  # the workload's attempts per job (6,698 for 5,000 jobs)
 DELIVERIES_PER_JOB = 0.95  # 5% of jobs answer 400 and are never delivered
 CORES = os.cpu_count() or 2
 
-FLASK_FLOOR = r'''
+FLASK_FLOOR = r"""
 from gevent import monkey; monkey.patch_all()
 import sys, uuid
 from flask import Flask, jsonify, request
@@ -63,7 +65,7 @@ def submit():
     job = request.get_json()
     return jsonify({"id": uuid.uuid4().hex, "status": "pending", "request": job}), 202
 Server(("127.0.0.1", int(sys.argv[1])), app, log=None, **server_limits(Settings())).serve_forever()
-'''
+"""
 
 
 @contextlib.contextmanager
@@ -91,8 +93,11 @@ def submit_floor(tmp: Path, jobs: int, payload: dict) -> dict:
     with serving(tmp, "flask_floor.py", FLASK_FLOOR, "/healthz") as (port, pid):
         plan = [random.Random(7).choice(["ok", "fail1"]) for _ in range(jobs)]
         wall, server_cpu, client_cpu = measured(pid, lambda: submit_all(port, "key", 9, plan, payload, 64, 0))
-    return {"per_s": round(jobs / wall, 1), "server_cpu_ms": round(server_cpu / jobs * 1000, 3),
-            "client_cpu_ms": round(client_cpu / jobs * 1000, 3)}
+    return {
+        "per_s": round(jobs / wall, 1),
+        "server_cpu_ms": round(server_cpu / jobs * 1000, 3),
+        "client_cpu_ms": round(client_cpu / jobs * 1000, 3),
+    }
 
 
 def attempt_floor(tmp: Path, attempts: int, payload: dict, lean: bool) -> dict:
@@ -102,6 +107,7 @@ def attempt_floor(tmp: Path, attempts: int, payload: dict, lean: bool) -> dict:
     body = json.dumps(payload).encode()
     left = list(range(attempts))
     with serving(tmp, "sink.py", SINK, "/stats") as (port, pid):
+
         def sender():
             while left:
                 n = left.pop()
@@ -109,38 +115,53 @@ def attempt_floor(tmp: Path, attempts: int, payload: dict, lean: bool) -> dict:
                 if lean:
                     status = transport.send("POST", f"http://127.0.0.1:{port}/hook/ok", headers, body, 10).status_code
                 else:
-                    status = session.post(f"http://127.0.0.1:{port}/hook/ok", data=body, timeout=10,
-                                          headers=headers).status_code
+                    status = session.post(
+                        f"http://127.0.0.1:{port}/hook/ok", data=body, timeout=10, headers=headers
+                    ).status_code
                 assert status == 200, status
 
         wall, sink_cpu, client_cpu = measured(
-            pid, lambda: gevent.joinall([gevent.spawn(sender) for _ in range(64)], raise_error=True))
-    return {"per_s": round(attempts / wall, 1), "client_cpu_ms": round(client_cpu / attempts * 1000, 3),
-            "sink_cpu_ms": round(sink_cpu / attempts * 1000, 3)}
+            pid, lambda: gevent.joinall([gevent.spawn(sender) for _ in range(64)], raise_error=True)
+        )
+    return {
+        "per_s": round(attempts / wall, 1),
+        "client_cpu_ms": round(client_cpu / attempts * 1000, 3),
+        "sink_cpu_ms": round(sink_cpu / attempts * 1000, 3),
+    }
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=5000)
     args = parser.parse_args()
-    payload = {"url": "http://127.0.0.1:9/hook/ok",
-               "json": {"event": "payment.succeeded", "data": {"id": "x" * 380, "amount": 1234, "currency": "EUR"}}}
+    payload = {
+        "url": "http://127.0.0.1:9/hook/ok",
+        "json": {"event": "payment.succeeded", "data": {"id": "x" * 380, "amount": 1234, "currency": "EUR"}},
+    }
     with tempfile.TemporaryDirectory(prefix="stack-floor-") as tmp:
         submit = submit_floor(Path(tmp), args.jobs, payload)
         attempts = round(args.jobs * ATTEMPTS_PER_JOB)
         session = attempt_floor(Path(tmp), attempts, payload["json"], lean=False)
         adapter = attempt_floor(Path(tmp), attempts, payload["json"], lean=True)
     attempt = min(session, adapter, key=lambda a: a["client_cpu_ms"] + a["sink_cpu_ms"])
-    per_job_ms = (submit["server_cpu_ms"] + submit["client_cpu_ms"]
-                  + ATTEMPTS_PER_JOB * (attempt["client_cpu_ms"] + attempt["sink_cpu_ms"]))
-    print(json.dumps({
-        "cores": CORES,
-        "submit_flask_pywsgi": submit,
-        "attempt_requests_session": session,
-        "attempt_engine_transport": adapter,
-        "cpu_per_job_ms": round(per_job_ms, 3),
-        "ceiling_deliveries_per_s": round(CORES * 1000 / per_job_ms * DELIVERIES_PER_JOB, 1),
-    }, indent=2))
+    per_job_ms = (
+        submit["server_cpu_ms"]
+        + submit["client_cpu_ms"]
+        + ATTEMPTS_PER_JOB * (attempt["client_cpu_ms"] + attempt["sink_cpu_ms"])
+    )
+    print(
+        json.dumps(
+            {
+                "cores": CORES,
+                "submit_flask_pywsgi": submit,
+                "attempt_requests_session": session,
+                "attempt_engine_transport": adapter,
+                "cpu_per_job_ms": round(per_job_ms, 3),
+                "ceiling_deliveries_per_s": round(CORES * 1000 / per_job_ms * DELIVERIES_PER_JOB, 1),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -26,20 +26,32 @@ def parse_args(argv=None):
     p.add_argument("--host", default=_env("HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=_env("PORT", "5100"))
     p.add_argument("--config", default=_env("CONFIG"), help="fleet config JSON (default: the demo fleet)")
-    p.add_argument("--generate-fleet", type=int, default=_env("GENERATE_FLEET"), metavar="N",
-                   help="simulate N generated devices across brands instead of --config")
+    p.add_argument(
+        "--generate-fleet",
+        type=int,
+        default=_env("GENERATE_FLEET"),
+        metavar="N",
+        help="simulate N generated devices across brands instead of --config",
+    )
     p.add_argument("--speed", type=float, default=_env("SPEED", "1"), help="simulated seconds per real second")
     p.add_argument("--start", default=_env("START"), help="simulated start, ISO-8601 (default: now)")
     p.add_argument("--seed", type=int, default=_env("SEED"))
     p.add_argument("--profile", choices=sorted(PROFILES), default=_env("PROFILE", "fast"))
-    p.add_argument("--limits-clock", choices=("real", "sim"), default=_env("LIMITS_CLOCK", "real"),
-                   help="count rate limits in real time (default) or on the simulated clock (benchmarks)")
+    p.add_argument(
+        "--limits-clock",
+        choices=("real", "sim"),
+        default=_env("LIMITS_CLOCK", "real"),
+        help="count rate limits in real time (default) or on the simulated clock (benchmarks)",
+    )
     p.add_argument("--latency-ms", type=float, default=_env("LATENCY_MS", "0"))
     p.add_argument("--error-rate", type=float, default=_env("ERROR_RATE", "0"))
     p.add_argument("--malformed-rate", type=float, default=_env("MALFORMED_RATE", "0"))
     p.add_argument("--offline", default=_env("OFFLINE", ""), help="comma-separated serials reported offline")
-    p.add_argument("--outage", default=_env("OUTAGE", ""),
-                   help="comma-separated START/END simulated-time windows when connections are reset")
+    p.add_argument(
+        "--outage",
+        default=_env("OUTAGE", ""),
+        help="comma-separated START/END simulated-time windows when connections are reset",
+    )
     p.add_argument("--access-log", action="store_true", default=_env("ACCESS_LOG", "") not in ("", "0"))
     return p.parse_args(argv)
 
@@ -56,9 +68,15 @@ def main(argv=None) -> int:
             if serial not in {d.serial for d in fleet.devices}:
                 raise ConfigError("--offline", serial, "serial", "no such device in the fleet")
         faults = Faults(seed=fleet.seed)
-        faults.update({"latency_ms": args.latency_ms, "error_rate": args.error_rate,
-                       "malformed_rate": args.malformed_rate, "offline": offline,
-                       "outages": parse_outages([w for w in args.outage.split(",") if w])})
+        faults.update(
+            {
+                "latency_ms": args.latency_ms,
+                "error_rate": args.error_rate,
+                "malformed_rate": args.malformed_rate,
+                "offline": offline,
+                "outages": parse_outages([w for w in args.outage.split(",") if w]),
+            }
+        )
         start = parse_iso(args.start) if args.start else None
     except ConfigError as exc:
         print(exc.line, file=sys.stderr)
@@ -76,8 +94,11 @@ def main(argv=None) -> int:
     except OSError as exc:
         print(f"mock_inverter: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 1
-    print(f"mock_inverter: {len(fleet.devices)} devices on http://{args.host}:{server.port} "
-          f"(profile {args.profile}, speed {args.speed}x, limits on the {args.limits_clock} clock)", flush=True)
+    print(
+        f"mock_inverter: {len(fleet.devices)} devices on http://{args.host}:{server.port} "
+        f"(profile {args.profile}, speed {args.speed}x, limits on the {args.limits_clock} clock)",
+        flush=True,
+    )
     server.wsgi._stop_event.wait()
     return 0
 

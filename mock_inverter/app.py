@@ -1,4 +1,5 @@
 """Flask app factory: brand blueprints, admin endpoints and the fault hooks around them."""
+
 from __future__ import annotations
 
 import gevent
@@ -17,8 +18,13 @@ NGINX_ERROR_PAGE = "<html><head><title>{0}</title></head><body><center><h1>{0}</
 REASONS = {500: "500 Internal Server Error", 502: "502 Bad Gateway", 503: "503 Service Temporarily Unavailable"}
 
 
-def create_app(fleet: Fleet, clock: SimClock | None = None, profile: str = "fast",
-               faults: Faults | None = None, limits_clock: str = "real") -> Flask:
+def create_app(
+    fleet: Fleet,
+    clock: SimClock | None = None,
+    profile: str = "fast",
+    faults: Faults | None = None,
+    limits_clock: str = "real",
+) -> Flask:
     app = Flask(__name__)
     world = World(fleet, clock or SimClock(), profile, faults, limits_clock)
     app.extensions["mock_inverter"] = world
@@ -72,8 +78,9 @@ def create_app(fleet: Fleet, clock: SimClock | None = None, profile: str = "fast
         brand = brand_of(request.path)
         if brand is not None:
             return brand.http_error(exc)
-        return jsonify({"error": {"code": exc.name.lower().replace(" ", "_"), "message": exc.description,
-                                  "details": {}}}), exc.code
+        return jsonify(
+            {"error": {"code": exc.name.lower().replace(" ", "_"), "message": exc.description, "details": {}}}
+        ), exc.code
 
     return app
 
@@ -85,9 +92,16 @@ def _admin_blueprint(world: World):
 
     @bp.get("/health")
     def health():
-        return jsonify({"ok": True, "sim_time": iso_utc(world.simulator.t), "clock": world.clock.now(),
-                        "clock_speed": world.clock.speed, "devices": len(world.fleet.devices),
-                        "profile": world.limits.profile})
+        return jsonify(
+            {
+                "ok": True,
+                "sim_time": iso_utc(world.simulator.t),
+                "clock": world.clock.now(),
+                "clock_speed": world.clock.speed,
+                "devices": len(world.fleet.devices),
+                "profile": world.limits.profile,
+            }
+        )
 
     @bp.get("/stats")
     def stats():
@@ -117,9 +131,9 @@ def _admin_blueprint(world: World):
     @bp.errorhandler(Exception)
     def unexpected(exc):
         if isinstance(exc, HTTPException):
-            return jsonify({"error": {"code": exc.name.lower().replace(" ", "_"), "message": exc.description,
-                                      "details": {}}}), exc.code
-        return jsonify({"error": {"code": "internal_error", "message": "unexpected server error",
-                                  "details": {}}}), 500
+            return jsonify(
+                {"error": {"code": exc.name.lower().replace(" ", "_"), "message": exc.description, "details": {}}}
+            ), exc.code
+        return jsonify({"error": {"code": "internal_error", "message": "unexpected server error", "details": {}}}), 500
 
     return bp

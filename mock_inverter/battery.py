@@ -3,6 +3,7 @@
 Powers are on the bus side (what a meter sees). Round-trip losses are split evenly between charging and
 discharging (one-way efficiency = sqrt(round trip)), so stored energy moves by less than the bus power.
 """
+
 from __future__ import annotations
 
 import numpy as np

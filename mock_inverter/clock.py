@@ -1,4 +1,5 @@
 """Simulated time: real time by default, or from a chosen start, optionally N times faster."""
+
 from __future__ import annotations
 
 import time

@@ -3,6 +3,7 @@
 A broken config must stop the process with one line naming the file, the device and the field, so every
 check raises ConfigError with those three pieces instead of letting a KeyError escape later.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,15 +24,28 @@ ENPHASE_TYPES = ("micros", "encharges")  # the device group a system's devices l
 # FusionSolar: residential inverters (devTypeId 38); a battery (39) and a grid meter (47) are listed beside each.
 FUSIONSOLAR_TYPES = ("inverter",)
 FUSIONSOLAR_DEFAULT_ACCOUNTS = [{"userName": "demo-fusionsolar", "systemCode": "demo-fusionsolar-code"}]
-DEVICE_TYPES = {"sandbox": SANDBOX_TYPES, "growatt": GROWATT_TYPES, "solaredge": SOLAREDGE_TYPES,
-                "enphase": ENPHASE_TYPES, "fusionsolar": FUSIONSOLAR_TYPES}
-DEFAULT_CREDENTIALS = {"sandbox": ["demo-sandbox-key"], "growatt": ["demo-growatt-token"],
-                       "solaredge": ["demo-solaredge-key"]}
+DEVICE_TYPES = {
+    "sandbox": SANDBOX_TYPES,
+    "growatt": GROWATT_TYPES,
+    "solaredge": SOLAREDGE_TYPES,
+    "enphase": ENPHASE_TYPES,
+    "fusionsolar": FUSIONSOLAR_TYPES,
+}
+DEFAULT_CREDENTIALS = {
+    "sandbox": ["demo-sandbox-key"],
+    "growatt": ["demo-growatt-token"],
+    "solaredge": ["demo-solaredge-key"],
+}
 # The config field listing each brand's keys: what the brand itself calls its credential.
 CREDENTIAL_FIELDS = {"sandbox": "api_keys", "growatt": "tokens", "solaredge": "api_keys"}
 ENPHASE_PLANS = ("watt", "kilowatt", "megawatt", "demo")
-DEFAULT_ENPHASE_APP = {"client_id": "demo-enphase-client", "client_secret": "demo-enphase-secret",
-                       "api_key": "demo-enphase-key", "plan": "watt", "refresh_tokens": ["demo-enphase-refresh"]}
+DEFAULT_ENPHASE_APP = {
+    "client_id": "demo-enphase-client",
+    "client_secret": "demo-enphase-secret",
+    "api_key": "demo-enphase-key",
+    "plan": "watt",
+    "refresh_tokens": ["demo-enphase-refresh"],
+}
 
 
 class ConfigError(Exception):
@@ -98,6 +112,7 @@ class Plant:
 @dataclass(frozen=True)
 class EnphaseApp:
     """A developer application (client id/secret, API key, plan) and the refresh tokens its users granted."""
+
     client_id: str
     client_secret: str
     api_key: str
@@ -178,13 +193,15 @@ def _enphase(raw, source):
         if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
             raise ConfigError(source, "-", f"{label}.refresh_tokens", "must be a list of non-empty strings")
         limits = app.get("limits", {})
-        if not isinstance(limits, dict) or not all(k in ("per_minute", "per_month") and isinstance(v, int) and v > 0
-                                                   for k, v in limits.items()):
+        if not isinstance(limits, dict) or not all(
+            k in ("per_minute", "per_month") and isinstance(v, int) and v > 0 for k, v in limits.items()
+        ):
             raise ConfigError(source, "-", f"{label}.limits", "per_minute and per_month must be positive integers")
         apps.append(EnphaseApp(app["client_id"], app["client_secret"], app["api_key"], plan, tuple(tokens), limits))
     lifetimes = raw.get("token_lifetime_s", {})
-    if not isinstance(lifetimes, dict) or not all(k in ("access", "refresh") and isinstance(v, (int, float)) and v > 0
-                                                  for k, v in lifetimes.items()):
+    if not isinstance(lifetimes, dict) or not all(
+        k in ("access", "refresh") and isinstance(v, (int, float)) and v > 0 for k, v in lifetimes.items()
+    ):
         raise ConfigError(source, "-", f"{where}.token_lifetime_s", "access and refresh must be positive numbers")
     return tuple(apps), {k: float(v) for k, v in lifetimes.items()}
 
@@ -212,8 +229,9 @@ def _fusionsolar_accounts(entry, source):
     where = "brands.fusionsolar"
     accounts = entry.get("accounts", FUSIONSOLAR_DEFAULT_ACCOUNTS) if isinstance(entry, dict) else None
     if not isinstance(accounts, list) or not all(
-            isinstance(a, dict) and all(isinstance(a.get(k), str) and a.get(k) for k in ("userName", "systemCode"))
-            for a in accounts):
+        isinstance(a, dict) and all(isinstance(a.get(k), str) and a.get(k) for k in ("userName", "systemCode"))
+        for a in accounts
+    ):
         raise ConfigError(source, "-", f"{where}.accounts", "must be a list of {userName, systemCode} strings")
     limits = entry.get("rate_limits", {})
     if not isinstance(limits, dict):
@@ -239,18 +257,29 @@ def _plant(raw, index, source, fleet_seed, tick_s) -> Plant:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, TypeError, ValueError):
         raise ConfigError(source, "-", f"{where}.timezone", f"unknown time zone {tz!r}") from None
-    weather_seed = _number(raw, "seed", source, "-", default=fleet_seed * 7919 + plant_id, integer=True,
-                           prefix=where)
+    weather_seed = _number(raw, "seed", source, "-", default=fleet_seed * 7919 + plant_id, integer=True, prefix=where)
     devices_raw = raw.get("devices")
     if not isinstance(devices_raw, list) or not devices_raw:
         raise ConfigError(source, "-", f"{where}.devices", "must be a non-empty list")
     if brand == "enphase" and len(devices_raw) != 1:
         # An Enphase system is one site behind one gateway: the API reports it as a whole.
         raise ConfigError(source, "-", f"{where}.devices", "an enphase plant (system) simulates exactly one site")
-    devices = tuple(_device(d, i, source, where, plant_id, brand, lat, lon, tz, fleet_seed, weather_seed, tick_s)
-                    for i, d in enumerate(devices_raw))
-    return Plant(plant_id, str(raw.get("name", f"Plant {plant_id}")), brand, str(raw.get("city", "")),
-                 str(raw.get("country", "")), lat, lon, tz, devices, power_unit)
+    devices = tuple(
+        _device(d, i, source, where, plant_id, brand, lat, lon, tz, fleet_seed, weather_seed, tick_s)
+        for i, d in enumerate(devices_raw)
+    )
+    return Plant(
+        plant_id,
+        str(raw.get("name", f"Plant {plant_id}")),
+        brand,
+        str(raw.get("city", "")),
+        str(raw.get("country", "")),
+        lat,
+        lon,
+        tz,
+        devices,
+        power_unit,
+    )
 
 
 def _device(raw, index, source, where, plant_id, brand, lat, lon, tz, fleet_seed, weather_seed, tick_s):
@@ -274,19 +303,31 @@ def _device(raw, index, source, where, plant_id, brand, lat, lon, tz, fleet_seed
     load_raw = raw.get("load", {})
     if not isinstance(load_raw, dict):
         raise ConfigError(source, serial, "load", "must be an object")
-    load = LoadProfile(**{k: _number(load_raw, k, source, serial, default=getattr(LoadProfile, k), minimum=0.0,
-                                     prefix="load") for k in LoadProfile.__dataclass_fields__})
+    load = LoadProfile(
+        **{
+            k: _number(load_raw, k, source, serial, default=getattr(LoadProfile, k), minimum=0.0, prefix="load")
+            for k in LoadProfile.__dataclass_fields__
+        }
+    )
     device_tick = _number(raw, "tick_s", source, serial, default=tick_s, minimum=tick_s)
     if not math.isclose(device_tick / tick_s, round(device_tick / tick_s)):
         raise ConfigError(source, serial, "tick_s", f"must be a multiple of the fleet tick ({tick_s} s)")
     return Device(
-        serial=serial, brand=brand, type=kind, model=str(raw.get("model", f"{kind.upper()}-{serial[-4:]}")),
-        plant_id=plant_id, latitude=lat, longitude=lon, timezone=tz,
-        pv_peak_w=_number(raw, "pv_peak_w", source, serial, default=0.0 if kind == "storage" else None,
-                          minimum=0.0, maximum=1e6),
+        serial=serial,
+        brand=brand,
+        type=kind,
+        model=str(raw.get("model", f"{kind.upper()}-{serial[-4:]}")),
+        plant_id=plant_id,
+        latitude=lat,
+        longitude=lon,
+        timezone=tz,
+        pv_peak_w=_number(
+            raw, "pv_peak_w", source, serial, default=0.0 if kind == "storage" else None, minimum=0.0, maximum=1e6
+        ),
         tilt=_number(raw, "tilt", source, serial, default=20.0, minimum=0.0, maximum=90.0),
         azimuth=_number(raw, "azimuth", source, serial, default=180.0, minimum=0.0, maximum=360.0),
-        battery=battery, load=load,
+        battery=battery,
+        load=load,
         seed=_number(raw, "seed", source, serial, default=hash_seed(fleet_seed, serial), integer=True),
         weather_seed=weather_seed,
         cloudiness=_number(raw, "cloudiness", source, serial, default=0.5, minimum=0.0, maximum=0.95),
@@ -355,8 +396,15 @@ CITIES = (
     ("Accra", "Ghana", 5.60, -0.19, "Africa/Accra"),
     ("Tokyo", "Japan", 35.68, 139.69, "Asia/Tokyo"),
 )
-_KIND_CYCLE = (("sandbox", "hybrid"), ("growatt", "min"), ("growatt", "sph"), ("sandbox", "inverter"),
-               ("growatt", "storage"), ("growatt", "inv"), ("sandbox", "storage"))
+_KIND_CYCLE = (
+    ("sandbox", "hybrid"),
+    ("growatt", "min"),
+    ("growatt", "sph"),
+    ("sandbox", "inverter"),
+    ("growatt", "storage"),
+    ("growatt", "inv"),
+    ("sandbox", "storage"),
+)
 
 
 def generate_fleet(count: int, seed: int = 0) -> dict:
@@ -372,18 +420,35 @@ def generate_fleet(count: int, seed: int = 0) -> dict:
         key = (brand, city[0], n // 4)
         if key != plant_key:
             plant_devices = []
-            plants.append({"plant_id": 10_000 + len(plants), "name": f"{city[0]} plant {len(plants) + 1}",
-                           "brand": brand, "city": city[0], "country": city[1], "latitude": city[2],
-                           "longitude": city[3], "timezone": city[4], "devices": plant_devices})
+            plants.append(
+                {
+                    "plant_id": 10_000 + len(plants),
+                    "name": f"{city[0]} plant {len(plants) + 1}",
+                    "brand": brand,
+                    "city": city[0],
+                    "country": city[1],
+                    "latitude": city[2],
+                    "longitude": city[3],
+                    "timezone": city[4],
+                    "devices": plant_devices,
+                }
+            )
             plant_key = key
         prefix = "SBX" if brand == "sandbox" else "GRT" + kind[:3].upper()
-        device = {"serial": f"{prefix}{n:06d}", "type": kind,
-                  "pv_peak_w": 0.0 if kind == "storage" and brand == "sandbox" else rng.choice((3000, 5000, 8000)),
-                  "tilt": rng.choice((10, 20, 30)),
-                  "azimuth": 180 if city[2] >= 0 else 0,
-                  "load": {"base_w": rng.choice((150, 250, 400))}}
+        device = {
+            "serial": f"{prefix}{n:06d}",
+            "type": kind,
+            "pv_peak_w": 0.0 if kind == "storage" and brand == "sandbox" else rng.choice((3000, 5000, 8000)),
+            "tilt": rng.choice((10, 20, 30)),
+            "azimuth": 180 if city[2] >= 0 else 0,
+            "load": {"base_w": rng.choice((150, 250, 400))},
+        }
         if kind in ("hybrid", "sph", "storage"):
-            device["battery"] = {"capacity_wh": rng.choice((5000, 10000)), "max_charge_w": 2500,
-                                 "max_discharge_w": 2500, "initial_soc_pct": rng.choice((30, 50, 80))}
+            device["battery"] = {
+                "capacity_wh": rng.choice((5000, 10000)),
+                "max_charge_w": 2500,
+                "max_discharge_w": 2500,
+                "initial_soc_pct": rng.choice((30, 50, 80)),
+            }
         plant_devices.append(device)
     return {"seed": seed, "tick_s": 1.0, "plants": plants}

@@ -1,5 +1,6 @@
 """Injected faults: latency, 5xx errors, malformed bodies, offline devices, outage windows, devices reporting a
 fault status, and shaded (or soiled) devices whose PV is scaled down."""
+
 from __future__ import annotations
 
 import random
@@ -73,11 +74,16 @@ class Faults:
         return self._rng.choice((500, 502, 503))
 
     def describe(self, monotonic=time.monotonic) -> dict:
-        return {"latency_ms": self.latency_ms, "error_rate": self.error_rate,
-                "malformed_rate": self.malformed_rate, "offline": sorted(self.offline),
-                "faulted": sorted(self.faulted), "shaded": dict(sorted(self.shaded.items())),
-                "outages": [{"start": s, "end": e} for s, e in self.outages],
-                "outage_remaining_s": max(0.0, self.outage_until - monotonic())}
+        return {
+            "latency_ms": self.latency_ms,
+            "error_rate": self.error_rate,
+            "malformed_rate": self.malformed_rate,
+            "offline": sorted(self.offline),
+            "faulted": sorted(self.faulted),
+            "shaded": dict(sorted(self.shaded.items())),
+            "outages": [{"start": s, "end": e} for s, e in self.outages],
+            "outage_remaining_s": max(0.0, self.outage_until - monotonic()),
+        }
 
 
 def parse_outages(windows) -> list[tuple[float, float]]:

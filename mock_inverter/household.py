@@ -1,4 +1,5 @@
 """Household load and sky: base load, morning and evening peaks, appliance spikes, drifting clouds."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,9 +11,16 @@ CLOUD_PERIOD_S = 1200.0
 SALT_SPIKE, SALT_SPIKE_SIZE, SALT_JITTER, SALT_CLOUD, SALT_PEAK_SHIFT = 1, 2, 3, 4, 5
 
 
-def household_load(t: float, local_hour: np.ndarray, seeds: np.ndarray, base_w: np.ndarray,
-                   morning_w: np.ndarray, evening_w: np.ndarray, spike_w: np.ndarray,
-                   spikes_per_hour: np.ndarray) -> np.ndarray:
+def household_load(
+    t: float,
+    local_hour: np.ndarray,
+    seeds: np.ndarray,
+    base_w: np.ndarray,
+    morning_w: np.ndarray,
+    evening_w: np.ndarray,
+    spike_w: np.ndarray,
+    spikes_per_hour: np.ndarray,
+) -> np.ndarray:
     # Each household keeps its own habits: peaks shifted by up to +-45 min, fixed per seed.
     shift = (uniform(seeds, 0, SALT_PEAK_SHIFT) - 0.5) * 1.5
     morning = morning_w * np.exp(-0.5 * ((local_hour - 7.5 - shift) / 1.0) ** 2)

@@ -2,6 +2,7 @@
 
 That is what makes the same seed and start give the same data however requests interleave.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -4,6 +4,7 @@ pvlib costs milliseconds per call, so a curve is computed once per UTC day at 1-
 every tick only does a vectorised linear interpolation. Curves are per UTC day (not local day) so all
 devices share the same sample index at a given instant.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,14 @@ def day_curve(key: CurveKey, utc_day: int) -> tuple[np.ndarray, np.ndarray, np.n
     sun = pvlib.solarposition.get_solarposition(times, key.latitude, key.longitude)
     sky = pvlib.clearsky.simplified_solis(sun["apparent_elevation"].to_numpy())
     poa = pvlib.irradiance.get_total_irradiance(
-        key.tilt, key.azimuth, sun["apparent_zenith"].to_numpy(), sun["azimuth"].to_numpy(),
-        np.asarray(sky["dni"]), np.asarray(sky["ghi"]), np.asarray(sky["dhi"]))["poa_global"]
+        key.tilt,
+        key.azimuth,
+        sun["apparent_zenith"].to_numpy(),
+        sun["azimuth"].to_numpy(),
+        np.asarray(sky["dni"]),
+        np.asarray(sky["ghi"]),
+        np.asarray(sky["dhi"]),
+    )["poa_global"]
     poa = np.nan_to_num(np.asarray(poa, dtype=float), nan=0.0).clip(min=0.0)
     air = ambient_temperature(key.latitude, key.longitude, utc_day * DAY_S + offsets)
     cell = pvlib.temperature.faiman(poa, air)
@@ -73,7 +80,7 @@ class CurveBank:
         if self.day == utc_day:
             return
         rows = self._pending[1] if self._pending and self._pending[0] == utc_day else []
-        rows = rows + [day_curve(k, utc_day) for k in self.keys[len(rows):]]
+        rows = rows + [day_curve(k, utc_day) for k in self.keys[len(rows) :]]
         self.power = np.stack([r[0] for r in rows])
         self.sun_up = np.stack([r[1] for r in rows])
         self.air = np.stack([r[2] for r in rows])

@@ -9,6 +9,7 @@ Rejected calls are not counted, so a client that backs off gets through at the n
 Some brands (SolarEdge) count calendar-day budgets instead (per key and per site, reset at 00:00 UTC)
 and cap the requests in progress per source address.
 """
+
 from __future__ import annotations
 
 import time
@@ -27,10 +28,18 @@ class Limit:
 
 
 PROFILES = {
-    "fast": {"list": Limit(10, 1.0), "latest": Limit(1000, 1.0), "v4:queryLastData": Limit(20, 1.0),
-             "per_device_interval_s": 2.0},
-    "real": {"list": Limit(1, 5.0), "latest": Limit(10, 1.0), "v4:queryLastData": Limit(1, 5.0),
-             "per_device_interval_s": 300.0},
+    "fast": {
+        "list": Limit(10, 1.0),
+        "latest": Limit(1000, 1.0),
+        "v4:queryLastData": Limit(20, 1.0),
+        "per_device_interval_s": 2.0,
+    },
+    "real": {
+        "list": Limit(1, 5.0),
+        "latest": Limit(10, 1.0),
+        "v4:queryLastData": Limit(1, 5.0),
+        "per_device_interval_s": 300.0,
+    },
 }
 
 # FusionSolar (SmartPVMS northbound), per user: each list interface (stations, getStationList, getDevList)
@@ -104,8 +113,9 @@ class RateLimits:
         return base.get(endpoint) or base["list" if endpoint in LIST_ENDPOINTS else "latest"]
 
     def device_interval(self, brand: str) -> float:
-        return float(self._overrides.get(brand, {}).get("per_device_interval_s",
-                                                        PROFILES[self.profile]["per_device_interval_s"]))
+        return float(
+            self._overrides.get(brand, {}).get("per_device_interval_s", PROFILES[self.profile]["per_device_interval_s"])
+        )
 
     def check(self, brand: str, token: str, endpoint: str, serials: list[str] = ()) -> tuple[float, str]:
         """(0, "") when the call may go ahead (it is then counted); else (seconds to wait, "endpoint"|"device")."""
@@ -174,7 +184,7 @@ class PlanLimits:
         return overrides.get("per_minute", per_minute), overrides.get("per_month", per_month)
 
     def check(self, key: str, plan: str, overrides: dict | None = None) -> str:
-        """"" when the call may go ahead (it is then counted); else "minute" or "month"."""
+        """ "" when the call may go ahead (it is then counted); else "minute" or "month"."""
         per_minute, per_month = self.limits(plan, overrides or {})
         now = self._monotonic()
         calls = self._minute.setdefault(key, deque())

@@ -1,4 +1,5 @@
 """Serving: a gevent WSGI server whose handler can drop connections, plus the tick loop beside it."""
+
 from __future__ import annotations
 
 import socket
@@ -33,8 +34,9 @@ class FaultAwareHandler(WSGIHandler):
 class MockServer:
     def __init__(self, app, host: str = "127.0.0.1", port: int = 5100, access_log: bool = False):
         self.world = app.extensions["mock_inverter"]
-        self.wsgi = WSGIServer((host, port), app, handler_class=FaultAwareHandler,
-                               log="default" if access_log else None)
+        self.wsgi = WSGIServer(
+            (host, port), app, handler_class=FaultAwareHandler, log="default" if access_log else None
+        )
         self.wsgi.world = self.world
         self._ticker = None
 

@@ -3,6 +3,7 @@
 One tick of 1,000 devices is a few dozen vectorised array operations; nothing here loops over devices
 except building a reading for a request.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,10 @@ class Simulator:
         devices = self.devices
         n = len(devices)
 
-        keys = sorted({CurveKey(d.latitude, d.longitude, d.tilt, d.azimuth) for d in devices},
-                      key=lambda k: (k.latitude, k.longitude, k.tilt, k.azimuth))
+        keys = sorted(
+            {CurveKey(d.latitude, d.longitude, d.tilt, d.azimuth) for d in devices},
+            key=lambda k: (k.latitude, k.longitude, k.tilt, k.azimuth),
+        )
         row_of = {k: i for i, k in enumerate(keys)}
         self.curves = CurveBank(keys)
         self.rows = np.array([row_of[CurveKey(d.latitude, d.longitude, d.tilt, d.azimuth)] for d in devices])
@@ -78,15 +81,27 @@ class Simulator:
 
         # Lifetime counters start where a few hundred days of use would have left them.
         age_days = 100 + 900 * uniform(self.seeds, 0, SALT_LIFETIME)
-        daily_wh = np.stack([self.pv_peak * 3.5, self.base_w * 30, self.base_w * 12, self.pv_peak * 1.5,
-                             self.capacity_wh * 0.4, self.capacity_wh * 0.35])
+        daily_wh = np.stack(
+            [
+                self.pv_peak * 3.5,
+                self.base_w * 30,
+                self.base_w * 12,
+                self.pv_peak * 1.5,
+                self.capacity_wh * 0.4,
+                self.capacity_wh * 0.35,
+            ]
+        )
         self.total_wh = daily_wh * age_days
         self.today_wh = np.zeros((len(COUNTERS), n))
 
         zeros = np.zeros(n)
         self.pv_w, self.load_w, self.import_w, self.export_w = zeros.copy(), zeros.copy(), zeros.copy(), zeros.copy()
-        self.charge_w, self.discharge_w, self.losses_w, self.temperature_c = (zeros.copy(), zeros.copy(),
-                                                                              zeros.copy(), zeros.copy())
+        self.charge_w, self.discharge_w, self.losses_w, self.temperature_c = (
+            zeros.copy(),
+            zeros.copy(),
+            zeros.copy(),
+            zeros.copy(),
+        )
         self.sun_up = np.zeros(n, bool)
         self.updated_at = np.full(n, start)
         self._refresh_offsets(start)
@@ -146,21 +161,37 @@ class Simulator:
         local_hour = (local % DAY_S) / 3600.0
         pv_per_wp, sun_up, air = self.curves.sample(self.rows, t)
         pv = self.pv_peak * self.pv_share * pv_per_wp * cloud_factor(t, self.weather_seeds, self.cloudiness)
-        load = household_load(t, local_hour, self.seeds, self.base_w, self.morning_w, self.evening_w,
-                              self.spike_w, self.spikes_per_hour)
+        load = household_load(
+            t, local_hour, self.seeds, self.base_w, self.morning_w, self.evening_w, self.spike_w, self.spikes_per_hour
+        )
         dt = self.every * self.tick_s if dt is None else dt
-        charge, discharge, losses, stored = dispatch(pv, load, self.stored_wh, self.min_wh, self.max_wh,
-                                                     self.max_charge_w, self.max_discharge_w, self.one_way_eff, dt)
+        charge, discharge, losses, stored = dispatch(
+            pv,
+            load,
+            self.stored_wh,
+            self.min_wh,
+            self.max_wh,
+            self.max_charge_w,
+            self.max_discharge_w,
+            self.one_way_eff,
+            dt,
+        )
         grid = load + charge - pv - discharge
         imported, exported = grid.clip(min=0.0), (-grid).clip(min=0.0)
         ac = pv + discharge - charge
         heat = np.divide(ac, self.pv_peak, out=np.zeros_like(ac), where=self.pv_peak > 0)
-        temperature = air + 25.0 * heat + 8.0 * np.divide(charge + discharge, self.max_charge_w,
-                                                          out=np.zeros_like(ac), where=self.max_charge_w > 0)
+        temperature = (
+            air
+            + 25.0 * heat
+            + 8.0 * np.divide(charge + discharge, self.max_charge_w, out=np.zeros_like(ac), where=self.max_charge_w > 0)
+        )
 
         if due is None:
-            due = (np.ones(len(pv), bool) if self._everyone_every_tick or not integrate
-                   else (self.tick_no % self.every) == self.phase)
+            due = (
+                np.ones(len(pv), bool)
+                if self._everyone_every_tick or not integrate
+                else (self.tick_no % self.every) == self.phase
+            )
         if integrate:
             day = np.floor(local / DAY_S)
             self.today_wh[:, due & (day != self.local_day)] = 0.0
@@ -169,9 +200,17 @@ class Simulator:
             self.today_wh += energy
             self.total_wh += energy
             self.stored_wh = np.where(due, stored, self.stored_wh)
-        for name, value in (("pv_w", pv), ("load_w", load), ("import_w", imported), ("export_w", exported),
-                            ("charge_w", charge), ("discharge_w", discharge), ("losses_w", losses),
-                            ("temperature_c", temperature), ("sun_up", sun_up)):
+        for name, value in (
+            ("pv_w", pv),
+            ("load_w", load),
+            ("import_w", imported),
+            ("export_w", exported),
+            ("charge_w", charge),
+            ("discharge_w", discharge),
+            ("losses_w", losses),
+            ("temperature_c", temperature),
+            ("sun_up", sun_up),
+        ):
             setattr(self, name, np.where(due, value, getattr(self, name)))
         self.updated_at = np.where(due, t, self.updated_at)
         self.t = t
@@ -179,8 +218,9 @@ class Simulator:
     # -- readings ---------------------------------------------------------------------------------------
     @property
     def soc_pct(self) -> np.ndarray:
-        return np.divide(self.stored_wh * 100.0, self.capacity_wh, out=np.zeros_like(self.stored_wh),
-                         where=self.capacity_wh > 0)
+        return np.divide(
+            self.stored_wh * 100.0, self.capacity_wh, out=np.zeros_like(self.stored_wh), where=self.capacity_wh > 0
+        )
 
     def set_offline(self, serials) -> None:
         """Offline devices keep running physically but their reported reading freezes, as when a datalogger drops."""

@@ -1,4 +1,5 @@
 """Request counters per token, endpoint and device, so tests can prove a client kept within its limits."""
+
 from __future__ import annotations
 
 import time
@@ -31,12 +32,16 @@ class Stats:
         self.requests += 1
         self.rate_limited += rate_limited
         for bucket in [self.tokens.setdefault(token, {}).setdefault(endpoint, _bucket())] + [
-                self.devices.setdefault(s, _bucket()) for s in serials]:
+            self.devices.setdefault(s, _bucket()) for s in serials
+        ]:
             bucket["requests"] += 1
             bucket["rate_limited"] += rate_limited
             bucket["last_at"] = stamp
 
     def snapshot(self) -> dict:
-        return {"since": iso_utc(self.since),
-                "totals": {"requests": self.requests, "rate_limited": self.rate_limited},
-                "tokens": self.tokens, "devices": self.devices}
+        return {
+            "since": iso_utc(self.since),
+            "totals": {"requests": self.requests, "rate_limited": self.rate_limited},
+            "tokens": self.tokens,
+            "devices": self.devices,
+        }

@@ -1,4 +1,5 @@
 """Everything one running mock shares: fleet, clock, simulator, limits, stats and faults."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,14 +23,23 @@ class Admission:
 
 
 class World:
-    def __init__(self, fleet: Fleet, clock: SimClock, profile: str = "fast", faults: Faults | None = None,
-                 limits_clock: str = "real"):
+    def __init__(
+        self,
+        fleet: Fleet,
+        clock: SimClock,
+        profile: str = "fast",
+        faults: Faults | None = None,
+        limits_clock: str = "real",
+    ):
         self.fleet = fleet
         self.clock = clock
         self.simulator = Simulator(fleet, clock.now())
         # "sim": the limits count on the simulated clock (rolling windows and calendar days/months alike)
-        self.limits = (RateLimits(profile, fleet.rate_limits, monotonic=clock.now, wall=clock.now)
-                       if limits_clock == "sim" else RateLimits(profile, fleet.rate_limits))
+        self.limits = (
+            RateLimits(profile, fleet.rate_limits, monotonic=clock.now, wall=clock.now)
+            if limits_clock == "sim"
+            else RateLimits(profile, fleet.rate_limits)
+        )
         self.stats = Stats()
         self.faults = faults or Faults(seed=fleet.seed)
         self.devices = {d.serial: d for d in fleet.devices}

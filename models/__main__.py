@@ -7,6 +7,7 @@ retention pass now (what the worker does every PURGE_INTERVAL_S) and prints one 
 SECRET_KEY; rotate-secret re-encrypts every stored brand credential with the first key of SECRET_KEY
 (see models/encryption.py for the rotation steps).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,13 +22,15 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create-account", help="create an account and print its API key")
     create.add_argument("name")
-    create.add_argument("--if-missing", action="store_true",
-                        help="do nothing (exit 0, print nothing) if the account already exists")
+    create.add_argument(
+        "--if-missing", action="store_true", help="do nothing (exit 0, print nothing) if the account already exists"
+    )
     sub.add_parser("migrate", help="create or migrate the schema")
     purge = sub.add_parser("purge", help="delete finished jobs and old readings now (readings rolled up first)")
     purge.add_argument("--jobs-older-than", metavar="DURATION", help="e.g. 90s, 12h, 30d (default JOB_RETENTION_DAYS)")
-    purge.add_argument("--readings-older-than", metavar="DURATION",
-                       help="e.g. 90s, 12h, 30d (default READING_RETENTION_DAYS)")
+    purge.add_argument(
+        "--readings-older-than", metavar="DURATION", help="e.g. 90s, 12h, 30d (default READING_RETENTION_DAYS)"
+    )
     sub.add_parser("new-secret-key", help="print a fresh key for SECRET_KEY")
     sub.add_parser("rotate-secret", help="re-encrypt every stored brand credential with the first key of SECRET_KEY")
     args = parser.parse_args(argv)
@@ -74,8 +77,10 @@ def main(argv=None) -> int:
         except SettingsError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        print(f"re-encrypted the credentials of {count} brand connection(s) with the first key of SECRET_KEY; "
-              "the other keys may now be removed")
+        print(
+            f"re-encrypted the credentials of {count} brand connection(s) with the first key of SECRET_KEY; "
+            "the other keys may now be removed"
+        )
         return 0
 
     if args.command == "purge":
@@ -104,8 +109,9 @@ def _purge(owner, settings, args) -> int:
     from models.retention import Purge
 
     jobs_s = args.jobs_older_than if args.jobs_older_than is not None else settings.job_retention_days * 86400
-    readings_s = (args.readings_older_than if args.readings_older_than is not None
-                  else settings.reading_retention_days * 86400)
+    readings_s = (
+        args.readings_older_than if args.readings_older_than is not None else settings.reading_retention_days * 86400
+    )
     purge = Purge(owner, settings.purge_batch, rest=lambda _: None, rest_factor=0)
     jobs, attempts = purge.jobs(jobs_s)
     print(f"jobs: deleted {jobs} finished jobs and {attempts} attempts older than {jobs_s:g} s")

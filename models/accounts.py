@@ -1,4 +1,5 @@
 """Accounts, their API keys (stored hashed) and browser sessions."""
+
 from __future__ import annotations
 
 import hashlib

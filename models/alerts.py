@@ -8,6 +8,7 @@ once. The webhook jobs of an opening or clearing are inserted in the same transa
 (models/jobs.py insert_jobs), one per endpoint of the account subscribed to the event type, each with
 an idempotency key naming the alert, phase and endpoint.
 """
+
 from __future__ import annotations
 
 import peewee
@@ -75,8 +76,11 @@ def create_rule(account_id: str, inverter_id: str | None, kind: str, params: dic
 def visible_rules(account_id: str) -> list[AlertRule]:
     """The account's own rules and the rules on inverters it is a member of (members read them)."""
     on_visible = Inverter.select(Inverter.id).where(_visible_to(account_id))
-    return list(AlertRule.select().where((AlertRule.account == account_id) | AlertRule.inverter.in_(on_visible))
-                .order_by(AlertRule.id))
+    return list(
+        AlertRule.select()
+        .where((AlertRule.account == account_id) | AlertRule.inverter.in_(on_visible))
+        .order_by(AlertRule.id)
+    )
 
 
 def update_rule(rule: AlertRule, params: dict) -> AlertRule:
@@ -107,29 +111,58 @@ def alerts_of(inverter_id: str, limit: int) -> list[Alert]:
 
 # -- episodes ------------------------------------------------------------------------------------
 def payload(event_type: str, alert: Alert, serial: str, at: float) -> dict:
-    return {"type": event_type, "timestamp": iso(at), "data": {
-        "alert_id": alert.id, "inverter_id": alert.inverter_id, "serial": serial, "rule_id": alert.rule_id,
-        "kind": alert.kind, "values": alert.values, "cleared_values": alert.cleared_values,
-        "opened_at": iso(alert.opened_at), "cleared_at": iso(alert.cleared_at)}}
+    return {
+        "type": event_type,
+        "timestamp": iso(at),
+        "data": {
+            "alert_id": alert.id,
+            "inverter_id": alert.inverter_id,
+            "serial": serial,
+            "rule_id": alert.rule_id,
+            "kind": alert.kind,
+            "values": alert.values,
+            "cleared_values": alert.cleared_values,
+            "opened_at": iso(alert.opened_at),
+            "cleared_at": iso(alert.cleared_at),
+        },
+    }
 
 
 def _webhook_jobs(account_id: str, message: dict, alert_id: str, phase: str) -> int:
     body = json_text(message).encode()
     items = []
     for endpoint in webhooks.endpoints_for(account_id, message["type"]):
-        spec = {"url": endpoint.url, "host": parse_outbound_url(endpoint.url).host, "method": "POST",
-                "headers": {"Content-Type": "application/json", webhooks.ID_HEADER: f"msg_{alert_id}_{phase}"},
-                "body": body, "body_kind": "json", "timeout_s": WEBHOOK_TIMEOUT_S,
-                "max_attempts": WEBHOOK_MAX_ATTEMPTS, "backoff": Backoff().to_dict(), "run_at": None,
-                "sign_with": endpoint.id}
+        spec = {
+            "url": endpoint.url,
+            "host": parse_outbound_url(endpoint.url).host,
+            "method": "POST",
+            "headers": {"Content-Type": "application/json", webhooks.ID_HEADER: f"msg_{alert_id}_{phase}"},
+            "body": body,
+            "body_kind": "json",
+            "timeout_s": WEBHOOK_TIMEOUT_S,
+            "max_attempts": WEBHOOK_MAX_ATTEMPTS,
+            "backoff": Backoff().to_dict(),
+            "run_at": None,
+            "sign_with": endpoint.id,
+        }
         items.append((spec, f"alert:{alert_id}:{phase}:{endpoint.id}"))
     return sum(1 for outcome in J.insert_jobs(account_id, items) if isinstance(outcome, tuple) and outcome[1])
 
 
-def open_alert(rule: AlertRule, inverter_id: str, serial: str, opened_at: float, values: dict) -> tuple[Alert, dict, int] | None:
+def open_alert(
+    rule: AlertRule, inverter_id: str, serial: str, opened_at: float, values: dict
+) -> tuple[Alert, dict, int] | None:
     """Open an episode and queue its webhooks, in the caller's write transaction; None if one is open already."""
-    alert = Alert(id=new_id(), rule=rule.id, inverter=inverter_id, account=rule.account_id, kind=rule.kind,
-                  opened_at=opened_at, open_slot=OPEN, values=values)
+    alert = Alert(
+        id=new_id(),
+        rule=rule.id,
+        inverter=inverter_id,
+        account=rule.account_id,
+        kind=rule.kind,
+        opened_at=opened_at,
+        open_slot=OPEN,
+        values=values,
+    )
     try:
         with Alert._meta.database.atomic():
             alert.save(force_insert=True)
@@ -141,8 +174,11 @@ def open_alert(rule: AlertRule, inverter_id: str, serial: str, opened_at: float,
 
 def clear_alert(alert_id: str, serial: str, cleared_at: float, values: dict) -> tuple[Alert, dict, int] | None:
     """Clear an open episode and queue its webhooks; None if it is not open (cleared already, or deleted)."""
-    changed = (Alert.update(cleared_at=cleared_at, open_slot=None, cleared_values=values)
-               .where((Alert.id == alert_id) & (Alert.open_slot == OPEN)).execute())
+    changed = (
+        Alert.update(cleared_at=cleared_at, open_slot=None, cleared_values=values)
+        .where((Alert.id == alert_id) & (Alert.open_slot == OPEN))
+        .execute()
+    )
     if not changed:
         return None
     alert = Alert.get_by_id(alert_id)
@@ -152,13 +188,23 @@ def clear_alert(alert_id: str, serial: str, cleared_at: float, values: dict) -> 
     return alert, message, jobs
 
 
-def record_daily_summary(rule: AlertRule, inverter_id: str, serial: str, sunset: float,
-                         values: dict) -> tuple[Alert, dict, int] | None:
+def record_daily_summary(
+    rule: AlertRule, inverter_id: str, serial: str, sunset: float, values: dict
+) -> tuple[Alert, dict, int] | None:
     """Record one site-day's summary (opened and cleared at that day's sunset) and queue its webhooks; None
     if that day's summary exists already: the unique (rule, inverter, opened_at) makes it once per site-day,
     across restarts and engines."""
-    alert = Alert(id=new_id(), rule=rule.id, inverter=inverter_id, account=rule.account_id, kind=rule.kind,
-                  opened_at=sunset, cleared_at=sunset, open_slot=None, values=values)
+    alert = Alert(
+        id=new_id(),
+        rule=rule.id,
+        inverter=inverter_id,
+        account=rule.account_id,
+        kind=rule.kind,
+        opened_at=sunset,
+        cleared_at=sunset,
+        open_slot=None,
+        values=values,
+    )
     try:
         with Alert._meta.database.atomic():
             alert.save(force_insert=True)
@@ -193,8 +239,9 @@ def battery_action(soc_pct, params: dict, is_open: bool) -> str | None:
     return None
 
 
-def production_action(pv_w, expected_w: float, params: dict, is_open: bool, below_since: float | None,
-                      t: float) -> tuple[str | None, float | None]:
+def production_action(
+    pv_w, expected_w: float, params: dict, is_open: bool, below_since: float | None, t: float
+) -> tuple[str | None, float | None]:
     """(action, new below_since) for a production_low rule.
 
     Only in daylight worth judging: while the clear-sky expectation is under `daylight_min_pct` of the

@@ -7,6 +7,7 @@ For attempt n (1-based) with b = min(cap, base * multiplier**(n-1)):
   decorrelated  min(cap, uniform(base, 3 * previous)), previous starting at base
 A server's Retry-After is a floor on the delay, never beyond the cap.
 """
+
 from __future__ import annotations
 
 import random
@@ -40,8 +41,13 @@ class Backoff:
                 return self.cap_s
         return min(self.cap_s, value)
 
-    def delay(self, attempt: int, previous: float | None = None, retry_after: float | None = None,
-              rng: random.Random | None = None) -> float:
+    def delay(
+        self,
+        attempt: int,
+        previous: float | None = None,
+        retry_after: float | None = None,
+        rng: random.Random | None = None,
+    ) -> float:
         """Seconds to wait after attempt `attempt` failed; `previous` is the last delay (decorrelated)."""
         uniform = (rng or random).uniform
         b = self.ceiling(attempt)
@@ -63,7 +69,7 @@ class Backoff:
         return {"base_s": self.base_s, "cap_s": self.cap_s, "multiplier": self.multiplier, "jitter": self.jitter}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "Backoff":
+    def from_dict(cls, data: dict[str, Any] | None) -> Backoff:
         return cls(**(data or {}))
 
 

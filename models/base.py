@@ -1,4 +1,5 @@
 """The base model and the column types every table shares."""
+
 from __future__ import annotations
 
 import json

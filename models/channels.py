@@ -88,5 +88,6 @@ def quota_rolling(connection_id, window: int, instance: str) -> str:
 def quota_state(connection_id) -> str:
     return f"{QUOTA_STATE_PREFIX}{connection_id}"
 
+
 #: Published when alert rules are created, changed or deleted, so alert engines reload them.
 ALERT_RULES_CHANGED = "alert-rules:changed"

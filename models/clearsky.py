@@ -6,6 +6,7 @@ table of the day's expected power every TABLE_STEP_S is computed (289 points, ~8
 reading only interpolates in it. The model: the simplified Solis clear sky, transposed onto the panel
 plane, PVWatts DC at the given peak power (no temperature loss, so the expectation is an upper bound).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,8 +35,14 @@ def day_table(site: Site, utc_day: int) -> np.ndarray:
     sun = pvlib.solarposition.get_solarposition(times, site.latitude, site.longitude)
     sky = pvlib.clearsky.simplified_solis(sun["apparent_elevation"].to_numpy())
     poa = pvlib.irradiance.get_total_irradiance(
-        site.tilt, site.azimuth, sun["apparent_zenith"].to_numpy(), sun["azimuth"].to_numpy(),
-        np.asarray(sky["dni"]), np.asarray(sky["ghi"]), np.asarray(sky["dhi"]))["poa_global"]
+        site.tilt,
+        site.azimuth,
+        sun["apparent_zenith"].to_numpy(),
+        sun["azimuth"].to_numpy(),
+        np.asarray(sky["dni"]),
+        np.asarray(sky["ghi"]),
+        np.asarray(sky["dhi"]),
+    )["poa_global"]
     poa = np.nan_to_num(np.asarray(poa, dtype=float), nan=0.0).clip(min=0.0)
     power = np.asarray(pvlib.pvsystem.pvwatts_dc(poa, 25.0, site.peak_power_w, 0.0), dtype=float)
     return np.where(sun["elevation"].to_numpy() > 0, power, 0.0)

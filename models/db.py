@@ -8,13 +8,15 @@ cooperatively. Writes queued while that thread is busy are committed together in
 
 Outside gevent (the CLI, tests calling queries directly) calls run inline.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gevent
 import peewee
@@ -35,7 +37,7 @@ def _gevent_patched() -> bool:
 
 def make_database(url: str) -> peewee.Database:
     if url.startswith("sqlite:"):
-        path = url.split("sqlite:///", 1)[-1] if url.startswith("sqlite:///") else url[len("sqlite:"):]
+        path = url.split("sqlite:///", 1)[-1] if url.startswith("sqlite:///") else url[len("sqlite:") :]
         if path and path != ":memory:":
             directory = os.path.dirname(os.path.abspath(path))
             os.makedirs(directory, exist_ok=True)

@@ -10,6 +10,7 @@ run `python -m models rotate-secret` (re-encrypts every stored credential with t
 drop the old key. Every process checks at start (ensure_schema) that a key is set and that it
 decrypts every stored credential, and refuses to start with one line otherwise.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,10 @@ from models.base import json_text
 from models.db import database, sql
 from models.settings import SettingsError, get_settings
 
-MISSING = ("SECRET_KEY is not set: brand credentials are stored encrypted with it; make one with "
-           "`python -m models new-secret-key` (make run keeps one in var/secret-key)")
+MISSING = (
+    "SECRET_KEY is not set: brand credentials are stored encrypted with it; make one with "
+    "`python -m models new-secret-key` (make run keeps one in var/secret-key)"
+)
 
 
 class SecretKeyError(SettingsError):
@@ -64,8 +67,10 @@ def decrypt(token: str) -> Credentials:
     try:
         plain = keyring().decrypt(token.encode())
     except InvalidToken:
-        raise SecretKeyError("SECRET_KEY cannot decrypt stored brand credentials: they were encrypted with a key "
-                             "that is not in SECRET_KEY") from None
+        raise SecretKeyError(
+            "SECRET_KEY cannot decrypt stored brand credentials: they were encrypted with a key "
+            "that is not in SECRET_KEY"
+        ) from None
     return Credentials(json.loads(plain))
 
 
@@ -112,9 +117,11 @@ def reencrypt_credentials() -> int:
 
 
 def unreadable_message(connection_ids: list[str], total: int) -> str:
-    return (f"SECRET_KEY cannot decrypt the stored credentials of {len(connection_ids)} of {total} brand "
-            f"connection(s) (first: {connection_ids[0]}): they were encrypted with a key that is not in SECRET_KEY; "
-            "list that key after the new one (SECRET_KEY=new,old) and run `python -m models rotate-secret`")
+    return (
+        f"SECRET_KEY cannot decrypt the stored credentials of {len(connection_ids)} of {total} brand "
+        f"connection(s) (first: {connection_ids[0]}): they were encrypted with a key that is not in SECRET_KEY; "
+        "list that key after the new one (SECRET_KEY=new,old) and run `python -m models rotate-secret`"
+    )
 
 
 def check_stored_credentials() -> int:

@@ -10,12 +10,16 @@ hours. Buckets follow the inverter's wall clock: a day runs from local midnight 
 hours on DST days), an hour from one local whole hour to the next (so in Asia/Kolkata hours start at
 :30 UTC). A zone-less inverter counts in UTC.
 """
+
 from __future__ import annotations
 
 from bisect import bisect_right
-from typing import Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date as Date, datetime, time as Time, timedelta, timezone as dt_timezone
+from datetime import date as Date
+from datetime import datetime, timedelta
+from datetime import time as Time
+from datetime import timezone as dt_timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import peewee
@@ -118,8 +122,9 @@ class Bucket:
                 stats[3] += 1
 
     def power_stats(self) -> dict:
-        return {name: {"min": mn, "max": mx, "avg": total / count}
-                for name, (mn, mx, total, count) in self.power.items()}
+        return {
+            name: {"min": mn, "max": mx, "avg": total / count} for name, (mn, mx, total, count) in self.power.items()
+        }
 
 
 def _powers(data: dict) -> dict:
@@ -130,8 +135,9 @@ def _powers(data: dict) -> dict:
     return values
 
 
-def rollup(readings: list[tuple[float, dict]], bounds: list[tuple[float, float]],
-           max_gap_s: float = MAX_GAP_S) -> list[Bucket]:
+def rollup(
+    readings: list[tuple[float, dict]], bounds: list[tuple[float, float]], max_gap_s: float = MAX_GAP_S
+) -> list[Bucket]:
     """Energy and power statistics per bucket from readings [(time, data)] sorted by time.
 
     `bounds` are contiguous, ordered (start, end) pairs. Readings just outside them (within max_gap_s)
@@ -201,9 +207,15 @@ def local_label(ts: float, zone) -> str:
 
 
 def bucket_view(period: str, bucket: Bucket, zone) -> dict:
-    return {"period": period, "start": bucket.start, "end": bucket.end, "local_start": local_label(bucket.start, zone),
-            "samples": bucket.samples, **{f"{q}_wh": bucket.energy_wh[q] for q in QUANTITIES},
-            "power": bucket.power_stats()}
+    return {
+        "period": period,
+        "start": bucket.start,
+        "end": bucket.end,
+        "local_start": local_label(bucket.start, zone),
+        "samples": bucket.samples,
+        **{f"{q}_wh": bucket.energy_wh[q] for q in QUANTITIES},
+        "power": bucket.power_stats(),
+    }
 
 
 _READINGS = "SELECT time, data FROM reading WHERE inverter_id = ? AND time >= ? AND time < ? ORDER BY time"
@@ -216,8 +228,9 @@ def _readings(inverter_id: str, start: float, end: float) -> list[tuple[float, d
     return [(t, json.loads(data)) for t, data in rows]
 
 
-def compute(inverter_id: str, zone, period: str, first_day: Date, last_day: Date,
-            fetch: Callable = lambda fn, *args: fn(*args)) -> list[dict]:
+def compute(
+    inverter_id: str, zone, period: str, first_day: Date, last_day: Date, fetch: Callable = lambda fn, *args: fn(*args)
+) -> list[dict]:
     """Buckets with data of `period` over local days first_day..last_day, from the raw readings.
 
     `fetch` runs the query (a caller off the owner thread passes owner.call, so the arithmetic does
@@ -228,11 +241,27 @@ def compute(inverter_id: str, zone, period: str, first_day: Date, last_day: Date
     return [bucket_view(period, b, zone) for b in rollup(readings, bounds) if b.samples]
 
 
-_UPSERT_COLUMNS = ("inverter_id", "period", "bucket_start", "bucket_end", "local_start", "samples", "pv_wh", "load_wh",
-                   "import_wh", "export_wh", "charge_wh", "discharge_wh", "power", "computed_at")
-_UPSERT = (f"INSERT INTO energy_rollup ({', '.join(_UPSERT_COLUMNS)}) VALUES ({', '.join('?' * len(_UPSERT_COLUMNS))})"
-           " ON CONFLICT (inverter_id, period, bucket_start) DO UPDATE SET "
-           + ", ".join(f"{c} = excluded.{c}" for c in _UPSERT_COLUMNS[3:]))
+_UPSERT_COLUMNS = (
+    "inverter_id",
+    "period",
+    "bucket_start",
+    "bucket_end",
+    "local_start",
+    "samples",
+    "pv_wh",
+    "load_wh",
+    "import_wh",
+    "export_wh",
+    "charge_wh",
+    "discharge_wh",
+    "power",
+    "computed_at",
+)
+_UPSERT = (
+    f"INSERT INTO energy_rollup ({', '.join(_UPSERT_COLUMNS)}) VALUES ({', '.join('?' * len(_UPSERT_COLUMNS))})"
+    " ON CONFLICT (inverter_id, period, bucket_start) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _UPSERT_COLUMNS[3:])
+)
 
 
 def store_day(inverter_id: str, zone, day: Date) -> int:
@@ -244,8 +273,19 @@ def store_day(inverter_id: str, zone, day: Date) -> int:
     rows = []
     for period in PERIODS:
         for view in compute(inverter_id, zone, period, day, day):
-            rows.append((inverter_id, period, view["start"], view["end"], view["local_start"], view["samples"],
-                         *(view[f"{q}_wh"] for q in QUANTITIES), json_text(view["power"]), t))
+            rows.append(
+                (
+                    inverter_id,
+                    period,
+                    view["start"],
+                    view["end"],
+                    view["local_start"],
+                    view["samples"],
+                    *(view[f"{q}_wh"] for q in QUANTITIES),
+                    json_text(view["power"]),
+                    t,
+                )
+            )
     if rows:
         database.cursor().executemany(sql(_UPSERT), rows)
     return len(rows)
@@ -253,8 +293,11 @@ def store_day(inverter_id: str, zone, day: Date) -> int:
 
 def rolled_up_until(inverter_id: str) -> float | None:
     """End of the newest stored day rollup: readings before it are safe to delete."""
-    return (EnergyRollup.select(peewee.fn.MAX(EnergyRollup.bucket_end))
-            .where((EnergyRollup.inverter == inverter_id) & (EnergyRollup.period == DAY)).scalar())
+    return (
+        EnergyRollup.select(peewee.fn.MAX(EnergyRollup.bucket_end))
+        .where((EnergyRollup.inverter == inverter_id) & (EnergyRollup.period == DAY))
+        .scalar()
+    )
 
 
 def first_reading_since(inverter_id: str, since: float | None) -> float | None:
@@ -263,11 +306,29 @@ def first_reading_since(inverter_id: str, since: float | None) -> float | None:
 
 
 def stored(inverter_id: str, period: str, since: float, until: float, limit: int) -> list[dict]:
-    rows = (EnergyRollup.select().where((EnergyRollup.inverter == inverter_id) & (EnergyRollup.period == period)
-                                        & (EnergyRollup.bucket_start >= since) & (EnergyRollup.bucket_start < until))
-            .order_by(EnergyRollup.bucket_start).limit(limit))
-    return [{"period": r.period, "start": r.bucket_start, "end": r.bucket_end, "local_start": r.local_start,
-             "samples": r.samples, **{f"{q}_wh": getattr(r, f"{q}_wh") for q in QUANTITIES}, "power": r.power} for r in rows]
+    rows = (
+        EnergyRollup.select()
+        .where(
+            (EnergyRollup.inverter == inverter_id)
+            & (EnergyRollup.period == period)
+            & (EnergyRollup.bucket_start >= since)
+            & (EnergyRollup.bucket_start < until)
+        )
+        .order_by(EnergyRollup.bucket_start)
+        .limit(limit)
+    )
+    return [
+        {
+            "period": r.period,
+            "start": r.bucket_start,
+            "end": r.bucket_end,
+            "local_start": r.local_start,
+            "samples": r.samples,
+            **{f"{q}_wh": getattr(r, f"{q}_wh") for q in QUANTITIES},
+            "power": r.power,
+        }
+        for r in rows
+    ]
 
 
 # Buckets not rolled up yet are computed from raw readings on request, over at most this many local
@@ -275,8 +336,9 @@ def stored(inverter_id: str, period: str, since: float, until: float, limit: int
 LIVE_DAYS = 2
 
 
-def buckets_between(fetch: Callable, inverter_id: str, zone, period: str, since: float, until: float, at: float,
-                    limit: int) -> list[dict]:
+def buckets_between(
+    fetch: Callable, inverter_id: str, zone, period: str, since: float, until: float, at: float, limit: int
+) -> list[dict]:
     """Buckets of `period` starting in [since, until), oldest first, at most `limit`: the stored rollups,
     then the days after them computed from raw readings (the current one with `complete` false)."""
     buckets = [{**row, "complete": True} for row in fetch(stored, inverter_id, period, since, until, limit)]
@@ -284,9 +346,13 @@ def buckets_between(fetch: Callable, inverter_id: str, zone, period: str, since:
     live_from = max(since, watermark if watermark is not None else since, at - LIVE_DAYS * 86400)
     live_until = min(until, at)
     if live_from < live_until and len(buckets) < limit:
-        for view in compute(inverter_id, zone, period, local_date(live_from, zone), local_date(live_until, zone),
-                            fetch):
-            if live_from <= view["end"] and since <= view["start"] < live_until and (
-                    watermark is None or view["start"] >= watermark):
+        for view in compute(
+            inverter_id, zone, period, local_date(live_from, zone), local_date(live_until, zone), fetch
+        ):
+            if (
+                live_from <= view["end"]
+                and since <= view["start"] < live_until
+                and (watermark is None or view["start"] >= watermark)
+            ):
                 buckets.append({**view, "complete": view["end"] <= at})
     return buckets[:limit]

@@ -1,4 +1,5 @@
 """Job state-change events: one shape, published by whichever process changed the job."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,8 @@ import logging
 import gevent
 from gevent import monkey
 
-from models.lifecycle import event_view
 from models.channels import JOBS_WAKEUP, account_jobs_channel, job_channel
+from models.lifecycle import event_view
 
 log = logging.getLogger(__name__)
 

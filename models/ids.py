@@ -1,4 +1,5 @@
 """Sortable unique ids: creation time first, so newest-first listing is an index walk."""
+
 from __future__ import annotations
 
 import os

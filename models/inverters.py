@@ -5,6 +5,7 @@ so it is also the unit one BrandPoller polls. An inverter belongs to one connect
 account; members may read and stream it. Readings are unique per (inverter, time), so storing the same
 reading twice (a redelivered ingest entry) is harmless.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -90,8 +91,11 @@ def connection_for(brand: str, base_url: str, credentials: dict) -> BrandConnect
 
 
 def find_connection(brand: str, base_url: str, digest: str) -> BrandConnection | None:
-    return BrandConnection.get_or_none((BrandConnection.brand == brand) & (BrandConnection.base_url == base_url)
-                                       & (BrandConnection.credentials_hash == digest))
+    return BrandConnection.get_or_none(
+        (BrandConnection.brand == brand)
+        & (BrandConnection.base_url == base_url)
+        & (BrandConnection.credentials_hash == digest)
+    )
 
 
 def store_credentials(connection_id: str, credentials: dict) -> None:
@@ -101,8 +105,11 @@ def store_credentials(connection_id: str, credentials: dict) -> None:
 
 
 def connections_with_inverters() -> list[BrandConnection]:
-    return list(BrandConnection.select().where(
-        BrandConnection.id.in_(Inverter.select(Inverter.connection))).order_by(BrandConnection.id))
+    return list(
+        BrandConnection.select()
+        .where(BrandConnection.id.in_(Inverter.select(Inverter.connection)))
+        .order_by(BrandConnection.id)
+    )
 
 
 def connection(connection_id: str) -> BrandConnection | None:
@@ -131,17 +138,31 @@ class AlreadyOnboarded(Exception):
     """The serial is already onboarded on this connection by another account."""
 
 
-def onboard(owner_id: str, connection: BrandConnection, serial: str, device_type: str, model: str | None,
-            plant_id: str | None, timezone: str | None) -> tuple[Inverter, bool]:
+def onboard(
+    owner_id: str,
+    connection: BrandConnection,
+    serial: str,
+    device_type: str,
+    model: str | None,
+    plant_id: str | None,
+    timezone: str | None,
+) -> tuple[Inverter, bool]:
     """Create the inverter; (existing, False) if this owner already has it; AlreadyOnboarded if another does."""
     existing = Inverter.get_or_none((Inverter.connection == connection.id) & (Inverter.serial == serial))
     if existing is not None:
         if existing.owner_id != owner_id:
             raise AlreadyOnboarded(existing.id)
         return existing, False
-    inverter = Inverter.create(connection=connection.id, brand=connection.brand, serial=serial,
-                               device_type=device_type, model=model, plant_id=plant_id, timezone=timezone,
-                               owner=owner_id)
+    inverter = Inverter.create(
+        connection=connection.id,
+        brand=connection.brand,
+        serial=serial,
+        device_type=device_type,
+        model=model,
+        plant_id=plant_id,
+        timezone=timezone,
+        owner=owner_id,
+    )
     return inverter, True
 
 
@@ -155,8 +176,9 @@ def visible_inverter(account_id: str, inverter_id: str) -> Inverter | None:
     return Inverter.select().where((Inverter.id == inverter_id) & _visible_to(account_id)).first()
 
 
-_VISIBLE_IDS = ("SELECT id FROM inverter WHERE owner_id = ?"
-                " UNION SELECT inverter_id FROM inverter_member WHERE account_id = ?")
+_VISIBLE_IDS = (
+    "SELECT id FROM inverter WHERE owner_id = ? UNION SELECT inverter_id FROM inverter_member WHERE account_id = ?"
+)
 
 
 def all_visible_ids(account_id: str) -> set[str]:
@@ -174,8 +196,10 @@ def list_visible(account_id: str) -> list[Inverter]:
 
 
 def member_ids(inverter_id: str) -> list[str]:
-    return [m.account_id for m in InverterMember.select().where(InverterMember.inverter == inverter_id)
-            .order_by(InverterMember.added_at)]
+    return [
+        m.account_id
+        for m in InverterMember.select().where(InverterMember.inverter == inverter_id).order_by(InverterMember.added_at)
+    ]
 
 
 def delete_inverter(inverter_id: str) -> None:
@@ -187,14 +211,18 @@ def delete_inverter(inverter_id: str) -> None:
 
 def add_member(inverter_id: str, account_id: str) -> bool:
     """True if added, False if already a member."""
-    inserted = (InverterMember.insert(inverter=inverter_id, account=account_id, added_at=now())
-                .on_conflict_ignore().execute())
+    inserted = (
+        InverterMember.insert(inverter=inverter_id, account=account_id, added_at=now()).on_conflict_ignore().execute()
+    )
     return bool(inserted)
 
 
 def remove_member(inverter_id: str, account_id: str) -> bool:
-    return bool(InverterMember.delete().where((InverterMember.inverter == inverter_id)
-                                              & (InverterMember.account == account_id)).execute())
+    return bool(
+        InverterMember.delete()
+        .where((InverterMember.inverter == inverter_id) & (InverterMember.account == account_id))
+        .execute()
+    )
 
 
 def pollable(connection_id: str) -> list[Inverter]:
@@ -214,13 +242,23 @@ def store_readings(rows: list[dict]) -> int:
     inverter has been deleted meanwhile; returns how many rows were offered for known inverters."""
     if not rows:
         return 0
-    known = {row.id for row in Inverter.select(Inverter.id).where(
-        Inverter.id.in_(list({r["inverter_id"] for r in rows})))}
+    known = {
+        row.id for row in Inverter.select(Inverter.id).where(Inverter.id.in_(list({r["inverter_id"] for r in rows})))
+    }
     stamp = now()
-    values = [{"inverter": r["inverter_id"], "time": r["time"], "event_id": r.get("event_id"),
-               "data": r["data"], "stored_at": stamp} for r in rows if r["inverter_id"] in known]
+    values = [
+        {
+            "inverter": r["inverter_id"],
+            "time": r["time"],
+            "event_id": r.get("event_id"),
+            "data": r["data"],
+            "stored_at": stamp,
+        }
+        for r in rows
+        if r["inverter_id"] in known
+    ]
     for start in range(0, len(values), 200):  # SQLite caps the bound variables of one statement
-        Reading.insert_many(values[start:start + 200]).on_conflict_ignore().execute()
+        Reading.insert_many(values[start : start + 200]).on_conflict_ignore().execute()
     return len(values)
 
 
@@ -242,4 +280,3 @@ def readings_between(inverter_id: str, since: float | None, until: float | None,
     if until is not None:
         query = query.where(Reading.time < until)
     return list(query.order_by(Reading.time).limit(limit))
-

@@ -5,23 +5,41 @@ is due; for an in-flight job it is when the lease expires (a future time as a se
 for a finished job it is NULL. So "claim what is due" is one indexed range scan, and a crashed
 worker's jobs become due again by themselves.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import peewee
 
 from models.accounts import Account
 from models.base import BaseModel, JSONField, json_text, now
-from models.db import database, is_sqlite, sql as _sql
+from models.db import database, is_sqlite
+from models.db import sql as _sql
 from models.ids import new_id
-
-from models.lifecycle import (ABANDONED, CANCELLABLE, CANCELLED, DEAD, GIVE_UP, IN_FLIGHT, PENDING,  # noqa: F401
-                              REQUEUEABLE, RETRY, RETRYING, STATUSES, SUCCEEDED, SUCCESS, TERMINAL, budget_spent,
-                              attempts_used, lease_expires_at, next_attempt_at)
+from models.lifecycle import (  # noqa: F401
+    ABANDONED,
+    CANCELLABLE,
+    CANCELLED,
+    DEAD,
+    GIVE_UP,
+    IN_FLIGHT,
+    PENDING,
+    REQUEUEABLE,
+    RETRY,
+    RETRYING,
+    STATUSES,
+    SUCCEEDED,
+    SUCCESS,
+    TERMINAL,
+    attempts_used,
+    budget_spent,
+    lease_expires_at,
+    next_attempt_at,
+)
 
 
 class Job(BaseModel):
@@ -107,12 +125,17 @@ class StaleLease(Exception):
 
 
 def request_fingerprint(spec: dict) -> str:
-    text = json.dumps(spec, sort_keys=True, separators=(",", ":"),
-                      default=lambda value: value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value))
+    text = json.dumps(
+        spec,
+        sort_keys=True,
+        separators=(",", ":"),
+        default=lambda value: value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value),
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 # -- submission ----------------------------------------------------------------------------------
+
 
 def _same_request(account_id: str, idempotency_key: str, fingerprint: str) -> Job | None:
     existing = Job.get_or_none((Job.account == account_id) & (Job.idempotency_key == idempotency_key))
@@ -131,22 +154,51 @@ _INSERT_JOB = (
 def _new_row(account_id: str, spec: dict, idempotency_key: str | None, fingerprint: str, t: float) -> dict:
     run_at = spec.get("run_at")
     return {
-        "id": new_id(), "account_id": account_id, "idempotency_key": idempotency_key, "request_hash": fingerprint,
-        "status": PENDING, "url": spec["url"], "host": spec["host"], "method": spec["method"],
-        "headers": spec["headers"], "body": spec["body"], "body_kind": spec["body_kind"],
-        "timeout_s": spec["timeout_s"], "max_attempts": spec["max_attempts"], "backoff": spec["backoff"],
-        "run_at": run_at, "attempts": 0, "budget_start": 0,
-        "due_at": max(t, run_at) if run_at is not None else t, "created_at": t, "updated_at": t,
+        "id": new_id(),
+        "account_id": account_id,
+        "idempotency_key": idempotency_key,
+        "request_hash": fingerprint,
+        "status": PENDING,
+        "url": spec["url"],
+        "host": spec["host"],
+        "method": spec["method"],
+        "headers": spec["headers"],
+        "body": spec["body"],
+        "body_kind": spec["body_kind"],
+        "timeout_s": spec["timeout_s"],
+        "max_attempts": spec["max_attempts"],
+        "backoff": spec["backoff"],
+        "run_at": run_at,
+        "attempts": 0,
+        "budget_start": 0,
+        "due_at": max(t, run_at) if run_at is not None else t,
+        "created_at": t,
+        "updated_at": t,
         "sign_with": spec.get("sign_with"),
     }
 
 
 def _insert_params(row: dict) -> list:
     return [
-        row["id"], row["account_id"], row["idempotency_key"], row["request_hash"], PENDING, row["url"], row["host"],
-        row["method"], json_text(row["headers"]), row["body"], row["body_kind"], row["timeout_s"],
-        row["max_attempts"], json_text(row["backoff"]), row["run_at"], row["due_at"], row["created_at"],
-        row["updated_at"], row["sign_with"],
+        row["id"],
+        row["account_id"],
+        row["idempotency_key"],
+        row["request_hash"],
+        PENDING,
+        row["url"],
+        row["host"],
+        row["method"],
+        json_text(row["headers"]),
+        row["body"],
+        row["body_kind"],
+        row["timeout_s"],
+        row["max_attempts"],
+        json_text(row["backoff"]),
+        row["run_at"],
+        row["due_at"],
+        row["created_at"],
+        row["updated_at"],
+        row["sign_with"],
     ]
 
 
@@ -211,9 +263,25 @@ def insert_jobs(account_id: str, items: list[tuple[dict, str | None]]) -> list[t
 # -- claiming ------------------------------------------------------------------------------------
 
 _CLAIM_COLUMNS = (
-    Job.id, Job.status, Job.claimed_from, Job.scheduled_at, Job.attempts, Job.budget_start,
-    Job.max_attempts, Job.url, Job.host, Job.method, Job.headers, Job.body, Job.timeout_s,
-    Job.backoff, Job.last_delay_s, Job.due_at, Job.lease_owner, Job.created_at, Job.sign_with,
+    Job.id,
+    Job.status,
+    Job.claimed_from,
+    Job.scheduled_at,
+    Job.attempts,
+    Job.budget_start,
+    Job.max_attempts,
+    Job.url,
+    Job.host,
+    Job.method,
+    Job.headers,
+    Job.body,
+    Job.timeout_s,
+    Job.backoff,
+    Job.last_delay_s,
+    Job.due_at,
+    Job.lease_owner,
+    Job.created_at,
+    Job.sign_with,
 )
 
 
@@ -232,8 +300,9 @@ class ClaimBatch(list):
     dead: int = 0
 
 
-def claim_due(worker: str, limit: int, lease_s: float, at: float | None = None,
-              start_now: Callable[[Job], bool] | None = None) -> list[Job]:
+def claim_due(
+    worker: str, limit: int, lease_s: float, at: float | None = None, start_now: Callable[[Job], bool] | None = None
+) -> list[Job]:
     """Atomically take up to `limit` due jobs for `worker`. Run inside a write transaction.
 
     Due means pending/retrying whose time has come, or in flight whose lease has expired (its
@@ -268,10 +337,14 @@ def claim_due(worker: str, limit: int, lease_s: float, at: float | None = None,
     reclaimed = [job.id for job in claimed if job.claimed_from == IN_FLIGHT]
     if reclaimed:
         batch.abandoned = (
-            Attempt.update(outcome=ABANDONED, finished_at=t,
-                           error={"kind": "abandoned", "message": "the worker's lease expired before an outcome was recorded"})
+            Attempt.update(
+                outcome=ABANDONED,
+                finished_at=t,
+                error={"kind": "abandoned", "message": "the worker's lease expired before an outcome was recorded"},
+            )
             .where(Attempt.job.in_(reclaimed) & Attempt.outcome.is_null())
-            .execute())
+            .execute()
+        )
     runnable, exhausted = [], []
     for job in claimed:
         # The claim already counted the attempt it starts; the lost one before it was the last if
@@ -280,18 +353,30 @@ def claim_due(worker: str, limit: int, lease_s: float, at: float | None = None,
         (exhausted if lost_the_last else runnable).append(job)
     batch.dead = len(exhausted)
     if exhausted:
-        (Job.update(status=DEAD, due_at=None, lease_owner=None, attempts=Job.attempts - 1, updated_at=t,
-                    last_error={"kind": "abandoned", "message": "attempts exhausted: the last attempt was lost with its worker",
-                                "status_code": None})
-         .where(Job.id.in_([job.id for job in exhausted]))
-         .execute())
+        (
+            Job.update(
+                status=DEAD,
+                due_at=None,
+                lease_owner=None,
+                attempts=Job.attempts - 1,
+                updated_at=t,
+                last_error={
+                    "kind": "abandoned",
+                    "message": "attempts exhausted: the last attempt was lost with its worker",
+                    "status_code": None,
+                },
+            )
+            .where(Job.id.in_([job.id for job in exhausted]))
+            .execute()
+        )
     for job in runnable:
         job.started = start_now is None or start_now(job)
     started = [job for job in runnable if job.started]
     if started:
         database.cursor().executemany(
             _sql("INSERT INTO attempt (job_id, number, worker, scheduled_at, started_at) VALUES (?, ?, ?, ?, ?)"),
-            [(job.id, job.attempts, worker, job.scheduled_at, t) for job in started])
+            [(job.id, job.attempts, worker, job.scheduled_at, t) for job in started],
+        )
     batch.extend(runnable)
     return batch
 
@@ -303,14 +388,16 @@ def start_attempts(worker: str, jobs: list[tuple[str, int]], at: float | None = 
         return set()
     t = now() if at is None else at
     param = database.obj.param
-    text = ("INSERT INTO attempt (job_id, number, worker, scheduled_at, started_at)"
-            " SELECT id, attempts, ?, scheduled_at, ? FROM job"
-            # A join, not `(id, attempts) IN (VALUES …)`: SQLite scans the whole table for that one.
-            f" JOIN (VALUES {', '.join(['(?, ?)'] * len(jobs))}) AS wanted"
-            " ON job.id = wanted.column1 AND job.attempts = wanted.column2"
-            " WHERE lease_owner = ? AND status = 'in_flight'"
-            # A row for that number means it was started already (a claim of our own after our lease ran out).
-            " ON CONFLICT (job_id, number) DO NOTHING RETURNING job_id").replace("?", param)
+    text = (
+        "INSERT INTO attempt (job_id, number, worker, scheduled_at, started_at)"
+        " SELECT id, attempts, ?, scheduled_at, ? FROM job"
+        # A join, not `(id, attempts) IN (VALUES …)`: SQLite scans the whole table for that one.
+        f" JOIN (VALUES {', '.join(['(?, ?)'] * len(jobs))}) AS wanted"
+        " ON job.id = wanted.column1 AND job.attempts = wanted.column2"
+        " WHERE lease_owner = ? AND status = 'in_flight'"
+        # A row for that number means it was started already (a claim of our own after our lease ran out).
+        " ON CONFLICT (job_id, number) DO NOTHING RETURNING job_id"
+    ).replace("?", param)
     params = [worker, t, *(value for job in jobs for value in job), worker]
     return {job_id for (job_id,) in database.execute_sql(text, params).fetchall()}
 
@@ -319,9 +406,11 @@ def renew_leases(worker: str, job_ids, lease_s: float) -> int:
     """Push back the lease of the jobs this worker still holds; returns how many it still holds."""
     held = 0
     for chunk in peewee.chunked(job_ids, 500):
-        held += (Job.update(due_at=now() + lease_s)
-                 .where(Job.id.in_(chunk) & (Job.lease_owner == worker) & (Job.status == IN_FLIGHT))
-                 .execute())
+        held += (
+            Job.update(due_at=now() + lease_s)
+            .where(Job.id.in_(chunk) & (Job.lease_owner == worker) & (Job.status == IN_FLIGHT))
+            .execute()
+        )
     return held
 
 
@@ -335,13 +424,20 @@ def release(worker: str, jobs: list[tuple[str, int]]) -> int:
     t = now()
     for job_id, number in jobs:
         held = (Job.id == job_id) & (Job.lease_owner == worker) & (Job.attempts == number) & (Job.status == IN_FLIGHT)
-        count = (Job.update(status=Job.claimed_from, due_at=Job.scheduled_at, lease_owner=None,
-                            attempts=Job.attempts - 1, updated_at=t)
-                 .where(held & Job.claimed_from.in_([PENDING, RETRYING]))
-                 .execute())
-        count = count or (Job.update(due_at=t, lease_owner=None, updated_at=t)
-                          .where(held & (Job.claimed_from == IN_FLIGHT))
-                          .execute())
+        count = (
+            Job.update(
+                status=Job.claimed_from,
+                due_at=Job.scheduled_at,
+                lease_owner=None,
+                attempts=Job.attempts - 1,
+                updated_at=t,
+            )
+            .where(held & Job.claimed_from.in_([PENDING, RETRYING]))
+            .execute()
+        )
+        count = count or (
+            Job.update(due_at=t, lease_owner=None, updated_at=t).where(held & (Job.claimed_from == IN_FLIGHT)).execute()
+        )
         if count:
             Attempt.delete().where((Attempt.job == job_id) & (Attempt.number == number)).execute()
             released += count
@@ -350,9 +446,11 @@ def release(worker: str, jobs: list[tuple[str, int]]) -> int:
 
 def expire_leases(worker: str, job_ids: list[str]) -> int:
     """Make this worker's in-flight jobs claimable now (shutdown after the grace period)."""
-    return (Job.update(due_at=now())
-            .where(Job.id.in_(job_ids) & (Job.lease_owner == worker) & (Job.status == IN_FLIGHT))
-            .execute())
+    return (
+        Job.update(due_at=now())
+        .where(Job.id.in_(job_ids) & (Job.lease_owner == worker) & (Job.status == IN_FLIGHT))
+        .execute()
+    )
 
 
 def queue_depth(at: float | None = None) -> tuple[int, int]:
@@ -384,33 +482,76 @@ _RECORD_ATTEMPT_OUTCOME = (
 )
 
 
-def record_outcome(job_id: str, number: int, worker: str, *, outcome: str, status: str,
-                   started_at: float, finished_at: float, status_code: int | None,
-                   error: dict | None, result: dict | None, due_at: float | None,
-                   delay_s: float | None, response: dict | None = None) -> Job:
+def record_outcome(
+    job_id: str,
+    number: int,
+    worker: str,
+    *,
+    outcome: str,
+    status: str,
+    started_at: float,
+    finished_at: float,
+    status_code: int | None,
+    error: dict | None,
+    result: dict | None,
+    due_at: float | None,
+    delay_s: float | None,
+    response: dict | None = None,
+) -> Job:
     """Store an attempt's outcome and the job's next state together. Run inside a write transaction.
 
     Fenced: only the worker holding the lease for attempt `number` may write; otherwise StaleLease
     is raised and the transaction must roll back. Returns the job's new state (not its request).
     """
     error_text = json_text(error)
-    cursor = database.execute_sql(_sql(_RECORD_JOB_OUTCOME), [
-        status, due_at, finished_at, error_text, json_text(result), delay_s, job_id, worker, number,
-    ])
+    cursor = database.execute_sql(
+        _sql(_RECORD_JOB_OUTCOME),
+        [
+            status,
+            due_at,
+            finished_at,
+            error_text,
+            json_text(result),
+            delay_s,
+            job_id,
+            worker,
+            number,
+        ],
+    )
     row = cursor.fetchone()
     if row is None:
         raise StaleLease(f"job {job_id} attempt {number} is no longer leased by {worker}")
-    database.execute_sql(_sql(_RECORD_ATTEMPT_OUTCOME), [
-        started_at, finished_at, round((finished_at - started_at) * 1000, 3), status_code, error_text, outcome,
-        json_text(response), job_id, number,
-    ])
+    database.execute_sql(
+        _sql(_RECORD_ATTEMPT_OUTCOME),
+        [
+            started_at,
+            finished_at,
+            round((finished_at - started_at) * 1000, 3),
+            status_code,
+            error_text,
+            outcome,
+            json_text(response),
+            job_id,
+            number,
+        ],
+    )
     job_id, status_now, attempts, max_attempts, due_now, updated_at, account_id = row
-    state = Job(id=job_id, account_id=account_id, status=status_now, attempts=attempts, max_attempts=max_attempts,
-                due_at=due_now, updated_at=updated_at, last_error=error, result=result)
+    state = Job(
+        id=job_id,
+        account_id=account_id,
+        status=status_now,
+        attempts=attempts,
+        max_attempts=max_attempts,
+        due_at=due_now,
+        updated_at=updated_at,
+        last_error=error,
+        result=result,
+    )
     return state
 
 
 # -- caller actions ------------------------------------------------------------------------------
+
 
 def get_job(account_id: str, job_id: str) -> Job | None:
     return Job.get_or_none((Job.id == job_id) & (Job.account == account_id))
@@ -423,19 +564,21 @@ def list_attempts(job_id: str) -> list[Attempt]:
 @dataclass(frozen=True)
 class JobFilter:
     """What the jobs list, its counts and the bulk actions select: a status, a search and a creation window."""
+
     status: str | None = None
     # A job id, a URL host or an idempotency key, matched exactly (a host case-insensitively).
     search: str | None = None
-    since: float | None = None   # created at or after
-    until: float | None = None   # created before
+    since: float | None = None  # created at or after
+    until: float | None = None  # created before
 
     def condition(self, account_id: str):
         condition = Job.account == account_id
         if self.status:
             condition &= Job.status == self.status
         if self.search:
-            condition &= ((Job.id == self.search) | (Job.host == self.search.lower())
-                          | (Job.idempotency_key == self.search))
+            condition &= (
+                (Job.id == self.search) | (Job.host == self.search.lower()) | (Job.idempotency_key == self.search)
+            )
         if self.since is not None:
             condition &= Job.created_at >= self.since
         if self.until is not None:
@@ -451,8 +594,12 @@ def list_jobs(account_id: str, job_filter: JobFilter, limit: int, before: str | 
 
 
 def count_by_status(account_id: str) -> dict[str, int]:
-    rows = (Job.select(Job.status, peewee.fn.COUNT(Job.id).alias("n"))
-            .where(Job.account == account_id).group_by(Job.status).tuples())
+    rows = (
+        Job.select(Job.status, peewee.fn.COUNT(Job.id).alias("n"))
+        .where(Job.account == account_id)
+        .group_by(Job.status)
+        .tuples()
+    )
     counts = {status: 0 for status in STATUSES}
     counts.update({status: n for status, n in rows})
     return counts
@@ -460,9 +607,11 @@ def count_by_status(account_id: str) -> dict[str, int]:
 
 def _change_state(account_id: str, job_id: str, allowed_from: list[str], changes: dict) -> Job:
     """Apply `changes` if the job is in one of `allowed_from`; LookupError if unknown, ValueError(status) if not."""
-    changed = (Job.update({Job.updated_at: now(), **changes})
-               .where((Job.id == job_id) & (Job.account == account_id) & Job.status.in_(allowed_from))
-               .execute())
+    changed = (
+        Job.update({Job.updated_at: now(), **changes})
+        .where((Job.id == job_id) & (Job.account == account_id) & Job.status.in_(allowed_from))
+        .execute()
+    )
     job = get_job(account_id, job_id)
     if job is None:
         raise LookupError(job_id)
@@ -478,29 +627,47 @@ def cancel_job(account_id: str, job_id: str) -> Job:
 
 def requeue_job(account_id: str, job_id: str) -> Job:
     """Queue a dead or cancelled job again with a fresh attempt budget; history is kept."""
-    return _change_state(account_id, job_id, REQUEUEABLE,
-                         {Job.status: PENDING, Job.due_at: now(), Job.budget_start: Job.attempts,
-                          Job.last_delay_s: None})
+    return _change_state(
+        account_id,
+        job_id,
+        REQUEUEABLE,
+        {Job.status: PENDING, Job.due_at: now(), Job.budget_start: Job.attempts, Job.last_delay_s: None},
+    )
 
 
 # -- bulk actions --------------------------------------------------------------------------------
 
 # What a job event needs (lifecycle.event_view), returned by the bulk statements.
-_EVENT_COLUMNS = (Job.id, Job.account, Job.status, Job.attempts, Job.max_attempts, Job.due_at, Job.updated_at,
-                  Job.last_error, Job.result)
+_EVENT_COLUMNS = (
+    Job.id,
+    Job.account,
+    Job.status,
+    Job.attempts,
+    Job.max_attempts,
+    Job.due_at,
+    Job.updated_at,
+    Job.last_error,
+    Job.result,
+)
 
 
-def _change_matching(account_id: str, job_filter: JobFilter, allowed_from: tuple[str, ...], changes: dict,
-                     most: int) -> list[Job]:
+def _change_matching(
+    account_id: str, job_filter: JobFilter, allowed_from: tuple[str, ...], changes: dict, most: int
+) -> list[Job]:
     """One UPDATE of up to `most` of the filter's jobs that are in `allowed_from`, oldest first; their new state."""
-    matching = (Job.select(Job.id)
-                .where(job_filter.condition(account_id) & Job.status.in_(allowed_from))
-                .order_by(Job.id).limit(most))
+    matching = (
+        Job.select(Job.id)
+        .where(job_filter.condition(account_id) & Job.status.in_(allowed_from))
+        .order_by(Job.id)
+        .limit(most)
+    )
     # The status is checked again on the row itself: a job claimed or changed since the sub-select is left alone.
-    return list(Job.update({Job.updated_at: now(), **changes})
-                .where(Job.id.in_(matching) & Job.status.in_(allowed_from))
-                .returning(*_EVENT_COLUMNS)
-                .execute())
+    return list(
+        Job.update({Job.updated_at: now(), **changes})
+        .where(Job.id.in_(matching) & Job.status.in_(allowed_from))
+        .returning(*_EVENT_COLUMNS)
+        .execute()
+    )
 
 
 def cancel_matching(account_id: str, job_filter: JobFilter, most: int) -> list[Job]:
@@ -510,6 +677,10 @@ def cancel_matching(account_id: str, job_filter: JobFilter, most: int) -> list[J
 
 def requeue_matching(account_id: str, job_filter: JobFilter, most: int) -> list[Job]:
     """Queue up to `most` dead or cancelled jobs of the filter again, each with a fresh budget (POST /jobs/retry)."""
-    return _change_matching(account_id, job_filter, REQUEUEABLE,
-                            {Job.status: PENDING, Job.due_at: now(), Job.budget_start: Job.attempts,
-                             Job.last_delay_s: None}, most)
+    return _change_matching(
+        account_id,
+        job_filter,
+        REQUEUEABLE,
+        {Job.status: PENDING, Job.due_at: now(), Job.budget_start: Job.attempts, Job.last_delay_s: None},
+        most,
+    )

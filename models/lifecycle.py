@@ -12,6 +12,7 @@ API views, job events, the dashboard) asks this module instead of spelling a rul
 When does a job die? When an attempt fails permanently, or when a retryable failure (or an attempt
 lost with its worker) used the last attempt of the budget: `budget_spent()`.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,9 +28,9 @@ DEAD = "dead"
 CANCELLED = "cancelled"
 STATUSES = (PENDING, IN_FLIGHT, RETRYING, SUCCEEDED, DEAD, CANCELLED)
 TERMINAL = (SUCCEEDED, DEAD, CANCELLED)
-WAITING = (PENDING, RETRYING)       # due_at is when the next attempt is due
-CANCELLABLE = (PENDING, RETRYING)   # what POST /jobs/<id>/cancel accepts
-REQUEUEABLE = (DEAD, CANCELLED)     # what POST /jobs/<id>/retry accepts
+WAITING = (PENDING, RETRYING)  # due_at is when the next attempt is due
+CANCELLABLE = (PENDING, RETRYING)  # what POST /jobs/<id>/cancel accepts
+REQUEUEABLE = (DEAD, CANCELLED)  # what POST /jobs/<id>/retry accepts
 
 # An attempt's outcome (the attempt row's `outcome`; NULL while it runs).
 SUCCESS = "success"
@@ -55,6 +56,7 @@ def may_move(from_status: str, to_status: str) -> bool:
 
 # -- the attempt budget ----------------------------------------------------------------------------
 
+
 def attempts_used(attempts: int, budget_start: int) -> int:
     """Attempts counted against the current budget (a manual retry starts a fresh one at budget_start)."""
     return attempts - budget_start
@@ -77,6 +79,7 @@ def after_failure(retryable: bool, used: int, max_attempts: int) -> tuple[str, s
 
 
 # -- the public shape --------------------------------------------------------------------------------
+
 
 class JobState(Protocol):
     id: str
@@ -130,9 +133,15 @@ def event_view(job: JobState) -> dict[str, Any]:
 
 
 def request_view(job: Any) -> dict[str, Any]:
-    view: dict[str, Any] = {"url": job.url, "method": job.method, "headers": masked_headers(job.headers),
-                            "timeout_s": job.timeout_s, "backoff": job.backoff, "run_at": iso(job.run_at),
-                            "sign_with": getattr(job, "sign_with", None)}
+    view: dict[str, Any] = {
+        "url": job.url,
+        "method": job.method,
+        "headers": masked_headers(job.headers),
+        "timeout_s": job.timeout_s,
+        "backoff": job.backoff,
+        "run_at": iso(job.run_at),
+        "sign_with": getattr(job, "sign_with", None),
+    }
     body = bytes(job.body) if job.body is not None else None
     if job.body_kind == "json" and body is not None:
         view["json"] = json.loads(body)

@@ -11,13 +11,13 @@ It is idempotent: a reading no newer than the latest one, or a status equal to t
 skipped (an alert, published once per episode change by the alert engine, is always logged). So a
 publisher that lost its connection mid-pipeline can simply send its batch again.
 """
+
 from __future__ import annotations
 
 import json
 import re
 
-from models.channels import (INVERTER_EVENT_CLOCK, READINGS_INGEST, inverter_channel, inverter_latest,
-                             inverter_log)
+from models.channels import INVERTER_EVENT_CLOCK, READINGS_INGEST, inverter_channel, inverter_latest, inverter_log
 
 READING = "reading"
 STATUS = "status"
@@ -62,12 +62,18 @@ def dumps(value) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def publish_args(kind: str, inverter_id: str, order: str, data_json: str, log_maxlen: int,
-                 ingest_maxlen: int) -> tuple[list, list]:
+def publish_args(
+    kind: str, inverter_id: str, order: str, data_json: str, log_maxlen: int, ingest_maxlen: int
+) -> tuple[list, list]:
     """KEYS and ARGV of PUBLISH_SCRIPT for one event; `order` is a reading's time, the new status, or (unused)
     an alert's id."""
-    keys = [inverter_log(inverter_id), inverter_channel(inverter_id), inverter_latest(inverter_id),
-            READINGS_INGEST, INVERTER_EVENT_CLOCK]
+    keys = [
+        inverter_log(inverter_id),
+        inverter_channel(inverter_id),
+        inverter_latest(inverter_id),
+        READINGS_INGEST,
+        INVERTER_EVENT_CLOCK,
+    ]
     return keys, [kind, order, data_json, log_maxlen, ingest_maxlen, inverter_id]
 
 

@@ -6,6 +6,7 @@
 id per request, the retry actor the job id per attempt. gevent's patching makes context variables
 greenlet-local, so concurrent requests and attempts never see each other's ids.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -43,10 +44,14 @@ def configure_logging(level: str, process: str, log_format: str = "text") -> Non
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(ContextIds())
     if log_format == "json":
-        handler.setFormatter(JsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(job_id)s %(inverter_id)s",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-            static_fields={"process": process}, json_ensure_ascii=False))
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(job_id)s %(inverter_id)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+                static_fields={"process": process},
+                json_ensure_ascii=False,
+            )
+        )
     else:
         handler.setFormatter(_TextFormatter(f"%(asctime)s %(levelname)s {process} %(name)s: %(message)s"))
     logging.basicConfig(level=getattr(logging, level, logging.INFO), handlers=[handler], force=True)

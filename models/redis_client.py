@@ -1,4 +1,5 @@
 """The Redis connection, built once from the settings."""
+
 from __future__ import annotations
 
 import gevent

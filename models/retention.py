@@ -13,12 +13,13 @@ Readings: each inverter's complete local days are rolled up (models/energy.py) o
 old; raw readings go once they are older than the retention *and* their day has been rolled up. The
 rollups are kept.
 """
+
 from __future__ import annotations
 
 import logging
 import re
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import gevent
 
@@ -59,10 +60,16 @@ TERMINAL_LITERALS = ", ".join(f"'{status}'" for status in TERMINAL)
 def purge_jobs_batch(finished_before: float, limit: int) -> tuple[int, int]:
     """Delete up to `limit` terminal jobs finished before the cutoff, with their attempts: (jobs, attempts)."""
     lock = "" if is_sqlite() else " FOR UPDATE SKIP LOCKED"  # never wait for a job a worker is changing
-    ids = [row[0] for row in database.execute_sql(sql(
-        f"SELECT id FROM job WHERE status IN ({TERMINAL_LITERALS}) AND updated_at < ?"
-        f" ORDER BY updated_at LIMIT ?{lock}"),
-        (finished_before, limit)).fetchall()]
+    ids = [
+        row[0]
+        for row in database.execute_sql(
+            sql(
+                f"SELECT id FROM job WHERE status IN ({TERMINAL_LITERALS}) AND updated_at < ?"
+                f" ORDER BY updated_at LIMIT ?{lock}"
+            ),
+            (finished_before, limit),
+        ).fetchall()
+    ]
     if not ids:
         return 0, 0
     marks = ", ".join("?" * len(ids))
@@ -73,9 +80,13 @@ def purge_jobs_batch(finished_before: float, limit: int) -> tuple[int, int]:
 
 def purge_readings_batch(inverter_id: str, before: float, limit: int) -> int:
     """Delete up to `limit` of an inverter's oldest readings older than `before`; returns how many."""
-    return database.execute_sql(sql(
-        "DELETE FROM reading WHERE id IN (SELECT id FROM reading WHERE inverter_id = ? AND time < ?"
-        " ORDER BY time LIMIT ?)"), (inverter_id, before, limit)).rowcount
+    return database.execute_sql(
+        sql(
+            "DELETE FROM reading WHERE id IN (SELECT id FROM reading WHERE inverter_id = ? AND time < ?"
+            " ORDER BY time LIMIT ?)"
+        ),
+        (inverter_id, before, limit),
+    ).rowcount
 
 
 def _checkpoint() -> None:
@@ -93,8 +104,14 @@ def _inverters() -> list[tuple[str, str | None]]:
 class Purge:
     """One pass of retention work through a database owner, resting between batches."""
 
-    def __init__(self, owner: DatabaseOwner, batch: int = 1000, rest: Callable[[float], None] = gevent.sleep,
-                 rest_factor: float = REST_FACTOR, checkpoint: bool | None = None):
+    def __init__(
+        self,
+        owner: DatabaseOwner,
+        batch: int = 1000,
+        rest: Callable[[float], None] = gevent.sleep,
+        rest_factor: float = REST_FACTOR,
+        checkpoint: bool | None = None,
+    ):
         self.owner = owner
         self.batch = batch
         self.rest = rest

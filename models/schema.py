@@ -8,14 +8,15 @@ Every process calls ensure_schema at start, so it is also where SECRET_KEY is ch
 encrypts stored brand credentials with it, and a process whose key cannot decrypt what is stored
 must not start (models/encryption.py).
 """
+
 from __future__ import annotations
 
 import logging
 
 import peewee
 
-from models.base import BaseModel, now
 from models import encryption
+from models.base import BaseModel, now
 from models.db import DatabaseOwner, is_sqlite, write_transaction
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ class SchemaVersion(BaseModel):
 def _create(*models):
     def step(db):
         db.create_tables(models, safe=True)
+
     return step
 
 
@@ -40,8 +42,14 @@ def _add_columns(model, *names):
 
         migrator = SqliteMigrator(db) if is_sqlite(db) else PostgresqlMigrator(db)
         existing = {c.name for c in db.get_columns(model._meta.table_name)}
-        migrate(*(migrator.add_column(model._meta.table_name, name, model._meta.fields[name])
-                  for name in names if name not in existing))
+        migrate(
+            *(
+                migrator.add_column(model._meta.table_name, name, model._meta.fields[name])
+                for name in names
+                if name not in existing
+            )
+        )
+
     return step
 
 

@@ -4,14 +4,15 @@ Both processes (web, worker) and the CLI call `get_settings()`; nothing else rea
 A bad value raises `SettingsError` naming the variable, which the entry points turn into a
 one-line message and a non-zero exit.
 """
+
 from __future__ import annotations
 
 import ipaddress
 import os
 import socket
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Mapping
 
 
 class SettingsError(ValueError):
@@ -66,8 +67,10 @@ def _fernet_keys(env: Mapping[str, str], name: str) -> tuple:
         try:
             Fernet(key)
         except ValueError:  # the value itself is never repeated: it is a secret
-            raise SettingsError(f"{name}: key {position} of {len(keys)} is not a Fernet key (32 url-safe "
-                                "base64-encoded bytes); make one with `python -m models new-secret-key`") from None
+            raise SettingsError(
+                f"{name}: key {position} of {len(keys)} is not a Fernet key (32 url-safe "
+                "base64-encoded bytes); make one with `python -m models new-secret-key`"
+            ) from None
     return keys
 
 
@@ -160,7 +163,7 @@ class Settings:
     webhook_secret_overlap_s: float = _within(24 * 3600.0, 0, 30 * 86400)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         database_url = env.get("DATABASE_URL") or cls.database_url
         if not database_url.startswith(("sqlite:", "postgres://", "postgresql://", "postgresext://")):
@@ -174,10 +177,15 @@ class Settings:
         log_format = (env.get("LOG_FORMAT") or cls.log_format).lower()
         if log_format not in ("text", "json"):
             raise SettingsError(f"LOG_FORMAT={log_format!r}: use text or json")
-        kwargs = dict(database_url=database_url, redis_url=redis_url, host=env.get("HOST") or cls.host,
-                      log_level=log_level, log_format=log_format,
-                      allowed_target_networks=_networks(env, "ALLOWED_TARGET_NETWORKS"),
-                      secret_key=_fernet_keys(env, "SECRET_KEY"))
+        kwargs = dict(
+            database_url=database_url,
+            redis_url=redis_url,
+            host=env.get("HOST") or cls.host,
+            log_level=log_level,
+            log_format=log_format,
+            allowed_target_networks=_networks(env, "ALLOWED_TARGET_NETWORKS"),
+            secret_key=_fernet_keys(env, "SECRET_KEY"),
+        )
         for setting in fields(cls):  # each bounded number or flag, from the variable of its name in capitals
             name = setting.name.upper()
             if "within" in setting.metadata:
@@ -199,4 +207,3 @@ def get_settings() -> Settings:
     if _current is None:
         _current = Settings.from_env()
     return _current
-

@@ -8,11 +8,13 @@ Each process keeps its own registry (the default one) and exposes it itself: the
 A family is registered in every process that imports this module, so a process shows the families
 it does not update as zero (or without samples): harmless, and it keeps dashboards' queries simple.
 """
+
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
@@ -28,13 +30,19 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 # -- jobs ---------------------------------------------------------------------------------------------
 JOBS_SUBMITTED = Counter(P + "jobs_submitted", "Jobs accepted by POST /jobs and POST /jobs/batch (web)")
 JOB_ATTEMPTS = Counter(P + "job_attempts", "Attempts finished, by outcome (worker)", ["outcome"])
-JOB_ATTEMPT_DURATION = Histogram(P + "job_attempt_duration_seconds",
-                                 "From sending an attempt's request to its outcome (worker)", buckets=LATENCY_BUCKETS)
-JOB_FIRST_ATTEMPT_DELAY = Histogram(P + "job_first_attempt_delay_seconds",
-                                    "From a job's due time (its submission, or run_at) to its first attempt's start "
-                                    "(worker)", buckets=LATENCY_BUCKETS)
-JOB_RETRY_LATENESS = Histogram(P + "job_retry_lateness_seconds",
-                               "A retry's start minus its next_attempt_at (worker)", buckets=LATENCY_BUCKETS)
+JOB_ATTEMPT_DURATION = Histogram(
+    P + "job_attempt_duration_seconds",
+    "From sending an attempt's request to its outcome (worker)",
+    buckets=LATENCY_BUCKETS,
+)
+JOB_FIRST_ATTEMPT_DELAY = Histogram(
+    P + "job_first_attempt_delay_seconds",
+    "From a job's due time (its submission, or run_at) to its first attempt's start (worker)",
+    buckets=LATENCY_BUCKETS,
+)
+JOB_RETRY_LATENESS = Histogram(
+    P + "job_retry_lateness_seconds", "A retry's start minus its next_attempt_at (worker)", buckets=LATENCY_BUCKETS
+)
 JOBS_DEAD = Counter(P + "jobs_dead", "Jobs that ended dead (worker)")
 
 # -- streams ------------------------------------------------------------------------------------------
@@ -43,24 +51,32 @@ SSE_EVENTS_SENT = Counter(P + "sse_events_sent", "Events written to SSE streams 
 SSE_CLIENTS_DROPPED = Counter(P + "sse_clients_dropped", "Streams closed by the server, by reason (web)", ["reason"])
 
 # -- pollers ------------------------------------------------------------------------------------------
-BRAND_REQUESTS = Counter(P + "brand_requests", "Calls to brand APIs, by brand and outcome (worker)",
-                         ["brand", "outcome"])
+BRAND_REQUESTS = Counter(
+    P + "brand_requests", "Calls to brand APIs, by brand and outcome (worker)", ["brand", "outcome"]
+)
 BRAND_RATE_LIMITED = Counter(P + "brand_rate_limited", "Brand replies that said we call too often (worker)", ["brand"])
-QUOTA_DEFERRED = Counter(P + "quota_deferred", "Calls held back because a quota window in Redis was full (worker)",
-                         ["brand"])
-POLL_LAG = Histogram(P + "poll_lag_seconds", "A poll's start minus its planned time (worker)", ["brand"],
-                     buckets=LATENCY_BUCKETS)
+QUOTA_DEFERRED = Counter(
+    P + "quota_deferred", "Calls held back because a quota window in Redis was full (worker)", ["brand"]
+)
+POLL_LAG = Histogram(
+    P + "poll_lag_seconds", "A poll's start minus its planned time (worker)", ["brand"], buckets=LATENCY_BUCKETS
+)
 READINGS_PUBLISHED = Counter(P + "readings_published", "Normalised readings published on Redis (worker)")
 READINGS_RECORDED = Counter(P + "readings_recorded", "Readings stored in the database by the recorder (worker)")
-RECORDER_LAG = Gauge(P + "recorder_lag_seconds",
-                     "Age of the newest reading the recorder stored, when it stored it (worker)")
+RECORDER_LAG = Gauge(
+    P + "recorder_lag_seconds", "Age of the newest reading the recorder stored, when it stored it (worker)"
+)
 
 # -- HTTP (web) ---------------------------------------------------------------------------------------
-HTTP_REQUESTS = Counter(P + "http_requests", "HTTP requests answered (web), by route template",
-                        ["route", "method", "status_class"])
-HTTP_DURATION = Histogram(P + "http_request_duration_seconds",
-                          "Time to answer (for a stream: to its headers), by route template", ["route", "method"],
-                          buckets=LATENCY_BUCKETS)
+HTTP_REQUESTS = Counter(
+    P + "http_requests", "HTTP requests answered (web), by route template", ["route", "method", "status_class"]
+)
+HTTP_DURATION = Histogram(
+    P + "http_request_duration_seconds",
+    "Time to answer (for a stream: to its headers), by route template",
+    ["route", "method"],
+    buckets=LATENCY_BUCKETS,
+)
 
 
 def status_class(status: int) -> str:

@@ -10,6 +10,7 @@ Its worker signs at *each attempt* with a fresh webhook-timestamp: receivers ref
 than their tolerance (5 minutes in the reference libraries), and a retry can come hours later. The
 webhook-id stays the same across attempts, so receivers deduplicate on it.
 """
+
 from __future__ import annotations
 
 import base64
@@ -24,8 +25,16 @@ from models.base import BaseModel, JSONField, now
 from models.encryption import CredentialsField
 from models.ids import new_id
 
-EVENT_TYPES = ("inverter.offline", "inverter.online", "inverter.fault", "battery.low", "battery.recovered",
-               "production.low", "production.recovered", "energy.daily_summary")
+EVENT_TYPES = (
+    "inverter.offline",
+    "inverter.online",
+    "inverter.fault",
+    "battery.low",
+    "battery.recovered",
+    "production.low",
+    "production.recovered",
+    "energy.daily_summary",
+)
 SECRET_PREFIX = "whsec_"
 ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER = "webhook-id", "webhook-timestamp", "webhook-signature"
 SIGNING_HEADERS = (ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER)
@@ -51,7 +60,7 @@ def new_secret() -> str:
 
 
 def _key(secret: str) -> bytes:
-    return base64.b64decode(secret[len(SECRET_PREFIX):] if secret.startswith(SECRET_PREFIX) else secret)
+    return base64.b64decode(secret[len(SECRET_PREFIX) :] if secret.startswith(SECRET_PREFIX) else secret)
 
 
 def signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
@@ -63,8 +72,11 @@ def signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
 def signing_headers(active_secrets: list[str], message_id: str, body: bytes | None, at: float) -> dict:
     """The three headers for one attempt sent at `at`: one signature per active secret, space-separated."""
     timestamp = int(at)
-    return {ID_HEADER: message_id, TIMESTAMP_HEADER: str(timestamp),
-            SIGNATURE_HEADER: " ".join(signature(s, message_id, timestamp, body or b"") for s in active_secrets)}
+    return {
+        ID_HEADER: message_id,
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: " ".join(signature(s, message_id, timestamp, body or b"") for s in active_secrets),
+    }
 
 
 def active_secrets(stored: dict | None, at: float) -> list[str]:
@@ -79,8 +91,13 @@ def active_secrets(stored: dict | None, at: float) -> list[str]:
 # -- queries (run on the database owner) ---------------------------------------------------------
 def create_endpoint(account_id: str, url: str, description: str, event_types: list[str]) -> tuple[WebhookEndpoint, str]:
     secret = new_secret()
-    endpoint = WebhookEndpoint.create(account=account_id, url=url, description=description, event_types=event_types,
-                                      secrets={"current": secret, "previous": None, "previous_until": None})
+    endpoint = WebhookEndpoint.create(
+        account=account_id,
+        url=url,
+        description=description,
+        event_types=event_types,
+        secrets={"current": secret, "previous": None, "previous_until": None},
+    )
     return endpoint, secret
 
 
@@ -93,8 +110,11 @@ def get_endpoint(account_id: str, endpoint_id: str) -> WebhookEndpoint | None:
 
 
 def delete_endpoint(account_id: str, endpoint_id: str) -> bool:
-    return bool(WebhookEndpoint.delete().where((WebhookEndpoint.account == account_id)
-                                               & (WebhookEndpoint.id == endpoint_id)).execute())
+    return bool(
+        WebhookEndpoint.delete()
+        .where((WebhookEndpoint.account == account_id) & (WebhookEndpoint.id == endpoint_id))
+        .execute()
+    )
 
 
 def rotate_secret(account_id: str, endpoint_id: str, overlap_s: float) -> tuple[WebhookEndpoint, str] | None:

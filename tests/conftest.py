@@ -1,4 +1,5 @@
 """Fixtures every suite shares: a private Redis, a SQLite file per test, the project's processes."""
+
 from __future__ import annotations
 
 import contextlib
@@ -12,8 +13,19 @@ import pytest
 import redis as redis_lib
 import requests
 
-from tests.helpers import (ROOT, TEST_SECRET_KEY, Service, create_account, free_port, mock_service, sqlite_url,
-                           system_env, wait_until, web_service, worker_service)
+from tests.helpers import (
+    ROOT,
+    TEST_SECRET_KEY,
+    Service,
+    create_account,
+    free_port,
+    mock_service,
+    sqlite_url,
+    system_env,
+    wait_until,
+    web_service,
+    worker_service,
+)
 
 os.environ["SECRET_KEY"] = TEST_SECRET_KEY  # for the tests that call the models in this process
 
@@ -35,9 +47,24 @@ class RedisServer:
 
     def start(self):
         self.proc = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir), "--maxclients", "10000"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--maxclients",
+                "10000",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         client = redis_lib.Redis(port=self.port, socket_connect_timeout=0.5)
         wait_until(client.ping, 10, 0.02, "redis-server to answer PING")
         client.close()
@@ -138,8 +165,19 @@ def services(tmp_path, request):
 # A test that starts project processes or a browser -- in its body or through a fixture, at any depth -- is
 # marked `processes`, and `make test-fast` leaves it out (-m "not processes"). Found by the names the test's
 # and its fixtures' code uses, so a new test is classified without anyone remembering to mark it.
-PROCESS_STARTERS = frozenset({"subprocess", "run_cli", "create_account_with_cli", "MockProcess", "web_service",
-                              "worker_service", "mock_service", "gunicorn_service", "sync_playwright"})
+PROCESS_STARTERS = frozenset(
+    {
+        "subprocess",
+        "run_cli",
+        "create_account_with_cli",
+        "MockProcess",
+        "web_service",
+        "worker_service",
+        "mock_service",
+        "gunicorn_service",
+        "sync_playwright",
+    }
+)
 
 
 def _code_names(code) -> set[str]:
@@ -161,9 +199,11 @@ def _starts_processes(function, seen: set) -> bool:
     if not PROCESS_STARTERS.isdisjoint(names):
         return True
     module_globals = getattr(function, "__globals__", {})
-    return any(_starts_processes(helper, seen) for name in names
-               if getattr(helper := module_globals.get(name), "__module__", "").startswith("tests.")
-               and callable(helper))
+    return any(
+        _starts_processes(helper, seen)
+        for name in names
+        if getattr(helper := module_globals.get(name), "__module__", "").startswith("tests.") and callable(helper)
+    )
 
 
 def pytest_collection_modifyitems(items):
@@ -233,6 +273,7 @@ def api(web, account_key):
 
 # -- the web app in this process -------------------------------------------------------------------
 
+
 @contextlib.contextmanager
 def in_process_app(database_url: str, redis_url: str):
     """The web app built by create_app in the test process on this database and Redis; drive it with
@@ -275,6 +316,7 @@ def new_app_key(app):
 
     def new(name: str | None = None) -> str:
         return owner().write(create, name or f"acct-{time.monotonic_ns()}")[1]
+
     return new
 
 

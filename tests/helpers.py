@@ -1,4 +1,5 @@
 """Test helpers shared by every suite: waiting on conditions, free ports, subprocess services."""
+
 from __future__ import annotations
 
 import os
@@ -37,16 +38,26 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, message
         except Exception as exc:  # the thing may not be up yet
             last_error = exc
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message}"
-                                 + (f" (last error: {last_error!r})" if last_error else ""))
+            raise AssertionError(
+                f"timed out after {timeout} s waiting for {message}"
+                + (f" (last error: {last_error!r})" if last_error else "")
+            )
         time.sleep(interval)
 
 
 class Service:
     """A project process (`python -m web`, `python -m actors`, ...) run as a real subprocess."""
 
-    def __init__(self, name: str, args: list[str], env: dict, log_dir: Path, port: int | None = None,
-                 ready_path: str = "/healthz", ready_log: str | None = None):
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: dict,
+        log_dir: Path,
+        port: int | None = None,
+        ready_path: str = "/healthz",
+        ready_log: str | None = None,
+    ):
         self.name = name
         self.args = args
         self.env = env
@@ -60,11 +71,12 @@ class Service:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> "Service":
+    def start(self, timeout: float = 20.0) -> Service:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([PYTHON, "-m", *self.args], cwd=ROOT, env=self.env,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [PYTHON, "-m", *self.args], cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
+        )
         if self.port is not None:
             wait_until(self._http_ready, timeout, 0.05, f"{self.name} on port {self.port}")
         elif self.ready_log:
@@ -96,7 +108,7 @@ class Service:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-                raise AssertionError(f"{self.name} did not stop within {timeout} s of SIGTERM")
+                raise AssertionError(f"{self.name} did not stop within {timeout} s of SIGTERM") from None
         self._log.close()
         return self.proc.returncode
 
@@ -117,8 +129,13 @@ def web_service(env: dict, log_dir: Path, name: str = "web") -> Service:
 def gunicorn_service(env: dict, log_dir: Path, workers: int = 2, name: str = "gunicorn") -> Service:
     """The production web server, `gunicorn -c gunicorn.conf.py`, on a free port (not started)."""
     port = free_port()
-    return Service(name, ["gunicorn", "-c", "gunicorn.conf.py"],
-                   {**env, "PORT": str(port), "WEB_WORKERS": str(workers)}, log_dir, port=port)
+    return Service(
+        name,
+        ["gunicorn", "-c", "gunicorn.conf.py"],
+        {**env, "PORT": str(port), "WEB_WORKERS": str(workers)},
+        log_dir,
+        port=port,
+    )
 
 
 def worker_service(env: dict, log_dir: Path, role: str = "all", name: str = "worker") -> Service:
@@ -129,8 +146,14 @@ def worker_service(env: dict, log_dir: Path, role: str = "all", name: str = "wor
 def mock_service(env: dict, log_dir: Path, *args: str) -> Service:
     """`python -m mock_inverter ARGS` on a free port (not started); ready when /admin/stats answers 200."""
     port = free_port()
-    return Service("mock_inverter", ["mock_inverter", "--port", str(port), *args], env, log_dir, port=port,
-                   ready_path="/admin/stats")
+    return Service(
+        "mock_inverter",
+        ["mock_inverter", "--port", str(port), *args],
+        env,
+        log_dir,
+        port=port,
+        ready_path="/admin/stats",
+    )
 
 
 def run_cli(args: list[str], env: dict, timeout: float = 30.0) -> subprocess.CompletedProcess:
@@ -152,10 +175,18 @@ def sqlite_url(directory) -> str:
 def system_env(database_url: str, redis_url: str, **overrides) -> dict:
     """The environment of a running system (web, worker, mock inverter) on one database and one Redis:
     jobs may target loopback partners, and leases and shutdown are short enough for tests."""
-    return project_env(**{"DATABASE_URL": database_url, "REDIS_URL": redis_url,
-                          "ALLOWED_TARGET_NETWORKS": "127.0.0.0/8", "LEASE_S": "3", "SHUTDOWN_GRACE_S": "5",
-                          # Several workers run at once in tests: a test that scrapes one gives it a port.
-                          "METRICS_PORT": "0", **overrides})
+    return project_env(
+        **{
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "ALLOWED_TARGET_NETWORKS": "127.0.0.0/8",
+            "LEASE_S": "3",
+            "SHUTDOWN_GRACE_S": "5",
+            # Several workers run at once in tests: a test that scrapes one gives it a port.
+            "METRICS_PORT": "0",
+            **overrides,
+        }
+    )
 
 
 def create_account(env: dict, name: str | None = None) -> str:

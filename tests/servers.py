@@ -9,6 +9,7 @@ Paths:
   /redirect                        301 to /ok
 Every request is recorded (method, path, headers, body, time) for assertions.
 """
+
 from __future__ import annotations
 
 import socket
@@ -60,8 +61,9 @@ class ScriptedServer:
                 url = urlsplit(self.path)
                 query = {k: v[-1] for k, v in parse_qs(url.query).items()}
                 with server.lock:
-                    server.requests.append(Received(self.command, url.path, dict(self.headers), body,
-                                                    self.client_address[1]))
+                    server.requests.append(
+                        Received(self.command, url.path, dict(self.headers), body, self.client_address[1])
+                    )
                 parts = [p for p in url.path.split("/") if p]
                 kind = parts[0] if parts else "ok"
                 if kind == "flaky":
@@ -146,8 +148,10 @@ class AcceptRecorder:
                 return
             self.accepted += 1
             with conn:
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
-                             b"Connection: close\r\n\r\nhello")
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
+                    b"Connection: close\r\n\r\nhello"
+                )
 
     def close(self):
         try:

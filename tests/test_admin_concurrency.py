@@ -1,6 +1,7 @@
 """Administrative commands run at the same moment (several processes starting on a fresh database, a
 deployment script running `migrate` beside a starting worker) all succeed: migrations run under a lock
 and waiting for SQLite's write lock is retried, so nobody sees "database is locked"."""
+
 import subprocess
 
 import pytest
@@ -13,8 +14,17 @@ POSTGRES_ROUNDS = 5  # each PostgreSQL round costs twice a SQLite one; the advis
 
 
 def run_together(commands: list[list[str]], env: dict) -> list[subprocess.CompletedProcess]:
-    procs = [subprocess.Popen([PYTHON, "-m", "models", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for args in commands]
+    procs = [
+        subprocess.Popen(
+            [PYTHON, "-m", "models", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for args in commands
+    ]
     results = []
     for args, proc in zip(commands, procs):
         out, err = proc.communicate(timeout=60)
@@ -25,9 +35,14 @@ def run_together(commands: list[list[str]], env: dict) -> list[subprocess.Comple
 def one_round(database_url: str):
     """On a fresh database at once: two migrations, two `create-account shared --if-missing`, one plain
     `create-account shared` (may lose: "already exists"), one account of another name."""
-    commands = [["migrate"], ["migrate"], ["create-account", "shared", "--if-missing"],
-                ["create-account", "shared", "--if-missing"], ["create-account", "shared"],
-                ["create-account", "other"]]
+    commands = [
+        ["migrate"],
+        ["migrate"],
+        ["create-account", "shared", "--if-missing"],
+        ["create-account", "shared", "--if-missing"],
+        ["create-account", "shared"],
+        ["create-account", "other"],
+    ]
     results = run_together(commands, project_env(DATABASE_URL=database_url))
     for result in results:
         assert "locked" not in result.stderr + result.stdout, result

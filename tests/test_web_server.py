@@ -1,6 +1,7 @@
 """The web server against hostile or broken clients: deadlines for a request's headers and for an idle
 kept-alive connection, the connection cap (health checks still answered), and its own refusals in the
 JSON error envelope. Each test talks to a real `python -m web` over raw sockets."""
+
 from __future__ import annotations
 
 import json
@@ -100,8 +101,14 @@ def test_when_every_connection_is_busy_only_health_checks_are_answered(services,
     finally:
         for stream in streams:
             stream.close()
-    wait_until(lambda: requests.get(web.url + "/jobs", headers={"Authorization": f"Bearer {key}"}, timeout=5)
-               .status_code == 200, 5, 0.05, "a place once the streams are gone")
+    wait_until(
+        lambda: (
+            requests.get(web.url + "/jobs", headers={"Authorization": f"Bearer {key}"}, timeout=5).status_code == 200
+        ),
+        5,
+        0.05,
+        "a place once the streams are gone",
+    )
 
 
 REFUSED = [

@@ -1,4 +1,5 @@
 """The web process: Flask application factory with one blueprint per area."""
+
 from __future__ import annotations
 
 from flask import Flask

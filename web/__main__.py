@@ -1,4 +1,5 @@
 """`python -m web`: serve the app with gevent's WSGI server until SIGTERM or SIGINT."""
+
 from gevent import monkey
 
 monkey.patch_all()
@@ -51,8 +52,12 @@ def main() -> int:
 
     gevent.signal_handler(signal.SIGTERM, stop, signal.SIGTERM)
     gevent.signal_handler(signal.SIGINT, stop, signal.SIGINT)
-    log.info("listening on http://%s:%d (at most %d connections)", settings.host, server.server_port,
-             limits["max_connections"])
+    log.info(
+        "listening on http://%s:%d (at most %d connections)",
+        settings.host,
+        server.server_port,
+        limits["max_connections"],
+    )
     server.serve_forever()
     # A second copy of the signal can still be pending in a helper thread; once gevent's hub is
     # gone it would kill the process with the default action and a misleading exit status.

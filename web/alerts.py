@@ -4,6 +4,7 @@ An endpoint's URL goes through the one outbound URL parser and the destination p
 Its signing secret is answered only by the creation and by rotate-secret. A rule belongs to the account
 that made it: the owner lists, changes and deletes it; members of its inverter can read it.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,17 @@ from web.json_body import json_body
 bp = Blueprint("alerts", __name__)
 
 MIN_MINUTES, MAX_MINUTES = 0.25, 7 * 24 * 60.0
-PRODUCTION_PARAMS = {"latitude", "longitude", "peak_power_w", "tilt", "azimuth", "below_pct", "clear_above_pct",
-                     "minutes", "daylight_min_pct"}
+PRODUCTION_PARAMS = {
+    "latitude",
+    "longitude",
+    "peak_power_w",
+    "tilt",
+    "azimuth",
+    "below_pct",
+    "clear_above_pct",
+    "minutes",
+    "daylight_min_pct",
+}
 
 
 def _invalid(field: str, message: str) -> ApiError:
@@ -46,9 +56,14 @@ def _object(payload, known: set) -> dict:
 
 # -- webhook endpoints ---------------------------------------------------------------------------
 def endpoint_view(endpoint) -> dict:
-    return {"id": endpoint.id, "url": endpoint.url, "description": endpoint.description,
-            "event_types": endpoint.event_types, "created_at": iso(endpoint.created_at),
-            "rotated_at": iso(endpoint.rotated_at)}
+    return {
+        "id": endpoint.id,
+        "url": endpoint.url,
+        "description": endpoint.description,
+        "event_types": endpoint.event_types,
+        "created_at": iso(endpoint.created_at),
+        "rotated_at": iso(endpoint.rotated_at),
+    }
 
 
 def _endpoint_url(value) -> str:
@@ -59,8 +74,12 @@ def _endpoint_url(value) -> str:
     try:
         current_app.config["DESTINATION_POLICY"].check_host_at_submission(url.host, url.port)
     except BlockedDestination as exc:
-        raise ApiError(422, "blocked_destination", str(exc),
-                       {"field": "url", "host": exc.host, "address": exc.address, "reason": exc.reason}) from None
+        raise ApiError(
+            422,
+            "blocked_destination",
+            str(exc),
+            {"field": "url", "host": exc.host, "address": exc.address, "reason": exc.reason},
+        ) from None
     return url.url
 
 
@@ -122,14 +141,25 @@ def rotate_secret(endpoint_id):
     if rotated is None:
         raise not_found("webhook endpoint")
     endpoint, secret = rotated
-    return jsonify({**endpoint_view(endpoint), "secret": secret,
-                    "previous_secret_valid_until": iso(endpoint.secrets["previous_until"])})
+    return jsonify(
+        {
+            **endpoint_view(endpoint),
+            "secret": secret,
+            "previous_secret_valid_until": iso(endpoint.secrets["previous_until"]),
+        }
+    )
 
 
 # -- alert rules ---------------------------------------------------------------------------------
 def rule_view(rule) -> dict:
-    return {"id": rule.id, "account": rule.account_id, "inverter_id": rule.inverter_id, "kind": rule.kind,
-            "params": rule.params, "created_at": iso(rule.created_at)}
+    return {
+        "id": rule.id,
+        "account": rule.account_id,
+        "inverter_id": rule.inverter_id,
+        "kind": rule.kind,
+        "params": rule.params,
+        "created_at": iso(rule.created_at),
+    }
 
 
 def _number(params: dict, name: str, lo: float, hi: float, default=None) -> float:
@@ -146,8 +176,13 @@ def _params(kind: str, params) -> dict:
         params = {}
     if not isinstance(params, dict):
         raise _invalid("params", "must be an object")
-    known = {"offline": {"minutes"}, "fault": set(), "battery_low": {"below_pct", "clear_above_pct"},
-             "production_low": PRODUCTION_PARAMS, "daily_summary": {"latitude", "longitude"}}[kind]
+    known = {
+        "offline": {"minutes"},
+        "fault": set(),
+        "battery_low": {"below_pct", "clear_above_pct"},
+        "production_low": PRODUCTION_PARAMS,
+        "daily_summary": {"latitude", "longitude"},
+    }[kind]
     unknown = sorted(set(params) - known)
     if unknown:
         raise _invalid(f"params.{unknown[0]}", f"is not a parameter of {kind} rules")
@@ -175,12 +210,17 @@ def _production_params(params: dict) -> dict:
         if name not in params:
             raise _invalid(f"params.{name}", "is required for production_low rules (the site's clear-sky expectation)")
     below = _number(params, "below_pct", 1, 100, 50.0)
-    return {"latitude": _number(params, "latitude", -90, 90), "longitude": _number(params, "longitude", -180, 180),
-            "peak_power_w": _number(params, "peak_power_w", 1, 1e8), "tilt": _number(params, "tilt", 0, 90, 0.0),
-            "azimuth": _number(params, "azimuth", 0, 360, 180.0), "below_pct": below,
-            "clear_above_pct": _number(params, "clear_above_pct", below, 100, min(100.0, below + 10)),
-            "minutes": _number(params, "minutes", MIN_MINUTES, MAX_MINUTES, 30.0),
-            "daylight_min_pct": _number(params, "daylight_min_pct", 1, 100, 10.0)}
+    return {
+        "latitude": _number(params, "latitude", -90, 90),
+        "longitude": _number(params, "longitude", -180, 180),
+        "peak_power_w": _number(params, "peak_power_w", 1, 1e8),
+        "tilt": _number(params, "tilt", 0, 90, 0.0),
+        "azimuth": _number(params, "azimuth", 0, 360, 180.0),
+        "below_pct": below,
+        "clear_above_pct": _number(params, "clear_above_pct", below, 100, min(100.0, below + 10)),
+        "minutes": _number(params, "minutes", MIN_MINUTES, MAX_MINUTES, 30.0),
+        "daylight_min_pct": _number(params, "daylight_min_pct", 1, 100, 10.0),
+    }
 
 
 def _kind(value) -> str:
@@ -214,8 +254,11 @@ def create_rule():
     params = _params(kind, payload.get("params"))
     inverter_id = payload.get("inverter_id")
     if inverter_id is not None:
-        inverter = (owner().call(visible_inverter, g.account.id, inverter_id)
-                    if isinstance(inverter_id, str) and looks_like_id(inverter_id) else None)
+        inverter = (
+            owner().call(visible_inverter, g.account.id, inverter_id)
+            if isinstance(inverter_id, str) and looks_like_id(inverter_id)
+            else None
+        )
         if inverter is None:
             raise ApiError(422, "validation_failed", "inverter_id: no such inverter of yours", {"field": "inverter_id"})
         if inverter.owner_id != g.account.id:
@@ -242,8 +285,12 @@ def show_rule(rule_id):
 def patch_rule(rule_id):
     rule = _rule_or_404(rule_id, owned=True)
     payload = _object(json_body(), {"params"})
-    params = _params(rule.kind, {**rule.params, **(payload.get("params") or {})}
-                     if isinstance(payload.get("params"), dict) else payload.get("params"))
+    params = _params(
+        rule.kind,
+        {**rule.params, **(payload.get("params") or {})}
+        if isinstance(payload.get("params"), dict)
+        else payload.get("params"),
+    )
     rule = owner().write(A.update_rule, rule, params)
     _rules_changed()
     return jsonify(rule_view(rule))
@@ -265,5 +312,6 @@ def inverter_alerts(inverter_id):
     if inverter is None:
         raise not_found("inverter")
     rows = owner().call(A.alerts_of, inverter.id, 100)
-    return jsonify({"alerts": [A.payload(A.EVENT_TYPES[a.kind][0], a, inverter.serial, a.opened_at)["data"]
-                               for a in rows]})
+    return jsonify(
+        {"alerts": [A.payload(A.EVENT_TYPES[a.kind][0], a, inverter.serial, a.opened_at)["data"] for a in rows]}
+    )

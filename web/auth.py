@@ -1,4 +1,5 @@
 """Who is calling: `Authorization: Bearer <api key>`, or the browser session cookie."""
+
 from __future__ import annotations
 
 import functools
@@ -60,14 +61,24 @@ CSRF_HEADER = "X-Requested-With"
 
 def require_account(view):
     """Decorator: answer 401 with the error envelope unless a valid key or session is presented."""
+
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         if current_account() is None:
-            raise ApiError(401, "unauthorized", "missing or invalid API key (use Authorization: Bearer <key>)",
-                           headers={"WWW-Authenticate": 'Bearer realm="api"'})
-        if (request.method not in _SAFE_METHODS and "Authorization" not in request.headers
-                and not request.headers.get(CSRF_HEADER)):
-            raise ApiError(403, "csrf_header_missing",
-                           f"a change made with the session cookie must send the {CSRF_HEADER} header")
+            raise ApiError(
+                401,
+                "unauthorized",
+                "missing or invalid API key (use Authorization: Bearer <key>)",
+                headers={"WWW-Authenticate": 'Bearer realm="api"'},
+            )
+        if (
+            request.method not in _SAFE_METHODS
+            and "Authorization" not in request.headers
+            and not request.headers.get(CSRF_HEADER)
+        ):
+            raise ApiError(
+                403, "csrf_header_missing", f"a change made with the session cookie must send the {CSRF_HEADER} header"
+            )
         return view(*args, **kwargs)
+
     return wrapper

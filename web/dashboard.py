@@ -6,6 +6,7 @@ JavaScript calling the JSON API with the session cookie, so each rule lives in o
 comes from the API's event streams. Two small HTML fragments (a job's state, an inverter's team) let
 the pages refresh a part of themselves with the same templates that drew it.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,19 +19,25 @@ from flask import Blueprint, Response, abort, g, redirect, render_template, requ
 from models import inverters as inverter_queries
 from models import jobs as job_queries
 from models import lifecycle
-from models.lifecycle import job_view
 from models.accounts import account_names
 from models.base import iso, now
 from models.db import owner
 from models.ids import looks_like_id
+from models.lifecycle import job_view
 from web.auth import current_account
 from web.inverters import inverter_view, latest_readings
 from web.jobs import SEARCH_TEXT, attempt_view
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("dashboard", __name__, url_prefix="/ui", template_folder="templates",
-               static_folder="static", static_url_path="/static")
+bp = Blueprint(
+    "dashboard",
+    __name__,
+    url_prefix="/ui",
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
 
 # The site's root, outside /ui: people who type the bare address land on the dashboard.
 root = Blueprint("root", __name__)
@@ -48,8 +55,10 @@ _PUBLIC_ENDPOINTS = {"dashboard.sign_in", "dashboard.static"}
 _FRAGMENT_ENDPOINTS = {"dashboard.job_panel", "dashboard.team"}
 
 # No inline script or style and nothing from another origin: the page can only talk to this server.
-_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 
 # -- sessions and headers ------------------------------------------------------------------------
@@ -138,8 +147,12 @@ def team(inverter_id):
 
 
 # The jobs page's time filter: created within the last ...
-CREATED_WITHIN = {"1h": ("the last hour", 3600), "24h": ("the last 24 hours", 86400), "7d": ("the last 7 days", 7 * 86400),
-                  "30d": ("the last 30 days", 30 * 86400)}
+CREATED_WITHIN = {
+    "1h": ("the last hour", 3600),
+    "24h": ("the last 24 hours", 86400),
+    "7d": ("the last 7 days", 7 * 86400),
+    "30d": ("the last 30 days", 30 * 86400),
+}
 
 
 @bp.get("/jobs")
@@ -162,13 +175,24 @@ def jobs():
     counts = owner().call(job_queries.count_by_status, g.account.id)
     # What the bulk buttons send: the same filter as the API takes it (the window as an absolute time).
     api_filter = {key: value for key, value in (("q", search), ("since", iso(since))) if value}
-    return render_template("jobs.html", jobs=[job_view(job) for job in rows[:JOBS_PER_PAGE]], counts=counts,
-                           total=sum(counts.values()), status=status, statuses=lifecycle.STATUSES,
-                           older=older, paged=before is not None, search=search, within=within,
-                           created_within=CREATED_WITHIN, filters={"status": status, "q": search, "within": within},
-                           api_filter=api_filter, filtered=bool(search or within),
-                           can_retry=status in (None, *lifecycle.REQUEUEABLE),
-                           can_cancel=status in (None, *lifecycle.CANCELLABLE))
+    return render_template(
+        "jobs.html",
+        jobs=[job_view(job) for job in rows[:JOBS_PER_PAGE]],
+        counts=counts,
+        total=sum(counts.values()),
+        status=status,
+        statuses=lifecycle.STATUSES,
+        older=older,
+        paged=before is not None,
+        search=search,
+        within=within,
+        created_within=CREATED_WITHIN,
+        filters={"status": status, "q": search, "within": within},
+        api_filter=api_filter,
+        filtered=bool(search or within),
+        can_retry=status in (None, *lifecycle.REQUEUEABLE),
+        can_cancel=status in (None, *lifecycle.CANCELLABLE),
+    )
 
 
 @bp.get("/jobs/new")
@@ -182,8 +206,7 @@ def job(job_id):
     if found is None:
         return _not_found("job")
     view = job_view(found)
-    return render_template("job.html", job=view, request_text=_request_text(view["request"]),
-                           **_job_state(found))
+    return render_template("job.html", job=view, request_text=_request_text(view["request"]), **_job_state(found))
 
 
 @bp.get("/jobs/<job_id>/panel")
@@ -208,8 +231,13 @@ def _visible_inverter(inverter_id: str):
 
 def _inverter_summary(inverter, latest) -> dict:
     event_id, reading, live_status = latest
-    return {**inverter_view(inverter, g.account.id), "status": live_status or inverter.status,
-            "last_reading_at": (reading or {}).get("time"), "last_event_id": event_id, "reading": reading}
+    return {
+        **inverter_view(inverter, g.account.id),
+        "status": live_status or inverter.status,
+        "last_reading_at": (reading or {}).get("time"),
+        "last_event_id": event_id,
+        "reading": reading,
+    }
 
 
 def _team(inverter) -> dict:
@@ -240,22 +268,33 @@ def _job_state(job) -> dict:
     for attempt in attempts:
         # The first attempt of a run a person started (a retry after the job died or was cancelled) waited
         # from that click, not from the attempt before it: the time between is the person's, not the backoff's.
-        by_hand = previous is not None and (previous.outcome == lifecycle.GIVE_UP
-                                            or (job.budget_start and attempt.number == job.budget_start + 1))
+        by_hand = previous is not None and (
+            previous.outcome == lifecycle.GIVE_UP or (job.budget_start and attempt.number == job.budget_start + 1)
+        )
         previous_end = previous.finished_at if previous is not None else None
         if by_hand:
             wait_s = attempt.started_at - attempt.scheduled_at if attempt.scheduled_at is not None else None
         else:
             wait_s = attempt.started_at - previous_end if previous_end is not None else None
-        timeline.append({**attempt_view(attempt), "outcome": attempt.outcome or "running",
-                         "retried_by_hand": by_hand, "wait_s": None if wait_s is None else max(0.0, wait_s)})
+        timeline.append(
+            {
+                **attempt_view(attempt),
+                "outcome": attempt.outcome or "running",
+                "retried_by_hand": by_hand,
+                "wait_s": None if wait_s is None else max(0.0, wait_s),
+            }
+        )
         previous = attempt
     waiting_s = None
     if job.status in lifecycle.CANCELLABLE and job.next_attempt_at is not None:
         waiting_s = max(0.0, job.next_attempt_at - now())
-    return {"timeline": timeline, "waiting_s": waiting_s, "finished": job.status in lifecycle.TERMINAL,
-            "can_cancel": job.status in lifecycle.CANCELLABLE,
-            "can_retry": job.status in lifecycle.REQUEUEABLE}
+    return {
+        "timeline": timeline,
+        "waiting_s": waiting_s,
+        "finished": job.status in lifecycle.TERMINAL,
+        "can_cancel": job.status in lifecycle.CANCELLABLE,
+        "can_retry": job.status in lifecycle.REQUEUEABLE,
+    }
 
 
 def _request_text(request_view: dict) -> str:
@@ -295,4 +334,3 @@ def duration(seconds) -> str:
 def plural(count: int, singular: str, plural_form: str | None = None) -> str:
     """3 | plural("attempt") -> "3 attempts"; 1 -> "1 attempt"."""
     return f"{count} {singular if count == 1 else (plural_form or singular + 's')}"
-

@@ -6,6 +6,7 @@ onboards every device through the public API (POST /inverters) with the demo acc
 as a user would. It runs once: a marker file records success, so an inverter the user later removes
 stays removed. Onboarding is idempotent, so an interrupted run can simply be repeated.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,14 +29,18 @@ DEMO_CONNECTIONS = {
     # The same Growatt plants through the older OpenAPI v1: one account may hold both connections.
     "growatt_v1": {"token": os.environ.get("DEMO_GROWATT_TOKEN", "demo-growatt-token")},
     "solaredge": {"api_key": os.environ.get("DEMO_SOLAREDGE_KEY", "demo-solaredge-key")},
-    "enphase": {"client_id": os.environ.get("DEMO_ENPHASE_CLIENT_ID", "demo-enphase-client"),
-                "client_secret": os.environ.get("DEMO_ENPHASE_CLIENT_SECRET", "demo-enphase-secret"),
-                "api_key": os.environ.get("DEMO_ENPHASE_API_KEY", "demo-enphase-key"),
-                "refresh_token": os.environ.get("DEMO_ENPHASE_REFRESH_TOKEN", "demo-enphase-refresh"),
-                "plan": "demo"},
+    "enphase": {
+        "client_id": os.environ.get("DEMO_ENPHASE_CLIENT_ID", "demo-enphase-client"),
+        "client_secret": os.environ.get("DEMO_ENPHASE_CLIENT_SECRET", "demo-enphase-secret"),
+        "api_key": os.environ.get("DEMO_ENPHASE_API_KEY", "demo-enphase-key"),
+        "refresh_token": os.environ.get("DEMO_ENPHASE_REFRESH_TOKEN", "demo-enphase-refresh"),
+        "plan": "demo",
+    },
 }
-DEMO_CONNECTIONS["fusionsolar"] = {"user_name": os.environ.get("DEMO_FUSIONSOLAR_USER", "demo-fusionsolar"),
-                                   "system_code": os.environ.get("DEMO_FUSIONSOLAR_CODE", "demo-fusionsolar-code")}
+DEMO_CONNECTIONS["fusionsolar"] = {
+    "user_name": os.environ.get("DEMO_FUSIONSOLAR_USER", "demo-fusionsolar"),
+    "system_code": os.environ.get("DEMO_FUSIONSOLAR_CODE", "demo-fusionsolar-code"),
+}
 # Brands whose real API sits at a host's root are served by the mock under a prefix of their own.
 MOCK_PREFIXES = {"solaredge": "/solaredge", "enphase": "/enphase", "fusionsolar": "/fusionsolar"}
 
@@ -71,8 +76,9 @@ def _devices(brand: str, mock_url: str, credentials: dict) -> tuple[list[str], d
 def _onboard(api: requests.Session, web_url: str, brand: str, serial: str, connection: dict) -> str:
     """POST /inverters until it is not rate limited; returns a word for the summary."""
     for _ in range(10):
-        reply = api.post(f"{web_url}/inverters", json={"brand": brand, "serial": serial, "connection": connection},
-                         timeout=30)
+        reply = api.post(
+            f"{web_url}/inverters", json={"brand": brand, "serial": serial, "connection": connection}, timeout=30
+        )
         if reply.status_code == 503 and "Retry-After" in reply.headers:
             time.sleep(min(10.0, float(reply.headers["Retry-After"])))
             continue
@@ -104,15 +110,23 @@ def setup(web_url: str, mock_url: str, key: str, wait_s: float) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m web.demo_setup", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--web", default=f"http://127.0.0.1:{os.environ.get('PORT', '5000')}",
-                        help="the web process (default: http://127.0.0.1:$PORT, PORT defaulting to 5000)")
-    parser.add_argument("--mock", default=f"http://127.0.0.1:{os.environ.get('MOCK_INVERTER_PORT', '5100')}",
-                        help="the mock inverter (default: http://127.0.0.1:$MOCK_INVERTER_PORT or 5100)")
+    parser = argparse.ArgumentParser(
+        prog="python -m web.demo_setup", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--web",
+        default=f"http://127.0.0.1:{os.environ.get('PORT', '5000')}",
+        help="the web process (default: http://127.0.0.1:$PORT, PORT defaulting to 5000)",
+    )
+    parser.add_argument(
+        "--mock",
+        default=f"http://127.0.0.1:{os.environ.get('MOCK_INVERTER_PORT', '5100')}",
+        help="the mock inverter (default: http://127.0.0.1:$MOCK_INVERTER_PORT or 5100)",
+    )
     parser.add_argument("--key-file", default="var/demo-api-key", help="file holding the demo account's API key")
-    parser.add_argument("--marker", default="var/demo-fleet-onboarded",
-                        help="written after success; if it exists, nothing is done")
+    parser.add_argument(
+        "--marker", default="var/demo-fleet-onboarded", help="written after success; if it exists, nothing is done"
+    )
     parser.add_argument("--wait", type=float, default=120.0, help="seconds to wait for web and mock to answer")
     args = parser.parse_args(argv)
 

@@ -1,4 +1,5 @@
 """The one error envelope: {"error": {"code", "message", "details"}} for every HTTP error."""
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,12 @@ def raw_error_response(status: int, code: str, message: str, headers: dict | Non
     reaches Flask (a request line or headers too large, a malformed request, too many connections). The
     connection is closed after it: what the client sent next cannot be trusted to start a request."""
     body = json.dumps(envelope(code, message)).encode()
-    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Content-Type: application/json",
-             f"Content-Length: {len(body)}", "Connection: close"]
+    lines = [
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+    ]
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 

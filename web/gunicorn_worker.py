@@ -6,6 +6,7 @@ reserve and the JSON refusals hold in production too. On a graceful stop (SIGTER
 SIGHUP / max_requests) the app's streams are ended at once, so browsers resume with Last-Event-ID
 against another worker instead of waiting out the graceful timeout.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,8 +25,15 @@ class _GunicornServer(Server):
     def __init__(self, listener, application, *, log=None, handler_class=None, **kwargs):
         # gunicorn's access logger is not a file (gevent's handler writes to one): our own logging instead.
         # The listening socket is gunicorn's, made with its own backlog setting.
-        super().__init__(listener, application, log=None, error_log=logging.getLogger("web.server"),
-                         backlog=None, **server_limits(get_settings()), **kwargs)
+        super().__init__(
+            listener,
+            application,
+            log=None,
+            error_log=logging.getLogger("web.server"),
+            backlog=None,
+            **server_limits(get_settings()),
+            **kwargs,
+        )
 
 
 class Worker(GeventPyWSGIWorker):

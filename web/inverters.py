@@ -2,6 +2,7 @@
 and read the latest and stored readings. Only the owner and members see an inverter; to anyone else
 it does not exist (404). A brand connection (one set of credentials) is shown and its poll interval set
 by whoever owns inverters on it (GET/PATCH /connections/<id>)."""
+
 from __future__ import annotations
 
 import json
@@ -138,8 +139,9 @@ def _owned_or_403(inverter_id: str):
 def _revoke_streams(inverter_id: str, account_id: str | None) -> None:
     """Close open streams of this inverter (of one account, or everyone's) in every web process."""
     try:
-        redis_client().publish(INVERTER_ACCESS_REVOKED, json.dumps({"inverter_id": inverter_id,
-                                                                    "account_id": account_id}))
+        redis_client().publish(
+            INVERTER_ACCESS_REVOKED, json.dumps({"inverter_id": inverter_id, "account_id": account_id})
+        )
     except Exception as exc:  # the streams stay open until they reconnect, and then get 404
         log.warning("could not close streams of inverter=%s account=%s: %s", inverter_id, account_id, exc)
 
@@ -174,15 +176,20 @@ def _base_url(connection: dict, cls) -> str:
         url = parse_base_url(value, cls.root_prefixes)
     except InvalidUrl as exc:
         if exc.problem in ("scheme", "missing"):
-            raise ApiError(400, "invalid_field", f"{field} must be an http(s) URL with a host", {"field": field}) from None
+            raise ApiError(
+                400, "invalid_field", f"{field} must be an http(s) URL with a host", {"field": field}
+            ) from None
         expected = " or ".join(f"scheme://host[:port]{prefix}" for prefix in cls.root_prefixes)
         if exc.problem == "userinfo":
-            message = ("must not carry credentials; give the brand's credentials in "
-                       + ", ".join(f"connection.{name}" for name in cls.credential_fields))
+            message = "must not carry credentials; give the brand's credentials in " + ", ".join(
+                f"connection.{name}" for name in cls.credential_fields
+            )
         elif exc.problem == "not_origin":
-            message = (f"must be the brand's API root, {expected} (e.g. https://api.example.com or "
-                       f"http://127.0.0.1:5100), without any other path: the {cls.name} adapter adds "
-                       f"{' and '.join(cls.paths)}")
+            message = (
+                f"must be the brand's API root, {expected} (e.g. https://api.example.com or "
+                f"http://127.0.0.1:5100), without any other path: the {cls.name} adapter adds "
+                f"{' and '.join(cls.paths)}"
+            )
         else:
             message = exc.message
         raise ApiError(422, "validation_failed", f"{field} {message}", {"field": field, "expected": expected}) from None
@@ -203,8 +210,12 @@ def _credential(connection: dict, name: str) -> str:
     sent exactly as given: nothing is stripped."""
     value = connection.get(name)
     if isinstance(value, str) and value.strip() and not _VISIBLE_ASCII.fullmatch(value):
-        raise ApiError(422, "invalid_field", f"connection.{name} must be visible ASCII characters only (no spaces, "
-                       "control or non-ASCII characters)", {"field": f"connection.{name}"})
+        raise ApiError(
+            422,
+            "invalid_field",
+            f"connection.{name} must be visible ASCII characters only (no spaces, control or non-ASCII characters)",
+            {"field": f"connection.{name}"},
+        )
     return _field(connection, name, "connection.")  # present, at most 500 characters
 
 
@@ -217,27 +228,37 @@ def _parse_onboarding(body) -> dict:
         raise ApiError(400, "unknown_brand", f"unknown brand {brand!r}", {"brands": sorted(ADAPTERS)})
     serial = _field(body, "serial")
     if "," in serial or len(serial) > 100:
-        raise ApiError(400, "invalid_field", "serial must be at most 100 characters without commas",
-                       {"field": "serial"})
+        raise ApiError(
+            400, "invalid_field", "serial must be at most 100 characters without commas", {"field": "serial"}
+        )
     connection = body.get("connection")
     if not isinstance(connection, dict):
-        raise ApiError(400, "invalid_field", "connection must be an object with base_url and "
-                       + ", ".join(cls.credential_fields), {"field": "connection"})
+        raise ApiError(
+            400,
+            "invalid_field",
+            "connection must be an object with base_url and " + ", ".join(cls.credential_fields),
+            {"field": "connection"},
+        )
     base_url = _base_url(connection, cls)
     credentials = {name: _credential(connection, name) for name in cls.credential_fields}
     for name, allowed in cls.credential_options.items():
         value = connection.get(name, allowed[0])
         if value not in allowed:
-            raise ApiError(400, "invalid_field", f"connection.{name} must be one of {', '.join(allowed)}",
-                           {"field": f"connection.{name}", "allowed": list(allowed)})
+            raise ApiError(
+                400,
+                "invalid_field",
+                f"connection.{name} must be one of {', '.join(allowed)}",
+                {"field": f"connection.{name}", "allowed": list(allowed)},
+            )
         credentials[name] = value
     timezone = body.get("timezone")
     if timezone is not None:
         try:
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, TypeError, ValueError, OSError):  # OSError: a name too long for a file
-            raise ApiError(400, "invalid_field", "timezone must be an IANA zone such as Africa/Lagos",
-                           {"field": "timezone"}) from None
+            raise ApiError(
+                400, "invalid_field", "timezone must be an IANA zone such as Africa/Lagos", {"field": "timezone"}
+            ) from None
     return {"brand": brand, "serial": serial, "base_url": base_url, "credentials": credentials, "timezone": timezone}
 
 
@@ -251,26 +272,44 @@ def _brand_failure(exc: BrandError, spec: dict) -> ApiError:
         return ApiError(422, "brand_rejected_credentials", "the brand refused these credentials", details)
     if exc.kind == brand_errors.RATE_LIMITED:
         retry = max(1, round(exc.retry_after_s or 1))
-        return ApiError(503, "brand_rate_limited", "the brand asks us to slow down; try again shortly", details,
-                        headers={"Retry-After": str(retry)})
+        return ApiError(
+            503,
+            "brand_rate_limited",
+            "the brand asks us to slow down; try again shortly",
+            details,
+            headers={"Retry-After": str(retry)},
+        )
     return ApiError(502, "brand_unreachable", f"the brand could not be asked: {exc.message}", details)
 
 
 def _onboarding_model(cls) -> type[BaseModel]:
     """The body that onboards an inverter of this brand: its connection names the brand's own credentials."""
-    fields: dict[str, Any] = {"base_url": (str, Field(max_length=500, json_schema_extra={"format": "uri"},
-                                                      description=f"the brand's API root, such as "
-                                                                  f"https://api.example.com{cls.root_prefixes[0]}"))}
-    fields.update({name: (str, Field(min_length=1, max_length=500, description="visible ASCII"))
-                   for name in cls.credential_fields})
+    fields: dict[str, Any] = {
+        "base_url": (
+            str,
+            Field(
+                max_length=500,
+                json_schema_extra={"format": "uri"},
+                description=f"the brand's API root, such as https://api.example.com{cls.root_prefixes[0]}",
+            ),
+        )
+    }
+    fields.update(
+        {
+            name: (str, Field(min_length=1, max_length=500, description="visible ASCII"))
+            for name in cls.credential_fields
+        }
+    )
     fields.update({name: (Literal[allowed], allowed[0]) for name, allowed in cls.credential_options.items()})
     title = "".join(part.title() for part in cls.name.split("_"))
     connection = create_model(f"{title}Connection", __config__=ConfigDict(extra="allow"), **fields)
     return create_model(
-        f"{title}Onboarding", brand=(Literal[cls.name], ...),
+        f"{title}Onboarding",
+        brand=(Literal[cls.name], ...),
         serial=(str, Field(min_length=1, max_length=500, description="at most 100 characters without commas")),
         connection=(connection, ...),
-        timezone=(str | None, Field(None, description="an IANA zone such as Africa/Lagos; default: the brand's")))
+        timezone=(str | None, Field(None, description="an IANA zone such as Africa/Lagos; default: the brand's")),
+    )
 
 
 _ONBOARDINGS = tuple(_onboarding_model(ADAPTERS[name]) for name in sorted(ADAPTERS))
@@ -306,8 +345,13 @@ class InverterList(BaseModel):
 
 
 @bp.post("/inverters")
-@operation("Onboard an inverter through its brand's API", {201: InverterView, 200: InverterView},
-           body=OnboardingRequest, errors=(409, 502, 503), tag=TAG)
+@operation(
+    "Onboard an inverter through its brand's API",
+    {201: InverterView, 200: InverterView},
+    body=OnboardingRequest,
+    errors=(409, 502, 503),
+    tag=TAG,
+)
 @require_account
 def onboard():
     spec = body_as(OnboardingRequest)
@@ -318,14 +362,20 @@ def onboard():
     # token works once): then the stored ones are the current ones, and the given ones may be spent.
     existing = owner().call(Q.find_connection, spec["brand"], spec["base_url"], digest)
     rotated: dict = {}
-    adapter = cls(spec["base_url"], existing.credentials if existing else spec["credentials"],
-                  current_app.config["DESTINATION_POLICY"], settings.brand_timeout_s, rotated.update)
+    adapter = cls(
+        spec["base_url"],
+        existing.credentials if existing else spec["credentials"],
+        current_app.config["DESTINATION_POLICY"],
+        settings.brand_timeout_s,
+        rotated.update,
+    )
     key = (spec["brand"], spec["base_url"], digest)
     try:
         device = current_app.extensions["device_directory"].find(adapter, key, spec["serial"])
     except BrandError as exc:
-        log.info("onboarding refused brand=%s serial=%s kind=%s: %s", spec["brand"], spec["serial"], exc.kind,
-                 exc.message)
+        log.info(
+            "onboarding refused brand=%s serial=%s kind=%s: %s", spec["brand"], spec["serial"], exc.kind, exc.message
+        )
         raise _brand_failure(exc, spec) from None
     finally:
         adapter.close()
@@ -336,17 +386,33 @@ def onboard():
         connection = Q.connection_for(spec["brand"], spec["base_url"], spec["credentials"])
         if rotated:
             Q.store_credentials(connection.id, rotated)
-        return Q.onboard(account_id, connection, spec["serial"], device.device_type, device.model,
-                         device.plant_id, spec["timezone"] or device.timezone)
+        return Q.onboard(
+            account_id,
+            connection,
+            spec["serial"],
+            device.device_type,
+            device.model,
+            device.plant_id,
+            spec["timezone"] or device.timezone,
+        )
 
     try:
         inverter, created = owner().write(create)
     except Q.AlreadyOnboarded:
-        raise ApiError(409, "already_onboarded", "another account has onboarded this inverter; ask its owner "
-                       "to add you as a member") from None
+        raise ApiError(
+            409,
+            "already_onboarded",
+            "another account has onboarded this inverter; ask its owner to add you as a member",
+        ) from None
     if created:
-        log.info("inverter onboarded inverter=%s brand=%s serial=%s device_type=%s connection=%s", inverter.id,
-                 inverter.brand, inverter.serial, inverter.device_type, inverter.connection_id)
+        log.info(
+            "inverter onboarded inverter=%s brand=%s serial=%s device_type=%s connection=%s",
+            inverter.id,
+            inverter.brand,
+            inverter.serial,
+            inverter.device_type,
+            inverter.connection_id,
+        )
         _notify_pollers(inverter.connection_id)
     response = jsonify(inverter_view(inverter, g.account.id))
     response.status_code = 201 if created else 200
@@ -381,8 +447,13 @@ def remove(inverter_id):
         live_events.forget(redis_client(), inverter.id)
     except Exception as exc:  # the log is capped and the key harmless; note it and go on
         log.warning("could not drop live data of inverter=%s: %s", inverter.id, exc)
-    log.info("inverter removed inverter=%s brand=%s serial=%s connection=%s", inverter.id, inverter.brand,
-             inverter.serial, inverter.connection_id)
+    log.info(
+        "inverter removed inverter=%s brand=%s serial=%s connection=%s",
+        inverter.id,
+        inverter.brand,
+        inverter.serial,
+        inverter.connection_id,
+    )
     _notify_pollers(inverter.connection_id)
     _revoke_streams(inverter.id, None)
     return "", 204
@@ -403,8 +474,13 @@ class MemberAdded(BaseModel):
 
 
 @bp.post("/inverters/<inverter_id>/members")
-@operation("Add a member (the owner only)", {201: MemberAdded, 200: MemberAdded}, body=MemberRequest,
-           errors=(404, 409), tag=TAG)
+@operation(
+    "Add a member (the owner only)",
+    {201: MemberAdded, 200: MemberAdded},
+    body=MemberRequest,
+    errors=(404, 409),
+    tag=TAG,
+)
 @require_account
 def add_member(inverter_id):
     inverter = _owned_or_403(inverter_id)
@@ -440,8 +516,9 @@ class LatestReading(BaseModel):
 class ReadingList(BaseModel):
     inverter_id: str
     readings: list[dict[str, Any]]
-    next_since: str | None = Field(description="give as since for the next page; null on the last",
-                                      json_schema_extra={"format": "date-time"})
+    next_since: str | None = Field(
+        description="give as since for the next page; null on the last", json_schema_extra={"format": "date-time"}
+    )
 
 
 class EnergyBucket(BaseModel):
@@ -468,13 +545,23 @@ _UNTIL = query("until", {"type": "string", "format": "date-time"})
 def latest(inverter_id):
     inverter = _visible_or_404(inverter_id)
     [(event_id, reading, live_status)] = latest_readings([inverter])
-    return jsonify({"inverter_id": inverter.id, "status": live_status or inverter.status,
-                    "reading": {"event_id": event_id, **reading} if reading is not None else None})
+    return jsonify(
+        {
+            "inverter_id": inverter.id,
+            "status": live_status or inverter.status,
+            "reading": {"event_id": event_id, **reading} if reading is not None else None,
+        }
+    )
 
 
 @bp.get("/inverters/<inverter_id>/readings")
-@operation("An inverter's stored readings, oldest first", {200: ReadingList}, errors=(400, 404), tag=TAG,
-           params=(_SINCE, _UNTIL, query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_READINGS})))
+@operation(
+    "An inverter's stored readings, oldest first",
+    {200: ReadingList},
+    errors=(400, 404),
+    tag=TAG,
+    params=(_SINCE, _UNTIL, query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_READINGS})),
+)
 @require_account
 def readings(inverter_id):
     inverter = _visible_or_404(inverter_id)
@@ -482,8 +569,9 @@ def readings(inverter_id):
     limit = limit_param(100, MAX_READINGS)
     rows = owner().call(Q.readings_between, inverter.id, bounds.get("since"), bounds.get("until"), limit + 1)
     next_since = iso(rows[limit].time) if len(rows) > limit else None
-    return jsonify({"inverter_id": inverter.id, "readings": [reading_view(r) for r in rows[:limit]],
-                    "next_since": next_since})
+    return jsonify(
+        {"inverter_id": inverter.id, "readings": [reading_view(r) for r in rows[:limit]], "next_since": next_since}
+    )
 
 
 def _time_bounds() -> dict:
@@ -495,8 +583,9 @@ def _time_bounds() -> dict:
             try:
                 bounds[name] = parse_iso(raw)
             except ValueError:
-                raise ApiError(400, "invalid_parameter", f"{name} must be an ISO-8601 date-time",
-                               {"parameter": name}) from None
+                raise ApiError(
+                    400, "invalid_parameter", f"{name} must be an ISO-8601 date-time", {"parameter": name}
+                ) from None
     return bounds
 
 
@@ -509,8 +598,13 @@ def energy_bucket_view(bucket: dict) -> dict:
 
 
 @bp.get("/inverters/<inverter_id>/energy")
-@operation("An inverter's energy by hour or day, in its time zone", {200: EnergyList}, errors=(400, 404), tag=TAG,
-           params=(query("period", {"type": "string", "enum": list(energy_rollups.PERIODS)}), _SINCE, _UNTIL))
+@operation(
+    "An inverter's energy by hour or day, in its time zone",
+    {200: EnergyList},
+    errors=(400, 404),
+    tag=TAG,
+    params=(query("period", {"type": "string", "enum": list(energy_rollups.PERIODS)}), _SINCE, _UNTIL),
+)
 @require_account
 def energy(inverter_id):
     inverter = _visible_or_404(inverter_id)
@@ -524,11 +618,19 @@ def energy(inverter_id):
     if since >= until:
         raise ApiError(400, "invalid_parameter", "since must be before until", {"parameter": "since"})
     zone = energy_rollups.zone_of(inverter.timezone)
-    buckets = energy_rollups.buckets_between(owner().call, inverter.id, zone, period, since, until, at,
-                                             MAX_ENERGY_BUCKETS + 1)
+    buckets = energy_rollups.buckets_between(
+        owner().call, inverter.id, zone, period, since, until, at, MAX_ENERGY_BUCKETS + 1
+    )
     next_since = iso(buckets[MAX_ENERGY_BUCKETS]["start"]) if len(buckets) > MAX_ENERGY_BUCKETS else None
-    return jsonify({"inverter_id": inverter.id, "period": period, "timezone": inverter.timezone or "UTC",
-                    "buckets": [energy_bucket_view(b) for b in buckets[:MAX_ENERGY_BUCKETS]], "next_since": next_since})
+    return jsonify(
+        {
+            "inverter_id": inverter.id,
+            "period": period,
+            "timezone": inverter.timezone or "UTC",
+            "buckets": [energy_bucket_view(b) for b in buckets[:MAX_ENERGY_BUCKETS]],
+            "next_since": next_since,
+        }
+    )
 
 
 # -- connections -----------------------------------------------------------------------------------
@@ -555,8 +657,9 @@ def _connection_plan(connection, inverters, asked_s: float | None = None):
     try:
         used = budget.calendar_used(now)
     except Exception as exc:
-        raise ApiError(503, "budget_unavailable", "the quota budget cannot be read now; try again",
-                       {"reason": str(exc)}) from None
+        raise ApiError(
+            503, "budget_unavailable", "the quota budget cannot be read now; try again", {"reason": str(exc)}
+        ) from None
     devices = [plan_device(connection.brand, i) for i in inverters]
     asked = asked_s if asked_s is not None else requested_interval(connection, settings)
     return plan(quota, devices, asked, now, used, cls.batch_size, guard_s), budget, now
@@ -573,8 +676,9 @@ def connection_view(connection, inverters) -> dict:
         windows = budget.usage(now, instances)
         throttle = budget.throttle_record()
     except Exception as exc:
-        raise ApiError(503, "budget_unavailable", "the quota budget cannot be read now; try again",
-                       {"reason": str(exc)}) from None
+        raise ApiError(
+            503, "budget_unavailable", "the quota budget cannot be read now; try again", {"reason": str(exc)}
+        ) from None
     return {
         "id": connection.id,
         "brand": connection.brand,
@@ -585,10 +689,16 @@ def connection_view(connection, inverters) -> dict:
         "min_interval_s": math.ceil(planned.min_interval_s * 1000) / 1000,
         "binding_window": planned.binding,
         "calls_per_round": len(planned.calls),
-        "windows": [{"name": w.name, "limit": w.limit, "used": w.used, "remaining": w.remaining,
-                     "resets_at": iso(w.resets_at)} for w in windows],
-        "throttling": {"last_at": iso(throttle["throttled_at"]), "reason": throttle["throttled_reason"],
-                       "count": throttle["throttled_count"], "paused_until": iso(throttle["paused_until"])},
+        "windows": [
+            {"name": w.name, "limit": w.limit, "used": w.used, "remaining": w.remaining, "resets_at": iso(w.resets_at)}
+            for w in windows
+        ],
+        "throttling": {
+            "last_at": iso(throttle["throttled_at"]),
+            "reason": throttle["throttled_reason"],
+            "count": throttle["throttled_count"],
+            "paused_until": iso(throttle["paused_until"]),
+        },
     }
 
 
@@ -622,25 +732,39 @@ class ConnectionView(BaseModel):
 
 
 class ConnectionUpdate(RequestModel):
-    poll_interval_s: float | None = Field(gt=0, le=MAX_POLL_INTERVAL_S,
-                                             description="seconds between polls; null: the brand's default")
+    poll_interval_s: float | None = Field(
+        gt=0, le=MAX_POLL_INTERVAL_S, description="seconds between polls; null: the brand's default"
+    )
 
     @classmethod
     def rules(cls, data, context: dict):
         if not isinstance(data, dict) or "poll_interval_s" not in data:
-            raise ApiError(400, "invalid_field", "send {\"poll_interval_s\": seconds} (null: the brand's default)",
-                           {"field": "poll_interval_s"})
+            raise ApiError(
+                400,
+                "invalid_field",
+                'send {"poll_interval_s": seconds} (null: the brand\'s default)',
+                {"field": "poll_interval_s"},
+            )
         asked = data["poll_interval_s"]
-        if asked is not None and (isinstance(asked, bool) or not isinstance(asked, (int, float))
-                                  or not 0 < asked <= MAX_POLL_INTERVAL_S):
-            raise ApiError(400, "invalid_field", f"poll_interval_s must be a number of seconds above 0 and at most "
-                           f"{MAX_POLL_INTERVAL_S:g}, or null", {"field": "poll_interval_s"})
+        if asked is not None and (
+            isinstance(asked, bool) or not isinstance(asked, (int, float)) or not 0 < asked <= MAX_POLL_INTERVAL_S
+        ):
+            raise ApiError(
+                400,
+                "invalid_field",
+                f"poll_interval_s must be a number of seconds above 0 and at most {MAX_POLL_INTERVAL_S:g}, or null",
+                {"field": "poll_interval_s"},
+            )
         return asked
 
 
 @bp.get("/connections/<connection_id>")
-@operation("A brand connection the caller owns inverters on: its poll plan and quota", {200: ConnectionView},
-           errors=(404, 503), tag="connections")
+@operation(
+    "A brand connection the caller owns inverters on: its poll plan and quota",
+    {200: ConnectionView},
+    errors=(404, 503),
+    tag="connections",
+)
 @require_account
 def show_connection(connection_id):
     connection, inverters = _owned_connection_or_404(connection_id)
@@ -648,8 +772,13 @@ def show_connection(connection_id):
 
 
 @bp.patch("/connections/<connection_id>")
-@operation("Set a connection's poll interval", {200: ConnectionView}, body=ConnectionUpdate, errors=(404, 503),
-           tag="connections")
+@operation(
+    "Set a connection's poll interval",
+    {200: ConnectionView},
+    body=ConnectionUpdate,
+    errors=(404, 503),
+    tag="connections",
+)
 @require_account
 def update_connection(connection_id):
     connection, inverters = _owned_connection_or_404(connection_id)
@@ -657,10 +786,17 @@ def update_connection(connection_id):
     if asked is not None:
         planned, _, _ = _connection_plan(connection, inverters, float(asked))
         if asked < planned.min_interval_s:
-            raise ApiError(422, "interval_not_feasible", f"the brand's limits cannot sustain a poll every {asked:g} s "
-                           f"for {len(inverters)} inverters; the fastest is {planned.min_interval_s:.1f} s",
-                           {"field": "poll_interval_s", "min_interval_s": math.ceil(planned.min_interval_s * 1000) / 1000,
-                            "binding_window": planned.binding})
+            raise ApiError(
+                422,
+                "interval_not_feasible",
+                f"the brand's limits cannot sustain a poll every {asked:g} s "
+                f"for {len(inverters)} inverters; the fastest is {planned.min_interval_s:.1f} s",
+                {
+                    "field": "poll_interval_s",
+                    "min_interval_s": math.ceil(planned.min_interval_s * 1000) / 1000,
+                    "binding_window": planned.binding,
+                },
+            )
     owner().write(Q.set_poll_interval, connection.id, None if asked is None else float(asked))
     log.info("poll interval set connection=%s brand=%s poll_interval_s=%s", connection.id, connection.brand, asked)
     _notify_pollers(connection.id)

@@ -3,6 +3,7 @@
 Every problem becomes an ApiError with code `validation_failed` (422) or `blocked_destination`
 (422) naming the field, so a caller can fix its request without reading our code.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,15 +26,35 @@ MAX_TIMEOUT_S = 120.0
 MAX_ATTEMPTS = 50
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # used with fullmatch: "$" would let a final newline in
 # Headers the transport owns: letting a caller set them would corrupt framing or the target.
-_RESERVED_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",
-                     "te", "trailer", "proxy-connection"}
+_RESERVED_HEADERS = {
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-connection",
+}
 # RFC 9110 field-value: visible characters (obs-text 0x80-0xFF included, as HTTP/1.1 carries it) with spaces
 # or tabs only between them. Anything else is refused at submission: it would fail, or be sent as
 # something else, at every attempt.
 _FIELD_VALUE = re.compile(r"(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?")
 _RUN_AT_MIN = 0.0
 _RUN_AT_MAX = 253402300799.0  # 9999-12-31T23:59:59Z
-_KNOWN_FIELDS = {"url", "method", "headers", "body", "json", "timeout_s", "max_attempts", "backoff", "run_at", "sign_with"}
+_KNOWN_FIELDS = {
+    "url",
+    "method",
+    "headers",
+    "body",
+    "json",
+    "timeout_s",
+    "max_attempts",
+    "backoff",
+    "run_at",
+    "sign_with",
+}
 # 1..255 characters, none a control character (a NUL would also be refused by PostgreSQL, as a 500).
 IDEMPOTENCY_KEY_TEXT = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
 
@@ -46,7 +67,11 @@ def _number(payload: dict, field: str, default, lo, hi, integer=False):
     if field not in payload or payload[field] is None:
         return default
     value = payload[field]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
         raise _invalid(field, "must be a number")
     if integer and not (isinstance(value, int) or float(value).is_integer()):
         raise _invalid(field, "must be a whole number")
@@ -167,8 +192,12 @@ def parse_job_request(payload, policy: DestinationPolicy) -> dict:
     try:
         policy.check_host_at_submission(url.host, url.port)
     except BlockedDestination as exc:
-        raise ApiError(422, "blocked_destination", str(exc),
-                       {"field": "url", "host": exc.host, "address": exc.address, "reason": exc.reason}) from None
+        raise ApiError(
+            422,
+            "blocked_destination",
+            str(exc),
+            {"field": "url", "host": exc.host, "address": exc.address, "reason": exc.reason},
+        ) from None
     return {
         "url": url.url,
         "host": url.host,
@@ -184,11 +213,11 @@ def parse_job_request(payload, policy: DestinationPolicy) -> dict:
     }
 
 
-
 def idempotency_key(value, where: str) -> str | None:
     if value is not None and not (isinstance(value, str) and IDEMPOTENCY_KEY_TEXT.fullmatch(value)):
-        raise ApiError(400, "invalid_idempotency_key",
-                       f"{where} must be 1..255 characters, none of them control characters")
+        raise ApiError(
+            400, "invalid_idempotency_key", f"{where} must be 1..255 characters, none of them control characters"
+        )
     return value
 
 
@@ -198,6 +227,7 @@ _DEFAULTS = Backoff()
 
 class BackoffRequest(BaseModel):
     """The delay before attempt n+1: min(cap_s, base_s * multiplier**(n-1)), with the jitter applied."""
+
     model_config = ConfigDict(extra="forbid")
     base_s: Annotated[float, Field(ge=0.0, le=86400.0)] | None = _DEFAULTS.base_s
     cap_s: Annotated[float, Field(ge=0.0, le=7 * 86400.0, description="not below base_s")] | None = _DEFAULTS.cap_s
@@ -207,22 +237,35 @@ class BackoffRequest(BaseModel):
 
 class JobRequest(RequestModel):
     """An outbound HTTP request to deliver, retried with backoff until it succeeds or its attempts run out."""
+
     model_config = ConfigDict(extra="forbid")
-    url: str = Field(description="http(s) URL without credentials; private and link-local destinations are refused "
-                                 "(blocked_destination)", json_schema_extra={"format": "uri"})
+    url: str = Field(
+        description="http(s) URL without credentials; private and link-local destinations are refused "
+        "(blocked_destination)",
+        json_schema_extra={"format": "uri"},
+    )
     method: str = Field("POST", description=f"one of {', '.join(METHODS)} (any case)")
     headers: dict[str, str] | None = Field(
-        None, max_length=100, description="header name (an RFC 9110 token) to value (visible ISO-8859-1 text); "
-        "the transport's own headers (Host, Content-Length, ...) cannot be given")
+        None,
+        max_length=100,
+        description="header name (an RFC 9110 token) to value (visible ISO-8859-1 text); "
+        "the transport's own headers (Host, Content-Length, ...) cannot be given",
+    )
     body: str | None = Field(None, description="a text body; give either body or json")
     json_body: Any = Field(None, alias="json", description="a JSON body, sent with Content-Type: application/json")
     timeout_s: Annotated[float, Field(ge=0.001, le=MAX_TIMEOUT_S)] | None = 10.0
     max_attempts: Annotated[int, Field(ge=1, le=MAX_ATTEMPTS)] | None = 8
     backoff: BackoffRequest | None = None
-    run_at: str | None = Field(None, description="when the first attempt is due, with a zone offset or Z",
-                                  json_schema_extra={"format": "date-time"})
-    sign_with: str | None = Field(None, description="the id of one of your webhook endpoints: each attempt is "
-                                  "signed with its secret (Standard Webhooks headers)")
+    run_at: str | None = Field(
+        None,
+        description="when the first attempt is due, with a zone offset or Z",
+        json_schema_extra={"format": "date-time"},
+    )
+    sign_with: str | None = Field(
+        None,
+        description="the id of one of your webhook endpoints: each attempt is "
+        "signed with its secret (Standard Webhooks headers)",
+    )
 
     @classmethod
     def rules(cls, data, context: dict):

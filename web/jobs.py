@@ -1,4 +1,5 @@
 """The jobs API: submit, inspect, list, cancel and re-queue outbound HTTP jobs."""
+
 from __future__ import annotations
 
 import base64
@@ -29,6 +30,7 @@ Status = Literal[lifecycle.STATUSES]  # type: ignore[valid-type]
 
 class RequestView(BaseModel):
     """The job's request as stored; sensitive header values are masked as ***."""
+
     url: str
     method: str
     headers: dict[str, str]
@@ -81,6 +83,7 @@ class JobStats(BaseModel):
 
 class BatchJobRequest(JobRequest):
     """One job of a batch: POST /jobs's body, and its Idempotency-Key as a field."""
+
     idempotency_key: str | None = Field(None, min_length=1, max_length=255)
 
     @classmethod
@@ -145,15 +148,30 @@ def _job_or_404(job_id: str):
 def _check_signer(spec: dict) -> dict:
     """A job may be signed only with one of its own account's endpoint secrets."""
     if spec.get("sign_with") and owner().call(webhooks.get_endpoint, g.account.id, spec["sign_with"]) is None:
-        raise ApiError(422, "validation_failed", "sign_with: must be the id of one of your webhook endpoints",
-                       {"field": "sign_with"})
+        raise ApiError(
+            422,
+            "validation_failed",
+            "sign_with: must be the id of one of your webhook endpoints",
+            {"field": "sign_with"},
+        )
     return spec
 
 
 @bp.post("/jobs")
-@operation("Submit a job", {202: JobView, 200: JobView}, body=JobRequest, errors=(409,), tag=TAG,
-           params=(header("Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": 255},
-                          "a resubmission with the same key answers 200 with the first job"),))
+@operation(
+    "Submit a job",
+    {202: JobView, 200: JobView},
+    body=JobRequest,
+    errors=(409,),
+    tag=TAG,
+    params=(
+        header(
+            "Idempotency-Key",
+            {"type": "string", "minLength": 1, "maxLength": 255},
+            "a resubmission with the same key answers 200 with the first job",
+        ),
+    ),
+)
 @require_account
 def submit():
     spec = _check_signer(body_as(JobRequest, policy=current_app.config["DESTINATION_POLICY"]))
@@ -173,8 +191,9 @@ def submit():
 
 
 @bp.post("/jobs/batch")
-@operation("Submit up to 1000 jobs; each is accepted or refused on its own", {200: BatchResults}, body=BatchRequest,
-           tag=TAG)
+@operation(
+    "Submit up to 1000 jobs; each is accepted or refused on its own", {200: BatchResults}, body=BatchRequest, tag=TAG
+)
 @require_account
 def submit_batch():
     """Each item is accepted or refused on its own; the accepted ones are committed in one transaction."""
@@ -188,8 +207,10 @@ def submit_batch():
             spec, key = validated(BatchJobRequest, item, policy=policy)
             _check_signer(spec)
         except ApiError as exc:
-            results[index] = {"index": index, "error": {"code": exc.code, "message": exc.message,
-                                                        "details": exc.details}}
+            results[index] = {
+                "index": index,
+                "error": {"code": exc.code, "message": exc.message, "details": exc.details},
+            }
             continue
         accepted.append((index, spec, key))
     created_count, created_jobs = 0, []
@@ -197,8 +218,14 @@ def submit_batch():
         stored = owner().write(queries.insert_jobs, g.account.id, [(spec, key) for _, spec, key in accepted])
         for (index, _, _), outcome in zip(accepted, stored):
             if isinstance(outcome, queries.IdempotencyConflict):
-                results[index] = {"index": index, "error": {"code": "idempotency_conflict", "message": str(outcome),
-                                                            "details": {"job_id": outcome.job_id}}}
+                results[index] = {
+                    "index": index,
+                    "error": {
+                        "code": "idempotency_conflict",
+                        "message": str(outcome),
+                        "details": {"job_id": outcome.job_id},
+                    },
+                }
             else:
                 job, created = outcome
                 created_count += created
@@ -229,10 +256,17 @@ def attempts(job_id):
 
 
 @bp.get("/jobs")
-@operation("The caller's jobs, newest first", {200: JobList}, errors=(400,), tag=TAG, params=(
-    query("status", {"type": "string", "enum": list(lifecycle.STATUSES)}),
-    query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
-    query("cursor", {"type": "string"}, "next_cursor of the previous page")))
+@operation(
+    "The caller's jobs, newest first",
+    {200: JobList},
+    errors=(400,),
+    tag=TAG,
+    params=(
+        query("status", {"type": "string", "enum": list(lifecycle.STATUSES)}),
+        query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
+        query("cursor", {"type": "string"}, "next_cursor of the previous page"),
+    ),
+)
 @require_account
 def index():
     job_filter = job_filter_param()
@@ -268,8 +302,9 @@ def _transition(job_id: str, action, verb: str, allowed: str):
     except LookupError:
         raise not_found("job") from None
     except ValueError as exc:
-        raise ApiError(409, "invalid_state", f"cannot {verb} a job that is {exc}; only {allowed} jobs",
-                       {"status": str(exc)}) from None
+        raise ApiError(
+            409, "invalid_state", f"cannot {verb} a job that is {exc}; only {allowed} jobs", {"status": str(exc)}
+        ) from None
     publish_job_event(redis_client(), job)
     return job
 
@@ -304,8 +339,12 @@ def _time_param(name: str) -> float | None:
     try:
         return parse_iso(text)
     except (ValueError, OverflowError):
-        raise ApiError(400, "invalid_parameter", f"{name} must be an ISO-8601 date-time such as 2026-11-28T10:00:00Z",
-                       {"parameter": name}) from None
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"{name} must be an ISO-8601 date-time such as 2026-11-28T10:00:00Z",
+            {"parameter": name},
+        ) from None
 
 
 def job_filter_param(statuses: tuple[str, ...] = lifecycle.STATUSES) -> queries.JobFilter:
@@ -313,12 +352,14 @@ def job_filter_param(statuses: tuple[str, ...] = lifecycle.STATUSES) -> queries.
     idempotency key), since and until (creation time, ISO-8601; a time without an offset is UTC)."""
     status = request.args.get("status") or None
     if status is not None and status not in statuses:
-        raise ApiError(400, "invalid_parameter", f"status must be one of {', '.join(statuses)}",
-                       {"parameter": "status"})
+        raise ApiError(
+            400, "invalid_parameter", f"status must be one of {', '.join(statuses)}", {"parameter": "status"}
+        )
     search = request.args.get("q") or None
     if search is not None and not SEARCH_TEXT.fullmatch(search):
-        raise ApiError(400, "invalid_parameter", "q must be 1..255 characters, none of them control characters",
-                       {"parameter": "q"})
+        raise ApiError(
+            400, "invalid_parameter", "q must be 1..255 characters, none of them control characters", {"parameter": "q"}
+        )
     since, until = _time_param("since"), _time_param("until")
     if since is not None and until is not None and since >= until:
         raise ApiError(400, "invalid_parameter", "since must be before until", {"parameter": "until"})

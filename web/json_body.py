@@ -1,4 +1,5 @@
 """Reading request input (a JSON body, query parameters) with the error envelope's codes for each way it can be wrong."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,9 @@ T = TypeVar("T")
 
 def json_body():
     if request.mimetype != "application/json":
-        raise ApiError(415, "unsupported_media_type", "send the body as application/json",
-                       {"content_type": request.content_type})
+        raise ApiError(
+            415, "unsupported_media_type", "send the body as application/json", {"content_type": request.content_type}
+        )
     raw = request.get_data(cache=True)  # MAX_CONTENT_LENGTH turns an oversized body into 413
     limit = request.max_content_length
     if limit is not None and request.content_length is None and len(raw) >= limit:
@@ -62,8 +64,13 @@ def _check_text(text: str, path) -> None:
     except UnicodeEncodeError:
         field = _spell(path)
         where = f" in {field}" if field else ""
-        raise ApiError(400, "invalid_json", f"the body holds a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff "
-                       f"escape){where}; send valid Unicode text", {"field": field}) from None
+        raise ApiError(
+            400,
+            "invalid_json",
+            f"the body holds a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff "
+            f"escape){where}; send valid Unicode text",
+            {"field": field},
+        ) from None
 
 
 def _spell(path, most: int = 200) -> str | None:
@@ -96,8 +103,9 @@ def limit_param(default: int, most: int) -> int:
     except ValueError:
         limit = -1
     if not 1 <= limit <= most:
-        raise ApiError(400, "invalid_parameter", f"limit must be a whole number from 1 to {most}",
-                       {"parameter": "limit"})
+        raise ApiError(
+            400, "invalid_parameter", f"limit must be a whole number from 1 to {most}", {"parameter": "limit"}
+        )
     return limit
 
 

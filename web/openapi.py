@@ -4,6 +4,7 @@ Each public view is decorated with `operation(...)` beside its route: a summary,
 validates its body (web/json_body.py `validated`), the models of its answers by status, and the error statuses
 it can answer. The document is generated from those models and the app's URL map, so it cannot drift from
 what the views validate and answer."""
+
 from __future__ import annotations
 
 import re
@@ -34,6 +35,7 @@ class ErrorBody(BaseModel):
 
 class ErrorEnvelope(BaseModel):
     """Every error answer: a stable `code`, a message for people, and details (e.g. the `field` at fault)."""
+
     model_config = ConfigDict(title="Error")
     error: ErrorBody
 
@@ -41,6 +43,7 @@ class ErrorEnvelope(BaseModel):
 @dataclass(frozen=True)
 class Param:
     """A query or header parameter, with its JSON schema."""
+
     name: str
     where: str
     schema: dict
@@ -66,12 +69,22 @@ class Operation:
     tag: str = ""
 
 
-def operation(summary: str, responses: dict, *, body: type[BaseModel] | None = None, errors: tuple[int, ...] = (),
-              params: tuple[Param, ...] = (), auth: bool = True, tag: str = ""):
+def operation(
+    summary: str,
+    responses: dict,
+    *,
+    body: type[BaseModel] | None = None,
+    errors: tuple[int, ...] = (),
+    params: tuple[Param, ...] = (),
+    auth: bool = True,
+    tag: str = "",
+):
     """Declare a view's contract. `responses` maps a status to a response model, EVENT_STREAM, or None (no body)."""
+
     def mark(view):
         view.openapi = Operation(summary, dict(responses), body, tuple(errors), tuple(params), auth, tag)
         return view
+
     return mark
 
 
@@ -107,22 +120,40 @@ def _operation_document(method: str, rule, op: Operation, schemas: dict) -> dict
         if method not in ("get", "head"):
             errors.update(_CHANGE_ERRORS)
     for status in sorted(errors):
-        responses.setdefault(str(status), {"description": _describe(status),
-                                           "content": {"application/json": {"schema": {
-                                               "$ref": REF_TEMPLATE.format(model="ErrorEnvelope")}}}})
-    document: dict[str, Any] = {"summary": op.summary, "operationId": rule.endpoint.replace(".", "_"),
-                                "responses": responses}
+        responses.setdefault(
+            str(status),
+            {
+                "description": _describe(status),
+                "content": {"application/json": {"schema": {"$ref": REF_TEMPLATE.format(model="ErrorEnvelope")}}},
+            },
+        )
+    document: dict[str, Any] = {
+        "summary": op.summary,
+        "operationId": rule.endpoint.replace(".", "_"),
+        "responses": responses,
+    }
     if op.tag:
         document["tags"] = [op.tag]
-    parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                  for name in rule.arguments]
-    parameters += [{"name": p.name, "in": p.where, "required": False, "schema": p.schema,
-                    **({"description": p.description} if p.description else {})} for p in op.params]
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in rule.arguments
+    ]
+    parameters += [
+        {
+            "name": p.name,
+            "in": p.where,
+            "required": False,
+            "schema": p.schema,
+            **({"description": p.description} if p.description else {}),
+        }
+        for p in op.params
+    ]
     if parameters:
         document["parameters"] = parameters
     if op.body is not None:
-        document["requestBody"] = {"required": True, "content": {"application/json": {
-            "schema": _schema_ref(op.body, schemas)}}}
+        document["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _schema_ref(op.body, schemas)}},
+        }
     document["security"] = [{"bearer": []}, {"session": []}] if op.auth else []
     return document
 
@@ -142,21 +173,29 @@ def build_document(app) -> dict:
         if op is None:
             continue
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
-            paths.setdefault(_path(rule.rule), {})[method.lower()] = _operation_document(method.lower(), rule, op,
-                                                                                         schemas)
+            paths.setdefault(_path(rule.rule), {})[method.lower()] = _operation_document(
+                method.lower(), rule, op, schemas
+            )
     return {
         "openapi": "3.1.0",
-        "info": {"title": "solar-relay", "version": app.config.get("API_VERSION", "0.1.0"),
-                 "description": "Durable outbound HTTP jobs and live inverter metrics. Every error answers "
-                                "with the envelope {\"error\": {\"code\", \"message\", \"details\"}}."},
+        "info": {
+            "title": "solar-relay",
+            "version": app.config.get("API_VERSION", "0.1.0"),
+            "description": "Durable outbound HTTP jobs and live inverter metrics. Every error answers "
+            'with the envelope {"error": {"code", "message", "details"}}.',
+        },
         "paths": paths,
         "components": {
             "schemas": dict(sorted(schemas.items())),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <API key>"},
-                "session": {"type": "apiKey", "in": "cookie", "name": "session",
-                            "description": "the cookie POST /session sets; a change made with it alone must also "
-                                           "send X-Requested-With"},
+                "session": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "session",
+                    "description": "the cookie POST /session sets; a change made with it alone must also "
+                    "send X-Requested-With",
+                },
             },
         },
     }

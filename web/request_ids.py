@@ -2,6 +2,7 @@
 
 It is returned in the response's `X-Request-Id` and carried by every log line written for the request.
 """
+
 from __future__ import annotations
 
 import re

@@ -14,6 +14,7 @@
 - Accept errors from running out of descriptors pause accepting briefly and are logged at most once per
   ACCEPT_ERROR_LOG_S, instead of a traceback per attempt.
 """
+
 from __future__ import annotations
 
 import errno
@@ -52,10 +53,12 @@ _OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 REFUSALS = {
     400: raw_error_response(400, "bad_request", "malformed HTTP request"),
     414: raw_error_response(414, "uri_too_long", "the request line is longer than 8192 bytes"),
-    431: raw_error_response(431, "headers_too_large",
-                            f"the request headers are larger than {MAX_HEADER_BYTES} bytes or more than 100 lines"),
-    503: raw_error_response(503, "too_many_connections", "the server is at its connection limit; try again shortly",
-                            {"Retry-After": "1"}),
+    431: raw_error_response(
+        431, "headers_too_large", f"the request headers are larger than {MAX_HEADER_BYTES} bytes or more than 100 lines"
+    ),
+    503: raw_error_response(
+        503, "too_many_connections", "the server is at its connection limit; try again shortly", {"Retry-After": "1"}
+    ),
 }
 
 
@@ -85,16 +88,21 @@ def connection_limit(max_connections: int) -> int:
         return max_connections or 1_000_000
     room = soft - HEALTH_RESERVE - FD_HEADROOM
     if room < 1 or max_connections > room:
-        raise ValueError(f"MAX_CONNECTIONS={max_connections} leaves too few file descriptors: the limit is {soft} per "
-                         f"process and the web process needs {HEALTH_RESERVE + FD_HEADROOM} besides its connections; "
-                         f"use at most {max(room, 0)} (or 0 for that many)")
+        raise ValueError(
+            f"MAX_CONNECTIONS={max_connections} leaves too few file descriptors: the limit is {soft} per "
+            f"process and the web process needs {HEALTH_RESERVE + FD_HEADROOM} besides its connections; "
+            f"use at most {max(room, 0)} (or 0 for that many)"
+        )
     return max_connections or room
 
 
 def server_limits(settings) -> dict:
     """The keyword arguments of `Server` for these settings (raises ValueError as `connection_limit` does)."""
-    return {"max_connections": connection_limit(settings.max_connections),
-            "header_timeout_s": settings.header_read_timeout_s, "idle_timeout_s": settings.idle_timeout_s}
+    return {
+        "max_connections": connection_limit(settings.max_connections),
+        "header_timeout_s": settings.header_read_timeout_s,
+        "idle_timeout_s": settings.idle_timeout_s,
+    }
 
 
 class Slots:
@@ -241,8 +249,10 @@ class Handler(WSGIHandler):
             code, message = "internal_error", "internal error; it has been logged"
         body = json.dumps(envelope(code, message)).encode()
         try:
-            self.start_response(f"{error_code} {HTTPStatus(error_code).phrase}", [
-                ("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Connection", "close")])
+            self.start_response(
+                f"{error_code} {HTTPStatus(error_code).phrase}",
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Connection", "close")],
+            )
             self.write(body)
         except OSError:
             pass
@@ -250,8 +260,11 @@ class Handler(WSGIHandler):
     def finalize_headers(self):
         super().finalize_headers()
         # Say so when the server will close after this response (a health check on a reserve place).
-        if self.close_connection and self.request_version == "HTTP/1.1" and \
-                not any(name.lower() == b"connection" for name, _ in self.response_headers):
+        if (
+            self.close_connection
+            and self.request_version == "HTTP/1.1"
+            and not any(name.lower() == b"connection" for name, _ in self.response_headers)
+        ):
             self.response_headers.append((b"Connection", b"close"))
 
 
@@ -261,8 +274,9 @@ class Server(WSGIServer):
 
     handler_class = Handler
 
-    def __init__(self, listener, application, *, max_connections: int, header_timeout_s: float,
-                 idle_timeout_s: float, **kwargs):
+    def __init__(
+        self, listener, application, *, max_connections: int, header_timeout_s: float, idle_timeout_s: float, **kwargs
+    ):
         kwargs.setdefault("backlog", LISTEN_BACKLOG)
         super().__init__(listener, application, **kwargs)
         self.connections = Slots(max_connections)
@@ -303,8 +317,12 @@ class Server(WSGIServer):
         self.accept_errors += 1
         now = time.monotonic()
         if now - self.accept_error_logged >= ACCEPT_ERROR_LOG_S:
-            log.error("cannot accept connections: out of file descriptors (%d times since the last report); "
-                      "pausing %.1f s each time", self.accept_errors, ACCEPT_PAUSE_S)
+            log.error(
+                "cannot accept connections: out of file descriptors (%d times since the last report); "
+                "pausing %.1f s each time",
+                self.accept_errors,
+                ACCEPT_PAUSE_S,
+            )
             self.accept_error_logged = now
             self.accept_errors = 0
         self.stop_accepting()

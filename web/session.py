@@ -1,5 +1,6 @@
 """Browser sessions: trade an API key for an HttpOnly cookie, because EventSource cannot send headers
 and a key must never travel in a URL."""
+
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
@@ -41,7 +42,7 @@ class SessionRequest(RequestModel):
     def rules(cls, data, context: dict):
         key = data.get("api_key") if isinstance(data, dict) else None
         if not isinstance(key, str) or not key.strip():
-            raise ApiError(400, "invalid_field", "give your API key as {\"api_key\": \"...\"}", {"field": "api_key"})
+            raise ApiError(400, "invalid_field", 'give your API key as {"api_key": "..."}', {"field": "api_key"})
         return key.strip()
 
 
@@ -56,8 +57,14 @@ class SessionView(BaseModel):
 
 
 @bp.post("/session")
-@operation("Sign in: trade an API key for the session cookie", {201: SessionView}, body=SessionRequest, auth=False,
-           errors=(401,), tag="session")
+@operation(
+    "Sign in: trade an API key for the session cookie",
+    {201: SessionView},
+    body=SessionRequest,
+    auth=False,
+    errors=(401,),
+    tag="session",
+)
 def login():
     key = body_as(SessionRequest)
     account = owner().call(account_for_key, key)
@@ -65,11 +72,13 @@ def login():
         raise ApiError(401, "unauthorized", "invalid API key")
     settings = current_app.config["SETTINGS"]
     token = owner().write(open_session, account, settings.session_ttl_s)
-    response = jsonify({"account": {"id": account.id, "name": account.name},
-                        "expires_at": iso(now() + settings.session_ttl_s)})
+    response = jsonify(
+        {"account": {"id": account.id, "name": account.name}, "expires_at": iso(now() + settings.session_ttl_s)}
+    )
     response.status_code = 201
-    response.set_cookie(SESSION_COOKIE, token, max_age=settings.session_ttl_s, secure=settings.secure_cookies,
-                        **_COOKIE)
+    response.set_cookie(
+        SESSION_COOKIE, token, max_age=settings.session_ttl_s, secure=settings.secure_cookies, **_COOKIE
+    )
     return response
 
 

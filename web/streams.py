@@ -13,6 +13,7 @@ newer than the last one queued, so the hand-over from replay to live has no gap 
 When the hub's subscription comes back after a Redis outage, it replays each watched inverter's log
 from the oldest position its clients have, so clients miss nothing that was logged meanwhile.
 """
+
 from __future__ import annotations
 
 import collections
@@ -76,8 +77,21 @@ def frame(event: str, data: str, event_id: str | None = None) -> bytes:
 class Client:
     """One open stream: a bounded queue of frames, the key of the newest one queued, a wake-up."""
 
-    __slots__ = ("channels", "account_id", "queue", "maxlen", "wake", "last_key", "pending", "closed", "reason",
-                 "sock", "watcher", "registered", "__weakref__")
+    __slots__ = (
+        "channels",
+        "account_id",
+        "queue",
+        "maxlen",
+        "wake",
+        "last_key",
+        "pending",
+        "closed",
+        "reason",
+        "sock",
+        "watcher",
+        "registered",
+        "__weakref__",
+    )
 
     def __init__(self, channels: tuple, maxlen: int, account_id: str | None = None):
         self.channels = channels
@@ -86,7 +100,7 @@ class Client:
         self.maxlen = maxlen
         self.wake = gevent.event.Event()
         self.last_key = (0, 0)
-        self.pending: list | None = []   # a list while the initial replay is being read
+        self.pending: list | None = []  # a list while the initial replay is being read
         self.closed = False
         self.reason = ""
         self.sock = None
@@ -205,8 +219,13 @@ class Hub:
         if account_id is not None:
             open_streams = self.streams_of.get(account_id, 0)
             if open_streams >= self.streams_per_account:
-                raise ApiError(429, "too_many_streams", f"at most {self.streams_per_account} streams per account are "
-                               "open at once on this server; close one first", {"limit": self.streams_per_account})
+                raise ApiError(
+                    429,
+                    "too_many_streams",
+                    f"at most {self.streams_per_account} streams per account are "
+                    "open at once on this server; close one first",
+                    {"limit": self.streams_per_account},
+                )
             self.streams_of[account_id] = open_streams + 1
         client.registered = True
         for channel in client.channels:
@@ -367,7 +386,7 @@ class Hub:
         watchers = self.clients.get(channel, ())
         payload = message["data"]
         if channel.startswith(INVERTER_CHANNEL_PREFIX):
-            inverter_id = channel[len(INVERTER_CHANNEL_PREFIX):]
+            inverter_id = channel[len(INVERTER_CHANNEL_PREFIX) :]
             cached = [c for c in (self.latest.get(inverter_id), self.filling.get(inverter_id)) if c is not None]
             if not watchers and not cached:
                 return
@@ -413,7 +432,7 @@ class Hub:
             if not channel.startswith(INVERTER_CHANNEL_PREFIX) or not watchers:
                 continue
             since = min(c.last_key for c in watchers)
-            inverter_id = channel[len(INVERTER_CHANNEL_PREFIX):]
+            inverter_id = channel[len(INVERTER_CHANNEL_PREFIX) :]
             try:
                 events = live_events.replay(redis, inverter_id, f"{since[0]}-{since[1]}")
             except Exception as exc:  # noqa: BLE001
@@ -433,7 +452,9 @@ def hub() -> Hub:
 def _last_event_id():
     # From the environ, and the query string parsed only if there is one: this runs on every connect.
     environ = request.environ
-    raw = environ.get("HTTP_LAST_EVENT_ID") or (request.args.get("last_event_id") if environ.get("QUERY_STRING") else None)
+    raw = environ.get("HTTP_LAST_EVENT_ID") or (
+        request.args.get("last_event_id") if environ.get("QUERY_STRING") else None
+    )
     return raw if raw and live_events.event_key(raw) else None
 
 
@@ -451,8 +472,9 @@ def _initial_inverter_frames(the_hub: Hub, inverter_ids: list[str], last_event_i
         replies = the_hub.latest_of(inverter_ids)
         for inverter_id, (event_id, data, status) in zip(inverter_ids, replies):
             if status is not None:
-                keyless.append((None, frame(live_events.STATUS, live_events.dumps(
-                    {"inverter_id": inverter_id, "status": status}))))
+                keyless.append(
+                    (None, frame(live_events.STATUS, live_events.dumps({"inverter_id": inverter_id, "status": status})))
+                )
             if data is not None:
                 keyed.append((live_events.event_key(event_id or ""), frame(live_events.READING, data, event_id)))
     keyed.sort(key=lambda pair: pair[0] or (0, 0))
@@ -510,8 +532,10 @@ def _write(the_hub: Hub, client: Client, head: bytes, keepalive_s: float):
 
 
 # -- endpoints -------------------------------------------------------------------------------------
-_LAST_EVENT_ID = (header("Last-Event-ID", {"type": "string"}, "resume after this event"),
-                  query("last_event_id", {"type": "string"}, "as Last-Event-ID, for clients that cannot set it"))
+_LAST_EVENT_ID = (
+    header("Last-Event-ID", {"type": "string"}, "resume after this event"),
+    query("last_event_id", {"type": "string"}, "as Last-Event-ID, for clients that cannot set it"),
+)
 
 
 class StreamStats(BaseModel):
@@ -521,38 +545,58 @@ class StreamStats(BaseModel):
 
 
 @bp.get("/inverters/<inverter_id>/stream")
-@operation("Live readings of an inverter (Server-Sent Events)", {200: EVENT_STREAM}, errors=(400, 404, 429),
-           params=_LAST_EVENT_ID, tag="streams")
+@operation(
+    "Live readings of an inverter (Server-Sent Events)",
+    {200: EVENT_STREAM},
+    errors=(400, 404, 429),
+    params=_LAST_EVENT_ID,
+    tag="streams",
+)
 @require_account
 def inverter_stream(inverter_id):
     the_hub = hub()
     if not looks_like_id(inverter_id) or not the_hub.visible_of(g.account.id, [inverter_id]):
         raise not_found("inverter")
     last_event_id = _last_event_id()
-    return _open_stream(the_hub, (inverter_channel(inverter_id),),
-                        lambda: _initial_inverter_frames(the_hub, [inverter_id], last_event_id))
+    return _open_stream(
+        the_hub,
+        (inverter_channel(inverter_id),),
+        lambda: _initial_inverter_frames(the_hub, [inverter_id], last_event_id),
+    )
 
 
 @bp.get("/stream")
-@operation("Live readings of several inverters (Server-Sent Events)", {200: EVENT_STREAM}, errors=(400, 404, 429),
-           params=(query("inverters", {"type": "string"}, f"up to {MAX_INVERTERS_PER_STREAM} ids, comma-separated"),
-                   *_LAST_EVENT_ID), tag="streams")
+@operation(
+    "Live readings of several inverters (Server-Sent Events)",
+    {200: EVENT_STREAM},
+    errors=(400, 404, 429),
+    params=(
+        query("inverters", {"type": "string"}, f"up to {MAX_INVERTERS_PER_STREAM} ids, comma-separated"),
+        *_LAST_EVENT_ID,
+    ),
+    tag="streams",
+)
 @require_account
 def multi_stream():
     ids = list(dict.fromkeys(i.strip() for i in request.args.get("inverters", "").split(",") if i.strip()))
     if not ids:
         raise ApiError(400, "invalid_parameter", "give inverters=<id>,<id>,...", {"parameter": "inverters"})
     if len(ids) > MAX_INVERTERS_PER_STREAM:
-        raise ApiError(400, "invalid_parameter", f"at most {MAX_INVERTERS_PER_STREAM} inverters per stream",
-                       {"parameter": "inverters"})
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"at most {MAX_INVERTERS_PER_STREAM} inverters per stream",
+            {"parameter": "inverters"},
+        )
     the_hub = hub()
     valid = [i for i in ids if looks_like_id(i)]
     visible = the_hub.visible_of(g.account.id, valid) if valid else set()
     if len(visible) != len(ids):
         raise ApiError(404, "not_found", "no such inverter", {"inverters": [i for i in ids if i not in visible]})
     last_event_id = _last_event_id()
-    return _open_stream(the_hub, tuple(inverter_channel(i) for i in ids),
-                        lambda: _initial_inverter_frames(the_hub, ids, last_event_id))
+    return _open_stream(
+        the_hub, tuple(inverter_channel(i) for i in ids), lambda: _initial_inverter_frames(the_hub, ids, last_event_id)
+    )
 
 
 @bp.get("/jobs/<job_id>/events")
@@ -593,8 +637,11 @@ def account_job_events():
 def stats():
     """The caller's own open streams on this web process, and how many it may open."""
     the_hub = hub()
-    return {"streams": the_hub.streams_of.get(g.account.id, 0), "limit": the_hub.streams_per_account,
-            "at": iso(time.time())}
+    return {
+        "streams": the_hub.streams_of.get(g.account.id, 0),
+        "limit": the_hub.streams_per_account,
+        "at": iso(time.time()),
+    }
 
 
 def install(app) -> None:

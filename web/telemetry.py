@@ -1,4 +1,5 @@
 """The web process's metrics: every request counted by route template, and `GET /metrics`."""
+
 from __future__ import annotations
 
 import time

@@ -10,6 +10,7 @@
 Tokens are signed, not stored: a restarted mock still accepts the tokens it issued (only the set of refresh
 tokens already used is lost, in memory). Each Enphase system is one simulated site; its system_id is the plant id.
 """
+
 from __future__ import annotations
 
 import base64
@@ -31,9 +32,9 @@ from ..stats import INVALID_TOKEN
 PREFIX = "/enphase"
 bp = Blueprint("enphase", __name__, url_prefix=PREFIX)
 API = "/api/v4"
-ACCESS_LIFETIME_S = {"fast": 600.0, "real": 86400.0}    # a day at the brand; short under fast to show refreshes
-REFRESH_LIFETIME_S = 30 * 86400.0                       # a month
-MICRO_W = 400.0                                         # one IQ8 microinverter per ~400 W of PV
+ACCESS_LIFETIME_S = {"fast": 600.0, "real": 86400.0}  # a day at the brand; short under fast to show refreshes
+REFRESH_LIFETIME_S = 30 * 86400.0  # a month
+MICRO_W = 400.0  # one IQ8 microinverter per ~400 W of PV
 PLAN_NAMES = {"watt": "Watt", "kilowatt": "Kilowatt", "megawatt": "Megawatt", "demo": "Demo"}
 TELEMETRY_INTERVAL_S = 900
 
@@ -42,7 +43,7 @@ def _world():
     return current_app.extensions["mock_inverter"]
 
 
-def _auth() -> "Auth":
+def _auth() -> Auth:
     return current_app.extensions.setdefault("enphase_auth", Auth(_world()))
 
 
@@ -65,7 +66,7 @@ class Auth:
         self.world = world
         self.apps = {app.client_id: app for app in world.fleet.enphase_apps}
         self.by_key = {app.api_key: app for app in world.fleet.enphase_apps}
-        self.used: set[str] = set()   # refresh tokens (their ids) already exchanged
+        self.used: set[str] = set()  # refresh tokens (their ids) already exchanged
         lifetimes = world.fleet.enphase_token_lifetime_s
         self.access_s = lifetimes.get("access", ACCESS_LIFETIME_S.get(world.limits.profile, 86400.0))
         self.refresh_s = lifetimes.get("refresh", REFRESH_LIFETIME_S)
@@ -123,7 +124,7 @@ def token():
         # The authorization-code step happens in the homeowner's browser, outside the service and the mock.
         return oauth_error(400, "unsupported_grant_type", f"Unsupported grant type: {grant}")
     given = request.values.get("refresh_token") or ""
-    if given in app.refresh_tokens:   # a refresh token from the fleet config: valid until used
+    if given in app.refresh_tokens:  # a refresh token from the fleet config: valid until used
         token_id = "seed:" + given
     else:
         claims = auth.claims(given, "rt")
@@ -136,11 +137,21 @@ def token():
         return oauth_error(400, "invalid_grant", f"Invalid refresh token: {given[:12]}")
     auth.used.add(token_id)
     access = auth.mint(app, "at", auth.access_s)
-    return jsonify({"access_token": access, "token_type": "bearer",
-                    "refresh_token": auth.mint(app, "rt", auth.refresh_s),
-                    "expires_in": int(auth.access_s), "scope": "read write", "enl_uid": "1001",
-                    "enl_cid": "", "enl_password_last_changed": "1700000000", "is_internal_app": False,
-                    "app_type": "system", "jti": access[-16:]})
+    return jsonify(
+        {
+            "access_token": access,
+            "token_type": "bearer",
+            "refresh_token": auth.mint(app, "rt", auth.refresh_s),
+            "expires_in": int(auth.access_s),
+            "scope": "read write",
+            "enl_uid": "1001",
+            "enl_cid": "",
+            "enl_password_last_changed": "1700000000",
+            "is_internal_app": False,
+            "app_type": "system",
+            "jti": access[-16:],
+        }
+    )
 
 
 def _admit(endpoint: str, system_ids=()):
@@ -180,7 +191,7 @@ def _system(system_id: int):
 
 
 def _not_found(system_id):
-    return api_error(404, "Not Found", f"System not found for {{:id=>\"{system_id}\"}}")
+    return api_error(404, "Not Found", f'System not found for {{:id=>"{system_id}"}}')
 
 
 def _status(reading) -> str:
@@ -190,12 +201,23 @@ def _status(reading) -> str:
 def _system_view(plant) -> dict:
     device = plant.devices[0]
     reading = _world().simulator.reading(device.serial)
-    return {"system_id": plant.plant_id, "name": plant.name, "public_name": "Residential System",
-            "timezone": plant.timezone,
-            "address": {"city": plant.city, "state": None, "country": plant.country, "postal_code": None},
-            "connection_type": "ethernet", "energy_lifetime": -1, "energy_today": -1, "system_size": -1,
-            "status": _status(reading), "last_report_at": int(reading["t"]), "last_energy_at": int(reading["t"]),
-            "operational_at": 1_600_000_000, "attachment_type": "rack_mount", "interconnect_date": None}
+    return {
+        "system_id": plant.plant_id,
+        "name": plant.name,
+        "public_name": "Residential System",
+        "timezone": plant.timezone,
+        "address": {"city": plant.city, "state": None, "country": plant.country, "postal_code": None},
+        "connection_type": "ethernet",
+        "energy_lifetime": -1,
+        "energy_today": -1,
+        "system_size": -1,
+        "status": _status(reading),
+        "last_report_at": int(reading["t"]),
+        "last_energy_at": int(reading["t"]),
+        "operational_at": 1_600_000_000,
+        "attachment_type": "rack_mount",
+        "interconnect_date": None,
+    }
 
 
 def _page_args():
@@ -215,9 +237,17 @@ def systems():
         return invalid
     page, size = paging
     plants = sorted(_plants(), key=lambda p: p.plant_id)
-    rows = [_system_view(p) for p in plants[(page - 1) * size: page * size]]
-    return jsonify({"total": len(plants), "current_page": page, "size": size, "count": len(rows),
-                    "items": "systems", "systems": rows})
+    rows = [_system_view(p) for p in plants[(page - 1) * size : page * size]]
+    return jsonify(
+        {
+            "total": len(plants),
+            "current_page": page,
+            "size": size,
+            "count": len(rows),
+            "items": "systems",
+            "systems": rows,
+        }
+    )
 
 
 @bp.get(f"{API}/systems/<int:system_id>")
@@ -240,17 +270,26 @@ def summary(system_id: int):
     device = plant.devices[0]
     reading = _world().simulator.reading(device.serial)
     local_date = datetime.fromtimestamp(reading["t"], ZoneInfo(plant.timezone)).date().isoformat()
-    body = {"system_id": system_id, "current_power": round(reading["pv_power_w"]),
-            "energy_lifetime": round(reading["pv_energy_total_wh"]),
-            "energy_today": round(reading["pv_energy_today_wh"]),
-            "last_interval_end_at": int(reading["t"] // TELEMETRY_INTERVAL_S * TELEMETRY_INTERVAL_S),
-            "last_report_at": int(reading["t"]), "modules": _micro_count(device), "operational_at": 1_600_000_000,
-            "size_w": round(device.pv_peak_w), "source": "microinverters", "status": _status(reading),
-            "summary_date": local_date}
+    body = {
+        "system_id": system_id,
+        "current_power": round(reading["pv_power_w"]),
+        "energy_lifetime": round(reading["pv_energy_total_wh"]),
+        "energy_today": round(reading["pv_energy_today_wh"]),
+        "last_interval_end_at": int(reading["t"] // TELEMETRY_INTERVAL_S * TELEMETRY_INTERVAL_S),
+        "last_report_at": int(reading["t"]),
+        "modules": _micro_count(device),
+        "operational_at": 1_600_000_000,
+        "size_w": round(device.pv_peak_w),
+        "source": "microinverters",
+        "status": _status(reading),
+        "summary_date": local_date,
+    }
     if device.battery is not None:
-        body.update(battery_charge_w=round(reading["battery_charge_w"]),
-                    battery_discharge_w=round(reading["battery_discharge_w"]),
-                    battery_capacity_wh=round(device.battery.capacity_wh))
+        body.update(
+            battery_charge_w=round(reading["battery_charge_w"]),
+            battery_discharge_w=round(reading["battery_discharge_w"]),
+            battery_capacity_wh=round(device.battery.capacity_wh),
+        )
     return jsonify(body)
 
 
@@ -271,22 +310,39 @@ def devices(system_id: int):
     seen, status = int(reading["t"]), "normal" if reading["status"] != "offline" else "comm"
 
     def row(kind: str, n: int, serial: str, **extra):
-        return {"id": plant.plant_id * 100 + n, "last_report_at": seen, "name": f"{kind} {serial}",
-                "serial_number": serial, "part_number": "800-00000-r01", "model": "", "status": status,
-                "active": True, **extra}
+        return {
+            "id": plant.plant_id * 100 + n,
+            "last_report_at": seen,
+            "name": f"{kind} {serial}",
+            "serial_number": serial,
+            "part_number": "800-00000-r01",
+            "model": "",
+            "status": status,
+            "active": True,
+            **extra,
+        }
 
     groups = {
-        "micros": [row("Microinverter", n, f"{plant.plant_id}{n:06d}", sku="IQ8A-72-2-US", model="IQ8A")
-                   for n in range(1, _micro_count(device) + 1)],
+        "micros": [
+            row("Microinverter", n, f"{plant.plant_id}{n:06d}", sku="IQ8A-72-2-US", model="IQ8A")
+            for n in range(1, _micro_count(device) + 1)
+        ],
         "meters": [row("production", 90, f"{device.serial}EIM1", state="enabled", config_type="Production")],
         "gateways": [row("Envoy", 91, device.serial, sku="ENV-IQ-AM1-240", emu_sw_version="D7.6.175")],
     }
     if device.battery is not None:
         count = max(1, round(device.battery.capacity_wh / 5000))
-        groups["encharges"] = [row("Encharge", 95 + n, f"{plant.plant_id}E{n:05d}", sku="B05-T02-ROW00-1-2")
-                               for n in range(count)]
-    return jsonify({"system_id": system_id, "total_devices": sum(len(v) for v in groups.values()),
-                    "items": "devices", "devices": groups})
+        groups["encharges"] = [
+            row("Encharge", 95 + n, f"{plant.plant_id}E{n:05d}", sku="B05-T02-ROW00-1-2") for n in range(count)
+        ]
+    return jsonify(
+        {
+            "system_id": system_id,
+            "total_devices": sum(len(v) for v in groups.values()),
+            "items": "devices",
+            "devices": groups,
+        }
+    )
 
 
 @bp.get(f"{API}/systems/<int:system_id>/telemetry/battery")
@@ -301,17 +357,31 @@ def battery_telemetry(system_id: int):
     device = plant.devices[0]
     reading = _world().simulator.reading(device.serial)
     end_at = int(reading["t"] // TELEMETRY_INTERVAL_S * TELEMETRY_INTERVAL_S)
-    body = {"system_id": system_id, "granularity": "day", "total_devices": 0, "start_at": end_at - TELEMETRY_INTERVAL_S,
-            "end_at": end_at, "items": "intervals", "intervals": []}
+    body = {
+        "system_id": system_id,
+        "granularity": "day",
+        "total_devices": 0,
+        "start_at": end_at - TELEMETRY_INTERVAL_S,
+        "end_at": end_at,
+        "items": "intervals",
+        "intervals": [],
+    }
     if device.battery is not None:
         count = max(1, round(device.battery.capacity_wh / 5000))
         hours = TELEMETRY_INTERVAL_S / 3600.0
         soc = round(reading["battery_soc_pct"])
-        body.update(total_devices=count, intervals=[{
-            "end_at": end_at,
-            "charge": {"enwh": round(reading["battery_charge_w"] * hours), "devices_reporting": count},
-            "discharge": {"enwh": round(reading["battery_discharge_w"] * hours), "devices_reporting": count},
-            "soc": {"percent": soc, "devices_reporting": count}}], last_reported_aggregate_soc=f"{soc}%")
+        body.update(
+            total_devices=count,
+            intervals=[
+                {
+                    "end_at": end_at,
+                    "charge": {"enwh": round(reading["battery_charge_w"] * hours), "devices_reporting": count},
+                    "discharge": {"enwh": round(reading["battery_discharge_w"] * hours), "devices_reporting": count},
+                    "soc": {"percent": soc, "devices_reporting": count},
+                }
+            ],
+            last_reported_aggregate_soc=f"{soc}%",
+        )
     return jsonify(body)
 
 
@@ -329,4 +399,3 @@ def unexpected(exc):
         return http_error(exc)
     current_app.logger.exception("enphase request failed")
     return api_error(500, "Internal Server Error", "unable to fetch data")
-

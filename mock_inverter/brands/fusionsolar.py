@@ -6,6 +6,7 @@ Each simulated FusionSolar device is a residential inverter (devTypeId 38); the 
 its grid meter (47) and, when it has one, its battery (39), each with its own devId and SN, as a real plant
 lists them. See mock_inverter/README.md for the sources of every name, unit, code and limit.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,9 +25,9 @@ from ..stats import INVALID_TOKEN
 PREFIX = "/fusionsolar"
 bp = Blueprint("fusionsolar", __name__, url_prefix=PREFIX + "/thirdData")
 BRAND = "fusionsolar"
-MAX_DEVICES = 100        # devIds per getDevRealKpi call
-MAX_STATIONS = 100       # stationCodes per getDevList call
-PAGE_SIZE = 100          # plants per page of the stations interface
+MAX_DEVICES = 100  # devIds per getDevRealKpi call
+MAX_STATIONS = 100  # stationCodes per getDevList call
+PAGE_SIZE = 100  # plants per page of the stations interface
 INVERTER, BATTERY, METER = 38, 39, 47
 DAY_S = 86400.0
 
@@ -41,7 +42,7 @@ class ListedDevice:
     dev_id: int
     sn: str
     dev_type_id: int
-    serial: str          # the simulated device behind it
+    serial: str  # the simulated device behind it
     station_code: str
     name: str
     model: str
@@ -50,7 +51,8 @@ class ListedDevice:
 @dataclass
 class Sessions:
     """One online session per user: a new login ends the previous one (its token answers 305)."""
-    tokens: dict = field(default_factory=dict)   # token -> [user, last used (monotonic)]
+
+    tokens: dict = field(default_factory=dict)  # token -> [user, last used (monotonic)]
     current: dict = field(default_factory=dict)  # user -> token
 
     def open(self, user: str) -> str:
@@ -90,17 +92,20 @@ def _state(world):
                 code = station_code(plant.plant_id)
                 devices.append(ListedDevice(base + 1, d.serial, INVERTER, d.serial, code, f"Inverter-{n + 1}", d.model))
                 if d.battery is not None:
-                    devices.append(ListedDevice(base + 2, f"{d.serial}B", BATTERY, d.serial, code, f"Battery-{n + 1}",
-                                                "LUNA2000"))
-                devices.append(ListedDevice(base + 3, f"{d.serial}M", METER, d.serial, code, f"Meter-{n + 1}",
-                                            "DTSU666-H"))
+                    devices.append(
+                        ListedDevice(base + 2, f"{d.serial}B", BATTERY, d.serial, code, f"Battery-{n + 1}", "LUNA2000")
+                    )
+                devices.append(
+                    ListedDevice(base + 3, f"{d.serial}M", METER, d.serial, code, f"Meter-{n + 1}", "DTSU666-H")
+                )
         state = world.__dict__["_fusionsolar"] = {"sessions": Sessions(), "devices": {d.dev_id: d for d in devices}}
     return state
 
 
 def reply(data=None, fail_code: int = 0, params: dict | None = None, message=None):
-    return jsonify({"success": fail_code == 0, "failCode": fail_code, "data": data, "params": params or {},
-                    "message": message})
+    return jsonify(
+        {"success": fail_code == 0, "failCode": fail_code, "data": data, "params": params or {}, "message": message}
+    )
 
 
 def _body() -> dict | None:
@@ -173,13 +178,30 @@ def stations():
     _, refused = _admit("fs:stations", [((), _daily_list_limit(world))])
     if refused:
         return refused
-    rows = [{"plantCode": station_code(p.plant_id), "plantName": p.name, "plantAddress": f"{p.city}, {p.country}",
-             "longitude": p.longitude, "latitude": p.latitude, "capacity": round(kwp, 3),
-             "contactPerson": "", "contactMethod": "", "gridConnectionDate": _grid_date(p.timezone)}
-            for p, kwp in _plant_rows(world)]
+    rows = [
+        {
+            "plantCode": station_code(p.plant_id),
+            "plantName": p.name,
+            "plantAddress": f"{p.city}, {p.country}",
+            "longitude": p.longitude,
+            "latitude": p.latitude,
+            "capacity": round(kwp, 3),
+            "contactPerson": "",
+            "contactMethod": "",
+            "gridConnectionDate": _grid_date(p.timezone),
+        }
+        for p, kwp in _plant_rows(world)
+    ]
     start = (page - 1) * PAGE_SIZE
-    return reply({"list": rows[start:start + PAGE_SIZE], "pageCount": max(1, math.ceil(len(rows) / PAGE_SIZE)),
-                  "pageNo": page, "pageSize": PAGE_SIZE, "total": len(rows)})
+    return reply(
+        {
+            "list": rows[start : start + PAGE_SIZE],
+            "pageCount": max(1, math.ceil(len(rows) / PAGE_SIZE)),
+            "pageNo": page,
+            "pageSize": PAGE_SIZE,
+            "total": len(rows),
+        }
+    )
 
 
 def _grid_date(zone: str) -> str:
@@ -193,10 +215,23 @@ def get_station_list():
     _, refused = _admit("fs:getStationList", [((), _daily_list_limit(world))])
     if refused:
         return refused
-    return reply([{"stationCode": station_code(p.plant_id), "stationName": p.name,
-                   "stationAddr": f"{p.city}, {p.country}", "capacity": round(kwp / 1000.0, 6), "buildState": None,
-                   "combineType": None, "aidType": 0, "stationLinkman": "", "linkmanPho": ""}
-                  for p, kwp in _plant_rows(world)], params={"currentTime": _now_ms(world)})
+    return reply(
+        [
+            {
+                "stationCode": station_code(p.plant_id),
+                "stationName": p.name,
+                "stationAddr": f"{p.city}, {p.country}",
+                "capacity": round(kwp / 1000.0, 6),
+                "buildState": None,
+                "combineType": None,
+                "aidType": 0,
+                "stationLinkman": "",
+                "linkmanPho": "",
+            }
+            for p, kwp in _plant_rows(world)
+        ],
+        params={"currentTime": _now_ms(world)},
+    )
 
 
 @bp.post("/getDevList")
@@ -215,10 +250,21 @@ def get_dev_list():
         if d.station_code not in wanted:
             continue
         device = world.devices[d.serial]
-        rows.append({"id": d.dev_id, "devDn": f"NE={d.dev_id}", "devName": d.name, "stationCode": d.station_code,
-                     "esnCode": d.sn, "devTypeId": d.dev_type_id, "softwareVersion": "V100R001C00SPC200",
-                     "invType": d.model if d.dev_type_id == INVERTER else None, "model": d.model,
-                     "longitude": device.longitude, "latitude": device.latitude})
+        rows.append(
+            {
+                "id": d.dev_id,
+                "devDn": f"NE={d.dev_id}",
+                "devName": d.name,
+                "stationCode": d.station_code,
+                "esnCode": d.sn,
+                "devTypeId": d.dev_type_id,
+                "softwareVersion": "V100R001C00SPC200",
+                "invType": d.model if d.dev_type_id == INVERTER else None,
+                "model": d.model,
+                "longitude": device.longitude,
+                "latitude": device.latitude,
+            }
+        )
     return reply(rows, params={"stationCodes": ",".join(codes), "currentTime": _now_ms(world)})
 
 
@@ -237,8 +283,10 @@ def get_dev_real_kpi():
     directory = _state(world)["devices"]
     matching = [directory[i] for i in ids if i in directory and directory[i].dev_type_id == type_id]
     of_type = sum(1 for d in directory.values() if d.dev_type_id == type_id)
-    limit = Limit(max(1, int(world.limits.fusionsolar("kpi_calls")) + math.ceil(of_type / 100)),
-                  world.limits.fusionsolar("kpi_window_s"))
+    limit = Limit(
+        max(1, int(world.limits.fusionsolar("kpi_calls")) + math.ceil(of_type / 100)),
+        world.limits.fusionsolar("kpi_window_s"),
+    )
     _, refused = _admit("fs:getDevRealKpi", [((type_id,), limit)], [d.sn for d in matching])
     if refused:
         return refused
@@ -257,28 +305,52 @@ def item_map(device: ListedDevice, world) -> dict:
     run_state = 1 if online else 0
     if device.dev_type_id == INVERTER:
         producing = r["status"] == "normal"
-        return {"inverter_state": 512 if producing else 40960, "run_state": run_state,
-                "active_power": round(r["ac_power_w"] / 1000.0, 3), "mppt_power": round(r["pv_power_w"] / 1000.0, 3),
-                "reactive_power": 0.0, "power_factor": 1.0 if producing else 0.0, "elec_freq": 50.0,
-                "efficiency": 97.5 if producing else 0.0, "temperature": round(r["temperature_c"], 1),
-                "a_u": 230.0, "a_i": round(max(r["ac_power_w"], 0.0) / 230.0, 3),
-                "pv1_u": 360.0 if producing else 0.0, "pv1_i": round(r["pv_power_w"] / 360.0, 3),
-                "day_cap": round(r["pv_energy_today_wh"] / 1000.0, 2),
-                "total_cap": round(r["pv_energy_total_wh"] / 1000.0, 2)}
+        return {
+            "inverter_state": 512 if producing else 40960,
+            "run_state": run_state,
+            "active_power": round(r["ac_power_w"] / 1000.0, 3),
+            "mppt_power": round(r["pv_power_w"] / 1000.0, 3),
+            "reactive_power": 0.0,
+            "power_factor": 1.0 if producing else 0.0,
+            "elec_freq": 50.0,
+            "efficiency": 97.5 if producing else 0.0,
+            "temperature": round(r["temperature_c"], 1),
+            "a_u": 230.0,
+            "a_i": round(max(r["ac_power_w"], 0.0) / 230.0, 3),
+            "pv1_u": 360.0 if producing else 0.0,
+            "pv1_i": round(r["pv_power_w"] / 360.0, 3),
+            "day_cap": round(r["pv_energy_today_wh"] / 1000.0, 2),
+            "total_cap": round(r["pv_energy_total_wh"] / 1000.0, 2),
+        }
     if device.dev_type_id == BATTERY:
         battery = world.devices[device.serial].battery
         flow = r["battery_charge_w"] - r["battery_discharge_w"]
-        return {"battery_status": (2 if abs(flow) > 0.5 else 1) if online else 0, "run_state": run_state,
-                "ch_discharge_power": round(flow, 1), "battery_soc": round(r["battery_soc_pct"] or 0.0, 1),
-                "battery_soh": 100.0, "busbar_u": round(r["battery_voltage_v"] or 0.0, 1),
-                "max_charge_power": battery.max_charge_w, "max_discharge_power": battery.max_discharge_w,
-                "ch_discharge_model": 2, "charge_cap": round(r["charge_energy_today_wh"] / 1000.0, 2),
-                "discharge_cap": round(r["discharge_energy_today_wh"] / 1000.0, 2)}
+        return {
+            "battery_status": (2 if abs(flow) > 0.5 else 1) if online else 0,
+            "run_state": run_state,
+            "ch_discharge_power": round(flow, 1),
+            "battery_soc": round(r["battery_soc_pct"] or 0.0, 1),
+            "battery_soh": 100.0,
+            "busbar_u": round(r["battery_voltage_v"] or 0.0, 1),
+            "max_charge_power": battery.max_charge_w,
+            "max_discharge_power": battery.max_discharge_w,
+            "ch_discharge_model": 2,
+            "charge_cap": round(r["charge_energy_today_wh"] / 1000.0, 2),
+            "discharge_cap": round(r["discharge_energy_today_wh"] / 1000.0, 2),
+        }
     net = r["grid_export_w"] - r["grid_import_w"]  # positive: fed into the grid
-    return {"meter_status": 1 if online else 0, "run_state": run_state, "active_power": round(net, 1),
-            "reactive_power": 0.0, "power_factor": 1.0, "grid_frequency": 50.0, "meter_u": 230.0,
-            "meter_i": round(abs(net) / 230.0, 3), "active_cap": round(r["export_energy_total_wh"] / 1000.0, 2),
-            "reverse_active_cap": round(r["import_energy_total_wh"] / 1000.0, 2)}
+    return {
+        "meter_status": 1 if online else 0,
+        "run_state": run_state,
+        "active_power": round(net, 1),
+        "reactive_power": 0.0,
+        "power_factor": 1.0,
+        "grid_frequency": 50.0,
+        "meter_u": 230.0,
+        "meter_i": round(abs(net) / 230.0, 3),
+        "active_cap": round(r["export_energy_total_wh"] / 1000.0, 2),
+        "reverse_active_cap": round(r["import_energy_total_wh"] / 1000.0, 2),
+    }
 
 
 def http_error(exc: HTTPException):

@@ -1,19 +1,21 @@
 """Growatt OpenAPI v1 dialect (/v1/): `token` header, {"data", "error_code", "error_msg"} envelope."""
+
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
-
 
 from . import growatt_fields
 
 PREFIX = "/v1"
 bp = Blueprint("growatt_v1", __name__, url_prefix=PREFIX)
 # (route, form field naming the serial, Growatt device type served by it)
-LAST_DATA_ROUTES = (("/device/tlx/tlx_last_data", "tlx_sn", "min"),
-                    ("/device/mix/mix_last_data", "mix_sn", "sph"),
-                    ("/device/storage/storage_last_data", "storage_sn", "storage"),
-                    ("/device/inverter/last_new_data", "inverter_sn", "inv"))
+LAST_DATA_ROUTES = (
+    ("/device/tlx/tlx_last_data", "tlx_sn", "min"),
+    ("/device/mix/mix_last_data", "mix_sn", "sph"),
+    ("/device/storage/storage_last_data", "storage_sn", "storage"),
+    ("/device/inverter/last_new_data", "inverter_sn", "inv"),
+)
 
 
 def reply(data=None, error_code: int = 0, error_msg: str = "", status: int = 200):
@@ -42,14 +44,22 @@ def plant_list():
     plants = []
     for plant in world.fleet.plants_of("growatt"):
         readings = [world.simulator.reading(d.serial) for d in plant.devices]
-        plants.append({
-            "plant_id": plant.plant_id, "name": plant.name, "city": plant.city, "country": plant.country,
-            "latitude": str(plant.latitude), "longitude": str(plant.longitude), "timezone": plant.timezone,
-            "peak_power": round(sum(d.pv_peak_w for d in plant.devices) / 1000.0, 2),
-            "current_power": round(sum(r["pv_power_w"] for r in readings), 1),
-            "total_energy": f"{sum(r['pv_energy_total_wh'] for r in readings) / 1000.0:.1f}",
-            "status": 1 if any(r["status"] == "normal" for r in readings) else 0,
-            "create_date": "2021-03-01"})
+        plants.append(
+            {
+                "plant_id": plant.plant_id,
+                "name": plant.name,
+                "city": plant.city,
+                "country": plant.country,
+                "latitude": str(plant.latitude),
+                "longitude": str(plant.longitude),
+                "timezone": plant.timezone,
+                "peak_power": round(sum(d.pv_peak_w for d in plant.devices) / 1000.0, 2),
+                "current_power": round(sum(r["pv_power_w"] for r in readings), 1),
+                "total_energy": f"{sum(r['pv_energy_total_wh'] for r in readings) / 1000.0:.1f}",
+                "status": 1 if any(r["status"] == "normal" for r in readings) else 0,
+                "create_date": "2021-03-01",
+            }
+        )
     return reply({"count": len(plants), "plants": plants})
 
 
@@ -68,12 +78,19 @@ def device_list():
     devices = []
     for n, d in enumerate(plant.devices):
         reading = world.simulator.reading(d.serial)
-        devices.append({"device_sn": d.serial, "device_id": plant.plant_id * 100 + n,
-                        "type": growatt_fields.TYPE_CODES[d.type], "model": d.model, "manufacturer": "Growatt",
-                        "datalogger_sn": f"DL{d.serial[-8:]}",
-                        "status": growatt_fields.STATUS[reading["status"]][0],
-                        "lost": reading["status"] == "offline",
-                        "last_update_time": growatt_fields.local_time(reading)})
+        devices.append(
+            {
+                "device_sn": d.serial,
+                "device_id": plant.plant_id * 100 + n,
+                "type": growatt_fields.TYPE_CODES[d.type],
+                "model": d.model,
+                "manufacturer": "Growatt",
+                "datalogger_sn": f"DL{d.serial[-8:]}",
+                "status": growatt_fields.STATUS[reading["status"]][0],
+                "lost": reading["status"] == "offline",
+                "last_update_time": growatt_fields.local_time(reading),
+            }
+        )
     return reply({"count": len(devices), "devices": devices})
 
 
@@ -103,8 +120,11 @@ for _route, _field, _type in LAST_DATA_ROUTES:
 
 
 def http_error(exc: HTTPException):
-    return reply(error_code=10003 if exc.code == 405 else 10002,
-                 error_msg="error_param" if exc.code == 405 else "error_not_found", status=exc.code)
+    return reply(
+        error_code=10003 if exc.code == 405 else 10002,
+        error_msg="error_param" if exc.code == 405 else "error_not_found",
+        status=exc.code,
+    )
 
 
 @bp.errorhandler(Exception)

@@ -1,4 +1,5 @@
 """Growatt v4 dialect (/v4/new-api/): form-urlencoded POSTs, {"code", "message", "data"} replies."""
+
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
@@ -52,8 +53,10 @@ def query_device_list():
     world = current_app.extensions["mock_inverter"]
     devices = world.brand_devices("growatt")
     start = (int(page) - 1) * PAGE_SIZE
-    rows = [{"deviceSn": d.serial, "deviceType": d.type, "datalogSn": f"DL{d.serial[-8:]}", "plantId": d.plant_id}
-            for d in devices[start:start + PAGE_SIZE]]
+    rows = [
+        {"deviceSn": d.serial, "deviceType": d.type, "datalogSn": f"DL{d.serial[-8:]}", "plantId": d.plant_id}
+        for d in devices[start : start + PAGE_SIZE]
+    ]
     return reply(0, "SUCCESSFUL_OPERATION", {"count": len(devices), "data": rows})
 
 

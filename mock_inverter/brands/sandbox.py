@@ -1,4 +1,5 @@
 """Sandbox: a clean JSON API with an API key header; the simplest brand."""
+
 from __future__ import annotations
 
 import math
@@ -11,11 +12,29 @@ from ..clock import iso_utc
 PREFIX = "/sandbox/v1"
 bp = Blueprint("sandbox", __name__, url_prefix=PREFIX)
 READING_FIELDS = (
-    "status", "pv_power_w", "ac_power_w", "load_power_w", "grid_import_w", "grid_export_w", "battery_charge_w",
-    "battery_discharge_w", "battery_soc_pct", "temperature_c",
-    "pv_energy_today_wh", "pv_energy_total_wh", "load_energy_today_wh", "load_energy_total_wh",
-    "import_energy_today_wh", "import_energy_total_wh", "export_energy_today_wh", "export_energy_total_wh",
-    "charge_energy_today_wh", "charge_energy_total_wh", "discharge_energy_today_wh", "discharge_energy_total_wh")
+    "status",
+    "pv_power_w",
+    "ac_power_w",
+    "load_power_w",
+    "grid_import_w",
+    "grid_export_w",
+    "battery_charge_w",
+    "battery_discharge_w",
+    "battery_soc_pct",
+    "temperature_c",
+    "pv_energy_today_wh",
+    "pv_energy_total_wh",
+    "load_energy_today_wh",
+    "load_energy_total_wh",
+    "import_energy_today_wh",
+    "import_energy_total_wh",
+    "export_energy_today_wh",
+    "export_energy_total_wh",
+    "charge_energy_today_wh",
+    "charge_energy_total_wh",
+    "discharge_energy_today_wh",
+    "discharge_energy_total_wh",
+)
 
 
 def error(status: int, code: str, message: str, details: dict | None = None, headers: dict | None = None):
@@ -32,8 +51,13 @@ def _admit(endpoint: str, serials=()):
         return error(401, "unauthorized", "missing or invalid X-API-Key header")
     if not admission.ok:
         retry = max(1, math.ceil(admission.retry_after_s))
-        return error(429, "rate_limited", "too many requests", {"retry_after_s": round(admission.retry_after_s, 3)},
-                     {"Retry-After": str(retry)})
+        return error(
+            429,
+            "rate_limited",
+            "too many requests",
+            {"retry_after_s": round(admission.retry_after_s, 3)},
+            {"Retry-After": str(retry)},
+        )
     return None
 
 
@@ -46,10 +70,20 @@ def list_devices():
     devices = []
     for d in world.brand_devices("sandbox"):
         plant = world.plants[d.plant_id]
-        devices.append({"serial": d.serial, "type": d.type, "model": d.model, "plant_id": d.plant_id,
-                        "plant_name": plant.name, "latitude": d.latitude, "longitude": d.longitude,
-                        "timezone": d.timezone, "pv_peak_w": d.pv_peak_w,
-                        "battery_capacity_wh": d.battery.capacity_wh if d.battery else None})
+        devices.append(
+            {
+                "serial": d.serial,
+                "type": d.type,
+                "model": d.model,
+                "plant_id": d.plant_id,
+                "plant_name": plant.name,
+                "latitude": d.latitude,
+                "longitude": d.longitude,
+                "timezone": d.timezone,
+                "pv_peak_w": d.pv_peak_w,
+                "battery_capacity_wh": d.battery.capacity_wh if d.battery else None,
+            }
+        )
     return jsonify({"count": len(devices), "devices": devices})
 
 

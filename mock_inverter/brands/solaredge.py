@@ -5,6 +5,7 @@ Budgets are per calendar day (per key for calls without a site ID, per site for 
 every listed site) and at most N requests may be in progress per source address; both answer HTTP 429.
 Times are the site's local wall time, "YYYY-MM-DD hh:mm:ss". See the README for the cited sections.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,20 +23,37 @@ bp = Blueprint("solaredge", __name__, url_prefix=PREFIX)
 
 MAX_BULK_SITES = 100
 MAX_PAGE_SIZE = 100
-MAX_PERIOD = timedelta(days=7)   # storage data and inverter technical data: at most one week per call
-SAMPLE_S = 300.0                 # telemetries (storage, inverter data) are 5-minute samples
+MAX_PERIOD = timedelta(days=7)  # storage data and inverter technical data: at most one week per call
+SAMPLE_S = 300.0  # telemetries (storage, inverter data) are 5-minute samples
 SAMPLES_KEPT = 7 * 288 + 1
-FLOW_THRESHOLD_W = 1.0           # below this a flow is shown as none (no connection, status Idle)
+FLOW_THRESHOLD_W = 1.0  # below this a flow is shown as none (no connection, status Idle)
 ACCOUNT_ID = 4242
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-COUNTRY_CODES = {"Netherlands": "NL", "Nigeria": "NG", "Kenya": "KE", "Spain": "ES", "South Africa": "ZA",
-                 "Germany": "DE", "Ghana": "GH", "India": "IN", "Australia": "AU", "United States": "US"}
+COUNTRY_CODES = {
+    "Netherlands": "NL",
+    "Nigeria": "NG",
+    "Kenya": "KE",
+    "Spain": "ES",
+    "South Africa": "ZA",
+    "Germany": "DE",
+    "Ghana": "GH",
+    "India": "IN",
+    "Australia": "AU",
+    "United States": "US",
+}
 # Stats endpoint names by view function (also used when a request is refused before its view runs).
-ENDPOINTS = {"site_list": "solaredge:sites/list", "site_details": "solaredge:details",
-             "overview": "solaredge:overview", "overview_bulk": "solaredge:overview",
-             "current_power_flow": "solaredge:currentPowerFlow", "storage_data": "solaredge:storageData",
-             "inventory": "solaredge:inventory", "components_list": "solaredge:equipment/list",
-             "inverter_data": "solaredge:inverter/data", "inverter_data_by_site": "solaredge:inverter/data"}
+ENDPOINTS = {
+    "site_list": "solaredge:sites/list",
+    "site_details": "solaredge:details",
+    "overview": "solaredge:overview",
+    "overview_bulk": "solaredge:overview",
+    "current_power_flow": "solaredge:currentPowerFlow",
+    "storage_data": "solaredge:storageData",
+    "inventory": "solaredge:inventory",
+    "components_list": "solaredge:equipment/list",
+    "inverter_data": "solaredge:inverter/data",
+    "inverter_data_by_site": "solaredge:inverter/data",
+}
 
 
 def reply(body, status: int = 200):
@@ -61,8 +79,11 @@ def arrive():
     if not world.limits.enter(BRAND, source):
         view = (request.endpoint or "").rpartition(".")[2]
         token = request.args.get("api_key")
-        world.stats.record(token if token in world.fleet.credentials[BRAND] else "<invalid>",
-                           ENDPOINTS.get(view, "solaredge:other"), rate_limited=True)
+        world.stats.record(
+            token if token in world.fleet.credentials[BRAND] else "<invalid>",
+            ENDPOINTS.get(view, "solaredge:other"),
+            rate_limited=True,
+        )
         return refusal(429, "Too many concurrent requests")
     g.setdefault("departures", []).append(lambda: world.limits.leave(BRAND, source))
     return None
@@ -153,16 +174,36 @@ def _battery_serial(device) -> str:
 def site_view(site) -> dict:
     readings = _readings(site)
     return {
-        "id": site.plant_id, "name": site.name, "accountId": ACCOUNT_ID, "status": "Active",
+        "id": site.plant_id,
+        "name": site.name,
+        "accountId": ACCOUNT_ID,
+        "status": "Active",
         "peakPower": round(sum(d.pv_peak_w for d in site.devices) / 1000.0, 2),
         "lastUpdateTime": _local(max(readings, key=lambda r: r["t"]))[:10],
-        "installationDate": "2021-03-01", "ptoDate": None, "notes": "", "type": "Optimizers & Inverters",
-        "location": {"country": site.country, "city": site.city, "address": "", "address2": "", "zip": "",
-                     "timeZone": site.timezone, "countryCode": COUNTRY_CODES.get(site.country, "")},
-        "primaryModule": {"manufacturerName": "Generic", "modelName": "400W Mono", "maximumPower": 400.0,
-                          "temperatureCoef": -0.35},
-        "uris": {"DETAILS": f"/site/{site.plant_id}/details", "DATA_PERIOD": f"/site/{site.plant_id}/dataPeriod",
-                 "OVERVIEW": f"/site/{site.plant_id}/overview"},
+        "installationDate": "2021-03-01",
+        "ptoDate": None,
+        "notes": "",
+        "type": "Optimizers & Inverters",
+        "location": {
+            "country": site.country,
+            "city": site.city,
+            "address": "",
+            "address2": "",
+            "zip": "",
+            "timeZone": site.timezone,
+            "countryCode": COUNTRY_CODES.get(site.country, ""),
+        },
+        "primaryModule": {
+            "manufacturerName": "Generic",
+            "modelName": "400W Mono",
+            "maximumPower": 400.0,
+            "temperatureCoef": -0.35,
+        },
+        "uris": {
+            "DETAILS": f"/site/{site.plant_id}/details",
+            "DATA_PERIOD": f"/site/{site.plant_id}/dataPeriod",
+            "OVERVIEW": f"/site/{site.plant_id}/overview",
+        },
         "publicSettings": {"isPublic": False},
     }
 
@@ -174,13 +215,15 @@ def overview_view(site) -> dict:
     typical_day = sum(d.pv_peak_w for d in site.devices) * 3.5
     local = datetime.strptime(_local(latest), TIME_FORMAT)
     # The simulator keeps no history: month and year to date are today plus typical days before it.
-    return {"lastUpdateTime": _local(latest),
-            "lifeTimeData": {"energy": round(sum(r["pv_energy_total_wh"] for r in readings), 1), "revenue": 0.0},
-            "lastYearData": {"energy": round(today + (local.timetuple().tm_yday - 1) * typical_day, 1)},
-            "lastMonthData": {"energy": round(today + (local.day - 1) * typical_day, 1)},
-            "lastDayData": {"energy": round(today, 1)},
-            "currentPower": {"power": round(sum(r["pv_power_w"] for r in readings), 1)},
-            "measuredBy": "INVERTER"}
+    return {
+        "lastUpdateTime": _local(latest),
+        "lifeTimeData": {"energy": round(sum(r["pv_energy_total_wh"] for r in readings), 1), "revenue": 0.0},
+        "lastYearData": {"energy": round(today + (local.timetuple().tm_yday - 1) * typical_day, 1)},
+        "lastMonthData": {"energy": round(today + (local.day - 1) * typical_day, 1)},
+        "lastDayData": {"energy": round(today, 1)},
+        "currentPower": {"power": round(sum(r["pv_power_w"] for r in readings), 1)},
+        "measuredBy": "INVERTER",
+    }
 
 
 def power_flow_view(site) -> dict:
@@ -207,58 +250,107 @@ def power_flow_view(site) -> dict:
         connections.append({"from": "GRID", "to": "Load"})
     elif grid < 0:
         connections.append({"from": "LOAD", "to": "Grid"})
-    flow = {"updateRefreshRate": 3, "unit": site.power_unit, "connections": connections,
-            "GRID": {"status": "Active", "currentPower": power(grid)},
-            "LOAD": {"status": "Active", "currentPower": power(load)},
-            "PV": {"status": "Active" if pv > 0 else "Idle", "currentPower": power(pv)}}
+    flow = {
+        "updateRefreshRate": 3,
+        "unit": site.power_unit,
+        "connections": connections,
+        "GRID": {"status": "Active", "currentPower": power(grid)},
+        "LOAD": {"status": "Active", "currentPower": power(load)},
+        "PV": {"status": "Active" if pv > 0 else "Idle", "currentPower": power(pv)},
+    }
     batteries = [(d, r) for d, r in zip(site.devices, readings) if d.battery is not None]
     if batteries:
         capacity = sum(d.battery.capacity_wh for d, _ in batteries)
         stored = sum(d.battery.capacity_wh * r["battery_soc_pct"] / 100.0 for d, r in batteries)
         floor = sum(d.battery.capacity_wh * d.battery.soc_min_pct / 100.0 for d, _ in batteries)
-        flow["STORAGE"] = {"status": "Charging" if battery > 0 else "Discharging" if battery < 0 else "Idle",
-                           "currentPower": power(battery), "chargeLevel": round(100.0 * stored / capacity),
-                           "critical": stored <= floor + 0.01 * capacity}
+        flow["STORAGE"] = {
+            "status": "Charging" if battery > 0 else "Discharging" if battery < 0 else "Idle",
+            "currentPower": power(battery),
+            "chargeLevel": round(100.0 * stored / capacity),
+            "critical": stored <= floor + 0.01 * capacity,
+        }
     return flow
 
 
 def inventory_view(site) -> dict:
     inverters, batteries = [], []
     for n, device in enumerate(site.devices, start=1):
-        inverters.append({"name": f"Inverter {n}", "manufacturer": "SolarEdge", "model": device.model,
-                          "communicationMethod": "ETHERNET", "cpuVersion": "4.18.36", "SN": device.serial,
-                          "connectedOptimizers": max(1, int(device.pv_peak_w // 400))})
+        inverters.append(
+            {
+                "name": f"Inverter {n}",
+                "manufacturer": "SolarEdge",
+                "model": device.model,
+                "communicationMethod": "ETHERNET",
+                "cpuVersion": "4.18.36",
+                "SN": device.serial,
+                "connectedOptimizers": max(1, int(device.pv_peak_w // 400)),
+            }
+        )
         if device.battery is not None:
-            batteries.append({"name": f"Battery {n}.1", "manufacturer": "SolarEdge", "model": "BAT-10K1P",
-                              "firmwareVersion": "2.0.4", "connectedInverterSn": device.serial,
-                              "nameplateCapacity": device.battery.capacity_wh, "SN": _battery_serial(device)})
-    meters = [{"name": "Consumption Meter", "manufacturer": "SolarEdge", "model": "SE-MTR-3Y-400V-A",
-               "firmwareVersion": "1.3.8", "connectedSolaredgeDeviceSN": site.devices[0].serial,
-               "type": "Consumption", "form": "physical"}]
+            batteries.append(
+                {
+                    "name": f"Battery {n}.1",
+                    "manufacturer": "SolarEdge",
+                    "model": "BAT-10K1P",
+                    "firmwareVersion": "2.0.4",
+                    "connectedInverterSn": device.serial,
+                    "nameplateCapacity": device.battery.capacity_wh,
+                    "SN": _battery_serial(device),
+                }
+            )
+    meters = [
+        {
+            "name": "Consumption Meter",
+            "manufacturer": "SolarEdge",
+            "model": "SE-MTR-3Y-400V-A",
+            "firmwareVersion": "1.3.8",
+            "connectedSolaredgeDeviceSN": site.devices[0].serial,
+            "type": "Consumption",
+            "form": "physical",
+        }
+    ]
     return {"meters": meters, "sensors": [], "gateways": [], "batteries": batteries, "inverters": inverters}
 
 
 def battery_telemetry(device, reading) -> dict:
     net = reading["battery_charge_w"] - reading["battery_discharge_w"]
-    return {"timeStamp": _local(reading), "power": round(net, 1), "batteryState": 3 if net else 1,
-            "lifeTimeEnergyCharged": round(reading["charge_energy_total_wh"]),
-            "lifeTimeEnergyDischarged": round(reading["discharge_energy_total_wh"]),
-            "fullPackEnergyAvailable": round(device.battery.capacity_wh),
-            "internalTemp": round(reading["temperature_c"] - 5.0, 1), "ACGridCharging": 0,
-            "batteryPercentageState": round(reading["battery_soc_pct"], 1)}
+    return {
+        "timeStamp": _local(reading),
+        "power": round(net, 1),
+        "batteryState": 3 if net else 1,
+        "lifeTimeEnergyCharged": round(reading["charge_energy_total_wh"]),
+        "lifeTimeEnergyDischarged": round(reading["discharge_energy_total_wh"]),
+        "fullPackEnergyAvailable": round(device.battery.capacity_wh),
+        "internalTemp": round(reading["temperature_c"] - 5.0, 1),
+        "ACGridCharging": 0,
+        "batteryPercentageState": round(reading["battery_soc_pct"], 1),
+    }
 
 
 def inverter_telemetry(reading) -> dict:
     ac = reading["ac_power_w"]
     mode = "OFF" if reading["status"] == "offline" else "MPPT" if reading["pv_power_w"] > 0 else "SLEEPING"
     volts = 230.0
-    return {"date": _local(reading), "totalActivePower": round(ac, 1),
-            "dcVoltage": round(380.0 if reading["pv_power_w"] > 0 else 0.0, 1), "groundFaultResistance": 11000.0,
-            "powerLimit": 100.0, "totalEnergy": round(reading["pv_energy_total_wh"], 1),
-            "temperature": round(reading["temperature_c"], 1), "inverterMode": mode, "operationMode": 0,
-            "L1Data": {"acCurrent": round(abs(ac) / volts, 3), "acVoltage": volts, "acFrequency": 50.0,
-                       "apparentPower": round(abs(ac), 1), "activePower": round(ac, 1), "reactivePower": 0.0,
-                       "cosPhi": 1.0}}
+    return {
+        "date": _local(reading),
+        "totalActivePower": round(ac, 1),
+        "dcVoltage": round(380.0 if reading["pv_power_w"] > 0 else 0.0, 1),
+        "groundFaultResistance": 11000.0,
+        "powerLimit": 100.0,
+        "totalEnergy": round(reading["pv_energy_total_wh"], 1),
+        "temperature": round(reading["temperature_c"], 1),
+        "inverterMode": mode,
+        "operationMode": 0,
+        "L1Data": {
+            "acCurrent": round(abs(ac) / volts, 3),
+            "acVoltage": volts,
+            "acFrequency": 50.0,
+            "apparentPower": round(abs(ac), 1),
+            "activePower": round(ac, 1),
+            "reactivePower": 0.0,
+            "cosPhi": 1.0,
+        },
+    }
 
 
 def _period(site, start_name: str = "startTime", end_name: str = "endTime"):
@@ -289,14 +381,19 @@ def site_list():
         return refusal(400, f"size must be 1..{MAX_PAGE_SIZE} and startIndex a non-negative integer")
     wanted = {s.strip().lower() for s in request.args.get("status", "Active,Pending").split(",")}
     text = (request.args.get("searchText") or "").lower()
-    sites = [s for s in _world().fleet.plants_of(BRAND)
-             if ("all" in wanted or "active" in wanted)
-             and (not text or text in f"{s.name} {s.city} {s.country}".lower())]
-    order = {"Name": lambda s: s.name, "Country": lambda s: s.country, "City": lambda s: s.city,
-             "PeakPower": lambda s: sum(d.pv_peak_w for d in s.devices)}.get(request.args.get("sortProperty"),
-                                                                              lambda s: s.plant_id)
+    sites = [
+        s
+        for s in _world().fleet.plants_of(BRAND)
+        if ("all" in wanted or "active" in wanted) and (not text or text in f"{s.name} {s.city} {s.country}".lower())
+    ]
+    order = {
+        "Name": lambda s: s.name,
+        "Country": lambda s: s.country,
+        "City": lambda s: s.city,
+        "PeakPower": lambda s: sum(d.pv_peak_w for d in s.devices),
+    }.get(request.args.get("sortProperty"), lambda s: s.plant_id)
     sites.sort(key=order, reverse=request.args.get("sortOrder", "ASC").upper() == "DESC")
-    page = sites[int(start):int(start) + int(size)]
+    page = sites[int(start) : int(start) + int(size)]
     return reply({"sites": {"count": len(sites), "site": [site_view(s) for s in page]}})
 
 
@@ -326,8 +423,14 @@ def overview_bulk(site_ids):
 
 
 def _bulk_overview(sites):
-    return reply({"sitesOverviews": {"count": len(sites), "siteEnergyList": [
-        {"siteId": site.plant_id, "siteOverview": overview_view(site)} for site in sites]}})
+    return reply(
+        {
+            "sitesOverviews": {
+                "count": len(sites),
+                "siteEnergyList": [{"siteId": site.plant_id, "siteOverview": overview_view(site)} for site in sites],
+            }
+        }
+    )
 
 
 @bp.get("/site/<site_id>/currentPowerFlow")
@@ -353,8 +456,15 @@ def storage_data(site_id):
         if device.battery is None or (wanted and _battery_serial(device) not in wanted):
             continue
         telemetries = [battery_telemetry(device, r) for r in _samples().between(device.serial, *period)]
-        batteries.append({"nameplate": device.battery.capacity_wh, "serialNumber": _battery_serial(device),
-                          "modelNumber": "BAT-10K1P", "telemetryCount": len(telemetries), "telemetries": telemetries})
+        batteries.append(
+            {
+                "nameplate": device.battery.capacity_wh,
+                "serialNumber": _battery_serial(device),
+                "modelNumber": "BAT-10K1P",
+                "telemetryCount": len(telemetries),
+                "telemetries": telemetries,
+            }
+        )
     return reply({"storageData": {"batteryCount": len(batteries), "batteries": batteries}})
 
 
@@ -371,8 +481,16 @@ def components_list(site_id):
     refused = refused or _admit(ENDPOINTS["components_list"], sites)
     if refused:
         return refused
-    rows = [{"name": f"Inverter {n}", "manufacturer": "SolarEdge", "model": d.model, "serialNumber": d.serial,
-             "kWpDC": round(d.pv_peak_w / 1000.0, 2)} for n, d in enumerate(sites[0].devices, start=1)]
+    rows = [
+        {
+            "name": f"Inverter {n}",
+            "manufacturer": "SolarEdge",
+            "model": d.model,
+            "serialNumber": d.serial,
+            "kWpDC": round(d.pv_peak_w / 1000.0, 2),
+        }
+        for n, d in enumerate(sites[0].devices, start=1)
+    ]
     return reply({"reporters": {"count": len(rows), "list": rows}})
 
 
@@ -412,5 +530,3 @@ def unexpected(exc):
         return http_error(exc)
     current_app.logger.exception("solaredge request failed")
     return refusal(500, "Internal server error")
-
-

@@ -1,18 +1,27 @@
 """Brand adapters by name: the registry onboarding (web) and polling (actors) share."""
+
 from __future__ import annotations
 
 from models.brands.base import BrandAdapter, BrandError, PolledDevice
 from models.brands.enphase import EnphaseAdapter
 from models.brands.fusionsolar import FusionSolarAdapter
 from models.brands.growatt_v1 import GrowattV1Adapter
-from models.brands.planner import PlanDevice
 from models.brands.growatt_v4 import GrowattV4Adapter
+from models.brands.planner import PlanDevice
 from models.brands.sandbox import SandboxAdapter
 from models.brands.solaredge import SolarEdgeAdapter
 
 ADAPTERS: dict[str, type[BrandAdapter]] = {
-    cls.name: cls for cls in (SandboxAdapter, GrowattV4Adapter, GrowattV1Adapter, SolarEdgeAdapter, EnphaseAdapter,
-                              FusionSolarAdapter)}
+    cls.name: cls
+    for cls in (
+        SandboxAdapter,
+        GrowattV4Adapter,
+        GrowattV1Adapter,
+        SolarEdgeAdapter,
+        EnphaseAdapter,
+        FusionSolarAdapter,
+    )
+}
 
 
 def adapter_class(brand: str) -> type[BrandAdapter] | None:
@@ -23,8 +32,9 @@ def adapter_for(connection, policy, timeout_s: float = 10.0, on_credentials_chan
     """An adapter for a stored BrandConnection (or anything with brand, base_url, credentials), calling
     through the destination policy (built from settings.allowed_target_networks). on_credentials_changed(new)
     is called when the adapter rotates its credentials (OAuth tokens), to store them with the connection."""
-    return ADAPTERS[connection.brand](connection.base_url, connection.credentials, policy, timeout_s,
-                                      on_credentials_changed)
+    return ADAPTERS[connection.brand](
+        connection.base_url, connection.credentials, policy, timeout_s, on_credentials_changed
+    )
 
 
 def requested_interval(connection, settings) -> float:
@@ -39,8 +49,17 @@ def requested_interval(connection, settings) -> float:
 def plan_device(brand: str, inverter) -> PlanDevice:
     """An inverter row as the quota planner sees it: its site is its plant (or itself when it has none)."""
     device = PolledDevice(inverter.serial, inverter.device_type, inverter.timezone)
-    return PlanDevice(inverter.id, inverter.plant_id or inverter.serial, ADAPTERS[brand].batch_key(device),
-                      inverter.device_type or "")
+    return PlanDevice(
+        inverter.id, inverter.plant_id or inverter.serial, ADAPTERS[brand].batch_key(device), inverter.device_type or ""
+    )
 
 
-__all__ = ["ADAPTERS", "BrandAdapter", "BrandError", "adapter_class", "adapter_for", "plan_device", "requested_interval"]
+__all__ = [
+    "ADAPTERS",
+    "BrandAdapter",
+    "BrandError",
+    "adapter_class",
+    "adapter_for",
+    "plan_device",
+    "requested_interval",
+]

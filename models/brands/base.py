@@ -6,11 +6,12 @@ limiting, an offline device or an error. It knows nothing about scheduling: the 
 Adapters call the brand through a guarded `requests` session (models/net/transport.py: the destination
 policy at every connect, no proxies, no redirects), cooperative under gevent, with a timeout on every call.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Callable
 from zoneinfo import ZoneInfo
 
 import requests
@@ -23,20 +24,28 @@ from models.net.urls import InvalidUrl, parse_base_url, redact_urls
 
 # BrandError kinds. The poller backs the whole brand off on RATE_LIMITED, SERVER_ERROR and
 # UNREACHABLE; onboarding turns each into its own HTTP answer.
-UNREACHABLE = "unreachable"      # connection refused/reset, DNS, timeout
-SERVER_ERROR = "server_error"    # the brand answered 5xx
-RATE_LIMITED = "rate_limited"    # the brand says we call too often
-AUTH = "auth"                    # the brand refused our credentials
-BAD_REPLY = "bad_reply"          # a reply we cannot read (malformed JSON, unexpected shape)
+UNREACHABLE = "unreachable"  # connection refused/reset, DNS, timeout
+SERVER_ERROR = "server_error"  # the brand answered 5xx
+RATE_LIMITED = "rate_limited"  # the brand says we call too often
+AUTH = "auth"  # the brand refused our credentials
+BAD_REPLY = "bad_reply"  # a reply we cannot read (malformed JSON, unexpected shape)
 UNKNOWN_DEVICE = "unknown_device"
-OFFLINE = "offline"                # the brand says the device (or every device of a batch) is offline
+OFFLINE = "offline"  # the brand says the device (or every device of a batch) is offline
 BLOCKED = "blocked_destination"  # the base URL leads to an address the destination policy refuses
 BRAND_WIDE = (UNREACHABLE, SERVER_ERROR, RATE_LIMITED, AUTH, BLOCKED)
 
 
 class BrandError(Exception):
-    def __init__(self, kind: str, message: str, *, status: int | None = None, brand_code=None,
-                 retry_after_s: float | None = None, serials: tuple = ()):
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        *,
+        status: int | None = None,
+        brand_code=None,
+        retry_after_s: float | None = None,
+        serials: tuple = (),
+    ):
         message = redact_urls(message)  # a brand's URLs may carry keys in their query strings
         super().__init__(message)
         self.kind = kind
@@ -47,13 +56,22 @@ class BrandError(Exception):
         self.serials = tuple(serials)
 
     def details(self) -> dict:
-        return {k: v for k, v in {"kind": self.kind, "message": self.message, "http_status": self.status,
-                                  "brand_code": self.brand_code}.items() if v is not None}
+        return {
+            k: v
+            for k, v in {
+                "kind": self.kind,
+                "message": self.message,
+                "http_status": self.status,
+                "brand_code": self.brand_code,
+            }.items()
+            if v is not None
+        }
 
 
 @dataclass(frozen=True)
 class Device:
     """What the brand's device list says about one device."""
+
     serial: str
     device_type: str
     model: str | None = None
@@ -64,6 +82,7 @@ class Device:
 @dataclass(frozen=True)
 class PolledDevice:
     """What the poller hands an adapter: one onboarded device."""
+
     serial: str
     device_type: str
     timezone: str | None = None
@@ -77,6 +96,7 @@ class Reading:
     charge and the battery voltage are None for a device without a battery. status is the device's
     own: waiting (no sun), normal, offline, or fault.
     """
+
     serial: str
     time: float
     status: str
@@ -100,9 +120,10 @@ class Reading:
 class BatchResult:
     """The outcome of one latest-data call: readings by serial, devices reported offline, and
     devices the brand does not know (or answered unreadably for)."""
+
     readings: dict = field(default_factory=dict)
     offline: set = field(default_factory=set)
-    failed: dict = field(default_factory=dict)   # serial -> BrandError
+    failed: dict = field(default_factory=dict)  # serial -> BrandError
 
 
 class BrandAdapter:
@@ -124,8 +145,14 @@ class BrandAdapter:
     #: real API is at a host's root and the mock serves it under a prefix
     root_prefixes: tuple[str, ...] = ("",)
 
-    def __init__(self, base_url: str, credentials: dict, policy: DestinationPolicy, timeout_s: float = 10.0,
-                 on_credentials_changed: Callable[[dict], None] | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        credentials: dict,
+        policy: DestinationPolicy,
+        timeout_s: float = 10.0,
+        on_credentials_changed: Callable[[dict], None] | None = None,
+    ):
         self.credentials = credentials
         self.on_credentials_changed = on_credentials_changed
         self.timeout_s = timeout_s
@@ -193,13 +220,20 @@ class BrandAdapter:
 
     def _json(self, response: requests.Response):
         if response.status_code >= 500:
-            raise BrandError(SERVER_ERROR, f"{self.name} answered HTTP {response.status_code}",
-                             status=response.status_code, retry_after_s=retry_after(response))
+            raise BrandError(
+                SERVER_ERROR,
+                f"{self.name} answered HTTP {response.status_code}",
+                status=response.status_code,
+                retry_after_s=retry_after(response),
+            )
         try:
             return response.json()
         except ValueError:
-            raise BrandError(BAD_REPLY, f"{self.name} answered HTTP {response.status_code} with a body that is "
-                             "not JSON", status=response.status_code) from None
+            raise BrandError(
+                BAD_REPLY,
+                f"{self.name} answered HTTP {response.status_code} with a body that is not JSON",
+                status=response.status_code,
+            ) from None
 
 
 def retry_after(response: requests.Response) -> float | None:

@@ -11,6 +11,7 @@ lease handover: a worker restarted at 15:00 continues the day's count instead of
 
 Times are the poll clock's epoch seconds (actors/schedule.py), which is real time outside benchmarks.
 """
+
 from __future__ import annotations
 
 import math
@@ -66,8 +67,8 @@ return 0
 
 @dataclass(frozen=True)
 class Refusal:
-    window: str        # the window's name
-    wait_s: float      # until the window would admit the call
+    window: str  # the window's name
+    wait_s: float  # until the window would admit the call
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,9 @@ class QuotaBudget:
         pipe = self.redis.pipeline(transaction=False)
         indexes = [i for i, w in enumerate(self.quota.windows) if w.calendar]
         for index in indexes:
-            pipe.hgetall(quota_calendar(self.connection_id, index, int(period_bounds(self.quota.windows[index],
-                                                                                        now)[0])))
+            pipe.hgetall(
+                quota_calendar(self.connection_id, index, int(period_bounds(self.quota.windows[index], now)[0]))
+            )
         used: dict[tuple[int, str], int] = {}
         for index, values in zip(indexes, pipe.execute()):
             for field, value in values.items():
@@ -167,8 +169,10 @@ class QuotaBudget:
     def record_throttle(self, now: float, reason: str, paused_until: float) -> None:
         key = quota_state(self.connection_id)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(key, mapping={"throttled_at": repr(now), "throttled_reason": reason[:500],
-                                "paused_until": repr(paused_until)})
+        pipe.hset(
+            key,
+            mapping={"throttled_at": repr(now), "throttled_reason": reason[:500], "paused_until": repr(paused_until)},
+        )
         pipe.hincrby(key, "throttled_count", 1)
         pipe.expire(key, 31 * 86400)
         pipe.execute()
@@ -181,9 +185,12 @@ class QuotaBudget:
         raw = {_text(k): _text(v) for k, v in self.redis.hgetall(quota_state(self.connection_id)).items()}
         if not raw:
             return {"throttled_at": None, "throttled_reason": None, "throttled_count": 0, "paused_until": None}
-        return {"throttled_at": _number(raw.get("throttled_at")), "throttled_reason": raw.get("throttled_reason"),
-                "throttled_count": int(raw.get("throttled_count") or 0),
-                "paused_until": _number(raw.get("paused_until"))}
+        return {
+            "throttled_at": _number(raw.get("throttled_at")),
+            "throttled_reason": raw.get("throttled_reason"),
+            "throttled_count": int(raw.get("throttled_count") or 0),
+            "paused_until": _number(raw.get("paused_until")),
+        }
 
 
 def _text(value: bytes | str) -> str:

@@ -5,6 +5,7 @@ minutes against the mock's accelerated clock, and tests run the brands' real quo
 fast profile (POLL_CLOCK_SPEED, POLL_CLOCK_ANCHOR in models/settings.py). Both processes need it: the
 pollers to schedule, the web process to plan and show a connection's budget.
 """
+
 from __future__ import annotations
 
 import time
@@ -32,6 +33,7 @@ class WallClock:
 class ScaledClock:
     """Runs `speed` times faster than real time from `anchor` (epoch seconds): at real time `anchor` it reads
     `anchor`. With the mock's start time as anchor and its `--speed`, it reads the mock's simulated time."""
+
     anchor: float
     speed: float
 

@@ -13,18 +13,31 @@ the system summary (production, energy, battery power), plus the battery telemet
 system with batteries. Plans limit calls per API key per minute and per calendar month; a 429 has no
 Retry-After.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import requests
 
-from models.brands.base import (AUTH, BAD_REPLY, RATE_LIMITED, UNKNOWN_DEVICE, BatchResult, BrandAdapter, BrandError,
-                                Device, PolledDevice, Reading, number, retry_after)
+from models.brands.base import (
+    AUTH,
+    BAD_REPLY,
+    RATE_LIMITED,
+    UNKNOWN_DEVICE,
+    BatchResult,
+    BrandAdapter,
+    BrandError,
+    Device,
+    PolledDevice,
+    Reading,
+    number,
+    retry_after,
+)
 from models.brands.quota import MINUTE, MONTH, Quota, Window
 
 log = logging.getLogger(__name__)
@@ -35,22 +48,30 @@ PAGE_SIZE = 100
 BATTERY_GROUPS = ("encharges", "acbs")
 # "latest" is the poller's call: a system's summary, plus its battery telemetry when it has a battery.
 API_ENDPOINTS = ("systems", "devices", "summary", "battery", "latest")
-REFRESH_MARGIN_S = 300.0          # refresh when 5 minutes (or 10% of a shorter lifetime) remain
+REFRESH_MARGIN_S = 300.0  # refresh when 5 minutes (or 10% of a shorter lifetime) remain
 REFRESH_MARGIN_SHARE = 0.1
 
 
 def plan_quota(per_minute: int, per_month: int) -> Quota:
     """A plan's limits: per API key, all API calls together, a rolling minute and a calendar month (UTC).
     Token refreshes go to the OAuth endpoint and are not API calls."""
-    return Quota(windows=(Window("per minute per API key", per_minute, MINUTE, endpoints=API_ENDPOINTS),
-                          Window("monthly per API key", per_month, MONTH, endpoints=API_ENDPOINTS, calendar=True)),
-                 throttle_signals=("HTTP 429 (no Retry-After)",),
-                 requests_per_latest={group: 2 for group in BATTERY_GROUPS})
+    return Quota(
+        windows=(
+            Window("per minute per API key", per_minute, MINUTE, endpoints=API_ENDPOINTS),
+            Window("monthly per API key", per_month, MONTH, endpoints=API_ENDPOINTS, calendar=True),
+        ),
+        throttle_signals=("HTTP 429 (no Retry-After)",),
+        requests_per_latest={group: 2 for group in BATTERY_GROUPS},
+    )
 
 
 # The developer plans' documented limits; "demo" is the mock's fast profile, for `make run` and tests.
-PLANS = {"watt": plan_quota(10, 1_000), "kilowatt": plan_quota(50, 50_000), "megawatt": plan_quota(100, 300_000),
-         "demo": plan_quota(600, 10_000_000)}
+PLANS = {
+    "watt": plan_quota(10, 1_000),
+    "kilowatt": plan_quota(50, 50_000),
+    "megawatt": plan_quota(100, 300_000),
+    "demo": plan_quota(600, 10_000_000),
+}
 DEFAULT_PLAN = "watt"
 
 SYSTEM_STATUS = {"normal": "normal", "storage_idle": "normal", "comm": "offline"}
@@ -59,15 +80,21 @@ SYSTEM_STATUS = {"normal": "normal", "storage_idle": "normal", "comm": "offline"
 class EnphaseAdapter(BrandAdapter):
     name = "enphase"
     credential_fields = ("client_id", "client_secret", "api_key", "refresh_token")
-    credential_options = {"plan": tuple(PLANS)}   # first value is the default
+    credential_options = {"plan": tuple(PLANS)}  # first value is the default
     batch_size = 1
     settings_prefix = "enphase"
     quota = PLANS[DEFAULT_PLAN]
     paths = (API, TOKEN_PATH)
     root_prefixes = ("", "/enphase")
 
-    def __init__(self, base_url: str, credentials: dict, policy, timeout_s: float = 10.0,
-                 on_credentials_changed: Callable[[dict], None] | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        credentials: dict,
+        policy,
+        timeout_s: float = 10.0,
+        on_credentials_changed: Callable[[dict], None] | None = None,
+    ):
         super().__init__(base_url, dict(credentials), policy, timeout_s, on_credentials_changed)
         self.quota = self.quota_for(self.credentials)
         # One refresh at a time: concurrent calls wait for it and then use its token (a refresh token works once).
@@ -100,27 +127,43 @@ class EnphaseAdapter(BrandAdapter):
 
     def _refresh(self) -> None:
         creds = self.credentials
-        response = self._send("POST", TOKEN_PATH, params={"grant_type": "refresh_token",
-                                                          "refresh_token": creds["refresh_token"]},
-                              auth=(creds["client_id"], creds["client_secret"]))
+        response = self._send(
+            "POST",
+            TOKEN_PATH,
+            params={"grant_type": "refresh_token", "refresh_token": creds["refresh_token"]},
+            auth=(creds["client_id"], creds["client_secret"]),
+        )
         body = self._json(response)
         if response.status_code == 429:
-            raise BrandError(RATE_LIMITED, "enphase token refresh: too many requests", status=429,
-                             retry_after_s=retry_after(response))
+            raise BrandError(
+                RATE_LIMITED,
+                "enphase token refresh: too many requests",
+                status=429,
+                retry_after_s=retry_after(response),
+            )
         error = body if isinstance(body, dict) else {}
         if response.status_code in (400, 401):  # unauthorized client, or invalid_grant: refresh token spent/expired
             described = error.get("error_description") or f"HTTP {response.status_code}"
-            raise BrandError(AUTH, f"enphase token refresh refused: {described} (the homeowner may need to "
-                             "authorize the application again)", status=response.status_code,
-                             brand_code=error.get("error"))
+            raise BrandError(
+                AUTH,
+                f"enphase token refresh refused: {described} (the homeowner may need to "
+                "authorize the application again)",
+                status=response.status_code,
+                brand_code=error.get("error"),
+            )
         if response.status_code != 200:
-            raise BrandError(BAD_REPLY, f"enphase token refresh: HTTP {response.status_code}",
-                             status=response.status_code)
+            raise BrandError(
+                BAD_REPLY, f"enphase token refresh: HTTP {response.status_code}", status=response.status_code
+            )
         expires_in = number(error.get("expires_in"))
         if not error.get("access_token") or not error.get("refresh_token") or not expires_in:
             raise BrandError(BAD_REPLY, "enphase token refresh: reply without access_token, refresh_token, expires_in")
-        creds.update(access_token=body["access_token"], refresh_token=body["refresh_token"],
-                     access_expires_at=round(time.time() + expires_in, 3), access_lifetime_s=expires_in)
+        creds.update(
+            access_token=body["access_token"],
+            refresh_token=body["refresh_token"],
+            access_expires_at=round(time.time() + expires_in, 3),
+            access_lifetime_s=expires_in,
+        )
         log.info("enphase: access token refreshed for client %s, valid %.0f s", creds["client_id"], expires_in)
         self.credentials_changed()
 
@@ -128,7 +171,7 @@ class EnphaseAdapter(BrandAdapter):
     def _get(self, path: str, params: dict | None = None):
         token = self._access_token()
         response = self._call(path, token, params)
-        if response.status_code == 401:   # expired or revoked early: one refresh, one retry
+        if response.status_code == 401:  # expired or revoked early: one refresh, one retry
             self._refresh_after_401(token)
             response = self._call(path, self.credentials["access_token"], params)
         body = self._json(response)
@@ -145,8 +188,12 @@ class EnphaseAdapter(BrandAdapter):
         raise BrandError(BAD_REPLY, message, status=response.status_code)
 
     def _call(self, path: str, token: str, params: dict | None) -> requests.Response:
-        return self._send("GET", API + path, params={**(params or {}), "key": self.credentials["api_key"]},
-                          headers={"Authorization": f"Bearer {token}"})
+        return self._send(
+            "GET",
+            API + path,
+            params={**(params or {}), "key": self.credentials["api_key"]},
+            headers={"Authorization": f"Bearer {token}"},
+        )
 
     # -- the interface -----------------------------------------------------------------------------
     def list_devices(self) -> dict[str, Device]:
@@ -161,8 +208,13 @@ class EnphaseAdapter(BrandAdapter):
             for row in rows:
                 if isinstance(row, dict) and row.get("system_id") is not None:
                     serial = str(row["system_id"])
-                    systems[serial] = Device(serial=serial, device_type="", model=row.get("name"), plant_id=serial,
-                                             timezone=row.get("timezone") or None)
+                    systems[serial] = Device(
+                        serial=serial,
+                        device_type="",
+                        model=row.get("name"),
+                        plant_id=serial,
+                        timezone=row.get("timezone") or None,
+                    )
             if not rows or page * PAGE_SIZE >= (number(body.get("total")) or 0):
                 return systems
             page += 1
@@ -228,7 +280,13 @@ def normalise(device: PolledDevice, summary: dict, soc: float | None) -> Reading
     charge, discharge = number(summary.get("battery_charge_w")), number(summary.get("battery_discharge_w"))
     battery = None if charge is None and discharge is None else (charge or 0.0) - (discharge or 0.0)
     return Reading(
-        serial=device.serial, time=float(number(summary["last_report_at"])), status=status,
-        pv_power_w=power, ac_power_w=power,  # microinverters: production is AC at the panel
-        battery_power_w=battery, battery_soc_pct=soc,
-        energy_today_wh=number(summary.get("energy_today")), energy_total_wh=number(summary.get("energy_lifetime")))
+        serial=device.serial,
+        time=float(number(summary["last_report_at"])),
+        status=status,
+        pv_power_w=power,
+        ac_power_w=power,  # microinverters: production is AC at the panel
+        battery_power_w=battery,
+        battery_soc_pct=soc,
+        energy_today_wh=number(summary.get("energy_today")),
+        energy_total_wh=number(summary.get("energy_lifetime")),
+    )

@@ -8,12 +8,24 @@ Replies are HTTP 200 `{"success", "failCode", "data", "params", "message"}`, thr
 devIds of one devTypeId; the device list maps one to the other. Real-time data carries no time of its own:
 a reading's time is the reply's `params.currentTime` (UTC, ms).
 """
+
 from __future__ import annotations
 
 import time
 
-from models.brands.base import (AUTH, BAD_REPLY, RATE_LIMITED, UNKNOWN_DEVICE, BatchResult, BrandAdapter, BrandError,
-                                Device, PolledDevice, Reading, number)
+from models.brands.base import (
+    AUTH,
+    BAD_REPLY,
+    RATE_LIMITED,
+    UNKNOWN_DEVICE,
+    BatchResult,
+    BrandAdapter,
+    BrandError,
+    Device,
+    PolledDevice,
+    Reading,
+    number,
+)
 from models.brands.quota import DAY, MINUTE, Bulk, Quota, Window
 
 PREFIX = "/thirdData"
@@ -28,7 +40,7 @@ FREQUENCY_TOO_HIGH = 407
 LOGIN_INVALID = 20400
 NOT_AUTHORIZED_BY_OWNER = 20056
 
-INVERTER_TYPES = ("1", "38")   # string inverter, residential inverter
+INVERTER_TYPES = ("1", "38")  # string inverter, residential inverter
 BATTERY_TYPE = "39"
 METER_TYPE = "47"
 GRID_CONNECTED = range(512, 515)  # inverter_state: grid-connected, power-limited, self-derating
@@ -43,12 +55,14 @@ class FusionSolarAdapter(BrandAdapter):
     paths = (PREFIX,)
     root_prefixes = ("", "/fusionsolar")
     quota = Quota(
-        windows=(Window("plant list per user per day", 25, DAY, scope="key", endpoints=("sites",)),
-                 Window("device list per user per day", 25, DAY, scope="key", endpoints=("devices",)),
-                 Window("real-time device data per device type", 1, 5 * MINUTE, scope="batch",
-                        endpoints=("latest",))),
+        windows=(
+            Window("plant list per user per day", 25, DAY, scope="key", endpoints=("sites",)),
+            Window("device list per user per day", 25, DAY, scope="key", endpoints=("devices",)),
+            Window("real-time device data per device type", 1, 5 * MINUTE, scope="batch", endpoints=("latest",)),
+        ),
         bulk=(Bulk("latest", 100, per="device", charge="once"), Bulk("devices", 100, per="site", charge="once")),
-        throttle_signals=("failCode 407",))
+        throttle_signals=("failCode 407",),
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -70,8 +84,9 @@ class FusionSolarAdapter(BrandAdapter):
 
     def _login(self) -> None:
         self._token = None
-        response, reply = self._post("login", {"userName": self.credentials["user_name"],
-                                               "systemCode": self.credentials["system_code"]})
+        response, reply = self._post(
+            "login", {"userName": self.credentials["user_name"], "systemCode": self.credentials["system_code"]}
+        )
         self._check("login", reply)
         token = response.headers.get("xsrf-token") or self.session.cookies.get("XSRF-TOKEN")
         if not token:
@@ -117,7 +132,7 @@ class FusionSolarAdapter(BrandAdapter):
     def list_devices(self) -> dict[str, Device]:
         codes, devices = self._plant_codes(), {}
         for start in range(0, len(codes), MAX_STATIONS):
-            rows, _ = self._call("getDevList", {"stationCodes": ",".join(codes[start:start + MAX_STATIONS])})
+            rows, _ = self._call("getDevList", {"stationCodes": ",".join(codes[start : start + MAX_STATIONS])})
             if not isinstance(rows, list):
                 raise BrandError(BAD_REPLY, "fusionsolar getDevList: reply without a device list")
             for row in rows:
@@ -127,9 +142,12 @@ class FusionSolarAdapter(BrandAdapter):
                     self._dev_ids[row["esnCode"]] = int(row["id"])
                 except (KeyError, TypeError, ValueError):
                     continue
-                devices[row["esnCode"]] = Device(serial=row["esnCode"], device_type=str(row["devTypeId"]),
-                                                 model=row.get("model") or row.get("invType"),
-                                                 plant_id=row.get("stationCode"))
+                devices[row["esnCode"]] = Device(
+                    serial=row["esnCode"],
+                    device_type=str(row["devTypeId"]),
+                    model=row.get("model") or row.get("invType"),
+                    plant_id=row.get("stationCode"),
+                )
         self._listed_at = time.monotonic()
         return devices
 
@@ -143,7 +161,8 @@ class FusionSolarAdapter(BrandAdapter):
                 by_id[self._dev_ids[device.serial]] = device
             else:
                 result.failed[device.serial] = BrandError(
-                    UNKNOWN_DEVICE, f"fusionsolar: no device with SN {device.serial!r} in the device list")
+                    UNKNOWN_DEVICE, f"fusionsolar: no device with SN {device.serial!r} in the device list"
+                )
         if not by_id:
             return result
         device_type = devices[0].device_type
@@ -152,8 +171,9 @@ class FusionSolarAdapter(BrandAdapter):
         except ValueError:
             raise BrandError(BAD_REPLY, f"fusionsolar: device type {device_type!r} is not a devTypeId") from None
         rows, reply = self._call("getDevRealKpi", {"devIds": ",".join(map(str, by_id)), "devTypeId": type_id})
-        current = number((reply.get("params") or {}).get("currentTime")) if isinstance(reply.get("params"), dict) \
-            else None
+        current = (
+            number((reply.get("params") or {}).get("currentTime")) if isinstance(reply.get("params"), dict) else None
+        )
         if not isinstance(rows, list) or current is None:
             raise BrandError(BAD_REPLY, "fusionsolar getDevRealKpi: reply without data or params.currentTime")
         for row in rows:
@@ -171,7 +191,8 @@ class FusionSolarAdapter(BrandAdapter):
                 result.readings[device.serial] = reading
         for device in by_id.values():  # the brand answers for the devIds of that devTypeId it knows
             result.failed[device.serial] = BrandError(
-                UNKNOWN_DEVICE, f"fusionsolar: no real-time data for {device.serial} as devTypeId {device_type}")
+                UNKNOWN_DEVICE, f"fusionsolar: no real-time data for {device.serial} as devTypeId {device_type}"
+            )
         return result
 
 
@@ -197,23 +218,43 @@ def normalise(device: PolledDevice, items, at: float) -> Reading:
     kind = device.device_type
     if kind in INVERTER_TYPES:
         state = number(items.get("inverter_state"))
-        status = ("normal" if state in GRID_CONNECTED else
-                  "waiting" if state == STANDBY_NO_IRRADIATION or (state is not None and state < 512) else "fault")
-        return Reading(serial=device.serial, time=at, status=status, pv_power_w=_kilo(items.get("mppt_power")),
-                       ac_power_w=_kilo(items.get("active_power")), energy_today_wh=_kilo(items.get("day_cap")),
-                       energy_total_wh=_kilo(items.get("total_cap")), temperature_c=number(items.get("temperature")))
+        status = (
+            "normal"
+            if state in GRID_CONNECTED
+            else "waiting"
+            if state == STANDBY_NO_IRRADIATION or (state is not None and state < 512)
+            else "fault"
+        )
+        return Reading(
+            serial=device.serial,
+            time=at,
+            status=status,
+            pv_power_w=_kilo(items.get("mppt_power")),
+            ac_power_w=_kilo(items.get("active_power")),
+            energy_today_wh=_kilo(items.get("day_cap")),
+            energy_total_wh=_kilo(items.get("total_cap")),
+            temperature_c=number(items.get("temperature")),
+        )
     if kind == BATTERY_TYPE:
         state = number(items.get("battery_status"))
         status = {0: "offline", 3: "fault"}.get(state, "normal")
-        return Reading(serial=device.serial, time=at, status=status,
-                       battery_power_w=number(items.get("ch_discharge_power")),
-                       battery_soc_pct=number(items.get("battery_soc")),
-                       battery_voltage_v=number(items.get("busbar_u")))
+        return Reading(
+            serial=device.serial,
+            time=at,
+            status=status,
+            battery_power_w=number(items.get("ch_discharge_power")),
+            battery_soc_pct=number(items.get("battery_soc")),
+            battery_voltage_v=number(items.get("busbar_u")),
+        )
     if kind == METER_TYPE:
         power = number(items.get("active_power"))
         status = "offline" if number(items.get("meter_status")) == 0 else "normal"
-        return Reading(serial=device.serial, time=at, status=status,
-                       grid_export_w=None if power is None else max(power, 0.0),
-                       grid_import_w=None if power is None else max(-power, 0.0))
+        return Reading(
+            serial=device.serial,
+            time=at,
+            status=status,
+            grid_export_w=None if power is None else max(power, 0.0),
+            grid_import_w=None if power is None else max(-power, 0.0),
+        )
     # Other device types still say whether they run.
     return Reading(serial=device.serial, time=at, status="normal")

@@ -5,13 +5,24 @@ The device list is per plant: the plant list (with each plant's time zone) first
 plant. Device types are the numeric codes the v1 device list reports (1 inv, 2 storage, 5 sph/mix, 7 min/tlx);
 their latest-data rows use the same field names as v4's queryLastData, so v4's per-type tables read them.
 """
+
 from __future__ import annotations
 
 import math
 
 from models.brands import growatt_v4
-from models.brands.base import (AUTH, BAD_REPLY, RATE_LIMITED, UNKNOWN_DEVICE, BatchResult, BrandAdapter, BrandError,
-                                Device, PolledDevice, number)
+from models.brands.base import (
+    AUTH,
+    BAD_REPLY,
+    RATE_LIMITED,
+    UNKNOWN_DEVICE,
+    BatchResult,
+    BrandAdapter,
+    BrandError,
+    Device,
+    PolledDevice,
+    number,
+)
 from models.brands.quota import MINUTE, SECOND, Quota, Window
 
 PREFIX = "/v1"
@@ -19,7 +30,7 @@ PAGE_SIZE = 100
 
 OK = 0
 SYSTEM_ERROR = 10001
-NOT_FOUND = 10002   # plant or device does not exist
+NOT_FOUND = 10002  # plant or device does not exist
 PARAMETER_ERROR = 10003
 PERMISSION_DENIED = 10011
 FREQUENTLY_ACCESS = 10012
@@ -40,11 +51,14 @@ class GrowattV1Adapter(BrandAdapter):
     settings_prefix = "growatt_v1"
     paths = (PREFIX,)
     quota = Quota(
-        windows=(Window("latest data per device", 1, 5 * MINUTE, scope="device", endpoints=("latest",)),
-                 Window("latest data per key", 10, SECOND, scope="endpoint", endpoints=("latest",)),
-                 Window("plant list per key", 1, 5 * SECOND, scope="endpoint", endpoints=("sites",)),
-                 Window("device list per key", 1, 5 * SECOND, scope="endpoint", endpoints=("devices",))),
-        throttle_signals=("error_code 10012",))
+        windows=(
+            Window("latest data per device", 1, 5 * MINUTE, scope="device", endpoints=("latest",)),
+            Window("latest data per key", 10, SECOND, scope="endpoint", endpoints=("latest",)),
+            Window("plant list per key", 1, 5 * SECOND, scope="endpoint", endpoints=("sites",)),
+            Window("device list per key", 1, 5 * SECOND, scope="endpoint", endpoints=("devices",)),
+        ),
+        throttle_signals=("error_code 10012",),
+    )
 
     def _call(self, method: str, path: str, what: str, **kwargs):
         response = self._send(method, f"{PREFIX}/{path}", headers={"token": self.credentials["token"]}, **kwargs)
@@ -87,8 +101,13 @@ class GrowattV1Adapter(BrandAdapter):
             for row in self._pages("device/list", "devices", {"plant_id": plant_id}):
                 serial, code = row.get("device_sn"), row.get("type")
                 if serial and code is not None:
-                    devices[serial] = Device(serial=serial, device_type=str(code), model=row.get("model"),
-                                             plant_id=str(plant_id), timezone=zone)
+                    devices[serial] = Device(
+                        serial=serial,
+                        device_type=str(code),
+                        model=row.get("model"),
+                        plant_id=str(plant_id),
+                        timezone=zone,
+                    )
         return devices
 
     def fetch_latest(self, devices: list[PolledDevice]) -> BatchResult:
@@ -97,7 +116,8 @@ class GrowattV1Adapter(BrandAdapter):
             route = ROUTES.get(device.device_type)
             if route is None:
                 result.failed[device.serial] = BrandError(
-                    BAD_REPLY, f"growatt_v1: no latest-data route for device type {device.device_type!r}")
+                    BAD_REPLY, f"growatt_v1: no latest-data route for device type {device.device_type!r}"
+                )
                 continue
             path, field_name, table = route
             try:

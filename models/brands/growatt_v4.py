@@ -4,14 +4,28 @@
 Field names differ per device type (see FIELDS); a batch must share one deviceType. Time is the plant's
 local wall time without an offset, so it is read in the inverter's time zone (UTC if not given).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from models.brands.base import (AUTH, BAD_REPLY, OFFLINE, RATE_LIMITED, UNKNOWN_DEVICE, BatchResult, BrandAdapter,
-                                BrandError, Device, PolledDevice, Reading, number, parse_local)
+from models.brands.base import (
+    AUTH,
+    BAD_REPLY,
+    OFFLINE,
+    RATE_LIMITED,
+    UNKNOWN_DEVICE,
+    BatchResult,
+    BrandAdapter,
+    BrandError,
+    Device,
+    PolledDevice,
+    Reading,
+    number,
+    parse_local,
+)
 from models.brands.quota import Bulk, Quota, Window
 
 log = logging.getLogger(__name__)
@@ -33,15 +47,44 @@ STATUS = {0: "waiting", 1: "normal", -1: "offline"}
 # preference; energies are kWh at the brand and Wh here.
 FIELDS = {
     "inv": {"ac": "pac", "today": "powerToday", "total": "powerTotal", "temp": "temperature"},
-    "storage": {"ac": "outPutPower", "load": "outPutPower", "import": "pAcInPut", "export": "pacToGridTotal",
-                "charge": "pCharge", "discharge": "pDischarge", "soc": ("capacity",), "vbat": "vBat",
-                "today": "epvToday", "total": "epvTotal", "temp": "invTemperature"},
-    "sph": {"ac": "pac", "load": "pLocalLoad", "import": "pacToUserTotal", "export": "pacToGridTotal",
-            "charge": "pcharge1", "discharge": "pdischarge1", "soc": ("soc", "bmsSOC"), "vbat": "vbat",
-            "today": "epvToday", "total": "epvTotal", "temp": "temp1"},
-    "min": {"ac": "pac", "load": "pLocalLoadTotal", "import": "pacToUserTotal", "export": "pacToGridTotal",
-            "charge": "bdc1ChargePower", "discharge": "bdc1DischargePower", "soc": ("bdc1Soc", "bmsSoc"),
-            "today": "epvToday", "total": "epvTotal", "temp": "temp1"},
+    "storage": {
+        "ac": "outPutPower",
+        "load": "outPutPower",
+        "import": "pAcInPut",
+        "export": "pacToGridTotal",
+        "charge": "pCharge",
+        "discharge": "pDischarge",
+        "soc": ("capacity",),
+        "vbat": "vBat",
+        "today": "epvToday",
+        "total": "epvTotal",
+        "temp": "invTemperature",
+    },
+    "sph": {
+        "ac": "pac",
+        "load": "pLocalLoad",
+        "import": "pacToUserTotal",
+        "export": "pacToGridTotal",
+        "charge": "pcharge1",
+        "discharge": "pdischarge1",
+        "soc": ("soc", "bmsSOC"),
+        "vbat": "vbat",
+        "today": "epvToday",
+        "total": "epvTotal",
+        "temp": "temp1",
+    },
+    "min": {
+        "ac": "pac",
+        "load": "pLocalLoadTotal",
+        "import": "pacToUserTotal",
+        "export": "pacToGridTotal",
+        "charge": "bdc1ChargePower",
+        "discharge": "bdc1DischargePower",
+        "soc": ("bdc1Soc", "bmsSoc"),
+        "today": "epvToday",
+        "total": "epvTotal",
+        "temp": "temp1",
+    },
 }
 # Types we have no specific table for still give PV, AC, energy and temperature where present.
 GENERIC = {"ac": "pac", "today": "epvToday", "total": "epvTotal", "temp": "temperature"}
@@ -56,11 +99,15 @@ class GrowattV4Adapter(BrandAdapter):
     # Growatt's documented v4 limits, as the mock's "real" profile enforces them (mock_inverter/ratelimit.py):
     # queryLastData once per 5 s per token and once per device per 5 minutes (a batch of up to 100 serials of
     # one type is one call, and each serial in it uses its device interval); the device list once per 5 s.
-    quota = Quota(windows=(Window("queryLastData per token", 1, 5.0, scope="endpoint", endpoints=("latest",)),
-                           Window("queryLastData per device", 1, 300.0, scope="device", endpoints=("latest",)),
-                           Window("queryDeviceList per token", 1, 5.0, scope="endpoint", endpoints=("devices",))),
-                  bulk=(Bulk("latest", size=100, per="device", charge="once"),),
-                  throttle_signals=("code 100 ACCESS_FREQUENCY_LIMIT", "code 102 DEVICE_ACCESS_FREQUENCY_LIMIT"))
+    quota = Quota(
+        windows=(
+            Window("queryLastData per token", 1, 5.0, scope="endpoint", endpoints=("latest",)),
+            Window("queryLastData per device", 1, 300.0, scope="device", endpoints=("latest",)),
+            Window("queryDeviceList per token", 1, 5.0, scope="endpoint", endpoints=("devices",)),
+        ),
+        bulk=(Bulk("latest", size=100, per="device", charge="once"),),
+        throttle_signals=("code 100 ACCESS_FREQUENCY_LIMIT", "code 102 DEVICE_ACCESS_FREQUENCY_LIMIT"),
+    )
 
     @staticmethod
     def batch_key(device: PolledDevice) -> str:
@@ -98,14 +145,19 @@ class GrowattV4Adapter(BrandAdapter):
             for row in rows:
                 if isinstance(row, dict) and row.get("deviceSn") and row.get("deviceType"):
                     plant = row.get("plantId")
-                    devices[row["deviceSn"]] = Device(serial=row["deviceSn"], device_type=str(row["deviceType"]),
-                                                      plant_id=None if plant is None else str(plant))
+                    devices[row["deviceSn"]] = Device(
+                        serial=row["deviceSn"],
+                        device_type=str(row["deviceType"]),
+                        plant_id=None if plant is None else str(plant),
+                    )
             if not rows or page * PAGE_SIZE >= (number(data.get("count")) or 0):
                 break
             page += 1
         zones = self._plant_timezones() if any(d.plant_id is not None for d in devices.values()) else {}
-        return {serial: dataclasses.replace(device, timezone=zones[device.plant_id]) if device.plant_id in zones
-                else device for serial, device in devices.items()}
+        return {
+            serial: dataclasses.replace(device, timezone=zones[device.plant_id]) if device.plant_id in zones else device
+            for serial, device in devices.items()
+        }
 
     def _plant_timezones(self) -> dict[str, str]:
         """Plant time zones from the v1 plant list, served on the same host with the same token.
@@ -114,8 +166,12 @@ class GrowattV4Adapter(BrandAdapter):
         without this a reading would be read as UTC and be off by the plant's offset.
         """
         try:
-            response = self._send("GET", "/v1/plant/list", params={"page": 1, "perpage": 200},
-                                  headers={"token": self.credentials["token"]})
+            response = self._send(
+                "GET",
+                "/v1/plant/list",
+                params={"page": 1, "perpage": 200},
+                headers={"token": self.credentials["token"]},
+            )
             body = self._json(response)
         except BrandError as exc:
             log.warning("growatt_v4: no plant time zones from /v1/plant/list (%s); reading times as UTC", exc)
@@ -135,7 +191,7 @@ class GrowattV4Adapter(BrandAdapter):
         try:
             data = self._post("queryLastData", {"deviceType": device_type, "deviceSn": ",".join(by_serial)})
         except BrandError as exc:
-            if exc.kind == OFFLINE:         # every serial of the batch is offline
+            if exc.kind == OFFLINE:  # every serial of the batch is offline
                 result.offline.update(by_serial)
                 return result
             if exc.kind == UNKNOWN_DEVICE:  # the brand names the serials it does not know
@@ -200,9 +256,18 @@ def normalise(device: PolledDevice, row: dict) -> Reading:
     except (TypeError, ValueError):
         raw_status = None
     return Reading(
-        serial=device.serial, time=at, status=STATUS.get(raw_status, "fault"),
-        pv_power_w=number(row.get("ppv")), ac_power_w=value("ac"), load_power_w=value("load"),
-        grid_import_w=value("import"), grid_export_w=value("export"), battery_power_w=battery,
-        battery_soc_pct=soc, battery_voltage_v=value("vbat"),
-        energy_today_wh=_kwh_to_wh(row.get(fields["today"])), energy_total_wh=_kwh_to_wh(row.get(fields["total"])),
-        temperature_c=value("temp"))
+        serial=device.serial,
+        time=at,
+        status=STATUS.get(raw_status, "fault"),
+        pv_power_w=number(row.get("ppv")),
+        ac_power_w=value("ac"),
+        load_power_w=value("load"),
+        grid_import_w=value("import"),
+        grid_export_w=value("export"),
+        battery_power_w=battery,
+        battery_soc_pct=soc,
+        battery_voltage_v=value("vbat"),
+        energy_today_wh=_kwh_to_wh(row.get(fields["today"])),
+        energy_total_wh=_kwh_to_wh(row.get(fields["total"])),
+        temperature_c=value("temp"),
+    )

@@ -20,6 +20,7 @@ Rolling windows are widened by `guard_s` (plus 2 % of their period) for clock ji
 brand. The same charging rule (`charges`) is what the budget in Redis (models/brands/budget.py) counts, so
 the plan and the gate agree on what a call costs.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,8 @@ CALENDAR_GUARD = 1 + 1e-6
 
 @dataclass(frozen=True)
 class PlanDevice:
-    id: str              # the inverter's id
-    site: str            # the brand's site (plant) id, or the serial when the brand has none
+    id: str  # the inverter's id
+    site: str  # the brand's site (plant) id, or the serial when the brand has none
     batch_key: str = ""  # devices with the same key may share a bulk call
     device_type: str = ""  # what quota.requests_per_latest prices
 
@@ -52,26 +53,26 @@ class PlanCall:
     devices: tuple[str, ...]
     sites: tuple[str, ...]
     bulk: bool
-    batch: str = ""      # the devices' batch key: the instance of a "batch" scope window
-    requests: int = 1    # the brand's requests this call sends (quota.requests_per_latest)
+    batch: str = ""  # the devices' batch key: the instance of a "batch" scope window
+    requests: int = 1  # the brand's requests this call sends (quota.requests_per_latest)
 
 
 @dataclass(frozen=True)
 class Charge:
-    window: int          # index into quota.windows
-    instance: str        # "" for the key, the endpoint, the site or the device id
+    window: int  # index into quota.windows
+    instance: str  # "" for the key, the endpoint, the site or the device id
     amount: int
 
 
 @dataclass(frozen=True)
 class Plan:
-    interval_s: float          # every device is polled once per interval
-    min_interval_s: float      # the fastest interval the quota sustains now (what a 422 reports)
+    interval_s: float  # every device is polled once per interval
+    min_interval_s: float  # the fastest interval the quota sustains now (what a 422 reports)
     calls: tuple[PlanCall, ...]
-    binding: str | None        # the window (or "min interval <endpoint>") that sets min_interval_s
+    binding: str | None  # the window (or "min interval <endpoint>") that sets min_interval_s
     valid_until: float | None  # plan again then (a calendar window resets)
     blocked_until: float | None = None  # a calendar budget is spent: nothing may be sent before then
-    min_gap_s: float = 0.0     # between two sends: what the key's rolling windows and the endpoint's gap need
+    min_gap_s: float = 0.0  # between two sends: what the key's rolling windows and the endpoint's gap need
 
     @property
     def devices(self) -> int:
@@ -82,8 +83,9 @@ def latest_bulk(quota: Quota, endpoint: str = LATEST) -> Bulk | None:
     return next((b for b in quota.bulk if b.endpoint == endpoint), None)
 
 
-def group_calls(quota: Quota, devices: Sequence[PlanDevice], batch_size: int = 1,
-                endpoint: str = LATEST) -> tuple[PlanCall, ...]:
+def group_calls(
+    quota: Quota, devices: Sequence[PlanDevice], batch_size: int = 1, endpoint: str = LATEST
+) -> tuple[PlanCall, ...]:
     """One round's calls: a bulk call per batch key carries up to `size` devices (or whole sites), when the
     brand declares a bulk form of the endpoint; otherwise one device per call.
 
@@ -95,8 +97,11 @@ def group_calls(quota: Quota, devices: Sequence[PlanDevice], batch_size: int = 1
     calls: list[PlanCall] = []
     if bulk is None or size == 1:
         for device in sorted(devices, key=lambda d: (d.site, d.id)):
-            calls.append(PlanCall((device.id,), (device.site,), False, device.batch_key,
-                                  quota.requests_for((device.device_type,))))
+            calls.append(
+                PlanCall(
+                    (device.id,), (device.site,), False, device.batch_key, quota.requests_for((device.device_type,))
+                )
+            )
         return _interleave_sites(calls)
     if bulk.charge == "each":
         # Charged per carried unit anyway: smaller lumps fill a key window closer to its limit (a lump of m
@@ -115,16 +120,25 @@ def group_calls(quota: Quota, devices: Sequence[PlanDevice], batch_size: int = 1
             names = list(sites)
             even = math.ceil(len(names) / math.ceil(len(names) / size))  # equal lumps, none above size
             for start in range(0, len(names), even):
-                chunk = names[start:start + even]
+                chunk = names[start : start + even]
                 types = {d.device_type for d in members if d.site in chunk}
-                calls.append(PlanCall(tuple(i for s in chunk for i in sites[s]), tuple(chunk), True, key,
-                                      quota.requests_for(types)))
+                calls.append(
+                    PlanCall(
+                        tuple(i for s in chunk for i in sites[s]), tuple(chunk), True, key, quota.requests_for(types)
+                    )
+                )
         else:
             for start in range(0, len(members), size):
-                chunk_devices = members[start:start + size]
-                calls.append(PlanCall(tuple(d.id for d in chunk_devices),
-                                      tuple(dict.fromkeys(d.site for d in chunk_devices)), True, key,
-                                      quota.requests_for({d.device_type for d in chunk_devices})))
+                chunk_devices = members[start : start + size]
+                calls.append(
+                    PlanCall(
+                        tuple(d.id for d in chunk_devices),
+                        tuple(dict.fromkeys(d.site for d in chunk_devices)),
+                        True,
+                        key,
+                        quota.requests_for({d.device_type for d in chunk_devices}),
+                    )
+                )
     return tuple(calls)
 
 
@@ -200,9 +214,9 @@ def period_bounds(window: Window, now: float) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class _Load:
-    calls: int        # calls charging the instance per round
-    total: int        # units charged per round
-    largest: int      # the largest single charge
+    calls: int  # calls charging the instance per round
+    total: int  # units charged per round
+    largest: int  # the largest single charge
 
 
 def round_load(quota: Quota, calls: Iterable[PlanCall], endpoint: str = LATEST) -> dict[tuple[int, str], _Load]:
@@ -213,9 +227,16 @@ def round_load(quota: Quota, calls: Iterable[PlanCall], endpoint: str = LATEST) 
     return {k: _Load(len(v), sum(v), max(v)) for k, v in load.items()}
 
 
-def plan(quota: Quota, devices: Sequence[PlanDevice], requested_interval_s: float, now: float,
-         used: Mapping[tuple[int, str], int] | None = None, batch_size: int = 1, guard_s: float = 0.0,
-         endpoint: str = LATEST) -> Plan:
+def plan(
+    quota: Quota,
+    devices: Sequence[PlanDevice],
+    requested_interval_s: float,
+    now: float,
+    used: Mapping[tuple[int, str], int] | None = None,
+    batch_size: int = 1,
+    guard_s: float = 0.0,
+    endpoint: str = LATEST,
+) -> Plan:
     """The poll plan for `devices` at `now`.
 
     `used`: calls already counted in the current period of each calendar window, by (window index,
@@ -242,7 +263,9 @@ def plan(quota: Quota, devices: Sequence[PlanDevice], requested_interval_s: floa
             period = window.period_s * CALENDAR_GUARD
             bound(_steady(window, period, load), window.name)
             remaining = window.limit - used.get((index, instance), 0)
-            left = Window(window.name, remaining, (end - now) * CALENDAR_GUARD, window.scope) if remaining >= 1 else None
+            left = (
+                Window(window.name, remaining, (end - now) * CALENDAR_GUARD, window.scope) if remaining >= 1 else None
+            )
             if left is not None and (remaining >= load.total or remaining >= load.largest and keyed):
                 bound(_steady(left, left.period_s, load), window.name)
             else:  # spent until the reset: the first round after it

@@ -18,6 +18,7 @@ connection and the interval its owner asks for into a schedule; nothing else rea
   type it carries ("*": any other type; 1 when absent). Every window counting "latest" is charged that many
   (SolarEdge: power flow and overview; Enphase: a battery system's summary and battery telemetry).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -34,12 +35,12 @@ SCOPES = ("key", "site", "device", "endpoint", "batch")
 
 @dataclass(frozen=True)
 class Window:
-    name: str                      # shown in GET /connections/<id>, e.g. "daily per key"
+    name: str  # shown in GET /connections/<id>, e.g. "daily per key"
     limit: int
     period_s: float
-    scope: str = "key"             # key | site | device | endpoint | batch
+    scope: str = "key"  # key | site | device | endpoint | batch
     endpoints: tuple[str, ...] = ("*",)
-    calendar: bool = False         # resets at the start of the day/month in `timezone` instead of rolling
+    calendar: bool = False  # resets at the start of the day/month in `timezone` instead of rolling
     timezone: str = "UTC"
 
     def __post_init__(self) -> None:
@@ -54,10 +55,10 @@ class Window:
 
 @dataclass(frozen=True)
 class Bulk:
-    endpoint: str                  # the call that carries several sites or devices
-    size: int                      # at most this many in one call
-    per: str = "device"            # site | device: what one call carries
-    charge: str = "each"           # each: every carried site/device is charged; once: the key only
+    endpoint: str  # the call that carries several sites or devices
+    size: int  # at most this many in one call
+    per: str = "device"  # site | device: what one call carries
+    charge: str = "each"  # each: every carried site/device is charged; once: the key only
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,24 @@
 """Sandbox: the mock inverter's clean JSON API (`X-API-Key` header, one device per latest-data call)."""
+
 from __future__ import annotations
 
 from urllib.parse import quote
 
-from models.brands.base import (AUTH, BAD_REPLY, RATE_LIMITED, UNKNOWN_DEVICE, BatchResult, BrandAdapter,
-                                BrandError, Device, PolledDevice, Reading, number, parse_utc, retry_after)
+from models.brands.base import (
+    AUTH,
+    BAD_REPLY,
+    RATE_LIMITED,
+    UNKNOWN_DEVICE,
+    BatchResult,
+    BrandAdapter,
+    BrandError,
+    Device,
+    PolledDevice,
+    Reading,
+    number,
+    parse_utc,
+    retry_after,
+)
 from models.brands.quota import SECOND, Quota, Window
 
 PREFIX = "/sandbox/v1"
@@ -18,10 +32,14 @@ class SandboxAdapter(BrandAdapter):
     paths = (PREFIX,)
     # The mock's documented "real" limits (mock_inverter/README.md, Rate limits): latest data 10 calls per
     # second per key and once per device per 5 minutes; the device list once per 5 s.
-    quota = Quota(windows=(Window("latest data per second per key", 10, SECOND, endpoints=("latest",)),
-                           Window("latest data per device", 1, 300.0, scope="device", endpoints=("latest",)),
-                           Window("device list per key", 1, 5.0, endpoints=("devices",))),
-                  throttle_signals=("HTTP 429",))
+    quota = Quota(
+        windows=(
+            Window("latest data per second per key", 10, SECOND, endpoints=("latest",)),
+            Window("latest data per device", 1, 300.0, scope="device", endpoints=("latest",)),
+            Window("device list per key", 1, 5.0, endpoints=("devices",)),
+        ),
+        throttle_signals=("HTTP 429",),
+    )
 
     def _get(self, path: str):
         response = self._send("GET", PREFIX + path, headers={"X-API-Key": self.credentials["api_key"]})
@@ -30,8 +48,11 @@ class SandboxAdapter(BrandAdapter):
             return body
         error = body.get("error", {}) if isinstance(body, dict) else {}
         code = error.get("code") if isinstance(error, dict) else None
-        message = f"sandbox: {error.get('message') or 'HTTP ' + str(response.status_code)}" \
-            if isinstance(error, dict) else f"sandbox: HTTP {response.status_code}"
+        message = (
+            f"sandbox: {error.get('message') or 'HTTP ' + str(response.status_code)}"
+            if isinstance(error, dict)
+            else f"sandbox: HTTP {response.status_code}"
+        )
         if response.status_code == 429:
             raise BrandError(RATE_LIMITED, message, status=429, brand_code=code, retry_after_s=retry_after(response))
         if response.status_code in (401, 403):
@@ -49,9 +70,13 @@ class SandboxAdapter(BrandAdapter):
         for row in rows:
             if isinstance(row, dict) and row.get("serial") and row.get("type"):
                 plant = row.get("plant_id")
-                devices[row["serial"]] = Device(serial=row["serial"], device_type=str(row["type"]),
-                                                model=row.get("model"), plant_id=None if plant is None else str(plant),
-                                                timezone=row.get("timezone"))
+                devices[row["serial"]] = Device(
+                    serial=row["serial"],
+                    device_type=str(row["type"]),
+                    model=row.get("model"),
+                    plant_id=None if plant is None else str(plant),
+                    timezone=row.get("timezone"),
+                )
         return devices
 
     def fetch_latest(self, devices: list[PolledDevice]) -> BatchResult:
@@ -84,9 +109,17 @@ def normalise(serial: str, body) -> Reading:
     if soc is not None:
         battery = (number(body.get("battery_charge_w")) or 0.0) - (number(body.get("battery_discharge_w")) or 0.0)
     return Reading(
-        serial=serial, time=at, status=str(body.get("status") or "unknown"),
-        pv_power_w=number(body.get("pv_power_w")), ac_power_w=number(body.get("ac_power_w")),
-        load_power_w=number(body.get("load_power_w")), grid_import_w=number(body.get("grid_import_w")),
-        grid_export_w=number(body.get("grid_export_w")), battery_power_w=battery, battery_soc_pct=soc,
-        energy_today_wh=number(body.get("pv_energy_today_wh")), energy_total_wh=number(body.get("pv_energy_total_wh")),
-        temperature_c=number(body.get("temperature_c")))
+        serial=serial,
+        time=at,
+        status=str(body.get("status") or "unknown"),
+        pv_power_w=number(body.get("pv_power_w")),
+        ac_power_w=number(body.get("ac_power_w")),
+        load_power_w=number(body.get("load_power_w")),
+        grid_import_w=number(body.get("grid_import_w")),
+        grid_export_w=number(body.get("grid_export_w")),
+        battery_power_w=battery,
+        battery_soc_pct=soc,
+        energy_today_wh=number(body.get("pv_energy_today_wh")),
+        energy_total_wh=number(body.get("pv_energy_total_wh")),
+        temperature_c=number(body.get("temperature_c")),
+    )

@@ -13,12 +13,26 @@ Limits (the API document's "Usage Limitations"): 300 calls a day per account key
 (site list), 300 a day per site for the others, a bulk call charging each site it names; 3 requests in
 progress per source address; HTTP 429 beyond any of them.
 """
+
 from __future__ import annotations
 
 from urllib.parse import quote
 
-from models.brands.base import (AUTH, BAD_REPLY, RATE_LIMITED, UNKNOWN_DEVICE, BatchResult, BrandAdapter,
-                                BrandError, Device, PolledDevice, Reading, number, parse_local, retry_after)
+from models.brands.base import (
+    AUTH,
+    BAD_REPLY,
+    RATE_LIMITED,
+    UNKNOWN_DEVICE,
+    BatchResult,
+    BrandAdapter,
+    BrandError,
+    Device,
+    PolledDevice,
+    Reading,
+    number,
+    parse_local,
+    retry_after,
+)
 from models.brands.quota import DAY, Bulk, Quota, Window
 
 PREFIX = "/solaredge"
@@ -45,8 +59,10 @@ class SolarEdgeAdapter(BrandAdapter):
     paths = ("/sites", "/site")
     root_prefixes = ("", PREFIX)
     quota = Quota(
-        windows=(Window("daily per key", 300, DAY, scope="key", endpoints=KEY_ENDPOINTS, calendar=True),
-                 Window("daily per site", 300, DAY, scope="site", endpoints=SITE_ENDPOINTS, calendar=True)),
+        windows=(
+            Window("daily per key", 300, DAY, scope="key", endpoints=KEY_ENDPOINTS, calendar=True),
+            Window("daily per site", 300, DAY, scope="site", endpoints=SITE_ENDPOINTS, calendar=True),
+        ),
         concurrency=3,
         # One latest call serves every inverter of a site (batch_key), charged once to the site.
         bulk=(Bulk("overview", 100, per="site", charge="each"), Bulk("latest", 100, per="device", charge="once")),
@@ -86,21 +102,26 @@ class SolarEdgeAdapter(BrandAdapter):
             inventory = self._get(f"/site/{quote(site_id)}/inventory").get("Inventory")
             if not isinstance(inventory, dict):
                 raise BrandError(BAD_REPLY, f"solaredge inventory of site {site_id}: no 'Inventory' object")
-            with_battery = {b.get("connectedInverterSn") for b in inventory.get("batteries") or []
-                            if isinstance(b, dict)}
+            with_battery = {
+                b.get("connectedInverterSn") for b in inventory.get("batteries") or [] if isinstance(b, dict)
+            }
             for inverter in inventory.get("inverters") or []:
                 if not isinstance(inverter, dict) or not inverter.get("SN"):
                     continue
                 serial = f"{site_id}{SEPARATOR}{inverter['SN']}"
-                devices[serial] = Device(serial=serial,
-                                         device_type="storedge" if inverter["SN"] in with_battery else "inverter",
-                                         model=inverter.get("model"), plant_id=site_id, timezone=zone)
+                devices[serial] = Device(
+                    serial=serial,
+                    device_type="storedge" if inverter["SN"] in with_battery else "inverter",
+                    model=inverter.get("model"),
+                    plant_id=site_id,
+                    timezone=zone,
+                )
         return devices
 
     def _sites(self) -> list[dict]:
         sites, start = [], 0
         while True:
-            body = self._get(f"/sites/list", size=PAGE_SIZE, startIndex=start)
+            body = self._get("/sites/list", size=PAGE_SIZE, startIndex=start)
             page = body.get("sites") if isinstance(body.get("sites"), dict) else None
             rows = page.get("site") if page else None
             if not isinstance(rows, list):
@@ -152,8 +173,11 @@ def normalise(device: PolledDevice, flow: dict, overview: dict) -> Reading:
     except ValueError:
         raise BrandError(BAD_REPLY, f"solaredge: overview of {device.serial} has an unreadable time") from None
     # Powers are magnitudes; which way they flow is only in the connections.
-    links = {(str(c.get("from", "")).lower(), str(c.get("to", "")).lower())
-             for c in flow.get("connections") or [] if isinstance(c, dict)}
+    links = {
+        (str(c.get("from", "")).lower(), str(c.get("to", "")).lower())
+        for c in flow.get("connections") or []
+        if isinstance(c, dict)
+    }
     grid = _watts(flow.get("GRID"), scale)
     importing, exporting = ("grid", "load") in links, ("load", "grid") in links
     storage = flow.get("STORAGE") if isinstance(flow.get("STORAGE"), dict) else None
@@ -169,9 +193,15 @@ def normalise(device: PolledDevice, flow: dict, overview: dict) -> Reading:
     day = overview.get("lastDayData") if isinstance(overview.get("lastDayData"), dict) else {}
     life = overview.get("lifeTimeData") if isinstance(overview.get("lifeTimeData"), dict) else {}
     return Reading(
-        serial=device.serial, time=at, status=STATUS.get(str(pv.get("status", "")).lower(), "normal"),
-        pv_power_w=_watts(pv, scale), load_power_w=_watts(flow.get("LOAD"), scale),
+        serial=device.serial,
+        time=at,
+        status=STATUS.get(str(pv.get("status", "")).lower(), "normal"),
+        pv_power_w=_watts(pv, scale),
+        load_power_w=_watts(flow.get("LOAD"), scale),
         grid_import_w=(grid if importing else 0.0) if grid is not None else None,
         grid_export_w=(grid if exporting else 0.0) if grid is not None else None,
-        battery_power_w=battery, battery_soc_pct=soc,
-        energy_today_wh=number(day.get("energy")), energy_total_wh=number(life.get("energy")))
+        battery_power_w=battery,
+        battery_soc_pct=soc,
+        energy_today_wh=number(day.get("energy")),
+        energy_total_wh=number(life.get("energy")),
+    )

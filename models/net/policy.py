@@ -7,6 +7,7 @@ ranges, and IPv4-mapped / NAT64 / IPv4-compatible forms that embed a refused IPv
 `ALLOWED_TARGET_NETWORKS` lets chosen ranges back in. The same check runs at submission (on the
 literal or resolved address) and at every connect (on the address actually connected to).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -24,30 +25,33 @@ _SHARED = ipaddress.ip_network("100.64.0.0/10")
 # Blocks refused whatever this Python's ipaddress flags say (they differ between patch releases):
 # the IANA special-purpose entries not globally reachable, plus ranges deprecated for good.
 # tests/jobs/test_destinations.py checks the policy against the registries themselves.
-_NOT_GLOBAL = tuple((ipaddress.ip_network(net), reason) for net, reason in (
-    ("0.0.0.0/8", "'this network'"),
-    ("10.0.0.0/8", "private"),
-    ("172.16.0.0/12", "private"),
-    ("192.168.0.0/16", "private"),
-    ("192.0.0.0/24", "an IETF protocol assignment"),
-    ("192.0.2.0/24", "documentation"),
-    ("198.51.100.0/24", "documentation"),
-    ("203.0.113.0/24", "documentation"),
-    ("192.88.99.0/24", "deprecated (6to4 relay anycast)"),
-    ("198.18.0.0/15", "benchmarking"),
-    ("240.0.0.0/4", "reserved"),
-    ("64:ff9b:1::/48", "local-use NAT64"),
-    ("100::/64", "discard-only"),
-    ("100:0:0:1::/64", "a dummy prefix"),
-    ("2001::/32", "Teredo"),
-    ("2001::/23", "an IETF protocol assignment"),
-    ("2001:db8::/32", "documentation"),
-    ("3fff::/20", "documentation"),
-    ("2002::/16", "6to4"),
-    ("5f00::/16", "segment routing (SRv6 SIDs)"),
-    ("fc00::/7", "private"),
-    ("fec0::/10", "site-local (deprecated)"),
-))
+_NOT_GLOBAL = tuple(
+    (ipaddress.ip_network(net), reason)
+    for net, reason in (
+        ("0.0.0.0/8", "'this network'"),
+        ("10.0.0.0/8", "private"),
+        ("172.16.0.0/12", "private"),
+        ("192.168.0.0/16", "private"),
+        ("192.0.0.0/24", "an IETF protocol assignment"),
+        ("192.0.2.0/24", "documentation"),
+        ("198.51.100.0/24", "documentation"),
+        ("203.0.113.0/24", "documentation"),
+        ("192.88.99.0/24", "deprecated (6to4 relay anycast)"),
+        ("198.18.0.0/15", "benchmarking"),
+        ("240.0.0.0/4", "reserved"),
+        ("64:ff9b:1::/48", "local-use NAT64"),
+        ("100::/64", "discard-only"),
+        ("100:0:0:1::/64", "a dummy prefix"),
+        ("2001::/32", "Teredo"),
+        ("2001::/23", "an IETF protocol assignment"),
+        ("2001:db8::/32", "documentation"),
+        ("3fff::/20", "documentation"),
+        ("2002::/16", "6to4"),
+        ("5f00::/16", "segment routing (SRv6 SIDs)"),
+        ("fc00::/7", "private"),
+        ("fec0::/10", "site-local (deprecated)"),
+    )
+)
 
 
 class BlockedDestination(Exception):
@@ -104,7 +108,7 @@ class DestinationPolicy:
         self.allowed = tuple(allowed_networks)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "DestinationPolicy":
+    def from_settings(cls, settings: Any) -> DestinationPolicy:
         """The policy every outbound request of this process follows (ALLOWED_TARGET_NETWORKS)."""
         return cls(settings.allowed_target_networks)
 

@@ -6,6 +6,7 @@ re-pointed at a private address after submission (DNS rebinding), or a host the 
 one, is refused before any packet is sent. Job attempts (actors/transport.py), onboarding, brand
 polling and the demo setup all connect through `GuardedAdapter`.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -19,6 +20,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from models.net.policy import BlockedDestination, DestinationPolicy
 from models.net.urls import redact_urls
+
 
 def _guarded_connection(base):
     class Guarded(base):
@@ -65,10 +67,11 @@ def _guarded_connection(base):
                         sock.settimeout(self.timeout)
                     sock.connect(sockaddr)
                     return sock
-                except socket.timeout as exc:
+                except TimeoutError as exc:
                     sock.close()
                     raise urllib3.exceptions.ConnectTimeoutError(
-                        self, f"connection to {host} timed out (connect timeout={self.timeout})") from exc
+                        self, f"connection to {host} timed out (connect timeout={self.timeout})"
+                    ) from exc
                 except OSError as exc:
                     sock.close()
                     last_error = exc

@@ -13,6 +13,7 @@ IDNA 2003 maps full-width digits and dots ("１２７。０。０。１") onto a
 
 Error messages say what is wrong and never repeat the URL, so a credential in it is never echoed.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -40,12 +41,12 @@ class InvalidUrl(ValueError):
 
 @dataclass(frozen=True)
 class OutboundUrl:
-    scheme: str          # "http" or "https"
-    host: str            # a lower-case DNS name, or an IP address in canonical form (IPv6 without brackets)
-    port: int            # the port connected to, explicit or the scheme's default
+    scheme: str  # "http" or "https"
+    host: str  # a lower-case DNS name, or an IP address in canonical form (IPv6 without brackets)
+    port: int  # the port connected to, explicit or the scheme's default
     explicit_port: bool  # whether the URL named the port (it is then kept in the Host header)
-    path: str            # as given ("" for none); requests percent-encodes what HTTP cannot carry
-    query: str           # without the "?"; the fragment is never sent and is dropped
+    path: str  # as given ("" for none); requests percent-encodes what HTTP cannot carry
+    query: str  # without the "?"; the fragment is never sent and is dropped
 
     @property
     def is_ip(self) -> bool:
@@ -122,7 +123,7 @@ def _split_host_port(netloc: str) -> tuple[str, str]:
         end = netloc.find("]")
         if end < 0:
             raise InvalidUrl("has an unclosed [ in the host", "host")
-        rest = netloc[end + 1:]
+        rest = netloc[end + 1 :]
         if rest and not rest.startswith(":"):
             raise InvalidUrl("has characters after the bracketed address", "host")
         return netloc[: end + 1], rest[1:]
@@ -153,8 +154,9 @@ def _normalise_host(host: str) -> str:
             return host
         raise InvalidUrl("IPv4 addresses must be written as four decimal numbers, e.g. 192.0.2.1", "host")
     if len(host) > 253 or not all(_LABEL.match(label) for label in labels):
-        raise InvalidUrl("has an invalid host name (labels of 1 to 63 letters, digits or hyphens, "
-                         "separated by single dots)", "host")
+        raise InvalidUrl(
+            "has an invalid host name (labels of 1 to 63 letters, digits or hyphens, separated by single dots)", "host"
+        )
     return host
 
 

@@ -1,4 +1,5 @@
 """The actors' one failure policy (actors/base.py): a failing message is logged and the actor carries on."""
+
 from __future__ import annotations
 
 import logging

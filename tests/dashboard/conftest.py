@@ -4,6 +4,7 @@ running system (web, worker, mock inverter, the session's Redis) shared by a mod
 The system is shared because starting it is most of a test's cost; tests create their own accounts,
 and only the module's fleet owner has inverters (a serial can belong to one account only).
 """
+
 from __future__ import annotations
 
 import os
@@ -13,21 +14,42 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.conftest import ARTIFACTS, make_client
-from tests.helpers import (Service, create_account, mock_service, sqlite_url, system_env, wait_until, web_service,
-                           worker_service)
+from tests.helpers import (
+    Service,
+    create_account,
+    mock_service,
+    sqlite_url,
+    system_env,
+    wait_until,
+    web_service,
+    worker_service,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 # Headless, and nothing that would reach for the internet (the machine has none).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SANDBOX_KEY = "demo-sandbox-key"
 FLEET = ("SBX-AMS-0001", "SBX-NBO-0001")
 # The mock's fast profile allows one latest-data call per device per 2 s: the brand's real 300 s on a poll
 # clock 150 times faster (a poll every 2.2 s); short SSE retry and keepalive so a restarted web process is
 # found again quickly.
-PACE = {"POLL_CLOCK_SPEED": "150", "POLL_CLOCK_ANCHOR": repr(time.time()), "SANDBOX_POLL_INTERVAL_S": "330",
-        "POLLER_LEASE_S": "2",
-        "SSE_KEEPALIVE_S": "2", "SSE_RETRY_MS": "300", "BRAND_TIMEOUT_S": "3"}
+PACE = {
+    "POLL_CLOCK_SPEED": "150",
+    "POLL_CLOCK_ANCHOR": repr(time.time()),
+    "SANDBOX_POLL_INTERVAL_S": "330",
+    "POLLER_LEASE_S": "2",
+    "SSE_KEEPALIVE_S": "2",
+    "SSE_RETRY_MS": "300",
+    "BRAND_TIMEOUT_S": "3",
+}
 UI_TIMEOUT_MS = 10_000
 
 
@@ -70,7 +92,7 @@ class System:
     worker: Service
     mock: Service
     owner_key: str
-    inverters: dict = field(default_factory=dict)   # serial -> inverter id
+    inverters: dict = field(default_factory=dict)  # serial -> inverter id
 
     @property
     def url(self) -> str:
@@ -100,8 +122,14 @@ def system(redis_server, tmp_path_factory):
         the_system = System(env, web, worker, mock, create_account(env, "fleet-owner"))
         owner_api = the_system.api(the_system.owner_key)
         for serial in FLEET:
-            reply = owner_api.post("/inverters", json={"brand": "sandbox", "serial": serial,
-                                                       "connection": {"base_url": mock.url, "api_key": SANDBOX_KEY}})
+            reply = owner_api.post(
+                "/inverters",
+                json={
+                    "brand": "sandbox",
+                    "serial": serial,
+                    "connection": {"base_url": mock.url, "api_key": SANDBOX_KEY},
+                },
+            )
             assert reply.status_code == 201, reply.text
             the_system.inverters[serial] = reply.json()["id"]
         yield the_system

@@ -1,5 +1,6 @@
 """GET /docs in a real browser: the page shipped with the app renders every operation of /openapi.json and
 each schema, with no request leaving the server."""
+
 from __future__ import annotations
 
 import pytest

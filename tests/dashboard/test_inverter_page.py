@@ -1,5 +1,6 @@
 """An inverter's page in a real browser: history at once, live readings on the charts, resuming
 without gaps after the web process restarts, and only the team may look."""
+
 import json
 import re
 import time
@@ -38,8 +39,9 @@ def next_published_reading(redis, inverter_id: str, timeout: float = 10) -> str:
 
 def test_history_at_once_then_live_points_within_seconds(system, new_page, redis_server, artifacts):
     inverter_id = system.inverters["SBX-AMS-0001"]
-    stored = wait_until(lambda: len(r := stored_readings(system, inverter_id)) >= 3 and r, 20, 0.2,
-                        "three stored readings")
+    stored = wait_until(
+        lambda: len(r := stored_readings(system, inverter_id)) >= 3 and r, 20, 0.2, "three stored readings"
+    )
     page = new_page()
     sign_in(page, system.url, system.owner_key, f"/ui/inverters/{inverter_id}")
     wait_for_state(page, "live")
@@ -50,8 +52,12 @@ def test_history_at_once_then_live_points_within_seconds(system, new_page, redis
     redis = redis_lib.Redis.from_url(redis_server.url)
     event_id = next_published_reading(redis, inverter_id)
     published = time.monotonic()
-    wait_until(lambda: event_id in page_event_ids(page), PUBLISH_TO_PAGE_S, 0.02,
-               f"reading {event_id} on the page within {PUBLISH_TO_PAGE_S} s of being published")
+    wait_until(
+        lambda: event_id in page_event_ids(page),
+        PUBLISH_TO_PAGE_S,
+        0.02,
+        f"reading {event_id} on the page within {PUBLISH_TO_PAGE_S} s of being published",
+    )
     print(f"published -> on the page in {time.monotonic() - published:.3f} s")
     redis.close()
 
@@ -64,8 +70,9 @@ def test_history_at_once_then_live_points_within_seconds(system, new_page, redis
     assert page.locator('[data-field="device-status"]').inner_text() == "online"
     page.screenshot(path=str(artifacts / "inverter-page.png"), full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})
-    wait_until(lambda: page.evaluate("document.documentElement.scrollWidth") <= 390, 5, 0.05,
-               "the page to fit a phone's width")
+    wait_until(
+        lambda: page.evaluate("document.documentElement.scrollWidth") <= 390, 5, 0.05, "the page to fit a phone's width"
+    )
     page.screenshot(path=str(artifacts / "inverter-page-phone.png"), full_page=True)
     assert not page.errors
 
@@ -82,13 +89,20 @@ def test_web_restart_shows_reconnecting_then_live_with_missed_readings_filled_in
 
     system.web.stop()
     wait_for_state(page, "reconnecting", 5)
-    wait_until(lambda: redis.xrange(inverter_log(inverter_id), min="(" + last_seen, max="+"), 10, 0.1,
-               "readings published while the web process is down")
+    wait_until(
+        lambda: redis.xrange(inverter_log(inverter_id), min="(" + last_seen, max="+"),
+        10,
+        0.1,
+        "readings published while the web process is down",
+    )
     system.web.start()
     wait_for_state(page, "live", 20)
 
-    logged = [entry_id for entry_id, fields in redis.xrange(inverter_log(inverter_id), min="(" + last_seen, max="+")
-              if fields.get("event") == "reading"]
+    logged = [
+        entry_id
+        for entry_id, fields in redis.xrange(inverter_log(inverter_id), min="(" + last_seen, max="+")
+        if fields.get("event") == "reading"
+    ]
     assert logged
     wait_until(lambda: set(logged) <= page_event_ids(page), 5, 0.05, "every reading missed while away on the page")
     # One point per reading: the replay and the live stream overlap, and neither adds a point twice.
@@ -142,7 +156,9 @@ def test_inverters_list_shows_status_and_a_live_reading_age(system, new_page, ar
     page = new_page()
     sign_in(page, system.url, system.owner_key)
     rows = page.locator("tr[data-inverter-id]")
-    assert {rows.nth(i).get_attribute("data-inverter-id") for i in range(rows.count())} == set(system.inverters.values())
+    assert {rows.nth(i).get_attribute("data-inverter-id") for i in range(rows.count())} == set(
+        system.inverters.values()
+    )
     for serial, inverter_id in system.inverters.items():
         row = page.locator(f'tr[data-inverter-id="{inverter_id}"]')
         assert serial in row.inner_text() and "owner" in row.inner_text()

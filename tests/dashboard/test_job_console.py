@@ -1,5 +1,6 @@
 """The jobs console in a real browser: submit a job by hand to a failing endpoint, watch it retry and
 die without reloading, retry it, and watch it succeed once the endpoint has recovered."""
+
 import re
 import uuid
 
@@ -79,7 +80,10 @@ def test_cancel_a_waiting_job_and_list_jobs_by_status(system, new_page, partner,
     filters = page.get_by_role("navigation", name="Filter jobs by status")
     assert filters.get_by_role("link", name="cancelled 1").count() == 1
     rows = page.locator("tr[data-job-id]")
-    assert [rows.nth(i).get_attribute("data-job-id") for i in range(rows.count())] == [waiting, delivered]  # newest first
+    assert [rows.nth(i).get_attribute("data-job-id") for i in range(rows.count())] == [
+        waiting,
+        delivered,
+    ]  # newest first
     filters.get_by_role("link", name="cancelled 1").click()
     page.wait_for_url("**/ui/jobs?status=cancelled")
     assert page.locator("tr[data-job-id]").count() == 1
@@ -104,10 +108,18 @@ def test_search_the_jobs_list_and_retry_or_cancel_what_it_finds_at_once(system, 
     _, key = system.new_account()
     api = system.api(key)
     host = "localhost"  # another host than 127.0.0.1 for the same partner: the search tells them apart
-    dead = [api.post("/jobs", json={"url": f"http://{host}:{partner.port}/status/404", "max_attempts": 1}).json()["id"]
-            for _ in range(2)]
-    waiting = [api.post("/jobs", json={"url": partner.url + "/ok", "run_at": "2099-01-01T00:00:00Z"},
-                        headers={"Idempotency-Key": f"order-{n}"}).json()["id"] for n in range(3)]
+    dead = [
+        api.post("/jobs", json={"url": f"http://{host}:{partner.port}/status/404", "max_attempts": 1}).json()["id"]
+        for _ in range(2)
+    ]
+    waiting = [
+        api.post(
+            "/jobs",
+            json={"url": partner.url + "/ok", "run_at": "2099-01-01T00:00:00Z"},
+            headers={"Idempotency-Key": f"order-{n}"},
+        ).json()["id"]
+        for n in range(3)
+    ]
     wait_until(lambda: all(api.get(f"/jobs/{job_id}").json()["status"] == "dead" for job_id in dead), 10)
     page = new_page()
     sign_in(page, system.url, key, "/ui/jobs")

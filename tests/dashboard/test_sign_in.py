@@ -1,4 +1,5 @@
 """Signing in and out with an API key, and what a visitor without a session or with a bad address sees."""
+
 import requests
 from playwright.sync_api import expect
 
@@ -55,7 +56,11 @@ def _revoke_session(system, page) -> None:
 
 def test_an_ended_session_sends_an_open_page_to_sign_in_and_back(system, new_page):
     _, key = system.new_account()
-    job_id = system.api(key).post("/jobs", json={"url": "http://127.0.0.1:9/", "run_at": "2099-01-01T00:00:00Z"}).json()["id"]
+    job_id = (
+        system.api(key)
+        .post("/jobs", json={"url": "http://127.0.0.1:9/", "run_at": "2099-01-01T00:00:00Z"})
+        .json()["id"]
+    )
     page = new_page()
     sign_in(page, system.url, key, f"/ui/jobs/{job_id}")
     wait_for_state(page, "live")

@@ -1,4 +1,5 @@
 """A second scripted partner for cases tests/servers.py does not cover (raw bytes, odd replies)."""
+
 from __future__ import annotations
 
 import threading

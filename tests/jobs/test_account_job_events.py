@@ -1,5 +1,6 @@
 """GET /jobs/events: one stream of every job event of the caller's account, for the jobs list. A real web
 process (the stream hub runs only under gevent) and a worker, real Redis."""
+
 from __future__ import annotations
 
 import json
@@ -25,17 +26,18 @@ def jobs_system(module_env):
 
 
 def _read_events(url: str, key: str, into: queue.Queue, stop: threading.Event) -> None:
-    with requests.get(url + "/jobs/events", headers={"Authorization": f"Bearer {key}"}, stream=True,
-                      timeout=(5, 30)) as reply:
+    with requests.get(
+        url + "/jobs/events", headers={"Authorization": f"Bearer {key}"}, stream=True, timeout=(5, 30)
+    ) as reply:
         into.put(("status", reply.status_code))
         event = None
         for line in reply.iter_lines(decode_unicode=True):
             if stop.is_set():
                 return
             if line.startswith("event: "):
-                event = line[len("event: "):]
+                event = line[len("event: ") :]
             elif line.startswith("data: "):
-                into.put((event, json.loads(line[len("data: "):])))
+                into.put((event, json.loads(line[len("data: ") :])))
 
 
 def _next(events: queue.Queue, kind: str, timeout: float = 10.0) -> dict:
@@ -47,11 +49,11 @@ def _next(events: queue.Queue, kind: str, timeout: float = 10.0) -> dict:
                 return None
             if got_kind == kind:
                 return data
+
     return wait_until(found, timeout, 0.01, f"a {kind} event")
 
 
-def test_the_account_stream_carries_its_jobs_from_submission_to_the_end_and_no_one_elses(jobs_system, new_key,
-                                                                                           partner):
+def test_the_account_stream_carries_its_jobs_from_submission_to_the_end_and_no_one_elses(jobs_system, new_key, partner):
     key, other_key = new_key(), new_key()
     api, other = make_client(jobs_system.url, key), make_client(jobs_system.url, other_key)
     events, stop = queue.Queue(), threading.Event()

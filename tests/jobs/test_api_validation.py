@@ -3,6 +3,7 @@
 Most tests share one web process and database (module scope); each test that stores jobs uses an
 account of its own, and every refused request is followed by a check that nothing was stored.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,13 +38,17 @@ def assert_nothing_stored(api):
 
 # -- the body's envelope: content type, JSON -----------------------------------------------------
 
-@pytest.mark.parametrize("content_type,data", [
-    (None, b'{"url": "http://127.0.0.1:9/"}'),
-    ("text/plain", b'{"url": "http://127.0.0.1:9/"}'),
-    ("application/x-www-form-urlencoded", b"url=http://127.0.0.1:9/"),
-    ("multipart/form-data; boundary=x", b"--x--"),
-    ("application/jsonp", b'{"url": "http://127.0.0.1:9/"}'),
-])
+
+@pytest.mark.parametrize(
+    "content_type,data",
+    [
+        (None, b'{"url": "http://127.0.0.1:9/"}'),
+        ("text/plain", b'{"url": "http://127.0.0.1:9/"}'),
+        ("application/x-www-form-urlencoded", b"url=http://127.0.0.1:9/"),
+        ("multipart/form-data; boundary=x", b"--x--"),
+        ("application/jsonp", b'{"url": "http://127.0.0.1:9/"}'),
+    ],
+)
 def test_wrong_content_type_is_415(empty_api, content_type, data):
     headers = {"Content-Type": content_type} if content_type else {}
     reply = empty_api.post("/jobs", data=data, headers=headers)
@@ -51,17 +56,21 @@ def test_wrong_content_type_is_415(empty_api, content_type, data):
     assert_nothing_stored(empty_api)
 
 
-@pytest.mark.parametrize("data", [
-    b'{"url": ',
-    b"{'url': 'http://127.0.0.1:9/'}",
-    b"",
-    b"   ",
-    b"\xff\xfe{}",
-    b'{"url": "http://127.0.0.1:9/", "json": {"a": NaN}}',
-    b'{"url": "http://127.0.0.1:9/", "json": Infinity}',
-    b'{"url": "http://127.0.0.1:9/", "json": ' + b"[" * 5000 + b"]" * 5000 + b"}",
-    b'{"url": "http://127.0.0.1:9/", "json": ' + b"[" * 990 + b"]" * 990 + b"}",
-], ids=["truncated", "single-quotes", "empty", "blank", "not-utf8", "nan", "infinity", "deep-5000", "deep-990"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"url": ',
+        b"{'url': 'http://127.0.0.1:9/'}",
+        b"",
+        b"   ",
+        b"\xff\xfe{}",
+        b'{"url": "http://127.0.0.1:9/", "json": {"a": NaN}}',
+        b'{"url": "http://127.0.0.1:9/", "json": Infinity}',
+        b'{"url": "http://127.0.0.1:9/", "json": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"url": "http://127.0.0.1:9/", "json": ' + b"[" * 990 + b"]" * 990 + b"}",
+    ],
+    ids=["truncated", "single-quotes", "empty", "blank", "not-utf8", "nan", "infinity", "deep-5000", "deep-990"],
+)
 def test_malformed_json_is_400_invalid_json(empty_api, data):
     reply = empty_api.post("/jobs", data=data, headers={"Content-Type": "application/json"})
     assert_error(reply, 400, "invalid_json")
@@ -191,10 +200,19 @@ def test_bad_idempotency_key_is_refused(empty_api):
 
 # -- authentication ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("authorization", [None, "", "Bearer", "Bearer ", "Bearer sk_wrong", "Basic dXNlcjpwdw==",
-                                           "sk_nobearer"])
-@pytest.mark.parametrize("method,path", [("GET", "/jobs"), ("POST", "/jobs"), ("GET", "/jobs/01M8GQJ7665S5TEW3CAWMFNN5C"),
-                                         ("POST", "/jobs/01M8GQJ7665S5TEW3CAWMFNN5C/cancel")])
+
+@pytest.mark.parametrize(
+    "authorization", [None, "", "Bearer", "Bearer ", "Bearer sk_wrong", "Basic dXNlcjpwdw==", "sk_nobearer"]
+)
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("GET", "/jobs"),
+        ("POST", "/jobs"),
+        ("GET", "/jobs/01M8GQJ7665S5TEW3CAWMFNN5C"),
+        ("POST", "/jobs/01M8GQJ7665S5TEW3CAWMFNN5C/cancel"),
+    ],
+)
 def test_missing_or_wrong_key_is_401_with_the_envelope(shared_web, empty_api, authorization, method, path):
     client = make_client(shared_web.url, None)
     headers = {"Authorization": authorization} if authorization is not None else {}
@@ -205,6 +223,7 @@ def test_missing_or_wrong_key_is_401_with_the_envelope(shared_web, empty_api, au
 
 
 # -- unknown ids, states, other accounts -------------------------------------------------------
+
 
 @pytest.mark.parametrize("method,suffix", [("GET", ""), ("GET", "/attempts"), ("POST", "/cancel"), ("POST", "/retry")])
 @pytest.mark.parametrize("job_id", ["01M8GQJ7665S5TEW3CAWMFNN5C", "not-an-id", "0" * 26, "x" * 300])
@@ -251,14 +270,22 @@ def test_another_accounts_job_answers_404(shared_web, new_key):
 
 # -- submission answers ------------------------------------------------------------------------
 
+
 def test_accepted_job_view(shared_web, new_key):
     api = make_client(shared_web.url, new_key())
-    reply = api.post("/jobs", json={
-        "url": OK_URL, "method": "put", "headers": {"Authorization": "Bearer partner-secret", "X-Trace": "t1",
-                                                    "X-Api-Key": "k", "Cookie": "c=1"},
-        "json": {"a": [1, 2]}, "timeout_s": 2.5, "max_attempts": 3,
-        "backoff": {"base_s": 0.5, "cap_s": 10, "multiplier": 3, "jitter": "equal"},
-        "run_at": "2099-01-01T00:00:00Z"})
+    reply = api.post(
+        "/jobs",
+        json={
+            "url": OK_URL,
+            "method": "put",
+            "headers": {"Authorization": "Bearer partner-secret", "X-Trace": "t1", "X-Api-Key": "k", "Cookie": "c=1"},
+            "json": {"a": [1, 2]},
+            "timeout_s": 2.5,
+            "max_attempts": 3,
+            "backoff": {"base_s": 0.5, "cap_s": 10, "multiplier": 3, "jitter": "equal"},
+            "run_at": "2099-01-01T00:00:00Z",
+        },
+    )
     assert reply.status_code == 202, reply.text
     job = reply.json()
     assert reply.headers["Location"] == f"/jobs/{job['id']}"
@@ -294,8 +321,11 @@ def test_idempotency_key_same_body_returns_the_same_job_different_body_is_409(sh
     assert again.json()["id"] == first.json()["id"]
     assert again.headers["Location"] == first.headers["Location"]
     # Key order and whitespace in the body do not make it a different request.
-    same = api.post("/jobs", data='{"run_at":"2099-01-01T00:00:00Z",  "json":{"order":1},"url":"%s"}' % OK_URL,
-                    headers={"Idempotency-Key": "order-1", "Content-Type": "application/json"})
+    same = api.post(
+        "/jobs",
+        data=f'{{"run_at":"2099-01-01T00:00:00Z",  "json":{{"order":1}},"url":"{OK_URL}"}}',
+        headers={"Idempotency-Key": "order-1", "Content-Type": "application/json"},
+    )
     assert same.status_code == 200 and same.json()["id"] == first.json()["id"]
     different = api.post("/jobs", json={**payload, "json": {"order": 2}}, headers={"Idempotency-Key": "order-1"})
     error = assert_error(different, 409, "idempotency_conflict")
@@ -308,6 +338,7 @@ def test_idempotency_key_same_body_returns_the_same_job_different_body_is_409(sh
 
 
 # -- listing -----------------------------------------------------------------------------------
+
 
 def test_listing_is_newest_first_with_a_cursor_and_a_status_filter(shared_web, new_key):
     api = make_client(shared_web.url, new_key())
@@ -341,23 +372,33 @@ def test_listing_is_newest_first_with_a_cursor_and_a_status_filter(shared_web, n
     pending = [job["id"] for page in (first, second, third) for job in page["jobs"]]
     assert pending == [ids[6], ids[5], ids[3], ids[2], ids[0]]
     assert third["next_cursor"] is None
-    assert api.get("/jobs/stats").json()["counts"] == {"pending": 5, "in_flight": 0, "retrying": 0,
-                                                       "succeeded": 0, "dead": 0, "cancelled": 2}
+    assert api.get("/jobs/stats").json()["counts"] == {
+        "pending": 5,
+        "in_flight": 0,
+        "retrying": 0,
+        "succeeded": 0,
+        "dead": 0,
+        "cancelled": 2,
+    }
 
 
-@pytest.mark.parametrize("params,code", [
-    ({"status": "done"}, "invalid_parameter"),
-    ({"limit": "0"}, "invalid_parameter"),
-    ({"limit": "501"}, "invalid_parameter"),
-    ({"limit": "ten"}, "invalid_parameter"),
-    ({"cursor": "%%%"}, "invalid_cursor"),
-    ({"cursor": "AAAA"}, "invalid_cursor"),
-])
+@pytest.mark.parametrize(
+    "params,code",
+    [
+        ({"status": "done"}, "invalid_parameter"),
+        ({"limit": "0"}, "invalid_parameter"),
+        ({"limit": "501"}, "invalid_parameter"),
+        ({"limit": "ten"}, "invalid_parameter"),
+        ({"cursor": "%%%"}, "invalid_cursor"),
+        ({"cursor": "AAAA"}, "invalid_cursor"),
+    ],
+)
 def test_bad_listing_parameters_are_400(empty_api, params, code):
     assert_error(empty_api.get("/jobs", params=params), 400, code)
 
 
 # -- probes ------------------------------------------------------------------------------------
+
 
 def test_healthz_and_readyz(shared_web):
     assert requests.get(shared_web.url + "/healthz", timeout=5).json() == {"status": "ok"}

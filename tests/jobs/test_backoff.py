@@ -1,4 +1,5 @@
 """Property tests of the one backoff module: every jitter kind stays within its bounds."""
+
 from __future__ import annotations
 
 import math
@@ -70,8 +71,10 @@ def test_equal_jitter_is_within_half_b_and_b(policy, attempt, seed):
 @settings(max_examples=500, deadline=None)
 @given(policies(jitter=st.just("decorrelated")), attempts, seeds, st.data())
 def test_decorrelated_jitter_is_within_base_and_three_times_previous(policy, attempt, seed, data):
-    previous = data.draw(st.none() | st.floats(min_value=policy.base_s, max_value=policy.cap_s,
-                                               allow_nan=False, allow_infinity=False), label="previous")
+    previous = data.draw(
+        st.none() | st.floats(min_value=policy.base_s, max_value=policy.cap_s, allow_nan=False, allow_infinity=False),
+        label="previous",
+    )
     prev = policy.base_s if previous is None else previous
     delay = policy.delay(attempt, previous=previous, rng=random.Random(seed))
     assert delay <= policy.cap_s
@@ -92,8 +95,12 @@ def test_decorrelated_chain_stays_bounded(policy, seed, length):
 
 
 @settings(max_examples=500, deadline=None)
-@given(policies(), attempts, seeds,
-       st.floats(min_value=0, max_value=10 * 7 * 86400.0, allow_nan=False, allow_infinity=False))
+@given(
+    policies(),
+    attempts,
+    seeds,
+    st.floats(min_value=0, max_value=10 * 7 * 86400.0, allow_nan=False, allow_infinity=False),
+)
 def test_retry_after_is_a_floor_never_beyond_the_cap(policy, attempt, seed, retry_after):
     plain = policy.delay(attempt, rng=random.Random(seed))
     floored = policy.delay(attempt, retry_after=retry_after, rng=random.Random(seed))

@@ -1,4 +1,5 @@
 """POST /jobs/batch: each item accepted or refused on its own, accepted ones committed together."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,14 +21,17 @@ def post_batch(api, jobs):
 
 
 def test_results_in_item_order_with_errors_per_item(batch_api):
-    reply = post_batch(batch_api, [
-        {"url": OK_URL, "json": {"n": 0}},
-        {"url": "ftp://example.com/"},
-        {"url": OK_URL, "method": "GET", "idempotency_key": "k-1"},
-        "not an object",
-        {"url": "http://10.0.0.1/"},
-        {"url": OK_URL, "idempotency_key": ""},
-    ])
+    reply = post_batch(
+        batch_api,
+        [
+            {"url": OK_URL, "json": {"n": 0}},
+            {"url": "ftp://example.com/"},
+            {"url": OK_URL, "method": "GET", "idempotency_key": "k-1"},
+            "not an object",
+            {"url": "http://10.0.0.1/"},
+            {"url": OK_URL, "idempotency_key": ""},
+        ],
+    )
     assert reply.status_code == 200, reply.text
     results = reply.json()["results"]
     assert [r["index"] for r in results] == list(range(6))
@@ -46,13 +50,16 @@ def test_results_in_item_order_with_errors_per_item(batch_api):
 
 def test_idempotency_key_per_item(batch_api):
     first = post_batch(batch_api, [{"url": OK_URL, "body": "a", "idempotency_key": "order-1"}]).json()["results"]
-    again = post_batch(batch_api, [
-        {"url": OK_URL, "body": "a", "idempotency_key": "order-1"},
-        {"url": OK_URL, "body": "b", "idempotency_key": "order-1"},
-        {"url": OK_URL, "body": "c", "idempotency_key": "order-2"},
-        {"url": OK_URL, "body": "c", "idempotency_key": "order-2"},
-        {"url": OK_URL, "body": "d", "idempotency_key": "order-2"},
-    ]).json()["results"]
+    again = post_batch(
+        batch_api,
+        [
+            {"url": OK_URL, "body": "a", "idempotency_key": "order-1"},
+            {"url": OK_URL, "body": "b", "idempotency_key": "order-1"},
+            {"url": OK_URL, "body": "c", "idempotency_key": "order-2"},
+            {"url": OK_URL, "body": "c", "idempotency_key": "order-2"},
+            {"url": OK_URL, "body": "d", "idempotency_key": "order-2"},
+        ],
+    ).json()["results"]
     assert again[0] == {"index": 0, "id": first[0]["id"], "created": False}
     assert again[1]["error"]["code"] == "idempotency_conflict"
     assert again[1]["error"]["details"]["job_id"] == first[0]["id"]
@@ -65,14 +72,17 @@ def test_idempotency_key_per_item(batch_api):
     assert len(batch_api.get("/jobs").json()["jobs"]) == 2
 
 
-@pytest.mark.parametrize("body", [
-    [],
-    {"jobs": {}},
-    {"jobs": []},
-    {"jobs": [{"url": OK_URL}], "extra": 1},
-    {"items": [{"url": OK_URL}]},
-    {"jobs": [{"url": OK_URL}] * 1001},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        [],
+        {"jobs": {}},
+        {"jobs": []},
+        {"jobs": [{"url": OK_URL}], "extra": 1},
+        {"items": [{"url": OK_URL}]},
+        {"jobs": [{"url": OK_URL}] * 1001},
+    ],
+)
 def test_malformed_batch_stores_nothing(batch_api, body):
     assert_error(batch_api.post("/jobs/batch", json=body), 422, "validation_failed")
     assert_nothing_stored(batch_api)

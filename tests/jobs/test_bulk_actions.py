@@ -1,6 +1,7 @@
 """The jobs list's filter (status, search, creation window) and the bulk actions on it, POST /jobs/cancel and
 POST /jobs/retry: the app in this process on real SQLite and Redis. No worker runs, so jobs stay where the
 test puts them (run_at far ahead keeps them pending)."""
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,9 @@ def _submit(client, url="http://127.0.0.1:9/hook", key=None) -> str:
 
 
 def _make_dead(*job_ids) -> None:
-    owner().write(lambda: Job.update(status="dead", due_at=None, attempts=2, max_attempts=2)
-                  .where(Job.id.in_(job_ids)).execute())
+    owner().write(
+        lambda: Job.update(status="dead", due_at=None, attempts=2, max_attempts=2).where(Job.id.in_(job_ids)).execute()
+    )
 
 
 def _ids(client, query="") -> set[str]:
@@ -129,6 +131,7 @@ def test_bulk_actions_touch_only_the_callers_jobs_and_at_most_the_maximum(client
     theirs = _submit(other)
     mine = [_submit(client) for _ in range(3)]
     import web.jobs
+
     monkeypatch.setattr(web.jobs, "BULK_ACTION_MAX", 2)
     assert client.post("/jobs/cancel").get_json() == {"affected": 2, "max_per_call": 2}
     assert client.post("/jobs/cancel").get_json()["affected"] == 1

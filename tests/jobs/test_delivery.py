@@ -1,4 +1,5 @@
 """Delivery end to end: web and worker as real subprocesses, real HTTP partners on 127.0.0.1."""
+
 from __future__ import annotations
 
 import base64
@@ -55,6 +56,7 @@ def wait_job(api, job_id, *statuses, timeout=10.0) -> dict:
     def done():
         job = api.get(f"/jobs/{job_id}").json()
         return job if job["status"] in statuses else None
+
     return wait_until(done, timeout, 0.02, f"job {job_id} to become {' or '.join(statuses)}")
 
 
@@ -91,8 +93,12 @@ def test_fails_n_times_then_succeeds(api, worker, partner):
 
 
 def test_callers_idempotency_key_and_headers_are_sent_unchanged(api, worker, partner):
-    job_id = submit(api, url=partner.url + "/flaky/k?fail=1", body="raw text",
-                    headers={"Idempotency-Key": "caller-42", "Content-Type": "text/plain", "X-Trace": "t"})
+    job_id = submit(
+        api,
+        url=partner.url + "/flaky/k?fail=1",
+        body="raw text",
+        headers={"Idempotency-Key": "caller-42", "Content-Type": "text/plain", "X-Trace": "t"},
+    )
     wait_job(api, job_id, "succeeded")
     received = partner.received("/flaky/k")
     assert len(received) == 2
@@ -106,8 +112,12 @@ def test_callers_idempotency_key_and_headers_are_sent_unchanged(api, worker, par
 
 def test_delays_follow_the_backoff_formula(api, worker, partner):
     """With no jitter each attempt is scheduled exactly base * multiplier**(n-1) after the last finished."""
-    job_id = submit(api, url=partner.url + "/status/500", max_attempts=4,
-                    backoff={"base_s": 0.1, "cap_s": 0.3, "multiplier": 2, "jitter": "none"})
+    job_id = submit(
+        api,
+        url=partner.url + "/status/500",
+        max_attempts=4,
+        backoff={"base_s": 0.1, "cap_s": 0.3, "multiplier": 2, "jitter": "none"},
+    )
     job = wait_job(api, job_id, "dead")
     assert job["attempts"] == 4
     rows = attempts_of(api, job_id)
@@ -149,8 +159,12 @@ def test_connection_refused_is_retried_with_kind_connection(api, worker):
 
 @pytest.mark.parametrize("status", [429, 503])
 def test_retry_after_seconds_is_a_floor(api, worker, partner, status):
-    job_id = submit(api, url=partner.url + f"/status/{status}?retry_after=1", max_attempts=2,
-                    backoff={"base_s": 0.05, "cap_s": 5, "multiplier": 2, "jitter": "full"})
+    job_id = submit(
+        api,
+        url=partner.url + f"/status/{status}?retry_after=1",
+        max_attempts=2,
+        backoff={"base_s": 0.05, "cap_s": 5, "multiplier": 2, "jitter": "full"},
+    )
     job = wait_job(api, job_id, "dead")
     assert job["result"]["headers"]["Retry-After"] == "1"
     first, second = partner.received(f"/status/{status}")
@@ -162,8 +176,12 @@ def test_retry_after_seconds_is_a_floor(api, worker, partner, status):
 
 def test_retry_after_http_date_is_a_floor(api, worker, partner):
     when = email.utils.formatdate(time.time() + 2, usegmt=True)
-    job_id = submit(api, url=partner.url + "/status/503?retry_after=" + when.replace(" ", "%20").replace(",", "%2C"),
-                    max_attempts=2, backoff={"base_s": 0.05, "cap_s": 5, "multiplier": 2, "jitter": "full"})
+    job_id = submit(
+        api,
+        url=partner.url + "/status/503?retry_after=" + when.replace(" ", "%20").replace(",", "%2C"),
+        max_attempts=2,
+        backoff={"base_s": 0.05, "cap_s": 5, "multiplier": 2, "jitter": "full"},
+    )
     wait_job(api, job_id, "dead")
     first, second = partner.received("/status/503")
     # Not before the date; the date has whole seconds, so it is 1..2 s after submission (backoff alone: < 0.05 s).
@@ -172,8 +190,12 @@ def test_retry_after_http_date_is_a_floor(api, worker, partner):
 
 
 def test_retry_after_never_beyond_the_cap(api, worker, partner):
-    job_id = submit(api, url=partner.url + "/status/429?retry_after=3600", max_attempts=2,
-                    backoff={"base_s": 0.05, "cap_s": 0.3, "multiplier": 2, "jitter": "full"})
+    job_id = submit(
+        api,
+        url=partner.url + "/status/429?retry_after=3600",
+        max_attempts=2,
+        backoff={"base_s": 0.05, "cap_s": 0.3, "multiplier": 2, "jitter": "full"},
+    )
     wait_job(api, job_id, "dead")
     first, second = partner.received("/status/429")
     assert second.at - first.at < 1.5
@@ -244,8 +266,12 @@ def test_run_at_in_the_past_runs_at_once(api, worker, partner):
 
 
 def test_cancel_a_retrying_job_stops_its_attempts(api, worker, partner):
-    job_id = submit(api, url=partner.url + "/status/503", max_attempts=5,
-                    backoff={"base_s": 1.0, "cap_s": 1.0, "multiplier": 1, "jitter": "none"})
+    job_id = submit(
+        api,
+        url=partner.url + "/status/503",
+        max_attempts=5,
+        backoff={"base_s": 1.0, "cap_s": 1.0, "multiplier": 1, "jitter": "none"},
+    )
     job = wait_job(api, job_id, "retrying")
     assert job["attempts"] == 1
     reply = api.post(f"/jobs/{job_id}/cancel")
@@ -328,11 +354,15 @@ def test_a_2xx_with_a_non_utf8_body_is_kept_as_base64(api, worker, odd_partner):
     assert job["result"]["body_truncated"] is False
 
 
-@pytest.mark.parametrize("path, duration_limit_ms", [
-    ("/slow-body?s=3", 2000),
-    # Each header line arrives well within the read timeout, but the attempt as a whole may not exceed it.
-    ("/slow-headers", 1500),
-], ids=["slow-body", "slow-headers"])
+@pytest.mark.parametrize(
+    "path, duration_limit_ms",
+    [
+        ("/slow-body?s=3", 2000),
+        # Each header line arrives well within the read timeout, but the attempt as a whole may not exceed it.
+        ("/slow-headers", 1500),
+    ],
+    ids=["slow-body", "slow-headers"],
+)
 def test_a_response_slower_than_the_timeout_is_a_timeout(api, worker, odd_partner, path, duration_limit_ms):
     job_id = submit(api, url=odd_partner.url + path, method="GET", timeout_s=0.5, max_attempts=1)
     job = wait_job(api, job_id, "dead")

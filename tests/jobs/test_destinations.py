@@ -3,6 +3,7 @@
 No packet is ever sent anywhere but 127.0.0.1: blocked addresses are only ever given as literals
 or as fake DNS answers, and the transport test asserts no socket is even connected.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -10,8 +11,8 @@ import socket
 
 import pytest
 
-from models.net import transport as transport_module
 from actors.transport import Transport
+from models.net import transport as transport_module
 from models.net.policy import BlockedDestination, DestinationPolicy
 
 BLOCKED = {
@@ -41,12 +42,12 @@ BLOCKED = {
     "::ffff:10.0.0.1": "private",
     "::ffff:127.0.0.1": "loopback",
     "::ffff:169.254.169.254": "link-local",
-    "64:ff9b::a00:1": "private",            # NAT64 of 10.0.0.1
-    "64:ff9b::a9fe:a9fe": "link-local",     # NAT64 of 169.254.169.254
-    "64:ff9b:1::a00:1": "private",          # local-use NAT64 prefix
-    "2002:a00:1::": "private",              # 6to4 of 10.0.0.1
-    "2002:a9fe:a9fe::1": "link-local",      # 6to4 of 169.254.169.254
-    "::a00:1": "private",                   # deprecated IPv4-compatible form
+    "64:ff9b::a00:1": "private",  # NAT64 of 10.0.0.1
+    "64:ff9b::a9fe:a9fe": "link-local",  # NAT64 of 169.254.169.254
+    "64:ff9b:1::a00:1": "private",  # local-use NAT64 prefix
+    "2002:a00:1::": "private",  # 6to4 of 10.0.0.1
+    "2002:a9fe:a9fe::1": "link-local",  # 6to4 of 169.254.169.254
+    "::a00:1": "private",  # deprecated IPv4-compatible form
 }
 
 PUBLIC = ["8.8.8.8", "1.1.1.1", "93.184.216.34", "2606:4700:4700::1111", "2a00:1450:4001:80b::200e"]
@@ -76,10 +77,18 @@ def test_mapped_and_translated_forms_of_public_addresses_pass(address):
 
 
 def test_allowed_networks_let_ranges_back_in():
-    policy = DestinationPolicy([ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("10.1.0.0/16"),
-                                ipaddress.ip_network("fd00:1::/32")])
-    for address in ("127.0.0.1", "127.1.2.3", "10.1.2.3", "::ffff:10.1.2.3", "64:ff9b::a01:203", "fd00:1::5",
-                    "::ffff:127.0.0.1"):
+    policy = DestinationPolicy(
+        [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("10.1.0.0/16"), ipaddress.ip_network("fd00:1::/32")]
+    )
+    for address in (
+        "127.0.0.1",
+        "127.1.2.3",
+        "10.1.2.3",
+        "::ffff:10.1.2.3",
+        "64:ff9b::a01:203",
+        "fd00:1::5",
+        "::ffff:127.0.0.1",
+    ):
         assert policy.reason_blocked(address) is None, address
     for address in ("10.2.0.1", "::ffff:10.2.0.1", "169.254.169.254", "::1", "fd00:2::5", "192.168.0.1"):
         assert policy.reason_blocked(address), address
@@ -120,6 +129,7 @@ def test_submission_check_lets_an_unresolvable_name_through(monkeypatch):
 
 # -- the transport: the address actually connected to is checked, before any packet -------------
 
+
 def _fake_resolver(table: dict, real=socket.getaddrinfo):
     def getaddrinfo(host, port, *args, **kwargs):
         if host in table:
@@ -128,6 +138,7 @@ def _fake_resolver(table: dict, real=socket.getaddrinfo):
             sockaddr = (address, port, 0, 0) if family == socket.AF_INET6 else (address, port)
             return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", sockaddr)]
         return real(host, port, *args, **kwargs)
+
     return getaddrinfo
 
 
@@ -183,8 +194,7 @@ def test_transport_refuses_a_literal_blocked_address_without_connecting(no_conne
 
 
 def test_transport_connects_to_an_allowed_address(monkeypatch, no_connect, partner):
-    monkeypatch.setattr(transport_module.socket, "getaddrinfo",
-                        _fake_resolver({"partner.test": "127.0.0.1"}))
+    monkeypatch.setattr(transport_module.socket, "getaddrinfo", _fake_resolver({"partner.test": "127.0.0.1"}))
     transport = Transport(DestinationPolicy([ipaddress.ip_network("127.0.0.0/8")]), body_cap=1024)
     try:
         response = transport.send("GET", f"http://partner.test:{partner.port}/ok", {}, None, 5.0)
@@ -198,9 +208,12 @@ def test_transport_connects_to_an_allowed_address(monkeypatch, no_connect, partn
 
 def test_transport_skips_blocked_answers_and_uses_an_allowed_one(monkeypatch, no_connect, partner):
     """A name answering with a blocked and an allowed address connects only to the allowed one."""
+
     def getaddrinfo(host, port, *args, **kwargs):
-        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("10.0.0.1", port)),
-                (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", port))]
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("10.0.0.1", port)),
+            (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", port)),
+        ]
 
     monkeypatch.setattr(transport_module.socket, "getaddrinfo", getaddrinfo)
     transport = Transport(DestinationPolicy([ipaddress.ip_network("127.0.0.0/8")]), body_cap=1024)
@@ -214,18 +227,22 @@ def test_transport_skips_blocked_answers_and_uses_an_allowed_one(monkeypatch, no
 
 # -- end to end: submission refuses literal blocked addresses, nothing stored ---------------------
 
-@pytest.mark.parametrize("url", [
-    "http://10.0.0.1/hook",
-    "http://169.254.169.254/latest/meta-data/",
-    "https://192.168.0.10:8443/x",
-    "http://100.64.0.1/",
-    "http://0.0.0.0:80/",
-    "http://[::ffff:10.0.0.1]/",
-    "http://[64:ff9b::a9fe:a9fe]/",
-    "http://[fd00::1]/",
-    "http://[fe80::1]/",
-    "http://224.0.0.1/",
-])
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://10.0.0.1/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "https://192.168.0.10:8443/x",
+        "http://100.64.0.1/",
+        "http://0.0.0.0:80/",
+        "http://[::ffff:10.0.0.1]/",
+        "http://[64:ff9b::a9fe:a9fe]/",
+        "http://[fd00::1]/",
+        "http://[fe80::1]/",
+        "http://224.0.0.1/",
+    ],
+)
 def test_submission_of_a_literal_blocked_address_is_refused_and_nothing_stored(api, url):
     reply = api.post("/jobs", json={"url": url})
     assert reply.status_code == 422, reply.text

@@ -1,4 +1,5 @@
 """The job lifecycle's rules, said once in models/lifecycle.py, and the places that must agree with them."""
+
 from __future__ import annotations
 
 from hypothesis import given
@@ -43,10 +44,26 @@ class _Job:
 
 
 def test_the_event_is_the_api_view_s_state_plus_the_result_code():
-    job = _Job(id="j", status=L.RETRYING, attempts=2, max_attempts=5, budget_start=0, due_at=100.0,
-               updated_at=90.0, created_at=80.0, last_error={"kind": "http_status"}, result={"status_code": 503},
-               url="http://example.com/", method="POST", headers={"Authorization": "x", "X-Trace": "t"},
-               timeout_s=10.0, backoff={}, run_at=None, body=b'{"a":1}', body_kind="json")
+    job = _Job(
+        id="j",
+        status=L.RETRYING,
+        attempts=2,
+        max_attempts=5,
+        budget_start=0,
+        due_at=100.0,
+        updated_at=90.0,
+        created_at=80.0,
+        last_error={"kind": "http_status"},
+        result={"status_code": 503},
+        url="http://example.com/",
+        method="POST",
+        headers={"Authorization": "x", "X-Trace": "t"},
+        timeout_s=10.0,
+        backoff={},
+        run_at=None,
+        body=b'{"a":1}',
+        body_kind="json",
+    )
     view, event = L.job_view(job), L.event_view(job)
     assert {k: view[k] for k in L.state_view(job)} == {k: event[k] for k in L.state_view(job)}
     assert event["result_status_code"] == 503

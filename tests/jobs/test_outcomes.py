@@ -1,4 +1,5 @@
 """Classification of an attempt's response into the job's next state (in-process, no I/O)."""
+
 from __future__ import annotations
 
 import email.utils
@@ -14,13 +15,21 @@ BACKOFF = {"base_s": 1.0, "cap_s": 10.0, "multiplier": 2.0, "jitter": "none"}
 
 
 def job(max_attempts=5, budget_start=0, backoff=BACKOFF, last_delay_s=None):
-    return SimpleNamespace(max_attempts=max_attempts, budget_start=budget_start, backoff=backoff,
-                           last_delay_s=last_delay_s)
+    return SimpleNamespace(
+        max_attempts=max_attempts, budget_start=budget_start, backoff=backoff, last_delay_s=last_delay_s
+    )
 
 
 def reply(code=None, headers=None, body=b"", kind=None, at=1000.0):
-    return Response(at - 0.1, at, status_code=code, headers=headers or {}, body=body, error_kind=kind,
-                    error_message=kind and f"{kind} happened")
+    return Response(
+        at - 0.1,
+        at,
+        status_code=code,
+        headers=headers or {},
+        body=body,
+        error_kind=kind,
+        error_message=kind and f"{kind} happened",
+    )
 
 
 @pytest.mark.parametrize("code", [200, 201, 202, 204, 299])
@@ -53,8 +62,17 @@ def test_redirects_are_permanent(code):
     assert "https://elsewhere/" in decision.error["message"]
 
 
-@pytest.mark.parametrize("kind,retryable", [("timeout", True), ("connection", True), ("dns", True),
-                                            ("tls", False), ("too_large", False), ("blocked_destination", False)])
+@pytest.mark.parametrize(
+    "kind,retryable",
+    [
+        ("timeout", True),
+        ("connection", True),
+        ("dns", True),
+        ("tls", False),
+        ("too_large", False),
+        ("blocked_destination", False),
+    ],
+)
 def test_transport_errors(kind, retryable):
     decision = decide(job(), reply(kind=kind), 1)
     assert decision.status == ("retrying" if retryable else "dead")
@@ -83,17 +101,26 @@ def test_retry_after_is_a_floor_only_on_429_and_503():
     assert decide(job(), reply(503, headers={"Retry-After": "99999"}), 1).delay_s == 10.0
 
 
-@pytest.mark.parametrize("value,expected", [
-    ("120", 120.0), (" 7 ", 7.0), ("-5", None), ("1.5", None), ("soon", None), ("", None),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("120", 120.0),
+        (" 7 ", 7.0),
+        ("-5", None),
+        ("1.5", None),
+        ("soon", None),
+        ("", None),
+    ],
+)
 def test_retry_after_values(value, expected):
     assert retry_after_seconds({"Retry-After": value}, 1000.0) == expected
 
 
 def test_retry_after_http_dates():
     now = time.time()
-    assert retry_after_seconds({"Retry-After": email.utils.formatdate(now + 30, usegmt=True)}, now) == \
-        pytest.approx(30, abs=1)
+    assert retry_after_seconds({"Retry-After": email.utils.formatdate(now + 30, usegmt=True)}, now) == pytest.approx(
+        30, abs=1
+    )
     assert retry_after_seconds({"Retry-After": email.utils.formatdate(now - 30, usegmt=True)}, now) == 0.0
 
 
@@ -119,8 +146,13 @@ def test_an_attempts_response_keeps_the_body_up_to_its_own_cap():
     from actors.outcomes import attempt_response
 
     kept = attempt_response(reply(503, {"X-Reason": "busy"}, body=b"x" * 100), body_cap=10)
-    assert kept == {"status_code": 503, "headers": {"X-Reason": "busy"}, "body": "x" * 10, "body_encoding": "utf-8",
-                    "body_truncated": True}
+    assert kept == {
+        "status_code": 503,
+        "headers": {"X-Reason": "busy"},
+        "body": "x" * 10,
+        "body_encoding": "utf-8",
+        "body_truncated": True,
+    }
     assert attempt_response(reply(200, body=b"short"), body_cap=10)["body_truncated"] is False
     # A cut through a character keeps the text before it rather than turning the body into base64.
     assert attempt_response(reply(200, body="é".encode() * 10), body_cap=5)["body"] == "éé"

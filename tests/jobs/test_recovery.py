@@ -1,4 +1,5 @@
 """Workers that die or are stopped: leases bring killed workers' jobs back; SIGTERM lets attempts finish."""
+
 from __future__ import annotations
 
 from collections import Counter

@@ -5,6 +5,7 @@ The registries (iana.org/assignments/iana-ipv4-special-registry and iana-ipv6-sp
 be refused, at its first, middle and last address, and ALLOWED_TARGET_NETWORKS must let a range back
 in. Pure function calls: no packet is sent.
 """
+
 from __future__ import annotations
 
 import ipaddress

@@ -1,4 +1,5 @@
 """The transport in-process against real servers on 127.0.0.1: how each failure is classified."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -7,8 +8,8 @@ import time
 
 import pytest
 
-from models.net import transport as transport_module
 from actors.transport import Transport
+from models.net import transport as transport_module
 from models.net.policy import DestinationPolicy
 from tests.helpers import free_port
 

@@ -1,4 +1,5 @@
 """models/net/urls.py: one parser for every outbound URL (jobs, brand base URLs). Pure functions."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,11 +9,11 @@ from models.net.urls import InvalidUrl, parse_origin, parse_outbound_url, redact
 
 # Hosts a client would decode or read as another host than written: each is refused, never guessed at.
 UNUSUAL_HOSTS = {
-    "%31%32%37.0.0.1": "percent",        # requests decodes it to 127.0.0.1
+    "%31%32%37.0.0.1": "percent",  # requests decodes it to 127.0.0.1
     "127%2e0%2e0%2e1": "percent",
     "%6c%6f%63%61%6c%68%6f%73%74": "percent",  # localhost
-    "127。0。0。1": "ASCII",              # IDNA 2003 maps the ideographic full stop to "."
-    "１２７.０.０.１": "ASCII",           # full-width digits
+    "127。0。0。1": "ASCII",  # IDNA 2003 maps the ideographic full stop to "."
+    "１２７.０.０.１": "ASCII",  # full-width digits
     "0x7f.0.0.1": "four decimal numbers",
     "0x7f000001": "four decimal numbers",
     "2130706433": "four decimal numbers",
@@ -38,34 +39,46 @@ def test_unusual_host_forms_are_refused(host, word):
     assert caught.value.problem == "host"
 
 
-@pytest.mark.parametrize("url,expected", [
-    ("http://Example.COM:8080/a/b?x=1#frag", ("http", "example.com", 8080, True, "http://example.com:8080/a/b?x=1")),
-    ("https://api.example.com", ("https", "api.example.com", 443, False, "https://api.example.com")),
-    ("HTTP://127.0.0.1:9/hook", ("http", "127.0.0.1", 9, True, "http://127.0.0.1:9/hook")),
-    ("http://[0:0:0:0:0:0:0:1]:99/", ("http", "::1", 99, True, "http://[::1]:99/")),
-    ("https://xn--bcher-kva.example/", ("https", "xn--bcher-kva.example", 443, False, "https://xn--bcher-kva.example/")),
-    ("http://h:/p", ("http", "h", 80, False, "http://h/p")),
-])
+@pytest.mark.parametrize(
+    "url,expected",
+    [
+        (
+            "http://Example.COM:8080/a/b?x=1#frag",
+            ("http", "example.com", 8080, True, "http://example.com:8080/a/b?x=1"),
+        ),
+        ("https://api.example.com", ("https", "api.example.com", 443, False, "https://api.example.com")),
+        ("HTTP://127.0.0.1:9/hook", ("http", "127.0.0.1", 9, True, "http://127.0.0.1:9/hook")),
+        ("http://[0:0:0:0:0:0:0:1]:99/", ("http", "::1", 99, True, "http://[::1]:99/")),
+        (
+            "https://xn--bcher-kva.example/",
+            ("https", "xn--bcher-kva.example", 443, False, "https://xn--bcher-kva.example/"),
+        ),
+        ("http://h:/p", ("http", "h", 80, False, "http://h/p")),
+    ],
+)
 def test_accepted_urls_are_normalised(url, expected):
     parsed = parse_outbound_url(url)
     assert (parsed.scheme, parsed.host, parsed.port, parsed.explicit_port, parsed.url) == expected
 
 
-@pytest.mark.parametrize("url,problem", [
-    ("ftp://example.com/", "scheme"),
-    ("javascript:alert(1)", "scheme"),
-    ("http://user:s3cret@example.com/", "userinfo"),
-    ("http://user@example.com/", "userinfo"),
-    ("http://example.com\\@127.0.0.1/", "userinfo"),
-    ("http://example.com:0/", "port"),
-    ("http://example.com:65536/", "port"),
-    ("http://example.com:+80/", "port"),
-    ("http://example.com:８０/", "port"),
-    ("http:///x", "host"),
-    ("http://::1/", "host"),
-    ("http://[127.0.0.1]/", "invalid"),
-    ("", "missing"),
-])
+@pytest.mark.parametrize(
+    "url,problem",
+    [
+        ("ftp://example.com/", "scheme"),
+        ("javascript:alert(1)", "scheme"),
+        ("http://user:s3cret@example.com/", "userinfo"),
+        ("http://user@example.com/", "userinfo"),
+        ("http://example.com\\@127.0.0.1/", "userinfo"),
+        ("http://example.com:0/", "port"),
+        ("http://example.com:65536/", "port"),
+        ("http://example.com:+80/", "port"),
+        ("http://example.com:８０/", "port"),
+        ("http:///x", "host"),
+        ("http://::1/", "host"),
+        ("http://[127.0.0.1]/", "invalid"),
+        ("", "missing"),
+    ],
+)
 def test_refusals_name_the_problem(url, problem):
     with pytest.raises(InvalidUrl) as caught:
         parse_outbound_url(url)
@@ -89,8 +102,10 @@ def test_an_origin_has_no_path_query_or_fragment():
 
 
 def test_query_strings_and_userinfo_are_redacted_from_messages():
-    text = ("HTTPConnectionPool(host='h', port=1): Max retries exceeded with url: /v1/list?page=1&key=K1 "
-            "(Caused by X); see http://user:P2@h/x?api_key=K3#top")
+    text = (
+        "HTTPConnectionPool(host='h', port=1): Max retries exceeded with url: /v1/list?page=1&key=K1 "
+        "(Caused by X); see http://user:P2@h/x?api_key=K3#top"
+    )
     redacted = redact_urls(text)
     assert not any(secret in redacted for secret in ("K1", "P2", "K3"))
     assert "/v1/list?<redacted>" in redacted and "http://<redacted>@h/x?<redacted>" in redacted

@@ -1,5 +1,6 @@
 """Webhook endpoints, signed jobs and alert rules through the API (the app in this process, real SQLite
 and Redis). Signatures are checked with the `standardwebhooks` package, an independent implementation."""
+
 from __future__ import annotations
 
 import time
@@ -30,11 +31,13 @@ def test_an_endpoint_shows_its_secret_only_at_creation_and_can_be_deleted(client
 
 
 def test_bad_endpoints_are_refused_with_the_field_named(client):
-    cases = [({"url": "http://10.1.2.3/hook"}, "blocked_destination", "url"),  # a literal address: no packet sent
-             ({"url": "ftp://example.org/x"}, "validation_failed", "url"),
-             ({"event_types": ["inverter.exploded"]}, "validation_failed", "event_types"),
-             ({"event_types": []}, "validation_failed", "event_types"),
-             ({"secret": "mine"}, "validation_failed", "secret")]
+    cases = [
+        ({"url": "http://10.1.2.3/hook"}, "blocked_destination", "url"),  # a literal address: no packet sent
+        ({"url": "ftp://example.org/x"}, "validation_failed", "url"),
+        ({"event_types": ["inverter.exploded"]}, "validation_failed", "event_types"),
+        ({"event_types": []}, "validation_failed", "event_types"),
+        ({"secret": "mine"}, "validation_failed", "secret"),
+    ]
     for fields, code, field in cases:
         reply = client.post("/webhook-endpoints", json={"url": PARTNER, "event_types": ["battery.low"], **fields})
         assert reply.status_code == 422, fields
@@ -78,15 +81,19 @@ def test_alert_rules_are_validated_and_belong_to_their_owner(client, app, new_ap
     assert made.status_code == 201 and made.get_json()["params"] == {"minutes": 0.25}
     battery = client.post("/alert-rules", json={"kind": "battery_low", "params": {"below_pct": 20}}).get_json()
     assert battery["params"] == {"below_pct": 20.0, "clear_above_pct": 30.0}
-    bad = [({"kind": "offline", "params": {"minutes": 0.1}}, "validation_failed"),
-           ({"kind": "battery_low", "params": {"below_pct": 20, "clear_above_pct": 10}}, "validation_failed"),
-           ({"kind": "offline", "params": {"hours": 1}}, "validation_failed"),
-           ({"kind": "sunburn"}, "validation_failed"),
-           ({"kind": "production_low"}, "validation_failed"),
-           ({"kind": "production_low", "params": {"latitude": 95, "longitude": 0, "peak_power_w": 4000}},
-            "validation_failed"),
-           ({"kind": "daily_summary", "params": {"latitude": 52}}, "validation_failed"),
-           ({"kind": "offline", "inverter_id": "01HZZZZZZZZZZZZZZZZZZZZZZZ"}, "validation_failed")]
+    bad = [
+        ({"kind": "offline", "params": {"minutes": 0.1}}, "validation_failed"),
+        ({"kind": "battery_low", "params": {"below_pct": 20, "clear_above_pct": 10}}, "validation_failed"),
+        ({"kind": "offline", "params": {"hours": 1}}, "validation_failed"),
+        ({"kind": "sunburn"}, "validation_failed"),
+        ({"kind": "production_low"}, "validation_failed"),
+        (
+            {"kind": "production_low", "params": {"latitude": 95, "longitude": 0, "peak_power_w": 4000}},
+            "validation_failed",
+        ),
+        ({"kind": "daily_summary", "params": {"latitude": 52}}, "validation_failed"),
+        ({"kind": "offline", "inverter_id": "01HZZZZZZZZZZZZZZZZZZZZZZZ"}, "validation_failed"),
+    ]
     for body, code in bad:
         reply = client.post("/alert-rules", json=body)
         assert reply.status_code == 422 and reply.get_json()["error"]["code"] == code, body
@@ -103,12 +110,20 @@ def test_alert_rules_are_validated_and_belong_to_their_owner(client, app, new_ap
 
 def test_production_low_and_daily_summary_rules_carry_their_site_with_defaults(client):
     site = {"latitude": 52.37, "longitude": 4.9}
-    production = client.post("/alert-rules", json={"kind": "production_low",
-                                                   "params": {**site, "peak_power_w": 4000, "below_pct": 40}})
+    production = client.post(
+        "/alert-rules", json={"kind": "production_low", "params": {**site, "peak_power_w": 4000, "below_pct": 40}}
+    )
     assert production.status_code == 201, production.get_json()
-    assert production.get_json()["params"] == {**site, "peak_power_w": 4000.0, "tilt": 0.0, "azimuth": 180.0,
-                                               "below_pct": 40.0, "clear_above_pct": 50.0, "minutes": 30.0,
-                                               "daylight_min_pct": 10.0}
+    assert production.get_json()["params"] == {
+        **site,
+        "peak_power_w": 4000.0,
+        "tilt": 0.0,
+        "azimuth": 180.0,
+        "below_pct": 40.0,
+        "clear_above_pct": 50.0,
+        "minutes": 30.0,
+        "daylight_min_pct": 10.0,
+    }
     missing = client.post("/alert-rules", json={"kind": "production_low", "params": site}).get_json()
     assert missing["error"]["details"] == {"field": "params.peak_power_w"}
     summary = client.post("/alert-rules", json={"kind": "daily_summary", "params": site})
@@ -116,10 +131,12 @@ def test_production_low_and_daily_summary_rules_carry_their_site_with_defaults(c
 
 
 def _inverter_of(account_id: str) -> str:
-    connection = BrandConnection.create(brand="sandbox", base_url="http://127.0.0.1:9", credentials={"token": "t"},
-                                        credentials_hash=account_id)
-    return Inverter.create(connection=connection, brand="sandbox", serial="SBX-SUM-0001", device_type="inverter",
-                           owner=account_id).id
+    connection = BrandConnection.create(
+        brand="sandbox", base_url="http://127.0.0.1:9", credentials={"token": "t"}, credentials_hash=account_id
+    )
+    return Inverter.create(
+        connection=connection, brand="sandbox", serial="SBX-SUM-0001", device_type="inverter", owner=account_id
+    ).id
 
 
 def test_a_site_days_summary_is_recorded_and_queued_once_whoever_tries_again(client):
@@ -129,8 +146,9 @@ def test_a_site_days_summary_is_recorded_and_queued_once_whoever_tries_again(cli
     rule = owner().call(alerts.AlertRule.get_by_id, made.get_json()["id"])
     inverter_id = owner().write(_inverter_of, rule.account_id)
     sunset = 1781726714.0  # 2026-06-17 20:05:14 UTC, Amsterdam
-    first = owner().write(alerts.record_daily_summary, rule, inverter_id, "SBX-SUM-0001", sunset,
-                          {"energy_today_wh": 21000.0})
+    first = owner().write(
+        alerts.record_daily_summary, rule, inverter_id, "SBX-SUM-0001", sunset, {"energy_today_wh": 21000.0}
+    )
     assert first is not None and first[1]["type"] == "energy.daily_summary" and first[2] == 1
     assert owner().write(alerts.record_daily_summary, rule, inverter_id, "SBX-SUM-0001", sunset, {}) is None
     assert len(client.get("/jobs").get_json()["jobs"]) == 1

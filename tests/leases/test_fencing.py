@@ -1,4 +1,5 @@
 """Claims and fencing at the query level, on a real SQLite file (no worker process)."""
+
 import pytest
 
 from models import jobs as J
@@ -20,15 +21,36 @@ def db(request, database_url):
 
 
 def _spec(url="http://127.0.0.1:9/x"):
-    return {"url": url, "host": "127.0.0.1", "method": "POST", "headers": {}, "body": None, "body_kind": "none",
-            "timeout_s": 5.0, "max_attempts": 3, "backoff": {"base_s": 1, "cap_s": 10, "multiplier": 2, "jitter": "full"},
-            "run_at": None}
+    return {
+        "url": url,
+        "host": "127.0.0.1",
+        "method": "POST",
+        "headers": {},
+        "body": None,
+        "body_kind": "none",
+        "timeout_s": 5.0,
+        "max_attempts": 3,
+        "backoff": {"base_s": 1, "cap_s": 10, "multiplier": 2, "jitter": "full"},
+        "run_at": None,
+    }
 
 
 def _outcome(db, job, worker, status=J.SUCCEEDED, outcome=J.SUCCESS):
-    return db.write(J.record_outcome, job.id, job.attempts, worker, outcome=outcome, status=status,
-                    started_at=1.0, finished_at=2.0, status_code=200, error=None, result={"status_code": 200},
-                    due_at=None, delay_s=None)
+    return db.write(
+        J.record_outcome,
+        job.id,
+        job.attempts,
+        worker,
+        outcome=outcome,
+        status=status,
+        started_at=1.0,
+        finished_at=2.0,
+        status_code=200,
+        error=None,
+        result={"status_code": 200},
+        due_at=None,
+        delay_s=None,
+    )
 
 
 def test_a_claimed_job_is_not_claimed_again_while_its_lease_holds(db):

@@ -1,4 +1,5 @@
 """The whole job path on PostgreSQL: web and two workers as real processes on one database."""
+
 from collections import Counter
 
 import pytest

@@ -1,6 +1,7 @@
 """Scale-out on PostgreSQL: two web processes and three workers share one database and the work; one worker
 is killed with SIGKILL mid-run. Every job ends as its partner's answers say, nothing is lost, and a job is
 delivered twice only where the documented at-least-once case applies (an attempt lost with its worker)."""
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -39,8 +40,10 @@ def test_two_webs_three_workers_and_a_sigkill_on_postgres(services, pg_env, part
 
     ids: dict[str, int] = {}
     for start in range(0, JOBS, 500):
-        batch = [{"url": url_of(partner, n), "body": "x", "max_attempts": 5, "backoff": BACKOFF}
-                 for n in range(start, start + 500)]
+        batch = [
+            {"url": url_of(partner, n), "body": "x", "max_attempts": 5, "backoff": BACKOFF}
+            for n in range(start, start + 500)
+        ]
         reply = clients[(start // 500) % 2].post("/jobs/batch", json={"jobs": batch}, timeout=60)
         assert reply.status_code == 200, reply.text[:500]
         for result in reply.json()["results"]:

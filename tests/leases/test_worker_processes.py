@@ -1,15 +1,18 @@
 """Worker processes under faults: SIGKILL mid-batch, SIGTERM drain, several workers on one database."""
+
 from collections import Counter
 
-from models.db import close_database, open_database
 from models import jobs as J
+from models.db import close_database, open_database
 from tests.helpers import wait_until
 
 
 def _submit(api, url, n, **extra):
     ids = []
     for i in range(n):
-        reply = api.post("/jobs", json={"url": url, "json": {"n": i}, "backoff": {"base_s": 0.05, "cap_s": 0.5}, **extra})
+        reply = api.post(
+            "/jobs", json={"url": url, "json": {"n": i}, "backoff": {"base_s": 0.05, "cap_s": 0.5}, **extra}
+        )
         assert reply.status_code == 202, reply.text
         ids.append(reply.json()["id"])
     return ids
@@ -27,9 +30,14 @@ def _statuses(database_url, ids):
 def _attempt_rows(database_url, ids):
     owner = open_database(database_url)
     try:
-        return owner.call(lambda: list(
-            J.Attempt.select(J.Attempt.job, J.Attempt.number, J.Attempt.outcome)
-            .where(J.Attempt.job.in_(ids)).order_by(J.Attempt.job, J.Attempt.number).tuples()))
+        return owner.call(
+            lambda: list(
+                J.Attempt.select(J.Attempt.job, J.Attempt.number, J.Attempt.outcome)
+                .where(J.Attempt.job.in_(ids))
+                .order_by(J.Attempt.job, J.Attempt.number)
+                .tuples()
+            )
+        )
     finally:
         close_database()
 
@@ -44,12 +52,16 @@ def test_sigkill_mid_batch_loses_nothing(services, env, api, partner, database_u
     assert "in_flight" in in_flight_at_kill
 
     services.worker(env, role="jobs", name="worker-2", LEASE_S="2", MAX_IN_FLIGHT="64", MAX_IN_FLIGHT_PER_HOST="64")
-    wait_until(lambda: set(_statuses(database_url, ids).values()) == {"succeeded"}, 60,
-               interval=0.2, message="every job to succeed after the crash")
+    wait_until(
+        lambda: set(_statuses(database_url, ids).values()) == {"succeeded"},
+        60,
+        interval=0.2,
+        message="every job to succeed after the crash",
+    )
 
     rows = _attempt_rows(database_url, ids)
     by_job = {}
-    for job_id, number, outcome in rows:
+    for job_id, _number, outcome in rows:
         by_job.setdefault(job_id, []).append(outcome)
     # Every job ends in exactly one success; anything before it was a lost (abandoned) attempt.
     for job_id in ids:
@@ -68,8 +80,12 @@ def test_several_workers_never_run_the_same_attempt_twice(services, env, api, pa
     for i in range(3):
         services.worker(env, role="jobs", name=f"worker-{i}", MAX_IN_FLIGHT="32")
     ids = _submit(api, partner.url + "/ok", 300)
-    wait_until(lambda: set(_statuses(database_url, ids).values()) == {"succeeded"}, 60,
-               interval=0.2, message="every job to succeed")
+    wait_until(
+        lambda: set(_statuses(database_url, ids).values()) == {"succeeded"},
+        60,
+        interval=0.2,
+        message="every job to succeed",
+    )
     delivered = Counter((r.headers["X-Job-Id"], r.headers["X-Attempt-Number"]) for r in partner.received("/ok"))
     assert len(delivered) == 300
     assert max(delivered.values()) == 1
@@ -89,8 +105,12 @@ def test_sigterm_lets_running_attempts_finish_and_releases_the_rest(services, en
     assert all(outcome == "success" for _, _, outcome in rows)
 
     services.worker(env, role="jobs", name="worker-2")
-    wait_until(lambda: set(_statuses(database_url, ids).values()) == {"succeeded"}, 30,
-               interval=0.2, message="the released jobs to be delivered by the next worker")
+    wait_until(
+        lambda: set(_statuses(database_url, ids).values()) == {"succeeded"},
+        30,
+        interval=0.2,
+        message="the released jobs to be delivered by the next worker",
+    )
 
 
 def test_per_host_slots_survive_retries_that_are_due_at_once(services, env, api, partner, database_url):
@@ -99,12 +119,23 @@ def test_per_host_slots_survive_retries_that_are_due_at_once(services, env, api,
     services.worker(env, role="jobs", MAX_IN_FLIGHT_PER_HOST="2", MAX_IN_FLIGHT="8")
     ids = []
     for i in range(40):
-        reply = api.post("/jobs", json={"url": f"{partner.url}/flaky/slot{i}?fail=2", "body": "x", "max_attempts": 5,
-                                        "backoff": {"base_s": 0.0, "cap_s": 0.0, "jitter": "none"}})
+        reply = api.post(
+            "/jobs",
+            json={
+                "url": f"{partner.url}/flaky/slot{i}?fail=2",
+                "body": "x",
+                "max_attempts": 5,
+                "backoff": {"base_s": 0.0, "cap_s": 0.0, "jitter": "none"},
+            },
+        )
         assert reply.status_code == 202, reply.text
         ids.append(reply.json()["id"])
-    wait_until(lambda: set(_statuses(database_url, ids).values()) == {"succeeded"}, 30,
-               interval=0.2, message="every job to succeed through two per-host slots")
+    wait_until(
+        lambda: set(_statuses(database_url, ids).values()) == {"succeeded"},
+        30,
+        interval=0.2,
+        message="every job to succeed through two per-host slots",
+    )
 
 
 def test_a_long_attempt_keeps_its_lease_so_no_other_worker_takes_it(services, env, api, partner, database_url):
@@ -113,8 +144,12 @@ def test_a_long_attempt_keeps_its_lease_so_no_other_worker_takes_it(services, en
     [job_id] = _submit(api, partner.url + "/sleep?s=3", 1, timeout_s=10)
     wait_until(lambda: len(partner.received("/sleep")) == 1, 10, message="the long attempt to start")
     services.worker(env, role="jobs", name="worker-b", LEASE_S="1")
-    wait_until(lambda: _statuses(database_url, [job_id])[job_id] == "succeeded", 15, interval=0.1,
-               message="the long attempt to finish")
+    wait_until(
+        lambda: _statuses(database_url, [job_id])[job_id] == "succeeded",
+        15,
+        interval=0.1,
+        message="the long attempt to finish",
+    )
     assert len(partner.received("/sleep")) == 1
     assert [outcome for _, _, outcome in _attempt_rows(database_url, [job_id])] == ["success"]
 
@@ -129,8 +164,12 @@ def test_sigkill_charges_only_attempts_that_were_sent(services, env, api, partne
     seen_before_kill = {r.headers["X-Job-Id"] for r in partner.received("/sleep")}
 
     services.worker(env, role="jobs", name="worker-2", LEASE_S="2", MAX_IN_FLIGHT="64", MAX_IN_FLIGHT_PER_HOST="2")
-    wait_until(lambda: set(_statuses(database_url, ids).values()) <= {"succeeded", "dead"}, 60,
-               interval=0.2, message="every job to end after the crash")
+    wait_until(
+        lambda: set(_statuses(database_url, ids).values()) <= {"succeeded", "dead"},
+        60,
+        interval=0.2,
+        message="every job to end after the crash",
+    )
 
     statuses = _statuses(database_url, ids)
     dead = {job_id for job_id, status in statuses.items() if status == "dead"}

@@ -1,5 +1,6 @@
 """Fixtures for the live-metrics suite: a mock inverter, web and worker processes paced for tests,
 onboarding helpers and a real SSE client (a raw socket, so tests can also drop it abruptly)."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ import requests
 
 from tests.helpers import mock_service, sqlite_url, system_env, wait_until
 
-START = "2024-06-21T11:00:00Z"   # midday in Lagos and Amsterdam: every demo device produces
+START = "2024-06-21T11:00:00Z"  # midday in Lagos and Amsterdam: every demo device produces
 SANDBOX_KEY = "demo-sandbox-key"
 GROWATT_TOKEN = "demo-growatt-token"
 FUSIONSOLAR_ACCOUNT = {"user_name": "demo-fusionsolar", "system_code": "demo-fusionsolar-code"}
@@ -23,15 +24,21 @@ FUSIONSOLAR_ACCOUNT = {"user_name": "demo-fusionsolar", "system_code": "demo-fus
 # are asked in that clock's seconds: 345 s there is a poll every 2.3 s here.
 CLOCK_SPEED = 150.0
 INTERVAL_S = 2.3  # real seconds between two polls of a device
-PACE = {"POLL_CLOCK_SPEED": str(CLOCK_SPEED), "POLL_CLOCK_ANCHOR": repr(time.time()),
-        "SANDBOX_POLL_INTERVAL_S": repr(INTERVAL_S * CLOCK_SPEED),
-        "GROWATT_V4_POLL_INTERVAL_S": repr(INTERVAL_S * CLOCK_SPEED),
-        "GROWATT_V1_POLL_INTERVAL_S": repr(INTERVAL_S * CLOCK_SPEED),
-        "FUSIONSOLAR_POLL_INTERVAL_S": repr(INTERVAL_S * CLOCK_SPEED),
-        "SOLAREDGE_POLL_INTERVAL_S": repr(INTERVAL_S * CLOCK_SPEED),
-        "ENPHASE_POLL_INTERVAL_S": repr(INTERVAL_S * CLOCK_SPEED),
-        "POLLER_LEASE_S": "2", "SSE_KEEPALIVE_S": "1", "SSE_RETRY_MS": "200", "BRAND_TIMEOUT_S": "3",
-        "RECORDER_CLAIM_IDLE_S": "1"}
+PACE = {
+    "POLL_CLOCK_SPEED": str(CLOCK_SPEED),
+    "POLL_CLOCK_ANCHOR": repr(time.time()),
+    "SANDBOX_POLL_INTERVAL_S": repr(INTERVAL_S * CLOCK_SPEED),
+    "GROWATT_V4_POLL_INTERVAL_S": repr(INTERVAL_S * CLOCK_SPEED),
+    "GROWATT_V1_POLL_INTERVAL_S": repr(INTERVAL_S * CLOCK_SPEED),
+    "FUSIONSOLAR_POLL_INTERVAL_S": repr(INTERVAL_S * CLOCK_SPEED),
+    "SOLAREDGE_POLL_INTERVAL_S": repr(INTERVAL_S * CLOCK_SPEED),
+    "ENPHASE_POLL_INTERVAL_S": repr(INTERVAL_S * CLOCK_SPEED),
+    "POLLER_LEASE_S": "2",
+    "SSE_KEEPALIVE_S": "1",
+    "SSE_RETRY_MS": "200",
+    "BRAND_TIMEOUT_S": "3",
+    "RECORDER_CLAIM_IDLE_S": "1",
+}
 
 
 @pytest.fixture
@@ -48,8 +55,9 @@ def mock(services, metrics_env):
 def module_mock(redis_server, tmp_path_factory):
     """One mock inverter for a module's tests (its start-up is a couple of CPU seconds); use `shared_mock`."""
     workdir = tmp_path_factory.mktemp("mock")
-    svc = mock_service({**system_env(sqlite_url(workdir), redis_server.url), **PACE}, workdir,
-                       "--start", START, "--speed", "60").start()
+    svc = mock_service(
+        {**system_env(sqlite_url(workdir), redis_server.url), **PACE}, workdir, "--start", START, "--speed", "60"
+    ).start()
     yield svc
     if svc.alive():
         svc.stop(timeout=20)
@@ -78,8 +86,9 @@ def connection(mock, brand: str) -> dict:
 
 
 def onboard(api, mock, brand: str, serial: str, **extra) -> dict:
-    reply = api.post("/inverters", json={"brand": brand, "serial": serial, "connection": connection(mock, brand),
-                                         **extra})
+    reply = api.post(
+        "/inverters", json={"brand": brand, "serial": serial, "connection": connection(mock, brand), **extra}
+    )
     assert reply.status_code in (200, 201), reply.text
     return reply.json()
 
@@ -102,8 +111,14 @@ class Event:
 class SSEClient:
     """Reads one event stream in a thread. HTTP/1.0, so the body is plain bytes until close."""
 
-    def __init__(self, base_url: str, path: str, key: str | None = None, cookie: str | None = None,
-                 last_event_id: str | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        path: str,
+        key: str | None = None,
+        cookie: str | None = None,
+        last_event_id: str | None = None,
+    ):
         host, port = base_url.split("//", 1)[1].split(":")
         self.sock = socket.create_connection((host, int(port)), timeout=5)
         headers = [f"GET {path} HTTP/1.0", f"Host: {host}", "Accept: text/event-stream"]
@@ -132,7 +147,7 @@ class SSEClient:
             while not self._stop:
                 try:
                     chunk = self.sock.recv(65536)
-                except socket.timeout:
+                except TimeoutError:
                     continue
                 if not chunk:
                     break
@@ -143,7 +158,7 @@ class SSEClient:
                     head, buffer = buffer.split(b"\r\n\r\n", 1)
                     lines = head.decode().split("\r\n")
                     self.status = int(lines[0].split()[1])
-                    self.headers = {k.lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
+                    self.headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
                 if self.status != 200:
                     self.body += buffer
                     buffer = b""

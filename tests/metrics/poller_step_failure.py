@@ -1,5 +1,6 @@
 """Run by test_poller_resilience.py as its own (gevent) process: a real BrandPoller against the mock
 inverter is handed a message whose handling raises, and must go on polling. Exit 0 when it does."""
+
 from gevent import monkey
 
 monkey.patch_all()

@@ -1,5 +1,6 @@
 """Brand adapters against the mock inverter over real HTTP: every device type, and how each brand
 signals rate limiting, server errors, offline devices and unknown serials."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -9,10 +10,10 @@ import time
 import pytest
 import requests
 
+from mock_inverter.config import DEMO_FLEET_PATH
 from models.brands import ADAPTERS
 from models.brands.base import AUTH, RATE_LIMITED, SERVER_ERROR, UNKNOWN_DEVICE, BrandError, PolledDevice
 from models.net.policy import DestinationPolicy
-from mock_inverter.config import DEMO_FLEET_PATH
 from tests.metrics.conftest import FUSIONSOLAR_ACCOUNT, GROWATT_TOKEN, SANDBOX_KEY, START, mock_stats, set_faults
 
 LOOPBACK_ALLOWED = DestinationPolicy([ipaddress.ip_network("127.0.0.0/8")])  # the mock listens on 127.0.0.1
@@ -46,18 +47,22 @@ def polled(adapter, serial, zone=None):
 def test_growatt_v4_maps_each_device_type_and_batches_them(growatt):
     devices = {s: polled(growatt, s, "Africa/Lagos") for s in ("GRTSPH0001", "GRTSTO0001", "GRTMIN0001", "GRTINV0001")}
     assert {s: d.device_type for s, d in devices.items()} == {
-        "GRTSPH0001": "sph", "GRTSTO0001": "storage", "GRTMIN0001": "min", "GRTINV0001": "inv"}
+        "GRTSPH0001": "sph",
+        "GRTSTO0001": "storage",
+        "GRTMIN0001": "min",
+        "GRTINV0001": "inv",
+    }
     readings = {}
     for device in devices.values():  # one call per device type: a batch shares its deviceType
         readings.update(growatt.fetch_latest([device]).readings)
     sph, storage, tlx, inv = (readings[s] for s in devices)
     assert sph.battery_soc_pct is not None and sph.battery_voltage_v > 0 and sph.load_power_w is not None
-    assert storage.battery_soc_pct is not None and storage.battery_voltage_v > 0      # capacity, vBat
-    assert tlx.battery_soc_pct is None and tlx.battery_power_w is None                # min without battery
+    assert storage.battery_soc_pct is not None and storage.battery_voltage_v > 0  # capacity, vBat
+    assert tlx.battery_soc_pct is None and tlx.battery_power_w is None  # min without battery
     assert inv.grid_import_w is None and inv.battery_soc_pct is None and inv.ac_power_w > 0
     for reading in readings.values():
         assert reading.status == "normal" and reading.pv_power_w > 0
-        assert reading.energy_total_wh >= reading.energy_today_wh >= 0   # kWh at the brand, Wh here
+        assert reading.energy_total_wh >= reading.energy_today_wh >= 0  # kWh at the brand, Wh here
     assert growatt.batch_size == 100
 
 
@@ -115,8 +120,11 @@ def growatt_v1(mock):
 def test_growatt_v1_discovers_type_codes_and_zones_and_maps_each_device_type(growatt_v1, sandbox):
     devices = growatt_v1.list_devices()
     assert {s: (d.device_type, d.timezone) for s, d in devices.items()} == {
-        "GRTSPH0001": ("5", "Africa/Lagos"), "GRTSTO0001": ("2", "Africa/Lagos"),
-        "GRTMIN0001": ("7", "Europe/Amsterdam"), "GRTINV0001": ("1", "Europe/Amsterdam")}
+        "GRTSPH0001": ("5", "Africa/Lagos"),
+        "GRTSTO0001": ("2", "Africa/Lagos"),
+        "GRTMIN0001": ("7", "Europe/Amsterdam"),
+        "GRTINV0001": ("1", "Europe/Amsterdam"),
+    }
     readings = {}
     for serial, device in devices.items():  # one device per call: v1 has a route per type and no batch
         readings.update(growatt_v1.fetch_latest([PolledDevice(serial, device.device_type, device.timezone)]).readings)
@@ -152,8 +160,9 @@ def test_growatt_v1_signals_rate_limits_offline_unknown_and_auth(mock, growatt_v
 
 
 def fusionsolar_adapter(mock, **credentials):
-    return ADAPTERS["fusionsolar"](mock.url + "/fusionsolar", {**FUSIONSOLAR_ACCOUNT, **credentials}, LOOPBACK_ALLOWED,
-                                   timeout_s=3)
+    return ADAPTERS["fusionsolar"](
+        mock.url + "/fusionsolar", {**FUSIONSOLAR_ACCOUNT, **credentials}, LOOPBACK_ALLOWED, timeout_s=3
+    )
 
 
 @pytest.fixture
@@ -174,7 +183,12 @@ def by_type(devices: dict, device_type: str) -> list[PolledDevice]:
 def test_fusionsolar_lists_inverters_batteries_and_meters_and_reads_each_type_in_one_call(mock, fusionsolar, sandbox):
     devices = fusionsolar_fleet(fusionsolar)
     assert {s: d.device_type for s, d in devices.items()} == {
-        "HWINV0001": "38", "HWINV0001B": "39", "HWINV0001M": "47", "HWINV0002": "38", "HWINV0002M": "47"}
+        "HWINV0001": "38",
+        "HWINV0001B": "39",
+        "HWINV0001M": "47",
+        "HWINV0002": "38",
+        "HWINV0002M": "47",
+    }
     inverters = fusionsolar.fetch_latest(by_type(devices, "38")).readings
     battery = fusionsolar.fetch_latest(by_type(devices, "39")).readings["HWINV0001B"]
     meters = fusionsolar.fetch_latest(by_type(devices, "47")).readings
@@ -198,8 +212,11 @@ def test_fusionsolar_lists_inverters_batteries_and_meters_and_reads_each_type_in
 
 def test_fusionsolar_logs_in_again_once_when_another_login_ends_its_session(mock, fusionsolar):
     devices = fusionsolar_fleet(fusionsolar)
-    elsewhere = requests.post(mock.url + "/fusionsolar/thirdData/login", timeout=5,
-                              json={"userName": "demo-fusionsolar", "systemCode": "demo-fusionsolar-code"})
+    elsewhere = requests.post(
+        mock.url + "/fusionsolar/thirdData/login",
+        timeout=5,
+        json={"userName": "demo-fusionsolar", "systemCode": "demo-fusionsolar-code"},
+    )
     assert elsewhere.json()["failCode"] == 0  # one online session per account: the adapter's has ended
     assert set(fusionsolar.fetch_latest(by_type(devices, "47")).readings) == {"HWINV0001M", "HWINV0002M"}
     stats = mock_stats(mock)["tokens"]

@@ -5,6 +5,7 @@ them with flapping values: one episode opens, nothing more happens until it clea
 value past the hysteresis margin. The low-production rule is run over a simulated day of the mock's own
 simulator at several latitudes: it fires for the shaded device and stays silent for the healthy ones.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -65,8 +66,13 @@ def test_battery_low_flapping_between_the_thresholds_never_clears(values):
     assert taken == [(A.OPEN_IT, 10.0)]
 
 
-PRODUCTION = {"peak_power_w": 1000.0, "below_pct": 50.0, "clear_above_pct": 60.0, "minutes": 1.0,
-              "daylight_min_pct": 10.0}
+PRODUCTION = {
+    "peak_power_w": 1000.0,
+    "below_pct": 50.0,
+    "clear_above_pct": 60.0,
+    "minutes": 1.0,
+    "daylight_min_pct": 10.0,
+}
 
 
 @settings(max_examples=200)
@@ -86,7 +92,7 @@ def test_production_low_flapping_gives_one_open_per_clear_and_needs_minutes_belo
         if action == A.CLEAR_IT:
             assert pv / expected > 0.6
         else:  # the seven samples of the last minute were all in daylight and low
-            assert i >= 6 and all(p < 0.5 * e and e >= 100 for p, e in samples[i - 6:i + 1])
+            assert i >= 6 and all(p < 0.5 * e and e >= 100 for p, e in samples[i - 6 : i + 1])
 
 
 def test_production_low_is_silent_at_night_and_at_dawn_whatever_the_reading():
@@ -95,8 +101,12 @@ def test_production_low_is_silent_at_night_and_at_dawn_whatever_the_reading():
 
 
 # -- a simulated day at several latitudes --------------------------------------------------------
-SITES = [("Oslo", 59.9, 10.7, "Europe/Oslo"), ("Amsterdam", 52.4, 4.9, "Europe/Amsterdam"),
-         ("Lagos", 6.5, 3.4, "Africa/Lagos"), ("Sydney", -33.9, 151.2, "Australia/Sydney")]
+SITES = [
+    ("Oslo", 59.9, 10.7, "Europe/Oslo"),
+    ("Amsterdam", 52.4, 4.9, "Europe/Amsterdam"),
+    ("Lagos", 6.5, 3.4, "Africa/Lagos"),
+    ("Sydney", -33.9, 151.2, "Australia/Sydney"),
+]
 SHADED_SHARE = 0.3
 DAYS = {"june": 1781654400, "december": 1797465600}  # 2026-06-17 and 2026-12-17, 00:00 UTC
 
@@ -105,9 +115,26 @@ def fleet():
     plants = []
     for number, (city, lat, lon, tz) in enumerate(SITES, start=1):
         azimuth = 180 if lat >= 0 else 0
-        plants.append({"plant_id": number, "brand": "sandbox", "latitude": lat, "longitude": lon, "timezone": tz,
-                       "devices": [{"serial": f"{city}-{role}", "type": "inverter", "pv_peak_w": 4000, "tilt": 30,
-                                    "azimuth": azimuth, "cloudiness": 0.2} for role in ("healthy", "shaded")]})
+        plants.append(
+            {
+                "plant_id": number,
+                "brand": "sandbox",
+                "latitude": lat,
+                "longitude": lon,
+                "timezone": tz,
+                "devices": [
+                    {
+                        "serial": f"{city}-{role}",
+                        "type": "inverter",
+                        "pv_peak_w": 4000,
+                        "tilt": 30,
+                        "azimuth": azimuth,
+                        "cloudiness": 0.2,
+                    }
+                    for role in ("healthy", "shaded")
+                ],
+            }
+        )
     return parse_fleet({"seed": 7, "tick_s": 60.0, "plants": plants}, "test")
 
 
@@ -128,8 +155,9 @@ def test_low_production_fires_for_the_shaded_device_only_across_a_simulated_day(
             reading = sim.reading(device.serial)
             expected = clear_sky.expected_w(sites[device.serial], reading["t"])
             is_open, since = state[device.serial]
-            action, since = A.production_action(reading["pv_power_w"], expected, rules[device.serial], is_open,
-                                                since, reading["t"])
+            action, since = A.production_action(
+                reading["pv_power_w"], expected, rules[device.serial], is_open, since, reading["t"]
+            )
             assert action != A.CLEAR_IT, "a shaded device never recovers, and a healthy one never opened"
             if action == A.OPEN_IT:
                 opened[device.serial].append(reading["t"])

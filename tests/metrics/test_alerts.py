@@ -1,6 +1,7 @@
 """Alerts end to end: the mock takes a device offline, the alert engine opens one episode, the retry engine
 delivers it as a Standard Webhooks request that an independent library verifies, and one more when the
 device is back. Real processes: web, worker, mock inverter, a receiver on 127.0.0.1."""
+
 from __future__ import annotations
 
 import json
@@ -24,13 +25,20 @@ def _by_type(requests_, event_type: str) -> list:
 
 
 def test_an_outage_gives_one_signed_offline_alert_and_one_back_online_delivered_after_retries(
-        services, metrics_env, mock, web, api, partner, sse, account_key):
+    services, metrics_env, mock, web, api, partner, sse, account_key
+):
     inverter = onboard(api, mock, "sandbox", "SBX-LOS-0001")
     healthy = onboard(api, mock, "sandbox", "SBX-AMS-0001")
     # The receiver refuses the first two requests (503): the alert arrives later, after retries with backoff.
     path = "/flaky/alerts"
-    created = api.post("/webhook-endpoints", json={"url": partner.url + path + "?fail=2", "description": "pager",
-                                                   "event_types": ["inverter.offline", "inverter.online"]})
+    created = api.post(
+        "/webhook-endpoints",
+        json={
+            "url": partner.url + path + "?fail=2",
+            "description": "pager",
+            "event_types": ["inverter.offline", "inverter.online"],
+        },
+    )
     assert created.status_code == 201, created.text
     endpoint = created.json()
     assert endpoint["secret"].startswith("whsec_")
@@ -43,8 +51,14 @@ def test_an_outage_gives_one_signed_offline_alert_and_one_back_online_delivered_
     stream.wait_for(lambda events: any(e.event == "reading" for e in events), 20, "a first reading")
 
     set_faults(mock, offline=["SBX-LOS-0001"])
-    wait_until(lambda: any(r for r in _by_type(_delivered(partner, path), "inverter.offline")
-                           if partner.failures["alerts"] > 2), 60, 0.1, "the offline alert, delivered")
+    wait_until(
+        lambda: any(
+            r for r in _by_type(_delivered(partner, path), "inverter.offline") if partner.failures["alerts"] > 2
+        ),
+        60,
+        0.1,
+        "the offline alert, delivered",
+    )
     set_faults(mock, offline=[])
     wait_until(lambda: _by_type(_delivered(partner, path), "inverter.online"), 30, 0.1, "the back-online alert")
 
@@ -64,26 +78,40 @@ def test_an_outage_gives_one_signed_offline_alert_and_one_back_online_delivered_
     # The deliveries are ordinary jobs: attempts and backoff in the jobs console.
     jobs = api.get("/jobs").json()["jobs"]
     assert len(jobs) == 2 and all(job["request"]["sign_with"] == endpoint["id"] for job in jobs)
-    offline_job = next(job for job in jobs if json.loads(json.dumps(job["request"]["json"]))["type"] == "inverter.offline")
+    offline_job = next(
+        job for job in jobs if json.loads(json.dumps(job["request"]["json"]))["type"] == "inverter.offline"
+    )
     outcomes = [a["outcome"] for a in api.get(f"/jobs/{offline_job['id']}/attempts").json()["attempts"]]
     assert outcomes == ["retry", "retry", "success"]
 
     # The stream of the inverter carried both alerts.
-    stream.wait_for(lambda events: [e.data["type"] for e in events if e.event == "alert"]
-                    == ["inverter.offline", "inverter.online"], 10, "alert events on the stream")
+    stream.wait_for(
+        lambda events: (
+            [e.data["type"] for e in events if e.event == "alert"] == ["inverter.offline", "inverter.online"]
+        ),
+        10,
+        "alert events on the stream",
+    )
     alerts = api.get(f"/inverters/{inverter['id']}/alerts").json()["alerts"]
     assert len(alerts) == 1 and alerts[0]["cleared_at"] is not None
     assert api.get(f"/inverters/{healthy['id']}/alerts").json()["alerts"] == []
 
 
 def test_a_worker_killed_mid_episode_and_restarted_sends_neither_a_duplicate_nor_nothing(
-        services, metrics_env, mock, web, api, partner):
+    services, metrics_env, mock, web, api, partner
+):
     inverter = onboard(api, mock, "sandbox", "SBX-LOS-0001")
     path = "/ok/alerts"
-    endpoint = api.post("/webhook-endpoints", json={"url": partner.url + path,
-                                                    "event_types": ["inverter.offline", "inverter.online"]}).json()
-    assert api.post("/alert-rules", json={"inverter_id": inverter["id"], "kind": "offline",
-                                          "params": {"minutes": OFFLINE_MINUTES}}).status_code == 201
+    endpoint = api.post(
+        "/webhook-endpoints", json={"url": partner.url + path, "event_types": ["inverter.offline", "inverter.online"]}
+    ).json()
+    assert (
+        api.post(
+            "/alert-rules",
+            json={"inverter_id": inverter["id"], "kind": "offline", "params": {"minutes": OFFLINE_MINUTES}},
+        ).status_code
+        == 201
+    )
     worker = services.worker(metrics_env, role="all", name="first")
     wait_until(lambda: api.get(f"/inverters/{inverter['id']}/latest").json().get("reading"), 20, 0.1, "a reading")
     set_faults(mock, offline=["SBX-LOS-0001"])
@@ -105,11 +133,14 @@ def test_a_worker_killed_mid_episode_and_restarted_sends_neither_a_duplicate_nor
 
 
 def test_a_device_fault_status_gives_one_signed_fault_alert_and_its_stream_event(
-        services, metrics_env, mock, web, api, partner, sse, account_key):
+    services, metrics_env, mock, web, api, partner, sse, account_key
+):
     inverter = onboard(api, mock, "sandbox", "SBX-LOS-0001")
     healthy = onboard(api, mock, "sandbox", "SBX-AMS-0001")
     path = "/ok/faults"
-    endpoint = api.post("/webhook-endpoints", json={"url": partner.url + path, "event_types": ["inverter.fault"]}).json()
+    endpoint = api.post(
+        "/webhook-endpoints", json={"url": partner.url + path, "event_types": ["inverter.fault"]}
+    ).json()
     assert api.post("/alert-rules", json={"kind": "fault"}).status_code == 201
     services.worker(metrics_env, role="all")
     stream = sse(web.url, f"/inverters/{inverter['id']}/stream", key=account_key)
@@ -118,23 +149,35 @@ def test_a_device_fault_status_gives_one_signed_fault_alert_and_its_stream_event
     set_faults(mock, faulted=["SBX-LOS-0001"])
     wait_until(lambda: _by_type(partner.received(path), "inverter.fault"), 30, 0.1, "the fault alert")
     # Several more fault readings arrive while the device stays faulted: still the one episode.
-    stream.wait_for(lambda events: sum(1 for e in events if e.event == "reading"
-                                       and e.data.get("status") == "fault") >= 3, 30, "more fault readings")
+    stream.wait_for(
+        lambda events: sum(1 for e in events if e.event == "reading" and e.data.get("status") == "fault") >= 3,
+        30,
+        "more fault readings",
+    )
     set_faults(mock, faulted=[])
-    wait_until(lambda: api.get(f"/inverters/{inverter['id']}/alerts").json()["alerts"][0]["cleared_at"], 30, 0.1,
-               "the episode cleared by a normal reading")
+    wait_until(
+        lambda: api.get(f"/inverters/{inverter['id']}/alerts").json()["alerts"][0]["cleared_at"],
+        30,
+        0.1,
+        "the episode cleared by a normal reading",
+    )
     received = partner.received(path)
     assert len(received) == 1
-    payload = Webhook(endpoint["secret"]).verify(received[0].body,
-                                                 {k.lower(): v for k, v in received[0].headers.items()})
+    payload = Webhook(endpoint["secret"]).verify(
+        received[0].body, {k.lower(): v for k, v in received[0].headers.items()}
+    )
     assert payload["data"]["serial"] == "SBX-LOS-0001" and payload["data"]["values"] == {"status": "fault"}
     alert_events = [e for e in stream.events if e.event == "alert"]
     assert [e.data["type"] for e in alert_events][:1] == ["inverter.fault"] and alert_events[0].id
     # A stream that reconnects from the reading before the alert replays the alert, with the same id.
     position = lambda e: tuple(map(int, e.id.split("-")))  # noqa: E731
-    before = max((e for e in stream.events if e.event == "reading" and position(e) < position(alert_events[0])),
-                 key=position)
+    before = max(
+        (e for e in stream.events if e.event == "reading" and position(e) < position(alert_events[0])), key=position
+    )
     resumed = sse(web.url, f"/inverters/{inverter['id']}/stream", key=account_key, last_event_id=before.id)
-    resumed.wait_for(lambda events: any(e.event == "alert" and e.id == alert_events[0].id for e in events), 10,
-                     "the alert replayed after Last-Event-ID")
+    resumed.wait_for(
+        lambda events: any(e.event == "alert" and e.id == alert_events[0].id for e in events),
+        10,
+        "the alert replayed after Last-Event-ID",
+    )
     assert api.get(f"/inverters/{healthy['id']}/alerts").json()["alerts"] == []

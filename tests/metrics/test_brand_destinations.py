@@ -5,6 +5,7 @@ from a poller, is checked again on the address actually connected to.
 Nothing here sends a packet anywhere but 127.0.0.1; an AcceptRecorder proves that a refusal made no
 connection at all.
 """
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -20,8 +21,16 @@ from tests.metrics.conftest import SANDBOX_KEY, mock_stats, onboard
 from tests.servers import AcceptRecorder
 
 # Hosts that do not resolve as written but that requests (or IDNA 2003) turns into 127.0.0.1.
-DISGUISED_LOOPBACK = ["%31%32%37.0.0.1", "127%2e0%2e0%2e1", "%6c%6f%63%61%6c%68%6f%73%74", "0x7f.0.0.1", "127.1",
-                      "2130706433", "\uff11\uff12\uff17.\uff10.\uff10.\uff11", "127\u30020\u30020\u30021"]
+DISGUISED_LOOPBACK = [
+    "%31%32%37.0.0.1",
+    "127%2e0%2e0%2e1",
+    "%6c%6f%63%61%6c%68%6f%73%74",
+    "0x7f.0.0.1",
+    "127.1",
+    "2130706433",
+    "\uff11\uff12\uff17.\uff10.\uff10.\uff11",
+    "127\u30020\u30020\u30021",
+]
 
 
 @pytest.fixture
@@ -33,8 +42,10 @@ def recorder():
 
 def _onboard(api, base_url: str, brand: str = "sandbox"):
     credential = {"api_key": SANDBOX_KEY} if brand == "sandbox" else {"token": "t"}
-    return api.post("/inverters", json={"brand": brand, "serial": "SBX-AMS-0001",
-                                        "connection": {"base_url": base_url, **credential}})
+    return api.post(
+        "/inverters",
+        json={"brand": brand, "serial": "SBX-AMS-0001", "connection": {"base_url": base_url, **credential}},
+    )
 
 
 @pytest.mark.parametrize("host", DISGUISED_LOOPBACK)
@@ -58,8 +69,10 @@ def test_userinfo_in_a_base_url_is_refused_and_never_echoed_or_logged(web, api, 
     assert api.get("/inverters").json()["inverters"] == []
 
 
-@pytest.mark.parametrize("brand,path,added", [("sandbox", "/sandbox/v1", "/sandbox/v1"),
-                                              ("growatt_v4", "/v4/new-api", "/v4/new-api and /v1")])
+@pytest.mark.parametrize(
+    "brand,path,added",
+    [("sandbox", "/sandbox/v1", "/sandbox/v1"), ("growatt_v4", "/v4/new-api", "/v4/new-api and /v1")],
+)
 def test_a_base_url_with_a_path_says_the_expected_form(mock, api, brand, path, added):
     reply = _onboard(api, mock.url + path, brand)
     assert reply.status_code == 422, reply.text
@@ -72,7 +85,8 @@ def test_a_base_url_with_a_path_says_the_expected_form(mock, api, brand, path, a
 
 
 def test_a_refused_destination_gets_the_same_answer_whether_or_not_something_listens(
-        services, metrics_env, account_key, client_for, recorder):
+    services, metrics_env, account_key, client_for, recorder
+):
     strict = services.web({**metrics_env, "ALLOWED_TARGET_NETWORKS": ""})
     api = client_for(strict.url, account_key)
     closed_port = free_port()
@@ -89,8 +103,9 @@ def test_a_refused_destination_gets_the_same_answer_whether_or_not_something_lis
 def test_a_poller_adapter_checks_the_address_at_connect(recorder):
     """The adapter the poller builds (adapter_for + the policy from settings) refuses a name resolving to
     loopback when ALLOWED_TARGET_NETWORKS is empty, before connecting; with 127.0.0.0/8 allowed it connects."""
-    connection = SimpleNamespace(brand="sandbox", base_url=f"http://localhost:{recorder.port}",
-                                 credentials={"api_key": SANDBOX_KEY})
+    connection = SimpleNamespace(
+        brand="sandbox", base_url=f"http://localhost:{recorder.port}", credentials={"api_key": SANDBOX_KEY}
+    )
     strict = adapter_for(connection, DestinationPolicy.from_settings(Settings.from_env({})), 2.0)
     with pytest.raises(BrandError) as caught:
         strict.list_devices()

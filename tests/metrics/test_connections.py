@@ -1,24 +1,26 @@
 """The quota planner end to end: GET/PATCH /connections/<id> on real web and worker processes against the
 mock (its fast profile is the brands' real quotas on the tests' 150x poll clock, see conftest.PACE)."""
+
 from __future__ import annotations
 
 import requests
 
 from tests.conftest import make_client
-from tests.helpers import create_account
-from tests.helpers import wait_until
+from tests.helpers import create_account, wait_until
 from tests.metrics.conftest import CLOCK_SPEED, INTERVAL_S, mock_stats, onboard, wait_seconds_of_polling
 
 DEVICE_WINDOW_S = 300.0  # sandbox: one latest-data call per device per 5 minutes
 
 
 def test_the_owner_sees_the_plan_and_budget_and_an_infeasible_interval_is_refused(
-        services, metrics_env, mock, web, api):
+    services, metrics_env, mock, web, api
+):
     inverters = [onboard(api, mock, "sandbox", serial) for serial in ("SBX-AMS-0001", "SBX-LOS-0001")]
     connection_id = inverters[0]["connection_id"]
     services.worker(metrics_env, role="pollers")
-    wait_until(lambda: {"SBX-AMS-0001", "SBX-LOS-0001"} <= set(mock_stats(mock)["devices"]), 20, 0.2,
-               "both devices polled")
+    wait_until(
+        lambda: {"SBX-AMS-0001", "SBX-LOS-0001"} <= set(mock_stats(mock)["devices"]), 20, 0.2, "both devices polled"
+    )
 
     view = api.get(f"/connections/{connection_id}").json()
     assert view["brand"] == "sandbox" and view["inverters"] == 2

@@ -1,12 +1,13 @@
 """The Enphase adapter against the mock over real HTTP, per device type (PV-only micros, encharges), its OAuth
 token handling (refresh before expiry, one refresh for concurrent calls, a 401 refreshes once and retries, the
 rotated tokens handed over for storage), its error kinds; and onboarding plus polling through the service."""
+
 from __future__ import annotations
 
 import ipaddress
-from concurrent.futures import ThreadPoolExecutor
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -18,8 +19,12 @@ from tests.metrics.conftest import mock_stats, set_faults
 from tests.mock_inverter.mockinv_support import MockProcess
 
 LOOPBACK_ALLOWED = DestinationPolicy([ipaddress.ip_network("127.0.0.0/8")])
-APP = {"client_id": "demo-enphase-client", "client_secret": "demo-enphase-secret", "api_key": "demo-enphase-key",
-       "refresh_token": "demo-enphase-refresh"}
+APP = {
+    "client_id": "demo-enphase-client",
+    "client_secret": "demo-enphase-secret",
+    "api_key": "demo-enphase-key",
+    "refresh_token": "demo-enphase-refresh",
+}
 
 
 def token_calls(mock) -> int:
@@ -58,8 +63,8 @@ def test_refreshes_before_expiry_and_once_for_concurrent_calls(mock, enphase, st
     assert token_calls(mock) == 1
     enphase.fetch_latest([PolledDevice("4001", "micros")])
     assert token_calls(mock) == 1, "a fresh token is reused"
-    enphase.credentials["access_expires_at"] = time.time() + 20   # under 10% of the mock's 600 s lifetime left
-    set_faults(mock, latency_ms=200)   # every call in progress at once while the refresh is
+    enphase.credentials["access_expires_at"] = time.time() + 20  # under 10% of the mock's 600 s lifetime left
+    set_faults(mock, latency_ms=200)  # every call in progress at once while the refresh is
     with ThreadPoolExecutor(5) as pool:
         results = list(pool.map(lambda _: enphase.fetch_latest([PolledDevice("4001", "micros")]), range(5)))
     assert all(result.readings for result in results)
@@ -69,13 +74,13 @@ def test_refreshes_before_expiry_and_once_for_concurrent_calls(mock, enphase, st
 
 def test_a_401_refreshes_once_and_retries(mock, enphase, stored):
     enphase.list_devices()
-    enphase.credentials["access_token"] = "at.revoked.early"   # still 'fresh' by its expiry time
+    enphase.credentials["access_token"] = "at.revoked.early"  # still 'fresh' by its expiry time
     assert enphase.fetch_latest([PolledDevice("4001", "micros")]).readings
     assert token_calls(mock) == 2 and stored[-1]["access_token"] == enphase.credentials["access_token"]
 
 
 def test_a_spent_refresh_token_is_an_auth_error(mock, enphase):
-    enphase.list_devices()   # spends the demo refresh token
+    enphase.list_devices()  # spends the demo refresh token
     again = ADAPTERS["enphase"](mock.url + "/enphase", {**APP}, LOOPBACK_ALLOWED, 3)
     with pytest.raises(BrandError) as caught:
         again.list_devices()
@@ -117,18 +122,25 @@ def test_onboarding_with_spent_credentials_reuses_the_stored_ones_and_readings_a
     second = api.post("/inverters", json={"brand": "enphase", "serial": "4001", "connection": connection})
     assert second.status_code == 201, second.text
     assert second.json()["connection_id"] == first.json()["connection_id"] and second.json()["device_type"] == "micros"
-    bad_plan = api.post("/inverters", json={"brand": "enphase", "serial": "4001",
-                                            "connection": {**connection, "plan": "gigawatt"}})
+    bad_plan = api.post(
+        "/inverters", json={"brand": "enphase", "serial": "4001", "connection": {**connection, "plan": "gigawatt"}}
+    )
     assert bad_plan.status_code == 400 and bad_plan.json()["error"]["details"]["field"] == "connection.plan"
-    missing = api.post("/inverters", json={"brand": "enphase", "serial": "4001",
-                                           "connection": {"base_url": connection["base_url"], "api_key": "k"}})
+    missing = api.post(
+        "/inverters",
+        json={"brand": "enphase", "serial": "4001", "connection": {"base_url": connection["base_url"], "api_key": "k"}},
+    )
     assert missing.status_code == 400 and missing.json()["error"]["details"]["field"] == "connection.client_id"
     assert token_calls(mock) == 1
 
     services.worker(metrics_env, role="pollers")
     for inverter in (first.json(), second.json()):
-        wait_until(lambda: api.get(f"/inverters/{inverter['id']}/latest").json()["reading"], 20, 0.2,
-                   f"a reading of Enphase system {inverter['serial']}")
+        wait_until(
+            lambda: api.get(f"/inverters/{inverter['id']}/latest").json()["reading"],
+            20,
+            0.2,
+            f"a reading of Enphase system {inverter['serial']}",
+        )
     battery = api.get(f"/inverters/{first.json()['id']}/latest").json()["reading"]
     assert battery["battery_soc_pct"] is not None and battery["pv_power_w"] > 0
     assert token_calls(mock) == 1, "the poller uses the stored access token, no refresh needed"
@@ -136,5 +148,7 @@ def test_onboarding_with_spent_credentials_reuses_the_stored_ones_and_readings_a
     # The connection is planned within its own plan's limits (the demo plan), not the brand's default Watt plan;
     # the battery system's poll is two calls (summary and battery telemetry).
     shown = api.get(f"/connections/{first.json()['connection_id']}").json()
-    assert {w["name"]: w["limit"] for w in shown["windows"]} == {"per minute per API key": 600,
-                                                                 "monthly per API key": 10_000_000}
+    assert {w["name"]: w["limit"] for w in shown["windows"]} == {
+        "per minute per API key": 600,
+        "monthly per API key": 10_000_000,
+    }

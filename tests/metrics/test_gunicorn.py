@@ -1,4 +1,5 @@
 """Production serving: gunicorn with two gevent workers (gunicorn.conf.py), as real processes."""
+
 from __future__ import annotations
 
 import os
@@ -14,7 +15,8 @@ from tests.metrics.conftest import onboard
 
 
 def test_two_workers_serve_sessions_jobs_and_streams_and_a_graceful_restart_resumes_without_gaps(
-        services, metrics_env, mock, account_key, sse, redis_url, tmp_path):
+    services, metrics_env, mock, account_key, sse, redis_url, tmp_path
+):
     gunicorn = gunicorn_service(metrics_env, tmp_path, workers=2).start()
     try:
         api = make_client(gunicorn.url, account_key)
@@ -40,10 +42,18 @@ def test_two_workers_serve_sessions_jobs_and_streams_and_a_graceful_restart_resu
         assert first.ended.wait(15), "the stream was ended by the restarting worker"
         resume_from = [e.id for e in first.events if e.id][-1]
         log = redis_lib.Redis.from_url(redis_url, decode_responses=True)
-        wait_until(lambda: len(log.xrange(inverter_log(inverter["id"]), min="(" + resume_from)) >= 2, 20, 0.05,
-                   "readings published during the restart")
-        second = wait_until(lambda: _reconnected(sse, gunicorn.url, inverter["id"], account_key, resume_from),
-                            15, 0.1, "a new worker to answer the stream")
+        wait_until(
+            lambda: len(log.xrange(inverter_log(inverter["id"]), min="(" + resume_from)) >= 2,
+            20,
+            0.05,
+            "readings published during the restart",
+        )
+        second = wait_until(
+            lambda: _reconnected(sse, gunicorn.url, inverter["id"], account_key, resume_from),
+            15,
+            0.1,
+            "a new worker to answer the stream",
+        )
         second.wait_for(lambda events: len([e for e in events if e.id]) >= 3, 20, "replay then live readings")
         received = [e.id for e in second.events if e.id]
         logged = [i for i, _ in log.xrange(inverter_log(inverter["id"]), min="(" + resume_from, max=received[-1])]

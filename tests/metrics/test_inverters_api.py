@@ -1,4 +1,5 @@
 """Onboarding through the brand adapters, access control, members and browser sessions (web + mock)."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,13 +15,15 @@ def mock(shared_mock):
     return shared_mock
 
 
-DEMO_FLEET = [("sandbox", "SBX-AMS-0001", "hybrid", "Europe/Amsterdam"),
-              ("sandbox", "SBX-LOS-0001", "inverter", "Africa/Lagos"),
-              ("sandbox", "SBX-NBO-0001", "storage", "Africa/Nairobi"),
-              ("growatt_v4", "GRTSPH0001", "sph", "Africa/Lagos"),
-              ("growatt_v4", "GRTSTO0001", "storage", "Africa/Lagos"),
-              ("growatt_v4", "GRTMIN0001", "min", "Europe/Amsterdam"),
-              ("growatt_v4", "GRTINV0001", "inv", "Europe/Amsterdam")]
+DEMO_FLEET = [
+    ("sandbox", "SBX-AMS-0001", "hybrid", "Europe/Amsterdam"),
+    ("sandbox", "SBX-LOS-0001", "inverter", "Africa/Lagos"),
+    ("sandbox", "SBX-NBO-0001", "storage", "Africa/Nairobi"),
+    ("growatt_v4", "GRTSPH0001", "sph", "Africa/Lagos"),
+    ("growatt_v4", "GRTSTO0001", "storage", "Africa/Lagos"),
+    ("growatt_v4", "GRTMIN0001", "min", "Europe/Amsterdam"),
+    ("growatt_v4", "GRTINV0001", "inv", "Europe/Amsterdam"),
+]
 
 
 def test_onboarding_takes_the_device_type_from_the_brand(mock, api):
@@ -67,14 +70,24 @@ def test_onboarding_errors(mock, api):
     assert reply.status_code == 422 and reply.json()["error"]["code"] == "brand_rejected_credentials"
     assert reply.json()["error"]["details"]["brand_error"]["brand_code"] == 2
 
-    for body, field in [({"brand": "sandbox", "connection": connection(mock, "sandbox")}, "serial"),
-                        ({"brand": "sandbox", "serial": "A", "connection": {"base_url": mock.url}},
-                         "connection.api_key"),
-                        ({"brand": "sandbox", "serial": "A", "connection": {"base_url": "ftp://x", "api_key": "k"}},
-                         "connection.base_url"),
-                        ({"brand": "sandbox", "serial": "A,B", "connection": connection(mock, "sandbox")}, "serial"),
-                        ({"brand": "growatt_v4", "serial": "GRTSPH0001", "timezone": "Mars/Olympus",
-                          "connection": connection(mock, "growatt_v4")}, "timezone")]:
+    for body, field in [
+        ({"brand": "sandbox", "connection": connection(mock, "sandbox")}, "serial"),
+        ({"brand": "sandbox", "serial": "A", "connection": {"base_url": mock.url}}, "connection.api_key"),
+        (
+            {"brand": "sandbox", "serial": "A", "connection": {"base_url": "ftp://x", "api_key": "k"}},
+            "connection.base_url",
+        ),
+        ({"brand": "sandbox", "serial": "A,B", "connection": connection(mock, "sandbox")}, "serial"),
+        (
+            {
+                "brand": "growatt_v4",
+                "serial": "GRTSPH0001",
+                "timezone": "Mars/Olympus",
+                "connection": connection(mock, "growatt_v4"),
+            },
+            "timezone",
+        ),
+    ]:
         reply = post(body)
         assert reply.status_code == 400, (body, reply.text)
         assert reply.json()["error"]["details"]["field"] == field
@@ -86,8 +99,11 @@ def test_only_owner_and_members_see_an_inverter(env, mock, web, api, account_key
     inverter = onboard(api, mock, "sandbox", "SBX-AMS-0001")
     other_key = create_account(env, "outsider")
     other = make_client(web.url, other_key)
-    paths = [f"/inverters/{inverter['id']}", f"/inverters/{inverter['id']}/latest",
-             f"/inverters/{inverter['id']}/readings"]
+    paths = [
+        f"/inverters/{inverter['id']}",
+        f"/inverters/{inverter['id']}/latest",
+        f"/inverters/{inverter['id']}/readings",
+    ]
     for path in paths:
         reply = other.get(path)
         assert reply.status_code == 404 and reply.json()["error"]["code"] == "not_found", path
@@ -98,8 +114,9 @@ def test_only_owner_and_members_see_an_inverter(env, mock, web, api, account_key
     assert other.get("/inverters").json()["inverters"] == []
     assert other.delete(f"/inverters/{inverter['id']}").status_code == 404
     # Someone else onboarding the same device is told to ask the owner.
-    reply = other.post("/inverters", json={"brand": "sandbox", "serial": "SBX-AMS-0001",
-                                           "connection": connection(mock, "sandbox")})
+    reply = other.post(
+        "/inverters", json={"brand": "sandbox", "serial": "SBX-AMS-0001", "connection": connection(mock, "sandbox")}
+    )
     assert reply.status_code == 409 and reply.json()["error"]["code"] == "already_onboarded"
 
     added = api.post(f"/inverters/{inverter['id']}/members", json={"account": "outsider"})

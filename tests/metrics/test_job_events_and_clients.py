@@ -1,4 +1,5 @@
 """Job state streams through the same hub, and the hub's handling of clients that go away or lag."""
+
 from __future__ import annotations
 
 import time
@@ -19,8 +20,14 @@ def mock(shared_mock):
 
 def test_job_events_stream_shows_each_state_change(services, metrics_env, web, api, account_key, partner, sse):
     services.worker(metrics_env, role="jobs")
-    job = api.post("/jobs", json={"url": partner.url + "/flaky/j1?fail=1&status=503", "run_at": "2099-01-01T00:00:00Z",
-                                  "backoff": {"base_s": 0.2, "cap_s": 0.5, "jitter": "none"}}).json()
+    job = api.post(
+        "/jobs",
+        json={
+            "url": partner.url + "/flaky/j1?fail=1&status=503",
+            "run_at": "2099-01-01T00:00:00Z",
+            "backoff": {"base_s": 0.2, "cap_s": 0.5, "jitter": "none"},
+        },
+    ).json()
     stream = sse(web.url, f"/jobs/{job['id']}/events", key=account_key)
     stream.wait_for(lambda events: len(events) >= 1, 10, "the current state first")
     assert stream.events[0].event == "job" and stream.events[0].data["status"] == "pending"
@@ -53,7 +60,7 @@ def test_a_client_that_cannot_keep_up_is_disconnected_not_buffered():
     for n in range(1, 4):
         client.offer((n, 0), b"frame")
     assert not client.closed and len(client.queue) == 3
-    client.offer((1, 0), b"duplicate")        # already queued: ignored, not counted
+    client.offer((1, 0), b"duplicate")  # already queued: ignored, not counted
     assert not client.closed
     client.offer((4, 0), b"one too many")
     assert client.closed and client.reason == "slow" and not client.queue

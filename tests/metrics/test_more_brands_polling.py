@@ -1,5 +1,6 @@
 """FusionSolar and Growatt v1 end to end: onboarding through POST /inverters with the brand's credential
 fields, then readings arriving through a pollers worker (real mock, web, worker and Redis)."""
+
 from __future__ import annotations
 
 from tests.helpers import wait_until

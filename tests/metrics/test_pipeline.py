@@ -1,5 +1,6 @@
 """The polling pipeline under load and failure: brand limits, viewers, the recorder, Redis restarts,
 leases across worker processes (real mock inverter, web and worker processes, real Redis)."""
+
 from __future__ import annotations
 
 import time
@@ -15,12 +16,17 @@ INTERVAL = INTERVAL_S
 
 
 def fleet_serials(mock) -> dict:
-    sandbox = requests.get(mock.url + "/sandbox/v1/devices", headers={"X-API-Key": "demo-sandbox-key"},
-                           timeout=5).json()["devices"]
+    sandbox = requests.get(
+        mock.url + "/sandbox/v1/devices", headers={"X-API-Key": "demo-sandbox-key"}, timeout=5
+    ).json()["devices"]
     growatt, page = [], 1
     while True:
-        rows = requests.post(mock.url + "/v4/new-api/queryDeviceList", data={"page": page},
-                             headers={"token": "demo-growatt-token"}, timeout=5).json()["data"]["data"]
+        rows = requests.post(
+            mock.url + "/v4/new-api/queryDeviceList",
+            data={"page": page},
+            headers={"token": "demo-growatt-token"},
+            timeout=5,
+        ).json()["data"]["data"]
         if not rows:
             break
         growatt += rows
@@ -35,7 +41,8 @@ def measure(mock, seconds: float) -> dict:
 
 
 def test_pollers_stay_within_brand_limits_and_viewers_add_no_upstream_requests(
-        services, metrics_env, api, web, account_key, sse):
+    services, metrics_env, api, web, account_key, sse
+):
     mock = services.mock_inverter(metrics_env, "--generate-fleet", "280", "--start", START, "--speed", "60")
     serials = fleet_serials(mock)
     assert len(serials["sandbox"]) >= 100 and len(serials["growatt_v4"]) >= 150
@@ -47,10 +54,12 @@ def test_pollers_stay_within_brand_limits_and_viewers_add_no_upstream_requests(
     window = 4 * INTERVAL
     quiet = measure(mock, window)
     # 91 viewers of one account: within its STREAMS_PER_ACCOUNT (100) on this web process.
-    sse_clients = [sse(web.url, f"/inverters/{inverter['id']}/stream", key=account_key)
-                   for inverter in inverters[:10] for _ in range(9)]
-    sse_clients.append(sse(web.url, "/stream?inverters=" + ",".join(i["id"] for i in inverters[:40]),
-                           key=account_key))
+    sse_clients = [
+        sse(web.url, f"/inverters/{inverter['id']}/stream", key=account_key)
+        for inverter in inverters[:10]
+        for _ in range(9)
+    ]
+    sse_clients.append(sse(web.url, "/stream?inverters=" + ",".join(i["id"] for i in inverters[:40]), key=account_key))
     for client in sse_clients:
         assert client.wait_status() == 200
     watched = measure(mock, window)
@@ -60,15 +69,17 @@ def test_pollers_stay_within_brand_limits_and_viewers_add_no_upstream_requests(
         assert stats["totals"]["rate_limited"] == 0, stats["totals"]
         per_device = [stats["devices"].get(s, {}).get("requests", 0) for s in every]
         # Each device polled once per interval, as configured (a call straddling the window edge aside).
-        assert min(per_device) >= int(window / INTERVAL) - 1 and max(per_device) <= int(window / INTERVAL) + 1, \
-            sorted(per_device)
+        assert min(per_device) >= int(window / INTERVAL) - 1 and max(per_device) <= int(window / INTERVAL) + 1, sorted(
+            per_device
+        )
         batches = stats["tokens"]["demo-growatt-token"]["v4:queryLastData"]["requests"]
         assert batches <= (window / INTERVAL + 1) * 4 * 2, "growatt devices go up to 100 per call, by type"
     assert abs(watched["totals"]["requests"] - quiet["totals"]["requests"]) <= 0.1 * quiet["totals"]["requests"]
 
 
 def test_recorder_stores_every_published_reading_across_a_worker_crash(
-        services, metrics_env, mock, web, api, redis_url):
+    services, metrics_env, mock, web, api, redis_url
+):
     inverter = onboard(api, mock, "sandbox", "SBX-AMS-0001")
     worker = services.worker(metrics_env, role="pollers")
     log = redis_lib.Redis.from_url(redis_url, decode_responses=True)
@@ -81,8 +92,7 @@ def test_recorder_stores_every_published_reading_across_a_worker_crash(
         readings = api.get(f"/inverters/{inverter['id']}/readings?limit=1000").json()["readings"]
         return [r["event_id"] for r in readings]
 
-    logged = [entry_id for entry_id, fields in log.xrange(inverter_log(inverter["id"]))
-              if fields["event"] == "reading"]
+    logged = [entry_id for entry_id, fields in log.xrange(inverter_log(inverter["id"])) if fields["event"] == "reading"]
     wait_until(lambda: set(logged) <= set(stored_ids()), 15, 0.1, "every logged reading stored")
     stored = api.get(f"/inverters/{inverter['id']}/readings?limit=2").json()
     first = stored["readings"][0]
@@ -96,7 +106,8 @@ def test_recorder_stores_every_published_reading_across_a_worker_crash(
 
 
 def test_redis_restart_streams_and_pollers_recover_without_losing_readings(
-        services, metrics_env, mock, web, api, account_key, sse, redis_server, redis_url):
+    services, metrics_env, mock, web, api, account_key, sse, redis_server, redis_url
+):
     inverter = onboard(api, mock, "sandbox", "SBX-AMS-0001")
     services.worker(metrics_env, role="pollers")
     stream = sse(web.url, f"/inverters/{inverter['id']}/stream", key=account_key)
@@ -105,18 +116,29 @@ def test_redis_restart_streams_and_pollers_recover_without_losing_readings(
 
     redis_server.restart()  # without persistence: logs, leases and the consumer group are gone
 
-    stream.wait_for(lambda events: len([e for e in events if e.event == "reading"]) >= before + 3, 30,
-                    "readings after the restart on the same open stream")
+    stream.wait_for(
+        lambda events: len([e for e in events if e.event == "reading"]) >= before + 3,
+        30,
+        "readings after the restart on the same open stream",
+    )
     ids = [e.id for e in stream.of("reading")]
     assert len(ids) == len(set(ids))
     assert [tuple(map(int, i.split("-"))) for i in ids] == sorted(tuple(map(int, i.split("-"))) for i in ids)
     # Everything logged since the restart reached the client, and the recorder stores again.
     log = redis_lib.Redis.from_url(redis_url, decode_responses=True)
-    logged = [entry_id for entry_id, f in log.xrange(inverter_log(inverter["id"]), max=ids[-1])
-              if f["event"] == "reading"]
+    logged = [
+        entry_id for entry_id, f in log.xrange(inverter_log(inverter["id"]), max=ids[-1]) if f["event"] == "reading"
+    ]
     assert logged and set(logged) <= set(ids)
-    wait_until(lambda: logged[-1] in {r["event_id"] for r in api.get(
-        f"/inverters/{inverter['id']}/readings?limit=1000").json()["readings"]}, 15, 0.1, "stored after restart")
+    wait_until(
+        lambda: (
+            logged[-1]
+            in {r["event_id"] for r in api.get(f"/inverters/{inverter['id']}/readings?limit=1000").json()["readings"]}
+        ),
+        15,
+        0.1,
+        "stored after restart",
+    )
 
 
 def test_one_worker_polls_a_connection_and_another_takes_over_when_it_dies(services, metrics_env, mock, api):
@@ -132,8 +154,7 @@ def test_one_worker_polls_a_connection_and_another_takes_over_when_it_dies(servi
     wait_until(lambda: "lease taken" in second.logs(), 10, 0.05, "worker-b to take over")
     assert time.monotonic() - started <= float(PACE["POLLER_LEASE_S"]) * 1.5 + 1
     polled = mock_stats(mock)["devices"]["SBX-AMS-0001"]["requests"]
-    wait_until(lambda: mock_stats(mock)["devices"]["SBX-AMS-0001"]["requests"] > polled, 10, 0.1,
-               "polling to continue")
+    wait_until(lambda: mock_stats(mock)["devices"]["SBX-AMS-0001"]["requests"] > polled, 10, 0.1, "polling to continue")
     assert mock_stats(mock)["totals"]["rate_limited"] == 0
 
 

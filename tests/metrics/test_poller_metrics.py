@@ -1,4 +1,5 @@
 """The worker's poller and recorder metrics, scraped from METRICS_PORT while it polls the mock."""
+
 from __future__ import annotations
 
 from tests.helpers import free_port, wait_until

@@ -1,4 +1,5 @@
 """A poller survives a failure in one of its own steps (a real BrandPoller, the mock, Redis, SQLite)."""
+
 from __future__ import annotations
 
 import subprocess

@@ -1,5 +1,6 @@
 """Each account may hold at most STREAMS_PER_ACCOUNT open streams (of every kind) per web process, and
 /streams/stats shows the caller its own streams only."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,9 @@ def open_streams(api) -> int:
     return api.get("/streams/stats").json()["streams"]
 
 
-def test_an_account_gets_429_beyond_its_streams_and_a_closed_one_frees_its_place(services, metrics_env, account_key,
-                                                                                 sse, mock):
+def test_an_account_gets_429_beyond_its_streams_and_a_closed_one_frees_its_place(
+    services, metrics_env, account_key, sse, mock
+):
     web = services.web({**metrics_env, "STREAMS_PER_ACCOUNT": "3"})
     api = make_client(web.url, account_key)
     inverter = onboard(api, mock, "sandbox", "SBX-AMS-0001")
@@ -45,8 +47,10 @@ def test_an_account_gets_429_beyond_its_streams_and_a_closed_one_frees_its_place
         assert refused.wait_status() == 429, path
         assert refused.ended.wait(5)
         assert json.loads(refused.body)["error"] == {
-            "code": "too_many_streams", "details": {"limit": 3},
-            "message": "at most 3 streams per account are open at once on this server; close one first"}
+            "code": "too_many_streams",
+            "details": {"limit": 3},
+            "message": "at most 3 streams per account are open at once on this server; close one first",
+        }
 
     # Another account's streams are its own, and neither sees the other's figures.
     other_key = create_account(metrics_env)

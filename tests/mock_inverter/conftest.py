@@ -1,4 +1,5 @@
 """Fixtures: a real `python -m mock_inverter` process on a free localhost port."""
+
 from __future__ import annotations
 
 import pytest

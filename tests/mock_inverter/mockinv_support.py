@@ -1,4 +1,5 @@
 """Shared helpers for the mock inverter tests (a uniquely named module, not conftest, so imports are unambiguous)."""
+
 from __future__ import annotations
 
 import signal
@@ -21,15 +22,19 @@ class MockProcess:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mock_inverter", "--port", str(self.port), *args], cwd=REPO,
+            [sys.executable, "-m", "mock_inverter", "--port", str(self.port), *args],
+            cwd=REPO,
             env=project_env(**(env or {})),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     @staticmethod
     def demo_fleet() -> Path:
         return REPO / "mock_inverter" / "demo_fleet.json"
 
-    def wait_ready(self, deadline_s: float = 30.0) -> "MockProcess":
+    def wait_ready(self, deadline_s: float = 30.0) -> MockProcess:
         def ready():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mock exited early: {self.proc.stderr.read()}")

@@ -8,11 +8,14 @@ from tests.helpers import wait_until
 from tests.mock_inverter.mockinv_support import MockProcess
 
 
-@pytest.mark.parametrize("mutate, field", [
-    (lambda d: d.pop("pv_peak_w"), "field pv_peak_w"),
-    (lambda d: d.update(type="toaster"), "field type"),
-    (lambda d: d["battery"].update(soc_min_pct=90, initial_soc_pct=95, soc_max_pct=80), "battery.soc_min_pct"),
-])
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda d: d.pop("pv_peak_w"), "field pv_peak_w"),
+        (lambda d: d.update(type="toaster"), "field type"),
+        (lambda d: d["battery"].update(soc_min_pct=90, initial_soc_pct=95, soc_max_pct=80), "battery.soc_min_pct"),
+    ],
+)
 def test_broken_config_exits_with_one_line(tmp_path, mutate, field):
     config = json.loads((MockProcess.demo_fleet()).read_text())
     mutate(config["plants"][0]["devices"][0])
@@ -38,8 +41,9 @@ def test_unreadable_config_is_one_line(tmp_path):
 def test_generated_fleet_and_prompt_stop(sig):
     process = MockProcess(env={"MOCK_INVERTER_GENERATE_FLEET": "300", "MOCK_INVERTER_SPEED": "100"}).wait_ready()
     try:
-        body = requests.get(process.base + "/sandbox/v1/devices", headers={"X-API-Key": "demo-sandbox-key"},
-                            timeout=5).json()
+        body = requests.get(
+            process.base + "/sandbox/v1/devices", headers={"X-API-Key": "demo-sandbox-key"}, timeout=5
+        ).json()
         assert body["count"] > 100
         assert requests.get(process.base + "/admin/health", timeout=5).json()["devices"] == 300
     finally:
@@ -50,5 +54,9 @@ def test_generated_fleet_and_prompt_stop(sig):
 def test_tick_loop_advances_without_requests(mock):
     """The shared server runs at 60x: simulated time moves on its own, whole ticks at a time."""
     first = requests.get(mock.base + "/admin/health", timeout=5).json()["sim_time"]
-    wait_until(lambda: requests.get(mock.base + "/admin/health", timeout=5).json()["sim_time"] != first, 5, 0.05,
-               "simulated time to advance")
+    wait_until(
+        lambda: requests.get(mock.base + "/admin/health", timeout=5).json()["sim_time"] != first,
+        5,
+        0.05,
+        "simulated time to advance",
+    )

@@ -1,5 +1,6 @@
 """The Enphase v4 dialect over real HTTP: OAuth refresh with rotation, key + bearer on every call, the
 endpoints and their shapes, and the plan limits (per minute and per calendar month, 429 without Retry-After)."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,18 @@ SEEDS = [f"seed-{n}" for n in range(20)]
 
 def fleet_file(tmp_path, **app_extra) -> str:
     fleet = json.loads(MockProcess.demo_fleet().read_text())
-    fleet["brands"]["enphase"] = {"applications": [{"client_id": CLIENT[0], "client_secret": CLIENT[1], "api_key": KEY,
-                                                    "plan": "watt", "refresh_tokens": SEEDS, **app_extra}]}
+    fleet["brands"]["enphase"] = {
+        "applications": [
+            {
+                "client_id": CLIENT[0],
+                "client_secret": CLIENT[1],
+                "api_key": KEY,
+                "plan": "watt",
+                "refresh_tokens": SEEDS,
+                **app_extra,
+            }
+        ]
+    }
     path = tmp_path / "fleet.json"
     path.write_text(json.dumps(fleet))
     return str(path)
@@ -26,20 +37,26 @@ def fleet_file(tmp_path, **app_extra) -> str:
 
 @pytest.fixture(scope="module")
 def enphase(tmp_path_factory):
-    process = MockProcess("--config", fleet_file(tmp_path_factory.mktemp("enphase")),
-                          "--start", "2024-06-21T11:00:00Z").wait_ready()
+    process = MockProcess(
+        "--config", fleet_file(tmp_path_factory.mktemp("enphase")), "--start", "2024-06-21T11:00:00Z"
+    ).wait_ready()
     yield process.base + "/enphase"
     process.stop()
 
 
 def refresh(base, refresh_token, auth=CLIENT):
-    return requests.post(base + "/oauth/token", params={"grant_type": "refresh_token", "refresh_token": refresh_token},
-                         auth=auth, timeout=5)
+    return requests.post(
+        base + "/oauth/token",
+        params={"grant_type": "refresh_token", "refresh_token": refresh_token},
+        auth=auth,
+        timeout=5,
+    )
 
 
 def get(base, path, token, key=KEY, **params):
-    return requests.get(base + "/api/v4" + path, params={"key": key, **params},
-                        headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    return requests.get(
+        base + "/api/v4" + path, params={"key": key, **params}, headers={"Authorization": f"Bearer {token}"}, timeout=5
+    )
 
 
 def test_a_refresh_token_works_once_and_answers_a_new_one(enphase):
@@ -91,19 +108,26 @@ def test_real_profile_enforces_the_watt_plan_per_minute_with_429_without_retry_a
         answers = [get(base, "/systems/4001/summary", token) for _ in range(11)]
         assert [a.status_code for a in answers] == [200] * 10 + [429]
         assert "Retry-After" not in answers[-1].headers
-        assert answers[-1].json() == {"message": "Too Many Requests", "details": "Usage limit exceeded for plan Watt",
-                                      "code": 429}
+        assert answers[-1].json() == {
+            "message": "Too Many Requests",
+            "details": "Usage limit exceeded for plan Watt",
+            "code": 429,
+        }
         assert refresh(base, SEEDS[1]).status_code == 200, "token refreshes are not API calls"
         stats = requests.get(process.base + "/admin/stats", timeout=5).json()
-        assert stats["tokens"][KEY]["enphase:summary"] == {**stats["tokens"][KEY]["enphase:summary"],
-                                                          "requests": 11, "rate_limited": 1}
+        assert stats["tokens"][KEY]["enphase:summary"] == {
+            **stats["tokens"][KEY]["enphase:summary"],
+            "requests": 11,
+            "rate_limited": 1,
+        }
     finally:
         process.stop()
 
 
 def test_real_profile_monthly_budget_from_the_config(tmp_path):
-    process = MockProcess("--config", fleet_file(tmp_path, limits={"per_minute": 100, "per_month": 5}),
-                          "--profile", "real").wait_ready()
+    process = MockProcess(
+        "--config", fleet_file(tmp_path, limits={"per_minute": 100, "per_month": 5}), "--profile", "real"
+    ).wait_ready()
     try:
         base = process.base + "/enphase"
         token = refresh(base, SEEDS[0]).json()["access_token"]
@@ -113,10 +137,10 @@ def test_real_profile_monthly_budget_from_the_config(tmp_path):
 
 
 def test_the_monthly_budget_resets_at_the_start_of_the_calendar_month_utc():
-    clock = {"mono": 0.0, "wall": 1719791990.0}   # 2024-06-30T23:59:50Z
+    clock = {"mono": 0.0, "wall": 1719791990.0}  # 2024-06-30T23:59:50Z
     limits = PlanLimits("real", monotonic=lambda: clock["mono"], wall=lambda: clock["wall"])
     assert [limits.check("k", "watt", {"per_month": 2}) for _ in range(3)] == ["", "", "month"]
-    clock["mono"], clock["wall"] = 20.0, 1719792010.0   # 2024-07-01T00:00:10Z
+    clock["mono"], clock["wall"] = 20.0, 1719792010.0  # 2024-07-01T00:00:10Z
     assert limits.check("k", "watt", {"per_month": 2}) == ""
     assert [limits.check("w", "watt") for _ in range(11)][-1] == "minute"
     clock["mono"] += 60.0

@@ -42,14 +42,18 @@ def test_offline_device_in_each_brand(base):
     set_faults(base, offline=["SBX-AMS-0001", "GRTMIN0001"])
     reading = requests.get(base + "/sandbox/v1/devices/SBX-AMS-0001/latest", headers=SANDBOX, timeout=5).json()
     assert reading["status"] == "offline"
-    v4 = requests.post(base + "/v4/new-api/queryLastData", headers=GROWATT,
-                       data={"deviceType": "min", "deviceSn": "GRTMIN0001"}, timeout=5).json()
+    v4 = requests.post(
+        base + "/v4/new-api/queryLastData",
+        headers=GROWATT,
+        data={"deviceType": "min", "deviceSn": "GRTMIN0001"},
+        timeout=5,
+    ).json()
     assert v4["code"] == 5 and v4["message"] == "DEVICE_OFFLINE"
     devices = requests.get(base + "/v1/device/list", params={"plant_id": 2002}, headers=GROWATT, timeout=5).json()
-    assert {d["device_sn"]: d["lost"] for d in devices["data"]["devices"]} == {"GRTMIN0001": True,
-                                                                             "GRTINV0001": False}
-    tlx = requests.post(base + "/v1/device/tlx/tlx_last_data", headers=GROWATT, data={"tlx_sn": "GRTMIN0001"},
-                        timeout=5).json()["data"]
+    assert {d["device_sn"]: d["lost"] for d in devices["data"]["devices"]} == {"GRTMIN0001": True, "GRTINV0001": False}
+    tlx = requests.post(
+        base + "/v1/device/tlx/tlx_last_data", headers=GROWATT, data={"tlx_sn": "GRTMIN0001"}, timeout=5
+    ).json()["data"]
     assert tlx["status"] == -1 and tlx["lost"] is True
     set_faults(base, offline=[])
     requests.post(base + "/admin/stats/reset", timeout=5)
@@ -62,8 +66,12 @@ def test_outage_resets_connections_then_recovers(base):
     with pytest.raises(requests.ConnectionError):
         requests.get(base + "/sandbox/v1/devices", headers=SANDBOX, timeout=5)
     assert requests.get(base + "/admin/faults", timeout=5).json()["outage_remaining_s"] > 0
-    wait_until(lambda: requests.get(base + "/sandbox/v1/devices", headers=SANDBOX, timeout=5).ok, 5, 0.1,
-               "the mock to recover after the outage window")
+    wait_until(
+        lambda: requests.get(base + "/sandbox/v1/devices", headers=SANDBOX, timeout=5).ok,
+        5,
+        0.1,
+        "the mock to recover after the outage window",
+    )
 
 
 def test_bad_fault_settings_are_a_400(base):
@@ -82,8 +90,12 @@ def test_a_faulted_device_reports_status_fault_and_a_shaded_one_less_pv(base):
     assert first["status"] == "normal" and first["pv_power_w"] > 0
     set_faults(base, faulted=["SBX-AMS-0001", "GRTMIN0001"])
     assert latest()["status"] == "fault"
-    v4 = requests.post(base + "/v4/new-api/queryLastData", headers=GROWATT,
-                       data={"deviceType": "min", "deviceSn": "GRTMIN0001"}, timeout=5).json()
+    v4 = requests.post(
+        base + "/v4/new-api/queryLastData",
+        headers=GROWATT,
+        data={"deviceType": "min", "deviceSn": "GRTMIN0001"},
+        timeout=5,
+    ).json()
     assert v4["data"]["min"][0]["status"] == 3, "Growatt's fault code, which the relay reads as fault"
     described = set_faults(base, faulted=[], shaded={"SBX-AMS-0001": 0.0})
     assert described["shaded"] == {"SBX-AMS-0001": 0.0}

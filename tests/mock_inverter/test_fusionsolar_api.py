@@ -1,5 +1,6 @@
 """The FusionSolar (SmartPVMS northbound) dialect: sessions, the lists, real-time data per device type, and
 its limits answered in HTTP 200 bodies."""
+
 import pytest
 import requests
 
@@ -29,15 +30,19 @@ def dev_ids(base, token, type_id):
 
 def test_login_sessions_and_their_end(base):
     assert call(base, "login", {**ACCOUNT, "systemCode": "wrong"})["failCode"] == 20400
-    assert call(base, "stations", {"pageNo": 1}) == {"failCode": 305, "immediately": True,
-                                                     "message": "USER_MUST_RELOGIN"}
+    assert call(base, "stations", {"pageNo": 1}) == {
+        "failCode": 305,
+        "immediately": True,
+        "message": "USER_MUST_RELOGIN",
+    }
     first = login(base)
     assert call(base, "stations", {"pageNo": 1}, first)["failCode"] == 0
     second = login(base)  # one online session per account
     assert call(base, "stations", {"pageNo": 1}, first)["failCode"] == 305
     assert call(base, "stations", {"pageNo": 1}, second)["failCode"] == 0
-    r = requests.post(f"{base}/fusionsolar/thirdData/stations", json={"pageNo": 1}, timeout=5,
-                      cookies={"XSRF-TOKEN": second})
+    r = requests.post(
+        f"{base}/fusionsolar/thirdData/stations", json={"pageNo": 1}, timeout=5, cookies={"XSRF-TOKEN": second}
+    )
     assert r.json()["failCode"] == 0, "the token is read from the cookie too"
     assert call(base, "logout", {"xsrfToken": second})["failCode"] == 0
     assert call(base, "stations", {"pageNo": 1}, second)["failCode"] == 305

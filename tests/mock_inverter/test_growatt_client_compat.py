@@ -1,5 +1,6 @@
 """An existing open-source Growatt client (growattServer's OpenApiV1) pointed at the mock's base URL
 lists plants and devices and reads latest data, unchanged: the v1 dialect is faithful enough."""
+
 import pytest
 
 growattServer = pytest.importorskip("growattServer")
@@ -18,9 +19,9 @@ def test_lists_plants_and_devices_and_reads_latest_data(client):
     devices = {d["device_sn"]: d for plant in plants for d in client.device_list(plant["plant_id"])["devices"]}
     assert {"GRTSPH0001": 5, "GRTMIN0001": 7}.items() <= {sn: d["type"] for sn, d in devices.items()}.items()
 
-    sph = client.sph_energy("GRTSPH0001")       # POST device/mix/mix_last_data, form mix_sn
+    sph = client.sph_energy("GRTSPH0001")  # POST device/mix/mix_last_data, form mix_sn
     assert {"ppv", "pac", "soc", "bmsSOC", "time"} <= set(sph)
-    tlx = client.min_energy("GRTMIN0001")       # POST device/tlx/tlx_last_data, form tlx_sn
+    tlx = client.min_energy("GRTMIN0001")  # POST device/tlx/tlx_last_data, form tlx_sn
     assert {"ppv", "pac", "bdc1Soc", "bmsSoc", "time"} <= set(tlx)
 
 

@@ -17,7 +17,11 @@ def test_query_device_list(base):
     body = v4(base, "queryDeviceList", {"page": "1"})
     assert body["code"] == 0 and body["message"] == "SUCCESSFUL_OPERATION"
     assert {d["deviceSn"]: d["deviceType"] for d in body["data"]["data"]} == {
-        "GRTSPH0001": "sph", "GRTSTO0001": "storage", "GRTMIN0001": "min", "GRTINV0001": "inv"}
+        "GRTSPH0001": "sph",
+        "GRTSTO0001": "storage",
+        "GRTMIN0001": "min",
+        "GRTINV0001": "inv",
+    }
 
 
 def test_query_last_data_batch(base):

@@ -1,4 +1,5 @@
 """`--limits-clock sim`: the mock counts its limits on the simulated clock (a benchmark's accelerated day)."""
+
 from __future__ import annotations
 
 import requests
@@ -8,8 +9,9 @@ from tests.mock_inverter.mockinv_support import GROWATT, MockProcess
 
 
 def last_data(base: str) -> int:
-    reply = requests.post(base + "/v1/device/mix/mix_last_data", data={"mix_sn": "GRTSPH0001"}, headers=GROWATT,
-                          timeout=5)
+    reply = requests.post(
+        base + "/v1/device/mix/mix_last_data", data={"mix_sn": "GRTSPH0001"}, headers=GROWATT, timeout=5
+    )
     return reply.json()["error_code"]
 
 

@@ -39,7 +39,6 @@ def test_a_batch_is_refused_whole_when_one_device_is_too_early():
     assert limits.check("growatt", "t", "v4:queryLastData", ["B"])[1] == "", "B was not counted by the refusal"
 
 
-
 def test_enphase_months_follow_the_clock_the_limits_are_given():
     # The month is read from the wall clock handed to RateLimits (the simulated one under --limits-clock sim),
     # not from the machine's: a simulated month's end frees the next month's budget.

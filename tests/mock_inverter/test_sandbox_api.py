@@ -18,8 +18,17 @@ def test_latest_reading_has_what_a_normaliser_needs(base):
     reading = r.json()
     assert reading["timestamp"].endswith("Z") and reading["status"] == "normal"
     assert reading["pv_power_w"] > 0 and 10 <= reading["battery_soc_pct"] <= 100
-    for name in ("ac_power_w", "load_power_w", "grid_import_w", "grid_export_w", "battery_charge_w",
-                 "battery_discharge_w", "temperature_c", "pv_energy_today_wh", "pv_energy_total_wh"):
+    for name in (
+        "ac_power_w",
+        "load_power_w",
+        "grid_import_w",
+        "grid_export_w",
+        "battery_charge_w",
+        "battery_discharge_w",
+        "temperature_c",
+        "pv_energy_today_wh",
+        "pv_energy_total_wh",
+    ):
         assert isinstance(reading[name], (int, float)), name
     inverter = requests.get(base + "/sandbox/v1/devices/SBX-LOS-0001/latest", headers=SANDBOX, timeout=5).json()
     assert inverter["battery_soc_pct"] is None
@@ -52,8 +61,7 @@ def test_rate_limit_per_device_is_429_with_retry_after(base):
     other = requests.get(base + "/sandbox/v1/devices/SBX-AMS-0001/latest", headers=SANDBOX, timeout=5)
     assert other.status_code == 200, "the limit is per device"
     stats = requests.get(base + "/admin/stats", timeout=5).json()
-    assert stats["devices"]["SBX-LOS-0001"] == {**stats["devices"]["SBX-LOS-0001"], "requests": 2,
-                                                "rate_limited": 1}
+    assert stats["devices"]["SBX-LOS-0001"] == {**stats["devices"]["SBX-LOS-0001"], "requests": 2, "rate_limited": 1}
     assert stats["tokens"]["demo-sandbox-key"]["sandbox:latest"]["requests"] == 3
 
 
@@ -62,9 +70,13 @@ def test_mock_metrics_count_answered_calls_per_endpoint(base):
 
     def answered() -> float:
         text = requests.get(base + "/metrics", timeout=5).text
-        return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-                   if s.name == "mock_inverter_brand_calls_total"
-                   and s.labels == {"endpoint": "sandbox:devices", "outcome": "answered"})
+        return sum(
+            s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name == "mock_inverter_brand_calls_total"
+            and s.labels == {"endpoint": "sandbox:devices", "outcome": "answered"}
+        )
 
     before = answered()
     requests.get(base + "/sandbox/v1/devices", headers=SANDBOX, timeout=5).raise_for_status()

@@ -1,4 +1,5 @@
 """Physical invariants of the simulation over random sites, dates, seeds and batteries."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,34 +12,69 @@ from mock_inverter.config import generate_fleet, parse_fleet
 from mock_inverter.physics import DAY_S
 from mock_inverter.simulator import COUNTERS, Simulator
 
-ZONES = ["UTC", "Europe/Amsterdam", "Africa/Lagos", "America/New_York", "Asia/Kolkata", "Australia/Sydney",
-         "America/Sao_Paulo", "Pacific/Auckland"]
+ZONES = [
+    "UTC",
+    "Europe/Amsterdam",
+    "Africa/Lagos",
+    "America/New_York",
+    "Asia/Kolkata",
+    "Australia/Sydney",
+    "America/Sao_Paulo",
+    "Pacific/Auckland",
+]
 TICK_S = 60.0
 
 
 def fleet_for(lat, lon, tz, seed, tilt, azimuth, capacity, soc_min, soc_max, efficiency, cloudiness):
-    battery = {"capacity_wh": capacity, "max_charge_w": 2500, "max_discharge_w": 2000, "soc_min_pct": soc_min,
-               "soc_max_pct": soc_max, "round_trip_efficiency": efficiency,
-               "initial_soc_pct": (soc_min + soc_max) / 2}
+    battery = {
+        "capacity_wh": capacity,
+        "max_charge_w": 2500,
+        "max_discharge_w": 2000,
+        "soc_min_pct": soc_min,
+        "soc_max_pct": soc_max,
+        "round_trip_efficiency": efficiency,
+        "initial_soc_pct": (soc_min + soc_max) / 2,
+    }
     devices = [
-        {"serial": "HYB", "type": "hybrid", "pv_peak_w": 5000, "tilt": tilt, "azimuth": azimuth, "battery": battery,
-         "cloudiness": cloudiness},
+        {
+            "serial": "HYB",
+            "type": "hybrid",
+            "pv_peak_w": 5000,
+            "tilt": tilt,
+            "azimuth": azimuth,
+            "battery": battery,
+            "cloudiness": cloudiness,
+        },
         {"serial": "INV", "type": "inverter", "pv_peak_w": 3000, "tilt": tilt, "azimuth": azimuth},
         {"serial": "STO", "type": "storage", "pv_peak_w": 0, "battery": battery},
     ]
-    raw = {"seed": seed, "tick_s": TICK_S, "plants": [
-        {"plant_id": 1, "brand": "sandbox", "latitude": lat, "longitude": lon, "timezone": tz, "devices": devices}]}
+    raw = {
+        "seed": seed,
+        "tick_s": TICK_S,
+        "plants": [
+            {"plant_id": 1, "brand": "sandbox", "latitude": lat, "longitude": lon, "timezone": tz, "devices": devices}
+        ],
+    }
     return parse_fleet(raw, "test")
 
 
 sites = st.builds(
     fleet_for,
-    lat=st.floats(-60, 60), lon=st.floats(-180, 180), tz=st.sampled_from(ZONES),
-    seed=st.integers(0, 2**32 - 1), tilt=st.floats(0, 60), azimuth=st.floats(0, 359),
-    capacity=st.floats(1000, 20000), soc_min=st.floats(0, 40), soc_max=st.floats(60, 100),
-    efficiency=st.floats(0.7, 1.0), cloudiness=st.floats(0, 0.95))
-starts = st.integers(int(pd.Timestamp("2015-01-01", tz="UTC").timestamp()),
-                     int(pd.Timestamp("2035-01-01", tz="UTC").timestamp()))
+    lat=st.floats(-60, 60),
+    lon=st.floats(-180, 180),
+    tz=st.sampled_from(ZONES),
+    seed=st.integers(0, 2**32 - 1),
+    tilt=st.floats(0, 60),
+    azimuth=st.floats(0, 359),
+    capacity=st.floats(1000, 20000),
+    soc_min=st.floats(0, 40),
+    soc_max=st.floats(60, 100),
+    efficiency=st.floats(0.7, 1.0),
+    cloudiness=st.floats(0, 0.95),
+)
+starts = st.integers(
+    int(pd.Timestamp("2015-01-01", tz="UTC").timestamp()), int(pd.Timestamp("2035-01-01", tz="UTC").timestamp())
+)
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -76,7 +112,8 @@ def test_invariants_hold_at_every_tick(fleet, start):
         prev_today, prev_total, prev_day = sim.today_wh.copy(), sim.total_wh.copy(), sim.local_day.copy()
 
     elevation = pvlib.solarposition.get_solarposition(pd.to_datetime(times, unit="s", utc=True), lat, lon)[
-        "elevation"].to_numpy()
+        "elevation"
+    ].to_numpy()
     pv = np.array(pv)
     statuses = np.array(statuses)
     night, day = elevation <= 0, elevation > 1.0  # one tick of sun movement is well under a degree
@@ -117,8 +154,12 @@ def test_prefetched_day_curves_match_computed_ones():
 
 
 # No shrinking: each example simulates a day twice, and shrinking a failure took minutes.
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-          phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@settings(
+    max_examples=4,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
 @given(fleet=sites, start=starts, hours=st.floats(0.5, 23.5))
 def test_a_start_mid_day_reports_the_day_so_far(fleet, start, hours):
     """Counters and state of charge at any start time agree with a mock that ran since local midnight."""

@@ -1,5 +1,6 @@
 """The open-source `solaredge` client (PyPI, 2.x) pointed at the mock's /solaredge prefix reads sites, inventory,
 power flow, storage data, overviews (single and bulk) and inverter technical data, unchanged but for its base URL."""
+
 from datetime import datetime, timedelta
 
 import pytest
@@ -7,8 +8,8 @@ import pytest
 solaredge = pytest.importorskip("solaredge")
 
 KEY = "demo-solaredge-key"
-BATTERY_SITE, PV_SITE = 3001, 3002   # Madrid (kW power flow, StorEdge with battery), Cape Town (W, PV only)
-NOON_MADRID = datetime(2024, 6, 21, 13, 0)   # the session mock starts at 11:00Z; its site times are local
+BATTERY_SITE, PV_SITE = 3001, 3002  # Madrid (kW power flow, StorEdge with battery), Cape Town (W, PV only)
+NOON_MADRID = datetime(2024, 6, 21, 13, 0)  # the session mock starts at 11:00Z; its site times are local
 
 
 @pytest.fixture

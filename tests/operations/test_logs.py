@@ -1,4 +1,5 @@
 """LOG_FORMAT=json: one JSON object per line, carrying the request id (echoed in X-Request-Id) and the job id."""
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,15 @@ def json_lines(service) -> list[dict]:
 def test_web_logs_json_lines_with_the_request_id_it_echoes(services, env, account_key, client_for):
     web = services.web(env, LOG_FORMAT="json")
     api = client_for(web.url, account_key)
-    reply = api.post("/inverters", headers={"X-Request-Id": "req-42"},
-                     json={"brand": "sandbox", "serial": "S1",
-                           "connection": {"base_url": f"http://127.0.0.1:{free_port()}", "api_key": "k"}})
+    reply = api.post(
+        "/inverters",
+        headers={"X-Request-Id": "req-42"},
+        json={
+            "brand": "sandbox",
+            "serial": "S1",
+            "connection": {"base_url": f"http://127.0.0.1:{free_port()}", "api_key": "k"},
+        },
+    )
     assert reply.status_code == 502, reply.text
     assert reply.headers["X-Request-Id"] == "req-42"
 
@@ -38,6 +45,10 @@ def test_a_request_id_that_is_not_a_sane_token_is_replaced(web, api):
 def test_worker_log_lines_carry_the_job_id(services, env, api, partner):
     worker = services.worker(env, role="jobs", LOG_FORMAT="json")
     job_id = api.post("/jobs", json={"url": partner.url + "/ok"}).json()["id"]
-    record = wait_until(lambda: next((r for r in json_lines(worker) if r.get("job_id") == job_id), None),
-                        10, 0.05, "a log line of the job")
+    record = wait_until(
+        lambda: next((r for r in json_lines(worker) if r.get("job_id") == job_id), None),
+        10,
+        0.05,
+        "a log line of the job",
+    )
     assert "outcome=success" in record["message"]

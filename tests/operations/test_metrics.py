@@ -1,4 +1,5 @@
 """Prometheus metrics: the web process at /metrics, the worker on METRICS_PORT; labels never carry ids."""
+
 from __future__ import annotations
 
 import requests
@@ -35,10 +36,12 @@ def test_web_counts_submissions_and_requests_by_route_template(web, api):
     after = scrape(web.url + "/metrics")
 
     assert value(after, "solar_relay_jobs_submitted_total") - value(before, "solar_relay_jobs_submitted_total") == 2
-    assert value(after, "solar_relay_http_requests_total", route="/jobs/<job_id>", method="GET",
-                 status_class="2xx") >= 1
-    assert value(after, "solar_relay_http_requests_total", route="/jobs/<job_id>", method="GET",
-                 status_class="4xx") >= 1
+    assert (
+        value(after, "solar_relay_http_requests_total", route="/jobs/<job_id>", method="GET", status_class="2xx") >= 1
+    )
+    assert (
+        value(after, "solar_relay_http_requests_total", route="/jobs/<job_id>", method="GET", status_class="4xx") >= 1
+    )
     assert value(after, "solar_relay_http_requests_total", route="unmatched", method="GET", status_class="4xx") >= 1
     assert value(after, "solar_relay_http_request_duration_seconds_count", route="/jobs", method="POST") >= 1
     text = requests.get(web.url + "/metrics", timeout=5).text

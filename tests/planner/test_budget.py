@@ -1,5 +1,6 @@
 """The quota budget in real Redis: charged atomically over every window, refused when one is full, and the
 same count seen by a second budget object (a restarted worker, a new lease holder)."""
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -10,8 +11,12 @@ from models.brands.budget import QuotaBudget
 from models.brands.planner import PlanCall, charges
 from models.brands.quota import DAY, Quota, Window
 
-QUOTA = Quota(windows=(Window("daily per key", 3, DAY, calendar=True, timezone="Africa/Lagos"),
-                       Window("per device", 1, 60.0, scope="device")))
+QUOTA = Quota(
+    windows=(
+        Window("daily per key", 3, DAY, calendar=True, timezone="Africa/Lagos"),
+        Window("per device", 1, 60.0, scope="device"),
+    )
+)
 AT_1500 = datetime(2024, 7, 1, 14, 0, tzinfo=timezone.utc).timestamp()  # 15:00 in Lagos
 
 

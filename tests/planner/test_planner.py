@@ -1,5 +1,6 @@
 """The quota planner and the poll schedule, pure: a fake clock drives the schedule through whole windows and
 every send is counted against every window the brand declares."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -15,16 +16,29 @@ from models.brands.planner import PlanDevice, charges, period_bounds, plan
 from models.brands.quota import DAY, MINUTE, MONTH, Bulk, Quota, Window
 from models.brands.sandbox import SandboxAdapter
 
-SOLAREDGE_LIKE = Quota(windows=(Window("daily per key", 300, DAY, calendar=True, timezone="Europe/Amsterdam"),
-                                Window("daily per site", 300, DAY, scope="site", calendar=True,
-                                       timezone="Europe/Amsterdam")),
-                       bulk=(Bulk("latest", 100, per="site", charge="each"),), concurrency=3)
-ENPHASE_LIKE = Quota(windows=(Window("per minute", 10, MINUTE), Window("per month", 10_000, MONTH, calendar=True)),
-                     concurrency=2)
-FUSIONSOLAR_LIKE = Quota(windows=(Window("per day per key", 100_000, DAY, calendar=True),), min_interval_s={"latest": 5.0},
-                         bulk=(Bulk("latest", 100, per="device", charge="once"),))
-QUOTAS = {"sandbox": (SandboxAdapter.quota, 1), "growatt_v4": (GrowattV4Adapter.quota, 100),
-          "solaredge": (SOLAREDGE_LIKE, 100), "enphase": (ENPHASE_LIKE, 1), "fusionsolar": (FUSIONSOLAR_LIKE, 100)}
+SOLAREDGE_LIKE = Quota(
+    windows=(
+        Window("daily per key", 300, DAY, calendar=True, timezone="Europe/Amsterdam"),
+        Window("daily per site", 300, DAY, scope="site", calendar=True, timezone="Europe/Amsterdam"),
+    ),
+    bulk=(Bulk("latest", 100, per="site", charge="each"),),
+    concurrency=3,
+)
+ENPHASE_LIKE = Quota(
+    windows=(Window("per minute", 10, MINUTE), Window("per month", 10_000, MONTH, calendar=True)), concurrency=2
+)
+FUSIONSOLAR_LIKE = Quota(
+    windows=(Window("per day per key", 100_000, DAY, calendar=True),),
+    min_interval_s={"latest": 5.0},
+    bulk=(Bulk("latest", 100, per="device", charge="once"),),
+)
+QUOTAS = {
+    "sandbox": (SandboxAdapter.quota, 1),
+    "growatt_v4": (GrowattV4Adapter.quota, 100),
+    "solaredge": (SOLAREDGE_LIKE, 100),
+    "enphase": (ENPHASE_LIKE, 1),
+    "fusionsolar": (FUSIONSOLAR_LIKE, 100),
+}
 START = datetime(2024, 7, 1, 0, 0, tzinfo=timezone.utc).timestamp()  # a month's start in UTC (02:00 in Amsterdam)
 
 
@@ -85,8 +99,12 @@ def worst_use(quota: Quota, sends) -> dict:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(brand=st.sampled_from(sorted(QUOTAS)), sites=st.integers(1, 40), per_site=st.integers(1, 3),
-       requested=st.floats(1.0, 20_000.0))
+@given(
+    brand=st.sampled_from(sorted(QUOTAS)),
+    sites=st.integers(1, 40),
+    per_site=st.integers(1, 3),
+    requested=st.floats(1.0, 20_000.0),
+)
 def test_a_plan_never_exceeds_any_window_and_fills_the_binding_one(brand, sites, per_site, requested):
     quota, batch = QUOTAS[brand]
     devices = fleet(sites, per_site)
@@ -103,8 +121,11 @@ def test_a_plan_never_exceeds_any_window_and_fills_the_binding_one(brand, sites,
             if quota.windows[c.window].scope == "device":
                 polled[c.instance] += 1
     if requested <= first.min_interval_s:  # asking faster than feasible: the binding window is (almost) full
-        binding = next(w for w in quota.windows if w.name == first.binding) if first.binding in \
-            {w.name for w in quota.windows} else None
+        binding = (
+            next(w for w in quota.windows if w.name == first.binding)
+            if first.binding in {w.name for w in quota.windows}
+            else None
+        )
         if binding is not None and binding.calendar:
             periods = span // binding.period_s if binding.period_s <= DAY else 1
             assert worst[binding.name] >= 0.9 * binding.limit or periods < 1, (binding.name, worst)
@@ -129,7 +150,7 @@ def test_a_daily_budget_half_spent_lasts_until_the_brands_midnight():
     midnight = datetime(2024, 7, 1, 22, 0, tzinfo=timezone.utc).timestamp()
     assert fresh.valid_until == midnight
     assert fresh.interval_s == pytest.approx(DAY / (300 // 10), rel=1e-5)
-    assert spent.interval_s == pytest.approx((midnight - noon) / (50 // 10), rel=1e-5)   # 5 rounds left in 12 hours
+    assert spent.interval_s == pytest.approx((midnight - noon) / (50 // 10), rel=1e-5)  # 5 rounds left in 12 hours
     gone = plan(SOLAREDGE_LIKE, devices, 1.0, noon, {(0, ""): 300}, 100)
     assert gone.blocked_until == midnight
 
@@ -199,10 +220,18 @@ from models.brands.fusionsolar import FusionSolarAdapter  # noqa: E402
 from models.brands.growatt_v1 import GrowattV1Adapter  # noqa: E402
 from models.brands.solaredge import SolarEdgeAdapter  # noqa: E402
 
-DEVICE_TYPES = {"solaredge": ("inverter", "storedge"), "enphase": ("micros", "encharges"),
-                "fusionsolar": ("1", "38"), "growatt_v1": ("inverter", "storage")}
-BRAND_QUOTAS = {"solaredge": (SolarEdgeAdapter.quota, 100), "enphase": (ENPHASE_PLANS["kilowatt"], 1),
-                "fusionsolar": (FusionSolarAdapter.quota, 100), "growatt_v1": (GrowattV1Adapter.quota, 1)}
+DEVICE_TYPES = {
+    "solaredge": ("inverter", "storedge"),
+    "enphase": ("micros", "encharges"),
+    "fusionsolar": ("1", "38"),
+    "growatt_v1": ("inverter", "storage"),
+}
+BRAND_QUOTAS = {
+    "solaredge": (SolarEdgeAdapter.quota, 100),
+    "enphase": (ENPHASE_PLANS["kilowatt"], 1),
+    "fusionsolar": (FusionSolarAdapter.quota, 100),
+    "growatt_v1": (GrowattV1Adapter.quota, 1),
+}
 
 
 def typed_fleet(brand: str, sites: int, per_site: int) -> list[PlanDevice]:
@@ -230,8 +259,12 @@ def brand_requests(brand: str, call, types: dict) -> list[tuple[str, str]]:
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(brand=st.sampled_from(sorted(BRAND_QUOTAS)), sites=st.integers(1, 50), per_site=st.integers(1, 2),
-       requested=st.floats(1.0, 5_000.0))
+@given(
+    brand=st.sampled_from(sorted(BRAND_QUOTAS)),
+    sites=st.integers(1, 50),
+    per_site=st.integers(1, 2),
+    requested=st.floats(1.0, 5_000.0),
+)
 def test_each_brands_quota_keeps_its_requests_inside_the_documented_limits(brand, sites, per_site, requested):
     quota, batch = BRAND_QUOTAS[brand]
     devices = typed_fleet(brand, sites, per_site)

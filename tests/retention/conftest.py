@@ -1,5 +1,6 @@
 """Fixtures for retention tests: a database opened in this process (SQLite file or PostgreSQL) for
 arranging rows directly, and the environment the project's processes need to use the same database."""
+
 from __future__ import annotations
 
 import pytest
@@ -42,13 +43,33 @@ def add_job(owner, account_id: str, status: str, finished_at: float, attempts: i
     job_id = new_id()
 
     def insert():
-        J.Job.insert(id=job_id, account=account_id, request_hash="x", status=status, url="http://127.0.0.1:9/x",
-                     host="127.0.0.1", method="POST", headers={}, body_kind="none", timeout_s=5, max_attempts=8,
-                     backoff={}, attempts=attempts, due_at=None if status in J.TERMINAL else finished_at,
-                     created_at=finished_at - 10, updated_at=finished_at).execute()
+        J.Job.insert(
+            id=job_id,
+            account=account_id,
+            request_hash="x",
+            status=status,
+            url="http://127.0.0.1:9/x",
+            host="127.0.0.1",
+            method="POST",
+            headers={},
+            body_kind="none",
+            timeout_s=5,
+            max_attempts=8,
+            backoff={},
+            attempts=attempts,
+            due_at=None if status in J.TERMINAL else finished_at,
+            created_at=finished_at - 10,
+            updated_at=finished_at,
+        ).execute()
         for number in range(1, attempts + 1):
-            J.Attempt.insert(job=job_id, number=number, worker="w", started_at=finished_at - 5,
-                             finished_at=finished_at, outcome=J.SUCCESS).execute()
+            J.Attempt.insert(
+                job=job_id,
+                number=number,
+                worker="w",
+                started_at=finished_at - 5,
+                finished_at=finished_at,
+                outcome=J.SUCCESS,
+            ).execute()
 
     owner.write(insert)
     return job_id
@@ -69,6 +90,8 @@ def add_inverter(owner, account_id: str, timezone: str | None, serial: str = "SB
 
 
 def add_readings(owner, inverter_id: str, times, data) -> None:
-    rows = [{"inverter_id": inverter_id, "time": float(t), "event_id": None,
-             "data": data(t) if callable(data) else data} for t in times]
+    rows = [
+        {"inverter_id": inverter_id, "time": float(t), "event_id": None, "data": data(t) if callable(data) else data}
+        for t in times
+    ]
     owner.write(Q.store_readings, rows)

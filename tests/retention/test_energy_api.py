@@ -1,5 +1,6 @@
 """GET /inverters/<id>/energy: stored rollups in the inverter's local days, today computed on the fly,
 access as for readings, and bad parameters answered with the error envelope."""
+
 from __future__ import annotations
 
 import time
@@ -38,28 +39,40 @@ def test_daily_and_hourly_energy_in_the_inverters_local_time(store, env, owner_a
     inverter = add_inverter(store, account.id, "Europe/Amsterdam")
     start, _ = energy.day_bounds(date(2024, 10, 26), AMSTERDAM)
     end, _ = energy.day_bounds(date(2024, 10, 28), AMSTERDAM)
-    add_readings(store, inverter, [start + 300 * i for i in range(int((end - start) // 300) + 1)],
-                 {"pv_power_w": 2000.0, "grid_export_w": 500.0})
+    add_readings(
+        store,
+        inverter,
+        [start + 300 * i for i in range(int((end - start) // 300) + 1)],
+        {"pv_power_w": 2000.0, "grid_export_w": 500.0},
+    )
     assert run_cli(["models", "purge", "--readings-older-than", "3650d"], env).returncode == 0  # roll up only
 
-    reply = api.get(f"/inverters/{inverter}/energy", params={"period": "day", "since": "2024-10-25T00:00:00Z",
-                                                                "until": "2024-10-27T23:00:00Z"})
+    reply = api.get(
+        f"/inverters/{inverter}/energy",
+        params={"period": "day", "since": "2024-10-25T00:00:00Z", "until": "2024-10-27T23:00:00Z"},
+    )
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert (body["period"], body["timezone"], body["next_since"]) == ("day", "Europe/Amsterdam", None)
     days = body["buckets"]
     assert [(d["local_start"], d["start"], d["end"]) for d in days] == [
         ("2024-10-26T00:00+02:00", "2024-10-25T22:00:00.000Z", "2024-10-26T22:00:00.000Z"),
-        ("2024-10-27T00:00+02:00", "2024-10-26T22:00:00.000Z", "2024-10-27T23:00:00.000Z")]  # 25 hours
+        ("2024-10-27T00:00+02:00", "2024-10-26T22:00:00.000Z", "2024-10-27T23:00:00.000Z"),
+    ]  # 25 hours
     assert [d["pv_wh"] for d in days] == [pytest.approx(48_000), pytest.approx(50_000)]
     assert days[1]["export_wh"] == pytest.approx(12_500) and days[1]["complete"] is True
     assert days[1]["power"]["pv_power_w"] == {"min": 2000.0, "max": 2000.0, "avg": 2000.0}
 
-    hours = api.get(f"/inverters/{inverter}/energy", params={"period": "hour", "since": days[1]["start"],
-                                                             "until": days[1]["end"]}).json()["buckets"]
+    hours = api.get(
+        f"/inverters/{inverter}/energy", params={"period": "hour", "since": days[1]["start"], "until": days[1]["end"]}
+    ).json()["buckets"]
     assert len(hours) == 25
-    assert [h["local_start"] for h in hours[1:5]] == ["2024-10-27T01:00+02:00", "2024-10-27T02:00+02:00",
-                                                      "2024-10-27T02:00+01:00", "2024-10-27T03:00+01:00"]
+    assert [h["local_start"] for h in hours[1:5]] == [
+        "2024-10-27T01:00+02:00",
+        "2024-10-27T02:00+02:00",
+        "2024-10-27T02:00+01:00",
+        "2024-10-27T03:00+01:00",
+    ]
     assert sum(h["pv_wh"] for h in hours) == pytest.approx(days[1]["pv_wh"])
 
 
@@ -81,9 +94,12 @@ def test_today_is_computed_from_raw_readings_and_marked_incomplete(store, owner_
 def test_energy_access_and_bad_parameters(store, env, web, owner_api):
     account, api = owner_api
     inverter = add_inverter(store, account.id, "Asia/Kolkata")
-    for params, parameter in [({"period": "week"}, "period"), ({"since": "yesterday"}, "since"),
-                              ({"until": "2024-13-01T00:00:00Z"}, "until"),
-                              ({"since": "2024-06-02T00:00:00Z", "until": "2024-06-01T00:00:00Z"}, "since")]:
+    for params, parameter in [
+        ({"period": "week"}, "period"),
+        ({"since": "yesterday"}, "since"),
+        ({"until": "2024-13-01T00:00:00Z"}, "until"),
+        ({"since": "2024-06-02T00:00:00Z", "until": "2024-06-01T00:00:00Z"}, "since"),
+    ]:
         reply = api.get(f"/inverters/{inverter}/energy", params=params)
         assert reply.status_code == 400, (params, reply.text)
         assert reply.json()["error"]["code"] == "invalid_parameter"

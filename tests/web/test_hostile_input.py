@@ -1,5 +1,6 @@
 """Hostile input to every write endpoint, in process (Flask's test client on the `app` fixture): each is
 refused with the error envelope and a 4xx, never a 5xx, and a refusal stores nothing."""
+
 from __future__ import annotations
 
 import json
@@ -36,9 +37,11 @@ def assert_envelope(reply, status: int | None = None, code: str | None = None) -
 
 def row_counts() -> dict:
     """Rows per table: every object any endpoint could store."""
+
     def count():
         db = database.obj
         return {table: db.execute_sql(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0] for table in db.get_tables()}
+
     return owner().call(count)
 
 
@@ -67,19 +70,29 @@ def owner_client(app, new_app_key):
 
 # -- lone surrogates, wherever they are ------------------------------------------------------------------
 
-@pytest.mark.parametrize("path,body,field", [
-    ("/jobs", {"url": "http://127.0.0.1:9/\ud800"}, "url"),
-    ("/jobs", {"url": OK_URL, "body": "a\udfffb"}, "body"),
-    ("/jobs", {"url": OK_URL, "headers": {"X-A": "\ud800"}}, "headers.X-A"),
-    ("/jobs", {"url": OK_URL, "headers": {"X-\ud800": "a"}}, "headers.X-\\ud800"),
-    ("/jobs", {"url": OK_URL, "json": {"a": [1, "\udc00"]}}, "json.a[1]"),
-    ("/jobs", {"url": OK_URL, "run_at": "2099-01-01T00:00:00\ud800"}, "run_at"),
-    ("/inverters", {"brand": "sandbox", "serial": "\ud800", "connection": {"base_url": CLOSED, "api_key": "k"}},
-     "serial"),
-    ("/inverters", {"brand": "sandbox", "serial": "S", "connection": {"base_url": CLOSED, "api_key": "\ud800"}},
-     "connection.api_key"),
-    ("/session", {"api_key": "sk_\ud800"}, "api_key"),
-])
+
+@pytest.mark.parametrize(
+    "path,body,field",
+    [
+        ("/jobs", {"url": "http://127.0.0.1:9/\ud800"}, "url"),
+        ("/jobs", {"url": OK_URL, "body": "a\udfffb"}, "body"),
+        ("/jobs", {"url": OK_URL, "headers": {"X-A": "\ud800"}}, "headers.X-A"),
+        ("/jobs", {"url": OK_URL, "headers": {"X-\ud800": "a"}}, "headers.X-\\ud800"),
+        ("/jobs", {"url": OK_URL, "json": {"a": [1, "\udc00"]}}, "json.a[1]"),
+        ("/jobs", {"url": OK_URL, "run_at": "2099-01-01T00:00:00\ud800"}, "run_at"),
+        (
+            "/inverters",
+            {"brand": "sandbox", "serial": "\ud800", "connection": {"base_url": CLOSED, "api_key": "k"}},
+            "serial",
+        ),
+        (
+            "/inverters",
+            {"brand": "sandbox", "serial": "S", "connection": {"base_url": CLOSED, "api_key": "\ud800"}},
+            "connection.api_key",
+        ),
+        ("/session", {"api_key": "sk_\ud800"}, "api_key"),
+    ],
+)
 def test_a_lone_surrogate_is_400_naming_where_it_is(client, path, body, field):
     before = row_counts()
     error = assert_envelope(post(client, path, body), 400, "invalid_json")
@@ -96,8 +109,11 @@ def test_a_lone_surrogate_in_a_members_account_is_400(owner_client):
 
 def test_a_control_character_in_a_serial_or_an_account_is_refused(owner_client):
     before = row_counts()
-    reply = post(owner_client, "/inverters", {"brand": "sandbox", "serial": "SBX\x00-1",
-                                              "connection": {"base_url": CLOSED, "api_key": "k"}})
+    reply = post(
+        owner_client,
+        "/inverters",
+        {"brand": "sandbox", "serial": "SBX\x00-1", "connection": {"base_url": CLOSED, "api_key": "k"}},
+    )
     assert assert_envelope(reply, 400, "invalid_field")["details"]["field"] == "serial"
     members = f"/inverters/{owner_client.inverter_id}/members"
     reply = post(owner_client, members, {"account": "owner\x00"})
@@ -114,22 +130,27 @@ def test_a_surrogate_pair_is_one_character_and_accepted(client):
 
 def test_a_number_beyond_a_double_is_400_not_stored_as_infinity(client):
     before = row_counts()
-    reply = client.post("/jobs", data=b'{"url": "%s", "json": {"kwh": 1e999}}' % OK_URL.encode(),
-                        content_type="application/json")
+    reply = client.post(
+        "/jobs", data=b'{"url": "%s", "json": {"kwh": 1e999}}' % OK_URL.encode(), content_type="application/json"
+    )
     assert_envelope(reply, 400, "invalid_json")
     assert row_counts() == before
 
 
 # -- credentials and header values -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("brand,field", [("sandbox", "api_key"), ("growatt_v4", "token")])
-@pytest.mark.parametrize("secret", ["\u20ac-secret", "caf\xe9", "two words", "a\tb", "k\x00", "k\x7f", "k\x0b", " k",
-                                    "k\n"],
-                         ids=["euro", "latin1", "space", "tab", "nul", "del", "vt", "lead", "newline"])
+@pytest.mark.parametrize(
+    "secret",
+    ["\u20ac-secret", "caf\xe9", "two words", "a\tb", "k\x00", "k\x7f", "k\x0b", " k", "k\n"],
+    ids=["euro", "latin1", "space", "tab", "nul", "del", "vt", "lead", "newline"],
+)
 def test_a_credential_that_cannot_travel_in_a_header_is_422_without_echo(client, brand, field, secret):
     before = row_counts()
-    reply = post(client, "/inverters", {"brand": brand, "serial": "S1",
-                                        "connection": {"base_url": CLOSED, field: secret}})
+    reply = post(
+        client, "/inverters", {"brand": brand, "serial": "S1", "connection": {"base_url": CLOSED, field: secret}}
+    )
     error = assert_envelope(reply, 422, "invalid_field")
     assert error["details"] == {"field": f"connection.{field}"}
     assert secret not in reply.get_data(as_text=True)
@@ -139,16 +160,25 @@ def test_a_credential_that_cannot_travel_in_a_header_is_422_without_echo(client,
 @pytest.mark.parametrize("timezone", ["x" * 300, "Europe/" + "y" * 300])
 def test_a_time_zone_name_too_long_for_a_file_is_400(client, timezone):
     # The zone database is read from files: a name longer than a file name made the lookup an OSError, a 500.
-    reply = post(client, "/inverters", {"brand": "sandbox", "serial": "SBX-TZ",
-                                        "connection": {"base_url": CLOSED, "api_key": "k"}, "timezone": timezone})
+    reply = post(
+        client,
+        "/inverters",
+        {
+            "brand": "sandbox",
+            "serial": "SBX-TZ",
+            "connection": {"base_url": CLOSED, "api_key": "k"},
+            "timezone": timezone,
+        },
+    )
     assert assert_envelope(reply, 400, "invalid_field")["details"] == {"field": "timezone"}
 
 
 @pytest.mark.parametrize("key", ["a\x00b", "a\x1bb", "\x7f", "", "k" * 256])
 def test_an_idempotency_key_with_a_control_character_is_400(client, key):
     before = row_counts()
-    reply = client.post("/jobs", data=json.dumps({"url": OK_URL}), content_type="application/json",
-                        headers={"Idempotency-Key": key})
+    reply = client.post(
+        "/jobs", data=json.dumps({"url": OK_URL}), content_type="application/json", headers={"Idempotency-Key": key}
+    )
     assert_envelope(reply, 400, "invalid_idempotency_key")
     assert row_counts() == before
 
@@ -167,6 +197,7 @@ def test_run_at_with_an_offset_is_kept(client):
 
 
 # -- members, the site root ------------------------------------------------------------------------
+
 
 def test_a_member_is_removed_by_name_as_by_id(owner_client, new_app_key, redis_server):
     new_app_key("helper")
@@ -198,20 +229,52 @@ def test_the_site_root_leads_to_the_dashboard(app):
 
 # -- property: any input to any write endpoint ----------------------------------------------------
 
-HOSTILE_TEXT = ["", " ", " lead", "trail\t", "\ud800", "a\udfffb", "\x00", "\x0b", "\x0c", "\x7f", "\x1b[31m",
-                "\r\nX-Injected: 1", "\u20ac", "caf\xe9", "\U0001f31e", "x" * 600, "1e999", "NaN", "../..", "%00",
-                "2026-11-28T10:00:00", "2026-11-28T10:00:00Z", "\u202e", "\ufeff"]
-texts = st.one_of(st.sampled_from(HOSTILE_TEXT),
-                  st.text(st.characters(blacklist_categories=()), max_size=12))  # surrogates included
-numbers = st.one_of(st.integers(min_value=-10**30, max_value=10**30), st.floats(allow_nan=False, allow_infinity=False),
-                    st.sampled_from([0, -1, 2**63, 1e308, 0.5]))
+HOSTILE_TEXT = [
+    "",
+    " ",
+    " lead",
+    "trail\t",
+    "\ud800",
+    "a\udfffb",
+    "\x00",
+    "\x0b",
+    "\x0c",
+    "\x7f",
+    "\x1b[31m",
+    "\r\nX-Injected: 1",
+    "\u20ac",
+    "caf\xe9",
+    "\U0001f31e",
+    "x" * 600,
+    "1e999",
+    "NaN",
+    "../..",
+    "%00",
+    "2026-11-28T10:00:00",
+    "2026-11-28T10:00:00Z",
+    "\u202e",
+    "\ufeff",
+]
+texts = st.one_of(
+    st.sampled_from(HOSTILE_TEXT), st.text(st.characters(blacklist_categories=()), max_size=12)
+)  # surrogates included
+numbers = st.one_of(
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([0, -1, 2**63, 1e308, 0.5]),
+)
 scalars = st.one_of(st.none(), st.booleans(), numbers, texts)
-any_json = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
-                        max_leaves=8)
+any_json = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3), max_leaves=8
+)
 # Values that keep every request on 127.0.0.1: a host name would be resolved at submission.
-urls = st.one_of(st.sampled_from([OK_URL, "https://127.0.0.1:9/", CLOSED]),
-                 st.builds(lambda path: "http://127.0.0.1:9/" + path, texts),
-                 texts.filter(lambda t: ":" not in t), numbers, st.none())
+urls = st.one_of(
+    st.sampled_from([OK_URL, "https://127.0.0.1:9/", CLOSED]),
+    st.builds(lambda path: "http://127.0.0.1:9/" + path, texts),
+    texts.filter(lambda t: ":" not in t),
+    numbers,
+    st.none(),
+)
 header_names = st.one_of(st.sampled_from(["X-A", "Authorization", "Host", "Content-Type", "X-A\n", ""]), texts)
 
 
@@ -221,44 +284,82 @@ def maybe(strategy):
 
 def spoiled(good: st.SearchStrategy, hostile: dict) -> st.SearchStrategy:
     """A valid body (so a request gets past the first check), or one with one field made hostile."""
-    return st.one_of(good, *[st.tuples(good, strategy).map(lambda pair, name=name: {**pair[0], name: pair[1]})
-                             for name, strategy in hostile.items()])
+    return st.one_of(
+        good,
+        *[
+            st.tuples(good, strategy).map(lambda pair, name=name: {**pair[0], name: pair[1]})
+            for name, strategy in hostile.items()
+        ],
+    )
 
 
-good_jobs = st.fixed_dictionaries({"url": st.sampled_from([OK_URL, "https://127.0.0.1:9/x"])}, optional={
-    "method": st.sampled_from(["GET", "post", "DELETE"]),
-    "headers": st.dictionaries(st.sampled_from(["X-A", "Authorization", "X-Signature"]),
-                               st.sampled_from(["a", "a\tb", "caf\xe9", ""]), max_size=2),
-    "timeout_s": st.floats(0.001, 120), "max_attempts": st.integers(1, 50),
-    "run_at": st.sampled_from(["2099-01-01T00:00:00Z", "2020-01-01T00:00:00+05:30"]),
-})
-job_bodies = spoiled(good_jobs, {
-    "url": urls,
-    "method": maybe(st.sampled_from(["TRACE", ""])),
-    "headers": maybe(st.dictionaries(header_names, maybe(texts), max_size=3)),
-    "body": maybe(texts),
-    "json": any_json,
-    "timeout_s": maybe(numbers),
-    "max_attempts": maybe(numbers),
-    "backoff": maybe(st.fixed_dictionaries({}, optional={"base_s": maybe(numbers), "cap_s": maybe(numbers),
-                                                         "multiplier": maybe(numbers),
-                                                         "jitter": maybe(st.sampled_from(["full", "none"]))})),
-    "run_at": maybe(texts),
-})
+good_jobs = st.fixed_dictionaries(
+    {"url": st.sampled_from([OK_URL, "https://127.0.0.1:9/x"])},
+    optional={
+        "method": st.sampled_from(["GET", "post", "DELETE"]),
+        "headers": st.dictionaries(
+            st.sampled_from(["X-A", "Authorization", "X-Signature"]),
+            st.sampled_from(["a", "a\tb", "caf\xe9", ""]),
+            max_size=2,
+        ),
+        "timeout_s": st.floats(0.001, 120),
+        "max_attempts": st.integers(1, 50),
+        "run_at": st.sampled_from(["2099-01-01T00:00:00Z", "2020-01-01T00:00:00+05:30"]),
+    },
+)
+job_bodies = spoiled(
+    good_jobs,
+    {
+        "url": urls,
+        "method": maybe(st.sampled_from(["TRACE", ""])),
+        "headers": maybe(st.dictionaries(header_names, maybe(texts), max_size=3)),
+        "body": maybe(texts),
+        "json": any_json,
+        "timeout_s": maybe(numbers),
+        "max_attempts": maybe(numbers),
+        "backoff": maybe(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "base_s": maybe(numbers),
+                    "cap_s": maybe(numbers),
+                    "multiplier": maybe(numbers),
+                    "jitter": maybe(st.sampled_from(["full", "none"])),
+                },
+            )
+        ),
+        "run_at": maybe(texts),
+    },
+)
 good_connections = st.sampled_from([{"base_url": CLOSED, "api_key": "k"}, {"base_url": CLOSED, "token": "t"}])
-good_onboarding = st.fixed_dictionaries({"brand": st.sampled_from(["sandbox", "growatt_v4"]),
-                                         "serial": st.sampled_from(["SBX-1", "GRT-1"]),
-                                         "connection": st.just({"base_url": CLOSED, "api_key": "k", "token": "t"})})
-onboarding_bodies = spoiled(good_onboarding, {
-    "brand": maybe(texts),
-    "serial": maybe(texts),
-    "timezone": maybe(st.sampled_from(["Africa/Lagos", "Mars/Olympus", "../etc/passwd"])),
-    "connection": maybe(st.one_of(
-        spoiled(good_connections, {
-            "api_key": maybe(texts), "token": maybe(texts),
-            "base_url": maybe(st.sampled_from([CLOSED, "ftp://127.0.0.1/", CLOSED + "/\ud800"]))}),
-        st.dictionaries(texts, scalars, max_size=3))),
-})
+good_onboarding = st.fixed_dictionaries(
+    {
+        "brand": st.sampled_from(["sandbox", "growatt_v4"]),
+        "serial": st.sampled_from(["SBX-1", "GRT-1"]),
+        "connection": st.just({"base_url": CLOSED, "api_key": "k", "token": "t"}),
+    }
+)
+onboarding_bodies = spoiled(
+    good_onboarding,
+    {
+        "brand": maybe(texts),
+        "serial": maybe(texts),
+        "timezone": maybe(st.sampled_from(["Africa/Lagos", "Mars/Olympus", "../etc/passwd"])),
+        "connection": maybe(
+            st.one_of(
+                spoiled(
+                    good_connections,
+                    {
+                        "api_key": maybe(texts),
+                        "token": maybe(texts),
+                        "base_url": maybe(st.sampled_from([CLOSED, "ftp://127.0.0.1/", CLOSED + "/\ud800"])),
+                    },
+                ),
+                st.dictionaries(texts, scalars, max_size=3),
+            )
+        ),
+    },
+)
 segments = st.one_of(st.sampled_from([NO_JOB, "owner", "x" * 300]), texts)
 
 
@@ -270,9 +371,15 @@ def path_of(text: str) -> str:
 
 
 # What the test client can put in a request header: ISO-8859-1 without CR or LF.
-idempotency_keys = st.fixed_dictionaries({}, optional={"Idempotency-Key": st.one_of(
-    st.text(st.characters(max_codepoint=0xFF, blacklist_characters="\r\n"), max_size=300),
-    st.sampled_from(["", "\x00", "k" * 256, "same"]))})
+idempotency_keys = st.fixed_dictionaries(
+    {},
+    optional={
+        "Idempotency-Key": st.one_of(
+            st.text(st.characters(max_codepoint=0xFF, blacklist_characters="\r\n"), max_size=300),
+            st.sampled_from(["", "\x00", "k" * 256, "same"]),
+        )
+    },
+)
 requests_ = st.one_of(
     # The two richest bodies have the most ways to be wrong: drawn three times as often as the rest.
     *[st.tuples(st.just("POST"), st.just("/jobs"), job_bodies, idempotency_keys)] * 2,
@@ -280,15 +387,20 @@ requests_ = st.one_of(
     st.tuples(st.just("POST"), st.just("/jobs"), st.one_of(job_bodies, any_json)),
     st.tuples(st.just("POST"), st.sampled_from(["/jobs/{job}/cancel", "/jobs/{job}/retry"]), st.none()),
     st.tuples(st.just("POST"), st.builds(lambda s: f"/jobs/{path_of(s)}/cancel", segments), st.none()),
-    st.tuples(st.just("POST"), st.just("/session"), st.one_of(st.fixed_dictionaries({"api_key": maybe(texts)}),
-                                                              any_json)),
+    st.tuples(
+        st.just("POST"), st.just("/session"), st.one_of(st.fixed_dictionaries({"api_key": maybe(texts)}), any_json)
+    ),
     st.tuples(st.just("DELETE"), st.just("/session"), st.none()),
     st.tuples(st.just("POST"), st.just("/inverters"), st.one_of(onboarding_bodies, any_json)),
     st.tuples(st.just("DELETE"), st.builds(lambda s: f"/inverters/{path_of(s)}", segments), st.none()),
-    st.tuples(st.just("POST"), st.just("/inverters/{inverter}/members"),
-              st.one_of(st.fixed_dictionaries({"account": maybe(texts)}), any_json)),
-    st.tuples(st.just("DELETE"), st.builds(lambda s: "/inverters/{inverter}/members/" + path_of(s), segments),
-              st.none()),
+    st.tuples(
+        st.just("POST"),
+        st.just("/inverters/{inverter}/members"),
+        st.one_of(st.fixed_dictionaries({"account": maybe(texts)}), any_json),
+    ),
+    st.tuples(
+        st.just("DELETE"), st.builds(lambda s: "/inverters/{inverter}/members/" + path_of(s), segments), st.none()
+    ),
 )
 
 
@@ -300,8 +412,9 @@ def test_no_input_to_a_write_endpoint_is_a_5xx_and_no_refusal_stores_anything(ow
     path = path.format(job=owner_client.job_id, inverter=owner_client.inverter_id)
     before = row_counts()
     data = json.dumps(body) if body is not None else None  # "\ud800" in a str becomes the JSON escape
-    reply = owner_client.open(path, method=method, data=data, content_type="application/json" if data else None,
-                              headers=headers)
+    reply = owner_client.open(
+        path, method=method, data=data, content_type="application/json" if data else None, headers=headers
+    )
     event(f"{method} {ROUTE_SHAPES.sub('<id>', path)} -> {reply.status_code}")  # see --hypothesis-show-statistics
     if reply.status_code >= 400:
         # The one 5xx allowed: onboarding's brand (a closed port here) could not be asked.

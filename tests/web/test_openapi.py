@@ -1,5 +1,6 @@
 """GET /openapi.json is a valid OpenAPI 3.1 document of every public endpoint, generated from the models that
 validate the requests; every operation, exercised with generated requests, answers as the document says."""
+
 from __future__ import annotations
 
 import json
@@ -21,16 +22,33 @@ from web.jobs import BatchJobRequest
 from web.json_body import RequestModel, validated
 
 PUBLIC = {
-    ("post", "/jobs"), ("get", "/jobs"), ("post", "/jobs/batch"), ("get", "/jobs/{job_id}"),
-    ("get", "/jobs/{job_id}/attempts"), ("get", "/jobs/stats"), ("post", "/jobs/{job_id}/cancel"),
-    ("post", "/jobs/{job_id}/retry"), ("post", "/inverters"), ("get", "/inverters"),
-    ("get", "/inverters/{inverter_id}"), ("delete", "/inverters/{inverter_id}"),
-    ("post", "/inverters/{inverter_id}/members"), ("delete", "/inverters/{inverter_id}/members/{ref}"),
-    ("get", "/inverters/{inverter_id}/latest"), ("get", "/inverters/{inverter_id}/readings"),
-    ("get", "/inverters/{inverter_id}/energy"), ("get", "/connections/{connection_id}"),
-    ("patch", "/connections/{connection_id}"), ("post", "/session"), ("delete", "/session"),
-    ("get", "/inverters/{inverter_id}/stream"), ("get", "/stream"), ("get", "/jobs/{job_id}/events"),
-    ("get", "/streams/stats"), ("get", "/healthz"), ("get", "/readyz"),
+    ("post", "/jobs"),
+    ("get", "/jobs"),
+    ("post", "/jobs/batch"),
+    ("get", "/jobs/{job_id}"),
+    ("get", "/jobs/{job_id}/attempts"),
+    ("get", "/jobs/stats"),
+    ("post", "/jobs/{job_id}/cancel"),
+    ("post", "/jobs/{job_id}/retry"),
+    ("post", "/inverters"),
+    ("get", "/inverters"),
+    ("get", "/inverters/{inverter_id}"),
+    ("delete", "/inverters/{inverter_id}"),
+    ("post", "/inverters/{inverter_id}/members"),
+    ("delete", "/inverters/{inverter_id}/members/{ref}"),
+    ("get", "/inverters/{inverter_id}/latest"),
+    ("get", "/inverters/{inverter_id}/readings"),
+    ("get", "/inverters/{inverter_id}/energy"),
+    ("get", "/connections/{connection_id}"),
+    ("patch", "/connections/{connection_id}"),
+    ("post", "/session"),
+    ("delete", "/session"),
+    ("get", "/inverters/{inverter_id}/stream"),
+    ("get", "/stream"),
+    ("get", "/jobs/{job_id}/events"),
+    ("get", "/streams/stats"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
 }
 
 
@@ -54,7 +72,8 @@ def test_every_public_endpoint_is_described(document):
 def test_request_bodies_are_the_validating_models_schemas(document):
     operation = document["paths"]["/jobs"]["post"]
     assert operation["requestBody"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/JobRequest"}
+        "$ref": "#/components/schemas/JobRequest"
+    }
     schema = document["components"]["schemas"]["JobRequest"]
     assert schema["properties"].keys() == JobRequest.model_json_schema(by_alias=True)["properties"].keys()
     assert schema["additionalProperties"] is False
@@ -86,8 +105,12 @@ def test_docs_page_is_served_from_the_project(app):
 # -- every operation against the in-process app (schemathesis) ------------------------------------------
 LOOPBACK_URL = "http://127.0.0.1:9/hook"  # never called: no worker runs here
 CLOSED = f"http://127.0.0.1:{free_port()}"  # onboarding's brand calls are refused at once, on loopback
-CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
-          checks.response_schema_conformance]
+CHECKS = [
+    checks.not_a_server_error,
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_schema_conformance,
+]
 
 
 STREAMS = {("get", "/inverters/{inverter_id}/stream"), ("get", "/stream"), ("get", "/jobs/{job_id}/events")}
@@ -126,8 +149,12 @@ def own_objects(app, api_key, new_app_key):
         return inverter
 
     inverter = owner().write(onboard)
-    return {"job_id": job.get_json()["id"], "inverter_id": inverter.id, "connection_id": inverter.connection_id,
-            "ref": member.id}
+    return {
+        "job_id": job.get_json()["id"],
+        "inverter_id": inverter.id,
+        "connection_id": inverter.connection_id,
+        "ref": member.id,
+    }
 
 
 def _keep_on_loopback(body) -> None:
@@ -145,9 +172,15 @@ def _keep_on_loopback(body) -> None:
 
 # The streams hold their connection open (and their hub does not run in process): tests/metrics exercise them
 # against a real web process.
-@pytest.mark.parametrize("mode, method, path", [
-    (mode, method, path) for mode in GenerationMode for method, path in sorted(PUBLIC - STREAMS)
-    if mode is GenerationMode.POSITIVE or (method, path) not in NO_INPUT])
+@pytest.mark.parametrize(
+    "mode, method, path",
+    [
+        (mode, method, path)
+        for mode in GenerationMode
+        for method, path in sorted(PUBLIC - STREAMS)
+        if mode is GenerationMode.POSITIVE or (method, path) not in NO_INPUT
+    ],
+)
 def test_every_operation_answers_as_documented(document, api_schema, api_key, own_objects, method, path, mode):
     """Positive cases name the caller's own objects in the path (to reach the 2xx answers), negative ones
     whatever is generated."""
