@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 
 from models import inverters as Q
 from models import jobs as job_queries
-from models import live_events
+from models import live_events, telemetry
 from models.backoff import Backoff
 from models.base import iso
 from models.channels import (
@@ -72,6 +72,11 @@ RESUBSCRIBE_BACKOFF = Backoff(base_s=0.1, cap_s=2.0, jitter="equal")
 def frame(event: str, data: str, event_id: str | None = None) -> bytes:
     head = f"id: {event_id}\n" if event_id else ""
     return f"{head}event: {event}\ndata: {data}\n\n".encode()
+
+
+# Why the server closed a stream, as the sse_clients_dropped_total label says it (a client that went away
+# on its own is not counted).
+_DROP_REASONS = {"slow": "slow", "access revoked": "revoked", "shutdown": "shutdown", "error": "error"}
 
 
 class Client:
@@ -136,6 +141,8 @@ class Client:
             return
         self.closed = True
         self.reason = reason
+        if reason in _DROP_REASONS:
+            telemetry.SSE_CLIENTS_DROPPED.labels(_DROP_REASONS[reason]).inc()
         self.queue.clear()
         self.wake.set()
         if reason == "slow" and self.sock is not None:
@@ -228,6 +235,7 @@ class Hub:
                 )
             self.streams_of[account_id] = open_streams + 1
         client.registered = True
+        telemetry.SSE_CLIENTS.inc()
         for channel in client.channels:
             self.clients[channel].add(client)
 
@@ -236,6 +244,7 @@ class Hub:
         if not client.registered:
             return
         client.registered = False
+        telemetry.SSE_CLIENTS.dec()
         if client.account_id is not None:
             left = self.streams_of.pop(client.account_id, 1) - 1
             if left:
@@ -493,6 +502,7 @@ def _open_stream(the_hub: Hub, channels: tuple, initial) -> Response:
                 client.last_key = key
     except Exception as exc:  # noqa: BLE001 - Redis down: end at once; the browser retries after retry:
         log.warning("cannot prepare stream for %s: %s", ",".join(channels), exc)
+        client.close("error")
         the_hub.unregister(client)
         return _response(iter([head[0], b": temporarily unavailable, reconnect\n\n"]))
     client.go_live()
@@ -520,8 +530,11 @@ def _write(the_hub: Hub, client: Client, head: bytes, keepalive_s: float):
             if not client.queue:
                 client.wake.clear()
                 client.wake.wait(max(0.0, last_comment + keepalive_s - time.monotonic()))
+            events = len(client.queue)
             chunk = b"".join(client.queue)
             client.queue.clear()
+            if events:
+                telemetry.SSE_EVENTS_SENT.inc(events)
             if time.monotonic() - last_comment >= keepalive_s:
                 chunk += b": keepalive\n\n"
                 last_comment = time.monotonic()

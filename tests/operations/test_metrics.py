@@ -71,3 +71,27 @@ def test_worker_exposes_attempts_outcomes_lateness_and_queue_depth(services, env
     assert value(samples, "solar_relay_job_retry_lateness_seconds_count") == 1
     assert ("solar_relay_jobs_due", frozenset()) in samples
     assert ("solar_relay_jobs_in_flight", frozenset()) in samples
+
+
+def test_web_counts_open_streams_and_events_sent(services, env, account_key, client_for, partner):
+    import socket
+
+    web = services.web(env)
+    api = client_for(web.url, account_key)
+    job_id = api.post("/jobs", json={"url": "http://127.0.0.1:9/x", "run_at": "2099-01-01T00:00:00Z"}).json()["id"]
+    before = scrape(web.url + "/metrics")
+    sock = socket.create_connection(("127.0.0.1", web.port), timeout=5)
+    sock.sendall(f"GET /jobs/{job_id}/events HTTP/1.0\r\nAuthorization: Bearer {account_key}\r\n\r\n".encode())
+    wait_until(lambda: value(scrape(web.url + "/metrics"), "solar_relay_sse_clients") == 1, 5, 0.05, "one stream")
+    assert api.post(f"/jobs/{job_id}/cancel").status_code == 200  # an event on the open stream
+    wait_until(
+        lambda: (
+            value(scrape(web.url + "/metrics"), "solar_relay_sse_events_sent_total")
+            > value(before, "solar_relay_sse_events_sent_total")
+        ),
+        5,
+        0.05,
+        "the event counted as sent",
+    )
+    sock.close()
+    wait_until(lambda: value(scrape(web.url + "/metrics"), "solar_relay_sse_clients") == 0, 5, 0.05, "no stream")
