@@ -28,7 +28,7 @@ from common import free_port, rss_mb, wait_http  # noqa: E402
 
 from models import jobs as J  # noqa: E402
 from models.accounts import create_account  # noqa: E402
-from models.db import open_database  # noqa: E402
+from models.db import open_database, sql  # noqa: E402
 from models.ids import new_id  # noqa: E402
 from models.schema import ensure_schema  # noqa: E402
 
@@ -48,15 +48,84 @@ def fill(db, account_id: str, rows: int, due: int, sink_url: str):
             due_at = now - 1 if i >= rows else now + 3600 + (i % 86400)
             values.append((new_id(), account_id, sink_url, backoff, due_at, now, now))
         with db.atomic():
-            db.cursor().executemany(cursor_sql, values)
+            db.cursor().executemany(sql(cursor_sql), values)
+
+
+def _timed(fn, *args, times: int) -> list[float]:
+    samples = []
+    for _ in range(times):
+        t = time.perf_counter()
+        fn(*args)
+        samples.append((time.perf_counter() - t) * 1000)
+    return samples
+
+
+def _p(values, q):
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q / 100 * len(values)))], 3)
+
+
+def postgres_claims(args):
+    """The claim statement's time with `rows` jobs waiting on PostgreSQL (FOR UPDATE SKIP LOCKED)."""
+    import psycopg2
+
+    name = f"claim_bench_{os.getpid()}"
+    admin = psycopg2.connect(args.database)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        owner = open_database(args.database.rsplit("/", 1)[0] + "/" + name)
+        ensure_schema(owner)
+        account, _ = owner.write(create_account, "bench")
+        t0 = time.time()
+        fill(owner.db, account.id, args.rows, 0, "http://127.0.0.1:9/hook")
+        owner.db.execute_sql("ANALYZE job")
+        fill_s = time.time() - t0
+        idle = _timed(lambda: owner.write(J.claim_due, "bench", 256, 30.0), times=200)
+        fill(owner.db, account.id, 0, args.due, "http://127.0.0.1:9/hook")
+        busy = []
+        while True:
+            t = time.perf_counter()
+            claimed = owner.write(J.claim_due, "bench", 256, 30.0)
+            busy.append((time.perf_counter() - t) * 1000)
+            if not claimed:
+                break
+        owner.close()
+        print(
+            json.dumps(
+                {
+                    "database": "postgresql",
+                    "rows_waiting": args.rows,
+                    "fill_s": round(fill_s, 1),
+                    "claim_nothing_due_ms_p50": _p(idle, 50),
+                    "claim_nothing_due_ms_p99": _p(idle, 99),
+                    "claim_256_due_ms_p50": _p(busy, 50),
+                    "claim_256_due_ms_p99": _p(busy, 99),
+                    "due_jobs": args.due,
+                },
+                indent=2,
+            )
+        )
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--due", type=int, default=10_000)
+    parser.add_argument(
+        "--database",
+        default=None,
+        help="a PostgreSQL server URL: time the claim there, on a fresh database (no worker phase)",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="claim-bench-"))
+    if args.database:
+        return postgres_claims(args)
     url = f"sqlite:///{tmp}/claim.db"
     owner = open_database(url)
     ensure_schema(owner)
