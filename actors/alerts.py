@@ -38,7 +38,7 @@ from models.base import iso
 from models.channels import ALERT_RULES_CHANGED, INVERTER_PATTERN, INVERTERS_CHANGED
 from models.clearsky import DAY_S, ClearSky, Site, Sunsets
 from models.events import DispatcherWaker
-from models.redis_client import RESUBSCRIBE_BACKOFF
+from models.redis_client import listen_forever
 
 log = logging.getLogger(__name__)
 
@@ -81,28 +81,16 @@ class AlertEngine(pykka.ThreadingActor):
 
     # -- inputs --------------------------------------------------------------------------------------
     def _listen(self):
-        failures = 0
-        while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                pubsub.psubscribe(INVERTER_PATTERN)
-                pubsub.subscribe(ALERT_RULES_CHANGED, INVERTERS_CHANGED)
-                failures = 0
-                self.queue.put(("reload", None))  # a change may have been missed while unsubscribed
-                for message in pubsub.listen():
-                    if message["type"] == "pmessage":
-                        self.queue.put(("event", message["data"]))
-                    elif message["type"] == "message":
-                        self.queue.put(("reload", None))
-            except Exception as exc:
-                log.warning("alert engine lost its subscription (%s); resubscribing", exc)
-            finally:
-                try:
-                    pubsub.close()
-                except Exception:
-                    pass
-            failures += 1
-            gevent.sleep(RESUBSCRIBE_BACKOFF.delay(failures))
+        listen_forever(
+            self.redis,
+            (ALERT_RULES_CHANGED, INVERTERS_CHANGED),
+            lambda _data: self.queue.put(("reload", None)),
+            # A change may have been missed while unsubscribed.
+            on_subscribed=lambda: self.queue.put(("reload", None)),
+            on_lost=lambda exc: log.warning("alert engine lost its subscription (%s); resubscribing", exc),
+            patterns=(INVERTER_PATTERN,),
+            on_pattern_message=lambda data: self.queue.put(("event", data)),
+        )
 
     def _tick(self):
         while True:

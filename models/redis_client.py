@@ -30,23 +30,38 @@ def redis_client() -> redis.Redis:
 RESUBSCRIBE_BACKOFF = Backoff(base_s=0.1, cap_s=5.0, jitter="none")
 
 
-def listen_forever(redis: redis.Redis, channel: str, on_message, on_subscribed=None, on_lost=None) -> None:
-    """Subscribe to `channel` and call on_message(data) for each message, for ever (run it in a greenlet).
+def listen_forever(
+    redis: redis.Redis,
+    channel: str | tuple,
+    on_message,
+    on_subscribed=None,
+    on_lost=None,
+    patterns: tuple = (),
+    on_pattern_message=None,
+) -> None:
+    """Subscribe to `channel` (one or a tuple) and call on_message(data) for each message, for ever (run it
+    in a greenlet); with `patterns`, also on_pattern_message(data) for each message on a matching channel.
 
     A lost connection is resubscribed with exponential backoff (0.1 s to 5 s); on_subscribed() runs
     after each (re)subscription, on_lost(exc) after each loss, so callers can catch up or fall back.
     """
+    channels = (channel,) if isinstance(channel, str) else tuple(channel)
     failures = 0
     while True:
         pubsub = redis.pubsub(ignore_subscribe_messages=True)
         try:
-            pubsub.subscribe(channel)
+            if patterns:
+                pubsub.psubscribe(*patterns)
+            pubsub.subscribe(*channels)
             failures = 0
             if on_subscribed is not None:
                 on_subscribed()
             for message in pubsub.listen():
-                if message.get("type") == "message":
+                kind = message.get("type")
+                if kind == "message":
                     on_message(message["data"])
+                elif kind == "pmessage" and on_pattern_message is not None:
+                    on_pattern_message(message["data"])
         except Exception as exc:  # any failure: resubscribe after a pause
             if on_lost is not None:
                 on_lost(exc)
