@@ -24,7 +24,7 @@ _SHARED = ipaddress.ip_network("100.64.0.0/10")
 
 # Blocks refused whatever this Python's ipaddress flags say (they differ between patch releases):
 # the IANA special-purpose entries not globally reachable, plus ranges deprecated for good.
-# tests/jobs/test_destinations.py checks the policy against the registries themselves.
+# tests/jobs/test_special_purpose_registries.py checks the policy against the registries themselves.
 _NOT_GLOBAL = tuple(
     (ipaddress.ip_network(net), reason)
     for net, reason in (
