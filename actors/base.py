@@ -1,7 +1,7 @@
 """The actors' one failure policy.
 
-An exception escaping `on_receive` stops a Pykka actor (and a BaseException every actor of the
-process; see ../shared/stack-notes.md). Every actor here therefore derives from `Actor` and writes
+An exception escaping `on_receive` stops a Pykka actor, and a BaseException (a gevent Timeout is one)
+stops every actor of the process. Every actor here therefore derives from `Actor` and writes
 `handle(message)` instead: whatever a message's handling raises is logged with the actor's context,
 `after_failure(message)` lets the actor re-arm what the message would have (a timer, a claim), and the
 actor carries on with the next message (an `ask` whose handling failed gets None).

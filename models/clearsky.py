@@ -1,7 +1,7 @@
 """Expected clear-sky PV power of a site, from pvlib, as a cheap per-day table.
 
-pvlib costs milliseconds per call, and a CPU-bound handler freezes every actor of the process (see
-/work/shared/stack-notes.md), so the alert engine never calls it per reading: once per UTC day and site a
+pvlib costs milliseconds per call, and a CPU-bound handler freezes every actor of the process (all
+actors share one gevent hub), so the alert engine never calls it per reading: once per UTC day and site a
 table of the day's expected power every TABLE_STEP_S is computed (289 points, ~8 ms), and each
 reading only interpolates in it. The model: the simplified Solis clear sky, transposed onto the panel
 plane, PVWatts DC at the given peak power (no temperature loss, so the expectation is an upper bound).
