@@ -153,14 +153,22 @@ def open_alert(
     rule: AlertRule, inverter_id: str, serial: str, opened_at: float, values: dict
 ) -> tuple[Alert, dict, int] | None:
     """Open an episode and queue its webhooks, in the caller's write transaction; None if one is open already."""
+    return _insert_alert(rule, inverter_id, serial, opened_at, values, cleared_at=None, phase="opened")
+
+
+def _insert_alert(
+    rule: AlertRule, inverter_id: str, serial: str, at: float, values: dict, cleared_at: float | None, phase: str
+) -> tuple[Alert, dict, int] | None:
+    """Insert an alert row and queue its webhooks; None when a unique index says it exists already."""
     alert = Alert(
         id=new_id(),
         rule=rule.id,
         inverter=inverter_id,
         account=rule.account_id,
         kind=rule.kind,
-        opened_at=opened_at,
-        open_slot=OPEN,
+        opened_at=at,
+        cleared_at=cleared_at,
+        open_slot=OPEN if cleared_at is None else None,
         values=values,
     )
     try:
@@ -168,8 +176,8 @@ def open_alert(
             alert.save(force_insert=True)
     except peewee.IntegrityError:
         return None
-    message = payload(EVENT_TYPES[rule.kind][0], alert, serial, opened_at)
-    return alert, message, _webhook_jobs(rule.account_id, message, alert.id, "opened")
+    message = payload(EVENT_TYPES[rule.kind][0], alert, serial, at)
+    return alert, message, _webhook_jobs(rule.account_id, message, alert.id, phase)
 
 
 def clear_alert(alert_id: str, serial: str, cleared_at: float, values: dict) -> tuple[Alert, dict, int] | None:
@@ -194,24 +202,7 @@ def record_daily_summary(
     """Record one site-day's summary (opened and cleared at that day's sunset) and queue its webhooks; None
     if that day's summary exists already: the unique (rule, inverter, opened_at) makes it once per site-day,
     across restarts and engines."""
-    alert = Alert(
-        id=new_id(),
-        rule=rule.id,
-        inverter=inverter_id,
-        account=rule.account_id,
-        kind=rule.kind,
-        opened_at=sunset,
-        cleared_at=sunset,
-        open_slot=None,
-        values=values,
-    )
-    try:
-        with Alert._meta.database.atomic():
-            alert.save(force_insert=True)
-    except peewee.IntegrityError:
-        return None
-    message = payload(EVENT_TYPES[rule.kind][0], alert, serial, sunset)
-    return alert, message, _webhook_jobs(rule.account_id, message, alert.id, "summary")
+    return _insert_alert(rule, inverter_id, serial, sunset, values, cleared_at=sunset, phase="summary")
 
 
 # -- decisions -----------------------------------------------------------------------------------
