@@ -185,6 +185,18 @@ def _plants():
     return _world().fleet.plants_of("enphase")
 
 
+def _admitted_system(endpoint: str, system_id: int):
+    """(the system, None) when a call of `endpoint` on it may be answered; else (None, the refusal: the
+    plan's 429, or 404 for an unknown system, which is counted but charged to no system)."""
+    plant = _system(system_id)
+    refused = _admit(endpoint, [system_id] if plant else [])
+    if refused:
+        return None, refused
+    if plant is None:
+        return None, _not_found(system_id)
+    return plant, None
+
+
 def _system(system_id: int):
     plant = _world().plants.get(system_id)
     return plant if plant is not None and plant.brand == "enphase" else None
@@ -252,21 +264,17 @@ def systems():
 
 @bp.get(f"{API}/systems/<int:system_id>")
 def system(system_id: int):
-    plant = _system(system_id)
-    refused = _admit("enphase:system", [system_id] if plant else [])
+    plant, refused = _admitted_system("enphase:system", system_id)
     if refused:
         return refused
-    return jsonify(_system_view(plant)) if plant else _not_found(system_id)
+    return jsonify(_system_view(plant))
 
 
 @bp.get(f"{API}/systems/<int:system_id>/summary")
 def summary(system_id: int):
-    plant = _system(system_id)
-    refused = _admit("enphase:summary", [system_id] if plant else [])
+    plant, refused = _admitted_system("enphase:summary", system_id)
     if refused:
         return refused
-    if plant is None:
-        return _not_found(system_id)
     device = plant.devices[0]
     reading = _world().simulator.reading(device.serial)
     local_date = datetime.fromtimestamp(reading["t"], ZoneInfo(plant.timezone)).date().isoformat()
@@ -299,12 +307,9 @@ def _micro_count(device) -> int:
 
 @bp.get(f"{API}/systems/<int:system_id>/devices")
 def devices(system_id: int):
-    plant = _system(system_id)
-    refused = _admit("enphase:devices", [system_id] if plant else [])
+    plant, refused = _admitted_system("enphase:devices", system_id)
     if refused:
         return refused
-    if plant is None:
-        return _not_found(system_id)
     device = plant.devices[0]
     reading = _world().simulator.reading(device.serial)
     seen, status = int(reading["t"]), "normal" if reading["status"] != "offline" else "comm"
@@ -348,12 +353,9 @@ def devices(system_id: int):
 @bp.get(f"{API}/systems/<int:system_id>/telemetry/battery")
 def battery_telemetry(system_id: int):
     """The latest 15-minute interval only (the mock keeps no history)."""
-    plant = _system(system_id)
-    refused = _admit("enphase:telemetry/battery", [system_id] if plant else [])
+    plant, refused = _admitted_system("enphase:telemetry/battery", system_id)
     if refused:
         return refused
-    if plant is None:
-        return _not_found(system_id)
     device = plant.devices[0]
     reading = _world().simulator.reading(device.serial)
     end_at = int(reading["t"] // TELEMETRY_INTERVAL_S * TELEMETRY_INTERVAL_S)
