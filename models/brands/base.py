@@ -125,6 +125,13 @@ class BatchResult:
     offline: set = field(default_factory=set)
     failed: dict = field(default_factory=dict)  # serial -> BrandError
 
+    def add(self, serial: str, reading: Reading) -> None:
+        """A device's reading, or the device counted offline when the brand says so in it."""
+        if reading.status == "offline":
+            self.offline.add(serial)
+        else:
+            self.readings[serial] = reading
+
 
 class BrandAdapter:
     #: the name in the registry and in POST /inverters

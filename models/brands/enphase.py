@@ -240,10 +240,7 @@ class EnphaseAdapter(BrandAdapter):
                     raise
                 result.failed[device.serial] = exc
                 continue
-            if reading.status == "offline":
-                result.offline.add(device.serial)
-            else:
-                result.readings[device.serial] = reading
+            result.add(device.serial, reading)
         return result
 
     def _latest(self, device: PolledDevice) -> Reading:

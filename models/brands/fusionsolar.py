@@ -185,10 +185,7 @@ class FusionSolarAdapter(BrandAdapter):
             except BrandError as exc:
                 result.failed[device.serial] = exc
                 continue
-            if reading.status == "offline":
-                result.offline.add(device.serial)
-            else:
-                result.readings[device.serial] = reading
+            result.add(device.serial, reading)
         for device in by_id.values():  # the brand answers for the devIds of that devTypeId it knows
             result.failed[device.serial] = BrandError(
                 UNKNOWN_DEVICE, f"fusionsolar: no real-time data for {device.serial} as devTypeId {device_type}"

@@ -212,10 +212,7 @@ class GrowattV4Adapter(BrandAdapter):
             except BrandError as exc:
                 result.failed[serial] = exc
                 continue
-            if reading.status == "offline":
-                result.offline.add(serial)
-            else:
-                result.readings[serial] = reading
+            result.add(serial, reading)
         # In a batch the brand leaves offline devices out.
         result.offline.update(s for s in by_serial if s not in result.readings and s not in result.failed)
         return result

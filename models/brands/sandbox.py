@@ -90,10 +90,7 @@ class SandboxAdapter(BrandAdapter):
                     raise
                 result.failed[device.serial] = exc
                 continue
-            if reading.status == "offline":
-                result.offline.add(device.serial)
-            else:
-                result.readings[device.serial] = reading
+            result.add(device.serial, reading)
         return result
 
 
