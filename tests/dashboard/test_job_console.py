@@ -140,13 +140,15 @@ def test_search_the_jobs_list_and_retry_or_cancel_what_it_finds_at_once(system, 
 
     # Retry every dead job found: one call; the message and the list say what happened.
     page.get_by_role("button", name="Retry all dead jobs found").focus()
-    page.keyboard.press("Enter")
+    with page.expect_navigation():  # the page draws the list again by reloading itself
+        page.keyboard.press("Enter")
     expect(page.locator("#bulk-message")).to_have_text("2 jobs queued again.")
     wait_until(lambda: all(api.get(f"/jobs/{job_id}").json()["attempts"] == 2 for job_id in dead), 10)
 
     # Cancel every waiting job (no search): pending and retrying ones, one call.
     page.goto(system.url + "/ui/jobs?status=pending")
-    page.get_by_role("button", name="Cancel all pending jobs").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Cancel all pending jobs").click()
     expect(page.locator("#bulk-message")).to_have_text("3 jobs cancelled.")
     expect(page.locator("tr[data-job-id]")).to_have_count(0)
     assert {api.get(f"/jobs/{job_id}").json()["status"] for job_id in waiting} == {"cancelled"}
