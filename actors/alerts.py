@@ -32,8 +32,7 @@ import gevent
 import gevent.queue
 import pykka
 
-from models import alerts as A
-from models import live_events
+from models import alerts, live_events
 from models.base import iso
 from models.channels import ALERT_RULES_CHANGED, INVERTER_PATTERN, INVERTERS_CHANGED
 from models.clearsky import DAY_S, ClearSky, Site, Sunsets
@@ -112,7 +111,7 @@ class AlertEngine(pykka.ThreadingActor):
 
     # -- state ---------------------------------------------------------------------------------------
     def _reload(self):
-        rules, owned, open_ = self.db.call(A.engine_view)
+        rules, owned, open_ = self.db.call(alerts.engine_view)
         by_inverter: dict[str, list] = {}
         self.serials = {}
         for inverters in owned.values():
@@ -149,15 +148,15 @@ class AlertEngine(pykka.ThreadingActor):
             self._clear(rule, inverter_id, t, {"back_at": iso(t), "reading_time": iso(reading.get("time"))})
             return
         if rule.kind == "fault":
-            action = A.fault_action(reading.get("status"), is_open)
+            action = alerts.fault_action(reading.get("status"), is_open)
             values = {"status": reading.get("status")}
         elif rule.kind == "battery_low":
-            action = A.battery_action(reading.get("battery_soc_pct"), rule.params, is_open)
+            action = alerts.battery_action(reading.get("battery_soc_pct"), rule.params, is_open)
             values = {"battery_soc_pct": reading.get("battery_soc_pct"), **rule.params}
         elif rule.kind == "production_low":
             at = reading.get("time") or t
             expected = self.clear_sky.expected_w(site_of(rule.params), at)
-            action, self.below_since[key] = A.production_action(
+            action, self.below_since[key] = alerts.production_action(
                 reading.get("pv_power_w"), expected, rule.params, is_open, self.below_since.get(key), at
             )
             values = {"pv_power_w": reading.get("pv_power_w"), "expected_w": round(expected, 1), **rule.params}
@@ -166,16 +165,16 @@ class AlertEngine(pykka.ThreadingActor):
             return
         else:
             return
-        if action == A.OPEN_IT:
+        if action == alerts.OPEN_IT:
             self._open(rule, inverter_id, t, values)
-        elif action == A.CLEAR_IT:
+        elif action == alerts.CLEAR_IT:
             self._clear(rule, inverter_id, t, values)
 
     def _summarize(self, rule, inverter_id: str, reading: dict, t: float):
         key = (rule.id, inverter_id)
         at = reading.get("time") or t
         day, sunset = self.sunsets.of(rule.params["latitude"], rule.params["longitude"], at)
-        if not A.summary_due(at, sunset, day, self.summarized.get(key)):
+        if not alerts.summary_due(at, sunset, day, self.summarized.get(key)):
             return
         self.summarized[key] = day
         values = {
@@ -185,7 +184,7 @@ class AlertEngine(pykka.ThreadingActor):
             "energy_total_wh": reading.get("energy_total_wh"),
         }
         result = self.db.write(
-            A.record_daily_summary, rule, inverter_id, self.serials.get(inverter_id, ""), round(sunset, 3), values
+            alerts.record_daily_summary, rule, inverter_id, self.serials.get(inverter_id, ""), round(sunset, 3), values
         )
         if result is not None:  # None: this site-day was summarised before (by us before a restart, or another engine)
             self._announce(inverter_id, result[1], result[2])
@@ -206,7 +205,7 @@ class AlertEngine(pykka.ThreadingActor):
     def _open(self, rule, inverter_id: str, t: float, values: dict):
         if (rule.id, inverter_id) in self.open:
             return
-        result = self.db.write(A.open_alert, rule, inverter_id, self.serials.get(inverter_id, ""), t, values)
+        result = self.db.write(alerts.open_alert, rule, inverter_id, self.serials.get(inverter_id, ""), t, values)
         if result is None:  # another engine opened it: learn its id so we can clear it
             self._reload()
             return
@@ -218,7 +217,7 @@ class AlertEngine(pykka.ThreadingActor):
         alert_id = self.open.pop((rule.id, inverter_id), None)
         if alert_id is None:
             return
-        result = self.db.write(A.clear_alert, alert_id, self.serials.get(inverter_id, ""), t, values)
+        result = self.db.write(alerts.clear_alert, alert_id, self.serials.get(inverter_id, ""), t, values)
         if result is not None:
             self._announce(inverter_id, result[1], result[2])
 

@@ -28,8 +28,7 @@ import pykka
 from actors.base import Actor
 from actors.messages import tell_unless_dead
 from actors.retry_actor import AttemptFinished, RetryActor, RunAttempt, TakeSuccessor
-from models import jobs as J
-from models import lifecycle, telemetry
+from models import jobs, lifecycle, telemetry
 from models.channels import JOBS_WAKEUP
 from models.events import BatchedPublisher
 from models.redis_client import listen_forever
@@ -86,7 +85,7 @@ class JobDispatcher(Actor):
         self.waiting: dict[str, collections.deque] = collections.defaultdict(collections.deque)
         # Waiting jobs handed to a finishing attempt of their host (TakeSuccessor), to be started in the
         # transaction of its outcome; not in waiting_count. Keyed like `running`.
-        self.successors: dict[tuple[str, int], J.Job] = {}
+        self.successors: dict[tuple[str, int], jobs.Job] = {}
         self.waiting_count = 0
         # Waiting jobs given a slot (in `running` already) whose attempt the next claim will start.
         self.to_start: list = []
@@ -195,13 +194,13 @@ class JobDispatcher(Actor):
 
     def _claim(self, want: int, to_start: list, free_slots: dict):
         try:
-            started_ids, jobs = self.db.write(self._start_and_claim, want, to_start, free_slots)
-            if jobs and jobs.abandoned:
-                telemetry.JOB_ATTEMPTS.labels(lifecycle.ABANDONED).inc(jobs.abandoned)
-            if jobs and jobs.dead:
-                telemetry.JOBS_DEAD.inc(jobs.dead)
-            next_due = self.db.call(J.next_due_at) if len(jobs) < want else None
-            result = Claimed(jobs, want, next_due, to_start, frozenset(started_ids))
+            started_ids, claimed = self.db.write(self._start_and_claim, want, to_start, free_slots)
+            if claimed and claimed.abandoned:
+                telemetry.JOB_ATTEMPTS.labels(lifecycle.ABANDONED).inc(claimed.abandoned)
+            if claimed and claimed.dead:
+                telemetry.JOBS_DEAD.inc(claimed.dead)
+            next_due = self.db.call(jobs.next_due_at) if len(claimed) < want else None
+            result = Claimed(claimed, want, next_due, to_start, frozenset(started_ids))
         except Exception as exc:
             log.error("claim failed, retrying in 1 s: %s", exc)
             result = Claimed([], want, time.time() + 1.0, to_start, failed=True)
@@ -210,7 +209,7 @@ class JobDispatcher(Actor):
     def _start_and_claim(self, want: int, to_start: list, free_slots: dict):
         """One transaction: start the waiting jobs given a slot, claim more, and start those of them that
         fit a free slot. `free_slots` is the actor's view when the claim began; slots only free up since."""
-        started_ids = J.start_attempts(self.worker_id, [(job.id, job.attempts) for job in to_start])
+        started_ids = jobs.start_attempts(self.worker_id, [(job.id, job.attempts) for job in to_start])
         cap = self.settings.max_in_flight_per_host
 
         def start_now(job) -> bool:
@@ -218,8 +217,8 @@ class JobDispatcher(Actor):
             free_slots[job.host] = free - 1
             return free > 0
 
-        jobs = J.claim_due(self.worker_id, want, self.settings.lease_s, start_now=start_now) if want > 0 else []
-        return started_ids, jobs
+        claimed = jobs.claim_due(self.worker_id, want, self.settings.lease_s, start_now=start_now) if want > 0 else []
+        return started_ids, claimed
 
     def _claimed(self, message: Claimed):
         self.claiming = False
@@ -230,7 +229,7 @@ class JobDispatcher(Actor):
             unsent = list(message.jobs) + list(message.to_start)
             if unsent:
                 try:
-                    self.db.write(J.release, self.worker_id, [(j.id, j.attempts) for j in unsent])
+                    self.db.write(jobs.release, self.worker_id, [(j.id, j.attempts) for j in unsent])
                 except Exception as exc:
                     log.error(
                         "could not release %d jobs claimed during shutdown (their lease will expire): %s",
@@ -375,7 +374,7 @@ class JobDispatcher(Actor):
             if not held:
                 continue
             try:
-                self.db.write(J.renew_leases, self.worker_id, held, self.settings.lease_s)
+                self.db.write(jobs.renew_leases, self.worker_id, held, self.settings.lease_s)
             except Exception as exc:
                 log.error("lease renewal failed for %d jobs: %s", len(held), exc)
 
@@ -392,7 +391,7 @@ class JobDispatcher(Actor):
         self.to_start = []
         self.waiting.clear()
         self.waiting_count = 0
-        released = self.db.write(J.release, self.worker_id, not_started) if not_started else 0
+        released = self.db.write(jobs.release, self.worker_id, not_started) if not_started else 0
         running_at_drain = len(self.running)
         if self.running:
             self.drained = gevent.event.Event()
@@ -406,7 +405,7 @@ class JobDispatcher(Actor):
             # Make what is still running claimable at once; its attempt will be recorded abandoned.
             try:
                 ids = [job_id for job_id, _ in self.running]
-                self.db.write(J.expire_leases, self.worker_id, ids)
+                self.db.write(jobs.expire_leases, self.worker_id, ids)
                 log.warning("grace period over: %d attempts left to lease recovery", len(ids))
             except Exception as exc:
                 log.error("could not expire leases at shutdown: %s", exc)

@@ -25,7 +25,7 @@ from actors.base import Actor
 from actors.messages import tell_unless_dead
 from actors.poller import BrandPoller, ConnectionLease, Publisher, Reload
 from actors.recorder import Recorder
-from models import inverters as Q
+from models import inverters
 from models.brands import adapter_class
 from models.channels import INVERTERS_CHANGED
 from models.redis_client import listen_forever
@@ -96,7 +96,7 @@ class PollerSupervisor(Actor):
         resync = time.monotonic() - self.last_resync >= RESYNC_EVERY_S
         if self.connections is None or resync:
             try:
-                self.connections = {c.id: c for c in self.db.call(Q.connections_with_inverters)}
+                self.connections = {c.id: c for c in self.db.call(inverters.connections_with_inverters)}
             except Exception as exc:
                 log.error("cannot list brand connections (%s); keeping the current pollers", exc)
                 self.connections = None  # read again at the next sync

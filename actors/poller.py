@@ -33,8 +33,7 @@ import redis as redis_lib
 from actors.base import Actor
 from actors.messages import tell_unless_dead
 from actors.schedule import Clock, Entry, PollSchedule, clock_from_settings
-from models import inverters as Q
-from models import live_events, telemetry
+from models import inverters, live_events, telemetry
 from models.backoff import REDIS_UNREACHABLE_BACKOFF, Backoff
 from models.base import iso
 from models.brands import adapter_for, plan_device, requested_interval
@@ -239,7 +238,7 @@ class BrandPoller(Actor):
         """Runs in the polling greenlet that rotated them: the old refresh token is already spent, so the new one
         is written before the call goes on (a failure is logged; the adapter still holds the new set)."""
         try:
-            self.db.write(Q.store_credentials, self.connection_id, credentials)
+            self.db.write(inverters.store_credentials, self.connection_id, credentials)
         except Exception as exc:  # noqa: BLE001 - polling goes on; a restart would then need a new authorization
             log.error("could not store rotated credentials %s: %s", self._ctx(), exc)
 
@@ -279,8 +278,8 @@ class BrandPoller(Actor):
     # -- the inverter set and the plan ---------------------------------------------------------------
     def _reload(self, first: bool = False):
         try:
-            rows = self.db.call(Q.pollable, self.connection_id)
-            connection = self.db.call(Q.connection, self.connection_id)
+            rows = self.db.call(inverters.pollable, self.connection_id)
+            connection = self.db.call(inverters.connection, self.connection_id)
         except Exception as exc:
             log.error("cannot read inverters %s: %s", self._ctx(), exc)
             return
@@ -466,7 +465,7 @@ class BrandPoller(Actor):
             tracked = self.tracked[by_serial[serial]]
             tracked.failures = 0
             tracked.retry_at = 0.0
-            changes += self._set_status(tracked, Q.ONLINE, "reading received")
+            changes += self._set_status(tracked, inverters.ONLINE, "reading received")
             if reading.time > tracked.last_time:
                 tracked.last_time = reading.time
                 data = {"inverter_id": tracked.inverter_id, "brand": self.brand, **reading.to_dict()}
@@ -478,7 +477,7 @@ class BrandPoller(Actor):
             tracked = self.tracked[by_serial[serial]]
             tracked.failures = 0
             tracked.retry_at = 0.0
-            changes += self._set_status(tracked, Q.OFFLINE, "brand reports the device offline")
+            changes += self._set_status(tracked, inverters.OFFLINE, "brand reports the device offline")
         for serial, exc in result.failed.items():
             if serial in by_serial:
                 self._device_failed(by_serial[serial], exc, now)
@@ -533,7 +532,7 @@ class BrandPoller(Actor):
     def _save_status(self, changes: list):
         def save():
             try:
-                self.db.write(Q.set_status, changes)
+                self.db.write(inverters.set_status, changes)
             except Exception as exc:
                 log.error("cannot store status of %d inverters %s: %s", len(changes), self._ctx(), exc)
 

@@ -19,8 +19,7 @@ import gevent
 import redis as redis_lib
 
 from actors.base import Actor
-from models import inverters as Q
-from models import telemetry
+from models import inverters, telemetry
 from models.backoff import REDIS_UNREACHABLE_BACKOFF, Backoff
 from models.channels import READINGS_INGEST, RECORDER_GROUP
 
@@ -133,7 +132,7 @@ class Recorder(Actor):
             except (KeyError, ValueError) as exc:
                 log.error("recorder skipping unreadable ingest entry %s: %s", entry_id, exc)
         if rows:
-            self.db.write(Q.store_readings, rows)
+            self.db.write(inverters.store_readings, rows)
         pipe = self.redis.pipeline(transaction=False)
         pipe.xack(READINGS_INGEST, RECORDER_GROUP, *ids)
         pipe.xdel(READINGS_INGEST, *ids)

@@ -16,8 +16,7 @@ import pykka
 from actors.base import Actor
 from actors.outcomes import attempt_response, decide
 from actors.transport import Transport
-from models import jobs as J
-from models import lifecycle, logs, telemetry, webhooks
+from models import jobs, lifecycle, logs, telemetry, webhooks
 from models.db import DatabaseOwner
 from models.events import BatchedPublisher
 
@@ -28,7 +27,7 @@ ATTEMPT_NUMBER_HEADER = "X-Attempt-Number"
 
 @dataclass(frozen=True)
 class RunAttempt:
-    job: J.Job
+    job: jobs.Job
 
 
 @dataclass(frozen=True)
@@ -48,11 +47,11 @@ class AttemptFinished:
     number: int
     actor: pykka.ActorRef
     status: str | None  # the job's status now, None if the outcome was fenced off
-    successor: J.Job | None = None
+    successor: jobs.Job | None = None
     successor_started: bool = False
 
 
-def outbound_headers(job: J.Job, number: int) -> dict:
+def outbound_headers(job: jobs.Job, number: int) -> dict:
     headers = dict(job.headers or {})
     lowered = {name.lower() for name in headers}
     if "idempotency-key" not in lowered:
@@ -62,7 +61,7 @@ def outbound_headers(job: J.Job, number: int) -> dict:
     return headers
 
 
-def _observe_start(job: J.Job, started_at: float) -> None:
+def _observe_start(job: jobs.Job, started_at: float) -> None:
     if job.scheduled_at is None:
         return
     late = max(0.0, started_at - job.scheduled_at)
@@ -89,7 +88,7 @@ class RetryActor(Actor):
         self.db = db
         self.events = events
         self.worker_id = worker_id
-        self.successor: J.Job | None = None
+        self.successor: jobs.Job | None = None
 
     def handle(self, message):
         if isinstance(message, RunAttempt):
@@ -106,12 +105,14 @@ class RetryActor(Actor):
                     )
                 )
 
-    def _record(self, job_id: str, number: int, successor: J.Job | None, **outcome) -> tuple[J.Job, bool]:
-        updated = J.record_outcome(job_id, number, self.worker_id, **outcome)
-        started = successor is not None and bool(J.start_attempts(self.worker_id, [(successor.id, successor.attempts)]))
+    def _record(self, job_id: str, number: int, successor: jobs.Job | None, **outcome) -> tuple[jobs.Job, bool]:
+        updated = jobs.record_outcome(job_id, number, self.worker_id, **outcome)
+        started = successor is not None and bool(
+            jobs.start_attempts(self.worker_id, [(successor.id, successor.attempts)])
+        )
         return updated, started
 
-    def _attempt(self, job: J.Job) -> tuple[str | None, bool]:
+    def _attempt(self, job: jobs.Job) -> tuple[str | None, bool]:
         number = job.attempts
         body = bytes(job.body) if job.body is not None else None
         headers = outbound_headers(job, number)
@@ -144,7 +145,7 @@ class RetryActor(Actor):
                 delay_s=decision.delay_s,
                 response=attempt_response(response, self.attempt_body_cap),
             )
-        except J.StaleLease:
+        except jobs.StaleLease:
             log.warning("outcome fenced off: job=%s attempt=%d is no longer ours", job.id, number)
             return None, False
         log.info(

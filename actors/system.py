@@ -10,8 +10,7 @@ import pykka
 from actors.dispatcher import Drain, JobDispatcher, Stats
 from actors.purger import Purger
 from actors.transport import Transport
-from models import jobs as J
-from models import telemetry
+from models import jobs, telemetry
 from models.db import open_database
 from models.net.policy import DestinationPolicy
 from models.redis_client import redis_client
@@ -59,7 +58,7 @@ class ActorSystem:
         if not self.settings.metrics_port:
             return
         if self.role in ("jobs", "all"):
-            telemetry.register_queue_depth(lambda: db.call(J.queue_depth))
+            telemetry.register_queue_depth(lambda: db.call(jobs.queue_depth))
         try:
             self.metrics_server = telemetry.serve(self.settings.host, self.settings.metrics_port)
         except OSError as exc:

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from common import free_port, rss_mb, wait_http  # noqa: E402
 
-from models import jobs as J  # noqa: E402
+from models import jobs
 from models.accounts import create_account  # noqa: E402
 from models.db import open_database, sql  # noqa: E402
 from models.ids import new_id  # noqa: E402
@@ -83,12 +83,12 @@ def postgres_claims(args):
         fill(owner.db, account.id, args.rows, 0, "http://127.0.0.1:9/hook")
         owner.db.execute_sql("ANALYZE job")
         fill_s = time.time() - t0
-        idle = _timed(lambda: owner.write(J.claim_due, "bench", 256, 30.0), times=200)
+        idle = _timed(lambda: owner.write(jobs.claim_due, "bench", 256, 30.0), times=200)
         fill(owner.db, account.id, 0, args.due, "http://127.0.0.1:9/hook")
         busy = []
         while True:
             t = time.perf_counter()
-            claimed = owner.write(J.claim_due, "bench", 256, 30.0)
+            claimed = owner.write(jobs.claim_due, "bench", 256, 30.0)
             busy.append((time.perf_counter() - t) * 1000)
             if not claimed:
                 break
@@ -158,12 +158,12 @@ def main():
     idle = []
     for _ in range(200):
         t = time.perf_counter()
-        owner.write(J.claim_due, "bench", 256, 30.0)
+        owner.write(jobs.claim_due, "bench", 256, 30.0)
         idle.append((time.perf_counter() - t) * 1000)
     next_due = []
     for _ in range(200):
         t = time.perf_counter()
-        owner.call(J.next_due_at)
+        owner.call(jobs.next_due_at)
         next_due.append((time.perf_counter() - t) * 1000)
 
     # Make `due` of them due now and time claiming them in batches of 256.
@@ -171,7 +171,7 @@ def main():
     busy = []
     while True:
         t = time.perf_counter()
-        claimed = owner.write(J.claim_due, "bench", 256, 30.0)
+        claimed = owner.write(jobs.claim_due, "bench", 256, 30.0)
         busy.append((time.perf_counter() - t) * 1000)
         if not claimed:
             break

@@ -29,7 +29,7 @@ import gevent  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models import jobs as J  # noqa: E402
+from models import jobs
 from models.accounts import create_account  # noqa: E402
 from models.db import open_database  # noqa: E402
 from models.ids import new_id  # noqa: E402
@@ -54,13 +54,13 @@ def fill(db, account_id: str, expired: int, waiting: int, due: int) -> None:
     for start in range(0, expired, batch):
         ids = [new_id() for _ in range(min(batch, expired - start))]
         with db.atomic():
-            db.cursor().executemany(_INSERT_JOB, [(i, account_id, J.SUCCEEDED, None, old, old) for i in ids])
+            db.cursor().executemany(_INSERT_JOB, [(i, account_id, jobs.SUCCEEDED, None, old, old) for i in ids])
             db.cursor().executemany(_INSERT_ATTEMPT, [(i, old, old) for i in ids])
     for start in range(0, waiting + due, batch):
         values = []
         for n in range(start, min(start + batch, waiting + due)):
             due_at = t + 3600 + n % 86400 if n < waiting else t - 1
-            values.append((new_id(), account_id, J.RETRYING, due_at, t, t))
+            values.append((new_id(), account_id, jobs.RETRYING, due_at, t, t))
         with db.atomic():
             db.cursor().executemany(_INSERT_JOB, values)
 
@@ -68,8 +68,8 @@ def fill(db, account_id: str, expired: int, waiting: int, due: int) -> None:
 def give_back(ids: list[str]) -> None:
     """Make claimed jobs due again as if never claimed (untimed, between claims)."""
     marks = ", ".join("?" * len(ids))
-    J.database.execute_sql(f"DELETE FROM attempt WHERE job_id IN ({marks})", ids)
-    J.database.execute_sql(
+    jobs.database.execute_sql(f"DELETE FROM attempt WHERE job_id IN ({marks})", ids)
+    jobs.database.execute_sql(
         f"UPDATE job SET status = 'retrying', due_at = ?, lease_owner = NULL, attempts = 1 WHERE id IN ({marks})",
         [time.time() - 1, *ids],
     )
@@ -134,7 +134,7 @@ def main():
         while True:
             gevent.sleep(random.uniform(0.005, 0.015))
             started = time.perf_counter()
-            claimed = owner.write(J.claim_due, "bench", 256, 30.0)
+            claimed = owner.write(jobs.claim_due, "bench", 256, 30.0)
             claims[phase["name"]].append((time.perf_counter() - started) * 1000)
             if claimed:
                 owner.write(give_back, [job.id for job in claimed])
@@ -153,7 +153,7 @@ def main():
         purging_s += time.monotonic() - started
         purger.kill()
     claimer.kill()
-    left = owner.call(lambda: J.Job.select().where(J.Job.status == J.SUCCEEDED).count())
+    left = owner.call(lambda: jobs.Job.select().where(jobs.Job.status == jobs.SUCCEEDED).count())
     owner.close()
     shutil.rmtree(tmp, ignore_errors=True)
 

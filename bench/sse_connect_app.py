@@ -46,7 +46,7 @@ def floor_app():
 
 
 def our_app(workdir: Path):
-    from models import inverters as Q
+    from models import inverters
     from models.accounts import create_account
     from models.db import open_database
     from models.schema import ensure_schema
@@ -56,9 +56,9 @@ def our_app(workdir: Path):
 
     def populate():
         account, key = create_account("bench")
-        connection = Q.connection_for("sandbox", "http://127.0.0.1:9", {"api_key": "bench"})
+        connection = inverters.connection_for("sandbox", "http://127.0.0.1:9", {"api_key": "bench"})
         return key, [
-            Q.Inverter.create(
+            inverters.Inverter.create(
                 connection=connection.id, brand="sandbox", serial=f"B{n:05d}", device_type="hybrid", owner=account.id
             ).id
             for n in range(INVERTERS)

@@ -152,7 +152,7 @@ def setup(workdir: Path, baseline: str | None = None):
     }  # every load client uses one account
     client = redis.Redis(port=redis_port, decode_responses=True)
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL")})
-    from models import inverters as Q
+    from models import inverters
     from models.accounts import create_account
     from models.db import open_database
     from models.schema import ensure_schema
@@ -162,9 +162,9 @@ def setup(workdir: Path, baseline: str | None = None):
 
     def populate():
         account, key = create_account("bench")
-        connection = Q.connection_for("sandbox", "http://127.0.0.1:9", {"api_key": "bench"})
+        connection = inverters.connection_for("sandbox", "http://127.0.0.1:9", {"api_key": "bench"})
         ids = [
-            Q.Inverter.create(
+            inverters.Inverter.create(
                 connection=connection.id, brand="sandbox", serial=f"B{n:05d}", device_type="hybrid", owner=account.id
             ).id
             for n in range(INVERTERS)

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import peewee
 
-from models import jobs as J
-from models import webhooks
+from models import jobs, webhooks
 from models.accounts import Account
 from models.backoff import Backoff
 from models.base import BaseModel, JSONField, iso, json_text, now
@@ -146,7 +145,7 @@ def _webhook_jobs(account_id: str, message: dict, alert_id: str, phase: str) -> 
             "sign_with": endpoint.id,
         }
         items.append((spec, f"alert:{alert_id}:{phase}:{endpoint.id}"))
-    return sum(1 for outcome in J.insert_jobs(account_id, items) if isinstance(outcome, tuple) and outcome[1])
+    return sum(1 for outcome in jobs.insert_jobs(account_id, items) if isinstance(outcome, tuple) and outcome[1])
 
 
 def open_alert(
@@ -192,8 +191,8 @@ def clear_alert(alert_id: str, serial: str, cleared_at: float, values: dict) -> 
     alert = Alert.get_by_id(alert_id)
     event_type = EVENT_TYPES[alert.kind][1]
     message = payload(event_type or EVENT_TYPES[alert.kind][0], alert, serial, cleared_at)
-    jobs = _webhook_jobs(alert.account_id, message, alert.id, "cleared") if event_type else 0
-    return alert, message, jobs
+    queued = _webhook_jobs(alert.account_id, message, alert.id, "cleared") if event_type else 0
+    return alert, message, queued
 
 
 def record_daily_summary(

@@ -11,8 +11,7 @@ import math
 
 from flask import Blueprint, current_app, g, jsonify
 
-from models import alerts as A
-from models import webhooks as W
+from models import alerts, webhooks
 from models.base import iso
 from models.channels import ALERT_RULES_CHANGED
 from models.db import owner
@@ -85,15 +84,15 @@ def _endpoint_url(value) -> str:
 
 def _event_types(value) -> list[str]:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise _invalid("event_types", f"must be a non-empty list of: {', '.join(W.EVENT_TYPES)}")
-    unknown = [v for v in value if v not in W.EVENT_TYPES]
+        raise _invalid("event_types", f"must be a non-empty list of: {', '.join(webhooks.EVENT_TYPES)}")
+    unknown = [v for v in value if v not in webhooks.EVENT_TYPES]
     if unknown:
-        raise _invalid("event_types", f"{unknown[0]!r} is not one of {', '.join(W.EVENT_TYPES)}")
+        raise _invalid("event_types", f"{unknown[0]!r} is not one of {', '.join(webhooks.EVENT_TYPES)}")
     return list(dict.fromkeys(value))
 
 
 def _endpoint_or_404(endpoint_id: str):
-    endpoint = owner().call(W.get_endpoint, g.account.id, endpoint_id) if looks_like_id(endpoint_id) else None
+    endpoint = owner().call(webhooks.get_endpoint, g.account.id, endpoint_id) if looks_like_id(endpoint_id) else None
     if endpoint is None:
         raise not_found("webhook endpoint")
     return endpoint
@@ -108,14 +107,16 @@ def create_endpoint():
     if not isinstance(description, str) or len(description) > 500:
         raise _invalid("description", "must be text of at most 500 characters")
     event_types = _event_types(payload.get("event_types"))
-    endpoint, secret = owner().write(W.create_endpoint, g.account.id, url, description, event_types)
+    endpoint, secret = owner().write(webhooks.create_endpoint, g.account.id, url, description, event_types)
     return jsonify({**endpoint_view(endpoint), "secret": secret}), 201
 
 
 @bp.get("/webhook-endpoints")
 @require_account
 def list_endpoints():
-    return jsonify({"webhook_endpoints": [endpoint_view(e) for e in owner().call(W.list_endpoints, g.account.id)]})
+    return jsonify(
+        {"webhook_endpoints": [endpoint_view(e) for e in owner().call(webhooks.list_endpoints, g.account.id)]}
+    )
 
 
 @bp.get("/webhook-endpoints/<endpoint_id>")
@@ -127,7 +128,7 @@ def show_endpoint(endpoint_id):
 @bp.delete("/webhook-endpoints/<endpoint_id>")
 @require_account
 def delete_endpoint(endpoint_id):
-    if not (looks_like_id(endpoint_id) and owner().write(W.delete_endpoint, g.account.id, endpoint_id)):
+    if not (looks_like_id(endpoint_id) and owner().write(webhooks.delete_endpoint, g.account.id, endpoint_id)):
         raise not_found("webhook endpoint")
     return "", 204
 
@@ -137,7 +138,7 @@ def delete_endpoint(endpoint_id):
 def rotate_secret(endpoint_id):
     _endpoint_or_404(endpoint_id)
     overlap_s = current_app.config["SETTINGS"].webhook_secret_overlap_s
-    rotated = owner().write(W.rotate_secret, g.account.id, endpoint_id, overlap_s)
+    rotated = owner().write(webhooks.rotate_secret, g.account.id, endpoint_id, overlap_s)
     if rotated is None:
         raise not_found("webhook endpoint")
     endpoint, secret = rotated
@@ -224,8 +225,8 @@ def _production_params(params: dict) -> dict:
 
 
 def _kind(value) -> str:
-    if value not in A.KINDS:
-        raise _invalid("kind", f"must be one of {', '.join(A.KINDS)}")
+    if value not in alerts.KINDS:
+        raise _invalid("kind", f"must be one of {', '.join(alerts.KINDS)}")
     return value
 
 
@@ -237,7 +238,7 @@ def _rules_changed() -> None:
 
 
 def _rule_or_404(rule_id: str, owned: bool):
-    rules = owner().call(A.visible_rules, g.account.id) if looks_like_id(rule_id) else []
+    rules = owner().call(alerts.visible_rules, g.account.id) if looks_like_id(rule_id) else []
     rule = next((r for r in rules if r.id == rule_id), None)
     if rule is None:
         raise not_found("alert rule")
@@ -263,7 +264,7 @@ def create_rule():
             raise ApiError(422, "validation_failed", "inverter_id: no such inverter of yours", {"field": "inverter_id"})
         if inverter.owner_id != g.account.id:
             raise ApiError(403, "forbidden", "only the inverter's owner may set its alert rules")
-    rule = owner().write(A.create_rule, g.account.id, inverter_id, kind, params)
+    rule = owner().write(alerts.create_rule, g.account.id, inverter_id, kind, params)
     _rules_changed()
     return jsonify(rule_view(rule)), 201
 
@@ -271,7 +272,7 @@ def create_rule():
 @bp.get("/alert-rules")
 @require_account
 def list_rules():
-    return jsonify({"alert_rules": [rule_view(r) for r in owner().call(A.visible_rules, g.account.id)]})
+    return jsonify({"alert_rules": [rule_view(r) for r in owner().call(alerts.visible_rules, g.account.id)]})
 
 
 @bp.get("/alert-rules/<rule_id>")
@@ -291,7 +292,7 @@ def patch_rule(rule_id):
         if isinstance(payload.get("params"), dict)
         else payload.get("params"),
     )
-    rule = owner().write(A.update_rule, rule, params)
+    rule = owner().write(alerts.update_rule, rule, params)
     _rules_changed()
     return jsonify(rule_view(rule))
 
@@ -300,7 +301,7 @@ def patch_rule(rule_id):
 @require_account
 def delete_rule(rule_id):
     _rule_or_404(rule_id, owned=True)
-    owner().write(A.delete_rule, rule_id)
+    owner().write(alerts.delete_rule, rule_id)
     _rules_changed()
     return "", 204
 
@@ -311,7 +312,11 @@ def inverter_alerts(inverter_id):
     inverter = owner().call(visible_inverter, g.account.id, inverter_id) if looks_like_id(inverter_id) else None
     if inverter is None:
         raise not_found("inverter")
-    rows = owner().call(A.alerts_of, inverter.id, 100)
+    rows = owner().call(alerts.alerts_of, inverter.id, 100)
     return jsonify(
-        {"alerts": [A.payload(A.EVENT_TYPES[a.kind][0], a, inverter.serial, a.opened_at)["data"] for a in rows]}
+        {
+            "alerts": [
+                alerts.payload(alerts.EVENT_TYPES[a.kind][0], a, inverter.serial, a.opened_at)["data"] for a in rows
+            ]
+        }
     )

@@ -16,9 +16,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
 
-from models import inverters as inverter_queries
-from models import jobs as job_queries
-from models import lifecycle
+from models import inverters, jobs, lifecycle
 from models.accounts import account_names
 from models.base import iso, now
 from models.db import owner
@@ -122,9 +120,9 @@ def sign_in():
     return render_template("sign_in.html", next_url=next_url)
 
 
-@bp.get("/inverters")
-def inverters():
-    rows = owner().call(inverter_queries.list_visible, g.account.id)
+@bp.get("/inverters", endpoint="inverters")
+def inverter_list():
+    rows = owner().call(inverters.list_visible, g.account.id)
     items = [_inverter_summary(inverter, latest) for inverter, latest in zip(rows, latest_readings(rows))]
     return render_template("inverters.html", inverters=items)
 
@@ -155,8 +153,8 @@ CREATED_WITHIN = {
 }
 
 
-@bp.get("/jobs")
-def jobs():
+@bp.get("/jobs", endpoint="jobs")
+def job_list():
     """The list, filtered as the API's (a bad value is ignored, as a person may have edited the address)."""
     status = request.args.get("status") or None
     if status not in (None, *lifecycle.STATUSES):
@@ -169,10 +167,10 @@ def jobs():
     before = request.args.get("before") or None
     if before is not None and not looks_like_id(before):
         before = None
-    job_filter = job_queries.JobFilter(status=status, search=search, since=since)
-    rows = owner().call(job_queries.list_jobs, g.account.id, job_filter, JOBS_PER_PAGE + 1, before)
+    job_filter = jobs.JobFilter(status=status, search=search, since=since)
+    rows = owner().call(jobs.list_jobs, g.account.id, job_filter, JOBS_PER_PAGE + 1, before)
     older = rows[JOBS_PER_PAGE - 1].id if len(rows) > JOBS_PER_PAGE else None
-    counts = owner().call(job_queries.count_by_status, g.account.id)
+    counts = owner().call(jobs.count_by_status, g.account.id)
     # What the bulk buttons send: the same filter as the API takes it (the window as an absolute time).
     api_filter = {key: value for key, value in (("q", search), ("since", iso(since))) if value}
     return render_template(
@@ -226,7 +224,7 @@ def unknown_page(unknown):
 def _visible_inverter(inverter_id: str):
     if not looks_like_id(inverter_id):
         return None
-    return owner().call(inverter_queries.visible_inverter, g.account.id, inverter_id)
+    return owner().call(inverters.visible_inverter, g.account.id, inverter_id)
 
 
 def _inverter_summary(inverter, latest) -> dict:
@@ -242,7 +240,7 @@ def _inverter_summary(inverter, latest) -> dict:
 
 def _team(inverter) -> dict:
     def load():
-        member_ids = inverter_queries.member_ids(inverter.id)
+        member_ids = inverters.member_ids(inverter.id)
         names = account_names([inverter.owner_id, *member_ids])
         return member_ids, names
 
@@ -258,12 +256,12 @@ def _team(inverter) -> dict:
 def _job(job_id: str):
     if not looks_like_id(job_id):
         return None
-    return owner().call(job_queries.get_job, g.account.id, job_id)
+    return owner().call(jobs.get_job, g.account.id, job_id)
 
 
 def _job_state(job) -> dict:
     """What the changing part of a job's page shows: the attempts with the waits between them."""
-    attempts = owner().call(job_queries.list_attempts, job.id)
+    attempts = owner().call(jobs.list_attempts, job.id)
     timeline, previous = [], None
     for attempt in attempts:
         # The first attempt of a run a person started (a retry after the job died or was cancelled) waited

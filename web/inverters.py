@@ -17,9 +17,7 @@ import gevent.lock
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from models import energy as energy_rollups
-from models import inverters as Q
-from models import live_events
+from models import energy, inverters, live_events
 from models.accounts import account_by_id_or_name
 from models.base import iso, parse_iso
 from models.brands import ADAPTERS, adapter_class, plan_device, requested_interval
@@ -104,18 +102,18 @@ def reading_view(reading) -> dict:
     return {"event_id": reading.event_id, **reading.data}
 
 
-def latest_readings(inverters) -> list[tuple[str | None, dict | None, str | None]]:
+def latest_readings(devices) -> list[tuple[str | None, dict | None, str | None]]:
     """(event id, reading, live status) per inverter: from Redis in one round trip, else the stored one."""
     try:
-        replies = live_events.snapshot(redis_client(), [i.id for i in inverters], None) if inverters else []
+        replies = live_events.snapshot(redis_client(), [i.id for i in devices], None) if devices else []
     except Exception as exc:  # Redis down: the recorder's copy is a moment older but still true
         log.warning("latest readings from the database, Redis failed: %s", exc)
-        replies = [(None, None, None)] * len(inverters)
+        replies = [(None, None, None)] * len(devices)
     readings = [json.loads(data) if data else None for _, data, _ in replies]
-    missing = [inverter.id for inverter, reading in zip(inverters, readings) if reading is None]
-    stored = owner().call(Q.latest_stored, missing) if missing else {}
+    missing = [inverter.id for inverter, reading in zip(devices, readings) if reading is None]
+    stored = owner().call(inverters.latest_stored, missing) if missing else {}
     latest = []
-    for inverter, reading, (event_id, _, status) in zip(inverters, readings, replies):
+    for inverter, reading, (event_id, _, status) in zip(devices, readings, replies):
         if reading is None and inverter.id in stored:
             event_id, reading = stored[inverter.id].event_id, stored[inverter.id].data
         latest.append((event_id, reading, status))
@@ -123,7 +121,9 @@ def latest_readings(inverters) -> list[tuple[str | None, dict | None, str | None
 
 
 def _visible_or_404(inverter_id: str):
-    inverter = owner().call(Q.visible_inverter, g.account.id, inverter_id) if looks_like_id(inverter_id) else None
+    inverter = (
+        owner().call(inverters.visible_inverter, g.account.id, inverter_id) if looks_like_id(inverter_id) else None
+    )
     if inverter is None:
         raise not_found("inverter")
     return inverter
@@ -357,10 +357,10 @@ def onboard():
     spec = body_as(OnboardingRequest)
     settings = current_app.config["SETTINGS"]
     cls = ADAPTERS[spec["brand"]]
-    digest = Q.credentials_hash(spec["credentials"])
+    digest = inverters.credentials_hash(spec["credentials"])
     # A connection is known by the credentials first given for it. Some brands rotate them (an OAuth refresh
     # token works once): then the stored ones are the current ones, and the given ones may be spent.
-    existing = owner().call(Q.find_connection, spec["brand"], spec["base_url"], digest)
+    existing = owner().call(inverters.find_connection, spec["brand"], spec["base_url"], digest)
     rotated: dict = {}
     adapter = cls(
         spec["base_url"],
@@ -383,10 +383,10 @@ def onboard():
     account_id = g.account.id  # the closure runs on the database thread, outside this request
 
     def create():
-        connection = Q.connection_for(spec["brand"], spec["base_url"], spec["credentials"])
+        connection = inverters.connection_for(spec["brand"], spec["base_url"], spec["credentials"])
         if rotated:
-            Q.store_credentials(connection.id, rotated)
-        return Q.onboard(
+            inverters.store_credentials(connection.id, rotated)
+        return inverters.onboard(
             account_id,
             connection,
             spec["serial"],
@@ -398,7 +398,7 @@ def onboard():
 
     try:
         inverter, created = owner().write(create)
-    except Q.AlreadyOnboarded:
+    except inverters.AlreadyOnboarded:
         raise ApiError(
             409,
             "already_onboarded",
@@ -425,7 +425,7 @@ def onboard():
 @operation("The inverters the caller owns or is a member of", {200: InverterList}, tag=TAG)
 @require_account
 def index():
-    rows = owner().call(Q.list_visible, g.account.id)
+    rows = owner().call(inverters.list_visible, g.account.id)
     return jsonify({"inverters": [inverter_view(row, g.account.id) for row in rows]})
 
 
@@ -434,7 +434,7 @@ def index():
 @require_account
 def show(inverter_id):
     inverter = _visible_or_404(inverter_id)
-    return jsonify(inverter_view(inverter, g.account.id, owner().call(Q.member_ids, inverter.id)))
+    return jsonify(inverter_view(inverter, g.account.id, owner().call(inverters.member_ids, inverter.id)))
 
 
 @bp.delete("/inverters/<inverter_id>")
@@ -442,7 +442,7 @@ def show(inverter_id):
 @require_account
 def remove(inverter_id):
     inverter = _owned_or_403(inverter_id)
-    owner().write(Q.delete_inverter, inverter.id)
+    owner().write(inverters.delete_inverter, inverter.id)
     try:
         live_events.forget(redis_client(), inverter.id)
     except Exception as exc:  # the log is capped and the key harmless; note it and go on
@@ -490,7 +490,7 @@ def add_member(inverter_id):
         raise ApiError(404, "unknown_account", "no such account", {"account": ref})
     if account.id == inverter.owner_id:
         raise ApiError(409, "already_owner", "the owner is not added as a member")
-    added = owner().write(Q.add_member, inverter.id, account.id)
+    added = owner().write(inverters.add_member, inverter.id, account.id)
     return jsonify({"inverter_id": inverter.id, "account": account.id, "added": added}), (201 if added else 200)
 
 
@@ -501,7 +501,7 @@ def remove_member(inverter_id, ref):
     """The member is named by account id or name, as when added."""
     inverter = _owned_or_403(inverter_id)
     account = owner().call(account_by_id_or_name, ref) if not _CONTROL.search(ref) else None
-    if account is None or not owner().write(Q.remove_member, inverter.id, account.id):
+    if account is None or not owner().write(inverters.remove_member, inverter.id, account.id):
         raise ApiError(404, "not_a_member", "that account is not a member of this inverter", {"account": ref})
     _revoke_streams(inverter.id, account.id)
     return "", 204
@@ -529,7 +529,7 @@ class EnergyBucket(BaseModel):
 
 class EnergyList(BaseModel):
     inverter_id: str
-    period: Literal[energy_rollups.PERIODS]  # type: ignore[valid-type]
+    period: Literal[energy.PERIODS]  # type: ignore[valid-type]
     timezone: str
     buckets: list[EnergyBucket]
     next_since: str | None = Field(json_schema_extra={"format": "date-time"})
@@ -567,7 +567,7 @@ def readings(inverter_id):
     inverter = _visible_or_404(inverter_id)
     bounds = _time_bounds()
     limit = limit_param(100, MAX_READINGS)
-    rows = owner().call(Q.readings_between, inverter.id, bounds.get("since"), bounds.get("until"), limit + 1)
+    rows = owner().call(inverters.readings_between, inverter.id, bounds.get("since"), bounds.get("until"), limit + 1)
     next_since = iso(rows[limit].time) if len(rows) > limit else None
     return jsonify(
         {"inverter_id": inverter.id, "readings": [reading_view(r) for r in rows[:limit]], "next_since": next_since}
@@ -590,26 +590,26 @@ def _time_bounds() -> dict:
 
 
 MAX_ENERGY_BUCKETS = 1000
-DEFAULT_ENERGY_SPAN_S = {energy_rollups.HOUR: 2 * 86400, energy_rollups.DAY: 30 * 86400}
+DEFAULT_ENERGY_SPAN_S = {energy.HOUR: 2 * 86400, energy.DAY: 30 * 86400}
 
 
 def energy_bucket_view(bucket: dict) -> dict:
     return {**bucket, "start": iso(bucket["start"]), "end": iso(bucket["end"])}
 
 
-@bp.get("/inverters/<inverter_id>/energy")
+@bp.get("/inverters/<inverter_id>/energy", endpoint="energy")
 @operation(
     "An inverter's energy by hour or day, in its time zone",
     {200: EnergyList},
     errors=(400, 404),
     tag=TAG,
-    params=(query("period", {"type": "string", "enum": list(energy_rollups.PERIODS)}), _SINCE, _UNTIL),
+    params=(query("period", {"type": "string", "enum": list(energy.PERIODS)}), _SINCE, _UNTIL),
 )
 @require_account
-def energy(inverter_id):
+def energy_series(inverter_id):
     inverter = _visible_or_404(inverter_id)
-    period = request.args.get("period", energy_rollups.DAY)
-    if period not in energy_rollups.PERIODS:
+    period = request.args.get("period", energy.DAY)
+    if period not in energy.PERIODS:
         raise ApiError(400, "invalid_parameter", "period must be hour or day", {"parameter": "period"})
     bounds = _time_bounds()
     at = time.time()
@@ -617,10 +617,8 @@ def energy(inverter_id):
     since = bounds.get("since", until - DEFAULT_ENERGY_SPAN_S[period])
     if since >= until:
         raise ApiError(400, "invalid_parameter", "since must be before until", {"parameter": "since"})
-    zone = energy_rollups.zone_of(inverter.timezone)
-    buckets = energy_rollups.buckets_between(
-        owner().call, inverter.id, zone, period, since, until, at, MAX_ENERGY_BUCKETS + 1
-    )
+    zone = energy.zone_of(inverter.timezone)
+    buckets = energy.buckets_between(owner().call, inverter.id, zone, period, since, until, at, MAX_ENERGY_BUCKETS + 1)
     next_since = iso(buckets[MAX_ENERGY_BUCKETS]["start"]) if len(buckets) > MAX_ENERGY_BUCKETS else None
     return jsonify(
         {
@@ -639,13 +637,15 @@ MAX_POLL_INTERVAL_S = 31 * 86400.0
 
 
 def _owned_connection_or_404(connection_id: str):
-    found = owner().call(Q.owned_connection, g.account.id, connection_id) if looks_like_id(connection_id) else None
+    found = (
+        owner().call(inverters.owned_connection, g.account.id, connection_id) if looks_like_id(connection_id) else None
+    )
     if found is None:
         raise not_found("connection")
     return found
 
 
-def _connection_plan(connection, inverters, asked_s: float | None = None):
+def _connection_plan(connection, members, asked_s: float | None = None):
     """(plan, budget, now) for a connection as its poller would plan it now, from the budget in Redis."""
     settings = current_app.config["SETTINGS"]
     cls = ADAPTERS[connection.brand]
@@ -660,13 +660,13 @@ def _connection_plan(connection, inverters, asked_s: float | None = None):
         raise ApiError(
             503, "budget_unavailable", "the quota budget cannot be read now; try again", {"reason": str(exc)}
         ) from None
-    devices = [plan_device(connection.brand, i) for i in inverters]
+    devices = [plan_device(connection.brand, i) for i in members]
     asked = asked_s if asked_s is not None else requested_interval(connection, settings)
     return plan(quota, devices, asked, now, used, cls.batch_size, guard_s), budget, now
 
 
-def connection_view(connection, inverters) -> dict:
-    planned, budget, now = _connection_plan(connection, inverters)
+def connection_view(connection, members) -> dict:
+    planned, budget, now = _connection_plan(connection, members)
     quota = budget.quota
     instances: dict[int, set[str]] = {}
     for call in planned.calls:
@@ -682,7 +682,7 @@ def connection_view(connection, inverters) -> dict:
     return {
         "id": connection.id,
         "brand": connection.brand,
-        "inverters": len(inverters),
+        "inverters": len(members),
         "requested_interval_s": requested_interval(connection, current_app.config["SETTINGS"]),
         "poll_interval_s": connection.poll_interval_s,
         "planned_interval_s": round(planned.interval_s, 3),
@@ -767,8 +767,8 @@ class ConnectionUpdate(RequestModel):
 )
 @require_account
 def show_connection(connection_id):
-    connection, inverters = _owned_connection_or_404(connection_id)
-    return jsonify(connection_view(connection, inverters))
+    connection, members = _owned_connection_or_404(connection_id)
+    return jsonify(connection_view(connection, members))
 
 
 @bp.patch("/connections/<connection_id>")
@@ -781,27 +781,27 @@ def show_connection(connection_id):
 )
 @require_account
 def update_connection(connection_id):
-    connection, inverters = _owned_connection_or_404(connection_id)
+    connection, members = _owned_connection_or_404(connection_id)
     asked = body_as(ConnectionUpdate)
     if asked is not None:
-        planned, _, _ = _connection_plan(connection, inverters, float(asked))
+        planned, _, _ = _connection_plan(connection, members, float(asked))
         if asked < planned.min_interval_s:
             raise ApiError(
                 422,
                 "interval_not_feasible",
                 f"the brand's limits cannot sustain a poll every {asked:g} s "
-                f"for {len(inverters)} inverters; the fastest is {planned.min_interval_s:.1f} s",
+                f"for {len(members)} inverters; the fastest is {planned.min_interval_s:.1f} s",
                 {
                     "field": "poll_interval_s",
                     "min_interval_s": math.ceil(planned.min_interval_s * 1000) / 1000,
                     "binding_window": planned.binding,
                 },
             )
-    owner().write(Q.set_poll_interval, connection.id, None if asked is None else float(asked))
+    owner().write(inverters.set_poll_interval, connection.id, None if asked is None else float(asked))
     log.info("poll interval set connection=%s brand=%s poll_interval_s=%s", connection.id, connection.brand, asked)
     _notify_pollers(connection.id)
     connection.poll_interval_s = None if asked is None else float(asked)
-    return jsonify(connection_view(connection, inverters))
+    return jsonify(connection_view(connection, members))
 
 
 def install(app) -> None:

@@ -8,8 +8,7 @@ from typing import Any, Literal
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 from pydantic import BaseModel, Field, SkipValidation
 
-from models import jobs as queries
-from models import lifecycle, telemetry, webhooks
+from models import jobs, lifecycle, telemetry, webhooks
 from models.base import iso, parse_iso
 from models.db import owner
 from models.events import DispatcherWaker, publish_job_event, publish_job_events
@@ -139,7 +138,7 @@ def attempt_view(attempt) -> dict:
 
 
 def _job_or_404(job_id: str):
-    job = owner().call(queries.get_job, g.account.id, job_id) if looks_like_id(job_id) else None
+    job = owner().call(jobs.get_job, g.account.id, job_id) if looks_like_id(job_id) else None
     if job is None:
         raise not_found("job")
     return job
@@ -177,8 +176,8 @@ def submit():
     spec = _check_signer(body_as(JobRequest, policy=current_app.config["DESTINATION_POLICY"]))
     key = idempotency_key(request.headers.get("Idempotency-Key"), "Idempotency-Key")
     try:
-        job, created = owner().write(queries.insert_job, g.account.id, spec, key)
-    except queries.IdempotencyConflict as exc:
+        job, created = owner().write(jobs.insert_job, g.account.id, spec, key)
+    except jobs.IdempotencyConflict as exc:
         raise ApiError(409, "idempotency_conflict", str(exc), {"job_id": exc.job_id}) from None
     if created:
         telemetry.JOBS_SUBMITTED.inc()
@@ -215,9 +214,9 @@ def submit_batch():
         accepted.append((index, spec, key))
     created_count, created_jobs = 0, []
     if accepted:
-        stored = owner().write(queries.insert_jobs, g.account.id, [(spec, key) for _, spec, key in accepted])
+        stored = owner().write(jobs.insert_jobs, g.account.id, [(spec, key) for _, spec, key in accepted])
         for (index, _, _), outcome in zip(accepted, stored):
-            if isinstance(outcome, queries.IdempotencyConflict):
+            if isinstance(outcome, jobs.IdempotencyConflict):
                 results[index] = {
                     "index": index,
                     "error": {
@@ -251,7 +250,7 @@ def show(job_id):
 @require_account
 def attempts(job_id):
     job = _job_or_404(job_id)
-    rows = owner().call(queries.list_attempts, job.id)
+    rows = owner().call(jobs.list_attempts, job.id)
     return jsonify({"job_id": job.id, "attempts": [attempt_view(a) for a in rows]})
 
 
@@ -279,7 +278,7 @@ def index():
             cursor = ""
         if not looks_like_id(cursor):
             raise ApiError(400, "invalid_cursor", "cursor is not one this API returned", {"parameter": "cursor"})
-    rows = owner().call(queries.list_jobs, g.account.id, job_filter, limit + 1, cursor)
+    rows = owner().call(jobs.list_jobs, g.account.id, job_filter, limit + 1, cursor)
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
@@ -291,7 +290,7 @@ def index():
 @operation("The caller's jobs counted by status", {200: JobStats}, tag=TAG)
 @require_account
 def stats():
-    return jsonify({"counts": owner().call(queries.count_by_status, g.account.id)})
+    return jsonify({"counts": owner().call(jobs.count_by_status, g.account.id)})
 
 
 def _transition(job_id: str, action, verb: str, allowed: str):
@@ -313,14 +312,14 @@ def _transition(job_id: str, action, verb: str, allowed: str):
 @operation("Cancel a pending or retrying job", {200: JobView}, errors=(404, 409), tag=TAG)
 @require_account
 def cancel(job_id):
-    return jsonify(job_view(_transition(job_id, queries.cancel_job, "cancel", " or ".join(lifecycle.CANCELLABLE))))
+    return jsonify(job_view(_transition(job_id, jobs.cancel_job, "cancel", " or ".join(lifecycle.CANCELLABLE))))
 
 
 @bp.post("/jobs/<job_id>/retry")
 @operation("Queue a dead or cancelled job again", {202: JobView}, errors=(404, 409), tag=TAG)
 @require_account
 def retry(job_id):
-    job = _transition(job_id, queries.requeue_job, "retry", " or ".join(lifecycle.REQUEUEABLE))
+    job = _transition(job_id, jobs.requeue_job, "retry", " or ".join(lifecycle.REQUEUEABLE))
     current_app.extensions["dispatcher_waker"].wake()
     return jsonify(job_view(job)), 202
 
@@ -347,7 +346,7 @@ def _time_param(name: str) -> float | None:
         ) from None
 
 
-def job_filter_param(statuses: tuple[str, ...] = lifecycle.STATUSES) -> queries.JobFilter:
+def job_filter_param(statuses: tuple[str, ...] = lifecycle.STATUSES) -> jobs.JobFilter:
     """The filter of `GET /jobs` and the bulk actions from the query string: status, q (a job id, URL host or
     idempotency key), since and until (creation time, ISO-8601; a time without an offset is UTC)."""
     status = request.args.get("status") or None
@@ -363,7 +362,7 @@ def job_filter_param(statuses: tuple[str, ...] = lifecycle.STATUSES) -> queries.
     since, until = _time_param("since"), _time_param("until")
     if since is not None and until is not None and since >= until:
         raise ApiError(400, "invalid_parameter", "since must be before until", {"parameter": "until"})
-    return queries.JobFilter(status=status, search=search, since=since, until=until)
+    return jobs.JobFilter(status=status, search=search, since=since, until=until)
 
 
 def _bulk(action, allowed: tuple[str, ...]) -> list:
@@ -376,7 +375,7 @@ def _bulk(action, allowed: tuple[str, ...]) -> list:
 @require_account
 def cancel_matching():
     """Cancel the pending and retrying jobs the filter selects, at most BULK_ACTION_MAX a call."""
-    changed = _bulk(queries.cancel_matching, lifecycle.CANCELLABLE)
+    changed = _bulk(jobs.cancel_matching, lifecycle.CANCELLABLE)
     return jsonify({"affected": len(changed), "max_per_call": BULK_ACTION_MAX})
 
 
@@ -385,7 +384,7 @@ def cancel_matching():
 def retry_matching():
     """Queue again, each with a fresh budget, the dead and cancelled jobs the filter selects, at most
     BULK_ACTION_MAX a call."""
-    changed = _bulk(queries.requeue_matching, lifecycle.REQUEUEABLE)
+    changed = _bulk(jobs.requeue_matching, lifecycle.REQUEUEABLE)
     if changed:
         current_app.extensions["dispatcher_waker"].wake()
     return jsonify({"affected": len(changed), "max_per_call": BULK_ACTION_MAX}), 202

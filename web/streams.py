@@ -28,9 +28,7 @@ import gevent.lock
 from flask import Blueprint, Response, current_app, g, request
 from pydantic import BaseModel, Field
 
-from models import inverters as Q
-from models import jobs as job_queries
-from models import live_events, telemetry
+from models import inverters, jobs, live_events, telemetry
 from models.backoff import Backoff
 from models.base import iso
 from models.channels import (
@@ -301,7 +299,7 @@ class Hub:
         replies = self.redis_call(live_events.snapshot, redis_client(), inverter_ids, None)
         # Redis lost these (a restart without persistence): the stored ones, in one database call.
         missing = [inverter_id for inverter_id, reply in zip(inverter_ids, replies) if reply[0] is None]
-        stored = owner().call(Q.latest_stored, missing) if missing else {}
+        stored = owner().call(inverters.latest_stored, missing) if missing else {}
         fetched = {}
         for inverter_id, reply in zip(inverter_ids, replies):
             if inverter_id in stored:
@@ -324,7 +322,7 @@ class Hub:
             if cached is not None:
                 cached[0] = now + VISIBLE_FOR_S  # one refresh at a time; the others use the old set
             try:
-                ids = owner().call(Q.all_visible_ids, account_id)
+                ids = owner().call(inverters.all_visible_ids, account_id)
             finally:
                 if cached is not None:
                     cached[0] = now  # expired again, unless replaced below
@@ -337,7 +335,7 @@ class Hub:
         visible = {i for i in inverter_ids if i in cached[1]}
         missing = [i for i in inverter_ids if i not in visible]
         if missing:
-            found = owner().call(Q.visible_ids, account_id, missing)
+            found = owner().call(inverters.visible_ids, account_id, missing)
             if revocations == self.revocations:
                 cached[1].update(found)
             visible |= found
@@ -617,12 +615,12 @@ def multi_stream():
 @require_account
 def job_events(job_id):
     account_id = g.account.id
-    if not looks_like_id(job_id) or owner().call(job_queries.get_job, account_id, job_id) is None:
+    if not looks_like_id(job_id) or owner().call(jobs.get_job, account_id, job_id) is None:
         raise not_found("job")
 
     def initial():
         # Read after registering, so a change committed meanwhile arrives live, after this state.
-        job = owner().call(job_queries.get_job, account_id, job_id)
+        job = owner().call(jobs.get_job, account_id, job_id)
         return [(None, frame("job", job_event_json(job)))] if job else []
 
     return _open_stream(hub(), (job_channel(job_id),), initial)
@@ -638,7 +636,7 @@ def account_job_events():
 
     def initial():
         # Read after registering, so a change committed meanwhile arrives live, after these counts.
-        counts = owner().call(job_queries.count_by_status, account_id)
+        counts = owner().call(jobs.count_by_status, account_id)
         return [(None, frame("counts", json.dumps({"counts": counts}, separators=(",", ":"))))]
 
     return _open_stream(hub(), (account_jobs_channel(account_id),), initial)

@@ -5,37 +5,37 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models import lifecycle as L
+from models import lifecycle
 
 
 def test_every_status_has_its_moves_and_terminal_ones_only_go_back_to_pending():
-    assert set(L.TRANSITIONS) == set(L.STATUSES)
-    for status in L.CANCELLABLE:
-        assert L.may_move(status, L.CANCELLED)
-    for status in L.REQUEUEABLE:
-        assert L.may_move(status, L.PENDING)
-    for status in L.TERMINAL:
-        assert L.TRANSITIONS[status] <= {L.PENDING}
-    assert not L.may_move(L.SUCCEEDED, L.PENDING)
-    assert not L.may_move(L.PENDING, L.SUCCEEDED)
+    assert set(lifecycle.TRANSITIONS) == set(lifecycle.STATUSES)
+    for status in lifecycle.CANCELLABLE:
+        assert lifecycle.may_move(status, lifecycle.CANCELLED)
+    for status in lifecycle.REQUEUEABLE:
+        assert lifecycle.may_move(status, lifecycle.PENDING)
+    for status in lifecycle.TERMINAL:
+        assert lifecycle.TRANSITIONS[status] <= {lifecycle.PENDING}
+    assert not lifecycle.may_move(lifecycle.SUCCEEDED, lifecycle.PENDING)
+    assert not lifecycle.may_move(lifecycle.PENDING, lifecycle.SUCCEEDED)
 
 
 @given(st.booleans(), st.integers(0, 60), st.integers(1, 50))
 def test_a_failure_is_retried_only_while_the_budget_lasts(retryable, used, max_attempts):
-    outcome, status = L.after_failure(retryable, used, max_attempts)
+    outcome, status = lifecycle.after_failure(retryable, used, max_attempts)
     if retryable and used < max_attempts:
-        assert (outcome, status) == (L.RETRY, L.RETRYING)
+        assert (outcome, status) == (lifecycle.RETRY, lifecycle.RETRYING)
     else:
-        assert (outcome, status) == (L.GIVE_UP, L.DEAD)
-    assert L.may_move(L.IN_FLIGHT, status)
+        assert (outcome, status) == (lifecycle.GIVE_UP, lifecycle.DEAD)
+    assert lifecycle.may_move(lifecycle.IN_FLIGHT, status)
 
 
 @given(st.integers(0, 100), st.integers(0, 100), st.integers(1, 50))
 def test_attempts_left_counts_the_current_budget_only(budget_start, used, max_attempts):
     attempts = budget_start + used
-    left = L.attempts_left(attempts, budget_start, max_attempts)
+    left = lifecycle.attempts_left(attempts, budget_start, max_attempts)
     assert 0 <= left <= max_attempts
-    assert (left == 0) == L.budget_spent(L.attempts_used(attempts, budget_start), max_attempts)
+    assert (left == 0) == lifecycle.budget_spent(lifecycle.attempts_used(attempts, budget_start), max_attempts)
 
 
 class _Job:
@@ -46,7 +46,7 @@ class _Job:
 def test_the_event_is_the_api_view_s_state_plus_the_result_code():
     job = _Job(
         id="j",
-        status=L.RETRYING,
+        status=lifecycle.RETRYING,
         attempts=2,
         max_attempts=5,
         budget_start=0,
@@ -64,8 +64,8 @@ def test_the_event_is_the_api_view_s_state_plus_the_result_code():
         body=b'{"a":1}',
         body_kind="json",
     )
-    view, event = L.job_view(job), L.event_view(job)
-    assert {k: view[k] for k in L.state_view(job)} == {k: event[k] for k in L.state_view(job)}
+    view, event = lifecycle.job_view(job), lifecycle.event_view(job)
+    assert {k: view[k] for k in lifecycle.state_view(job)} == {k: event[k] for k in lifecycle.state_view(job)}
     assert event["result_status_code"] == 503
     assert view["attempts_left"] == 3 and view["next_attempt_at"] is not None and view["lease_expires_at"] is None
     assert view["request"]["headers"] == {"Authorization": "***", "X-Trace": "t"}

@@ -2,7 +2,7 @@
 
 from collections import Counter
 
-from models import jobs as J
+from models import jobs
 from models.db import close_database, open_database
 from tests.helpers import wait_until
 
@@ -21,7 +21,9 @@ def _submit(api, url, n, **extra):
 def _statuses(database_url, ids):
     owner = open_database(database_url)
     try:
-        rows = owner.call(lambda: list(J.Job.select(J.Job.id, J.Job.status).where(J.Job.id.in_(ids)).tuples()))
+        rows = owner.call(
+            lambda: list(jobs.Job.select(jobs.Job.id, jobs.Job.status).where(jobs.Job.id.in_(ids)).tuples())
+        )
         return dict(rows)
     finally:
         close_database()
@@ -32,9 +34,9 @@ def _attempt_rows(database_url, ids):
     try:
         return owner.call(
             lambda: list(
-                J.Attempt.select(J.Attempt.job, J.Attempt.number, J.Attempt.outcome)
-                .where(J.Attempt.job.in_(ids))
-                .order_by(J.Attempt.job, J.Attempt.number)
+                jobs.Attempt.select(jobs.Attempt.job, jobs.Attempt.number, jobs.Attempt.outcome)
+                .where(jobs.Attempt.job.in_(ids))
+                .order_by(jobs.Attempt.job, jobs.Attempt.number)
                 .tuples()
             )
         )

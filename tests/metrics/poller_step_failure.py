@@ -9,7 +9,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 from actors.poller import BrandPoller, Polled, Publisher  # noqa: E402
-from models import inverters as Q  # noqa: E402
+from models import inverters  # noqa: E402
 from models.channels import inverter_log  # noqa: E402
 from models.db import open_database  # noqa: E402
 from models.redis_client import redis_client  # noqa: E402
@@ -33,8 +33,8 @@ def wait_for_more(inverter_id: str, than: int, within_s: float) -> int:
 
 settings = get_settings()
 db = open_database(settings.database_url)
-connection = db.call(Q.connections_with_inverters)[0]
-inverter_id = db.call(Q.pollable, connection.id)[0].id
+connection = db.call(inverters.connections_with_inverters)[0]
+inverter_id = db.call(inverters.pollable, connection.id)[0].id
 publisher = Publisher(redis_client(), settings)
 poller = BrandPoller.start(connection, settings, db, redis_client(), publisher)
 seen = wait_for_more(inverter_id, 0, 15)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from mock_inverter.config import parse_fleet
 from mock_inverter.simulator import Simulator
-from models import alerts as A
+from models import alerts
 from models.clearsky import ClearSky, Site, Sunsets
 
 
@@ -28,12 +28,14 @@ def run(actions_of, values) -> list[tuple[str, object]]:
         action = actions_of(value, is_open)
         if action is not None:
             taken.append((action, value))
-            is_open = action == A.OPEN_IT
+            is_open = action == alerts.OPEN_IT
     return taken
 
 
 def assert_alternating(taken):
-    assert [a for a, _ in taken] == [A.OPEN_IT, A.CLEAR_IT] * (len(taken) // 2) + [A.OPEN_IT] * (len(taken) % 2)
+    assert [a for a, _ in taken] == [alerts.OPEN_IT, alerts.CLEAR_IT] * (len(taken) // 2) + [alerts.OPEN_IT] * (
+        len(taken) % 2
+    )
 
 
 statuses = st.lists(st.sampled_from(["normal", "waiting", "fault", None, "offline"]), max_size=200)
@@ -41,12 +43,12 @@ statuses = st.lists(st.sampled_from(["normal", "waiting", "fault", None, "offlin
 
 @given(statuses)
 def test_fault_opens_once_per_fault_and_clears_on_the_next_other_status(values):
-    taken = run(A.fault_action, values)
+    taken = run(alerts.fault_action, values)
     assert_alternating(taken)
-    assert all(value == "fault" for action, value in taken if action == A.OPEN_IT)
-    assert all(value not in ("fault", None) for action, value in taken if action == A.CLEAR_IT)
+    assert all(value == "fault" for action, value in taken if action == alerts.OPEN_IT)
+    assert all(value not in ("fault", None) for action, value in taken if action == alerts.CLEAR_IT)
     faults = sum(1 for before, now in zip([None] + values, values) if now == "fault" and before != "fault")
-    assert sum(1 for action, _ in taken if action == A.OPEN_IT) <= faults
+    assert sum(1 for action, _ in taken if action == alerts.OPEN_IT) <= faults
 
 
 BATTERY = {"below_pct": 20.0, "clear_above_pct": 30.0}
@@ -54,16 +56,18 @@ BATTERY = {"below_pct": 20.0, "clear_above_pct": 30.0}
 
 @given(st.lists(st.floats(0, 100) | st.none(), max_size=300))
 def test_battery_low_flapping_around_the_threshold_gives_one_open_per_clear(values):
-    taken = run(lambda soc, is_open: A.battery_action(soc, BATTERY, is_open), values)
+    taken = run(lambda soc, is_open: alerts.battery_action(soc, BATTERY, is_open), values)
     assert_alternating(taken)
-    assert all(v < 20 for a, v in taken if a == A.OPEN_IT) and all(v > 30 for a, v in taken if a == A.CLEAR_IT)
+    assert all(v < 20 for a, v in taken if a == alerts.OPEN_IT) and all(
+        v > 30 for a, v in taken if a == alerts.CLEAR_IT
+    )
 
 
 @given(st.lists(st.floats(15, 30), min_size=1, max_size=300))
 def test_battery_low_flapping_between_the_thresholds_never_clears(values):
     """Once open, a state of charge wandering anywhere up to clear_above_pct is the same episode."""
-    taken = run(lambda soc, is_open: A.battery_action(soc, BATTERY, is_open), [10.0] + values)
-    assert taken == [(A.OPEN_IT, 10.0)]
+    taken = run(lambda soc, is_open: alerts.battery_action(soc, BATTERY, is_open), [10.0] + values)
+    assert taken == [(alerts.OPEN_IT, 10.0)]
 
 
 PRODUCTION = {
@@ -81,15 +85,15 @@ def test_production_low_flapping_gives_one_open_per_clear_and_needs_minutes_belo
     """(pv, expected) every 10 s: an open needs a minute under 50 % in daylight; a clear needs over 60 %."""
     is_open, since, taken = False, None, []
     for i, (pv, expected) in enumerate(samples):
-        action, since = A.production_action(pv, expected, PRODUCTION, is_open, since, i * 10.0)
+        action, since = alerts.production_action(pv, expected, PRODUCTION, is_open, since, i * 10.0)
         if action is not None:
             taken.append((action, i))
-            is_open = action == A.OPEN_IT
+            is_open = action == alerts.OPEN_IT
     assert_alternating(taken)
     for action, i in taken:
         pv, expected = samples[i]
         assert expected >= 100.0, "nothing happens while the expectation is tiny (night, dawn, dusk)"
-        if action == A.CLEAR_IT:
+        if action == alerts.CLEAR_IT:
             assert pv / expected > 0.6
         else:  # the seven samples of the last minute were all in daylight and low
             assert i >= 6 and all(p < 0.5 * e and e >= 100 for p, e in samples[i - 6 : i + 1])
@@ -97,7 +101,7 @@ def test_production_low_flapping_gives_one_open_per_clear_and_needs_minutes_belo
 
 def test_production_low_is_silent_at_night_and_at_dawn_whatever_the_reading():
     for expected in (0.0, 50.0, 99.0):
-        assert A.production_action(0.0, expected, PRODUCTION, False, 0.0, 3600.0) == (None, None)
+        assert alerts.production_action(0.0, expected, PRODUCTION, False, 0.0, 3600.0) == (None, None)
 
 
 # -- a simulated day at several latitudes --------------------------------------------------------
@@ -155,11 +159,11 @@ def test_low_production_fires_for_the_shaded_device_only_across_a_simulated_day(
             reading = sim.reading(device.serial)
             expected = clear_sky.expected_w(sites[device.serial], reading["t"])
             is_open, since = state[device.serial]
-            action, since = A.production_action(
+            action, since = alerts.production_action(
                 reading["pv_power_w"], expected, rules[device.serial], is_open, since, reading["t"]
             )
-            assert action != A.CLEAR_IT, "a shaded device never recovers, and a healthy one never opened"
-            if action == A.OPEN_IT:
+            assert action != alerts.CLEAR_IT, "a shaded device never recovers, and a healthy one never opened"
+            if action == alerts.OPEN_IT:
                 opened[device.serial].append(reading["t"])
                 is_open = True
             state[device.serial] = (is_open, since)
@@ -176,7 +180,7 @@ def test_daily_summary_is_due_once_per_site_day_just_after_local_sunset(city, la
     start = DAYS["june"]
     for t in range(start, start + 3 * 86400, 300):  # three days of five-minute readings
         day, sunset = sunsets.of(lat, lon, t)
-        if A.summary_due(t, sunset, day, summarized):
+        if alerts.summary_due(t, sunset, day, summarized):
             summarized = day
             fired.append((t, sunset, day))
     assert 2 <= len(fired) <= 3 and len({day for _, _, day in fired}) == len(fired)

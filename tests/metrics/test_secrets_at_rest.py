@@ -8,8 +8,7 @@ import sqlite3
 
 from cryptography.fernet import Fernet
 
-from models import encryption
-from models import inverters as Q
+from models import encryption, inverters
 from models.accounts import create_account
 from models.db import close_database, open_database
 from models.schema import ensure_schema, latest_version, version_of
@@ -90,8 +89,8 @@ def test_a_wrong_key_stops_every_process_before_any_brand_call_and_rotation_fixe
     try:
         ensure_schema(owner)
         account, _ = owner.write(create_account, "owner")
-        connection = owner.write(Q.connection_for, "sandbox", partner.url, {"api_key": REAL_KEY})
-        owner.write(Q.onboard, account.id, connection, "SBX-1", "inverter", None, None, "UTC")
+        connection = owner.write(inverters.connection_for, "sandbox", partner.url, {"api_key": REAL_KEY})
+        owner.write(inverters.onboard, account.id, connection, "SBX-1", "inverter", None, None, "UTC")
     finally:
         close_database()
     new_key = Fernet.generate_key().decode()

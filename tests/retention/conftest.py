@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from models import inverters as Q
-from models import jobs as J
+from models import inverters, jobs
 from models.accounts import create_account
 from models.db import close_database, open_database
 from models.ids import new_id
@@ -43,7 +42,7 @@ def add_job(owner, account_id: str, status: str, finished_at: float, attempts: i
     job_id = new_id()
 
     def insert():
-        J.Job.insert(
+        jobs.Job.insert(
             id=job_id,
             account=account_id,
             request_hash="x",
@@ -57,18 +56,18 @@ def add_job(owner, account_id: str, status: str, finished_at: float, attempts: i
             max_attempts=8,
             backoff={},
             attempts=attempts,
-            due_at=None if status in J.TERMINAL else finished_at,
+            due_at=None if status in jobs.TERMINAL else finished_at,
             created_at=finished_at - 10,
             updated_at=finished_at,
         ).execute()
         for number in range(1, attempts + 1):
-            J.Attempt.insert(
+            jobs.Attempt.insert(
                 job=job_id,
                 number=number,
                 worker="w",
                 started_at=finished_at - 5,
                 finished_at=finished_at,
-                outcome=J.SUCCESS,
+                outcome=jobs.SUCCESS,
             ).execute()
 
     owner.write(insert)
@@ -82,8 +81,8 @@ def add_account(owner, name: str = "retention"):
 
 def add_inverter(owner, account_id: str, timezone: str | None, serial: str = "SBX-1") -> str:
     def create():
-        connection = Q.connection_for("sandbox", "http://127.0.0.1:9", {"api_key": serial})
-        inverter, _ = Q.onboard(account_id, connection, serial, "hybrid", None, None, timezone)
+        connection = inverters.connection_for("sandbox", "http://127.0.0.1:9", {"api_key": serial})
+        inverter, _ = inverters.onboard(account_id, connection, serial, "hybrid", None, None, timezone)
         return inverter.id
 
     return owner.write(create)
@@ -94,4 +93,4 @@ def add_readings(owner, inverter_id: str, times, data) -> None:
         {"inverter_id": inverter_id, "time": float(t), "event_id": None, "data": data(t) if callable(data) else data}
         for t in times
     ]
-    owner.write(Q.store_readings, rows)
+    owner.write(inverters.store_readings, rows)

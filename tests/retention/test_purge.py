@@ -10,8 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from models import energy
-from models import jobs as J
+from models import energy, jobs
 from models.inverters import Reading
 from tests.helpers import run_cli, wait_until
 from tests.retention.conftest import add_account, add_inverter, add_job, add_readings
@@ -21,11 +20,11 @@ AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 
 
 def _job_ids(store) -> set[str]:
-    return store.call(lambda: {row.id for row in J.Job.select(J.Job.id)})
+    return store.call(lambda: {row.id for row in jobs.Job.select(jobs.Job.id)})
 
 
 def _attempt_job_ids(store) -> set[str]:
-    return store.call(lambda: {row.job_id for row in J.Attempt.select(J.Attempt.job)})
+    return store.call(lambda: {row.job_id for row in jobs.Attempt.select(jobs.Attempt.job)})
 
 
 def _arrange_jobs(store):
@@ -35,12 +34,14 @@ def _arrange_jobs(store):
     t = time.time()
     old = [
         add_job(store, account.id, status, t - 2 * HOUR, attempts=2)
-        for status in (J.SUCCEEDED, J.SUCCEEDED, J.SUCCEEDED, J.DEAD, J.CANCELLED)
+        for status in (jobs.SUCCEEDED, jobs.SUCCEEDED, jobs.SUCCEEDED, jobs.DEAD, jobs.CANCELLED)
     ]
-    recent = add_job(store, account.id, J.SUCCEEDED, t - 60)
+    recent = add_job(store, account.id, jobs.SUCCEEDED, t - 60)
     # Unfinished jobs last changed long ago, due far in the future so no worker claims them meanwhile.
-    unfinished = [add_job(store, account.id, status, t - 5 * HOUR) for status in (J.PENDING, J.RETRYING, J.IN_FLIGHT)]
-    store.write(lambda: J.Job.update(due_at=t + 10 * HOUR).where(J.Job.id.in_(unfinished)).execute())
+    unfinished = [
+        add_job(store, account.id, status, t - 5 * HOUR) for status in (jobs.PENDING, jobs.RETRYING, jobs.IN_FLIGHT)
+    ]
+    store.write(lambda: jobs.Job.update(due_at=t + 10 * HOUR).where(jobs.Job.id.in_(unfinished)).execute())
     return set(old), {recent, *unfinished}
 
 
@@ -54,7 +55,7 @@ def test_purge_cli_deletes_finished_jobs_older_than_the_duration_and_nothing_els
     again = run_cli(["models", "purge", "--jobs-older-than", "30s"], store_env)
     assert "jobs: deleted 1 finished jobs and 1 attempts older than 30 s" in again.stdout, again.stdout
     assert len(_job_ids(store)) == 3 and all(
-        store.call(J.Job.get_by_id, job_id).status not in J.TERMINAL for job_id in _job_ids(store)
+        store.call(jobs.Job.get_by_id, job_id).status not in jobs.TERMINAL for job_id in _job_ids(store)
     )
 
 

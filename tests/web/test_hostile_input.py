@@ -12,7 +12,7 @@ import redis as redis_lib
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from models import inverters as Q
+from models import inverters
 from models.accounts import account_by_name
 from models.channels import INVERTER_ACCESS_REVOKED
 from models.db import database, owner
@@ -58,8 +58,8 @@ def owner_client(app, new_app_key):
     account = owner().call(account_by_name, "owner")
 
     def create():
-        connection = Q.connection_for("sandbox", CLOSED, {"api_key": "k"})
-        return Q.onboard(account.id, connection, "SBX-1", "hybrid", None, None, "Africa/Lagos")[0]
+        connection = inverters.connection_for("sandbox", CLOSED, {"api_key": "k"})
+        return inverters.onboard(account.id, connection, "SBX-1", "hybrid", None, None, "Africa/Lagos")[0]
 
     client.inverter_id = owner().write(create).id
     reply = post(client, "/jobs", {"url": OK_URL})
@@ -208,7 +208,7 @@ def test_a_member_is_removed_by_name_as_by_id(owner_client, new_app_key, redis_s
     try:
         assert post(owner_client, members, {"account": "helper"}).status_code == 201
         assert owner_client.delete(f"{members}/helper").status_code == 204
-        assert owner().call(Q.member_ids, owner_client.inverter_id) == []
+        assert owner().call(inverters.member_ids, owner_client.inverter_id) == []
         # The removed member's open streams are closed by account id, whichever way it was named.
         message = wait_until(lambda: revocations.get_message(ignore_subscribe_messages=True, timeout=0.1), 5)
         assert json.loads(message["data"]) == {"inverter_id": owner_client.inverter_id, "account_id": helper.id}

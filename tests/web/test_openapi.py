@@ -131,7 +131,7 @@ def api_key(new_app_key):
 def own_objects(app, api_key, new_app_key):
     """Path parameters naming the caller's own objects, made anew for each operation (a DELETE removes them):
     a job, an inverter on a connection, and a member of it."""
-    from models import inverters as Q
+    from models import inverters
     from models.accounts import account_by_id_or_name, account_for_key
 
     client = app.test_client()
@@ -143,9 +143,11 @@ def own_objects(app, api_key, new_app_key):
     member = owner().call(account_by_id_or_name, member_name)
 
     def onboard():
-        connection = Q.connection_for("sandbox", CLOSED, {"api_key": f"k-{time.monotonic_ns()}"})
-        inverter, _ = Q.onboard(account.id, connection, f"S-{time.monotonic_ns()}", "inverter", None, None, None)
-        Q.add_member(inverter.id, member.id)
+        connection = inverters.connection_for("sandbox", CLOSED, {"api_key": f"k-{time.monotonic_ns()}"})
+        inverter, _ = inverters.onboard(
+            account.id, connection, f"S-{time.monotonic_ns()}", "inverter", None, None, None
+        )
+        inverters.add_member(inverter.id, member.id)
         return inverter
 
     inverter = owner().write(onboard)
