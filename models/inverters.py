@@ -166,6 +166,12 @@ def onboard(
     return inverter, True
 
 
+def onboarded_serials(connection_id: str) -> dict[str, tuple[str, str]]:
+    """serial -> (inverter id, owner id) of the inverters onboarded on a connection."""
+    rows = Inverter.select(Inverter.serial, Inverter.id, Inverter.owner).where(Inverter.connection == connection_id)
+    return {row.serial: (row.id, row.owner_id) for row in rows}
+
+
 def _visible_to(account_id: str):
     member_of = InverterMember.select(InverterMember.inverter).where(InverterMember.account == account_id)
     return (Inverter.owner == account_id) | Inverter.id.in_(member_of)

@@ -19,6 +19,7 @@ from flask import Blueprint, Response, abort, g, redirect, render_template, requ
 from models import inverters, jobs, lifecycle
 from models.accounts import account_names
 from models.base import iso, now
+from models.brands import ADAPTERS
 from models.db import owner
 from models.ids import looks_like_id
 from models.lifecycle import job_view
@@ -125,6 +126,69 @@ def inverter_list():
     rows = owner().call(inverters.list_visible, g.account.id)
     items = [_inverter_summary(inverter, latest) for inverter, latest in zip(rows, latest_readings(rows))]
     return render_template("inverters.html", inverters=items)
+
+
+# How the onboarding form presents each brand: its name, where its API lives, and what its credentials are
+# called in its own portal. The fields themselves come from the adapters (credential_fields), so a field an
+# adapter adds appears here with a plain label until it is given a better one.
+BRAND_NAMES = {
+    "sandbox": "Sandbox (the demo API)",
+    "growatt_v4": "Growatt (OpenAPI v4)",
+    "growatt_v1": "Growatt (OpenAPI v1, older accounts)",
+    "solaredge": "SolarEdge",
+    "enphase": "Enphase (Enlighten API v4)",
+    "fusionsolar": "Huawei FusionSolar",
+}
+BRAND_ADDRESSES = {
+    "sandbox": "http://127.0.0.1:5100",
+    "growatt_v4": "https://openapi.growatt.com",
+    "growatt_v1": "https://openapi.growatt.com",
+    "solaredge": "https://monitoringapi.solaredge.com",
+    "enphase": "https://api.enphaseenergy.com",
+    "fusionsolar": "https://eu5.fusionsolar.huawei.com",
+}
+CREDENTIAL_LABELS = {
+    ("sandbox", "api_key"): ("API key", "The key the sandbox gave you."),
+    ("growatt_v4", "token"): ("API token", "In the Growatt app or ShineServer: account settings, API token."),
+    ("growatt_v1", "token"): ("API token", "In the Growatt app or ShineServer: account settings, API token."),
+    ("solaredge", "api_key"): ("API key", "In the SolarEdge monitoring portal: Admin, Site access, API access."),
+    ("enphase", "client_id"): ("Client ID", "Of your application in the Enphase developer portal."),
+    ("enphase", "client_secret"): ("Client secret", "Of the same application."),
+    ("enphase", "api_key"): ("API key", "Of the same application."),
+    ("enphase", "refresh_token"): (
+        "Refresh token",
+        "From authorising the application for your system. It is replaced as it is used; we keep the new one.",
+    ),
+    ("enphase", "plan"): ("Plan", "Your application's Enphase plan: it sets how often the system may be asked."),
+    ("fusionsolar", "user_name"): ("API user name", "The northbound API account your installer created."),
+    ("fusionsolar", "system_code"): ("System code", "That account's password (system code)."),
+}
+
+
+def _credential_field(brand: str, key: str, options=()) -> dict:
+    label, help_text = CREDENTIAL_LABELS.get((brand, key), (key.replace("_", " ").capitalize(), ""))
+    return {"name": key, "label": label, "help": help_text, "options": list(options)}
+
+
+def onboarding_brands() -> list[dict]:
+    brands = []
+    for name, cls in ADAPTERS.items():
+        brands.append(
+            {
+                "name": name,
+                "label": BRAND_NAMES.get(name, name),
+                "address": BRAND_ADDRESSES.get(name, "https://api.example.com"),
+                "prefixes": [prefix for prefix in cls.root_prefixes if prefix],
+                "fields": [_credential_field(name, key) for key in cls.credential_fields]
+                + [_credential_field(name, key, allowed) for key, allowed in cls.credential_options.items()],
+            }
+        )
+    return brands
+
+
+@bp.get("/inverters/new")
+def new_inverters():
+    return render_template("inverters_new.html", brands=onboarding_brands())
 
 
 @bp.get("/inverters/<inverter_id>")

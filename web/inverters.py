@@ -60,6 +60,30 @@ class DeviceDirectory:
         self.locks: dict[tuple, gevent.lock.Semaphore] = {}
 
     def find(self, adapter, key: tuple, serial: str):
+        return adapter.found(self._devices(adapter, key, serial), serial)
+
+    #: most devices discovery describes with a call each, for brands whose list lacks their type (Enphase)
+    TYPED_AT_MOST = 20
+
+    def all(self, adapter, key: tuple) -> dict:
+        """The whole list for discovery: asked afresh unless asked within REFETCH_S, and kept, so onboarding
+        the devices a person then picks from it costs no second list call. A type the list lacks is asked for
+        (one call per device, up to TYPED_AT_MOST; a refused call leaves the rest untyped) and kept with it."""
+        devices = dict(self._devices(adapter, key, None))
+        untyped = [serial for serial, device in sorted(devices.items()) if not device.device_type]
+        for serial in untyped[: self.TYPED_AT_MOST]:
+            try:
+                devices[serial] = adapter.found(devices, serial)
+            except BrandError as exc:
+                log.info("discovery left %s untyped: %s", serial, exc.message)
+                break
+        if untyped:
+            with self.locks.setdefault(key, gevent.lock.Semaphore()):
+                fetched_at, _ = self.lists.get(key, (time.monotonic(), {}))
+                self.lists[key] = (fetched_at, devices)
+        return devices
+
+    def _devices(self, adapter, key: tuple, serial: str | None) -> dict:
         lock = self.locks.setdefault(key, gevent.lock.Semaphore())
         with lock:  # one list call per connection at a time; the others wait for its answer
             fetched_at, devices = self.lists.get(key, (float("-inf"), {}))
@@ -68,7 +92,7 @@ class DeviceDirectory:
                 devices = adapter.list_devices()
                 self._prune()
                 self.lists[key] = (time.monotonic(), devices)
-        return adapter.found(devices, serial)
+        return devices
 
     def _prune(self):
         cutoff = time.monotonic() - self.FRESH_S
@@ -219,18 +243,18 @@ def _credential(connection: dict, name: str) -> str:
     return _field(connection, name, "connection.")  # present, at most 500 characters
 
 
-def _parse_onboarding(body) -> dict:
+def _parse_brand(body):
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", "send a JSON object")
     brand = body.get("brand")
     cls = adapter_class(brand) if isinstance(brand, str) else None
     if cls is None:
         raise ApiError(400, "unknown_brand", f"unknown brand {brand!r}", {"brands": sorted(ADAPTERS)})
-    serial = _field(body, "serial")
-    if "," in serial or len(serial) > 100:
-        raise ApiError(
-            400, "invalid_field", "serial must be at most 100 characters without commas", {"field": "serial"}
-        )
+    return brand, cls
+
+
+def _parse_connection(body: dict, cls) -> tuple[str, dict]:
+    """The connection's base URL and credentials, as onboarding and discovery take them."""
     connection = body.get("connection")
     if not isinstance(connection, dict):
         raise ApiError(
@@ -251,6 +275,17 @@ def _parse_onboarding(body) -> dict:
                 {"field": f"connection.{name}", "allowed": list(allowed)},
             )
         credentials[name] = value
+    return base_url, credentials
+
+
+def _parse_onboarding(body) -> dict:
+    brand, cls = _parse_brand(body)
+    serial = _field(body, "serial")
+    if "," in serial or len(serial) > 100:
+        raise ApiError(
+            400, "invalid_field", "serial must be at most 100 characters without commas", {"field": "serial"}
+        )
+    base_url, credentials = _parse_connection(body, cls)
     timezone = body.get("timezone")
     if timezone is not None:
         try:
@@ -260,6 +295,12 @@ def _parse_onboarding(body) -> dict:
                 400, "invalid_field", "timezone must be an IANA zone such as Africa/Lagos", {"field": "timezone"}
             ) from None
     return {"brand": brand, "serial": serial, "base_url": base_url, "credentials": credentials, "timezone": timezone}
+
+
+def _parse_discovery(body) -> dict:
+    brand, cls = _parse_brand(body)
+    base_url, credentials = _parse_connection(body, cls)
+    return {"brand": brand, "serial": None, "base_url": base_url, "credentials": credentials}
 
 
 def _brand_failure(exc: BrandError, spec: dict) -> ApiError:
@@ -282,8 +323,8 @@ def _brand_failure(exc: BrandError, spec: dict) -> ApiError:
     return ApiError(502, "brand_unreachable", f"the brand could not be asked: {exc.message}", details)
 
 
-def _onboarding_model(cls) -> type[BaseModel]:
-    """The body that onboards an inverter of this brand: its connection names the brand's own credentials."""
+def _connection_model(cls) -> type[BaseModel]:
+    """A brand's connection as a body carries it: its API root and the brand's own credentials."""
     fields: dict[str, Any] = {
         "base_url": (
             str,
@@ -301,18 +342,35 @@ def _onboarding_model(cls) -> type[BaseModel]:
         }
     )
     fields.update({name: (Literal[allowed], allowed[0]) for name, allowed in cls.credential_options.items()})
-    title = "".join(part.title() for part in cls.name.split("_"))
-    connection = create_model(f"{title}Connection", __config__=ConfigDict(extra="allow"), **fields)
+    return create_model(f"{_title(cls)}Connection", __config__=ConfigDict(extra="allow"), **fields)
+
+
+def _title(cls) -> str:
+    return "".join(part.title() for part in cls.name.split("_"))
+
+
+_CONNECTIONS = {name: _connection_model(ADAPTERS[name]) for name in sorted(ADAPTERS)}
+
+
+def _onboarding_model(cls) -> type[BaseModel]:
+    """The body that onboards an inverter of this brand: its connection names the brand's own credentials."""
     return create_model(
-        f"{title}Onboarding",
+        f"{_title(cls)}Onboarding",
         brand=(Literal[cls.name], ...),
         serial=(str, Field(min_length=1, max_length=500, description="at most 100 characters without commas")),
-        connection=(connection, ...),
+        connection=(_CONNECTIONS[cls.name], ...),
         timezone=(str | None, Field(None, description="an IANA zone such as Africa/Lagos; default: the brand's")),
     )
 
 
+def _discovery_model(cls) -> type[BaseModel]:
+    return create_model(
+        f"{_title(cls)}Discovery", brand=(Literal[cls.name], ...), connection=(_CONNECTIONS[cls.name], ...)
+    )
+
+
 _ONBOARDINGS = tuple(_onboarding_model(ADAPTERS[name]) for name in sorted(ADAPTERS))
+_DISCOVERIES = tuple(_discovery_model(ADAPTERS[name]) for name in sorted(ADAPTERS))
 
 
 class OnboardingRequest(RequestRootModel[Annotated[Union[_ONBOARDINGS], Field(discriminator="brand")]]):  # noqa: UP007
@@ -321,6 +379,33 @@ class OnboardingRequest(RequestRootModel[Annotated[Union[_ONBOARDINGS], Field(di
     @classmethod
     def rules(cls, data, context: dict):
         return _parse_onboarding(data)
+
+
+class DiscoveryRequest(RequestRootModel[Annotated[Union[_DISCOVERIES], Field(discriminator="brand")]]):  # noqa: UP007
+    """One brand's connection, chosen by `brand`."""
+
+    @classmethod
+    def rules(cls, data, context: dict):
+        return _parse_discovery(data)
+
+
+class DiscoveredDevice(BaseModel):
+    serial: str = Field(description="what POST /inverters takes as serial")
+    device_type: str | None = Field(
+        description="as the brand reports it; null when the brand would be asked once more for it (it is on onboarding)"
+    )
+    model: str | None
+    plant_id: str | None
+    timezone: str | None
+    onboarded: Literal["by_you", "by_another_account"] | None = Field(
+        description="whether this device is already onboarded on this connection, and by whom"
+    )
+    inverter_id: str | None = Field(description="the inverter's id when it is yours")
+
+
+class DiscoveredDevices(BaseModel):
+    brand: str
+    devices: list[DiscoveredDevice]
 
 
 class InverterView(BaseModel):
@@ -344,6 +429,23 @@ class InverterList(BaseModel):
     inverters: list[InverterView]
 
 
+def _brand_adapter(spec: dict):
+    """(the stored connection or None, an adapter, its device directory key, the credentials it rotated)."""
+    digest = inverters.credentials_hash(spec["credentials"])
+    # A connection is known by the credentials first given for it. Some brands rotate them (an OAuth refresh
+    # token works once): then the stored ones are the current ones, and the given ones may be spent.
+    existing = owner().call(inverters.find_connection, spec["brand"], spec["base_url"], digest)
+    rotated: dict = {}
+    adapter = ADAPTERS[spec["brand"]](
+        spec["base_url"],
+        existing.credentials if existing else spec["credentials"],
+        current_app.config["DESTINATION_POLICY"],
+        current_app.config["SETTINGS"].brand_timeout_s,
+        rotated.update,
+    )
+    return existing, adapter, (spec["brand"], spec["base_url"], digest), rotated
+
+
 @bp.post("/inverters")
 @operation(
     "Onboard an inverter through its brand's API",
@@ -355,21 +457,7 @@ class InverterList(BaseModel):
 @require_account
 def onboard():
     spec = body_as(OnboardingRequest)
-    settings = current_app.config["SETTINGS"]
-    cls = ADAPTERS[spec["brand"]]
-    digest = inverters.credentials_hash(spec["credentials"])
-    # A connection is known by the credentials first given for it. Some brands rotate them (an OAuth refresh
-    # token works once): then the stored ones are the current ones, and the given ones may be spent.
-    existing = owner().call(inverters.find_connection, spec["brand"], spec["base_url"], digest)
-    rotated: dict = {}
-    adapter = cls(
-        spec["base_url"],
-        existing.credentials if existing else spec["credentials"],
-        current_app.config["DESTINATION_POLICY"],
-        settings.brand_timeout_s,
-        rotated.update,
-    )
-    key = (spec["brand"], spec["base_url"], digest)
+    _, adapter, key, rotated = _brand_adapter(spec)
     try:
         device = current_app.extensions["device_directory"].find(adapter, key, spec["serial"])
     except BrandError as exc:
@@ -418,6 +506,57 @@ def onboard():
     response.status_code = 201 if created else 200
     response.headers["Location"] = url_for("inverters.show", inverter_id=inverter.id)
     return response
+
+
+@bp.post("/connections/discover")
+@operation(
+    "List the devices a brand account holds, to pick which to onboard",
+    {200: DiscoveredDevices},
+    body=DiscoveryRequest,
+    errors=(502, 503),
+    tag="connections",
+)
+@require_account
+def discover():
+    """The brand's device list through its adapter, as onboarding reads it (and kept briefly, so onboarding
+    the devices picked from it asks the brand nothing more). Nothing is stored, unless the brand rotated the
+    credentials (an OAuth refresh token works once): then the connection is stored with the new ones, which
+    onboarding with the credentials given here finds and uses."""
+    spec = body_as(DiscoveryRequest)
+    existing, adapter, key, rotated = _brand_adapter(spec)
+    try:
+        devices = current_app.extensions["device_directory"].all(adapter, key)
+    except BrandError as exc:
+        log.info("discovery refused brand=%s kind=%s: %s", spec["brand"], exc.kind, exc.message)
+        raise _brand_failure(exc, spec) from None
+    finally:
+        adapter.close()
+    if rotated:
+
+        def keep():
+            connection = inverters.connection_for(spec["brand"], spec["base_url"], spec["credentials"])
+            inverters.store_credentials(connection.id, rotated)
+
+        owner().write(keep)
+    onboarded = owner().call(inverters.onboarded_serials, existing.id) if existing else {}
+    account_id = g.account.id
+    views = []
+    for serial in sorted(devices):
+        device = devices[serial]
+        inverter_id, owner_id = onboarded.get(serial, (None, None))
+        mine = owner_id == account_id
+        views.append(
+            {
+                "serial": device.serial,
+                "device_type": device.device_type or None,
+                "model": device.model,
+                "plant_id": device.plant_id,
+                "timezone": device.timezone,
+                "onboarded": None if owner_id is None else "by_you" if mine else "by_another_account",
+                "inverter_id": inverter_id if mine else None,
+            }
+        )
+    return jsonify({"brand": spec["brand"], "devices": views})
 
 
 # -- reading and managing ------------------------------------------------------------------------

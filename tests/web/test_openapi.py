@@ -39,6 +39,7 @@ PUBLIC = {
     ("get", "/inverters/{inverter_id}/latest"),
     ("get", "/inverters/{inverter_id}/readings"),
     ("get", "/inverters/{inverter_id}/energy"),
+    ("post", "/connections/discover"),
     ("get", "/connections/{connection_id}"),
     ("patch", "/connections/{connection_id}"),
     ("post", "/session"),

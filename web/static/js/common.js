@@ -26,7 +26,8 @@ window.Dash = (function () {
     }
     const message = response.ok ? "" : errorMessage(response.status, data);
     if (response.status === 401) toSignIn();
-    return { ok: response.ok, status: response.status, data: data, message: message };
+    return { ok: response.ok, status: response.status, data: data, message: message,
+             retryAfter: response.headers.get("Retry-After") };
   }
 
   // -- an expired or revoked session -----------------------------------------------------------------
@@ -163,10 +164,19 @@ window.Dash = (function () {
   };
 
   LiveStream.prototype.reopen = function (delayMs) {
+    if (this.closed) return;
     if (this.source) this.source.close();
     clearTimeout(this.reopenTimer);
     const self = this;
     this.reopenTimer = setTimeout(function () { self.open(); }, delayMs);
+  };
+
+  // For good: a page that watches another set of things opens another stream.
+  LiveStream.prototype.close = function () {
+    this.closed = true;
+    clearTimeout(this.reopenTimer);
+    clearInterval(this.watchdog);
+    if (this.source) this.source.close();
   };
 
   LiveStream.prototype.setState = function (state) {
