@@ -7,6 +7,14 @@
   const HISTORY_PAGES = 8;            // readings API pages of up to 1000 (more than an hour at 1 s)
   const MAX_POINTS = 5000;
   const CHART_HEIGHT = 220;
+  // The range picker. Ranges longer than RAW_MAX_SPAN_S, or whose raw readings would exceed MAX_POINTS, are
+  // drawn from the energy rollups (hourly, daily beyond DAILY_FROM_S): a month is 720 rows, as quick as an hour.
+  const RANGES = { hour: 3600, day: 86400, week: 7 * 86400, month: 30 * 86400 };
+  const RAW_MAX_SPAN_S = 6 * 3600;
+  const DAILY_FROM_S = 45 * 86400;
+  const MAX_SPAN_S = 400 * 86400;
+  const ROLLUP_PAGES = 3;             // energy API pages of up to 1000 buckets
+  const TABLE_ROWS = 1000;
   const ENERGY_REFRESH_MS = 5 * 60 * 1000;   // today's bar grows; the API computes it from raw readings
 
   const SERIES = {
@@ -105,7 +113,8 @@
   };
 
   // -- charts --------------------------------------------------------------------------------------
-  function makeChart(element, series) {
+  // onZoom(min, max) after a drag selects a span; onCursor(idx) as the cursor (mouse or keys) moves.
+  function makeChart(element, series, onZoom, onCursor) {
     const hasPercent = series.some(function (s) { return s.scale === "%"; });
     const axes = [
       {},
@@ -122,9 +131,19 @@
       height: CHART_HEIGHT,
       scales: scales,
       axes: axes,
-      cursor: { drag: { x: false, y: false } },
-      legend: { live: false },   // names only: the figures above show the values
-      series: [{}].concat(series.map(function (s) {
+      // Drag across to zoom (the three charts together); the cursor's values show in the legend.
+      cursor: { drag: { x: true, y: false, setScale: false }, sync: { key: "history" } },
+      legend: { live: true },
+      hooks: {
+        setSelect: [function (u) {
+          if (u.select.width < 5) return;
+          const min = u.posToVal(u.select.left, "x"), max = u.posToVal(u.select.left + u.select.width, "x");
+          u.setSelect({ left: 0, width: 0, top: 0, height: 0 }, false);
+          onZoom(min, max);
+        }],
+        setCursor: [function (u) { onCursor(u, u.cursor.idx); }],
+      },
+      series: [{ value: function (u, v) { return v === null || v === undefined ? "–" : timeText(v); } }].concat(series.map(function (s) {
         return {
           label: s.label, stroke: s.stroke, fill: s.fill, width: 2, dash: s.dash, scale: s.scale || "W",
           value: function (u, v) { return s.scale === "%" ? FORMAT["%"](v) : watts(v); },
@@ -135,7 +154,32 @@
     new ResizeObserver(function () {
       chart.setSize({ width: Math.max(200, element.clientWidth), height: CHART_HEIGHT });
     }).observe(element);
+    // The keyboard's cursor: left and right step through the points, Home and End jump to the ends.
+    element.addEventListener("keydown", function (event) {
+      const xs = chart.data[0];
+      if (!xs || !xs.length) return;
+      const last = xs.length - 1;
+      const current = chart.cursor.idx === null || chart.cursor.idx === undefined ? null : chart.cursor.idx;
+      const step = event.shiftKey ? 10 : 1;
+      let idx;
+      let direction;
+      if (event.key === "ArrowRight") { idx = current === null ? 0 : Math.min(last, current + step); direction = 1; }
+      else if (event.key === "ArrowLeft") { idx = current === null ? last : Math.max(0, current - step); direction = -1; }
+      else if (event.key === "Home") { idx = 0; direction = 1; }
+      else if (event.key === "End") { idx = last; direction = -1; }
+      else return;
+      event.preventDefault();
+      const empty = function (i) { return chart.data.slice(1).every(function (values) { return values[i] === null; }); };
+      while (empty(idx) && idx + direction >= 0 && idx + direction <= last) idx += direction;
+      chart.setCursor({ left: chart.valToPos(xs[idx], "x"), top: chart.bbox.height / devicePixelRatio / 2 });
+    });
     return chart;
+  }
+
+  const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  const secondsFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+  function timeText(epochS, withSeconds) {
+    return (withSeconds ? secondsFormat : timeFormat).format(new Date(epochS * 1000));
   }
 
   // Daily energy as bars, PV and load side by side around each local day's middle.
@@ -169,23 +213,70 @@
     return chart;
   }
 
+  // -- a range's data, from raw readings or from the energy rollups ------------------------------------
+  // A view is what the charts and the table show: times (epoch s, ascending), one row per time, and where
+  // the rows came from. The last hour is the live Readings themselves; other ranges are loaded once.
+  function View(source, times, rows) {
+    this.source = source;   // "readings" or "hour" / "day" (rollup period)
+    this.times = times;
+    this.rows = rows;
+  }
+
+  View.prototype.columns = function (fields) {
+    const rows = this.rows;
+    return [this.times.slice()].concat(fields.map(function (field) {
+      return rows.map(function (row) { return row === null || row[field] === undefined ? null : row[field]; });
+    }));
+  };
+
+  // Hourly or daily buckets as rows of the same fields as a reading (each power's average); a missing
+  // bucket becomes a gap (a null row), not a straight line across it.
+  function rollupView(period, buckets, until) {
+    const times = [], rows = [];
+    let previousEnd = null;
+    buckets.forEach(function (bucket) {
+      const start = Date.parse(bucket.start) / 1000, end = Date.parse(bucket.end) / 1000;
+      if (previousEnd !== null && start - previousEnd > 1) {
+        times.push((previousEnd + start) / 2);
+        rows.push(null);
+      }
+      const row = { start: start, end: end, pv_wh: bucket.pv_wh, load_wh: bucket.load_wh };
+      Object.keys(bucket.power || {}).forEach(function (field) { row[field] = bucket.power[field].avg; });
+      times.push((start + Math.min(end, until)) / 2);   // the hour so far: the middle of what has passed
+      rows.push(row);
+      previousEnd = end;
+    });
+    return new View(period, times, rows);
+  }
+
   // -- the page ------------------------------------------------------------------------------------
   function InverterPage(root) {
     this.root = root;
-    this.readings = new Readings();
+    this.readings = new Readings();   // the live last hour
     this.charts = {};
     this.drawPending = false;
     this.stream = null;
     this.energyChart = null;
     this.energyDays = 0;
+    this.range = "hour";
+    this.view = null;                 // null: the live last hour
+    this.span = null;                 // [since, until] of a loaded range (epoch s)
+    this.zoom = null;                 // [min, max] while zoomed in
+    this.loadSeq = 0;
+    this.latestTime = null;           // the newest reading's time: ranges end there (the fleet's clock)
+    this.tableShown = false;
   }
 
   InverterPage.prototype.start = async function () {
     const self = this;
     Object.keys(SERIES).forEach(function (name) {
       const element = self.root.querySelector('[data-chart="' + name + '"]');
-      self.charts[name] = makeChart(element, SERIES[name]);
+      self.charts[name] = makeChart(element, SERIES[name],
+        function (min, max) { self.zoomTo(min, max); },
+        function (u, idx) { self.showCursor(name, u, idx); });
+      element.addEventListener("dblclick", function () { self.zoomTo(null, null); });
     });
+    this.wireHistoryControls();
     this.energyChart = makeEnergyChart(this.root.querySelector("[data-energy-chart]"));
     this.loadEnergy();
     setInterval(function () { self.loadEnergy(); }, ENERGY_REFRESH_MS);
@@ -224,8 +315,304 @@
                                     + encodeURIComponent(reply.data.next_since) : null;
     }
     this.addReading(reading, reading.event_id);
-    note.textContent = "The last hour of readings; new ones are added as they arrive.";
+    this.showFigures(this.readings.latest());   // even when the latest was among the stored ones (not new)
+    if (this.range === "hour") note.textContent = "The last hour of readings; new ones are added as they arrive.";
     return resumeFrom;
+  };
+
+  // -- the range picker ------------------------------------------------------------------------------
+  InverterPage.prototype.wireHistoryControls = function () {
+    const self = this;
+    const custom = document.getElementById("custom-range");
+    this.root.querySelectorAll('input[name="range"]').forEach(function (radio) {
+      radio.addEventListener("change", function () {
+        if (!radio.checked) return;
+        Dash.showError(document.getElementById("range-error"), "");
+        custom.hidden = radio.value !== "custom";
+        if (radio.value === "custom") {
+          self.prefillCustom();
+          return;
+        }
+        self.showRange(radio.value);
+      });
+    });
+    custom.addEventListener("submit", function (event) {
+      event.preventDefault();
+      const from = Date.parse(document.getElementById("range-from").value) / 1000;
+      const to = Date.parse(document.getElementById("range-to").value) / 1000;
+      const error = document.getElementById("range-error");
+      if (isNaN(from) || isNaN(to)) return self.rangeError("Enter both a start and an end.", isNaN(from) ? "range-from" : "range-to");
+      if (from >= to) return self.rangeError("The start must be before the end.", "range-from");
+      if (to - from > MAX_SPAN_S) return self.rangeError("Pick at most 400 days.", "range-from");
+      Dash.showError(error, "");
+      self.showRange("custom", from, to);
+    });
+    document.getElementById("reset-zoom").addEventListener("click", function () { self.zoomTo(null, null); });
+    const toggle = document.getElementById("toggle-table");
+    toggle.addEventListener("click", function () {
+      self.tableShown = !self.tableShown;
+      toggle.setAttribute("aria-pressed", String(self.tableShown));
+      toggle.textContent = self.tableShown ? "Show as charts" : "Show as table";
+      document.getElementById("history-table").hidden = !self.tableShown;
+      document.getElementById("history-charts").hidden = self.tableShown;
+      document.getElementById("chart-help").hidden = self.tableShown;
+      if (self.tableShown) self.renderTable();
+    });
+  };
+
+  InverterPage.prototype.rangeError = function (message, inputId) {
+    Dash.showError(document.getElementById("range-error"), message);
+    const input = document.getElementById(inputId);
+    input.setAttribute("aria-invalid", "true");
+    input.focus();
+  };
+
+  // datetime-local wants local wall time without a zone.
+  function localInput(epochS) {
+    const d = new Date(epochS * 1000);
+    const pad = function (n) { return String(n).padStart(2, "0"); };
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + "T" + pad(d.getHours()) + ":" + pad(d.getMinutes());
+  }
+
+  InverterPage.prototype.prefillCustom = function () {
+    const from = document.getElementById("range-from"), to = document.getElementById("range-to");
+    const end = this.span ? this.span[1] : this.anchor();
+    const start = this.span ? this.span[0] : end - RANGES.day;
+    if (!to.value) to.value = localInput(end);
+    if (!from.value) from.value = localInput(start);
+  };
+
+  // Ranges end at the newest reading (the fleet's clock, which a simulated fleet may run ahead of ours).
+  InverterPage.prototype.anchor = function () {
+    const latest = this.readings.latest();
+    const now = Date.now() / 1000;
+    return latest ? Math.max(now, Date.parse(latest.time) / 1000) : now;
+  };
+
+  InverterPage.prototype.showRange = async function (range, since, until) {
+    this.range = range;
+    this.zoom = null;
+    document.getElementById("reset-zoom").hidden = true;
+    const note = document.getElementById("history-note");
+    if (range === "hour") {
+      this.view = null;
+      this.span = null;
+      note.textContent = "The last hour of readings; new ones are added as they arrive.";
+      this.draw(true);
+      return;
+    }
+    if (since === undefined) {
+      until = this.anchor() + 1;
+      since = until - RANGES[range];
+    }
+    this.span = [since, until];
+    const seq = ++this.loadSeq;
+    note.textContent = "Loading…";
+    this.root.querySelector("#history").setAttribute("aria-busy", "true");
+    const view = await this.loadRange(since, until);
+    if (seq !== this.loadSeq) return;   // another range was picked meanwhile
+    this.root.querySelector("#history").removeAttribute("aria-busy");
+    if (view.error) {
+      note.textContent = "History is unavailable (" + view.error + ").";
+      return;
+    }
+    this.view = view;
+    note.textContent = describe(view, since, until);
+    this.draw(true);
+  };
+
+  function describe(view, since, until) {
+    const span = timeText(since) + " to " + timeText(until);
+    const points = view.rows.filter(function (row) { return row !== null; }).length;
+    if (view.source === "readings") return points + " readings from " + span + ".";
+    const what = view.source === "hour" ? "Hourly" : "Daily";
+    return what + " averages from " + span + " (" + points + (view.source === "hour" ? " hours" : " days")
+           + " with data; the inverter's energy rollups). Zoom in to a few hours to see each reading.";
+  }
+
+  // Raw readings for short spans, unless the first page shows there would be too many; rollups otherwise.
+  InverterPage.prototype.loadRange = async function (since, until) {
+    if (until - since <= RAW_MAX_SPAN_S) {
+      const raw = await this.loadReadings(since, until);
+      if (raw) return raw;
+    }
+    return this.loadRollups(until - since > DAILY_FROM_S ? "day" : "hour", since, until);
+  };
+
+  // null when the span holds more readings than MAX_POINTS (judged from the first page's density).
+  InverterPage.prototype.loadReadings = async function (since, until) {
+    const base = this.root.dataset.readingsUrl + "?limit=1000&until=" + encodeURIComponent(new Date(until * 1000).toISOString());
+    let from = new Date(since * 1000).toISOString();
+    const times = [], rows = [];
+    for (let page = 0; page < HISTORY_PAGES && from; page++) {
+      const reply = await Dash.api("GET", base + "&since=" + encodeURIComponent(from));
+      if (!reply.ok) return new View("readings", [], []).withError(reply.message);
+      reply.data.readings.forEach(function (row) { times.push(Date.parse(row.time) / 1000); rows.push(row); });
+      from = reply.data.next_since;
+      if (page === 0 && from && times.length > 1) {
+        const covered = times[times.length - 1] - times[0];
+        if (covered > 0 && times.length * (until - since) / covered > MAX_POINTS) return null;
+      }
+    }
+    return new View("readings", times, rows);
+  };
+
+  InverterPage.prototype.loadRollups = async function (period, since, until) {
+    const base = this.root.dataset.energyUrl + "?period=" + period + "&until=" + encodeURIComponent(new Date(until * 1000).toISOString());
+    // From the start of the hour (or day) that holds `since`: the API gives the buckets that start within.
+    let from = new Date((since - (period === "hour" ? since % 3600 : since % 86400)) * 1000).toISOString();
+    const buckets = [];
+    for (let page = 0; page < ROLLUP_PAGES && from; page++) {
+      const reply = await Dash.api("GET", base + "&since=" + encodeURIComponent(from));
+      if (!reply.ok) return new View(period, [], []).withError(reply.message);
+      buckets.push.apply(buckets, reply.data.buckets);
+      from = reply.data.next_since;
+    }
+    return rollupView(period, buckets, until);
+  };
+
+  View.prototype.withError = function (message) { this.error = message; return this; };
+
+  // -- zoom ------------------------------------------------------------------------------------------
+  // A drag on any chart zooms all three; zooming a rollup range to a few hours loads that span's readings.
+  InverterPage.prototype.zoomTo = async function (min, max) {
+    const reset = document.getElementById("reset-zoom");
+    if (min === null) {
+      this.zoom = null;
+      reset.hidden = true;
+      if (this.view && this.view.zoomedFrom) {
+        this.view = this.view.zoomedFrom;
+        document.getElementById("history-note").textContent = describe(this.view, this.span[0], this.span[1]);
+      }
+      this.draw(true);
+      return;
+    }
+    this.zoom = [min, max];
+    reset.hidden = false;
+    this.draw(false);
+    const base = this.view && this.view.zoomedFrom ? this.view.zoomedFrom : this.view;
+    if (base && base.source !== "readings" && max - min <= RAW_MAX_SPAN_S) {
+      const seq = ++this.loadSeq;
+      const detail = await this.loadReadings(min, max);
+      if (seq !== this.loadSeq || !detail || detail.error || !this.zoom) return;
+      detail.zoomedFrom = base;
+      this.view = detail;
+      document.getElementById("history-note").textContent = "Zoomed in: " + describe(detail, min, max);
+      this.draw(false);
+    }
+  };
+
+  // -- drawing -----------------------------------------------------------------------------------------
+  InverterPage.prototype.current = function () { return this.view || this.readings; };
+
+  InverterPage.prototype.draw = function (rescale) {
+    const self = this;
+    const data = this.current();
+    Object.keys(SERIES).forEach(function (name) {
+      const fields = SERIES[name].map(function (s) { return s.field; });
+      const chart = self.charts[name];
+      chart.setData(data.columns(fields), !self.zoom && !self.span);
+      if (self.zoom) chart.setScale("x", { min: self.zoom[0], max: self.zoom[1] });
+      else if (self.span) chart.setScale("x", { min: self.span[0], max: self.span[1] });
+      // The cursor where it was, over the new data: its values are read again.
+      if (chart.cursor.left >= 0) chart.setCursor({ left: chart.cursor.left, top: chart.cursor.top });
+      else self.showCursor(name, chart, null);
+    });
+    if (this.tableShown) this.renderTable();
+  };
+
+  InverterPage.prototype.scheduleDraw = function () {
+    if (this.drawPending || this.view) return;   // live readings change only the live last hour's view
+    this.drawPending = true;
+    const self = this;
+    requestAnimationFrame(function () {
+      self.drawPending = false;
+      if (!self.view) self.draw(false);
+    });
+  };
+
+  // What the cursor points at, as one line of text beside its chart (mouse or keys).
+  InverterPage.prototype.showCursor = function (name, u, idx) {
+    const readout = this.root.querySelector('[data-readout="' + name + '"]');
+    if (!readout) return;
+    if (idx === null || idx === undefined || u.data[0][idx] === undefined) {
+      readout.textContent = "";
+      return;
+    }
+    const rollup = this.view && this.view.source !== "readings";
+    const parts = SERIES[name].map(function (s, i) {
+      const v = u.data[i + 1][idx];
+      return s.label + " " + (s.scale === "%" ? FORMAT["%"](v) : watts(v));
+    });
+    const row = this.current().rows[idx];
+    const when = rollup && row ? timeText(row.start) + " (" + (this.view.source === "hour" ? "hour" : "day") + " average)"
+                               : timeText(u.data[0][idx], true);
+    readout.textContent = when + ": " + parts.join(", ");
+  };
+
+  // -- the table: the same data as the charts (within the zoom), newest first --------------------------
+  const TABLE_FIELDS = [
+    ["pv_power_w", "PV", "W"], ["load_power_w", "Load", "W"], ["grid_import_w", "Grid import", "W"],
+    ["grid_export_w", "Grid export", "W"], ["battery_power_w", "Battery (+ charging)", "W"],
+    ["battery_soc_pct", "State of charge", "%"],
+  ];
+
+  InverterPage.prototype.tableRows = function () {
+    const data = this.current();
+    const rows = [];
+    const lo = this.zoom ? this.zoom[0] : -Infinity, hi = this.zoom ? this.zoom[1] : Infinity;
+    for (let i = data.times.length - 1; i >= 0; i--) {
+      if (data.rows[i] !== null && data.times[i] >= lo && data.times[i] <= hi) rows.push([data.times[i], data.rows[i]]);
+    }
+    return rows;
+  };
+
+  InverterPage.prototype.renderTable = function () {
+    const rollup = this.view && this.view.source !== "readings";
+    const table = document.getElementById("history-table");
+    const fields = TABLE_FIELDS.filter(function (f) { return !(rollup && f[0] === "battery_soc_pct"); });
+    const head = table.querySelector("thead tr");
+    head.innerHTML = "";
+    [rollup ? (this.view.source === "hour" ? "Hour starting" : "Day starting") : "Time"]
+      .concat(fields.map(function (f) { return f[1] + (rollup ? " (average)" : ""); }))
+      .concat(rollup ? ["PV energy", "Load energy"] : [])
+      .forEach(function (text) {
+        const th = document.createElement("th");
+        th.scope = "col";
+        th.textContent = text;
+        head.appendChild(th);
+      });
+    const rows = this.tableRows();
+    const shown = rows.slice(0, TABLE_ROWS);
+    const body = table.querySelector("tbody");
+    const fragment = document.createDocumentFragment();
+    shown.forEach(function (entry) {
+      const row = entry[1];
+      const tr = document.createElement("tr");
+      const th = document.createElement("th");
+      th.scope = "row";
+      th.textContent = rollup ? timeText(row.start) : timeText(entry[0], true);
+      tr.appendChild(th);
+      fields.forEach(function (f) {
+        const td = document.createElement("td");
+        const v = row[f[0]];
+        td.textContent = FORMAT[f[2]](v === undefined ? null : v);
+        tr.appendChild(td);
+      });
+      if (rollup) {
+        [row.pv_wh, row.load_wh].forEach(function (wh) {
+          const td = document.createElement("td");
+          td.textContent = FORMAT.Wh(wh);
+          tr.appendChild(td);
+        });
+      }
+      fragment.appendChild(tr);
+    });
+    body.replaceChildren(fragment);
+    const what = rollup ? (this.view.source === "hour" ? "Hourly averages" : "Daily averages") : "Readings";
+    document.getElementById("history-table-caption").textContent = what + ", newest first: " + rows.length
+      + (rows.length === 1 ? " row" : " rows") + (rows.length > shown.length ? " (the newest " + shown.length + " shown; zoom in or pick a shorter range for the rest)" : "")
+      + (this.zoom ? ", within the zoom." : ".");
   };
 
   InverterPage.prototype.loadEnergy = async function () {
@@ -252,19 +639,6 @@
     if (!isNew) return;
     if (reading === this.readings.latest()) this.showFigures(reading);
     this.scheduleDraw();
-  };
-
-  InverterPage.prototype.scheduleDraw = function () {
-    if (this.drawPending) return;
-    this.drawPending = true;
-    const self = this;
-    requestAnimationFrame(function () {
-      self.drawPending = false;
-      Object.keys(SERIES).forEach(function (name) {
-        const fields = SERIES[name].map(function (s) { return s.field; });
-        self.charts[name].setData(self.readings.columns(fields));
-      });
-    });
   };
 
   InverterPage.prototype.showFigures = function (reading) {

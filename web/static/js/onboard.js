@@ -246,8 +246,9 @@ document.addEventListener("DOMContentLoaded", function () {
       link.href = "/ui/inverters/" + inverter.id;
       item.dataset.inverterId = inverter.id;
       watched[inverter.id] = item;
-      say(item, "Added (" + inverter.device_type + (inverter.timezone ? ", " + inverter.timezone : "")
-              + "). Waiting for its first reading…");
+      item.querySelector(".progress-added").textContent = "Added (" + inverter.device_type
+        + (inverter.timezone ? ", " + inverter.timezone : "") + "). ";
+      say(item, "Waiting for its first reading…");
       added.push(inverter.id);
     }
     button.disabled = false;
@@ -260,10 +261,13 @@ document.addEventListener("DOMContentLoaded", function () {
     const link = document.createElement("a");
     link.textContent = serial;
     link.href = "#";
+    const added = document.createElement("span");
+    added.className = "progress-added";
     const text = document.createElement("span");
     text.className = "progress-text";
     item.appendChild(link);
     item.appendChild(document.createTextNode(": "));
+    item.appendChild(added);
     item.appendChild(text);
     progressList.appendChild(item);
     return item;
