@@ -145,6 +145,7 @@ def test_owner_adds_and_removes_a_member_who_then_sees_the_inverter_or_not(syste
     wait_for_state(member_page, "live")
     assert "shared" not in member_page.get_by_role("heading", name="Team").inner_text()
     assert member_page.get_by_role("button", name="Add member").count() == 0  # members cannot manage the team
+    assert member_page.get_by_role("button", name="Remove inverter").count() == 0  # nor remove the inverter
 
     owner_page.get_by_role("button", name=f"Remove {member_name} from the team").click()
     owner_page.get_by_text("No members yet").wait_for()

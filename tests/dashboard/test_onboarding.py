@@ -8,7 +8,7 @@ import re
 from playwright.sync_api import expect
 
 from tests.dashboard.conftest import SANDBOX_KEY, sign_in
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_until
 
 GROWATT_TOKEN = "demo-growatt-token"
 FIRST_READING_MS = 20_000
@@ -47,6 +47,12 @@ def test_add_a_device_and_see_its_first_reading(system, new_page, artifacts):
     assert SANDBOX_KEY not in page.content()
     expect(page.locator("#credentials-kept")).to_contain_text("never shown again")
     page.screenshot(path=str(artifacts / "onboarding-devices.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    wait_until(
+        lambda: page.evaluate("document.documentElement.scrollWidth") <= 390, 5, 0.05, "the page to fit a phone's width"
+    )
+    page.screenshot(path=str(artifacts / "onboarding-devices-phone.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     page.get_by_label("Add SBX-LOS-0001").check()
     page.get_by_role("button", name="Add selected devices").click()
@@ -63,6 +69,11 @@ def test_add_a_device_and_see_its_first_reading(system, new_page, artifacts):
     page.wait_for_url(f"{system.url}/ui/inverters/{inverter_id}")
     # Removing it and its team stay on its own page.
     page.get_by_role("heading", name="Team").wait_for()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Remove inverter").click()
+    page.wait_for_url(f"{system.url}/ui/inverters")
+    expect(page.get_by_role("link", name="Add yours")).to_be_visible()
+    assert system.api(key).get("/inverters").json()["inverters"] == []
     assert not page.errors and not errors, (page.errors, errors)
 
 

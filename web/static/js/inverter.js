@@ -690,6 +690,20 @@
       section.querySelector("#member-account").focus();
     });
     section.addEventListener("click", async function (event) {
+      const remove = event.target.closest("[data-remove-inverter]");
+      if (remove) {
+        const serial = document.querySelector("h1").textContent;
+        if (!window.confirm("Remove " + serial + "? Its readings and team go with it.")) return;
+        remove.disabled = true;
+        const reply = await Dash.api("DELETE", "/inverters/" + document.getElementById("inverter").dataset.inverterId);
+        if (!reply.ok) {
+          remove.disabled = false;
+          Dash.showError(section.querySelector("#team-error"), reply.message);
+          return;
+        }
+        window.location.assign("/ui/inverters");
+        return;
+      }
       const button = event.target.closest("[data-remove-member]");
       if (!button) return;
       button.disabled = true;
