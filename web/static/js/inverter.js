@@ -341,6 +341,7 @@
       const from = Date.parse(document.getElementById("range-from").value) / 1000;
       const to = Date.parse(document.getElementById("range-to").value) / 1000;
       const error = document.getElementById("range-error");
+      custom.querySelectorAll("[aria-invalid]").forEach(function (el) { el.removeAttribute("aria-invalid"); });
       if (isNaN(from) || isNaN(to)) return self.rangeError("Enter both a start and an end.", isNaN(from) ? "range-from" : "range-to");
       if (from >= to) return self.rangeError("The start must be before the end.", "range-from");
       if (to - from > MAX_SPAN_S) return self.rangeError("Pick at most 400 days.", "range-from");
@@ -392,9 +393,11 @@
   InverterPage.prototype.showRange = async function (range, since, until) {
     this.range = range;
     this.zoom = null;
+    const seq = ++this.loadSeq;   // a range still loading is dropped when it arrives
     document.getElementById("reset-zoom").hidden = true;
     const note = document.getElementById("history-note");
     if (range === "hour") {
+      this.root.querySelector("#history").removeAttribute("aria-busy");
       this.view = null;
       this.span = null;
       note.textContent = "The last hour of readings; new ones are added as they arrive.";
@@ -406,7 +409,6 @@
       since = until - RANGES[range];
     }
     this.span = [since, until];
-    const seq = ++this.loadSeq;
     note.textContent = "Loading…";
     this.root.querySelector("#history").setAttribute("aria-busy", "true");
     const view = await this.loadRange(since, until);
@@ -424,10 +426,11 @@
   function describe(view, since, until) {
     const span = timeText(since) + " to " + timeText(until);
     const points = view.rows.filter(function (row) { return row !== null; }).length;
-    if (view.source === "readings") return points + " readings from " + span + ".";
+    const count = function (word) { return points + " " + word + (points === 1 ? "" : "s"); };
+    if (view.source === "readings") return count("reading") + " from " + span + ".";
     const what = view.source === "hour" ? "Hourly" : "Daily";
-    return what + " averages from " + span + " (" + points + (view.source === "hour" ? " hours" : " days")
-           + " with data; the inverter's energy rollups). Zoom in to a few hours to see each reading.";
+    return what + " averages from " + span + " (" + count(view.source) + " with data; the inverter's energy "
+           + "rollups). Zoom in to a few hours to see each reading.";
   }
 
   // Raw readings for short spans, unless the first page shows there would be too many; rollups otherwise.
