@@ -17,6 +17,10 @@ from tests.dashboard.conftest import sign_in, wait_for_state
 SEEDED_DAYS = 30
 STEP_S = 600  # a reading every 10 minutes, as a brand polled every 10 minutes would give
 SERIAL = "SBX-NBO-0001"
+# Three hours of a reading every second (10,800), ending five days ago: a short span with too many readings
+# to draw.
+DENSE_DAYS_AGO = 5
+DENSE_S = 3 * 3600
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +34,11 @@ def month(system):
     owner = open_database(system.env["DATABASE_URL"])
     end = time.time() - 3 * 3600
     start = end - SEEDED_DAYS * 86400
-    rows, t = [], start - start % STEP_S
-    while t < end:
+    dense_end = time.time() - DENSE_DAYS_AGO * 86400
+    dense = [dense_end - DENSE_S + i for i in range(DENSE_S) if i % STEP_S]
+    rows = []
+    first = int(start - start % STEP_S)
+    for t in sorted([*range(first, int(end), STEP_S), *dense]):
         hour = t % 86400 / 3600
         pv = max(0.0, 3000 * math.sin(math.pi * (hour - 6) / 12))
         load = 400 + 300 * math.cos(math.pi * hour / 12) ** 2
@@ -50,7 +57,6 @@ def month(system):
             "battery_soc_pct": 50.0,
         }
         rows.append({"inverter_id": inverter_id, "time": t, "event_id": None, "data": data})
-        t += STEP_S
     owner.write(inverters.store_readings, rows)
     zone = energy.zone_of("Africa/Nairobi")
     day = energy.local_date(start, zone)
@@ -138,6 +144,15 @@ def test_long_ranges_read_the_rollups_and_load_as_fast_as_an_hour(system, new_pa
     page.get_by_role("button", name="Show this range").click()
     expect(page.locator("#history-note")).to_contain_text(re.compile(r"^1[89] readings from"))
     assert any("/readings?" in url for url in page.api_calls) and not any("/energy" in url for url in page.api_calls)
+    # A short span holding more readings than a chart can draw is read from the rollups after one page.
+    dense_end = datetime.now() - timedelta(days=DENSE_DAYS_AGO, minutes=20)
+    page.get_by_label("From", exact=True).fill((dense_end - timedelta(minutes=150)).strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_label("To", exact=True).fill(dense_end.strftime("%Y-%m-%dT%H:%M"))
+    page.api_calls.clear()
+    page.get_by_role("button", name="Show this range").click()
+    expect(page.locator("#history-note")).to_contain_text("Hourly averages")
+    assert [url for url in page.api_calls if "/readings?" in url] != [], "one page of readings, to judge the density"
+    assert len([url for url in page.api_calls if "/readings?" in url]) == 1
     assert not page.errors and not page.console_errors, (page.errors, page.console_errors)
 
 
