@@ -1,4 +1,4 @@
-"""The Redis connection, built once from the settings."""
+"""Redis plumbing: a client for a URL (the worker's one, built from its settings), and the one pub/sub listener."""
 
 from __future__ import annotations
 
@@ -11,18 +11,23 @@ from models.settings import get_settings
 _client: redis.Redis | None = None
 
 
+def connect_redis(url: str) -> redis.Redis:
+    """A Redis client for url (a connection pool shared by every greenlet that uses it)."""
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=15,
+        retry_on_timeout=True,
+    )
+
+
 def redis_client() -> redis.Redis:
-    """This process's Redis client (a connection pool shared by every greenlet)."""
+    """The worker process's Redis client, from its settings (a web app owns its own: web/extensions.py)."""
     global _client
     if _client is None:
-        _client = redis.Redis.from_url(
-            get_settings().redis_url,
-            decode_responses=True,
-            socket_connect_timeout=2,
-            socket_timeout=5,
-            health_check_interval=15,
-            retry_on_timeout=True,
-        )
+        _client = connect_redis(get_settings().redis_url)
     return _client
 
 

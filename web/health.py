@@ -5,9 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from pydantic import BaseModel
 
-from models.db import owner
-from models.redis_client import redis_client
 from web.errors import error_response
+from web.extensions import owner, redis_client
 from web.openapi import ErrorEnvelope, operation
 
 bp = Blueprint("health", __name__)

@@ -40,12 +40,11 @@ from models.channels import (
     inverter_channel,
     job_channel,
 )
-from models.db import owner
 from models.events import job_event_json
 from models.ids import looks_like_id
-from models.redis_client import redis_client
 from web.auth import require_account
 from web.errors import ApiError, not_found
+from web.extensions import collaborators_of, owner
 from web.openapi import EVENT_STREAM, header, operation, query
 
 log = logging.getLogger(__name__)
@@ -192,7 +191,9 @@ def _raw_socket(environ):
 class Hub:
     """The process's one subscription and the clients it fans out to."""
 
-    def __init__(self, settings):
+    def __init__(self, settings, owner, redis):
+        self.owner = owner
+        self.redis = redis
         self.client_queue = settings.sse_client_queue
         self.keepalive_s = settings.sse_keepalive_s
         self.retry_frame = f"retry: {settings.sse_retry_ms}\n\n".encode()
@@ -296,10 +297,10 @@ class Hub:
     def _fetch_latest(self, inverter_ids: list[str]) -> dict:
         for inverter_id in inverter_ids:  # events dispatched while Redis answers land here
             self.filling.setdefault(inverter_id, [None, None, None])
-        replies = self.redis_call(live_events.snapshot, redis_client(), inverter_ids, None)
+        replies = self.redis_call(live_events.snapshot, self.redis, inverter_ids, None)
         # Redis lost these (a restart without persistence): the stored ones, in one database call.
         missing = [inverter_id for inverter_id, reply in zip(inverter_ids, replies) if reply[0] is None]
-        stored = owner().call(inverters.latest_stored, missing) if missing else {}
+        stored = self.owner.call(inverters.latest_stored, missing) if missing else {}
         fetched = {}
         for inverter_id, reply in zip(inverter_ids, replies):
             if inverter_id in stored:
@@ -322,7 +323,7 @@ class Hub:
             if cached is not None:
                 cached[0] = now + VISIBLE_FOR_S  # one refresh at a time; the others use the old set
             try:
-                ids = owner().call(inverters.all_visible_ids, account_id)
+                ids = self.owner.call(inverters.all_visible_ids, account_id)
             finally:
                 if cached is not None:
                     cached[0] = now  # expired again, unless replaced below
@@ -335,7 +336,7 @@ class Hub:
         visible = {i for i in inverter_ids if i in cached[1]}
         missing = [i for i in inverter_ids if i not in visible]
         if missing:
-            found = owner().call(inverters.visible_ids, account_id, missing)
+            found = self.owner.call(inverters.visible_ids, account_id, missing)
             if revocations == self.revocations:
                 cached[1].update(found)
             visible |= found
@@ -347,7 +348,7 @@ class Hub:
 
     # -- the subscription ----------------------------------------------------------------------------
     def _run(self):
-        redis = redis_client()
+        redis = self.redis
         failures = 0
         lost = False
         while not self.stopping:
@@ -469,7 +470,7 @@ def _initial_inverter_frames(the_hub: Hub, inverter_ids: list[str], last_event_i
     """What a client gets first: the events after last_event_id, or else each inverter's latest reading
     and then its connectivity status (if known). [(key or None, frame)]: the readings in event order,
     then the keyless status frames."""
-    redis = redis_client()
+    redis = the_hub.redis
     keyed, keyless = [], []
     if last_event_id is not None:
         replies = the_hub.redis_call(live_events.snapshot, redis, inverter_ids, last_event_id)
@@ -657,7 +658,8 @@ def stats():
 
 def install(app) -> None:
     """Create the process's hub and close its streams promptly on SIGTERM."""
-    the_hub = Hub(app.config["SETTINGS"])
+    collaborators = collaborators_of(app)
+    the_hub = Hub(collaborators.settings, collaborators.owner, collaborators.redis)
     app.extensions["sse_hub"] = the_hub
     app.config.setdefault("ON_SHUTDOWN", []).append(the_hub.close_all)
     app.register_blueprint(bp)
