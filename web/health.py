@@ -27,7 +27,8 @@ def healthz():
 def readyz():
     problems = {}
     try:
-        owner().call(lambda: owner().db.execute_sql("SELECT 1").fetchone())
+        database = owner()  # read here: the query runs on the owner's thread, outside this request
+        database.call(lambda: database.db.execute_sql("SELECT 1").fetchone())
     except Exception as exc:
         problems["database"] = str(exc) or exc.__class__.__name__
     try:
