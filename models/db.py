@@ -128,6 +128,8 @@ def _capture(work, *args):
 class DatabaseOwner:
     """Runs every query of this process on one connection; batches writes into group commits."""
 
+    url = ""  # the URL it was opened with (open_database)
+
     def __init__(self, db: peewee.Database):
         self.db = db
         self._pending: list = []
@@ -235,21 +237,55 @@ class DatabaseOwner:
                 self._pool.kill()
 
 
+class DatabaseInUse(RuntimeError):
+    """A second database asked for while a web app holds this process's one (see `hold_database`)."""
+
+
 _owner: DatabaseOwner | None = None
+# How many web apps hold the current owner (`hold_database`). The models are bound to one process-wide
+# `database` proxy, so while an app holds it, another URL cannot be bound under it.
+_holders = 0
 
 
 def open_database(url: str) -> DatabaseOwner:
-    """Bind the models to the database at url and return this process's owner (idempotent per url)."""
+    """Bind the models to the database at url and return this process's owner (idempotent per url).
+
+    Another url closes the previous owner, unless a web app holds it: then DatabaseInUse."""
     global _owner
     if _owner is not None and getattr(_owner, "url", None) == url:
         return _owner
     if _owner is not None:
+        if _holders:
+            raise DatabaseInUse(
+                f"this process's database is {_owner.url} (held by {_holders} web app(s)); the models are bound to "
+                f"one database per process, so {url} cannot be opened beside it"
+            )
         _owner.close()
     db = make_database(url)
     database.initialize(db)
     _owner = DatabaseOwner(db)
     _owner.url = url
     return _owner
+
+
+def hold_database(url: str) -> DatabaseOwner:
+    """The owner of url for a web app, kept open until every app holding it has let go
+    (`release_database`): a second app on the same url shares it, one on another url is refused."""
+    global _holders
+    held = open_database(url)
+    _holders += 1
+    return held
+
+
+def release_database(held: DatabaseOwner) -> None:
+    """A web app lets go of its owner; the last one to let go closes it."""
+    global _holders, _owner
+    if held is not _owner or _holders == 0:
+        return
+    _holders -= 1
+    if _holders == 0:
+        _owner.close()
+        _owner = None
 
 
 def owner() -> DatabaseOwner:
@@ -259,7 +295,8 @@ def owner() -> DatabaseOwner:
 
 
 def close_database() -> None:
-    global _owner
+    global _owner, _holders
     if _owner is not None:
         _owner.close()
         _owner = None
+    _holders = 0

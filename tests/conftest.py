@@ -275,30 +275,22 @@ def api(web, account_key):
 
 
 @contextlib.contextmanager
-def in_process_app(database_url: str, redis_url: str):
-    """The web app built by create_app in the test process on this database and Redis; drive it with
-    app.test_client(). No server and no gevent patching: the database owner runs queries inline and the
-    stream hub's greenlet never runs, so use a `web` process for streams. The database owner is one per
-    process: one such app at a time."""
-    import models.redis_client
+def in_process_app(database_url: str, redis_url: str, **overrides):
+    """The web app built by create_app in the test process on this database and Redis (settings from the
+    environment a web process would get, plus `overrides`); drive it with app.test_client(). No server and
+    no gevent patching: the database owner runs queries inline and the stream hub's greenlet never runs,
+    so use a `web` process for streams. Apps on one database share its owner; another database at the
+    same time is refused (models/db.py `hold_database`)."""
     import models.settings
-    from models.db import close_database
-    from web import create_app
+    from web import close_app, create_app
 
-    settings = models.settings.Settings.from_env(system_env(database_url, redis_url))
-    with pytest.MonkeyPatch.context() as patch:
-        # The process-wide settings and Redis client, which the app's modules read through get_settings().
-        patch.setattr(models.settings, "_current", settings)
-        patch.setattr(models.redis_client, "_client", None)
-        flask_app = create_app(settings)
-        flask_app.config["TESTING"] = True
-        try:
-            yield flask_app
-        finally:
-            flask_app.extensions["sse_hub"].close_all()
-            if models.redis_client._client is not None:
-                models.redis_client._client.close()
-            close_database()
+    settings = models.settings.Settings.from_env(system_env(database_url, redis_url, **overrides))
+    flask_app = create_app(settings)
+    flask_app.config["TESTING"] = True
+    try:
+        yield flask_app
+    finally:
+        close_app(flask_app)
 
 
 @pytest.fixture(scope="module")
@@ -312,10 +304,10 @@ def app(redis_server, tmp_path_factory):
 def new_app_key(app):
     """new_app_key(name=None) creates an account in the app's database; returns its API key."""
     from models.accounts import create_account as create
-    from models.db import owner
+    from web.extensions import collaborators_of
 
     def new(name: str | None = None) -> str:
-        return owner().write(create, name or f"acct-{time.monotonic_ns()}")[1]
+        return collaborators_of(app).owner.write(create, name or f"acct-{time.monotonic_ns()}")[1]
 
     return new
 

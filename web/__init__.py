@@ -4,25 +4,27 @@ from __future__ import annotations
 
 from flask import Flask
 
-from models.db import open_database
-from models.net.policy import DestinationPolicy
 from models.schema import ensure_schema
-from models.settings import Settings, get_settings
+from models.settings import Settings
 from web import session
 from web.errors import register_error_handlers
+from web.extensions import Collaborators, collaborators_of
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    settings = settings or get_settings()
+    """The app, owning what its settings name (web/extensions.py); without settings, the environment's."""
+    settings = settings or Settings.from_env()
     app = Flask(__name__)
-    app.config.update(
-        SETTINGS=settings,
-        MAX_CONTENT_LENGTH=settings.request_body_limit,
-        DESTINATION_POLICY=DestinationPolicy.from_settings(settings),
-    )
+    app.config.update(MAX_CONTENT_LENGTH=settings.request_body_limit)
     app.json.sort_keys = False
     app.session_interface = session.NoCookieSession()
-    ensure_schema(open_database(settings.database_url))
+    collaborators = Collaborators.open(settings)
+    try:
+        ensure_schema(collaborators.owner)
+    except BaseException:
+        collaborators.close()
+        raise
+    collaborators.init_app(app)
     register_error_handlers(app)
 
     from web import alerts, dashboard, health, inverters, jobs, openapi, request_ids, streams, telemetry
@@ -39,3 +41,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(dashboard.root)
     return app
+
+
+def close_app(app: Flask) -> None:
+    """End the app's streams and let go of its Redis client and database owner (tests, embedding)."""
+    for hook in app.config.get("ON_SHUTDOWN", []):
+        hook()
+    collaborators_of(app).close()

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import math
 
-from flask import Blueprint, current_app, g, jsonify
+from flask import Blueprint, g, jsonify
 
 from models import alerts, webhooks
 from models.base import iso
 from models.channels import ALERT_RULES_CHANGED
-from models.db import owner
 from models.ids import looks_like_id
 from models.inverters import visible_inverter
 from models.net.policy import BlockedDestination
 from models.net.urls import InvalidUrl, parse_outbound_url
-from models.redis_client import redis_client
 from web.auth import require_account
 from web.errors import ApiError, not_found
+from web.extensions import app_settings, destination_policy, owner, redis_client
 from web.json_body import json_body
 
 bp = Blueprint("alerts", __name__)
@@ -71,7 +70,7 @@ def _endpoint_url(value) -> str:
     except InvalidUrl as exc:
         raise _invalid("url", "is required" if value is None else exc.message) from None
     try:
-        current_app.config["DESTINATION_POLICY"].check_host_at_submission(url.host, url.port)
+        destination_policy().check_host_at_submission(url.host, url.port)
     except BlockedDestination as exc:
         raise ApiError(
             422,
@@ -137,7 +136,7 @@ def delete_endpoint(endpoint_id):
 @require_account
 def rotate_secret(endpoint_id):
     _endpoint_or_404(endpoint_id)
-    overlap_s = current_app.config["SETTINGS"].webhook_secret_overlap_s
+    overlap_s = app_settings().webhook_secret_overlap_s
     rotated = owner().write(webhooks.rotate_secret, g.account.id, endpoint_id, overlap_s)
     if rotated is None:
         raise not_found("webhook endpoint")

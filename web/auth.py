@@ -8,8 +8,8 @@ import time
 from flask import g, request
 
 from models.accounts import account_for_key, account_for_session
-from models.db import owner
 from web.errors import ApiError
+from web.extensions import credential_cache, owner
 
 SESSION_COOKIE = "session"
 
@@ -19,23 +19,23 @@ SESSION_COOKIE = "session"
 # CREDENTIAL_CACHE_TTL_S (a logout through this process takes effect at once).
 CREDENTIAL_CACHE_TTL_S = 10.0
 CREDENTIAL_CACHE_MAX = 10_000
-_credential_cache: dict = {}
 
 
 def _account_cached(lookup, credential: str):
-    hit = _credential_cache.get((lookup, credential))
+    cache = credential_cache()
+    hit = cache.get((lookup, credential))
     if hit is not None and hit[1] > time.monotonic():
         return hit[0]
     account = owner().call(lookup, credential)
     if account is not None:
-        if len(_credential_cache) >= CREDENTIAL_CACHE_MAX:
-            _credential_cache.clear()
-        _credential_cache[(lookup, credential)] = (account, time.monotonic() + CREDENTIAL_CACHE_TTL_S)
+        if len(cache) >= CREDENTIAL_CACHE_MAX:
+            cache.clear()
+        cache[(lookup, credential)] = (account, time.monotonic() + CREDENTIAL_CACHE_TTL_S)
     return account
 
 
 def forget_session(token: str) -> None:
-    _credential_cache.pop((account_for_session, token), None)
+    credential_cache().pop((account_for_session, token), None)
 
 
 def current_account():

@@ -20,10 +20,10 @@ from models import inverters, jobs, lifecycle
 from models.accounts import account_names
 from models.base import iso, now
 from models.brands import ADAPTERS
-from models.db import owner
 from models.ids import looks_like_id
 from models.lifecycle import job_view
 from web.auth import current_account
+from web.extensions import owner
 from web.inverters import inverter_view, latest_readings
 from web.jobs import SEARCH_TEXT, attempt_view
 

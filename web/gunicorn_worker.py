@@ -16,6 +16,7 @@ from gunicorn.workers.ggevent import GeventPyWSGIWorker
 
 from models.logs import configure_logging
 from models.settings import get_settings
+from web.extensions import collaborators_of
 from web.server import Handler, Server, server_limits
 
 log = logging.getLogger("web.server")
@@ -31,7 +32,7 @@ class _GunicornServer(Server):
             log=None,
             error_log=logging.getLogger("web.server"),
             backlog=None,
-            **server_limits(get_settings()),
+            **server_limits(collaborators_of(application).settings),
             **kwargs,
         )
 
@@ -41,7 +42,7 @@ class Worker(GeventPyWSGIWorker):
     wsgi_handler = Handler
 
     def init_process(self):
-        settings = get_settings()
+        settings = get_settings()  # the environment's, as the app will read it: logging before the app is built
         configure_logging(settings.log_level, f"web[{self.pid}]", settings.log_format)
         super().init_process()
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from pydantic import BaseModel
 
-from models.db import owner
-from models.redis_client import redis_client
 from web.errors import error_response
+from web.extensions import owner, redis_client
 from web.openapi import ErrorEnvelope, operation
 
 bp = Blueprint("health", __name__)
@@ -28,7 +27,8 @@ def healthz():
 def readyz():
     problems = {}
     try:
-        owner().call(lambda: owner().db.execute_sql("SELECT 1").fetchone())
+        database = owner()  # read here: the query runs on the owner's thread, outside this request
+        database.call(lambda: database.db.execute_sql("SELECT 1").fetchone())
     except Exception as exc:
         problems["database"] = str(exc) or exc.__class__.__name__
     try:

@@ -27,13 +27,12 @@ from models.brands.budget import QuotaBudget
 from models.brands.clock import clock_from_settings
 from models.brands.planner import charges, plan
 from models.channels import INVERTER_ACCESS_REVOKED, INVERTERS_CHANGED
-from models.db import owner
 from models.ids import looks_like_id
 from models.net.policy import BlockedDestination
 from models.net.urls import InvalidUrl, parse_base_url
-from models.redis_client import redis_client
 from web.auth import require_account
 from web.errors import ApiError, not_found
+from web.extensions import app_settings, destination_policy, owner, redis_client
 from web.json_body import RequestModel, RequestRootModel, body_as, limit_param
 from web.openapi import operation, query
 
@@ -218,7 +217,7 @@ def _base_url(connection: dict, cls) -> str:
             message = exc.message
         raise ApiError(422, "validation_failed", f"{field} {message}", {"field": field, "expected": expected}) from None
     try:
-        current_app.config["DESTINATION_POLICY"].check_host_at_submission(url.host, url.port)
+        destination_policy().check_host_at_submission(url.host, url.port)
     except BlockedDestination as exc:
         raise _blocked(str(exc), exc.reason) from None
     return url.origin + url.path
@@ -439,8 +438,8 @@ def _brand_adapter(spec: dict):
     adapter = ADAPTERS[spec["brand"]](
         spec["base_url"],
         existing.credentials if existing else spec["credentials"],
-        current_app.config["DESTINATION_POLICY"],
-        current_app.config["SETTINGS"].brand_timeout_s,
+        destination_policy(),
+        app_settings().brand_timeout_s,
         rotated.update,
     )
     return existing, adapter, (spec["brand"], spec["base_url"], digest), rotated
@@ -786,7 +785,7 @@ def _owned_connection_or_404(connection_id: str):
 
 def _connection_plan(connection, members, asked_s: float | None = None):
     """(plan, budget, now) for a connection as its poller would plan it now, from the budget in Redis."""
-    settings = current_app.config["SETTINGS"]
+    settings = app_settings()
     cls = ADAPTERS[connection.brand]
     clock = clock_from_settings(settings)
     now = clock.now()
@@ -822,7 +821,7 @@ def connection_view(connection, members) -> dict:
         "id": connection.id,
         "brand": connection.brand,
         "inverters": len(members),
-        "requested_interval_s": requested_interval(connection, current_app.config["SETTINGS"]),
+        "requested_interval_s": requested_interval(connection, app_settings()),
         "poll_interval_s": connection.poll_interval_s,
         "planned_interval_s": round(planned.interval_s, 3),
         "min_interval_s": math.ceil(planned.min_interval_s * 1000) / 1000,

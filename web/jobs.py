@@ -10,13 +10,12 @@ from pydantic import BaseModel, Field, SkipValidation
 
 from models import jobs, lifecycle, telemetry, webhooks
 from models.base import iso, parse_iso
-from models.db import owner
 from models.events import DispatcherWaker, publish_job_event, publish_job_events
 from models.ids import looks_like_id
 from models.lifecycle import job_view
-from models.redis_client import redis_client
 from web.auth import require_account
 from web.errors import ApiError, not_found
+from web.extensions import app_settings, collaborators_of, destination_policy, owner, redis_client
 from web.job_request import IDEMPOTENCY_KEY_TEXT, JobRequest, idempotency_key
 from web.json_body import RequestModel, body_as, limit_param, validated
 from web.openapi import header, operation, query
@@ -173,7 +172,7 @@ def _check_signer(spec: dict) -> dict:
 )
 @require_account
 def submit():
-    spec = _check_signer(body_as(JobRequest, policy=current_app.config["DESTINATION_POLICY"]))
+    spec = _check_signer(body_as(JobRequest, policy=destination_policy()))
     key = idempotency_key(request.headers.get("Idempotency-Key"), "Idempotency-Key")
     try:
         job, created = owner().write(jobs.insert_job, g.account.id, spec, key)
@@ -196,9 +195,9 @@ def submit():
 @require_account
 def submit_batch():
     """Each item is accepted or refused on its own; the accepted ones are committed in one transaction."""
-    request.max_content_length = current_app.config["SETTINGS"].batch_body_limit
+    request.max_content_length = app_settings().batch_body_limit
     items = body_as(BatchRequest)
-    policy = current_app.config["DESTINATION_POLICY"]
+    policy = destination_policy()
     results: list[dict | None] = [None] * len(items)
     accepted: list[tuple[int, dict, str | None]] = []
     for index, item in enumerate(items):
@@ -391,5 +390,5 @@ def retry_matching():
 
 
 def install(app) -> None:
-    app.extensions["dispatcher_waker"] = DispatcherWaker(redis_client())
+    app.extensions["dispatcher_waker"] = DispatcherWaker(collaborators_of(app).redis)
     app.register_blueprint(bp)

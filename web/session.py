@@ -9,9 +9,9 @@ from pydantic import BaseModel, Field
 
 from models.accounts import account_for_key, close_session, open_session
 from models.base import iso, now
-from models.db import owner
 from web.auth import SESSION_COOKIE, forget_session
 from web.errors import ApiError
+from web.extensions import app_settings, owner
 from web.json_body import RequestModel, body_as
 from web.openapi import operation
 
@@ -70,7 +70,7 @@ def login():
     account = owner().call(account_for_key, key)
     if account is None:
         raise ApiError(401, "unauthorized", "invalid API key")
-    settings = current_app.config["SETTINGS"]
+    settings = app_settings()
     token = owner().write(open_session, account, settings.session_ttl_s)
     response = jsonify(
         {"account": {"id": account.id, "name": account.name}, "expires_at": iso(now() + settings.session_ttl_s)}
@@ -90,5 +90,5 @@ def logout():
         owner().write(close_session, token)
         forget_session(token)
     response = current_app.response_class(status=204)
-    response.delete_cookie(SESSION_COOKIE, secure=current_app.config["SETTINGS"].secure_cookies, **_COOKIE)
+    response.delete_cookie(SESSION_COOKIE, secure=app_settings().secure_cookies, **_COOKIE)
     return response

@@ -17,6 +17,7 @@ from models.db import owner
 from tests.helpers import free_port
 from tests.web.test_hostile_input import job_bodies, onboarding_bodies
 from web.errors import ApiError
+from web.extensions import collaborators_of
 from web.job_request import JobRequest, parse_job_request
 from web.jobs import BatchJobRequest
 from web.json_body import RequestModel, validated
@@ -236,7 +237,7 @@ def test_the_job_schema_accepts_every_job_the_rules_accept(app, body):
     accept (a valid request would then be refused with another message)."""
     if not arrives(body):
         return
-    policy = app.config["DESTINATION_POLICY"]
+    policy = collaborators_of(app).policy
     try:
         parse_job_request(body, policy)
     except ApiError:

@@ -1,0 +1,91 @@
+"""What a web app owns: its settings, database owner, Redis client, destination policy and credential cache.
+
+`create_app(settings)` builds one `Collaborators` and registers it in `app.extensions` (Flask's init_app
+pattern); views reach it through the accessors below, which read `current_app`. So two apps built with
+different settings live in one process, each with its own settings, Redis client and policy.
+
+The database is the exception the models impose: peewee binds every model to one process-wide
+`DatabaseProxy`, so a process has one database. Apps on the same URL share its owner (the last app to
+close lets it go); an app on another URL is refused with `DatabaseInUse` (models/db.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flask import Flask, current_app
+
+from models.db import DatabaseOwner, hold_database, release_database
+from models.net.policy import DestinationPolicy
+from models.settings import Settings
+
+if TYPE_CHECKING:  # `python -m web` imports web/ before it monkey-patches, and the Redis client imports ssl
+    import redis
+
+EXTENSION = "collaborators"
+
+
+class Collaborators:
+    """One app's settings, database owner, Redis client, destination policy and credential cache."""
+
+    def __init__(self, settings: Settings, owner: DatabaseOwner, redis: redis.Redis, policy: DestinationPolicy):
+        self.settings = settings
+        self.owner = owner
+        self.redis = redis
+        self.policy = policy
+        # (lookup, API key or session token) -> (account, until when): web/auth.py's.
+        self.credential_cache: dict = {}
+        self.closed = False
+
+    @classmethod
+    def open(cls, settings: Settings) -> Collaborators:
+        """Open the database (shared with other apps on the same URL) and a Redis client of its own."""
+        from models.redis_client import connect_redis
+
+        return cls(
+            settings,
+            hold_database(settings.database_url),
+            connect_redis(settings.redis_url),
+            DestinationPolicy.from_settings(settings),
+        )
+
+    def init_app(self, app: Flask) -> None:
+        app.extensions[EXTENSION] = self
+
+    def close(self) -> None:
+        """Let go of the database owner and close the Redis client's connections (once)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.redis.close()
+        finally:
+            release_database(self.owner)
+
+
+def collaborators_of(app: Flask) -> Collaborators:
+    return app.extensions[EXTENSION]
+
+
+def _current() -> Collaborators:
+    return current_app.extensions[EXTENSION]
+
+
+def app_settings() -> Settings:
+    return _current().settings
+
+
+def owner() -> DatabaseOwner:
+    return _current().owner
+
+
+def redis_client() -> redis.Redis:
+    return _current().redis
+
+
+def destination_policy() -> DestinationPolicy:
+    return _current().policy
+
+
+def credential_cache() -> dict:
+    return _current().credential_cache
