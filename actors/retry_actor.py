@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pykka
 
 from actors.base import Actor
-from actors.outcomes import attempt_response, decide
+from actors.outcome_writer import OutcomeWriter
+from actors.outcomes import decide
 from actors.transport import Transport
 from models import jobs, lifecycle, logs, telemetry, webhooks
 from models.db import DatabaseOwner
-from models.events import BatchedPublisher
 
 log = logging.getLogger(__name__)
 
@@ -72,22 +73,25 @@ def _observe_start(job: jobs.Job, started_at: float) -> None:
 
 
 class RetryActor(Actor):
+    """Collaborators, given when started: the dispatcher to report to, the transport, the outcome writer, the
+    database owner (for signing secrets), and `has_waiting(host)`: whether a job waits for a slot of that host
+    (the dispatcher's HostSlots.has_waiting) -- when none does, asking for a successor would be a round trip
+    for nothing."""
+
     def __init__(
         self,
         dispatcher: pykka.ActorRef,
         transport: Transport,
+        outcomes: OutcomeWriter,
         db: DatabaseOwner,
-        events: BatchedPublisher,
-        worker_id: str,
-        attempt_body_cap: int = 16 * 1024,
+        has_waiting: Callable[[str], bool] = lambda host: True,
     ):
         super().__init__()
-        self.attempt_body_cap = attempt_body_cap
         self.dispatcher = dispatcher
         self.transport = transport
+        self.outcomes = outcomes
         self.db = db
-        self.events = events
-        self.worker_id = worker_id
+        self.has_waiting = has_waiting
         self.successor: jobs.Job | None = None
 
     def handle(self, message):
@@ -105,13 +109,6 @@ class RetryActor(Actor):
                     )
                 )
 
-    def _record(self, job_id: str, number: int, successor: jobs.Job | None, **outcome) -> tuple[jobs.Job, bool]:
-        updated = jobs.record_outcome(job_id, number, self.worker_id, **outcome)
-        started = successor is not None and bool(
-            jobs.start_attempts(self.worker_id, [(successor.id, successor.attempts)])
-        )
-        return updated, started
-
     def _attempt(self, job: jobs.Job) -> tuple[str | None, bool]:
         number = job.attempts
         body = bytes(job.body) if job.body is not None else None
@@ -124,42 +121,15 @@ class RetryActor(Actor):
         response = self.transport.send(job.method, job.url, headers, body, job.timeout_s)
         _observe_start(job, response.started_at)
         decision = decide(job, response, number)
+        successor = None
+        if self.has_waiting(job.host):
+            try:
+                self.successor = successor = self.dispatcher.ask(TakeSuccessor(job.host, job.id, number))
+            except pykka.ActorDeadError:  # shutting down: the outcome still gets recorded
+                successor = None
         try:
-            self.successor = successor = self.dispatcher.ask(TakeSuccessor(job.host, job.id, number))
-        except pykka.ActorDeadError:  # shutting down: the outcome still gets recorded
-            successor = None
-        try:
-            updated, successor_started = self.db.write(
-                self._record,
-                job.id,
-                number,
-                successor,
-                outcome=decision.outcome,
-                status=decision.status,
-                started_at=response.started_at,
-                finished_at=response.finished_at,
-                status_code=response.status_code,
-                error=decision.error,
-                result=decision.result,
-                due_at=decision.due_at,
-                delay_s=decision.delay_s,
-                response=attempt_response(response, self.attempt_body_cap),
-            )
+            updated, successor_started = self.outcomes.write(job, decision, response, successor)
         except jobs.StaleLease:
             log.warning("outcome fenced off: job=%s attempt=%d is no longer ours", job.id, number)
             return None, False
-        log.info(
-            "job=%s attempt=%d outcome=%s status=%s code=%s%s",
-            job.id,
-            number,
-            decision.outcome,
-            updated.status,
-            response.status_code,
-            f" retry_in={decision.delay_s:.3f}s" if decision.delay_s is not None else "",
-        )
-        telemetry.JOB_ATTEMPTS.labels(decision.outcome).inc()
-        telemetry.JOB_ATTEMPT_DURATION.observe(max(0.0, response.finished_at - response.started_at))
-        if updated.status == lifecycle.DEAD:
-            telemetry.JOBS_DEAD.inc()
-        self.events.publish_job(updated)
         return updated.status, successor_started
