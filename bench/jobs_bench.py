@@ -80,16 +80,16 @@ Server(("127.0.0.1", int(sys.argv[1])), app, log=None).serve_forever()
 """
 
 
-# A worker under cProfile counting its main thread's CPU (not wall time: under gevent a wait would be
-# charged to whatever greenlet switched away), from SIGUSR1 (sent when the submissions start) to exit.
-PROFILED_WORKER = r"""
+# `python -m <module>` under cProfile counting its main thread's CPU (not wall time: under gevent a wait would
+# be charged to whatever greenlet switched away), from SIGUSR1 (sent when the submissions start) to exit.
+PROFILED = r"""
 import cProfile, runpy, signal, sys, time
-out = sys.argv.pop(1)
+module, out = sys.argv.pop(1), sys.argv.pop(1)
 profiler = cProfile.Profile(time.thread_time)
 signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
-sys.argv[0] = "actors"
+sys.argv[0] = module
 try:
-    runpy.run_module("actors", run_name="__main__")
+    runpy.run_module(module, run_name="__main__")
 except SystemExit:
     pass
 finally:
@@ -268,6 +268,7 @@ def main():
     parser.add_argument(
         "--profile-worker", default=None, help="run the (first) worker under cProfile, writing its stats to this file"
     )
+    parser.add_argument("--profile-web", default=None, help="run the web process under cProfile, writing to this file")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="jobs-bench-"))
@@ -301,10 +302,15 @@ def main():
     subscribed_before = wakeup_subscribers(wakeups)  # the Redis may be shared: count only ours
     procs = [
         subprocess.Popen([PY, str(tmp / "sink.py"), str(sink_port)], cwd=ROOT, env=env),
-        subprocess.Popen([PY, "-m", "web"], cwd=ROOT, env=env, stderr=open(tmp / "web.log", "w")),
+        subprocess.Popen(
+            [PY, *(["-c", PROFILED, "web", os.path.abspath(args.profile_web)] if args.profile_web else ["-m", "web"])],
+            cwd=ROOT,
+            env=env,
+            stderr=open(tmp / "web.log", "w"),
+        ),
     ]
     profiled = (
-        ["-c", PROFILED_WORKER, os.path.abspath(args.profile_worker)] if args.profile_worker else ["-m", "actors"]
+        ["-c", PROFILED, "actors", os.path.abspath(args.profile_worker)] if args.profile_worker else ["-m", "actors"]
     )
     procs += [
         subprocess.Popen(
@@ -325,8 +331,9 @@ def main():
         kinds = ["ok"] if args.all_ok else ["ok"] * 65 + ["fail1"] * 25 + ["fail2"] * 5 + ["bad"] * 5
         plan = [rng.choice(kinds) for _ in range(args.jobs)]
         payload = {"event": "payment.succeeded", "data": {"id": "x" * 380, "amount": 1234, "currency": "EUR"}}
-        if args.profile_worker:
-            procs[2].send_signal(signal.SIGUSR1)
+        for index, profiled_file in ((1, args.profile_web), (2, args.profile_worker)):
+            if profiled_file:
+                procs[index].send_signal(signal.SIGUSR1)
         cpu_before = [cpu_seconds(proc.pid) for proc in procs]
         kernel_before = [cpu_seconds(proc.pid, kernel_only=True) for proc in procs]
         if args.batch:
