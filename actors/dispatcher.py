@@ -6,18 +6,24 @@ the database, and a Redis notification from the web process wakes it when a job 
 An attempt is started (its row written) in a transaction committed before its request goes out,
 and never in one of its own: a claimed job that fits a free slot is started by the claim itself;
 one whose host has MAX_IN_FLIGHT_PER_HOST attempts running waits in a per-host queue, claimed but
-not started, until a slot frees: the finishing attempt takes it as its successor (TakeSuccessor)
-and starts it with its outcome, or else the next claim's transaction starts it. A crash therefore
-charges only attempts that were sent; waiting jobs go back uncharged when their lease expires. So
-that a crash strands little, a claim takes no more than the free slots of the hosts it runs plus
-one host's worth (MAX_IN_FLIGHT_PER_HOST) of waiting jobs. The lease of everything it holds is
-renewed in one statement every third of a lease.
+not started, until a slot frees: when an attempt's request is done (AttemptDone), the dispatcher
+hands the next waiting job of its host to that attempt's outcome as its successor, started in the
+outcome's transaction, or else the next claim's transaction starts it. A crash therefore charges
+only attempts that were sent; waiting jobs go back uncharged when their lease expires. So that a
+crash strands little, a claim takes no more than the free slots of the hosts it runs plus one
+host's worth (MAX_IN_FLIGHT_PER_HOST) of waiting jobs. The lease of everything it holds is renewed
+in one statement every third of a lease.
+
+Outcomes are written by the dispatcher's OutcomeWriter, one write at a time from a greenlet: those
+that finish while one is on its way go together in the next (one transaction, one trip to the
+database thread, their events in one pipeline). The RetryActor only sends and decides, and tells
+the dispatcher (one message each way per attempt, no ask).
 
 The dispatcher only decides; its pieces each have one reason to change and are tested in process:
 HostSlots (actors/slots.py, pure) keeps the slots and queues, Claimer (actors/claimer.py) does the
-database side of claiming and leases, OutcomeWriter (actors/outcome_writer.py) the outcome's write and
-event. Its collaborators (database owner, transport, event publisher, Redis for wake-ups, clock, the
-factory of attempt actors) are given when it is started.
+database side of claiming and leases, OutcomeWriter (actors/outcome_writer.py) the outcomes' writes
+and events. Its collaborators (database owner, transport, event publisher, Redis for wake-ups, clock,
+the factory of attempt actors) are given when it is started.
 """
 
 from __future__ import annotations
@@ -34,8 +40,8 @@ import pykka
 from actors.base import Actor
 from actors.claimer import Claimer, ClaimResult
 from actors.messages import tell_unless_dead
-from actors.outcome_writer import OutcomeWriter
-from actors.retry_actor import AttemptFinished, RetryActor, RunAttempt, TakeSuccessor
+from actors.outcome_writer import Outcome, OutcomeWriter, Written
+from actors.retry_actor import AttemptDone, RetryActor, RunAttempt
 from actors.slots import HostSlots, key_of
 from actors.transport import Transport
 from models import lifecycle
@@ -64,6 +70,14 @@ class Claimed:
     result: ClaimResult | None
     wanted: int
     to_start: list
+
+
+@dataclass(frozen=True)
+class OutcomesWritten:
+    """The OutcomeWriter wrote these outcomes (each Written, in order)."""
+
+    outcomes: list[Outcome]
+    written: list[Written]
 
 
 @dataclass(frozen=True)
@@ -103,6 +117,10 @@ class JobDispatcher(Actor):
         self.claimer = Claimer(db, self.worker_id, settings.lease_s, settings.max_in_flight_per_host)
         self.outcomes = OutcomeWriter(db, self.worker_id, publisher.publish_job, settings.attempt_body_cap)
         self.attempt_actor = attempt_actor or self._new_retry_actor
+        # Outcomes to write, and whether a write is on its way (one at a time: those that finish meanwhile
+        # go together in the next).
+        self.outcome_queue: list[Outcome] = []
+        self.writing = False
         self.idle_actors: list[pykka.ActorRef] = []
         self.all_actors: list[pykka.ActorRef] = []
         self.accepting = True
@@ -144,8 +162,10 @@ class JobDispatcher(Actor):
         self._arm_timer(self.clock() + 1.0)
 
     def handle(self, message):
-        if isinstance(message, AttemptFinished):
-            self._finished(message)
+        if isinstance(message, AttemptDone):
+            self._attempt_done(message)
+        elif isinstance(message, OutcomesWritten):
+            self._outcomes_written(message)
         elif isinstance(message, Claimed):
             self._claimed(message)
         elif isinstance(message, Wake):
@@ -156,17 +176,18 @@ class JobDispatcher(Actor):
             self._fill()
         elif isinstance(message, Drain):
             return self._drain(message.grace_s)
-        elif isinstance(message, TakeSuccessor):
-            if not self.accepting:
-                return None
-            return self.slots.take_successor(message.host, (message.job_id, message.number))
         elif isinstance(message, Stats):
-            return {**self.slots.stats(), "actors": len(self.all_actors), "claiming": self.claiming}
+            return {
+                **self.slots.stats(),
+                "outcomes_to_write": len(self.outcome_queue),
+                "actors": len(self.all_actors),
+                "claiming": self.claiming,
+            }
 
     # -- claiming ------------------------------------------------------------------------------
     def _fill(self):
         """Start a claim if there is room and work may be due, or waiting jobs to start. The claim runs
-        in its own greenlet and reports back with Claimed, so the actor keeps taking AttemptFinished
+        in its own greenlet and reports back with Claimed, so the actor keeps taking AttemptDone
         meanwhile: a dispatcher that waited on the database itself let finished attempts queue behind
         its claims."""
         if self.claiming or self.clock() < self.claim_failed_until:
@@ -266,25 +287,75 @@ class JobDispatcher(Actor):
         return ref
 
     def _new_retry_actor(self, dispatcher: pykka.ActorRef) -> pykka.ActorRef:
-        return RetryActor.start(dispatcher, self.transport, self.outcomes, self.db, self.slots.has_waiting)
+        return RetryActor.start(dispatcher, self.transport, self.db)
 
-    def _finished(self, message: AttemptFinished):
-        key = (message.job_id, message.number)
-        host = self.slots.free(key)
+    # -- outcomes ------------------------------------------------------------------------------
+    def _attempt_done(self, message: AttemptDone):
+        """An attempt's request is done: queue its outcome to be written, with the next job waiting for its
+        host as its successor (started in the outcome's transaction, sent once that committed)."""
         self.idle_actors.append(message.actor)
-        successor = self.slots.successor_of(key)
-        if successor is not None:
-            if message.successor_started:
+        job, key = message.job, key_of(message.job)
+        if message.decision is None or message.response is None:
+            # It failed before deciding (logged by the actor): nothing to write; the lease recovers the job.
+            self._attempts_over([(key, None)])
+            return
+        successor = self.slots.take_successor(job.host, key) if self.accepting else None
+        self.outcome_queue.append(Outcome(job, message.decision, message.response, successor))
+        self._write_outcomes()
+
+    def _write_outcomes(self):
+        if self.writing or not self.outcome_queue:
+            return
+        batch, self.outcome_queue = self.outcome_queue, []
+        self.writing = True
+        gevent.spawn(self._write, batch)
+
+    def _write(self, batch: list[Outcome]):
+        try:
+            written = self.outcomes.write(batch)
+        except Exception as exc:
+            # Not written: their leases run out and another claim records those attempts abandoned.
+            log.error("could not write %d outcomes: %s", len(batch), exc)
+            written = [Written(None, False)] * len(batch)
+        tell_unless_dead(self.actor_ref, OutcomesWritten(batch, written))
+
+    def _outcomes_written(self, message: OutcomesWritten):
+        self.writing = False
+        unsent = []
+        for outcome, written in zip(message.outcomes, message.written):
+            successor = self.slots.successor_of(key_of(outcome.job))
+            if successor is None:
+                continue
+            if not self.accepting:  # draining: started or not, it goes back unsent
+                unsent.append(key_of(successor))
+            elif written.successor_started:
                 self.slots.take(successor)
                 self._send(successor)
             else:  # the outcome was not recorded: back to the head of its queue, the next claim starts it
                 self.slots.wait(successor, first=True)
-        if host is None:
+        if unsent:
+            try:
+                self.claimer.release(unsent)
+            except Exception as exc:
+                log.error("could not release %d jobs at shutdown (their lease will expire): %s", len(unsent), exc)
+        self._attempts_over([(key_of(o.job), w.status) for o, w in zip(message.outcomes, message.written)])
+        self._write_outcomes()
+
+    def _attempts_over(self, finished: list):
+        """These attempts (key, the job's status now or None) hold their slots no more."""
+        hosts = set()
+        for key, status in finished:
+            host = self.slots.free(key)
+            if host is None:
+                continue
+            hosts.add(host)
+            if status == lifecycle.RETRYING:
+                # Its next attempt may be due before the timer we armed.
+                self._note_work()
+        if not hosts:
             return
-        self._promote(host)
-        if message.status == lifecycle.RETRYING:
-            # Its next attempt may be due before the timer we armed.
-            self._note_work()
+        for host in hosts:
+            self._promote(host)
         if self.drained is not None and not self.slots.running:
             self.drained.set()
         else:
@@ -327,7 +398,7 @@ class JobDispatcher(Actor):
         running_at_drain = len(self.slots.running)
         if self.slots.running:
             self.drained = gevent.event.Event()
-            # Answer later: the actor keeps processing AttemptFinished messages meanwhile.
+            # Answer later: the actor keeps processing AttemptDone and OutcomesWritten meanwhile.
             gevent.spawn(self._expire_after, grace_s)
         return {"released": released, "running": running_at_drain}
 

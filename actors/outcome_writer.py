@@ -1,15 +1,17 @@
-"""OutcomeWriter: stores what an attempt decided, fenced by the lease, and tells whoever follows the job.
+"""OutcomeWriter: stores what attempts decided, fenced by their leases, and tells whoever follows the jobs.
 
-The outcome and the job's next state are one fenced write (models/jobs.record_outcome) through the database
-owner, so outcomes written meanwhile by other attempts share its commit (group commit); a waiting job handed
-over as the attempt's successor is started in that same write. Then the state is published (`publish`,
-the worker's BatchedPublisher: many events a Redis round trip).
+The dispatcher hands it the outcomes that finished meanwhile, many at once: each outcome and its job's next
+state are one fenced statement pair (models/jobs.record_outcome), all of them in one write through the
+database owner (one trip to its thread, sharing the commit of whatever else is queued); a waiting job handed
+over as an attempt's successor is started in that same transaction. Then the states are published
+(`publish`, the worker's BatchedPublisher: many events a Redis round trip).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from actors.outcomes import Decision, attempt_response
 from actors.transport import Response
@@ -17,6 +19,25 @@ from models import jobs, lifecycle, telemetry
 from models.db import DatabaseOwner
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an attempt brought back, and the waiting job (if any) to start in the same transaction."""
+
+    job: jobs.Job
+    decision: Decision
+    response: Response
+    successor: jobs.Job | None = None
+
+
+@dataclass(frozen=True)
+class Written:
+    """The job's status after its outcome was written (None: fenced off, not ours any more, nothing written),
+    and whether its successor's attempt was started."""
+
+    status: str | None
+    successor_started: bool
 
 
 class OutcomeWriter:
@@ -28,33 +49,60 @@ class OutcomeWriter:
         self.publish = publish
         self.attempt_body_cap = attempt_body_cap
 
-    def write(
-        self, job: jobs.Job, decision: Decision, response: Response, successor: jobs.Job | None = None
-    ) -> tuple[jobs.Job, bool]:
-        """Record attempt `job.attempts`'s outcome and start `successor`'s attempt in the same transaction;
-        returns (the job's new state, whether the successor was started). Raises jobs.StaleLease (and writes
-        nothing) if this worker no longer holds that attempt's lease."""
-        number = job.attempts
-        updated, successor_started = self.db.write(
-            self._record,
-            job.id,
-            number,
-            successor,
-            outcome=decision.outcome,
-            status=decision.status,
-            started_at=response.started_at,
-            finished_at=response.finished_at,
-            status_code=response.status_code,
-            error=decision.error,
-            result=decision.result,
-            due_at=decision.due_at,
-            delay_s=decision.delay_s,
-            response=attempt_response(response, self.attempt_body_cap),
+    def write(self, outcomes: list[Outcome]) -> list[Written]:
+        """Record each attempt's outcome (fenced: only if this worker still holds that attempt's lease) and
+        start its successor's attempt, all in one transaction; then publish the jobs' new states. An outcome
+        fenced off writes nothing, not even its successor's start. Raises only if the transaction failed."""
+        states = self.db.write(self._record_all, outcomes)
+        written = []
+        for outcome, (updated, successor_started) in zip(outcomes, states):
+            if updated is None:
+                log.warning(
+                    "outcome fenced off: job=%s attempt=%d is no longer ours", outcome.job.id, outcome.job.attempts
+                )
+                written.append(Written(None, False))
+                continue
+            self._observe(outcome, updated)
+            self.publish(updated)
+            written.append(Written(updated.status, successor_started))
+        return written
+
+    def _record_all(self, outcomes: list[Outcome]) -> list[tuple[jobs.Job | None, bool]]:
+        # No savepoint per outcome: a fenced-off outcome raises StaleLease before it changed anything.
+        return [self._record(outcome) for outcome in outcomes]
+
+    def _record(self, outcome: Outcome) -> tuple[jobs.Job | None, bool]:
+        job, decision, response = outcome.job, outcome.decision, outcome.response
+        try:
+            updated = jobs.record_outcome(
+                job.id,
+                job.attempts,
+                self.worker_id,
+                outcome=decision.outcome,
+                status=decision.status,
+                started_at=response.started_at,
+                finished_at=response.finished_at,
+                status_code=response.status_code,
+                error=decision.error,
+                result=decision.result,
+                due_at=decision.due_at,
+                delay_s=decision.delay_s,
+                response=attempt_response(response, self.attempt_body_cap),
+            )
+        except jobs.StaleLease:
+            return None, False
+        successor = outcome.successor
+        started = successor is not None and bool(
+            jobs.start_attempts(self.worker_id, [(successor.id, successor.attempts)])
         )
+        return updated, started
+
+    def _observe(self, outcome: Outcome, updated: jobs.Job) -> None:
+        decision, response = outcome.decision, outcome.response
         log.info(
             "job=%s attempt=%d outcome=%s status=%s code=%s%s",
-            job.id,
-            number,
+            outcome.job.id,
+            outcome.job.attempts,
             decision.outcome,
             updated.status,
             response.status_code,
@@ -64,12 +112,3 @@ class OutcomeWriter:
         telemetry.JOB_ATTEMPT_DURATION.observe(max(0.0, response.finished_at - response.started_at))
         if updated.status == lifecycle.DEAD:
             telemetry.JOBS_DEAD.inc()
-        self.publish(updated)
-        return updated, successor_started
-
-    def _record(self, job_id: str, number: int, successor: jobs.Job | None, **outcome) -> tuple[jobs.Job, bool]:
-        updated = jobs.record_outcome(job_id, number, self.worker_id, **outcome)
-        started = successor is not None and bool(
-            jobs.start_attempts(self.worker_id, [(successor.id, successor.attempts)])
-        )
-        return updated, started

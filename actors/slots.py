@@ -4,8 +4,8 @@ A claimed job is in exactly one place here until its attempt is reported finishe
 - running: its attempt holds a slot of its host (MAX_IN_FLIGHT_PER_HOST) and of the worker (MAX_IN_FLIGHT);
   `to_start` are the running ones whose attempt is not started yet (the next claim's transaction starts them);
 - waiting: claimed, not started, queued behind its host's full slots;
-- a successor: taken from its host's queue by a finishing attempt, to be started in that attempt's outcome
-  transaction (TakeSuccessor), not yet running.
+- a successor: taken from its host's queue for an attempt whose request is done, to be started in that
+  attempt's outcome transaction, not yet running.
 
 Running attempts are keyed by (job id, attempt number), not job: a job whose retry is due at once can be
 claimed and started again before its previous attempt's report arrives.
@@ -124,12 +124,12 @@ class HostSlots:
         return [job_id for job_id, _ in self.running]
 
     def give_up_unstarted(self) -> list[Key]:
-        """Forget every claimed job whose attempt was not started (waiting, successors, to start); their keys."""
+        """Forget every claimed job whose attempt was not started (waiting, to start); their keys. Successors
+        stay: their outcome's write is on its way and says whether it started them."""
         unstarted = [key_of(job) for queue in self.waiting.values() for job in queue]
-        unstarted += [key_of(job) for job in [*self.to_start, *self.successors.values()]]
+        unstarted += [key_of(job) for job in self.to_start]
         for job in self.to_start:
             self.free(key_of(job))
-        self.successors.clear()
         self.to_start = []
         self.waiting.clear()
         self.waiting_count = 0

@@ -10,7 +10,7 @@ import pytest
 import redis as redis_lib
 
 from actors.claimer import Claimer
-from actors.outcome_writer import OutcomeWriter
+from actors.outcome_writer import Outcome, OutcomeWriter, Written
 from actors.outcomes import decide
 from actors.slots import HostSlots
 from actors.transport import Response
@@ -96,7 +96,7 @@ def test_a_successor_is_taken_only_by_a_running_attempt_of_a_host_with_waiting_j
     assert slots.successor_of(("1", 1)) is None
 
 
-def test_giving_up_unstarted_jobs_returns_every_claimed_job_not_sent_and_frees_their_slots():
+def test_giving_up_unstarted_jobs_returns_the_waiting_and_to_start_ones_and_frees_their_slots():
     slots = HostSlots(max_in_flight=10, per_host=1)
     slots.take(job("run"))
     slots.wait(job("succ"))
@@ -104,9 +104,10 @@ def test_giving_up_unstarted_jobs_returns_every_claimed_job_not_sent_and_frees_t
     slots.wait(job("wait"))
     slots.take(job("start", "b.test"))
     slots.to_start.append(job("start", "b.test"))
-    assert sorted(slots.give_up_unstarted()) == [("start", 1), ("succ", 1), ("wait", 1)]
-    assert slots.held_ids() == ["run"]
-    assert slots.stats() == {"running": 1, "waiting": 0, "starting": 0, "successors": 0}
+    # The successor's fate is its outcome write's to say (it may be started in it).
+    assert sorted(slots.give_up_unstarted()) == [("start", 1), ("wait", 1)]
+    assert slots.held_ids() == ["run", "succ"]
+    assert slots.stats() == {"running": 1, "waiting": 0, "starting": 0, "successors": 1}
 
 
 # -- Claimer and OutcomeWriter on a real database ----------------------------------------------------
@@ -196,9 +197,9 @@ def test_an_outcome_is_written_with_its_successor_started_and_its_event_publishe
     events.subscribe(job_channel(first.id))
     writer = OutcomeWriter(db, "worker-a", lambda state: publish_job_event(redis, state))
 
-    updated, successor_started = writer.write(first, decide(first, _response(200), 1), _response(200), successor)
+    [written] = writer.write([Outcome(first, decide(first, _response(200), 1), _response(200), successor)])
 
-    assert updated.status == jobs.SUCCEEDED and successor_started
+    assert written == Written(jobs.SUCCEEDED, successor_started=True)
     assert _attempt_rows(db, first.id) == [(1, jobs.SUCCESS)]
     assert _attempt_rows(db, successor.id) == [(1, None)]
     message = wait_until(lambda: events.get_message(timeout=0.2), timeout=5)
@@ -207,14 +208,27 @@ def test_an_outcome_is_written_with_its_successor_started_and_its_event_publishe
     redis.close()
 
 
-def test_an_outcome_of_a_lost_lease_writes_nothing_not_even_its_successors_start(db):
+def test_outcomes_written_together_are_fenced_one_by_one(db):
     account, _ = db.write(create_account, "a")
-    _submit(db, account.id, ["a.test", "a.test"])
-    first, successor = Claimer(db, "worker-a", lease_s=30.0, per_host_cap=1).claim(2, [], {"a.test": 1}).jobs
-    db.write(jobs.claim_due, "worker-b", 1, 30.0, at=first.due_at + 1)  # worker-b took `first` over
+    _submit(db, account.id, ["a.test", "a.test", "a.test"])
+    lost, kept, successor = Claimer(db, "worker-a", lease_s=30.0, per_host_cap=2).claim(3, [], {"a.test": 2}).jobs
+    assert lost.started and kept.started and not successor.started
+    db.write(jobs.renew_leases, "worker-a", [kept.id, successor.id], 100.0)
+    [taken] = db.write(jobs.claim_due, "worker-b", 3, 30.0, at=lost.due_at + 1)  # worker-b took `lost` over
+    assert taken.id == lost.id
     published = []
     writer = OutcomeWriter(db, "worker-a", published.append)
-    with pytest.raises(jobs.StaleLease):
-        writer.write(first, decide(first, _response(200), 1), _response(200), successor)
-    assert published == []
+
+    written = writer.write(
+        [
+            Outcome(lost, decide(lost, _response(200), 1), _response(200), successor),
+            Outcome(kept, decide(kept, _response(503), 1), _response(503)),
+        ]
+    )
+
+    # The fenced-off outcome wrote nothing, not even its successor's start; the other one was written.
+    assert written == [Written(None, False), Written(jobs.RETRYING, False)]
+    assert [state.id for state in published] == [kept.id]
+    assert _attempt_rows(db, lost.id) == [(1, jobs.ABANDONED), (2, None)]
+    assert _attempt_rows(db, kept.id) == [(1, jobs.RETRY)]
     assert _attempt_rows(db, successor.id) == []
