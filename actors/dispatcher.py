@@ -367,10 +367,15 @@ class JobDispatcher(Actor):
             self.redis_ok = True
             tell_unless_dead(self.actor_ref, Wake("redis-connected"))
 
+        coalesce_s = self.settings.wake_coalesce_ms / 1000
+
         def submitted(_):
             if not self.fill_scheduled:
                 self.fill_scheduled = True
-                tell_unless_dead(self.actor_ref, Wake("submission"))
+                if coalesce_s:
+                    gevent.spawn_later(coalesce_s, tell_unless_dead, self.actor_ref, Wake("submission"))
+                else:
+                    tell_unless_dead(self.actor_ref, Wake("submission"))
 
         def lost(exc):
             if self.redis_ok:
