@@ -28,6 +28,22 @@ def cpu_seconds(pid: int | None = None, kernel_only: bool = False) -> float:
     return (int(fields[12]) + (0 if kernel_only else int(fields[11]))) / CLOCK_TICKS
 
 
+def thread_cpu_seconds(pid: int) -> tuple[float, float]:
+    """(CPU seconds of process `pid`'s main thread, of all its other threads together), from /proc."""
+    main = other = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        seconds = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        if int(task.name) == pid:
+            main += seconds
+        else:
+            other += seconds
+    return main, other
+
+
 def rss_mb(pid: int) -> float:
     """Resident set size of process `pid` in MB, from /proc (NaN if the kernel reports none: a zombie)."""
     with open(f"/proc/{pid}/status") as f:

@@ -37,7 +37,7 @@ import redis  # noqa: E402
 import requests  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_seconds, free_port, wait_http  # noqa: E402
+from common import cpu_seconds, free_port, thread_cpu_seconds, wait_http  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -336,6 +336,7 @@ def main():
                 procs[index].send_signal(signal.SIGUSR1)
         cpu_before = [cpu_seconds(proc.pid) for proc in procs]
         kernel_before = [cpu_seconds(proc.pid, kernel_only=True) for proc in procs]
+        worker_threads_before = thread_cpu_seconds(procs[2].pid)
         if args.batch:
             t0, t_submitted = submit_batches(
                 web_port, key, sink_port, plan, payload, args.batch, min(args.concurrency, 4)
@@ -352,6 +353,7 @@ def main():
             time.sleep(0.05)
         cpu = [cpu_seconds(proc.pid) - before for proc, before in zip(procs, cpu_before)]
         kernel = [cpu_seconds(proc.pid, kernel_only=True) - before for proc, before in zip(procs, kernel_before)]
+        worker_threads = [now - before for now, before in zip(thread_cpu_seconds(procs[2].pid), worker_threads_before)]
         last_delivery = con.execute("SELECT MAX(finished_at) FROM attempt WHERE outcome='success'").fetchone()[0]
         first_latency = [
             r[0] * 1000
@@ -396,6 +398,12 @@ def main():
             # Of which in the kernel (system calls: wake-ups, sockets, the database file).
             "kernel_ms_web_per_job": round(kernel[1] / args.jobs * 1000, 3),
             "kernel_ms_workers_per_job": round(sum(kernel[2:]) / args.jobs * 1000, 3),
+            # The first worker's CPU per attempt on its main thread (the greenlets: actors, HTTP, Redis) and on
+            # its other threads (the database owner's: SQLite), for one worker's share of the attempts.
+            "cpu_ms_worker_main_thread_per_attempt": round(worker_threads[0] / total_attempts * 1000 * args.workers, 3),
+            "cpu_ms_worker_other_threads_per_attempt": round(
+                worker_threads[1] / total_attempts * 1000 * args.workers, 3
+            ),
             "cpu_ms_sink_per_attempt": round(cpu[0] / total_attempts * 1000, 3),
         }
         print(json.dumps(result, indent=2))
