@@ -6,19 +6,31 @@ the database, and a Redis notification from the web process wakes it when a job 
 An attempt is started (its row written) in a transaction committed before its request goes out,
 and never in one of its own: a claimed job that fits a free slot is started by the claim itself;
 one whose host has MAX_IN_FLIGHT_PER_HOST attempts running waits in a per-host queue, claimed but
-not started, until a slot frees: the finishing attempt takes it as its successor (TakeSuccessor)
-and starts it with its outcome, or else the next claim's transaction starts it. A crash therefore
-charges only attempts that were sent; waiting jobs go back uncharged when their lease expires. So
-that a crash strands little, a claim takes no more than the free slots of the hosts it runs plus
-one host's worth (MAX_IN_FLIGHT_PER_HOST) of waiting jobs. The lease of everything it holds is
-renewed in one statement every third of a lease.
+not started, until a slot frees: when an attempt's request is done (AttemptDone), the dispatcher
+hands the next waiting job of its host to that attempt's outcome as its successor, started in the
+outcome's transaction, or else the next claim's transaction starts it. A crash therefore charges
+only attempts that were sent; waiting jobs go back uncharged when their lease expires. So that a
+crash strands little, a claim takes no more than the free slots of the hosts it runs plus one
+host's worth (MAX_IN_FLIGHT_PER_HOST) of waiting jobs. The lease of everything it holds is renewed
+in one statement every third of a lease.
+
+Outcomes are written by the dispatcher's OutcomeWriter, one write at a time from a greenlet: those
+that finish while one is on its way go together in the next (one transaction, one trip to the
+database thread, their events in one pipeline). The RetryActor only sends and decides, and tells
+the dispatcher (one message each way per attempt, no ask).
+
+The dispatcher only decides; its pieces each have one reason to change and are tested in process:
+HostSlots (actors/slots.py, pure) keeps the slots and queues, Claimer (actors/claimer.py) does the
+database side of claiming and leases, OutcomeWriter (actors/outcome_writer.py) the outcomes' writes
+and events. Its collaborators (database owner, transport, event publisher, Redis for wake-ups, clock,
+the factory of attempt actors) are given when it is started.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gevent
@@ -26,10 +38,15 @@ import gevent.event
 import pykka
 
 from actors.base import Actor
+from actors.claimer import Claimer, ClaimResult
 from actors.messages import tell_unless_dead
-from actors.retry_actor import AttemptFinished, RetryActor, RunAttempt, TakeSuccessor
-from models import jobs, lifecycle, telemetry
+from actors.outcome_writer import Outcome, OutcomeWriter, Written
+from actors.retry_actor import AttemptDone, RetryActor, RunAttempt
+from actors.slots import HostSlots, key_of
+from actors.transport import Transport
+from models import lifecycle
 from models.channels import JOBS_WAKEUP
+from models.db import DatabaseOwner
 from models.events import BatchedPublisher
 from models.redis_client import listen_forever
 
@@ -47,15 +64,20 @@ class Wake:
 
 @dataclass(frozen=True)
 class Claimed:
-    """A claim finished: the jobs it took (each `started` or not), how many were asked for, the next due
-    time if it ran dry, and which of the waiting jobs handed to it (`to_start`) it started."""
+    """A claim finished (ClaimResult, None if it failed): how many jobs were asked for, and the waiting jobs
+    given a slot that it was to start."""
 
-    jobs: list
+    result: ClaimResult | None
     wanted: int
-    next_due_at: float | None
-    to_start: list = ()
-    started_ids: frozenset = frozenset()
-    failed: bool = False
+    to_start: list
+
+
+@dataclass(frozen=True)
+class OutcomesWritten:
+    """The OutcomeWriter wrote these outcomes (each Written, in order)."""
+
+    outcomes: list[Outcome]
+    written: list[Written]
 
 
 @dataclass(frozen=True)
@@ -71,25 +93,34 @@ class Stats:
 
 
 class JobDispatcher(Actor):
-    def __init__(self, settings, db, redis, transport):
+    def __init__(
+        self,
+        settings,
+        db: DatabaseOwner,
+        transport: Transport,
+        publisher: BatchedPublisher,
+        wakeups=None,
+        clock: Callable[[], float] = time.time,
+        attempt_actor: Callable[[pykka.ActorRef], pykka.ActorRef] | None = None,
+    ):
+        """`wakeups`: the Redis client whose JOBS_WAKEUP messages wake the dispatcher (None: its timer alone);
+        `attempt_actor(dispatcher)`: starts an actor that runs RunAttempt messages (default: a RetryActor)."""
         super().__init__()
         self.settings = settings
         self.db = db
-        self.redis = redis
         self.transport = transport
-        self.events = BatchedPublisher(redis)
+        self.publisher = publisher
+        self.wakeups = wakeups
+        self.clock = clock
         self.worker_id = settings.worker_id
-        # (job id, attempt number) -> host. Keyed by attempt, not job: a job whose retry is due at
-        # once can be claimed and started again before its previous attempt's AttemptFinished arrives.
-        self.running: dict[tuple[str, int], str] = {}
-        self.waiting: dict[str, collections.deque] = collections.defaultdict(collections.deque)
-        # Waiting jobs handed to a finishing attempt of their host (TakeSuccessor), to be started in the
-        # transaction of its outcome; not in waiting_count. Keyed like `running`.
-        self.successors: dict[tuple[str, int], jobs.Job] = {}
-        self.waiting_count = 0
-        # Waiting jobs given a slot (in `running` already) whose attempt the next claim will start.
-        self.to_start: list = []
-        self.per_host: collections.Counter = collections.Counter()
+        self.slots = HostSlots(settings.max_in_flight, settings.max_in_flight_per_host)
+        self.claimer = Claimer(db, self.worker_id, settings.lease_s, settings.max_in_flight_per_host)
+        self.outcomes = OutcomeWriter(db, self.worker_id, publisher.publish_job, settings.attempt_body_cap)
+        self.attempt_actor = attempt_actor or self._new_retry_actor
+        # Outcomes to write, and whether a write is on its way (one at a time: those that finish meanwhile
+        # go together in the next).
+        self.outcome_queue: list[Outcome] = []
+        self.writing = False
         self.idle_actors: list[pykka.ActorRef] = []
         self.all_actors: list[pykka.ActorRef] = []
         self.accepting = True
@@ -105,7 +136,9 @@ class JobDispatcher(Actor):
 
     # -- life cycle ----------------------------------------------------------------------------
     def on_start(self):
-        self.background = [gevent.spawn(self._listen_for_wakeups), gevent.spawn(self._renew_leases_forever)]
+        self.background = [gevent.spawn(self._renew_leases_forever)]
+        if self.wakeups is not None:
+            self.background.append(gevent.spawn(self._listen_for_wakeups))
         self._fill()
         log.info(
             "dispatcher started worker=%s max_in_flight=%d per_host=%d lease=%.1fs",
@@ -126,11 +159,13 @@ class JobDispatcher(Actor):
     def after_failure(self, message):
         # Whatever the message was, a claim must come again: a timer retries in a second.
         self.claiming = False
-        self._arm_timer(time.time() + 1.0)
+        self._arm_timer(self.clock() + 1.0)
 
     def handle(self, message):
-        if isinstance(message, AttemptFinished):
-            self._finished(message)
+        if isinstance(message, AttemptDone):
+            self._attempt_done(message)
+        elif isinstance(message, OutcomesWritten):
+            self._outcomes_written(message)
         elif isinstance(message, Claimed):
             self._claimed(message)
         elif isinstance(message, Wake):
@@ -141,46 +176,27 @@ class JobDispatcher(Actor):
             self._fill()
         elif isinstance(message, Drain):
             return self._drain(message.grace_s)
-        elif isinstance(message, TakeSuccessor):
-            return self._take_successor(message)
         elif isinstance(message, Stats):
             return {
-                "running": len(self.running),
-                "waiting": self.waiting_count,
-                "starting": len(self.to_start),
-                "successors": len(self.successors),
+                **self.slots.stats(),
+                "outcomes_to_write": len(self.outcome_queue),
                 "actors": len(self.all_actors),
                 "claiming": self.claiming,
             }
 
     # -- claiming ------------------------------------------------------------------------------
-    def _free_slots(self) -> dict:
-        """Per-host slots free now, for the hosts that have attempts running (a host with waiting jobs has none)."""
-        cap = self.settings.max_in_flight_per_host
-        return {host: max(0, cap - running) for host, running in self.per_host.items()}
-
-    def _wanted(self, free_slots: dict) -> int:
-        # At most the global room, and only what can start now plus one host's worth of waiting jobs:
-        # jobs for a busy host would otherwise pile up claimed (MAX_IN_FLIGHT of them) where no other
-        # worker can take them, and wait out a lease after a crash.
-        queue_room = self.settings.max_in_flight_per_host - self.waiting_count
-        held = len(self.running) + len(self.successors) + self.waiting_count
-        return max(
-            0, min(self.settings.claim_batch, self.settings.max_in_flight - held, queue_room + sum(free_slots.values()))
-        )
-
     def _fill(self):
         """Start a claim if there is room and work may be due, or waiting jobs to start. The claim runs
-        in its own greenlet and reports back with Claimed, so the actor keeps taking AttemptFinished
+        in its own greenlet and reports back with Claimed, so the actor keeps taking AttemptDone
         meanwhile: a dispatcher that waited on the database itself let finished attempts queue behind
         its claims."""
-        if self.claiming or time.time() < self.claim_failed_until:
+        if self.claiming or self.clock() < self.claim_failed_until:
             return
-        free_slots = self._free_slots()
-        want = self._wanted(free_slots) if self.accepting and self.more_due else 0
-        if want <= 0 and not self.to_start:
+        free_slots = self.slots.free_slots()
+        want = self.slots.wanted(self.settings.claim_batch, free_slots) if self.accepting and self.more_due else 0
+        if want <= 0 and not self.slots.to_start:
             return
-        to_start, self.to_start = self.to_start, []
+        to_start = self.slots.take_to_start()
         self.claiming = True
         self.work_noted_while_claiming = False
         gevent.spawn(self._claim, want, to_start, free_slots)
@@ -194,78 +210,58 @@ class JobDispatcher(Actor):
 
     def _claim(self, want: int, to_start: list, free_slots: dict):
         try:
-            started_ids, claimed = self.db.write(self._start_and_claim, want, to_start, free_slots)
-            if claimed and claimed.abandoned:
-                telemetry.JOB_ATTEMPTS.labels(lifecycle.ABANDONED).inc(claimed.abandoned)
-            if claimed and claimed.dead:
-                telemetry.JOBS_DEAD.inc(claimed.dead)
-            next_due = self.db.call(jobs.next_due_at) if len(claimed) < want else None
-            result = Claimed(claimed, want, next_due, to_start, frozenset(started_ids))
+            result = self.claimer.claim(want, to_start, free_slots)
         except Exception as exc:
             log.error("claim failed, retrying in 1 s: %s", exc)
-            result = Claimed([], want, time.time() + 1.0, to_start, failed=True)
-        tell_unless_dead(self.actor_ref, result)
-
-    def _start_and_claim(self, want: int, to_start: list, free_slots: dict):
-        """One transaction: start the waiting jobs given a slot, claim more, and start those of them that
-        fit a free slot. `free_slots` is the actor's view when the claim began; slots only free up since."""
-        started_ids = jobs.start_attempts(self.worker_id, [(job.id, job.attempts) for job in to_start])
-        cap = self.settings.max_in_flight_per_host
-
-        def start_now(job) -> bool:
-            free = free_slots.get(job.host, cap)
-            free_slots[job.host] = free - 1
-            return free > 0
-
-        claimed = jobs.claim_due(self.worker_id, want, self.settings.lease_s, start_now=start_now) if want > 0 else []
-        return started_ids, claimed
+            result = None
+        tell_unless_dead(self.actor_ref, Claimed(result, want, to_start))
 
     def _claimed(self, message: Claimed):
         self.claiming = False
+        result = message.result
+        claimed = result.jobs if result is not None else []
         if not self.accepting:
             # Claimed while a drain began: give everything back unsent (and uncharged) before shutdown goes on.
             for job in message.to_start:
-                self._free_slot((job.id, job.attempts))
-            unsent = list(message.jobs) + list(message.to_start)
-            if unsent:
-                try:
-                    self.db.write(jobs.release, self.worker_id, [(j.id, j.attempts) for j in unsent])
-                except Exception as exc:
-                    log.error(
-                        "could not release %d jobs claimed during shutdown (their lease will expire): %s",
-                        len(unsent),
-                        exc,
-                    )
-            if self.drained is not None and not self.running:
+                self.slots.free(key_of(job))
+            unsent = [key_of(job) for job in [*claimed, *message.to_start]]
+            try:
+                self.claimer.release(unsent)
+            except Exception as exc:
+                log.error(
+                    "could not release %d jobs claimed during shutdown (their lease will expire): %s", len(unsent), exc
+                )
+            if self.drained is not None and not self.slots.running:
                 self.drained.set()
             return
-        if message.failed:
+        if result is None:
             # The waiting jobs given a slot keep it; the timer's claim tries again in a second.
-            self.to_start = list(message.to_start) + self.to_start
-            self.claim_failed_until = message.next_due_at
+            self.slots.give_back_to_start(message.to_start)
+            self.claim_failed_until = self.clock() + 1.0
         # Queue the new waiting jobs first, so that each attempt sent below takes one as its successor.
         to_send = []
-        for job in message.jobs:
+        for job in claimed:
             if job.started:
-                self._take_slot(job)
+                self.slots.take(job)
                 to_send.append(job)
             else:
-                self.waiting[job.host].append(job)
-                self.waiting_count += 1
-        for job in [] if message.failed else message.to_start:
-            if job.id in message.started_ids:
-                to_send.append(job)
-            else:  # its lease was lost meanwhile (another worker has it): not ours to send
-                self._free_slot((job.id, job.attempts))
+                self.slots.wait(job)
+        if result is not None:
+            for job in message.to_start:
+                if job.id in result.started_ids:
+                    to_send.append(job)
+                else:  # its lease was lost meanwhile (another worker has it): not ours to send
+                    self.slots.free(key_of(job))
         for job in to_send:
             self._send(job)
-        for host in {job.host for job in [*message.jobs, *message.to_start]}:
+        for host in {job.host for job in [*claimed, *message.to_start]}:
             self._promote(host)
-        if message.failed or len(message.jobs) < message.wanted:
-            self.more_due = self.work_noted_while_claiming and not message.failed
+        if result is None or len(claimed) < message.wanted:
+            self.more_due = self.work_noted_while_claiming and result is not None
             idle = MAX_IDLE_S if self.redis_ok else IDLE_WHEN_REDIS_DOWN_S
-            due = message.next_due_at
-            self._arm_timer(min(due, time.time() + idle) if due is not None else time.time() + idle)
+            due = result.next_due_at if result is not None else self.claim_failed_until
+            now = self.clock()
+            self._arm_timer(min(due, now + idle) if due is not None else now + idle)
         self._fill()
 
     def _arm_timer(self, at: float):
@@ -273,73 +269,94 @@ class JobDispatcher(Actor):
         # either takes that work or comes back short and re-arms the timer.
         if self.timer is not None:
             self.timer.kill(block=False)
-        delay = max(0.0, at - time.time())
+        delay = max(0.0, at - self.clock())
         self.timer = gevent.spawn_later(delay, tell_unless_dead, self.actor_ref, Wake("timer"))
-
-    def _take_slot(self, job):
-        self.running[(job.id, job.attempts)] = job.host
-        self.per_host[job.host] += 1
-
-    def _free_slot(self, key) -> str | None:
-        host = self.running.pop(key, None)
-        if host is not None:
-            self.per_host[host] -= 1
-            if self.per_host[host] <= 0:
-                del self.per_host[host]
-        return host
 
     def _promote(self, host):
         """Give free slots of `host` to its waiting jobs; the next claim starts their attempts."""
-        queue = self.waiting.get(host)
-        while queue and self.accepting and self.per_host[host] < self.settings.max_in_flight_per_host:
-            job = queue.popleft()
-            self.waiting_count -= 1
-            self._take_slot(job)
-            self.to_start.append(job)
-        if queue is not None and not queue:
-            del self.waiting[host]
+        if self.accepting:
+            self.slots.promote(host)
 
     def _send(self, job):
-        actor = self.idle_actors.pop() if self.idle_actors else self._new_actor()
+        actor = self.idle_actors.pop() if self.idle_actors else self._start_attempt_actor()
         actor.tell(RunAttempt(job))
 
-    def _take_successor(self, message: TakeSuccessor):
-        queue = self.waiting.get(message.host)
-        if not queue or not self.accepting or (message.job_id, message.number) not in self.running:
-            return None
-        successor = queue.popleft()
-        self.waiting_count -= 1
-        if not queue:
-            del self.waiting[message.host]
-        self.successors[(message.job_id, message.number)] = successor
-        return successor
-
-    def _new_actor(self):
-        ref = RetryActor.start(
-            self.actor_ref, self.transport, self.db, self.events, self.worker_id, self.settings.attempt_body_cap
-        )
+    def _start_attempt_actor(self) -> pykka.ActorRef:
+        ref = self.attempt_actor(self.actor_ref)
         self.all_actors.append(ref)
         return ref
 
-    def _finished(self, message: AttemptFinished):
-        key = (message.job_id, message.number)
-        host = self._free_slot(key)
+    def _new_retry_actor(self, dispatcher: pykka.ActorRef) -> pykka.ActorRef:
+        return RetryActor.start(dispatcher, self.transport, self.db)
+
+    # -- outcomes ------------------------------------------------------------------------------
+    def _attempt_done(self, message: AttemptDone):
+        """An attempt's request is done: queue its outcome to be written, with the next job waiting for its
+        host as its successor (started in the outcome's transaction, sent once that committed)."""
         self.idle_actors.append(message.actor)
-        successor = self.successors.pop(key, None)
-        if successor is not None:
-            if message.successor_started:
-                self._take_slot(successor)
+        job, key = message.job, key_of(message.job)
+        if message.decision is None or message.response is None:
+            # It failed before deciding (logged by the actor): nothing to write; the lease recovers the job.
+            self._attempts_over([(key, None)])
+            return
+        successor = self.slots.take_successor(job.host, key) if self.accepting else None
+        self.outcome_queue.append(Outcome(job, message.decision, message.response, successor))
+        self._write_outcomes()
+
+    def _write_outcomes(self):
+        if self.writing or not self.outcome_queue:
+            return
+        batch, self.outcome_queue = self.outcome_queue, []
+        self.writing = True
+        gevent.spawn(self._write, batch)
+
+    def _write(self, batch: list[Outcome]):
+        try:
+            written = self.outcomes.write(batch)
+        except Exception as exc:
+            # Not written: their leases run out and another claim records those attempts abandoned.
+            log.error("could not write %d outcomes: %s", len(batch), exc)
+            written = [Written(None, False)] * len(batch)
+        tell_unless_dead(self.actor_ref, OutcomesWritten(batch, written))
+
+    def _outcomes_written(self, message: OutcomesWritten):
+        self.writing = False
+        unsent = []
+        for outcome, written in zip(message.outcomes, message.written):
+            successor = self.slots.successor_of(key_of(outcome.job))
+            if successor is None:
+                continue
+            if not self.accepting:  # draining: started or not, it goes back unsent
+                unsent.append(key_of(successor))
+            elif written.successor_started:
+                self.slots.take(successor)
                 self._send(successor)
             else:  # the outcome was not recorded: back to the head of its queue, the next claim starts it
-                self.waiting[successor.host].appendleft(successor)
-                self.waiting_count += 1
-        if host is None:
+                self.slots.wait(successor, first=True)
+        if unsent:
+            try:
+                self.claimer.release(unsent)
+            except Exception as exc:
+                log.error("could not release %d jobs at shutdown (their lease will expire): %s", len(unsent), exc)
+        self._attempts_over([(key_of(o.job), w.status) for o, w in zip(message.outcomes, message.written)])
+        self._write_outcomes()
+
+    def _attempts_over(self, finished: list):
+        """These attempts (key, the job's status now or None) hold their slots no more."""
+        hosts = set()
+        for key, status in finished:
+            host = self.slots.free(key)
+            if host is None:
+                continue
+            hosts.add(host)
+            if status == lifecycle.RETRYING:
+                # Its next attempt may be due before the timer we armed.
+                self._note_work()
+        if not hosts:
             return
-        self._promote(host)
-        if message.status == lifecycle.RETRYING:
-            # Its next attempt may be due before the timer we armed.
-            self._note_work()
-        if self.drained is not None and not self.running:
+        for host in hosts:
+            self._promote(host)
+        if self.drained is not None and not self.slots.running:
             self.drained.set()
         else:
             self._fill()
@@ -350,31 +367,30 @@ class JobDispatcher(Actor):
             self.redis_ok = True
             tell_unless_dead(self.actor_ref, Wake("redis-connected"))
 
+        coalesce_s = self.settings.wake_coalesce_ms / 1000
+
         def submitted(_):
             if not self.fill_scheduled:
                 self.fill_scheduled = True
-                tell_unless_dead(self.actor_ref, Wake("submission"))
+                if coalesce_s:
+                    gevent.spawn_later(coalesce_s, tell_unless_dead, self.actor_ref, Wake("submission"))
+                else:
+                    tell_unless_dead(self.actor_ref, Wake("submission"))
 
         def lost(exc):
             if self.redis_ok:
                 log.warning("wake-up subscription lost (%s); falling back to %.1f s timer", exc, IDLE_WHEN_REDIS_DOWN_S)
             self.redis_ok = False
 
-        listen_forever(self.redis, JOBS_WAKEUP, submitted, subscribed, lost)
+        listen_forever(self.wakeups, JOBS_WAKEUP, submitted, subscribed, lost)
 
     def _renew_leases_forever(self):
         interval = self.settings.lease_s / 3
         while True:
             gevent.sleep(interval)
-            held = (
-                [job_id for job_id, _ in self.running]
-                + [job.id for job in self.successors.values()]
-                + [job.id for queue in self.waiting.values() for job in queue]
-            )
-            if not held:
-                continue
+            held = self.slots.held_ids()
             try:
-                self.db.write(jobs.renew_leases, self.worker_id, held, self.settings.lease_s)
+                self.claimer.renew(held)
             except Exception as exc:
                 log.error("lease renewal failed for %d jobs: %s", len(held), exc)
 
@@ -383,29 +399,21 @@ class JobDispatcher(Actor):
         self.accepting = False
         if self.timer is not None:
             self.timer.kill(block=False)
-        not_started = [(job.id, job.attempts) for queue in self.waiting.values() for job in queue]
-        not_started += [(job.id, job.attempts) for job in [*self.to_start, *self.successors.values()]]
-        self.successors.clear()
-        for job in self.to_start:
-            self._free_slot((job.id, job.attempts))
-        self.to_start = []
-        self.waiting.clear()
-        self.waiting_count = 0
-        released = self.db.write(jobs.release, self.worker_id, not_started) if not_started else 0
-        running_at_drain = len(self.running)
-        if self.running:
+        released = self.claimer.release(self.slots.give_up_unstarted())
+        running_at_drain = len(self.slots.running)
+        if self.slots.running:
             self.drained = gevent.event.Event()
-            # Answer later: the actor keeps processing AttemptFinished messages meanwhile.
+            # Answer later: the actor keeps processing AttemptDone and OutcomesWritten meanwhile.
             gevent.spawn(self._expire_after, grace_s)
         return {"released": released, "running": running_at_drain}
 
     def _expire_after(self, grace_s: float):
         finished = self.drained.wait(grace_s)
-        if not finished and self.running:
+        if not finished and self.slots.running:
             # Make what is still running claimable at once; its attempt will be recorded abandoned.
             try:
-                ids = [job_id for job_id, _ in self.running]
-                self.db.write(jobs.expire_leases, self.worker_id, ids)
+                ids = self.slots.running_ids()
+                self.claimer.expire(ids)
                 log.warning("grace period over: %d attempts left to lease recovery", len(ids))
             except Exception as exc:
                 log.error("could not expire leases at shutdown: %s", exc)

@@ -1,4 +1,4 @@
-"""RetryActor: makes one job's attempt, decides what it means, and records it, fenced by the lease.
+"""RetryActor: makes one job's attempt and decides what it means; the dispatcher has the outcome recorded.
 
 The dispatcher hands each in-flight job to its own RetryActor. Actors are reused for later jobs
 once idle (starting an actor costs ~0.2 ms of CPU), so there is never an actor for a job that is
@@ -14,11 +14,10 @@ from dataclasses import dataclass
 import pykka
 
 from actors.base import Actor
-from actors.outcomes import attempt_response, decide
-from actors.transport import Transport
+from actors.outcomes import Decision, decide
+from actors.transport import Response, Transport
 from models import jobs, lifecycle, logs, telemetry, webhooks
 from models.db import DatabaseOwner
-from models.events import BatchedPublisher
 
 log = logging.getLogger(__name__)
 
@@ -31,24 +30,14 @@ class RunAttempt:
 
 
 @dataclass(frozen=True)
-class TakeSuccessor:
-    """Asked of the dispatcher before an outcome is written: the next job waiting for this slot, if any.
-    Its attempt is started in the same transaction as the outcome, so the dispatcher can send it the
-    moment this attempt finishes, with no write of its own."""
+class AttemptDone:
+    """An attempt's request is done (`decision` and `response` None if it failed before deciding): the
+    dispatcher has its outcome written, and `actor` is free for the next job."""
 
-    host: str
-    job_id: str
-    number: int
-
-
-@dataclass(frozen=True)
-class AttemptFinished:
-    job_id: str
-    number: int
+    job: jobs.Job
     actor: pykka.ActorRef
-    status: str | None  # the job's status now, None if the outcome was fenced off
-    successor: jobs.Job | None = None
-    successor_started: bool = False
+    decision: Decision | None
+    response: Response | None
 
 
 def outbound_headers(job: jobs.Job, number: int) -> dict:
@@ -72,47 +61,26 @@ def _observe_start(job: jobs.Job, started_at: float) -> None:
 
 
 class RetryActor(Actor):
-    def __init__(
-        self,
-        dispatcher: pykka.ActorRef,
-        transport: Transport,
-        db: DatabaseOwner,
-        events: BatchedPublisher,
-        worker_id: str,
-        attempt_body_cap: int = 16 * 1024,
-    ):
+    """Collaborators, given when started: the dispatcher to report to, the transport, and the database owner
+    (for signing secrets). The outcome is written by the dispatcher's OutcomeWriter, many to a transaction."""
+
+    def __init__(self, dispatcher: pykka.ActorRef, transport: Transport, db: DatabaseOwner):
         super().__init__()
-        self.attempt_body_cap = attempt_body_cap
         self.dispatcher = dispatcher
         self.transport = transport
         self.db = db
-        self.events = events
-        self.worker_id = worker_id
-        self.successor: jobs.Job | None = None
 
     def handle(self, message):
         if isinstance(message, RunAttempt):
-            self.successor, self.outcome = None, (None, False)
+            done = (None, None)
             job_id_token = logs.job_id.set(message.job.id)
             try:
-                self.outcome = self._attempt(message.job)  # a failure is logged by Actor; the lease recovers the job
+                done = self._attempt(message.job)  # a failure is logged by Actor; the lease recovers the job
             finally:
                 logs.job_id.reset(job_id_token)
-                status, successor_started = self.outcome
-                self.dispatcher.tell(
-                    AttemptFinished(
-                        message.job.id, message.job.attempts, self.actor_ref, status, self.successor, successor_started
-                    )
-                )
+                self.dispatcher.tell(AttemptDone(message.job, self.actor_ref, *done))
 
-    def _record(self, job_id: str, number: int, successor: jobs.Job | None, **outcome) -> tuple[jobs.Job, bool]:
-        updated = jobs.record_outcome(job_id, number, self.worker_id, **outcome)
-        started = successor is not None and bool(
-            jobs.start_attempts(self.worker_id, [(successor.id, successor.attempts)])
-        )
-        return updated, started
-
-    def _attempt(self, job: jobs.Job) -> tuple[str | None, bool]:
+    def _attempt(self, job: jobs.Job) -> tuple[Decision, Response]:
         number = job.attempts
         body = bytes(job.body) if job.body is not None else None
         headers = outbound_headers(job, number)
@@ -123,43 +91,4 @@ class RetryActor(Actor):
             )
         response = self.transport.send(job.method, job.url, headers, body, job.timeout_s)
         _observe_start(job, response.started_at)
-        decision = decide(job, response, number)
-        try:
-            self.successor = successor = self.dispatcher.ask(TakeSuccessor(job.host, job.id, number))
-        except pykka.ActorDeadError:  # shutting down: the outcome still gets recorded
-            successor = None
-        try:
-            updated, successor_started = self.db.write(
-                self._record,
-                job.id,
-                number,
-                successor,
-                outcome=decision.outcome,
-                status=decision.status,
-                started_at=response.started_at,
-                finished_at=response.finished_at,
-                status_code=response.status_code,
-                error=decision.error,
-                result=decision.result,
-                due_at=decision.due_at,
-                delay_s=decision.delay_s,
-                response=attempt_response(response, self.attempt_body_cap),
-            )
-        except jobs.StaleLease:
-            log.warning("outcome fenced off: job=%s attempt=%d is no longer ours", job.id, number)
-            return None, False
-        log.info(
-            "job=%s attempt=%d outcome=%s status=%s code=%s%s",
-            job.id,
-            number,
-            decision.outcome,
-            updated.status,
-            response.status_code,
-            f" retry_in={decision.delay_s:.3f}s" if decision.delay_s is not None else "",
-        )
-        telemetry.JOB_ATTEMPTS.labels(decision.outcome).inc()
-        telemetry.JOB_ATTEMPT_DURATION.observe(max(0.0, response.finished_at - response.started_at))
-        if updated.status == lifecycle.DEAD:
-            telemetry.JOBS_DEAD.inc()
-        self.events.publish_job(updated)
-        return updated.status, successor_started
+        return decide(job, response, number), response

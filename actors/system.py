@@ -12,6 +12,7 @@ from actors.purger import Purger
 from actors.transport import Transport
 from models import jobs, telemetry
 from models.db import open_database
+from models.events import BatchedPublisher
 from models.net.policy import DestinationPolicy
 from models.redis_client import redis_client
 from models.schema import ensure_schema
@@ -41,7 +42,10 @@ class ActorSystem:
                 body_cap=self.settings.result_body_cap,
                 pool_per_host=self.settings.max_in_flight_per_host,
             )
-            self.dispatcher = JobDispatcher.start(self.settings, db, redis_client(), self.transport)
+            redis = redis_client()
+            self.dispatcher = JobDispatcher.start(
+                self.settings, db, self.transport, publisher=BatchedPublisher(redis), wakeups=redis
+            )
         if self.role in ("pollers", "all"):
             from actors.metrics import start_metrics_actors
 

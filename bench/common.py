@@ -21,10 +21,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cpu_seconds(pid: int | None = None) -> float:
-    """User plus system CPU time of process `pid` (this process if None), from /proc."""
+def cpu_seconds(pid: int | None = None, kernel_only: bool = False) -> float:
+    """User plus system CPU time of process `pid` (this process if None), from /proc; system time alone with
+    `kernel_only`."""
     fields = Path(f"/proc/{pid or os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return (int(fields[12]) + (0 if kernel_only else int(fields[11]))) / CLOCK_TICKS
+
+
+def thread_cpu_seconds(pid: int) -> tuple[float, float]:
+    """(CPU seconds of process `pid`'s main thread, of all its other threads together), from /proc."""
+    main = other = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        seconds = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        if int(task.name) == pid:
+            main += seconds
+        else:
+            other += seconds
+    return main, other
 
 
 def rss_mb(pid: int) -> float:

@@ -4,10 +4,12 @@
 5% fail twice, 5% answer 400. Backoff base 0.2 s, cap 5 s, full jitter, max 5 attempts.
 
     .venv/bin/python bench/jobs_bench.py [--jobs 5000] [--concurrency 64] [--workers N]
-        [--batch 500] [--database postgresql://postgres@127.0.0.1:5432/postgres]
+        [--batch 500] [--database postgresql://postgres@127.0.0.1:5432/postgres] [--rate 100] [--all-ok]
 
 --batch N submits with POST /jobs/batch, N jobs a request; --database runs on a fresh PostgreSQL
-database made on that server (dropped afterwards) instead of a SQLite file.
+database made on that server (dropped afterwards) instead of a SQLite file; --rate paces submissions
+(the cost at light load); --all-ok makes every job succeed at its first attempt (the paced workload of
+the engine issue). CPU per job is each process's CPU from the first submission to the last job's end.
 
 Starts its own web, worker and sink processes (and uses REDIS_URL or 127.0.0.1:6379), then prints
 the figures as one JSON object. Run by hand; not part of `make test`.
@@ -35,7 +37,7 @@ import redis  # noqa: E402
 import requests  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_seconds, free_port, wait_http  # noqa: E402
+from common import cpu_seconds, free_port, thread_cpu_seconds, wait_http  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -75,6 +77,24 @@ class Server(WSGIServer):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return super().handle(sock, address)
 Server(("127.0.0.1", int(sys.argv[1])), app, log=None).serve_forever()
+"""
+
+
+# `python -m <module>` under cProfile counting its main thread's CPU (not wall time: under gevent a wait would
+# be charged to whatever greenlet switched away), from SIGUSR1 (sent when the submissions start) to exit.
+PROFILED = r"""
+import cProfile, runpy, signal, sys, time
+module, out = sys.argv.pop(1), sys.argv.pop(1)
+profiler = cProfile.Profile(time.thread_time)
+signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
+sys.argv[0] = module
+try:
+    runpy.run_module(module, run_name="__main__")
+except SystemExit:
+    pass
+finally:
+    profiler.disable()
+    profiler.dump_stats(out)
 """
 
 
@@ -244,6 +264,11 @@ def main():
     )
     parser.add_argument("--batch", type=int, default=0, help="submit with POST /jobs/batch, this many jobs a request")
     parser.add_argument("--database", default=None, help="a PostgreSQL server URL (default: a SQLite file)")
+    parser.add_argument("--all-ok", action="store_true", help="every job succeeds at its first attempt")
+    parser.add_argument(
+        "--profile-worker", default=None, help="run the (first) worker under cProfile, writing its stats to this file"
+    )
+    parser.add_argument("--profile-web", default=None, help="run the web process under cProfile, writing to this file")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="jobs-bench-"))
@@ -277,11 +302,22 @@ def main():
     subscribed_before = wakeup_subscribers(wakeups)  # the Redis may be shared: count only ours
     procs = [
         subprocess.Popen([PY, str(tmp / "sink.py"), str(sink_port)], cwd=ROOT, env=env),
-        subprocess.Popen([PY, "-m", "web"], cwd=ROOT, env=env, stderr=open(tmp / "web.log", "w")),
+        subprocess.Popen(
+            [PY, *(["-c", PROFILED, "web", os.path.abspath(args.profile_web)] if args.profile_web else ["-m", "web"])],
+            cwd=ROOT,
+            env=env,
+            stderr=open(tmp / "web.log", "w"),
+        ),
     ]
+    profiled = (
+        ["-c", PROFILED, "actors", os.path.abspath(args.profile_worker)] if args.profile_worker else ["-m", "actors"]
+    )
     procs += [
         subprocess.Popen(
-            [PY, "-m", "actors", "--role", "jobs"], cwd=ROOT, env=env, stderr=open(tmp / f"worker{i}.log", "w")
+            [PY, *(profiled if i == 0 else ["-m", "actors"]), "--role", "jobs"],
+            cwd=ROOT,
+            env=env,
+            stderr=open(tmp / f"worker{i}.log", "w"),
         )
         for i in range(args.workers)
     ]
@@ -292,10 +328,15 @@ def main():
         wait_wakeup_subscribers(wakeups, subscribed_before + args.workers, procs[2:])
 
         rng = random.Random(7)
-        kinds = ["ok"] * 65 + ["fail1"] * 25 + ["fail2"] * 5 + ["bad"] * 5
+        kinds = ["ok"] if args.all_ok else ["ok"] * 65 + ["fail1"] * 25 + ["fail2"] * 5 + ["bad"] * 5
         plan = [rng.choice(kinds) for _ in range(args.jobs)]
         payload = {"event": "payment.succeeded", "data": {"id": "x" * 380, "amount": 1234, "currency": "EUR"}}
+        for index, profiled_file in ((1, args.profile_web), (2, args.profile_worker)):
+            if profiled_file:
+                procs[index].send_signal(signal.SIGUSR1)
         cpu_before = [cpu_seconds(proc.pid) for proc in procs]
+        kernel_before = [cpu_seconds(proc.pid, kernel_only=True) for proc in procs]
+        worker_threads_before = thread_cpu_seconds(procs[2].pid)
         if args.batch:
             t0, t_submitted = submit_batches(
                 web_port, key, sink_port, plan, payload, args.batch, min(args.concurrency, 4)
@@ -310,6 +351,9 @@ def main():
             if left == 0:
                 break
             time.sleep(0.05)
+        cpu = [cpu_seconds(proc.pid) - before for proc, before in zip(procs, cpu_before)]
+        kernel = [cpu_seconds(proc.pid, kernel_only=True) - before for proc, before in zip(procs, kernel_before)]
+        worker_threads = [now - before for now, before in zip(thread_cpu_seconds(procs[2].pid), worker_threads_before)]
         last_delivery = con.execute("SELECT MAX(finished_at) FROM attempt WHERE outcome='success'").fetchone()[0]
         first_latency = [
             r[0] * 1000
@@ -323,7 +367,6 @@ def main():
         per_job = dict(con.execute("SELECT id, attempts FROM job").fetchall())
         final = dict(con.execute("SELECT id, status FROM job").fetchall())
         sink = requests.get(f"http://127.0.0.1:{sink_port}/stats", timeout=5).json()
-        cpu = [cpu_seconds(proc.pid) - before for proc, before in zip(procs, cpu_before)]
 
         job_kinds = {job_id: url.rsplit("/", 1)[-1] for job_id, url in con.execute("SELECT id, url FROM job")}
         expected_success = [j for j, k in job_kinds.items() if k != "bad"]
@@ -347,9 +390,20 @@ def main():
             "retry_lateness_ms_p50": round(statistics.median(lateness), 2) if lateness else None,
             "retry_lateness_ms_p99": round(percentile(lateness, 99), 2) if lateness else None,
             "statuses": statuses,
-            # CPU of each process over the whole run (the bench's own queries at the end included).
+            # CPU of each process from the first submission until every job had ended.
             "cpu_ms_web_per_job": round(cpu[1] / args.jobs * 1000, 3),
+            "cpu_ms_workers_per_job": round(sum(cpu[2:]) / args.jobs * 1000, 3),
+            "cpu_ms_web_and_workers_per_job": round(sum(cpu[1:]) / args.jobs * 1000, 3),
             "cpu_ms_workers_per_attempt": round(sum(cpu[2:]) / total_attempts * 1000, 3),
+            # Of which in the kernel (system calls: wake-ups, sockets, the database file).
+            "kernel_ms_web_per_job": round(kernel[1] / args.jobs * 1000, 3),
+            "kernel_ms_workers_per_job": round(sum(kernel[2:]) / args.jobs * 1000, 3),
+            # The first worker's CPU per attempt on its main thread (the greenlets: actors, HTTP, Redis) and on
+            # its other threads (the database owner's: SQLite), for one worker's share of the attempts.
+            "cpu_ms_worker_main_thread_per_attempt": round(worker_threads[0] / total_attempts * 1000 * args.workers, 3),
+            "cpu_ms_worker_other_threads_per_attempt": round(
+                worker_threads[1] / total_attempts * 1000 * args.workers, 3
+            ),
             "cpu_ms_sink_per_attempt": round(cpu[0] / total_attempts * 1000, 3),
         }
         print(json.dumps(result, indent=2))

@@ -1,6 +1,6 @@
 """The ceiling the mandated stack itself puts on the delivery workload, with no engine in between.
 
-    .venv/bin/python bench/stack_floor.py [--jobs 5000]
+    .venv/bin/python bench/stack_floor.py [--jobs 5000] [--rate 100]
 
 Measures, on this machine and at this moment, the CPU that the two unavoidable halves of one job cost
 when they do nothing else:
@@ -15,7 +15,9 @@ when they do nothing else:
 
 From those it prints the most deliveries per second two cores could give for the retry-engine
 workload (1.34 attempts and 0.95 deliveries per job) if the engine itself cost nothing: every job
-needs one submit and 1.34 attempts, each with the CPU of both of its ends. Run it right before or
+needs one submit and 1.34 attempts, each with the CPU of both of its ends. With --rate the submits and
+the attempts are paced at that many a second (one attempt per submit, as in jobs_bench.py --all-ok):
+the floor of the cost per job at light load, where every request wakes its processes from idle. Run it right before or
 after bench/jobs_bench.py: this machine's speed varies by tens of percent between hours.
 """
 
@@ -89,10 +91,10 @@ def measured(pid: int, work) -> tuple[float, float, float]:
     return time.time() - start, cpu_seconds(pid) - other, cpu_seconds() - own
 
 
-def submit_floor(tmp: Path, jobs: int, payload: dict) -> dict:
+def submit_floor(tmp: Path, jobs: int, payload: dict, rate: float = 0) -> dict:
     with serving(tmp, "flask_floor.py", FLASK_FLOOR, "/healthz") as (port, pid):
         plan = [random.Random(7).choice(["ok", "fail1"]) for _ in range(jobs)]
-        wall, server_cpu, client_cpu = measured(pid, lambda: submit_all(port, "key", 9, plan, payload, 64, 0))
+        wall, server_cpu, client_cpu = measured(pid, lambda: submit_all(port, "key", 9, plan, payload, 64, rate))
     return {
         "per_s": round(jobs / wall, 1),
         "server_cpu_ms": round(server_cpu / jobs * 1000, 3),
@@ -100,17 +102,20 @@ def submit_floor(tmp: Path, jobs: int, payload: dict) -> dict:
     }
 
 
-def attempt_floor(tmp: Path, attempts: int, payload: dict, lean: bool) -> dict:
+def attempt_floor(tmp: Path, attempts: int, payload: dict, lean: bool, rate: float = 0) -> dict:
     session = requests.Session()
     session.mount("http://", requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=64))
     transport = Transport(DestinationPolicy([ipaddress.ip_network("127.0.0.0/8")]), body_cap=1 << 20, pool_per_host=64)
     body = json.dumps(payload).encode()
     left = list(range(attempts))
     with serving(tmp, "sink.py", SINK, "/stats") as (port, pid):
+        start = time.time()
 
         def sender():
             while left:
                 n = left.pop()
+                if rate and (due := start + (attempts - n - 1) / rate) > time.time():
+                    gevent.sleep(due - time.time())
                 headers = {"Content-Type": "application/json", "X-Job-Id": str(n)}
                 if lean:
                     status = transport.send("POST", f"http://127.0.0.1:{port}/hook/ok", headers, body, 10).status_code
@@ -133,21 +138,23 @@ def attempt_floor(tmp: Path, attempts: int, payload: dict, lean: bool) -> dict:
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--rate", type=float, default=0, help="pace submits and attempts at this many a second")
     args = parser.parse_args()
     payload = {
         "url": "http://127.0.0.1:9/hook/ok",
         "json": {"event": "payment.succeeded", "data": {"id": "x" * 380, "amount": 1234, "currency": "EUR"}},
     }
     with tempfile.TemporaryDirectory(prefix="stack-floor-") as tmp:
-        submit = submit_floor(Path(tmp), args.jobs, payload)
-        attempts = round(args.jobs * ATTEMPTS_PER_JOB)
-        session = attempt_floor(Path(tmp), attempts, payload["json"], lean=False)
-        adapter = attempt_floor(Path(tmp), attempts, payload["json"], lean=True)
+        submit = submit_floor(Path(tmp), args.jobs, payload, args.rate)
+        attempts_per_job = 1.0 if args.rate else ATTEMPTS_PER_JOB
+        attempts = round(args.jobs * attempts_per_job)
+        session = attempt_floor(Path(tmp), attempts, payload["json"], lean=False, rate=args.rate)
+        adapter = attempt_floor(Path(tmp), attempts, payload["json"], lean=True, rate=args.rate)
     attempt = min(session, adapter, key=lambda a: a["client_cpu_ms"] + a["sink_cpu_ms"])
     per_job_ms = (
         submit["server_cpu_ms"]
         + submit["client_cpu_ms"]
-        + ATTEMPTS_PER_JOB * (attempt["client_cpu_ms"] + attempt["sink_cpu_ms"])
+        + attempts_per_job * (attempt["client_cpu_ms"] + attempt["sink_cpu_ms"])
     )
     print(
         json.dumps(
@@ -157,6 +164,10 @@ def main():
                 "attempt_requests_session": session,
                 "attempt_engine_transport": adapter,
                 "cpu_per_job_ms": round(per_job_ms, 3),
+                # What jobs_bench.py counts as "web + worker": the submit's server and the attempt's client.
+                "server_and_client_cpu_per_job_ms": round(
+                    submit["server_cpu_ms"] + attempts_per_job * attempt["client_cpu_ms"], 3
+                ),
                 "ceiling_deliveries_per_s": round(CORES * 1000 / per_job_ms * DELIVERIES_PER_JOB, 1),
             },
             indent=2,

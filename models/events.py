@@ -76,26 +76,34 @@ class DispatcherWaker:
 
     Every job committed before `wake()` is followed by a publish that starts after its commit, so no
     dispatcher can miss it; a burst of 1,000 submissions costs a handful of publishes, not 1,000.
+    `wake(jobs)` also publishes those jobs' events, in the same pipeline ahead of the wake-up: one
+    round trip for a submission instead of two, and under load one pipeline for many.
     """
 
     def __init__(self, redis):
         self.redis = redis
         # Outside gevent (an in-process tool) there is no hub to run a publisher greenlet on.
         self._in_background = monkey.is_module_patched("socket")
-        self._wakes = Coalescer(lambda _wakes: self._publish())
+        self._wakes = Coalescer(self._publish)
 
-    def wake(self) -> None:
+    def wake(self, jobs=()) -> None:
+        messages = [message for job in jobs for message in job_messages(job)]
         if not self._in_background:
-            self._publish()
+            self._publish([messages])
             return
-        self._wakes.add(None)
+        self._wakes.add(messages)
 
-    def _publish(self) -> None:
+    def _publish(self, batch: list[list[tuple[str, str]]]) -> None:
+        events = [message for messages in batch for message in messages]
         try:
-            self.redis.publish(JOBS_WAKEUP, "1")
+            pipe = self.redis.pipeline(transaction=False)
+            for channel, payload in events:
+                pipe.publish(channel, payload)
+            pipe.publish(JOBS_WAKEUP, "1")
+            pipe.execute()
         except Exception as exc:
             # The dispatcher's fallback timer still finds the job; it just starts later.
-            log.warning("could not wake dispatchers: %s", exc)
+            log.warning("could not wake dispatchers (nor publish %d job events): %s", len(events), exc)
 
 
 class BatchedPublisher:

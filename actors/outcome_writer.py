@@ -1,0 +1,114 @@
+"""OutcomeWriter: stores what attempts decided, fenced by their leases, and tells whoever follows the jobs.
+
+The dispatcher hands it the outcomes that finished meanwhile, many at once: each outcome and its job's next
+state are one fenced statement pair (models/jobs.record_outcome), all of them in one write through the
+database owner (one trip to its thread, sharing the commit of whatever else is queued); a waiting job handed
+over as an attempt's successor is started in that same transaction. Then the states are published
+(`publish`, the worker's BatchedPublisher: many events a Redis round trip).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from actors.outcomes import Decision, attempt_response
+from actors.transport import Response
+from models import jobs, lifecycle, telemetry
+from models.db import DatabaseOwner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an attempt brought back, and the waiting job (if any) to start in the same transaction."""
+
+    job: jobs.Job
+    decision: Decision
+    response: Response
+    successor: jobs.Job | None = None
+
+
+@dataclass(frozen=True)
+class Written:
+    """The job's status after its outcome was written (None: fenced off, not ours any more, nothing written),
+    and whether its successor's attempt was started."""
+
+    status: str | None
+    successor_started: bool
+
+
+class OutcomeWriter:
+    def __init__(
+        self, db: DatabaseOwner, worker_id: str, publish: Callable[[jobs.Job], None], attempt_body_cap: int = 16 * 1024
+    ):
+        self.db = db
+        self.worker_id = worker_id
+        self.publish = publish
+        self.attempt_body_cap = attempt_body_cap
+
+    def write(self, outcomes: list[Outcome]) -> list[Written]:
+        """Record each attempt's outcome (fenced: only if this worker still holds that attempt's lease) and
+        start its successor's attempt, all in one transaction; then publish the jobs' new states. An outcome
+        fenced off writes nothing, not even its successor's start. Raises only if the transaction failed."""
+        states = self.db.write(self._record_all, outcomes)
+        written = []
+        for outcome, (updated, successor_started) in zip(outcomes, states):
+            if updated is None:
+                log.warning(
+                    "outcome fenced off: job=%s attempt=%d is no longer ours", outcome.job.id, outcome.job.attempts
+                )
+                written.append(Written(None, False))
+                continue
+            self._observe(outcome, updated)
+            self.publish(updated)
+            written.append(Written(updated.status, successor_started))
+        return written
+
+    def _record_all(self, outcomes: list[Outcome]) -> list[tuple[jobs.Job | None, bool]]:
+        # No savepoint per outcome: a fenced-off outcome raises StaleLease before it changed anything.
+        return [self._record(outcome) for outcome in outcomes]
+
+    def _record(self, outcome: Outcome) -> tuple[jobs.Job | None, bool]:
+        job, decision, response = outcome.job, outcome.decision, outcome.response
+        try:
+            updated = jobs.record_outcome(
+                job.id,
+                job.attempts,
+                self.worker_id,
+                outcome=decision.outcome,
+                status=decision.status,
+                started_at=response.started_at,
+                finished_at=response.finished_at,
+                status_code=response.status_code,
+                error=decision.error,
+                result=decision.result,
+                due_at=decision.due_at,
+                delay_s=decision.delay_s,
+                response=attempt_response(response, self.attempt_body_cap),
+            )
+        except jobs.StaleLease:
+            return None, False
+        successor = outcome.successor
+        started = successor is not None and bool(
+            jobs.start_attempts(self.worker_id, [(successor.id, successor.attempts)])
+        )
+        return updated, started
+
+    def _observe(self, outcome: Outcome, updated: jobs.Job) -> None:
+        decision, response = outcome.decision, outcome.response
+        log.info(
+            "job=%s attempt=%d outcome=%s status=%s code=%s%s",
+            outcome.job.id,
+            outcome.job.attempts,
+            decision.outcome,
+            updated.status,
+            response.status_code,
+            f" retry_in={decision.delay_s:.3f}s" if decision.delay_s is not None else "",
+        )
+        telemetry.JOB_ATTEMPTS.labels(decision.outcome).inc()
+        telemetry.JOB_ATTEMPT_DURATION.observe(max(0.0, response.finished_at - response.started_at))
+        if updated.status == lifecycle.DEAD:
+            telemetry.JOBS_DEAD.inc()
