@@ -13,6 +13,7 @@ hours on DST days), an hour from one local whole hour to the next (so in Asia/Ko
 
 from __future__ import annotations
 
+import json
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -222,8 +223,6 @@ _READINGS = "SELECT time, data FROM reading WHERE inverter_id = ? AND time >= ? 
 
 
 def _readings(inverter_id: str, start: float, end: float) -> list[tuple[float, dict]]:
-    import json
-
     rows = database.execute_sql(sql(_READINGS), (inverter_id, start, end)).fetchall()
     return [(t, json.loads(data)) for t, data in rows]
 
@@ -291,13 +290,12 @@ def store_day(inverter_id: str, zone, day: Date) -> int:
     return len(rows)
 
 
+_ROLLED_UP_UNTIL = "SELECT MAX(bucket_end) FROM energy_rollup WHERE inverter_id = ? AND period = ?"
+
+
 def rolled_up_until(inverter_id: str) -> float | None:
     """End of the newest stored day rollup: readings before it are safe to delete."""
-    return (
-        EnergyRollup.select(peewee.fn.MAX(EnergyRollup.bucket_end))
-        .where((EnergyRollup.inverter == inverter_id) & (EnergyRollup.period == DAY))
-        .scalar()
-    )
+    return database.execute_sql(sql(_ROLLED_UP_UNTIL), (inverter_id, DAY)).fetchone()[0]
 
 
 def first_reading_since(inverter_id: str, since: float | None) -> float | None:
@@ -305,30 +303,19 @@ def first_reading_since(inverter_id: str, since: float | None) -> float | None:
     return (query if since is None else query.where(Reading.time >= since)).scalar()
 
 
+_STORED = (
+    "SELECT period, bucket_start, bucket_end, local_start, samples, "
+    + ", ".join(f"{q}_wh" for q in QUANTITIES)
+    + ", power FROM energy_rollup WHERE inverter_id = ? AND period = ? AND bucket_start >= ? AND bucket_start < ?"
+    " ORDER BY bucket_start LIMIT ?"
+)
+_STORED_KEYS = ("period", "start", "end", "local_start", "samples", *(f"{q}_wh" for q in QUANTITIES))
+
+
 def stored(inverter_id: str, period: str, since: float, until: float, limit: int) -> list[dict]:
-    rows = (
-        EnergyRollup.select()
-        .where(
-            (EnergyRollup.inverter == inverter_id)
-            & (EnergyRollup.period == period)
-            & (EnergyRollup.bucket_start >= since)
-            & (EnergyRollup.bucket_start < until)
-        )
-        .order_by(EnergyRollup.bucket_start)
-        .limit(limit)
-    )
-    return [
-        {
-            "period": r.period,
-            "start": r.bucket_start,
-            "end": r.bucket_end,
-            "local_start": r.local_start,
-            "samples": r.samples,
-            **{f"{q}_wh": getattr(r, f"{q}_wh") for q in QUANTITIES},
-            "power": r.power,
-        }
-        for r in rows
-    ]
+    # Plain rows, not model instances: a month of hours is 721 rows and building models cost most of its time.
+    rows = database.execute_sql(sql(_STORED), (inverter_id, period, since, until, limit)).fetchall()
+    return [{**dict(zip(_STORED_KEYS, row)), "power": json.loads(row[-1])} for row in rows]
 
 
 # Buckets not rolled up yet are computed from raw readings on request, over at most this many local
