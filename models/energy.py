@@ -270,9 +270,12 @@ class LiveBuckets:
     time: readings are only inserted, never changed), only the buckets ending after it are computed again,
     from the readings since their start; otherwise (a late reading, a purge) the days are computed afresh.
     When nothing arrived at all, the kept buckets are the answer: one counting query.
+
+    An hourly bucket takes about 2.8 KB, so an entry (an inverter's period over two or three days) up to
+    about 200 KB; the least recently used entries beyond `max_entries` are dropped.
     """
 
-    def __init__(self, max_entries: int = 1024):
+    def __init__(self, max_entries: int = 256):
         self.max_entries = max_entries
         self._entries: OrderedDict[tuple, _LiveDays] = OrderedDict()
 
