@@ -1,21 +1,25 @@
 """What the inverter page's history ranges cost the API: a month from the hourly energy rollups against a
 month of raw readings, beside the last hour of raw readings.
 
-    REDIS_URL=... SECRET_KEY=... .venv/bin/python bench/history_bench.py [--step 60] [--days 31] [--rounds 7]
+    REDIS_URL=... SECRET_KEY=... .venv/bin/python bench/history_bench.py [--step 60] [--days 31] [--rounds 7] [--profile]
 
 Fills a SQLite file with one inverter's readings every `step` seconds for `days` days (the brands' real
 polls are every 5 minutes; 60 s is a fast poll) and rolls up every complete local day, as the purger does (today is computed from raw readings on request). Then, with
 the web app in this process (Flask's test client: no network, no server), times what the page asks for each
 range, alternating the kinds in every round: the last hour of readings (pages of 1000), the last day and month
 as hourly rollups (GET /inverters/<id>/energy?period=hour, as the page does), and the month as raw readings
-(the pages the page would need without the rollups). Prints one JSON object: median ms and rows per kind.
+(the pages the page would need without the rollups), and the month of hourly rollups again just after one
+new reading was stored (untimed), as when the page is opened after a poll. Prints one JSON object: median and
+quickest ms (the quickest is steadier on a busy machine) and rows per kind.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
+import pstats
 import shutil
 import statistics
 import sys
@@ -34,6 +38,26 @@ from models.db import close_database  # noqa: E402
 from models.settings import Settings  # noqa: E402
 
 
+def reading_at(inverter_id: str, t: float) -> dict:
+    hour = t % 86400 / 3600
+    pv = max(0.0, 3000 * (1 - abs(hour - 12) / 6)) if 6 < hour < 18 else 0.0
+    data = {
+        "time": iso(t),
+        "status": "normal",
+        "pv_power_w": pv,
+        "load_power_w": 500.0,
+        "grid_import_w": max(0.0, 500 - pv),
+        "grid_export_w": max(0.0, pv - 500),
+        "battery_power_w": 0.0,
+        "battery_soc_pct": 50.0,
+    }
+    return {"inverter_id": inverter_id, "time": t, "event_id": None, "data": data}
+
+
+def new_reading(inverter_id: str) -> dict:
+    return reading_at(inverter_id, time.time())
+
+
 def fill(db_owner, days: int, step: int) -> tuple[str, str]:
     """(api key, inverter id) with `days` days of readings every `step` s up to now, complete days rolled up."""
     account, key = db_owner.write(create_account, "bench")
@@ -47,19 +71,7 @@ def fill(db_owner, days: int, step: int) -> tuple[str, str]:
     t = end - days * 86400
     rows = []
     while t < end:
-        hour = t % 86400 / 3600
-        pv = max(0.0, 3000 * (1 - abs(hour - 12) / 6)) if 6 < hour < 18 else 0.0
-        data = {
-            "time": iso(t),
-            "status": "normal",
-            "pv_power_w": pv,
-            "load_power_w": 500.0,
-            "grid_import_w": max(0.0, 500 - pv),
-            "grid_export_w": max(0.0, pv - 500),
-            "battery_power_w": 0.0,
-            "battery_soc_pct": 50.0,
-        }
-        rows.append({"inverter_id": inverter.id, "time": t, "event_id": None, "data": data})
+        rows.append(reading_at(inverter.id, t))
         t += step
         if len(rows) == 20_000:
             db_owner.write(inverters.store_readings, rows)
@@ -94,6 +106,9 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=60)
     parser.add_argument("--days", type=int, default=31)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--profile", action="store_true", help="then profile 10 month requests (cProfile, top 25 to stderr)"
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="history-bench-"))
     try:
@@ -115,14 +130,25 @@ def main() -> None:
             "month_rollups": lambda now: rollups(client, inverter_id, now - 30 * 86400),
             "month_readings": lambda now: readings(client, inverter_id, now - 30 * 86400),
         }
+        kinds["month_rollups_new_reading"] = kinds["month_rollups"]
+        # Untimed, before that kind: one new reading, as a poll stores it, so today's buckets are not as last read.
+        prepare = {
+            "month_rollups_new_reading": lambda: owner().write(inverters.store_readings, [new_reading(inverter_id)])
+        }
         times: dict[str, list[float]] = {kind: [] for kind in kinds}
         rows: dict[str, int] = {}
         for round_number in range(args.rounds):
             order = list(kinds) if round_number % 2 == 0 else list(reversed(kinds))
             for kind in order:
+                if kind in prepare:
+                    prepare[kind]()
                 began = time.perf_counter()
                 rows[kind] = kinds[kind](time.time())
                 times[kind].append((time.perf_counter() - began) * 1000)
+        if args.profile:
+            profiler = cProfile.Profile()
+            profiler.runcall(lambda: [kinds["month_rollups"](time.time()) for _ in range(10)])
+            pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(25)
         app.extensions["sse_hub"].close_all()
         print(
             json.dumps(
@@ -131,7 +157,11 @@ def main() -> None:
                     "days": args.days,
                     "fill_s": round(fill_s, 1),
                     **{
-                        kind: {"median_ms": round(statistics.median(t), 1), "rows": rows[kind]}
+                        kind: {
+                            "median_ms": round(statistics.median(t), 1),
+                            "min_ms": round(min(t), 1),
+                            "rows": rows[kind],
+                        }
                         for kind, t in times.items()
                     },
                 }

@@ -111,3 +111,27 @@ def test_energy_access_and_bad_parameters(store, env, web, owner_api):
     assert reply.status_code == 404 and reply.json()["error"]["code"] == "not_found"
     reply = make_client(web.url, None).get(f"/inverters/{inverter}/energy")
     assert reply.status_code == 401 and reply.json()["error"]["code"] == "unauthorized"
+
+
+def test_today_follows_new_and_late_readings_between_requests(store, owner_api):
+    account, api = owner_api
+    inverter = add_inverter(store, account.id, None)
+    t = time.time()
+    hour = t - t % 3600
+
+    def today() -> list[dict]:
+        reply = api.get(f"/inverters/{inverter}/energy", params={"period": "hour", "since": "2020-01-01T00:00:00Z"})
+        assert reply.status_code == 200, reply.text
+        return reply.json()["buckets"]
+
+    add_readings(store, inverter, [hour - 600, hour - 300], {"pv_power_w": 600.0})
+    assert [b["samples"] for b in today()] == [2] == [b["samples"] for b in today()]
+    add_readings(store, inverter, [hour, hour + 1], {"pv_power_w": 600.0})  # newer: the kept hours update
+    buckets = today()
+    assert [b["samples"] for b in buckets] == [2, 2]
+    assert buckets[0]["pv_wh"] == pytest.approx(600 * 600 / 3600)
+    add_readings(store, inverter, [hour - 450], {"pv_power_w": 1200.0})  # late: computed afresh
+    buckets = today()
+    assert [b["samples"] for b in buckets] == [3, 2]
+    assert buckets[0]["pv_wh"] == pytest.approx((900 * 150 + 900 * 150 + 600 * 300) / 3600)
+    assert buckets[0]["power"]["pv_power_w"]["max"] == 1200.0
