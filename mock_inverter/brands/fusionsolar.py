@@ -124,8 +124,13 @@ def _admit(endpoint: str, windows, serials=()):
     if user is None:
         world.stats.record(INVALID_TOKEN, endpoint)
         return None, jsonify({"failCode": SESSION_EXPIRED, "immediately": True, "message": "USER_MUST_RELOGIN"})
-    wait = world.limits.check_windows([((endpoint, user, *key), limit) for key, limit in windows])
-    world.stats.record(user, endpoint, serials, rate_limited=wait > 0)
+    wait, index = world.limits.check_windows([((endpoint, user, *key), limit) for key, limit in windows])
+    window = ""
+    if wait > 0:
+        key, limit = windows[index]
+        scope = f" devTypeId {key[0]}" if key else ""
+        window = f"{endpoint} per user{scope}: {limit.limit} per {limit.window_s:g} s"
+    world.stats.record(user, endpoint, serials, rate_limited=wait > 0, window=window)
     if wait > 0:
         return None, reply("ACCESS_FREQUENCY_IS_TOO_HIGH", FREQUENCY_TOO_HIGH)
     return user, None
