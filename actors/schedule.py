@@ -128,9 +128,19 @@ class PollSchedule:
             self.last_sent[device] = max(self.last_sent.get(device, answered_at), answered_at)
         if entry.urgent or self.entries.get(entry.id) is not entry:
             self.entries.pop(entry.id, None)
+            # A first poll, or a call of the plan before: its devices' calls in the plan wait a whole interval
+            # from this answer too.
+            self._not_before(entry.call.devices, max(sent_at, answered_at) + self.plan.interval_s)
             return
         entry.due = max(sent_at, answered_at) + self.plan.interval_s
         heapq.heappush(self.heap, (entry.due, entry.id))
+
+    def _not_before(self, devices: Iterable[str], at: float) -> None:
+        devices = set(devices)
+        for other in self.entries.values():
+            if other.due is not None and other.due < at and devices.intersection(other.call.devices):
+                other.due = at
+                heapq.heappush(self.heap, (at, other.id))
 
     def deferred(self, entry: Entry, until: float) -> None:
         """The call was not sent (the budget refused it, or it had nothing to send): due again at `until`."""

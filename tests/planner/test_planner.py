@@ -207,6 +207,32 @@ def test_a_devices_next_call_is_due_one_interval_after_its_answer_not_after_its_
     assert again.call.devices == ("d0-0",)
 
 
+def test_a_new_devices_place_in_the_plan_waits_an_interval_from_its_first_polls_answer():
+    devices = fleet(2, 1)
+    current = plan(SandboxAdapter.quota, devices, 400.0, START, {}, 1)
+    schedule = PollSchedule(current, START, {})
+    for entry in schedule.due(START):
+        schedule.finished(entry, START, START)
+    later = START + 150.0
+    devices.append(PlanDevice("new", "s9", "t0"))
+    schedule.replan(plan(SandboxAdapter.quota, devices, 400.0, later, {}, 1), later, new_devices=["new"])
+    [urgent] = schedule.due(later)
+    schedule.finished(urgent, later, later + 30.0)  # a slow answer: the brand may have counted it only then
+    dues = {e.call.devices: e.due for e in schedule.entries.values()}
+    assert dues[("new",)] == later + 30.0 + 400.0
+
+
+def test_a_devices_own_window_is_planned_without_the_jitter_guard():
+    """The schedule waits a device's interval from the answer, so jitter cannot bring its calls closer: its
+    window needs only the 2 % for the brand's clock rate (a 15 s guard made it 321 s, 93 % of the budget)."""
+    guarded = plan(SandboxAdapter.quota, fleet(1, 1), 1.0, START, {}, 1, guard_s=15.0)
+    assert guarded.binding == "latest data per device"
+    assert guarded.interval_s == pytest.approx(300 * 1.02)
+    keyed = plan(GrowattV4Adapter.quota, fleet(1, 1), 1.0, START, {}, 100, guard_s=15.0)
+    assert keyed.interval_s == pytest.approx(300 * 1.02), "one device a call: its own window binds"
+    assert keyed.min_gap_s >= 5 * 1.02 + 15.0, "a key's window keeps the guard"
+
+
 def test_a_lease_taken_over_waits_out_each_devices_interval():
     devices = fleet(2, 1)
     current = plan(SandboxAdapter.quota, devices, 400.0, START, {}, 1)
