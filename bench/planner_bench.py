@@ -481,7 +481,13 @@ def run_actor(brand: str, sites: int, speed: float, span_s: float, start: str, w
         ]
         latest, allowed = budget_use(quota, view["binding_window"], devices, stats, began, end)
         published = _metric(worker_metrics, "readings_published_total")
-        polls = [stats["devices"].get(s, {}).get("requests", 0) for s in listed]
+        # The mock counts a device once per request that carries it (SolarEdge's serial without the site id);
+        # a poll sends quota.requests_for(its type) requests.
+        polls = [
+            (stats["devices"].get(s) or stats["devices"].get(s.rpartition(":")[2]) or {}).get("requests", 0)
+            // quota.requests_for((d.device_type,))
+            for s, d in listed.items()
+        ]
         return {
             "brand": brand,
             "driver": "actor",
@@ -503,8 +509,10 @@ def run_actor(brand: str, sites: int, speed: float, span_s: float, start: str, w
             "throttled_replies_seen": _metric(worker_metrics, "brand_rate_limited_total"),
             "calls_held_by_budget": _metric(worker_metrics, "quota_deferred_total"),
             "throttling": view["throttling"],
-            # the first round is spread over one interval, so a device may have one poll fewer
-            "slots_missed": sum(max(0, math.floor((end - began) / view["planned_interval_s"]) - p - 1) for p in polls),
+            # A device polled in fewer rounds than the others missed a slot (the first round is spread over
+            # one interval, so one poll fewer is its place in it); the span over the polls is the real cycle.
+            "slots_missed": sum(max(0, max(polls) - 1 - p) for p in polls),
+            "mean_cycle_s": round((end - began) / (sum(polls) / len(polls)), 1),
         }
     finally:
         for proc in reversed(procs):
