@@ -570,7 +570,8 @@ def main() -> int:
         else:
             result = run(brand, args.sites, speed, span, MONTH_START if month else DAY_START, args.jitter)
         result["wall_s"] = round(time.time() - started, 1)
-        result["jitter_s"] = args.jitter
+        if args.driver == "planner":
+            result["jitter_s"] = args.jitter
         print(json.dumps(result), flush=True)
         results.append(result)
     bad = [r["brand"] for r in results if r["violations"] or (r["budget_use_pct"] or 0) < 90 or r["slots_missed"]]
