@@ -73,6 +73,10 @@ class RateLimits:
         self._spent: dict[tuple, int] = {}
         self._in_progress: dict[tuple, int] = {}
 
+    def now(self) -> float:
+        """The limits' clock (monotonic real time, or the simulated time under `--limits-clock sim`)."""
+        return self._monotonic()
+
     def budget(self, brand: str, name: str) -> int:
         """A brand's daily budget or concurrency cap: the fleet config's override, else the profile's."""
         return int(self._overrides.get(brand, {}).get(name, BUDGET_PROFILES[self.profile][brand][name]))
