@@ -61,6 +61,7 @@ class Tick:
 class Polled:
     entry: Entry
     sent_at: float
+    answered_at: float  # when the answer (or the failure) came back: the brand counted the call by then
     inverter_ids: tuple
     result: BatchResult | None
     error: BrandError | None
@@ -411,7 +412,9 @@ class BrandPoller(Actor):
         except Exception as exc:  # an adapter bug must not kill the poller
             log.exception("adapter failed %s: %s", self._ctx(), exc)
             error = BrandError(BAD_REPLY, f"unexpected adapter failure: {exc!r}")
-        tell_unless_dead(self.actor_ref, Polled(entry, sent_at, call.devices, result, error))
+        answered_at = self.clock.now()
+        gevent.spawn(self._note_sent, call.devices, answered_at)  # a takeover counts the interval from here too
+        tell_unless_dead(self.actor_ref, Polled(entry, sent_at, answered_at, call.devices, result, error))
 
     # -- outcomes --------------------------------------------------------------------------------
     def _refused(self, message: Refused):
@@ -424,7 +427,7 @@ class BrandPoller(Actor):
 
     def _polled(self, message: Polled):
         now = self.clock.now()
-        self.schedule.finished(message.entry, message.sent_at)
+        self.schedule.finished(message.entry, message.sent_at, message.answered_at)
         error = message.error
         telemetry.BRAND_REQUESTS.labels(self.brand, "ok" if error is None else error.kind).inc()
         if error is not None and error.kind == RATE_LIMITED:

@@ -3,7 +3,10 @@ clock-injected: every method takes `now` (the poll clock's epoch seconds), nothi
 tests drive it with a fake clock. The BrandPoller asks it and does the I/O.
 
 A plan's calls (models/brands/planner.py) are spread evenly over its interval; a call is next due one
-interval after it was *sent*, so no device is asked sooner than the plan allows. Consecutive sends are at
+interval after its answer came back, so no device is asked sooner than the plan allows: the brand counts a
+call when it arrives, which may be any time between our send and its answer, and a slow answer followed by
+a quick one would otherwise land two calls closer than the interval (the planner's clock-jitter guard is
+no bound on a slow answer). Consecutive sends are at
 least `plan.min_gap_s` apart (the key's rolling windows and the endpoint's documented minimum gap), and at
 most `concurrency` calls are in flight. A new inverter gets one call of its own at once (its owner sees data
 at once); its place in the plan comes one interval after that. A throttling reply pauses everything until
@@ -118,16 +121,26 @@ class PollSchedule:
             out.append(entry)
 
     # -- answers ----------------------------------------------------------------------------------
-    def finished(self, entry: Entry, sent_at: float) -> None:
-        """The call was sent at `sent_at` and has come back (whatever its outcome)."""
+    def finished(self, entry: Entry, sent_at: float, answered_at: float) -> None:
+        """The call was sent at `sent_at` and its answer came back at `answered_at` (whatever its outcome)."""
         self.in_flight = max(0, self.in_flight - 1)
         for device in entry.call.devices:
-            self.last_sent[device] = max(self.last_sent.get(device, sent_at), sent_at)
+            self.last_sent[device] = max(self.last_sent.get(device, answered_at), answered_at)
         if entry.urgent or self.entries.get(entry.id) is not entry:
             self.entries.pop(entry.id, None)
+            # A first poll, or a call of the plan before: its devices' calls in the plan wait a whole interval
+            # from this answer too.
+            self._not_before(entry.call.devices, max(sent_at, answered_at) + self.plan.interval_s)
             return
-        entry.due = sent_at + self.plan.interval_s
+        entry.due = max(sent_at, answered_at) + self.plan.interval_s
         heapq.heappush(self.heap, (entry.due, entry.id))
+
+    def _not_before(self, devices: Iterable[str], at: float) -> None:
+        devices = set(devices)
+        for other in self.entries.values():
+            if other.due is not None and other.due < at and devices.intersection(other.call.devices):
+                other.due = at
+                heapq.heappush(self.heap, (at, other.id))
 
     def deferred(self, entry: Entry, until: float) -> None:
         """The call was not sent (the budget refused it, or it had nothing to send): due again at `until`."""

@@ -66,6 +66,13 @@ def create_app(
             departure()
 
     @app.after_request
+    def name_the_refusing_limit(response):
+        refused_by = g.get("refused_by")
+        if refused_by:
+            response.headers["X-Mock-Refused-By"] = refused_by
+        return response
+
+    @app.after_request
     def malform(response):
         if brand_of(request.path) and response.is_json and world.faults.draw_malformed():
             body = response.get_data()

@@ -10,6 +10,12 @@ BRAND_CALLS = Counter(
     ["endpoint", "outcome"],
 )
 
+BRAND_REFUSALS = Counter(
+    "mock_inverter_brand_refusals",
+    "Brand API calls refused for a limit, by '<dialect>:<endpoint>' and the limit (window) that refused",
+    ["endpoint", "window"],
+)
+
 
 def exposition() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST

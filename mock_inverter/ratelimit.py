@@ -73,6 +73,10 @@ class RateLimits:
         self._spent: dict[tuple, int] = {}
         self._in_progress: dict[tuple, int] = {}
 
+    def now(self) -> float:
+        """The limits' clock (monotonic real time, or the simulated time under `--limits-clock sim`)."""
+        return self._monotonic()
+
     def budget(self, brand: str, name: str) -> int:
         """A brand's daily budget or concurrency cap: the fleet config's override, else the profile's."""
         return int(self._overrides.get(brand, {}).get(name, BUDGET_PROFILES[self.profile][brand][name]))
@@ -117,6 +121,15 @@ class RateLimits:
             self._overrides.get(brand, {}).get("per_device_interval_s", PROFILES[self.profile]["per_device_interval_s"])
         )
 
+    def window_name(self, brand: str, endpoint: str, scope: str) -> str:
+        """The limit a refusal of `check` (scope "endpoint" or "device") or `charge_daily` ("key", "site") names."""
+        if scope == "endpoint":
+            limit = self.endpoint_limit(brand, endpoint)
+            return f"{endpoint} per token: {limit.limit} per {limit.window_s:g} s"
+        if scope == "device":
+            return f"{endpoint} per device: 1 per {self.device_interval(brand):g} s"
+        return f"{brand} daily per {scope}: {self.budget(brand, f'daily_per_{scope}')}"
+
     def check(self, brand: str, token: str, endpoint: str, serials: list[str] = ()) -> tuple[float, str]:
         """(0, "") when the call may go ahead (it is then counted); else (seconds to wait, "endpoint"|"device")."""
         now = self._monotonic()
@@ -137,16 +150,21 @@ class RateLimits:
     def fusionsolar(self, name: str) -> float:
         return float(self._overrides.get("fusionsolar", {}).get(name, FUSIONSOLAR[self.profile][name]))
 
-    def check_windows(self, windows: list[tuple[tuple, Limit]]) -> float:
-        """0 when every (key, limit) window has room, and the call is then counted in each; else seconds to wait."""
+    def check_windows(self, windows: list[tuple[tuple, Limit]]) -> tuple[float, int]:
+        """(0, -1) when every (key, limit) window has room, and the call is then counted in each; else (seconds
+        to wait, the index of the window that refused)."""
         now = self._monotonic()
         calls = [(self._window(key, now, limit.window_s), limit) for key, limit in windows]
-        waits = [window[0] + limit.window_s - now for window, limit in calls if len(window) >= limit.limit]
+        waits = [
+            (window[0] + limit.window_s - now, n)
+            for n, (window, limit) in enumerate(calls)
+            if len(window) >= limit.limit
+        ]
         if waits:
             return max(waits)
         for window, _ in calls:
             window.append(now)
-        return 0.0
+        return 0.0, -1
 
     def _window(self, key, now, window_s) -> deque:
         calls = self._calls.setdefault(key, deque())

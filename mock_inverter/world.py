@@ -20,6 +20,7 @@ class Admission:
     reason: str = ""
     retry_after_s: float = 0.0
     scope: str = ""  # "endpoint" or "device" when rate-limited
+    window: str = ""  # the limit that refused, as the mock's stats name it
 
 
 class World:
@@ -57,8 +58,9 @@ class World:
             self.stats.record(INVALID_TOKEN, endpoint)
             return Admission(False, UNAUTHORIZED)
         wait, scope = self.limits.check(brand, token, endpoint, list(serials))
-        self.stats.record(token, endpoint, serials, rate_limited=bool(scope))
-        return Admission(not scope, "rate_limited" if scope else "", wait, scope)
+        window = self.limits.window_name(brand, endpoint, scope) if scope else ""
+        self.stats.record(token, endpoint, serials, rate_limited=bool(scope), window=window)
+        return Admission(not scope, "rate_limited" if scope else "", wait, scope, window)
 
     def admit_daily(self, brand: str, token: str | None, endpoint: str, buckets, serials=()) -> Admission:
         """Authenticate, charge the daily budgets named by `buckets` ((scope, id) pairs) and count one request."""
@@ -66,8 +68,9 @@ class World:
             self.stats.record(INVALID_TOKEN, endpoint)
             return Admission(False, UNAUTHORIZED)
         wait, scope = self.limits.charge_daily(brand, buckets)
-        self.stats.record(token, endpoint, serials, rate_limited=bool(scope))
-        return Admission(not scope, "rate_limited" if scope else "", wait, scope)
+        window = self.limits.window_name(brand, endpoint, scope) if scope else ""
+        self.stats.record(token, endpoint, serials, rate_limited=bool(scope), window=window)
+        return Admission(not scope, "rate_limited" if scope else "", wait, scope, window)
 
     def brand_devices(self, brand: str):
         return [d for d in self.fleet.devices if d.brand == brand]

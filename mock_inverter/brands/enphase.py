@@ -174,7 +174,11 @@ def _admit(endpoint: str, system_ids=()):
         world.stats.record(INVALID_TOKEN, endpoint)
         return api_error(401, "Not Authorized", "Access token expired")
     refused = world.limits.plans.check(app.api_key, app.plan, app.limits)
-    world.stats.record(app.api_key, endpoint, [str(s) for s in system_ids], rate_limited=bool(refused))
+    window = ""
+    if refused:
+        per_minute, per_month = world.limits.plans.limits(app.plan, app.limits)
+        window = f"enphase plan {app.plan} per {refused}: {per_minute if refused == 'minute' else per_month}"
+    world.stats.record(app.api_key, endpoint, [str(s) for s in system_ids], rate_limited=bool(refused), window=window)
     if refused:
         plan = PLAN_NAMES["demo" if world.limits.profile == "fast" else app.plan]
         return api_error(429, "Too Many Requests", f"Usage limit exceeded for plan {plan}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -50,25 +51,28 @@ class ListedDevice:
 
 @dataclass
 class Sessions:
-    """One online session per user: a new login ends the previous one (its token answers 305)."""
+    """One online session per user: a new login ends the previous one (its token answers 305). Idle time is
+    counted on the limits' clock (`clock`): real time, or the simulated time under `--limits-clock sim`."""
 
-    tokens: dict = field(default_factory=dict)  # token -> [user, last used (monotonic)]
+    clock: Callable[[], float] = time.monotonic
+    tokens: dict = field(default_factory=dict)  # token -> [user, last used (on `clock`)]
     current: dict = field(default_factory=dict)  # user -> token
 
     def open(self, user: str) -> str:
         self.tokens.pop(self.current.get(user), None)
         token = "x-" + secrets.token_hex(24)
-        self.tokens[token], self.current[user] = [user, time.monotonic()], token
+        self.tokens[token], self.current[user] = [user, self.clock()], token
         return token
 
     def user(self, token: str | None, ttl_s: float) -> str | None:
         entry = self.tokens.get(token or "")
         if entry is None:
             return None
-        if time.monotonic() - entry[1] > ttl_s:
+        now = self.clock()
+        if now - entry[1] > ttl_s:
             del self.tokens[token]
             return None
-        entry[1] = time.monotonic()  # every call extends the session
+        entry[1] = now  # every call extends the session
         return entry[0]
 
     def close(self, token: str | None) -> None:
@@ -98,7 +102,8 @@ def _state(world):
                 devices.append(
                     ListedDevice(base + 3, f"{d.serial}M", METER, d.serial, code, f"Meter-{n + 1}", "DTSU666-H")
                 )
-        state = world.__dict__["_fusionsolar"] = {"sessions": Sessions(), "devices": {d.dev_id: d for d in devices}}
+        sessions = Sessions(clock=world.limits.now)
+        state = world.__dict__["_fusionsolar"] = {"sessions": sessions, "devices": {d.dev_id: d for d in devices}}
     return state
 
 
@@ -124,8 +129,13 @@ def _admit(endpoint: str, windows, serials=()):
     if user is None:
         world.stats.record(INVALID_TOKEN, endpoint)
         return None, jsonify({"failCode": SESSION_EXPIRED, "immediately": True, "message": "USER_MUST_RELOGIN"})
-    wait = world.limits.check_windows([((endpoint, user, *key), limit) for key, limit in windows])
-    world.stats.record(user, endpoint, serials, rate_limited=wait > 0)
+    wait, index = world.limits.check_windows([((endpoint, user, *key), limit) for key, limit in windows])
+    window = ""
+    if wait > 0:
+        key, limit = windows[index]
+        scope = f" devTypeId {key[0]}" if key else ""
+        window = f"{endpoint} per user{scope}: {limit.limit} per {limit.window_s:g} s"
+    world.stats.record(user, endpoint, serials, rate_limited=wait > 0, window=window)
     if wait > 0:
         return None, reply("ACCESS_FREQUENCY_IS_TOO_HIGH", FREQUENCY_TOO_HIGH)
     return user, None

@@ -55,7 +55,7 @@ def _admit(endpoint: str, serials=()):
             429,
             "rate_limited",
             "too many requests",
-            {"retry_after_s": round(admission.retry_after_s, 3)},
+            {"retry_after_s": round(admission.retry_after_s, 3), "window": admission.window},
             {"Retry-After": str(retry)},
         )
     return None

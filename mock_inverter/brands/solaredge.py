@@ -83,6 +83,7 @@ def arrive():
             token if token in world.fleet.credentials[BRAND] else "<invalid>",
             ENDPOINTS.get(view, "solaredge:other"),
             rate_limited=True,
+            window=f"solaredge concurrency per source: {world.limits.budget(BRAND, 'concurrency')}",
         )
         return refusal(429, "Too many concurrent requests")
     g.setdefault("departures", []).append(lambda: world.limits.leave(BRAND, source))

@@ -22,7 +22,7 @@ from typing import Any
 
 import redis as redis_lib
 
-from models.brands.planner import GUARD_FRACTION, Charge, period_bounds
+from models.brands.planner import Charge, period_bounds, rolling_period
 from models.brands.quota import Quota, Window
 from models.channels import quota_calendar, quota_rolling, quota_state
 
@@ -78,10 +78,6 @@ class WindowUsage:
     used: int
     remaining: int
     resets_at: float | None
-
-
-def rolling_period(window: Window, guard_s: float) -> float:
-    return window.period_s * (1 + GUARD_FRACTION) + guard_s
 
 
 class QuotaBudget:

@@ -16,8 +16,10 @@ A plan is one *round* of calls repeated every `interval_s`: each device is in ex
     resets, so interval >= time left / floor(remaining / C) (a daily budget lasts until the brand's midnight);
 - per documented minimum gap between calls of one endpoint: interval >= k * gap.
 
-Rolling windows are widened by `guard_s` (plus 2 % of their period) for clock jitter between us and the
-brand. The same charging rule (`charges`) is what the budget in Redis (models/brands/budget.py) counts, so
+Rolling windows are widened by 2 % of their period (the brand's clock may run a little faster than ours) and
+by `guard_s` for jitter between our send and the brand's count (`rolling_period`), except a device's own
+window: the schedule sends a device's next call one interval after the previous one's answer came back, by
+when the brand had counted it, so no jitter can bring two of them closer. The same charging rule (`charges`) is what the budget in Redis (models/brands/budget.py) counts, so
 the plan and the gate agree on what a call costs.
 """
 
@@ -77,6 +79,12 @@ class Plan:
     @property
     def devices(self) -> int:
         return sum(len(c.devices) for c in self.calls)
+
+
+def rolling_period(window: Window, guard_s: float) -> float:
+    """The period a rolling window is planned and gated with (the budget in Redis uses the same)."""
+    jitter = 0.0 if window.scope == "device" else guard_s
+    return window.period_s * (1 + GUARD_FRACTION) + jitter
 
 
 def latest_bulk(quota: Quota, endpoint: str = LATEST) -> Bulk | None:
@@ -273,7 +281,7 @@ def plan(
             if keyed and window.limit >= load.largest:
                 window_gap = max(window_gap, period / (window.limit // load.largest))
         else:
-            period = window.period_s * (1 + GUARD_FRACTION) + guard_s
+            period = rolling_period(window, guard_s)
             bound(_steady(window, period, load), window.name)
             if window.scope in ("key", "endpoint") and window.limit >= load.largest:
                 window_gap = max(window_gap, period / (window.limit // load.largest))

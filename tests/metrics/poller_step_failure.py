@@ -39,7 +39,11 @@ publisher = Publisher(redis_client(), settings)
 poller = BrandPoller.start(connection, settings, db, redis_client(), publisher)
 seen = wait_for_more(inverter_id, 0, 15)
 # Neither a result nor an error: handling it raises. Before, the exception stopped the actor.
-poller.tell(Polled(entry=None, sent_at=time.time(), inverter_ids=(inverter_id,), result=None, error=None))
+poller.tell(
+    Polled(
+        entry=None, sent_at=time.time(), answered_at=time.time(), inverter_ids=(inverter_id,), result=None, error=None
+    )
+)
 wait_for_more(inverter_id, wait_for_more(inverter_id, seen, 15), 15)  # two more rounds of polling
 assert poller.is_alive(), "the poller stopped"
 poller.stop()

@@ -93,3 +93,5 @@ def test_real_profile_answers_407_in_a_200_body_per_device_type_and_per_daily_li
     stats = requests.get(real + "/admin/stats", timeout=5).json()["tokens"]["demo-fusionsolar"]
     assert stats["fs:getDevRealKpi"] == {**stats["fs:getDevRealKpi"], "requests": 3, "rate_limited": 1}
     assert stats["fs:getDevList"]["rate_limited"] == 1
+    assert stats["fs:getDevRealKpi"]["refused_by"] == {"fs:getDevRealKpi per user devTypeId 38: 1 per 300 s": 1}
+    assert stats["fs:getDevList"]["refused_by"] == {"fs:getDevList per user: 25 per 86400 s": 1}

@@ -65,6 +65,31 @@ def test_rate_limit_per_device_is_429_with_retry_after(base):
     assert stats["tokens"]["demo-sandbox-key"]["sandbox:latest"]["requests"] == 3
 
 
+def test_a_refusal_names_the_window_that_refused_it(base):
+    """In the 429 (body and X-Mock-Refused-By), in /admin/stats per endpoint, device and in the totals, and
+    in the mock's /metrics: a benchmark's violations say which limit was overrun."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = base + "/sandbox/v1/devices/SBX-NBO-0001/latest"
+    assert requests.get(url, headers=SANDBOX, timeout=5).status_code == 200
+    refused = requests.get(url, headers=SANDBOX, timeout=5)
+    window = "sandbox:latest per device: 1 per 2 s"  # the fast profile's
+    assert refused.status_code == 429 and refused.headers["X-Mock-Refused-By"] == window
+    assert refused.json()["error"]["details"]["window"] == window
+    stats = requests.get(base + "/admin/stats", timeout=5).json()
+    assert stats["totals"]["refused_by"] == {window: 1}
+    assert stats["tokens"]["demo-sandbox-key"]["sandbox:latest"]["refused_by"] == {window: 1}
+    assert stats["devices"]["SBX-NBO-0001"]["refused_by"] == {window: 1}
+    text = requests.get(base + "/metrics", timeout=5).text
+    refusals = [
+        s
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "mock_inverter_brand_refusals_total" and s.labels["window"] == window
+    ]
+    assert refusals and refusals[0].value >= 1
+
+
 def test_mock_metrics_count_answered_calls_per_endpoint(base):
     from prometheus_client.parser import text_string_to_metric_families
 

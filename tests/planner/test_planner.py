@@ -64,7 +64,7 @@ def simulate(quota: Quota, batch: int, devices, requested: float, seconds: float
             for c in cost:
                 used[(c.window, c.instance)] += c.amount
             sends.append((now, cost))
-            schedule.finished(entry, now)
+            schedule.finished(entry, now, now)
         at = schedule.next_at()
         assert at is not None
         now = max(at, now)
@@ -179,17 +179,58 @@ def test_the_schedule_spreads_calls_and_polls_a_new_device_at_once():
     assert [e.call.devices for e in first] == [("d0-0",)]
     assert schedule.next_at() == START + 100.0  # four calls over 400 s
     for entry in first:
-        schedule.finished(entry, START)
+        schedule.finished(entry, START, START)
     later = START + 150.0
     devices.append(PlanDevice("new", "s9", "t0"))
     schedule.replan(plan(SandboxAdapter.quota, devices, 400.0, later, {}, 1), later, new_devices=["new"])
     urgent = schedule.due(later)
     assert [e.call.devices for e in urgent] == [("new",)]  # at once, before any other call
     for entry in urgent:
-        schedule.finished(entry, later)
+        schedule.finished(entry, later, later)
     dues = {e.call.devices: e.due for e in schedule.entries.values()}
     assert dues[("d0-0",)] == START + 400.0  # keeps its rhythm
     assert dues[("new",)] == later + 400.0  # its place in the plan comes one interval after its first poll
+
+
+def test_a_devices_next_call_is_due_one_interval_after_its_answer_not_after_its_send():
+    """The brand counts a call when it arrives, anywhere between our send and its answer. Counted from the
+    send, a slow answer (the brand counting at its end) followed by a quick one landed two calls of a device
+    closer than its window: the benchmark's throttled calls at 150x (sandbox, Growatt v1, 'per device')."""
+    devices = fleet(1, 1)
+    current = plan(SandboxAdapter.quota, devices, 1.0, START, {}, 1)
+    schedule = PollSchedule(current, START, {})
+    [entry] = schedule.due(START)
+    answered = START + 30.0  # a slow answer: the brand may have counted the call only now
+    schedule.finished(entry, START, answered)
+    assert schedule.next_at() == answered + current.interval_s
+    [again] = schedule.due(answered + current.interval_s)
+    assert again.call.devices == ("d0-0",)
+
+
+def test_a_new_devices_place_in_the_plan_waits_an_interval_from_its_first_polls_answer():
+    devices = fleet(2, 1)
+    current = plan(SandboxAdapter.quota, devices, 400.0, START, {}, 1)
+    schedule = PollSchedule(current, START, {})
+    for entry in schedule.due(START):
+        schedule.finished(entry, START, START)
+    later = START + 150.0
+    devices.append(PlanDevice("new", "s9", "t0"))
+    schedule.replan(plan(SandboxAdapter.quota, devices, 400.0, later, {}, 1), later, new_devices=["new"])
+    [urgent] = schedule.due(later)
+    schedule.finished(urgent, later, later + 30.0)  # a slow answer: the brand may have counted it only then
+    dues = {e.call.devices: e.due for e in schedule.entries.values()}
+    assert dues[("new",)] == later + 30.0 + 400.0
+
+
+def test_a_devices_own_window_is_planned_without_the_jitter_guard():
+    """The schedule waits a device's interval from the answer, so jitter cannot bring its calls closer: its
+    window needs only the 2 % for the brand's clock rate (a 15 s guard made it 321 s, 93 % of the budget)."""
+    guarded = plan(SandboxAdapter.quota, fleet(1, 1), 1.0, START, {}, 1, guard_s=15.0)
+    assert guarded.binding == "latest data per device"
+    assert guarded.interval_s == pytest.approx(300 * 1.02)
+    keyed = plan(GrowattV4Adapter.quota, fleet(1, 1), 1.0, START, {}, 100, guard_s=15.0)
+    assert keyed.interval_s == pytest.approx(300 * 1.02), "one device a call: its own window binds"
+    assert keyed.min_gap_s >= 5 * 1.02 + 15.0, "a key's window keeps the guard"
 
 
 def test_a_lease_taken_over_waits_out_each_devices_interval():
@@ -300,7 +341,7 @@ def sends_with_calls(quota, batch, devices, requested, seconds, start=START):
             for c in charges(quota, entry.call):
                 used[(c.window, c.instance)] += c.amount
             out.append((now, entry.call))
-            schedule.finished(entry, now)
+            schedule.finished(entry, now, now)
         now = max(schedule.next_at(), now)
     return out
 
