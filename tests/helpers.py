@@ -196,13 +196,12 @@ def create_account(env: dict, name: str | None = None) -> str:
     tests need an account. `create_account_with_cli` (and the CLI's own tests) cover the command.
     """
     from models import accounts
-    from models.db import DatabaseInUse, open_database
+    from models.db import open_database
     from models.schema import ensure_schema
 
-    try:
-        owner = open_database(env["DATABASE_URL"])
-    except DatabaseInUse:  # an in-process app of the module holds this process's one database
-        return create_account_with_cli(env, name or f"acct-{time.monotonic_ns()}")
+    # A process holds one database at a time: a module whose in-process app is on another database than
+    # its processes' gets DatabaseInUse here, and builds its app on the test's database instead.
+    owner = open_database(env["DATABASE_URL"])
     ensure_schema(owner)
     _, key = owner.write(accounts.create_account, name or f"acct-{time.monotonic_ns()}")
     return key
