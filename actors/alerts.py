@@ -31,7 +31,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
+from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import gevent
@@ -72,6 +75,23 @@ def site_of(params: dict) -> Site:
     return Site(params["latitude"], params["longitude"], params["peak_power_w"], params["tilt"], params["azimuth"])
 
 
+@dataclass(slots=True)
+class Rule:
+    """What the engine needs of a rule, read once per reload (a peewee row costs a descriptor call per
+    attribute, on every reading); models/alerts.py's writes take it as they take the row."""
+
+    id: str
+    account_id: str
+    kind: str
+    params: dict
+    site: Site | None
+
+    @classmethod
+    def of(cls, row) -> Rule:
+        site = site_of(row.params) if row.kind == "production_low" else None
+        return cls(row.id, row.account_id, row.kind, row.params, site)
+
+
 class AlertEngine(pykka.ThreadingActor):
     def __init__(self, settings, db, redis):
         super().__init__()
@@ -83,12 +103,17 @@ class AlertEngine(pykka.ThreadingActor):
         self.publish_event = redis.register_script(live_events.PUBLISH_SCRIPT)
         self.waker = DispatcherWaker(redis)
         self.queue: gevent.queue.Queue = gevent.queue.Queue()
-        self.rules: list = []
-        self.by_inverter: dict[str, list] = {}
+        self.rules: list[Rule] = []
+        self.by_inverter: dict[str, list[Rule]] = {}
+        self.offline_rules: dict[str, list[Rule]] = {}
+        self.shortest_offline_s = math.inf
         self.serials: dict[str, str] = {}
         self.open: dict[tuple[str, str], str] = {}
-        self.last_seen: dict[str, float] = {}
-        self.unsaved: set[str] = set()  # inverters heard from since the last save of last_seen
+        # Offline timers: from when each inverter with an offline rule counts as silent (when last heard
+        # from, or a restart's resumed value), oldest first, so a tick looks at the silent ones only.
+        self.silent_since: OrderedDict[str, float] = OrderedDict()
+        self.heard_at: dict[str, float] = {}  # when last heard from (what an offline alert reports)
+        self.unsaved: set[str] = set()  # timers changed since the last save
         self.restored = False
         self.below_since: dict[tuple[str, str], float | None] = {}
         # pvlib (milliseconds a call) on a native thread: the engine's greenlet never waits for it.
@@ -98,6 +123,7 @@ class AlertEngine(pykka.ThreadingActor):
         self.summarized: dict[tuple[str, str], int] = {}
         self.started_at = time.time()
         self.greenlets: list = []
+        telemetry.ALERT_ENGINE_QUEUE.set_function(self.queue.qsize)
 
     def on_start(self):
         self.greenlets = [gevent.spawn(self._listen), gevent.spawn(self._process), gevent.spawn(self._tick)]
@@ -137,8 +163,7 @@ class AlertEngine(pykka.ThreadingActor):
                 else:
                     t = time.time()
                     self._check_offline(t)
-                    self._save_last_seen(t)
-                    telemetry.ALERT_ENGINE_QUEUE.set(self.queue.qsize())
+                    self._save_timers(t)
             except Exception:  # a bad event or a refused write must not stop the engine
                 log.exception("alert engine could not handle %s", kind)
             telemetry.ALERT_ENGINE_LAG.set(time.time() - received_at)
@@ -146,22 +171,33 @@ class AlertEngine(pykka.ThreadingActor):
     # -- state ---------------------------------------------------------------------------------------
     def _reload(self):
         if not self.restored:
-            self._restore_last_seen()
-        rules, owned, open_ = self.db.call(alerts.engine_view)
-        by_inverter: dict[str, list] = {}
+            self._restore_timers()
+        rows, owned, open_ = self.db.call(alerts.engine_view)
+        rules = [Rule.of(row) for row in rows]
+        inverter_of = {row.id: row.inverter_id for row in rows}
+        by_inverter: dict[str, list[Rule]] = {}
         self.serials = {}
         for inverters in owned.values():
             for inverter_id, serial in inverters:
                 self.serials[inverter_id] = serial
         for rule in rules:
-            targets = [rule.inverter_id] if rule.inverter_id else [i for i, _ in owned.get(rule.account_id, [])]
-            for inverter_id in targets:
-                by_inverter.setdefault(inverter_id, []).append(rule)
+            inverter_id = inverter_of[rule.id]
+            targets = [inverter_id] if inverter_id else [i for i, _ in owned.get(rule.account_id, [])]
+            for target in targets:
+                by_inverter.setdefault(target, []).append(rule)
         self.rules, self.by_inverter, self.open = rules, by_inverter, open_
-        gone = [i for i in self.last_seen if i not in self.serials]
+        self.offline_rules = {
+            i: offline for i, rs in by_inverter.items() if (offline := [r for r in rs if r.kind == "offline"])
+        }
+        self.shortest_offline_s = min(
+            (r.params["minutes"] * 60.0 for rs in self.offline_rules.values() for r in rs), default=math.inf
+        )
+        # Inverters never heard from (new, or new to a rule) are silent from now on.
+        timers = {i: self.silent_since.get(i, time.time()) for i in self.offline_rules}
+        self.silent_since = OrderedDict(sorted(timers.items(), key=lambda item: item[1]))
+        gone = [i for i in self.heard_at if i not in self.serials]
         for inverter_id in gone:
-            del self.last_seen[inverter_id]
-            self.unsaved.discard(inverter_id)
+            del self.heard_at[inverter_id]
         if gone:
             try:
                 self.redis.hdel(ALERT_LAST_SEEN, *gone)
@@ -169,26 +205,32 @@ class AlertEngine(pykka.ThreadingActor):
                 log.warning("alert engine could not forget deleted inverters: %s", exc)
         log.info("alert engine: %d rules over %d inverters, %d open episodes", len(rules), len(by_inverter), len(open_))
 
-    def _restore_last_seen(self):
+    def _restore_timers(self):
         """Resume the offline timers of the previous engine, shifted by the time no engine was alive."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(ALERT_LAST_SEEN)
         pipe.get(ALERT_ENGINE_ALIVE)
         saved, alive = pipe.execute()
         down_s = max(0.0, self.started_at - float(alive)) if alive else 0.0
-        for inverter_id, seen in saved.items():
-            self.last_seen.setdefault(inverter_id, float(seen) + down_s)
+        for inverter_id, value in saved.items():
+            silent_since, _, heard_at = value.partition(" ")
+            self.silent_since.setdefault(inverter_id, float(silent_since) + down_s)
+            if heard_at:
+                self.heard_at.setdefault(inverter_id, float(heard_at))
         self.restored = True
         log.info("alert engine: resumed %d offline timers (engines down for %.1f s)", len(saved), down_s)
 
-    def _save_last_seen(self, t: float):
+    def _save_timers(self, t: float):
         if not self.restored:
             return
         unsaved, self.unsaved = self.unsaved, set()
+        timers = {
+            i: f"{self.silent_since[i]!r} {self.heard_at.get(i, 0.0)!r}" for i in unsaved if i in self.silent_since
+        }
         try:
             pipe = self.redis.pipeline(transaction=True)
-            if unsaved:
-                pipe.hset(ALERT_LAST_SEEN, mapping={i: repr(self.last_seen[i]) for i in unsaved})
+            if timers:
+                pipe.hset(ALERT_LAST_SEEN, mapping=timers)
             pipe.set(ALERT_ENGINE_ALIVE, repr(t))
             pipe.execute()
         except Exception as exc:  # kept for the next tick; a restart meanwhile restarts these timers
@@ -202,42 +244,59 @@ class AlertEngine(pykka.ThreadingActor):
             return
         t = time.time()
         data = event.get("data") or {}
-        if event.get("event") == "reading":
-            self.last_seen[inverter_id] = t
-            self.unsaved.add(inverter_id)
+        kind = event.get("event")
+        if kind == "reading":
+            self._heard(inverter_id, t)
             at = reading_time(data, t)
             for rule in rules:
                 self._evaluate(rule, inverter_id, data, t, at)
-        elif event.get("event") == "status" and data.get("status") == "online":
-            self.last_seen[inverter_id] = t
+        elif kind == "status" and data.get("status") == "online":
+            self._heard(inverter_id, t)
+            for rule in self.offline_rules.get(inverter_id, ()):
+                self._clear(rule, inverter_id, t, {"back_at": iso(t)})
+
+    def _heard(self, inverter_id: str, t: float):
+        if inverter_id in self.silent_since:
+            self.silent_since[inverter_id] = t
+            self.silent_since.move_to_end(inverter_id)
+            self.heard_at[inverter_id] = t
             self.unsaved.add(inverter_id)
-            for rule in rules:
-                if rule.kind == "offline":
-                    self._clear(rule, inverter_id, t, {"back_at": iso(t)})
 
     def _evaluate(self, rule, inverter_id: str, reading: dict, t: float, at: float):
         """One rule against one reading received at `t` and taken at `at`."""
         key = (rule.id, inverter_id)
         is_open = key in self.open
-        if rule.kind == "offline":
+        kind = rule.kind
+        if kind == "offline":
             if is_open:
                 self._clear(rule, inverter_id, t, {"back_at": iso(t), "reading_time": iso(at)})
             return
-        if rule.kind == "fault":
+        if kind == "fault":
             action = alerts.fault_action(reading.get("status"), is_open)
+            if action is None:
+                return
             values = {"status": reading.get("status")}
-        elif rule.kind == "battery_low":
+        elif kind == "battery_low":
             action = alerts.battery_action(reading.get("battery_soc_pct"), rule.params, is_open)
+            if action is None:
+                return
             values = {"battery_soc_pct": reading.get("battery_soc_pct"), **rule.params}
-        elif rule.kind == "production_low":
-            expected = self.clear_sky.expected_w(site_of(rule.params), at)
+        elif kind == "production_low":
+            assert rule.site is not None
+            expected = self.clear_sky.expected_w(rule.site, at)
             if expected is None:  # its table is being computed: this reading is not judged
                 return
-            action, self.below_since[key] = alerts.production_action(
+            action, since = alerts.production_action(
                 reading.get("pv_power_w"), expected, rule.params, is_open, self.below_since.get(key), at
             )
+            if since is None:
+                self.below_since.pop(key, None)
+            else:
+                self.below_since[key] = since
+            if action is None:
+                return
             values = {"pv_power_w": reading.get("pv_power_w"), "expected_w": round(expected, 1), **rule.params}
-        elif rule.kind == "daily_summary":
+        elif kind == "daily_summary":
             self._summarize(rule, inverter_id, reading, at)
             return
         else:
@@ -269,16 +328,17 @@ class AlertEngine(pykka.ThreadingActor):
             self._announce(inverter_id, result[1], result[2])
 
     def _check_offline(self, t: float):
-        for inverter_id, rules in self.by_inverter.items():
-            last = self.last_seen.get(inverter_id, self.started_at)
-            for rule in rules:
-                if rule.kind == "offline" and t - last >= rule.params["minutes"] * 60:
-                    self._open(
-                        rule,
-                        inverter_id,
-                        t,
-                        {"last_reading_at": iso(self.last_seen.get(inverter_id)), "minutes": rule.params["minutes"]},
-                    )
+        """Open the offline episodes due: only the inverters silent for the shortest delay are looked at."""
+        due = []
+        for inverter_id, silent_since in self.silent_since.items():  # oldest first
+            if t - silent_since < self.shortest_offline_s:
+                break
+            for rule in self.offline_rules.get(inverter_id, ()):
+                if t - silent_since >= rule.params["minutes"] * 60 and (rule.id, inverter_id) not in self.open:
+                    due.append((rule, inverter_id))
+        for rule, inverter_id in due:  # each opening waits on the database: the timers may change meanwhile
+            values = {"last_reading_at": iso(self.heard_at.get(inverter_id)), "minutes": rule.params["minutes"]}
+            self._open(rule, inverter_id, t, values)
 
     # -- episodes ------------------------------------------------------------------------------------
     def _open(self, rule, inverter_id: str, t: float, values: dict):

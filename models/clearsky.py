@@ -8,8 +8,9 @@ plane, PVWatts DC at the given peak power (no temperature loss, so the expectati
 
 Given a pool (`compute`: a gevent ThreadPool's `spawn`), tables and sunsets are computed on its native
 thread, never on the caller's greenlet: a value not ready yet is answered None at once (the engine
-judges that reading no further), and the next day's table is asked for as soon as a day's is first
-used, so a site's table is ready before its day starts. Without a pool (pure tests, tools) they are
+judges that reading no further), and the next day's table is asked for in the last PREFETCH_S of the
+UTC day (each site at its own moment, so the work is spread out), so a site's table is ready before its
+day starts. Without a pool (pure tests, tools) they are
 computed in line.
 """
 
@@ -27,6 +28,7 @@ DAY_S = 86400.0
 TABLE_STEP_S = 300.0
 POINTS = int(DAY_S / TABLE_STEP_S) + 1
 TABLE_TIMES = np.arange(POINTS) * TABLE_STEP_S
+PREFETCH_S = 6 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -111,8 +113,10 @@ class ClearSky:
         table = self.tables.get((site, utc_day), site, utc_day)
         if table is None:
             return None
-        self.tables.ask((site, utc_day + 1), site, utc_day + 1)
-        return float(np.interp(t - utc_day * DAY_S, TABLE_TIMES, table))
+        into_day = t - utc_day * DAY_S
+        if into_day > DAY_S - PREFETCH_S * (hash(site) % 997 + 1) / 997:
+            self.tables.ask((site, utc_day + 1), site, utc_day + 1)
+        return float(np.interp(into_day, TABLE_TIMES, table))
 
 
 def solar_day(longitude: float, t: float) -> int:
