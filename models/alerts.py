@@ -108,6 +108,14 @@ def alerts_of(inverter_id: str, limit: int) -> list[Alert]:
     return list(Alert.select().where(Alert.inverter == inverter_id).order_by(Alert.id.desc()).limit(limit))
 
 
+def acknowledge(inverter_id: str, alert_id: str, at: float) -> Alert | None:
+    """Mark an alert of this inverter acknowledged (once: the first time is kept); None if there is no such alert."""
+    Alert.update(acknowledged_at=at).where(
+        (Alert.id == alert_id) & (Alert.inverter == inverter_id) & Alert.acknowledged_at.is_null()
+    ).execute()
+    return Alert.get_or_none((Alert.id == alert_id) & (Alert.inverter == inverter_id))
+
+
 # -- episodes ------------------------------------------------------------------------------------
 def payload(event_type: str, alert: Alert, serial: str, at: float) -> dict:
     return {
