@@ -292,7 +292,8 @@ def storm(publisher: Publisher, sample, samples: list[dict], args) -> dict:
     publisher.soc = 5.0
     deadline = time.monotonic() + args.storm_timeout
     while samples[-1].get("opened", 0) - opened_before < args.inverters and time.monotonic() < deadline:
-        publisher.run(1.0, sample)
+        publisher.run(1.0)
+        sample()
     publisher.soc = 60.0  # readings back above clear_above_pct: the episodes clear (not measured)
     after = samples[-1]
     window = samples[samples.index(before) :]
