@@ -53,11 +53,15 @@ from models.channels import (
 )
 from models.clearsky import DAY_S, ClearSky, Site, Sunsets
 from models.events import DispatcherWaker
+from models.ids import new_id
 from models.redis_client import listen_forever
 
 log = logging.getLogger(__name__)
 
 OFFLINE_TICK_S = 1.0
+#: Events handled (of those already waiting) before the episode changes they made are written, in one
+#: transaction: a storm of alerts costs one commit per batch, not one each.
+BATCH = 500
 
 
 def reading_time(reading: dict, fallback: float) -> float:
@@ -123,6 +127,7 @@ class AlertEngine(pykka.ThreadingActor):
         self.summarized: dict[tuple[str, str], int] = {}
         self.started_at = time.time()
         self.greenlets: list = []
+        self.changes: list[tuple] = []  # episode changes decided, not yet written (see _flush)
         telemetry.ALERT_ENGINE_QUEUE.set_function(self.queue.qsize)
 
     def on_start(self):
@@ -153,23 +158,31 @@ class AlertEngine(pykka.ThreadingActor):
 
     def _process(self):
         while True:
-            kind, data, received_at = self.queue.get()
+            batch = [self.queue.get()]
+            while len(batch) < BATCH and not self.queue.empty():  # only what waits already: no added delay
+                batch.append(self.queue.get_nowait())
+            for kind, data, _ in batch:
+                try:
+                    if kind == "event":
+                        self._event(json.loads(data))
+                    elif kind == "reload":
+                        self._reload()
+                    else:
+                        t = time.time()
+                        self._check_offline(t)
+                        self._save_timers(t)
+                except Exception:  # a bad event must not stop the engine
+                    log.exception("alert engine could not handle %s", kind)
             try:
-                if kind == "event":
-                    self._event(json.loads(data))
-                    telemetry.ALERT_ENGINE_EVENTS.inc()
-                elif kind == "reload":
-                    self._reload()
-                else:
-                    t = time.time()
-                    self._check_offline(t)
-                    self._save_timers(t)
-            except Exception:  # a bad event or a refused write must not stop the engine
-                log.exception("alert engine could not handle %s", kind)
-            telemetry.ALERT_ENGINE_LAG.set(time.time() - received_at)
+                self._flush()
+            except Exception:  # refused: undone in memory, so the next reading or tick decides again
+                log.exception("alert engine could not write %d episode changes", len(self.changes))
+            telemetry.ALERT_ENGINE_EVENTS.inc(sum(1 for kind, _, _ in batch if kind == "event"))
+            telemetry.ALERT_ENGINE_LAG.set(time.time() - batch[0][2])
 
     # -- state ---------------------------------------------------------------------------------------
     def _reload(self):
+        self._flush()  # the open episodes read below must include this engine's own
         if not self.restored:
             self._restore_timers()
         rows, owned, open_ = self.db.call(alerts.engine_view)
@@ -321,11 +334,8 @@ class AlertEngine(pykka.ThreadingActor):
             "energy_today_wh": reading.get("energy_today_wh"),
             "energy_total_wh": reading.get("energy_total_wh"),
         }
-        result = self.db.write(
-            alerts.record_daily_summary, rule, inverter_id, self.serials.get(inverter_id, ""), round(sunset, 3), values
-        )
-        if result is not None:  # None: this site-day was summarised before (by us before a restart, or another engine)
-            self._announce(inverter_id, result[1], result[2])
+        serial = self.serials.get(inverter_id, "")
+        self.changes.append((key, (alerts.SUMMARY, rule, inverter_id, serial, round(sunset, 3), values)))
 
     def _check_offline(self, t: float):
         """Open the offline episodes due: only the inverters silent for the shortest delay are looked at."""
@@ -336,47 +346,80 @@ class AlertEngine(pykka.ThreadingActor):
             for rule in self.offline_rules.get(inverter_id, ()):
                 if t - silent_since >= rule.params["minutes"] * 60 and (rule.id, inverter_id) not in self.open:
                     due.append((rule, inverter_id))
-        for rule, inverter_id in due:  # each opening waits on the database: the timers may change meanwhile
+        for rule, inverter_id in due:
             values = {"last_reading_at": iso(self.heard_at.get(inverter_id)), "minutes": rule.params["minutes"]}
             self._open(rule, inverter_id, t, values)
 
     # -- episodes ------------------------------------------------------------------------------------
+    # The decisions change the in-memory state at once (an alert's id is chosen here), so a second event
+    # of the same batch sees the episode open; _flush writes them and undoes what the database refused.
     def _open(self, rule, inverter_id: str, t: float, values: dict):
-        if (rule.id, inverter_id) in self.open:
+        key = (rule.id, inverter_id)
+        if key in self.open:
             return
-        result = self.db.write(alerts.open_alert, rule, inverter_id, self.serials.get(inverter_id, ""), t, values)
-        if result is None:  # another engine opened it: learn its id so we can clear it
-            self._reload()
-            return
-        alert, message, jobs = result
-        self.open[(rule.id, inverter_id)] = alert.id
-        telemetry.ALERTS_CHANGED.labels("opened").inc()
-        self._announce(inverter_id, message, jobs)
+        self.open[key] = alert_id = new_id()
+        serial = self.serials.get(inverter_id, "")
+        self.changes.append((key, (alerts.OPENING, rule, inverter_id, serial, alert_id, t, values)))
 
     def _clear(self, rule, inverter_id: str, t: float, values: dict):
-        alert_id = self.open.pop((rule.id, inverter_id), None)
+        key = (rule.id, inverter_id)
+        alert_id = self.open.pop(key, None)
         if alert_id is None:
             return
-        result = self.db.write(alerts.clear_alert, alert_id, self.serials.get(inverter_id, ""), t, values)
-        if result is not None:
-            telemetry.ALERTS_CHANGED.labels("cleared").inc()
-            self._announce(inverter_id, result[1], result[2])
+        self.changes.append((key, (alerts.CLEARING, alert_id, self.serials.get(inverter_id, ""), t, values)))
 
-    def _announce(self, inverter_id: str, message: dict, jobs: int):
-        log.info(
-            "alert %s inverter=%s alert=%s webhooks=%d", message["type"], inverter_id, message["data"]["alert_id"], jobs
-        )
+    def _flush(self):
+        if not self.changes:
+            return
+        changes, self.changes = self.changes, []
+        try:
+            results = self.db.write(alerts.apply_changes, [change for _, change in changes])
+        except Exception:
+            self._undo(changes)
+            raise
+        published, conflicted, jobs = [], False, 0
+        for (_, change), result in zip(changes, results):
+            if result is None:  # an open one exists (another engine's), or it was cleared or summarised before
+                conflicted = conflicted or change[0] == alerts.OPENING
+                continue
+            alert, message, queued = result
+            jobs += queued
+            telemetry.ALERTS_CHANGED.labels("cleared" if change[0] == alerts.CLEARING else "opened").inc()
+            log.info("alert %s inverter=%s alert=%s webhooks=%d", message["type"], alert.inverter_id, alert.id, queued)
+            published.append((alert.inverter_id, message))
         if jobs:
             self.waker.wake()
+        self._publish(published)
+        if conflicted:  # learn the other engine's episode ids, so we can clear them
+            self._reload()
+
+    def _undo(self, changes: list[tuple]):
+        """Back to the state before these unwritten changes: the next reading or tick decides them again."""
+        for key, change in reversed(changes):
+            if change[0] == alerts.OPENING:
+                if self.open.get(key) == change[4]:
+                    del self.open[key]
+            elif change[0] == alerts.CLEARING:
+                self.open[key] = change[1]
+            else:
+                self.summarized.pop(key, None)
+
+    def _publish(self, published: list[tuple[str, dict]]):
+        """Each alert as an `alert` event on its inverter's channel and replay log, in one pipeline."""
+        if not published:
+            return
         try:
-            keys, args = live_events.publish_args(
-                live_events.ALERT,
-                inverter_id,
-                message["data"]["alert_id"],
-                live_events.dumps(message),
-                self.log_maxlen,
-                self.ingest_maxlen,
-            )
-            self.publish_event(keys=keys, args=args)
-        except Exception as exc:  # streams miss it; the webhooks and the database have it
-            log.warning("could not publish alert on the inverter's channel: %s", exc)
+            pipe = self.redis.pipeline(transaction=False)
+            for inverter_id, message in published:
+                keys, args = live_events.publish_args(
+                    live_events.ALERT,
+                    inverter_id,
+                    message["data"]["alert_id"],
+                    live_events.dumps(message),
+                    self.log_maxlen,
+                    self.ingest_maxlen,
+                )
+                self.publish_event(keys=keys, args=args, client=pipe)
+            pipe.execute()
+        except Exception as exc:  # streams miss them; the webhooks and the database have them
+            log.warning("could not publish %d alerts on their inverters' channels: %s", len(published), exc)
