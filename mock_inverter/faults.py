@@ -1,5 +1,5 @@
 """Injected faults: latency, 5xx errors, malformed bodies, offline devices, outage windows, devices reporting a
-fault status, and shaded (or soiled) devices whose PV is scaled down."""
+fault status, shaded (or soiled) devices whose PV is scaled down, and batteries held at a state of charge."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ class Faults:
     offline: set[str] = field(default_factory=set)
     faulted: set[str] = field(default_factory=set)  # devices whose readings report status "fault"
     shaded: dict[str, float] = field(default_factory=dict)  # serial -> share of its PV that still gets through
+    battery_soc: dict[str, float] = field(default_factory=dict)  # serial -> state of charge its battery reports
     outages: list[tuple[float, float]] = field(default_factory=list)  # simulated-time windows
     outage_until: float = 0.0  # monotonic deadline of an outage started "now"
     seed: int = 0
@@ -35,7 +36,7 @@ class Faults:
         if settings.get("clear"):
             self.latency_ms = self.error_rate = self.malformed_rate = 0.0
             self.offline, self.outages, self.outage_until = set(), [], 0.0
-            self.faulted, self.shaded = set(), {}
+            self.faulted, self.shaded, self.battery_soc = set(), {}, {}
         for name in ("latency_ms", "error_rate", "malformed_rate"):
             if name in settings:
                 setattr(self, name, _number(settings[name], name, 0.0, None if name == "latency_ms" else 1.0))
@@ -54,6 +55,13 @@ class Faults:
             if not isinstance(shaded, dict):
                 raise FaultError("shaded must be an object {serial: share of PV left, 0 to 1}")
             self.shaded = {serial: _number(share, f"shaded.{serial}", 0.0, 1.0) for serial, share in shaded.items()}
+        if "battery_soc" in settings:
+            held = settings["battery_soc"]
+            if not isinstance(held, dict):
+                raise FaultError("battery_soc must be an object {serial: state of charge in %, 0 to 100}")
+            self.battery_soc = {
+                serial: _number(pct, f"battery_soc.{serial}", 0.0, 100.0) for serial, pct in held.items()
+            }
         if "outages" in settings:
             self.outages = parse_outages(settings["outages"])
         if "outage_for_s" in settings:
@@ -81,6 +89,7 @@ class Faults:
             "offline": sorted(self.offline),
             "faulted": sorted(self.faulted),
             "shaded": dict(sorted(self.shaded.items())),
+            "battery_soc": dict(sorted(self.battery_soc.items())),
             "outages": [{"start": s, "end": e} for s, e in self.outages],
             "outage_remaining_s": max(0.0, self.outage_until - monotonic()),
         }

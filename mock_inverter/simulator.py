@@ -108,6 +108,7 @@ class Simulator:
         self.local_day = np.floor((start + self.utc_offset_s) / DAY_S)
         self._offline: dict[int, dict] = {}
         self._faulted: set[int] = set()
+        self._held_soc: dict[int, float] = {}
         self._live_day_so_far(start)
         self._compute(start, integrate=False)
 
@@ -244,6 +245,10 @@ class Simulator:
             if serial in self.index:
                 self.pv_share[self.index[serial]] = share
 
+    def set_battery_soc(self, held: dict) -> None:
+        """Devices whose battery reports this state of charge (drained or recharged) while it is set."""
+        self._held_soc = {self.index[s]: pct for s, pct in held.items() if s in self.index}
+
     def offline_serials(self) -> list[str]:
         return sorted(self.devices[i].serial for i in self._offline)
 
@@ -253,7 +258,7 @@ class Simulator:
 
     def _live_reading(self, i: int) -> dict:
         has_battery = bool(self.has_battery[i])
-        soc = float(self.soc_pct[i])
+        soc = self._held_soc.get(i, float(self.soc_pct[i]))
         reading = {
             "serial": self.devices[i].serial,
             "t": float(self.updated_at[i]),

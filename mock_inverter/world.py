@@ -51,6 +51,7 @@ class World:
         self.simulator.set_offline(self.faults.offline)
         self.simulator.set_faulted(self.faults.faulted)
         self.simulator.set_shaded(self.faults.shaded)
+        self.simulator.set_battery_soc(self.faults.battery_soc)
 
     def admit(self, brand: str, token: str | None, endpoint: str, serials=()) -> Admission:
         """Authenticate, rate-limit and count one request."""

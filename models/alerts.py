@@ -108,6 +108,14 @@ def alerts_of(inverter_id: str, limit: int) -> list[Alert]:
     return list(Alert.select().where(Alert.inverter == inverter_id).order_by(Alert.id.desc()).limit(limit))
 
 
+def acknowledge(inverter_id: str, alert_id: str, at: float) -> Alert | None:
+    """Mark an alert of this inverter acknowledged (once: the first time is kept); None if there is no such alert."""
+    Alert.update(acknowledged_at=at).where(
+        (Alert.id == alert_id) & (Alert.inverter == inverter_id) & Alert.acknowledged_at.is_null()
+    ).execute()
+    return Alert.get_or_none((Alert.id == alert_id) & (Alert.inverter == inverter_id))
+
+
 # -- episodes ------------------------------------------------------------------------------------
 def payload(event_type: str, alert: Alert, serial: str, at: float) -> dict:
     return {
@@ -149,18 +157,25 @@ def _webhook_jobs(account_id: str, message: dict, alert_id: str, phase: str) -> 
 
 
 def open_alert(
-    rule: AlertRule, inverter_id: str, serial: str, opened_at: float, values: dict
+    rule: AlertRule, inverter_id: str, serial: str, opened_at: float, values: dict, alert_id: str | None = None
 ) -> tuple[Alert, dict, int] | None:
     """Open an episode and queue its webhooks, in the caller's write transaction; None if one is open already."""
-    return _insert_alert(rule, inverter_id, serial, opened_at, values, cleared_at=None, phase="opened")
+    return _insert_alert(rule, inverter_id, serial, opened_at, values, None, "opened", alert_id)
 
 
 def _insert_alert(
-    rule: AlertRule, inverter_id: str, serial: str, at: float, values: dict, cleared_at: float | None, phase: str
+    rule: AlertRule,
+    inverter_id: str,
+    serial: str,
+    at: float,
+    values: dict,
+    cleared_at: float | None,
+    phase: str,
+    alert_id: str | None = None,
 ) -> tuple[Alert, dict, int] | None:
     """Insert an alert row and queue its webhooks; None when a unique index says it exists already."""
     alert = Alert(
-        id=new_id(),
+        id=alert_id or new_id(),
         rule=rule.id,
         inverter=inverter_id,
         account=rule.account_id,
@@ -202,6 +217,27 @@ def record_daily_summary(
     if that day's summary exists already: the unique (rule, inverter, opened_at) makes it once per site-day,
     across restarts and engines."""
     return _insert_alert(rule, inverter_id, serial, sunset, values, cleared_at=sunset, phase="summary")
+
+
+OPENING, CLEARING, SUMMARY = "open", "clear", "summary"
+
+
+def apply_changes(changes: list[tuple]) -> list[tuple[Alert, dict, int] | None]:
+    """An engine's episode changes, in order, in the caller's one write transaction (one commit for a storm
+    of alerts instead of one each): (OPENING, rule, inverter id, serial, alert id, at, values),
+    (CLEARING, alert id, serial, at, values), (SUMMARY, rule, inverter id, serial, sunset, values). Each
+    result is the one of open_alert, clear_alert, record_daily_summary; each change in its own savepoint."""
+    results: list[tuple[Alert, dict, int] | None] = []
+    for kind, *args in changes:
+        with Alert._meta.database.atomic():
+            if kind == OPENING:
+                rule, inverter_id, serial, alert_id, at, values = args
+                results.append(open_alert(rule, inverter_id, serial, at, values, alert_id))
+            elif kind == CLEARING:
+                results.append(clear_alert(*args))
+            else:
+                results.append(record_daily_summary(*args))
+    return results
 
 
 # -- decisions -----------------------------------------------------------------------------------

@@ -91,3 +91,8 @@ def quota_state(connection_id) -> str:
 
 #: Published when alert rules are created, changed or deleted, so alert engines reload them.
 ALERT_RULES_CHANGED = "alert-rules:changed"
+
+#: Hash inverter id -> when an alert engine last heard from it (epoch seconds), and when an engine last
+#: saved it: a restarted engine resumes each offline timer where it stood (actors/alerts.py).
+ALERT_LAST_SEEN = "alert-engine:last-seen"
+ALERT_ENGINE_ALIVE = "alert-engine:alive"

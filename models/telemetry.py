@@ -66,6 +66,12 @@ READINGS_RECORDED = Counter(P + "readings_recorded", "Readings stored in the dat
 RECORDER_LAG = Gauge(
     P + "recorder_lag_seconds", "Age of the newest reading the recorder stored, when it stored it (worker)"
 )
+ALERT_ENGINE_EVENTS = Counter(P + "alert_engine_events", "Inverter events the alert engine evaluated (worker)")
+ALERT_ENGINE_LAG = Gauge(
+    P + "alert_engine_lag_seconds", "How long the last event the alert engine handled waited in its queue (worker)"
+)
+ALERT_ENGINE_QUEUE = Gauge(P + "alert_engine_queue", "Events waiting in the alert engine's queue (worker)")
+ALERTS_CHANGED = Counter(P + "alerts", "Alert episodes opened and cleared (worker)", ["phase"])
 
 # -- HTTP (web) ---------------------------------------------------------------------------------------
 HTTP_REQUESTS = Counter(

@@ -12,7 +12,7 @@ import math
 from flask import Blueprint, g, jsonify
 
 from models import alerts, webhooks
-from models.base import iso
+from models.base import iso, now
 from models.channels import ALERT_RULES_CHANGED
 from models.ids import looks_like_id
 from models.inverters import visible_inverter
@@ -305,17 +305,35 @@ def delete_rule(rule_id):
     return "", 204
 
 
-@bp.get("/inverters/<inverter_id>/alerts")
-@require_account
-def inverter_alerts(inverter_id):
+def alert_view(alert, serial: str) -> dict:
+    """What a webhook's data says of an alert, and whether the owner acknowledged it (the dashboard's)."""
+    data = alerts.payload(alerts.EVENT_TYPES[alert.kind][0], alert, serial, alert.opened_at)["data"]
+    return {**data, "acknowledged_at": iso(alert.acknowledged_at)}
+
+
+def _inverter_or_404(inverter_id: str):
     inverter = owner().call(visible_inverter, g.account.id, inverter_id) if looks_like_id(inverter_id) else None
     if inverter is None:
         raise not_found("inverter")
+    return inverter
+
+
+@bp.get("/inverters/<inverter_id>/alerts")
+@require_account
+def inverter_alerts(inverter_id):
+    inverter = _inverter_or_404(inverter_id)
     rows = owner().call(alerts.alerts_of, inverter.id, 100)
-    return jsonify(
-        {
-            "alerts": [
-                alerts.payload(alerts.EVENT_TYPES[a.kind][0], a, inverter.serial, a.opened_at)["data"] for a in rows
-            ]
-        }
-    )
+    return jsonify({"alerts": [alert_view(a, inverter.serial) for a in rows]})
+
+
+@bp.post("/inverters/<inverter_id>/alerts/<alert_id>/acknowledge")
+@require_account
+def acknowledge_alert(inverter_id, alert_id):
+    """The owner says they have seen it; members only read. Acknowledging again keeps the first time."""
+    inverter = _inverter_or_404(inverter_id)
+    if inverter.owner_id != g.account.id:
+        raise ApiError(403, "forbidden", "only the inverter's owner may acknowledge its alerts")
+    alert = owner().write(alerts.acknowledge, inverter.id, alert_id, now()) if looks_like_id(alert_id) else None
+    if alert is None:
+        raise not_found("alert")
+    return jsonify(alert_view(alert, inverter.serial))

@@ -179,7 +179,9 @@ def test_daily_summary_is_due_once_per_site_day_just_after_local_sunset(city, la
     sunsets, summarized, fired = Sunsets(), None, []
     start = DAYS["june"]
     for t in range(start, start + 3 * 86400, 300):  # three days of five-minute readings
-        day, sunset = sunsets.of(lat, lon, t)
+        known = sunsets.of(lat, lon, t)
+        assert known is not None, "computed in line without a pool"
+        day, sunset = known
         if alerts.summary_due(t, sunset, day, summarized):
             summarized = day
             fired.append((t, sunset, day))

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
+from pathlib import Path
 
+import redis
 from standardwebhooks.webhooks import Webhook
 
+from models.channels import ALERT_LAST_SEEN
 from tests.helpers import wait_until
 from tests.metrics.conftest import onboard, set_faults
 
@@ -181,3 +185,161 @@ def test_a_device_fault_status_gives_one_signed_fault_alert_and_its_stream_event
         "the alert replayed after Last-Event-ID",
     )
     assert api.get(f"/inverters/{healthy['id']}/alerts").json()["alerts"] == []
+
+
+def _verified(endpoint: dict, requests_: list) -> list[dict]:
+    """Each request's payload, its signature checked by the standardwebhooks package."""
+    verifier = Webhook(endpoint["secret"])
+    return [verifier.verify(r.body, {k.lower(): v for k, v in r.headers.items()}) for r in requests_]
+
+
+def test_a_drained_battery_gives_one_battery_low_and_one_recovered_whatever_it_does_in_between(
+    services, metrics_env, mock, web, api, partner, sse, account_key
+):
+    inverter = onboard(api, mock, "sandbox", "SBX-AMS-0001")
+    healthy = onboard(api, mock, "sandbox", "SBX-NBO-0001")
+    path = "/ok/battery"
+    endpoint = api.post(
+        "/webhook-endpoints", json={"url": partner.url + path, "event_types": ["battery.low", "battery.recovered"]}
+    ).json()
+    rule = api.post("/alert-rules", json={"kind": "battery_low", "params": {"below_pct": 20, "clear_above_pct": 30}})
+    assert rule.status_code == 201, rule.text
+    # Both batteries held well above the threshold (their own charge depends on the simulated morning).
+    set_faults(mock, battery_soc={"SBX-AMS-0001": 60, "SBX-NBO-0001": 60})
+    services.worker(metrics_env, role="all")
+    stream = sse(web.url, f"/inverters/{inverter['id']}/stream", key=account_key)
+    stream.wait_for(lambda events: any(e.event == "reading" for e in events), 20, "a first reading")
+
+    set_faults(mock, battery_soc={"SBX-AMS-0001": 12, "SBX-NBO-0001": 60})
+    wait_until(lambda: _by_type(partner.received(path), "battery.low"), 30, 0.1, "the battery.low alert")
+    # Flapping between the thresholds, and below again: the same episode, nothing sent.
+    for soc in (25, 15, 28):
+        set_faults(mock, battery_soc={"SBX-AMS-0001": soc, "SBX-NBO-0001": 60})
+        stream.wait_for(
+            lambda events, soc=soc: any(e.event == "reading" and e.data["battery_soc_pct"] == soc for e in events),
+            20,
+            f"a reading at {soc} %",
+        )
+    set_faults(mock, battery_soc={"SBX-AMS-0001": 80, "SBX-NBO-0001": 60})
+    wait_until(lambda: _by_type(partner.received(path), "battery.recovered"), 30, 0.1, "the battery.recovered alert")
+
+    received = partner.received(path)
+    low, recovered = _by_type(received, "battery.low"), _by_type(received, "battery.recovered")
+    assert len(low) == 1 and len(recovered) == 1, [json.loads(r.body)["type"] for r in received]
+    payloads = _verified(endpoint, received)
+    assert {p["data"]["inverter_id"] for p in payloads} == {inverter["id"]}
+    opened = next(p for p in payloads if p["type"] == "battery.low")
+    assert opened["data"]["values"]["battery_soc_pct"] == 12.0
+    cleared = next(p for p in payloads if p["type"] == "battery.recovered")
+    assert cleared["data"]["cleared_values"]["battery_soc_pct"] == 80.0 and cleared["data"]["cleared_at"]
+    assert low[0].headers["webhook-id"] != recovered[0].headers["webhook-id"]
+    assert api.get(f"/inverters/{healthy['id']}/alerts").json()["alerts"] == []
+    stream.wait_for(
+        lambda events: [e.data["type"] for e in events if e.event == "alert"] == ["battery.low", "battery.recovered"],
+        10,
+        "both alerts on the inverter's stream",
+    )
+
+
+def _site(serial: str) -> dict:
+    """The production_low params of a demo-fleet device: its place and panels, as its owner would enter them."""
+    fleet = json.loads((Path(__file__).resolve().parents[2] / "mock_inverter" / "demo_fleet.json").read_text())
+    for plant in fleet["plants"]:
+        for device in plant["devices"]:
+            if device["serial"] == serial:
+                return {
+                    "latitude": plant["latitude"],
+                    "longitude": plant["longitude"],
+                    "peak_power_w": device["pv_peak_w"],
+                    "tilt": device["tilt"],
+                    "azimuth": device["azimuth"],
+                }
+    raise AssertionError(serial)
+
+
+def test_a_shaded_device_gives_one_production_low_and_one_recovered_and_healthy_ones_at_other_latitudes_none(
+    services, metrics_env, mock, web, api, partner, sse, account_key
+):
+    # Amsterdam (52 N) shaded; Lagos (7 N) and Nairobi (1 S, panels facing north) healthy. The mock's clock
+    # runs 60 times real time: the rule's 0.25 minutes of low production pass in a quarter of a second.
+    shaded = onboard(api, mock, "sandbox", "SBX-AMS-0001")
+    healthy = [onboard(api, mock, "sandbox", serial) for serial in ("SBX-LOS-0001", "SBX-NBO-0001")]
+    path = "/ok/production"
+    endpoint = api.post(
+        "/webhook-endpoints",
+        json={"url": partner.url + path, "event_types": ["production.low", "production.recovered"]},
+    ).json()
+    for inverter in [shaded, *healthy]:
+        # Clouds take the mock's healthy devices down to 40-50 % of the clear sky; shading to 5 %.
+        params = {**_site(inverter["serial"]), "below_pct": 25, "clear_above_pct": 30, "minutes": 0.25}
+        rule = api.post(
+            "/alert-rules", json={"inverter_id": inverter["id"], "kind": "production_low", "params": params}
+        )
+        assert rule.status_code == 201, rule.text
+    services.worker(metrics_env, role="all")
+    stream = sse(web.url, f"/inverters/{shaded['id']}/stream", key=account_key)
+    stream.wait_for(lambda events: any(e.event == "reading" for e in events), 20, "a first reading")
+
+    set_faults(mock, shaded={"SBX-AMS-0001": 0.05})
+    wait_until(lambda: _by_type(partner.received(path), "production.low"), 60, 0.1, "the production.low alert")
+    set_faults(mock, shaded={})
+    wait_until(lambda: _by_type(partner.received(path), "production.recovered"), 60, 0.1, "production.recovered")
+
+    received = partner.received(path)
+    assert len(_by_type(received, "production.low")) == 1 and len(_by_type(received, "production.recovered")) == 1
+    payloads = _verified(endpoint, received)
+    assert {p["data"]["inverter_id"] for p in payloads} == {shaded["id"]}
+    opened = next(p for p in payloads if p["type"] == "production.low")["data"]["values"]
+    assert opened["pv_power_w"] < 0.25 * opened["expected_w"] and opened["expected_w"] > 1000
+    for inverter in healthy:
+        assert api.get(f"/inverters/{inverter['id']}/alerts").json()["alerts"] == [], inverter["serial"]
+        assert api.get(f"/inverters/{inverter['id']}/latest").json().get("reading"), "it was judged: it reported"
+
+
+def test_a_device_silent_before_a_kill_gets_its_offline_alert_after_the_restart_on_the_timer_it_had(
+    services, metrics_env, mock, web, api, partner
+):
+    """The worker is killed while the device's silence is counted but the alert not yet due: the restarted
+    engine resumes the timer (it does not start a fresh one, nor forget it), and sends the alert once."""
+    client = redis.Redis.from_url(metrics_env["REDIS_URL"], decode_responses=True)
+    inverter = onboard(api, mock, "sandbox", "SBX-LOS-0001")
+    path = "/ok/resumed"
+    endpoint = api.post(
+        "/webhook-endpoints", json={"url": partner.url + path, "event_types": ["inverter.offline", "inverter.online"]}
+    ).json()
+    rule = {"inverter_id": inverter["id"], "kind": "offline", "params": {"minutes": OFFLINE_MINUTES}}
+    assert api.post("/alert-rules", json=rule).status_code == 201
+    worker = services.worker(metrics_env, role="all", name="first")
+    wait_until(lambda: client.hget(ALERT_LAST_SEEN, inverter["id"]), 30, 0.1, "the engine to save when it heard it")
+
+    set_faults(mock, offline=["SBX-LOS-0001"])
+    delay_s = OFFLINE_MINUTES * 60
+
+    def silent_since() -> float:
+        """The offline timer's start as the engine saved it ("<silent since> <heard at>")."""
+        return float(client.hget(ALERT_LAST_SEEN, inverter["id"]).split()[0])
+
+    def silent_for() -> float:
+        return time.time() - silent_since()
+
+    # Two thirds of the delay gone (as the engine saved it), the alert not due yet: kill -9.
+    wait_until(lambda: silent_for() >= delay_s * 2 / 3, 30, 0.05, "two thirds of the offline delay")
+    worker.kill()
+    assert silent_for() < delay_s and not partner.received(path), "killed before the alert was due"
+    last_seen = silent_since()
+
+    restarted_at = time.time()
+    second = services.worker(metrics_env, role="all", name="second")
+    wait_until(lambda: _by_type(partner.received(path), "inverter.offline"), 60, 0.1, "the offline alert")
+    (alert,) = _verified(endpoint, _by_type(partner.received(path), "inverter.offline"))
+    opened_at = datetime.fromisoformat(alert["data"]["opened_at"].replace("Z", "+00:00")).timestamp()
+    assert "resumed 1 offline timers" in second.logs()
+    assert opened_at - last_seen >= delay_s, "never before the device was silent for the whole delay"
+    # A fresh timer would open no sooner than delay_s after the new engine started (after restarted_at).
+    assert opened_at - restarted_at < delay_s - 2, (opened_at - restarted_at, second.logs()[-2000:])
+
+    set_faults(mock, offline=[])
+    wait_until(lambda: _by_type(partner.received(path), "inverter.online"), 60, 0.1, "the back-online alert")
+    received = partner.received(path)
+    assert len(_by_type(received, "inverter.offline")) == 1 and len(_by_type(received, "inverter.online")) == 1
+    _verified(endpoint, received)

@@ -105,3 +105,18 @@ def test_a_faulted_device_reports_status_fault_and_a_shaded_one_less_pv(base):
     wait_until(lambda: latest()["pv_power_w"] > 0, 10, 0.1, "full PV back")
     bad = requests.post(base + "/admin/faults", json={"shaded": {"SBX-AMS-0001": 1.5}}, timeout=5)
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_fault"
+
+
+def test_a_battery_held_at_a_state_of_charge_reports_it_until_released(base):
+    def latest(serial="SBX-AMS-0001"):
+        requests.post(base + "/admin/stats/reset", timeout=5)  # the sandbox's per-device rate limit
+        return requests.get(base + f"/sandbox/v1/devices/{serial}/latest", headers=SANDBOX, timeout=5).json()
+
+    described = set_faults(base, battery_soc={"SBX-AMS-0001": 12, "SBX-LOS-0001": 12})
+    assert described["battery_soc"] == {"SBX-AMS-0001": 12.0, "SBX-LOS-0001": 12.0}
+    assert latest()["battery_soc_pct"] == 12.0
+    assert latest("SBX-LOS-0001")["battery_soc_pct"] is None, "a device without a battery has no state of charge"
+    set_faults(base, battery_soc={})
+    wait_until(lambda: latest()["battery_soc_pct"] != 12.0, 10, 0.1, "the battery's own state of charge back")
+    bad = requests.post(base + "/admin/faults", json={"battery_soc": {"SBX-AMS-0001": 101}}, timeout=5)
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_fault"

@@ -287,6 +287,7 @@
       events: {
         reading: function (reading, id) { self.addReading(reading, id); },
         status: function (event) { self.showDeviceStatus(event.status); },
+        alert: function (message) { document.dispatchEvent(new CustomEvent("inverter-alert", { detail: message })); },
       },
     });
   };
