@@ -21,6 +21,7 @@ from tests.helpers import (
     free_port,
     mock_service,
     sqlite_url,
+    stop_all,
     system_env,
     wait_until,
     web_service,
@@ -153,11 +154,8 @@ def services(tmp_path, request):
 
     yield Services()
     failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else False
+    stop_all(reversed(started))
     for svc in reversed(started):
-        try:
-            svc.kill() if not svc.alive() else svc.stop(timeout=20)
-        except AssertionError:
-            pass
         if failed:
             print(f"--- {svc.name} log ---\n{svc.logs()[-4000:]}")
 
