@@ -40,7 +40,7 @@ run: install
 test: install-test
 	@scripts/ensure-postgres
 	@scripts/ensure-browser
-	@eval "$$(scripts/ensure-redis --export)" && $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	@eval "$$(scripts/ensure-redis --export)" && $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-fast: install-test
 	@scripts/ensure-postgres

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from tests.helpers import (
     free_port,
     mock_service,
     sqlite_url,
+    stop_all,
     system_env,
     wait_until,
     web_service,
@@ -153,11 +155,8 @@ def services(tmp_path, request):
 
     yield Services()
     failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else False
+    stop_all(reversed(started))
     for svc in reversed(started):
-        try:
-            svc.kill() if not svc.alive() else svc.stop(timeout=20)
-        except AssertionError:
-            pass
         if failed:
             print(f"--- {svc.name} log ---\n{svc.logs()[-4000:]}")
 
@@ -207,6 +206,14 @@ def _starts_processes(function, seen: set) -> bool:
 
 
 def pytest_collection_modifyitems(items):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # make test (--dist loadfile --no-loadscope-reorder) hands out modules in this order: the fewest tests
+        # first. xdist's own order (most tests first) puts the long end-to-end modules, a few tests of real
+        # processes each, at the end, where one worker finishes the last of them alone while the other idles;
+        # modules of many tests are mostly quick in-process ones, which even the two workers out at the end.
+        # A stable sort: each module's tests stay together and in their order.
+        tests_in = Counter(item.nodeid.split("::", 1)[0] for item in items)
+        items.sort(key=lambda item: tests_in[item.nodeid.split("::", 1)[0]])
     for item in items:
         fixture_defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
         functions = [getattr(item, "function", None)] + [d.func for defs in fixture_defs.values() for d in defs]

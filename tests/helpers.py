@@ -66,17 +66,26 @@ class Service:
         self.ready_log = ready_log
         self.log_path = log_dir / f"{name}-{int(time.time() * 1000)}.log"
         self.proc: subprocess.Popen | None = None
+        self._terminated = False  # SIGTERM sent by terminate(): stop() waits without sending a second one
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> Service:
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> Service:
+        """Start the process without waiting for it to be ready (see start_all)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [PYTHON, "-m", *self.args], cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
         )
+        self._terminated = False
+        return self
+
+    def wait_ready(self, timeout: float = 20.0) -> Service:
         if self.port is not None:
             wait_until(self._http_ready, timeout, 0.05, f"{self.name} on port {self.port}")
         elif self.ready_log:
@@ -102,7 +111,8 @@ class Service:
         if self.proc is None:
             return 0
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            if not self._terminated:
+                self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -112,12 +122,47 @@ class Service:
         self._log.close()
         return self.proc.returncode
 
+    def terminate(self) -> None:
+        """Send SIGTERM without waiting (see stop_all)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self._terminated = True
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
         if self.proc is not None:
             self._log.close()
+
+
+def start_all(*services: Service, timeout: float = 20.0) -> list[Service]:
+    """Start several processes at once and wait until each is ready: their start-ups (interpreter, imports)
+    overlap instead of adding up."""
+    launched = []
+    try:
+        for svc in services:
+            launched.append(svc.launch())
+        for svc in launched:
+            svc.wait_ready(timeout)
+    except BaseException:
+        for svc in launched:
+            svc.kill()
+        raise
+    return launched
+
+
+def stop_all(services, timeout: float = 20.0) -> None:
+    """SIGTERM every process at once, then wait for each (a test's processes shut down side by side); one
+    that is already dead or does not stop within the timeout is killed. For fixture teardown."""
+    services = list(services)
+    for svc in services:
+        svc.terminate()
+    for svc in services:
+        try:
+            svc.kill() if not svc.alive() else svc.stop(timeout)
+        except AssertionError:
+            pass
 
 
 def web_service(env: dict, log_dir: Path, name: str = "web") -> Service:

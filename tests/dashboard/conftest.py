@@ -19,6 +19,8 @@ from tests.helpers import (
     create_account,
     mock_service,
     sqlite_url,
+    start_all,
+    stop_all,
     system_env,
     wait_until,
     web_service,
@@ -114,11 +116,9 @@ def system(redis_server, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("dashboard")
     env = system_env(sqlite_url(workdir), redis_server.url, SHUTDOWN_GRACE_S="3", **PACE)
     redis_server.flush()
-    started = []
+    started = [mock_service(env, workdir), web_service(env, workdir), worker_service(env, workdir)]
     try:
-        for svc in (mock_service(env, workdir), web_service(env, workdir), worker_service(env, workdir)):
-            started.append(svc.start())
-        mock, web, worker = started
+        mock, web, worker = start_all(*started)
         the_system = System(env, web, worker, mock, create_account(env, "fleet-owner"))
         owner_api = the_system.api(the_system.owner_key)
         for serial in FLEET:
@@ -134,9 +134,7 @@ def system(redis_server, tmp_path_factory):
             the_system.inverters[serial] = reply.json()["id"]
         yield the_system
     finally:
-        for svc in reversed(started):
-            if svc.alive():
-                svc.stop(timeout=20)
+        stop_all(reversed(started))
 
 
 @pytest.fixture(autouse=True)

@@ -11,18 +11,18 @@ import pytest
 import requests
 
 from tests.conftest import make_client
-from tests.helpers import wait_until, web_service, worker_service
+from tests.helpers import start_all, stop_all, wait_until, web_service, worker_service
 
 
 @pytest.fixture(scope="module")
 def jobs_system(module_env):
     env, workdir = module_env
-    web = web_service(env, workdir, name="web-account-events").start()
-    worker = worker_service(env, workdir, role="jobs", name="worker-account-events").start()
+    web, worker = start_all(
+        web_service(env, workdir, name="web-account-events"),
+        worker_service(env, workdir, role="jobs", name="worker-account-events"),
+    )
     yield web
-    for svc in (worker, web):
-        if svc.alive():
-            svc.stop(timeout=20)
+    stop_all((worker, web))
 
 
 def _read_events(url: str, key: str, into: queue.Queue, stop: threading.Event) -> None:

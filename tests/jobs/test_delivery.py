@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import pytest
 
 from tests.conftest import make_client
-from tests.helpers import free_port, wait_until, web_service, worker_service
+from tests.helpers import free_port, start_all, stop_all, wait_until, web_service, worker_service
 
 FAST = {"base_s": 0.05, "cap_s": 0.2, "multiplier": 2, "jitter": "full"}
 
@@ -20,12 +20,12 @@ def delivery_system(module_env):
     """One web and one worker for the module: each test has an account and a partner of its own, so
     tests never see each other's jobs, and no test pays for starting processes."""
     env, workdir = module_env
-    web = web_service(env, workdir, name="web-delivery").start()
-    worker = worker_service(env, workdir, role="jobs", name="worker-delivery").start()
+    web, worker = start_all(
+        web_service(env, workdir, name="web-delivery"),
+        worker_service(env, workdir, role="jobs", name="worker-delivery"),
+    )
     yield web, worker
-    for svc in (worker, web):
-        if svc.alive():
-            svc.stop(timeout=20)
+    stop_all((worker, web))
 
 
 @pytest.fixture

@@ -243,14 +243,14 @@ def test_transport_skips_blocked_answers_and_uses_an_allowed_one(monkeypatch, no
         "http://224.0.0.1/",
     ],
 )
-def test_submission_of_a_literal_blocked_address_is_refused_and_nothing_stored(api, url):
-    reply = api.post("/jobs", json={"url": url})
-    assert reply.status_code == 422, reply.text
-    error = reply.json()["error"]
+def test_submission_of_a_literal_blocked_address_is_refused_and_nothing_stored(client, url):
+    reply = client.post("/jobs", json={"url": url})
+    assert reply.status_code == 422, reply.get_data(as_text=True)
+    error = reply.get_json()["error"]
     assert error["code"] == "blocked_destination"
     assert error["details"]["field"] == "url"
     assert error["details"]["reason"]
-    assert api.get("/jobs").json()["jobs"] == []
+    assert client.get("/jobs").get_json()["jobs"] == []
 
 
 def test_loopback_is_refused_at_submission_unless_allowed(services, env, account_key, client_for, partner):

@@ -20,12 +20,6 @@ LOOPBACK_ALLOWED = DestinationPolicy([ipaddress.ip_network("127.0.0.0/8")])  # t
 
 
 @pytest.fixture
-def mock(shared_mock):
-    """The adapters only read from the mock: the module's tests share one, reset before each test."""
-    return shared_mock
-
-
-@pytest.fixture
 def sandbox(mock):
     adapter = ADAPTERS["sandbox"](mock.url, {"api_key": SANDBOX_KEY}, LOOPBACK_ALLOWED, timeout_s=3)
     yield adapter

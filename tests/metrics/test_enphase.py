@@ -32,6 +32,12 @@ def token_calls(mock) -> int:
 
 
 @pytest.fixture
+def mock(fresh_mock):
+    """The refresh token rotates when used: each test starts from the mock's demo application state."""
+    return fresh_mock
+
+
+@pytest.fixture
 def stored():
     """What the adapter handed over for storage, newest last."""
     return []

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.conftest import make_client
 from tests.helpers import create_account, free_port
 from tests.metrics.conftest import GROWATT_TOKEN, connection, mock_stats, onboard
-
-
-@pytest.fixture
-def mock(shared_mock):
-    """No poller runs here and no test leaves faults or spent tokens: the module's tests share one mock."""
-    return shared_mock
-
 
 DEMO_FLEET = [
     ("sandbox", "SBX-AMS-0001", "hybrid", "Europe/Amsterdam"),
@@ -26,21 +17,25 @@ DEMO_FLEET = [
 ]
 
 
-def test_onboarding_takes_the_device_type_from_the_brand(mock, api):
+def test_onboarding_takes_the_device_type_from_the_brand(mock, client):
     onboarded = []
     for brand, serial, device_type, zone in DEMO_FLEET:
-        reply = api.post("/inverters", json={"brand": brand, "serial": serial, "connection": connection(mock, brand)})
-        assert reply.status_code == 201, reply.text
-        inverter = reply.json()
+        reply = client.post(
+            "/inverters", json={"brand": brand, "serial": serial, "connection": connection(mock, brand)}
+        )
+        assert reply.status_code == 201, reply.get_data(as_text=True)
+        inverter = reply.get_json()
         assert (inverter["device_type"], inverter["serial"], inverter["role"]) == (device_type, serial, "owner")
         assert inverter["timezone"] == zone, "the plant's zone comes from the brand (Growatt: its v1 plant list)"
         assert reply.headers["Location"] == f"/inverters/{inverter['id']}"
-        again = api.post("/inverters", json={"brand": brand, "serial": serial, "connection": connection(mock, brand)})
-        assert again.status_code == 200 and again.json()["id"] == inverter["id"]
+        again = client.post(
+            "/inverters", json={"brand": brand, "serial": serial, "connection": connection(mock, brand)}
+        )
+        assert again.status_code == 200 and again.get_json()["id"] == inverter["id"]
         onboarded.append(inverter["id"])
-    assert [i["id"] for i in api.get("/inverters").json()["inverters"]] == onboarded
+    assert [i["id"] for i in client.get("/inverters").get_json()["inverters"]] == onboarded
     # One connection per brand credential, shared by that brand's inverters.
-    connections = {i["brand"]: i["connection_id"] for i in api.get("/inverters").json()["inverters"]}
+    connections = {i["brand"]: i["connection_id"] for i in client.get("/inverters").get_json()["inverters"]}
     assert len(set(connections.values())) == 2
     # A fleet's onboarding costs one (rate-limited) device list, zones included, not one per inverter.
     growatt_lists = mock_stats(mock)["tokens"][GROWATT_TOKEN]
@@ -48,27 +43,27 @@ def test_onboarding_takes_the_device_type_from_the_brand(mock, api):
     assert growatt_lists["v1:plant/list"]["requests"] == 1, growatt_lists
 
 
-def test_onboarding_errors(mock, api):
+def test_onboarding_errors(mock, client):
     def post(body):
-        return api.post("/inverters", json=body)
+        return client.post("/inverters", json=body)
 
     reply = post({"brand": "solarcorp", "serial": "X", "connection": connection(mock, "sandbox")})
-    assert reply.status_code == 400 and reply.json()["error"]["code"] == "unknown_brand"
-    assert "growatt_v4" in reply.json()["error"]["details"]["brands"]
+    assert reply.status_code == 400 and reply.get_json()["error"]["code"] == "unknown_brand"
+    assert "growatt_v4" in reply.get_json()["error"]["details"]["brands"]
 
     reply = post({"brand": "growatt_v4", "serial": "NOPE0001", "connection": connection(mock, "growatt_v4")})
-    assert reply.status_code == 422 and reply.json()["error"]["code"] == "unknown_serial"
+    assert reply.status_code == 422 and reply.get_json()["error"]["code"] == "unknown_serial"
     reply = post({"brand": "sandbox", "serial": "NOPE", "connection": connection(mock, "sandbox")})
-    assert reply.status_code == 422 and reply.json()["error"]["code"] == "unknown_serial"
+    assert reply.status_code == 422 and reply.get_json()["error"]["code"] == "unknown_serial"
 
     closed = f"http://127.0.0.1:{free_port()}"
     reply = post({"brand": "sandbox", "serial": "SBX-AMS-0001", "connection": {"base_url": closed, "api_key": "k"}})
-    assert reply.status_code == 502 and reply.json()["error"]["code"] == "brand_unreachable"
-    assert reply.json()["error"]["details"]["brand_error"]["kind"] == "unreachable"
+    assert reply.status_code == 502 and reply.get_json()["error"]["code"] == "brand_unreachable"
+    assert reply.get_json()["error"]["details"]["brand_error"]["kind"] == "unreachable"
 
     reply = post({"brand": "growatt_v4", "serial": "GRTSPH0001", "connection": {"base_url": mock.url, "token": "bad"}})
-    assert reply.status_code == 422 and reply.json()["error"]["code"] == "brand_rejected_credentials"
-    assert reply.json()["error"]["details"]["brand_error"]["brand_code"] == 2
+    assert reply.status_code == 422 and reply.get_json()["error"]["code"] == "brand_rejected_credentials"
+    assert reply.get_json()["error"]["details"]["brand_error"]["brand_code"] == 2
 
     for body, field in [
         ({"brand": "sandbox", "connection": connection(mock, "sandbox")}, "serial"),
@@ -89,10 +84,10 @@ def test_onboarding_errors(mock, api):
         ),
     ]:
         reply = post(body)
-        assert reply.status_code == 400, (body, reply.text)
-        assert reply.json()["error"]["details"]["field"] == field
-    assert api.post("/inverters", data="x", headers={"Content-Type": "text/plain"}).status_code == 415
-    assert api.get("/inverters").json()["inverters"] == []
+        assert reply.status_code == 400, (body, reply.get_data(as_text=True))
+        assert reply.get_json()["error"]["details"]["field"] == field
+    assert client.post("/inverters", data="x", headers={"Content-Type": "text/plain"}).status_code == 415
+    assert client.get("/inverters").get_json()["inverters"] == []
 
 
 def test_only_owner_and_members_see_an_inverter(env, mock, web, api, account_key, sse):

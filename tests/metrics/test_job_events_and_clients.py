@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from tests.conftest import make_client
 from tests.helpers import wait_until
 from tests.metrics.conftest import onboard
 from web.streams import Client
-
-
-@pytest.fixture
-def mock(shared_mock):
-    """No poller runs here and no test leaves faults or spent tokens: the module's tests share one mock."""
-    return shared_mock
 
 
 def test_job_events_stream_shows_each_state_change(services, metrics_env, web, api, account_key, partner, sse):

@@ -5,18 +5,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from tests.conftest import make_client
 from tests.helpers import create_account, wait_until
 from tests.metrics.conftest import onboard
-
-
-@pytest.fixture
-def mock(shared_mock):
-    """No poller runs here and no test leaves faults or spent tokens: the module's tests share one mock."""
-    return shared_mock
-
 
 FAR_FUTURE = "2099-01-01T00:00:00Z"
 
