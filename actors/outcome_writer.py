@@ -58,7 +58,10 @@ class OutcomeWriter:
         for outcome, (updated, successor_started) in zip(outcomes, states):
             if updated is None:
                 log.warning(
-                    "outcome fenced off: job=%s attempt=%d is no longer ours", outcome.job.id, outcome.job.attempts
+                    "outcome fenced off: job=%s attempt=%d is no longer ours",
+                    outcome.job.id,
+                    outcome.job.attempts,
+                    extra={"job_id": outcome.job.id},
                 )
                 written.append(Written(None, False))
                 continue
@@ -107,6 +110,7 @@ class OutcomeWriter:
             updated.status,
             response.status_code,
             f" retry_in={decision.delay_s:.3f}s" if decision.delay_s is not None else "",
+            extra={"job_id": outcome.job.id},  # written for many jobs at once, outside any one job's context
         )
         telemetry.JOB_ATTEMPTS.labels(decision.outcome).inc()
         telemetry.JOB_ATTEMPT_DURATION.observe(max(0.0, response.finished_at - response.started_at))

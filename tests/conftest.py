@@ -307,6 +307,26 @@ def app(redis_server, tmp_path_factory):
         yield flask_app
 
 
+@pytest.fixture
+def app_on_test_database(database_url, redis_url):
+    """The in-process app on this test's own database, the one its processes and `create_account(env)` use.
+    A process holds one database at a time (models/db.py), so a module whose tests also start processes
+    on their own databases uses this as its `app` (see `app_key_maker`) instead of a module-wide app."""
+    with in_process_app(database_url, redis_url) as flask_app:
+        yield flask_app
+
+
+def app_key_maker(flask_app):
+    """new_app_key for `flask_app`: new(name=None) creates an account in its database; returns the API key."""
+    from models.accounts import create_account as create
+    from web.extensions import collaborators_of
+
+    def new(name: str | None = None) -> str:
+        return collaborators_of(flask_app).owner.write(create, name or f"acct-{time.monotonic_ns()}")[1]
+
+    return new
+
+
 @pytest.fixture(scope="module")
 def new_app_key(app):
     """new_app_key(name=None) creates an account in the app's database; returns its API key."""

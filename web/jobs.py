@@ -180,7 +180,10 @@ def submit():
         raise ApiError(409, "idempotency_conflict", str(exc), {"job_id": exc.job_id}) from None
     if created:
         telemetry.JOBS_SUBMITTED.inc()
-        current_app.extensions["dispatcher_waker"].wake([job])
+        # Published before the answer, not queued with the coalesced wake-up: a cancel or a worker's
+        # event published meanwhile would otherwise overtake it, and a stream would end on "pending".
+        publish_job_event(redis_client(), job)
+        current_app.extensions["dispatcher_waker"].wake()
     response = jsonify(job_view(job))
     response.status_code = 202 if created else 200
     response.headers["Location"] = url_for("jobs.show", job_id=job.id)
@@ -231,7 +234,8 @@ def submit_batch():
                 results[index] = {"index": index, "id": job.id, "created": created}
     if created_count:
         telemetry.JOBS_SUBMITTED.inc(created_count)
-        current_app.extensions["dispatcher_waker"].wake(created_jobs)
+        publish_job_events(redis_client(), created_jobs)  # before the answer, as for one job
+        current_app.extensions["dispatcher_waker"].wake()
     return jsonify({"results": results})
 
 

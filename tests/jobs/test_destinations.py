@@ -14,6 +14,19 @@ import pytest
 from actors.transport import Transport
 from models.net import transport as transport_module
 from models.net.policy import BlockedDestination, DestinationPolicy
+from tests.conftest import app_key_maker
+
+
+@pytest.fixture
+def app(app_on_test_database):
+    """On the test's own database: this module's tests also start processes on theirs (tests/conftest.py)."""
+    return app_on_test_database
+
+
+@pytest.fixture
+def new_app_key(app):
+    return app_key_maker(app)
+
 
 BLOCKED = {
     # address: the word the reason must contain

@@ -8,7 +8,6 @@ connection at all.
 
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -17,10 +16,22 @@ from models.brands import adapter_for
 from models.brands.base import BAD_REPLY, BLOCKED, BrandError
 from models.net.policy import DestinationPolicy
 from models.settings import Settings
-from tests.conftest import in_process_app
+from tests.conftest import app_key_maker
 from tests.helpers import free_port, wait_until
 from tests.metrics.conftest import SANDBOX_KEY, mock_stats, onboard
 from tests.servers import AcceptRecorder
+
+
+@pytest.fixture
+def app(app_on_test_database):
+    """On the test's own database: this module's tests also start processes on theirs (tests/conftest.py)."""
+    return app_on_test_database
+
+
+@pytest.fixture
+def new_app_key(app):
+    return app_key_maker(app)
+
 
 # Hosts that do not resolve as written but that requests (or IDNA 2003) turns into 127.0.0.1.
 DISGUISED_LOOPBACK = [
@@ -33,22 +44,6 @@ DISGUISED_LOOPBACK = [
     "\uff11\uff12\uff17.\uff10.\uff10.\uff11",
     "127\u30020\u30020\u30021",
 ]
-
-
-@pytest.fixture
-def app(database_url, redis_url):
-    """The in-process app on this test's own database, the one its `web` process and `create_account` use:
-    a process holds one database at a time (models/db.py), so a module-wide app would shut them out."""
-    with in_process_app(database_url, redis_url) as flask_app:
-        yield flask_app
-
-
-@pytest.fixture
-def new_app_key(app):
-    from models.accounts import create_account as create
-    from web.extensions import collaborators_of
-
-    return lambda: collaborators_of(app).owner.write(create, f"acct-{time.monotonic_ns()}")[1]
 
 
 @pytest.fixture

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-from tests.conftest import make_client
+import pytest
+
+from tests.conftest import app_key_maker, make_client
 from tests.helpers import create_account, free_port
 from tests.metrics.conftest import GROWATT_TOKEN, connection, mock_stats, onboard
+
+
+@pytest.fixture
+def app(app_on_test_database):
+    """On the test's own database: this module's tests also start processes on theirs (tests/conftest.py)."""
+    return app_on_test_database
+
+
+@pytest.fixture
+def new_app_key(app):
+    return app_key_maker(app)
+
 
 DEMO_FLEET = [
     ("sandbox", "SBX-AMS-0001", "hybrid", "Europe/Amsterdam"),
