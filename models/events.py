@@ -76,8 +76,8 @@ class DispatcherWaker:
 
     Every job committed before `wake()` is followed by a publish that starts after its commit, so no
     dispatcher can miss it; a burst of 1,000 submissions costs a handful of publishes, not 1,000.
-    `wake(jobs)` also publishes those jobs' events, in the same pipeline ahead of the wake-up: one
-    round trip for a submission instead of two, and under load one pipeline for many.
+    Job events are not queued here: one published later than a cancel's or a worker's event for the same
+    job would reach streams out of order.
     """
 
     def __init__(self, redis):
@@ -86,24 +86,18 @@ class DispatcherWaker:
         self._in_background = monkey.is_module_patched("socket")
         self._wakes = Coalescer(self._publish)
 
-    def wake(self, jobs=()) -> None:
-        messages = [message for job in jobs for message in job_messages(job)]
+    def wake(self) -> None:
         if not self._in_background:
-            self._publish([messages])
+            self._publish([None])
             return
-        self._wakes.add(messages)
+        self._wakes.add(None)
 
-    def _publish(self, batch: list[list[tuple[str, str]]]) -> None:
-        events = [message for messages in batch for message in messages]
+    def _publish(self, _wakes: list) -> None:
         try:
-            pipe = self.redis.pipeline(transaction=False)
-            for channel, payload in events:
-                pipe.publish(channel, payload)
-            pipe.publish(JOBS_WAKEUP, "1")
-            pipe.execute()
+            self.redis.publish(JOBS_WAKEUP, "1")
         except Exception as exc:
             # The dispatcher's fallback timer still finds the job; it just starts later.
-            log.warning("could not wake dispatchers (nor publish %d job events): %s", len(events), exc)
+            log.warning("could not wake dispatchers: %s", exc)
 
 
 class BatchedPublisher:
