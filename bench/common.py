@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -95,3 +96,16 @@ def start_redis_server(workdir: Path, *extra: str):
             time.sleep(0.05)
         finally:
             client.close()
+
+
+def create_account(env: dict, root: Path, name: str = "bench") -> str:
+    """A new account's API key, made by the project's own CLI (`python -m models create-account`)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "models", "create-account", name],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip().splitlines()[-1]

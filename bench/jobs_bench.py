@@ -37,7 +37,7 @@ import redis  # noqa: E402
 import requests  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_seconds, free_port, thread_cpu_seconds, wait_http  # noqa: E402
+from common import cpu_seconds, create_account, free_port, thread_cpu_seconds, wait_http  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -285,18 +285,7 @@ def main():
         MAX_IN_FLIGHT_PER_HOST=os.environ.get("MAX_IN_FLIGHT_PER_HOST", "64"),
     )
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
-    key = (
-        subprocess.run(
-            [PY, "-m", "models", "create-account", "bench"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
+    key = create_account(env, ROOT)
     (tmp / "sink.py").write_text(SINK)
     wakeups = redis.Redis.from_url(env["REDIS_URL"])
     subscribed_before = wakeup_subscribers(wakeups)  # the Redis may be shared: count only ours

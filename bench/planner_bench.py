@@ -48,7 +48,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from common import free_port  # noqa: E402
+from common import create_account, free_port  # noqa: E402
 
 from actors.schedule import PollSchedule, ScaledClock  # noqa: E402
 from models.brands import ADAPTERS  # noqa: E402
@@ -410,18 +410,7 @@ def run_actor(brand: str, sites: int, speed: float, span_s: float, start: str, w
             f"{cls.settings_prefix.upper()}_POLL_INTERVAL_S": "0.1",  # as fast as the quota allows
             "METRICS_PORT": str(metrics_port),
         }
-        key = (
-            subprocess.run(
-                [sys.executable, "-m", "models", "create-account", "bench"],
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+        key = create_account(env, ROOT)
         fleet = {
             "brand": brand,
             "base_url": base_url,

@@ -32,7 +32,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from common import free_port, start_redis_server, wait_http  # noqa: E402
+from common import create_account, free_port, start_redis_server, wait_http  # noqa: E402
 
 PYTHON = sys.executable
 
@@ -170,18 +170,7 @@ def main() -> int:
         )
         mock = f"http://127.0.0.1:{mock_port}"
         wait_http(mock + "/admin/health", timeout=60, proc=procs[-1])
-        key = (
-            subprocess.run(
-                [PYTHON, "-m", "models", "create-account", "bench"],
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+        key = create_account(env, ROOT)
         procs.append(subprocess.Popen([PYTHON, "-m", "web"], cwd=ROOT, env={**env, "PORT": str(web_port)}))
         web = f"http://127.0.0.1:{web_port}"
         wait_http(web + "/healthz", proc=procs[-1])
