@@ -129,6 +129,18 @@ def postgres_server_url():
 
 
 @pytest.fixture
+def database(database_url):
+    """This test's database opened in the test process with its schema: the owner that runs its queries."""
+    from models.db import close_database, open_database
+    from models.schema import ensure_schema
+
+    owner = open_database(database_url)
+    ensure_schema(owner)
+    yield owner
+    close_database()
+
+
+@pytest.fixture
 def env(redis_url, database_url):
     """Environment for the project's processes in this test (tests may add to it before starting)."""
     return system_env(database_url, redis_url)

@@ -257,3 +257,20 @@ def create_account_with_cli(env: dict, name: str) -> str:
     result = run_cli(["models", "create-account", name], env)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip().splitlines()[-1]
+
+
+def job_spec(url: str = "http://127.0.0.1:9/x", host: str = "127.0.0.1", **changes) -> dict:
+    """A validated job as models.jobs.insert_job takes it (what POST /jobs stores), with `changes` applied."""
+    return {
+        "url": url,
+        "host": host,
+        "method": "POST",
+        "headers": {},
+        "body": None,
+        "body_kind": "none",
+        "timeout_s": 5.0,
+        "max_attempts": 3,
+        "backoff": {"base_s": 1, "cap_s": 10, "multiplier": 2, "jitter": "full"},
+        "run_at": None,
+        **changes,
+    }

@@ -17,10 +17,8 @@ from actors.transport import Response
 from models import jobs
 from models.accounts import create_account
 from models.channels import job_channel
-from models.db import close_database, open_database
 from models.events import publish_job_event
-from models.schema import ensure_schema
-from tests.helpers import wait_until
+from tests.helpers import job_spec, wait_until
 
 
 def job(job_id: str, host: str = "a.test", attempts: int = 1):
@@ -114,30 +112,12 @@ def test_giving_up_unstarted_jobs_returns_the_waiting_and_to_start_ones_and_free
 
 
 @pytest.fixture
-def db(database_url):
-    owner = open_database(database_url)
-    ensure_schema(owner)
-    yield owner
-    close_database()
-
-
-def _spec(host: str):
-    return {
-        "url": f"http://{host}/x",
-        "host": host,
-        "method": "POST",
-        "headers": {},
-        "body": None,
-        "body_kind": "none",
-        "timeout_s": 5.0,
-        "max_attempts": 3,
-        "backoff": {"base_s": 1, "cap_s": 10, "multiplier": 2, "jitter": "full"},
-        "run_at": None,
-    }
+def db(database):
+    return database
 
 
 def _submit(db, account_id: str, hosts: list[str]) -> list:
-    return [db.write(jobs.insert_job, account_id, _spec(host), None)[0] for host in hosts]
+    return [db.write(jobs.insert_job, account_id, job_spec(f"http://{host}/x", host), None)[0] for host in hosts]
 
 
 def _attempt_rows(db, job_id: str) -> list[tuple]:

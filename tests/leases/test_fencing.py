@@ -7,6 +7,7 @@ from models.accounts import create_account
 from models.db import close_database, open_database
 from models.ids import new_id
 from models.schema import ensure_schema
+from tests.helpers import job_spec
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -18,21 +19,6 @@ def db(request, database_url):
         owner.call(lambda: owner.db.execute_sql("TRUNCATE attempt, job, api_key, session, account CASCADE"))
     yield owner
     close_database()
-
-
-def _spec(url="http://127.0.0.1:9/x"):
-    return {
-        "url": url,
-        "host": "127.0.0.1",
-        "method": "POST",
-        "headers": {},
-        "body": None,
-        "body_kind": "none",
-        "timeout_s": 5.0,
-        "max_attempts": 3,
-        "backoff": {"base_s": 1, "cap_s": 10, "multiplier": 2, "jitter": "full"},
-        "run_at": None,
-    }
 
 
 def _outcome(db, job, worker, status=jobs.SUCCEEDED, outcome=jobs.SUCCESS):
@@ -55,7 +41,7 @@ def _outcome(db, job, worker, status=jobs.SUCCEEDED, outcome=jobs.SUCCESS):
 
 def test_a_claimed_job_is_not_claimed_again_while_its_lease_holds(db):
     account, _ = db.write(create_account, "a")
-    db.write(jobs.insert_job, account.id, _spec(), None)
+    db.write(jobs.insert_job, account.id, job_spec(), None)
     first = db.write(jobs.claim_due, "worker-a", 10, 30.0)
     second = db.write(jobs.claim_due, "worker-b", 10, 30.0)
     assert len(first) == 1 and second == []
@@ -63,7 +49,7 @@ def test_a_claimed_job_is_not_claimed_again_while_its_lease_holds(db):
 
 def test_stale_worker_cannot_overwrite_a_newer_outcome(db):
     account, _ = db.write(create_account, "a")
-    job, _ = db.write(jobs.insert_job, account.id, _spec(), None)
+    job, _ = db.write(jobs.insert_job, account.id, job_spec(), None)
     [a] = db.write(jobs.claim_due, "worker-a", 10, 30.0)
     # worker-a stalls past its lease; worker-b takes the job over.
     [b] = db.write(jobs.claim_due, "worker-b", 10, 30.0, at=a.due_at + 1)
@@ -78,7 +64,7 @@ def test_stale_worker_cannot_overwrite_a_newer_outcome(db):
 
 def test_lost_last_attempt_makes_the_job_dead_not_retried_forever(db):
     account, _ = db.write(create_account, "a")
-    spec = {**_spec(), "max_attempts": 1}
+    spec = job_spec(max_attempts=1)
     job, _ = db.write(jobs.insert_job, account.id, spec, None)
     [a] = db.write(jobs.claim_due, "worker-a", 10, 1.0)
     assert db.write(jobs.claim_due, "worker-b", 10, 1.0, at=a.due_at + 1) == []
@@ -88,7 +74,7 @@ def test_lost_last_attempt_makes_the_job_dead_not_retried_forever(db):
 
 def test_release_gives_back_unstarted_claims(db):
     account, _ = db.write(create_account, "a")
-    job, _ = db.write(jobs.insert_job, account.id, _spec(), None)
+    job, _ = db.write(jobs.insert_job, account.id, job_spec(), None)
     [a] = db.write(jobs.claim_due, "worker-a", 10, 30.0)
     assert db.write(jobs.release, "worker-a", [(a.id, a.attempts)]) == 1
     again = db.call(jobs.Job.get_by_id, job.id)
@@ -108,7 +94,7 @@ def _rows(db, job_id):
 
 def test_a_claim_that_never_started_comes_back_uncharged_when_its_lease_expires(db):
     account, _ = db.write(create_account, "a")
-    job, _ = db.write(jobs.insert_job, account.id, {**_spec(), "max_attempts": 1}, None)
+    job, _ = db.write(jobs.insert_job, account.id, job_spec(max_attempts=1), None)
     [a] = db.write(jobs.claim_due, "worker-a", 10, 1.0, start_now=_never_start)
     assert a.started is False and _rows(db, job.id) == []
     # worker-a dies before a slot freed for it: the next worker gets the same, uncharged attempt.
@@ -121,7 +107,7 @@ def test_a_claim_that_never_started_comes_back_uncharged_when_its_lease_expires(
 
 def test_an_attempt_started_after_its_claim_is_charged_when_lost(db):
     account, _ = db.write(create_account, "a")
-    job, _ = db.write(jobs.insert_job, account.id, {**_spec(), "max_attempts": 1}, None)
+    job, _ = db.write(jobs.insert_job, account.id, job_spec(max_attempts=1), None)
     [a] = db.write(jobs.claim_due, "worker-a", 10, 1.0, start_now=_never_start)
     assert db.write(jobs.start_attempts, "worker-a", [(a.id, a.attempts)]) == {a.id}
     assert db.write(jobs.claim_due, "worker-b", 10, 30.0, at=a.due_at + 1) == []
@@ -132,7 +118,7 @@ def test_an_attempt_started_after_its_claim_is_charged_when_lost(db):
 
 def test_a_worker_that_lost_the_lease_cannot_start_the_attempt(db):
     account, _ = db.write(create_account, "a")
-    job, _ = db.write(jobs.insert_job, account.id, _spec(), None)
+    job, _ = db.write(jobs.insert_job, account.id, job_spec(), None)
     [a] = db.write(jobs.claim_due, "worker-a", 10, 1.0, start_now=_never_start)
     [b] = db.write(jobs.claim_due, "worker-b", 10, 30.0, at=a.due_at + 1, start_now=_never_start)
     assert b.attempts == a.attempts == 1
@@ -143,7 +129,7 @@ def test_a_worker_that_lost_the_lease_cannot_start_the_attempt(db):
 
 def test_release_gives_back_a_started_but_unsent_attempt_and_a_taken_over_claim_uncharged(db):
     account, _ = db.write(create_account, "a")
-    job, _ = db.write(jobs.insert_job, account.id, _spec(), None)
+    job, _ = db.write(jobs.insert_job, account.id, job_spec(), None)
     [a] = db.write(jobs.claim_due, "worker-a", 10, 1.0)
     assert db.write(jobs.release, "worker-a", [(a.id, a.attempts)]) == 1
     assert _rows(db, job.id) == [] and db.call(jobs.Job.get_by_id, job.id).attempts == 0
@@ -157,8 +143,8 @@ def test_release_gives_back_a_started_but_unsent_attempt_and_a_taken_over_claim_
 
 def test_claim_takes_due_jobs_in_due_order_and_leaves_future_ones(db):
     account, _ = db.write(create_account, "a")
-    later, _ = db.write(jobs.insert_job, account.id, {**_spec(), "run_at": 4_000_000_000.0}, None)
-    now_job, _ = db.write(jobs.insert_job, account.id, _spec(), None)
+    later, _ = db.write(jobs.insert_job, account.id, job_spec(run_at=4_000_000_000.0), None)
+    now_job, _ = db.write(jobs.insert_job, account.id, job_spec(), None)
     claimed = db.write(jobs.claim_due, "w", 10, 30.0)
     assert [j.id for j in claimed] == [now_job.id]
     assert db.call(jobs.next_due_at) == pytest.approx(claimed[0].due_at)
@@ -166,7 +152,7 @@ def test_claim_takes_due_jobs_in_due_order_and_leaves_future_ones(db):
 
 def test_lease_renewal_only_extends_leases_still_held(db):
     account, _ = db.write(create_account, "a")
-    db.write(jobs.insert_job, account.id, _spec(), None)
+    db.write(jobs.insert_job, account.id, job_spec(), None)
     [a] = db.write(jobs.claim_due, "worker-a", 10, 1.0)
     db.write(jobs.claim_due, "worker-b", 10, 30.0, at=a.due_at + 1)
     assert db.write(jobs.renew_leases, "worker-a", [a.id], 30.0) == 0

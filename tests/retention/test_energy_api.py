@@ -11,8 +11,6 @@ import pytest
 
 from models import energy
 from models.accounts import create_account
-from models.db import close_database, open_database
-from models.schema import ensure_schema
 from tests.conftest import make_client
 from tests.helpers import run_cli
 from tests.retention.conftest import add_inverter, add_readings
@@ -21,11 +19,8 @@ AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 
 
 @pytest.fixture
-def store(database_url):
-    owner = open_database(database_url)
-    ensure_schema(owner)
-    yield owner
-    close_database()
+def store(database):
+    return database
 
 
 @pytest.fixture

@@ -12,9 +12,7 @@ import pytest
 from models import inverters, live_events
 from models.accounts import create_account
 from models.backoff import Backoff
-from models.db import close_database, open_database
 from models.redis_client import connect_redis, listen_forever
-from models.schema import ensure_schema
 from tests.retention.conftest import add_inverter
 from web.fanout import Client, Fanout, TooManyStreams
 from web.latest_readings import LatestReadings
@@ -31,11 +29,8 @@ def redis(redis_url):
 
 
 @pytest.fixture
-def store(database_url):
-    owner = open_database(database_url)
-    ensure_schema(owner)
-    yield owner
-    close_database()
+def store(database):
+    return database
 
 
 # -- the listener ----------------------------------------------------------------------------------
