@@ -96,6 +96,19 @@ JITTER_REAL_S = 0.02
 ONBOARD_GAP_SIM_S = 7.0
 
 
+def quota_figures(stats: dict, latest: int, allowed: float | None) -> dict:
+    """What the mock counted (requests, refusals and the limits that refused) and the share of the
+    brand's allowance the latest-data calls used; the same for both drivers."""
+    return {
+        "requests": stats["totals"]["requests"],
+        "violations": stats["totals"]["rate_limited"],
+        "refused_by": stats["totals"].get("refused_by", {}),
+        "latest_requests": latest,
+        "allowed": None if allowed is None else round(allowed),
+        "budget_use_pct": None if not allowed else round(100 * latest / allowed, 1),
+    }
+
+
 def fleet_config(brand: str, sites: int) -> dict:
     mock_brand, (plain, with_battery) = FLEETS[brand]
     rng = random.Random(7)
@@ -341,12 +354,7 @@ def report(brand, quota, current, intervals, devices, sends, readings, failures,
         "interval_s": round(current.interval_s, 1),
         "intervals_planned": sorted({round(i, 1) for i in intervals}),
         "binding": current.binding,
-        "requests": stats["totals"]["requests"],
-        "violations": stats["totals"]["rate_limited"],
-        "refused_by": stats["totals"].get("refused_by", {}),
-        "latest_requests": latest,
-        "allowed": None if allowed is None else round(allowed),
-        "budget_use_pct": None if not allowed else round(100 * latest / allowed, 1),
+        **quota_figures(stats, latest, allowed),
         "polls": sum(len(v) for v in sends.values()),
         "readings": sum(readings.values()),
         "readings_per_s": round(sum(readings.values()) / max(1e-9, span / speed), 1),
@@ -485,12 +493,7 @@ def run_actor(brand: str, sites: int, speed: float, span_s: float, start: str, w
             "speed": speed,
             "interval_s": view["planned_interval_s"],
             "binding": view["binding_window"],
-            "requests": stats["totals"]["requests"],
-            "violations": stats["totals"]["rate_limited"],
-            "refused_by": stats["totals"].get("refused_by", {}),
-            "latest_requests": latest,
-            "allowed": None if allowed is None else round(allowed),
-            "budget_use_pct": None if not allowed else round(100 * latest / allowed, 1),
+            **quota_figures(stats, latest, allowed),
             "polls_per_device": [min(polls), max(polls)],
             "expected_polls_per_device": math.floor((end - began) / view["planned_interval_s"]),
             "readings": published,
