@@ -7,12 +7,13 @@ import math
 from typing import Any, TypeVar
 
 from flask import request
-from pydantic import BaseModel, ConfigDict, PrivateAttr, RootModel, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, PrivateAttr, RootModel, ValidationError, model_validator
 
 from web.errors import ApiError
 
 MAX_DEPTH = 100
 T = TypeVar("T")
+_THE_MODEL = object()  # what `rules` returns when the validated model itself is what the view uses
 
 
 def json_body():
@@ -114,21 +115,22 @@ class _Rules:
 
     @classmethod
     def rules(cls, data, context: dict):
-        return data
+        return _THE_MODEL
 
     @model_validator(mode="wrap")
     @classmethod
     def _rules_then_schema(cls, data, handler, info):
         parsed = cls.rules(data, info.context or {})
         model = handler(data)
-        model._parsed = parsed
+        model._parsed = model if parsed is _THE_MODEL else parsed
         return model
 
 
 class RequestModel(_Rules, BaseModel):
     """A request body's model: its fields and constraints are the published schema (GET /openapi.json), and
     `rules` carries what a schema cannot say (the destination policy, RFC 9110 header values), raising ApiError
-    with the messages the API has always given. `rules` runs first; its result is what the view uses."""
+    with the messages the API has always given. `rules` runs first; its result is what the view uses. A model
+    without `rules` (its checks all in its fields and validators, which may raise ApiError) is itself the result."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -144,9 +146,24 @@ def validated(model: type[RequestModel | RequestRootModel], payload, **context):
         return model.model_validate(payload, context=context)._parsed
     except ValidationError as exc:
         problem = exc.errors()[0]
-        field = ".".join(str(part) for part in problem["loc"]) or None
+        field = ".".join(str(part) for part in _field_path(model, problem)) or None
         message = f"{field}: {problem['msg']}" if field else problem["msg"]
         raise ApiError(422, "validation_failed", message, {"field": field}) from None
+
+
+def _field_path(model: type[BaseModel], problem) -> tuple:
+    """Where in the body the problem is. A body that is a union chosen by a field (`kind`, `brand`) has
+    pydantic put the chosen tag first: the body's caller knows no such level, so it is left out, and a tag
+    missing or unknown is a problem of that field."""
+    loc = tuple(problem["loc"])
+    tag = model.model_fields["root"].discriminator if issubclass(model, RootModel) else None
+    if isinstance(tag, Discriminator):
+        tag = tag.discriminator if isinstance(tag.discriminator, str) else None
+    if tag is None:
+        return loc
+    if problem["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        return (tag, *loc)
+    return loc[1:]
 
 
 def body_as(model: type[RequestModel | RequestRootModel], **context):

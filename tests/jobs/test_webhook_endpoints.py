@@ -82,24 +82,37 @@ def test_alert_rules_are_validated_and_belong_to_their_owner(client, app, new_ap
     battery = client.post("/alert-rules", json={"kind": "battery_low", "params": {"below_pct": 20}}).get_json()
     assert battery["params"] == {"below_pct": 20.0, "clear_above_pct": 30.0}
     bad = [
-        ({"kind": "offline", "params": {"minutes": 0.1}}, "validation_failed"),
-        ({"kind": "battery_low", "params": {"below_pct": 20, "clear_above_pct": 10}}, "validation_failed"),
-        ({"kind": "offline", "params": {"hours": 1}}, "validation_failed"),
-        ({"kind": "sunburn"}, "validation_failed"),
-        ({"kind": "production_low"}, "validation_failed"),
+        ({"kind": "offline", "params": {"minutes": 0.1}}, "params.minutes"),
+        ({"kind": "offline", "params": {"minutes": True}}, "params.minutes"),
+        ({"kind": "battery_low", "params": {"below_pct": 20, "clear_above_pct": 10}}, "params.clear_above_pct"),
+        ({"kind": "battery_low", "params": {"below_pct": 20, "clear_above_pct": 20}}, "params.clear_above_pct"),
+        ({"kind": "offline", "params": {"hours": 1}}, "params.hours"),
+        ({"kind": "sunburn"}, "kind"),
+        ({"params": {"minutes": 5}}, "kind"),
+        ({"kind": "offline", "colour": "red"}, "colour"),
+        ({"kind": "production_low"}, "params"),
         (
             {"kind": "production_low", "params": {"latitude": 95, "longitude": 0, "peak_power_w": 4000}},
-            "validation_failed",
+            "params.latitude",
         ),
-        ({"kind": "daily_summary", "params": {"latitude": 52}}, "validation_failed"),
-        ({"kind": "offline", "inverter_id": "01HZZZZZZZZZZZZZZZZZZZZZZZ"}, "validation_failed"),
+        ({"kind": "daily_summary", "params": {"latitude": 52}}, "params.longitude"),
+        ({"kind": "offline", "inverter_id": "01HZZZZZZZZZZZZZZZZZZZZZZZ"}, "inverter_id"),
+        ({"kind": "offline", "inverter_id": 7}, "inverter_id"),
     ]
-    for body, code in bad:
+    for body, field in bad:
         reply = client.post("/alert-rules", json=body)
-        assert reply.status_code == 422 and reply.get_json()["error"]["code"] == code, body
+        assert reply.status_code == 422 and reply.get_json()["error"]["code"] == "validation_failed", body
+        assert reply.get_json()["error"]["details"] == {"field": field}, body
     rule_id = made.get_json()["id"]
     patched = client.patch(f"/alert-rules/{rule_id}", json={"params": {"minutes": 2}})
     assert patched.status_code == 200 and patched.get_json()["params"] == {"minutes": 2.0}
+    unchanged = client.patch(f"/alert-rules/{rule_id}", json={})
+    assert unchanged.status_code == 200 and unchanged.get_json()["params"] == {"minutes": 2.0}
+    refused = client.patch(f"/alert-rules/{rule_id}", json={"params": {"below_pct": 5}})
+    assert refused.status_code == 422 and refused.get_json()["error"]["details"] == {"field": "params.below_pct"}
+    # The parameters not given are kept: clear_above_pct stays 30, no longer above the new below_pct.
+    raised = client.patch(f"/alert-rules/{battery['id']}", json={"params": {"below_pct": 30}})
+    assert raised.status_code == 422 and raised.get_json()["error"]["details"] == {"field": "params.clear_above_pct"}
     stranger = app.test_client()
     stranger.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {new_app_key()}"
     assert stranger.get(f"/alert-rules/{rule_id}").status_code == 404

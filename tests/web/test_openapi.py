@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Annotated, Literal, Union
 
 import pytest
 import schemathesis
@@ -20,7 +21,7 @@ from web.errors import ApiError
 from web.extensions import collaborators_of
 from web.job_request import JobRequest, parse_job_request
 from web.jobs import BatchJobRequest
-from web.json_body import RequestModel, validated
+from web.json_body import RequestModel, RequestRootModel, validated
 
 PUBLIC = {
     ("post", "/jobs"),
@@ -51,6 +52,18 @@ PUBLIC = {
     ("get", "/streams/stats"),
     ("get", "/healthz"),
     ("get", "/readyz"),
+    ("post", "/webhook-endpoints"),
+    ("get", "/webhook-endpoints"),
+    ("get", "/webhook-endpoints/{endpoint_id}"),
+    ("delete", "/webhook-endpoints/{endpoint_id}"),
+    ("post", "/webhook-endpoints/{endpoint_id}/rotate-secret"),
+    ("post", "/alert-rules"),
+    ("get", "/alert-rules"),
+    ("get", "/alert-rules/{rule_id}"),
+    ("patch", "/alert-rules/{rule_id}"),
+    ("delete", "/alert-rules/{rule_id}"),
+    ("get", "/inverters/{inverter_id}/alerts"),
+    ("post", "/inverters/{inverter_id}/alerts/{alert_id}/acknowledge"),
 }
 
 
@@ -81,6 +94,26 @@ def test_request_bodies_are_the_validating_models_schemas(document):
     assert schema["additionalProperties"] is False
     timeout = next(s for s in schema["properties"]["timeout_s"]["anyOf"] if s.get("type") == "number")
     assert (timeout["minimum"], timeout["maximum"]) == (0.001, 120.0)
+
+
+def test_an_alert_rule_body_is_one_kind_with_that_kinds_parameters(document):
+    from models import alerts
+
+    operation = document["paths"]["/alert-rules"]["post"]
+    assert operation["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/AlertRuleRequest"
+    }
+    schemas = document["components"]["schemas"]
+    assert schemas["AlertRuleRequest"]["discriminator"]["propertyName"] == "kind"
+    assert set(schemas["AlertRuleRequest"]["discriminator"]["mapping"]) == set(alerts.KINDS)
+    assert schemas["OfflineParams"]["properties"]["minutes"]["minimum"] == 0.25
+    assert schemas["ProductionLowParams"]["required"] == ["latitude", "longitude", "peak_power_w"]
+    assert schemas["OfflineRuleView"]["properties"]["params"] == {"$ref": "#/components/schemas/OfflineParams"}
+    # The signing secret is answered by the creation and rotate-secret only.
+    assert "secret" in schemas["WebhookEndpointCreated"]["required"]
+    assert "secret" not in schemas["WebhookEndpointView"]["properties"]
+    answers = document["paths"]["/webhook-endpoints/{endpoint_id}/rotate-secret"]["post"]["responses"]
+    assert answers["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/WebhookEndpointRotated")
 
 
 def test_errors_share_the_envelope(document):
@@ -132,13 +165,17 @@ def api_key(new_app_key):
 @pytest.fixture
 def own_objects(app, api_key, new_app_key):
     """Path parameters naming the caller's own objects, made anew for each operation (a DELETE removes them):
-    a job, an inverter on a connection, and a member of it."""
-    from models import inverters
+    a job, an inverter on a connection, a member of it, a webhook endpoint, an alert rule on the inverter and
+    an alert of that rule."""
+    from models import alerts, inverters
     from models.accounts import account_by_id_or_name, account_for_key
 
     client = app.test_client()
-    job = client.post("/jobs", json={"url": LOOPBACK_URL}, headers={"Authorization": f"Bearer {api_key}"})
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {api_key}"
+    job = client.post("/jobs", json={"url": LOOPBACK_URL})
     assert job.status_code == 202, job.get_data(as_text=True)
+    endpoint = client.post("/webhook-endpoints", json={"url": LOOPBACK_URL, "event_types": ["inverter.offline"]})
+    assert endpoint.status_code == 201, endpoint.get_data(as_text=True)
     account = owner().call(account_for_key, api_key)
     member_name = f"member-{time.monotonic_ns()}"
     new_app_key(member_name)
@@ -153,11 +190,21 @@ def own_objects(app, api_key, new_app_key):
         return inverter
 
     inverter = owner().write(onboard)
+    rule = client.post("/alert-rules", json={"inverter_id": inverter.id, "kind": "offline"})
+    assert rule.status_code == 201, rule.get_data(as_text=True)
+
+    def open_alert():
+        stored = alerts.AlertRule.get_by_id(rule.get_json()["id"])
+        return alerts.open_alert(stored, inverter.id, inverter.serial, time.time(), {"last_seen_s": 600})[0]
+
     return {
         "job_id": job.get_json()["id"],
         "inverter_id": inverter.id,
         "connection_id": inverter.connection_id,
         "ref": member.id,
+        "endpoint_id": endpoint.get_json()["id"],
+        "rule_id": rule.get_json()["id"],
+        "alert_id": owner().write(open_alert).id,
     }
 
 
@@ -219,6 +266,26 @@ def test_a_breach_only_the_schema_finds_answers_validation_failed_with_the_dotte
     assert (refused.value.status, refused.value.code) == (422, "validation_failed")
     assert refused.value.details == {"field": "inner.level"}
     assert refused.value.message.startswith("inner.level: ")
+
+
+def test_a_breach_in_a_body_chosen_by_a_field_names_the_field_not_the_choice():
+    """pydantic puts the chosen member's tag first in an error's location: the caller's body has no such level."""
+
+    class Cat(BaseModel):
+        kind: Literal["cat"]
+        lives: int = Field(le=9)
+
+    class Dog(BaseModel):
+        kind: Literal["dog"]
+
+    class Pet(RequestRootModel[Annotated[Union[Cat, Dog], Field(discriminator="kind")]]):  # noqa: UP007
+        pass
+
+    for body, field in [({"kind": "cat", "lives": 10}, "lives"), ({"kind": "fish"}, "kind"), ({}, "kind"), ([], None)]:
+        with pytest.raises(ApiError) as refused:
+            validated(Pet, body)
+        assert (refused.value.code, refused.value.details) == ("validation_failed", {"field": field}), body
+    assert validated(Pet, {"kind": "dog"}).root == Dog(kind="dog")  # a model without rules is itself the result
 
 
 def arrives(body) -> bool:
