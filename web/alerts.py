@@ -59,7 +59,10 @@ class WebhookEndpointRequest(RequestModel):
         "(blocked_destination)",
         json_schema_extra={"format": "uri"},
     )
-    description: str | None = Field("", max_length=500, description="for people")
+    # No control characters: it is text for people, and PostgreSQL refuses a NUL in text (a 500, not a 422).
+    description: str | None = Field(
+        "", max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$", description="for people, without control characters"
+    )
     event_types: list[EventType] = Field(min_length=1, description="the events sent to it (repeats are kept once)")
 
     @field_validator("url")

@@ -65,6 +65,9 @@ def owner_client(app, new_app_key):
     reply = post(client, "/jobs", {"url": OK_URL})
     assert reply.status_code == 202, reply.get_data(as_text=True)
     client.job_id = reply.get_json()["id"]
+    reply = post(client, "/alert-rules", {"inverter_id": client.inverter_id, "kind": "battery_low"})
+    assert reply.status_code == 201, reply.get_data(as_text=True)
+    client.rule_id = reply.get_json()["id"]
     return client
 
 
@@ -119,6 +122,18 @@ def test_a_control_character_in_a_serial_or_an_account_is_refused(owner_client):
     reply = post(owner_client, members, {"account": "owner\x00"})
     assert assert_envelope(reply, 400, "invalid_field")["details"]["field"] == "account"
     assert_envelope(owner_client.delete(f"{members}/owner%00"), 404, "not_a_member")
+    assert row_counts() == before
+
+
+def test_a_control_character_in_a_webhook_endpoints_description_is_refused(owner_client):
+    before = row_counts()
+    for description in ("pager\x00", "a\nb", "\x7f"):
+        reply = post(
+            owner_client,
+            "/webhook-endpoints",
+            {"url": OK_URL, "event_types": ["inverter.fault"], "description": description},
+        )
+        assert assert_envelope(reply, 422, "validation_failed")["details"]["field"] == "description"
     assert row_counts() == before
 
 
@@ -361,9 +376,45 @@ onboarding_bodies = spoiled(
     },
 )
 segments = st.one_of(st.sampled_from([NO_JOB, "owner", "x" * 300]), texts)
+good_endpoints = st.fixed_dictionaries(
+    {"url": st.just(OK_URL), "event_types": st.sampled_from([["inverter.offline"], ["battery.low", "battery.low"]])},
+    optional={"description": st.sampled_from(["pager", "", None])},
+)
+endpoint_bodies = spoiled(
+    good_endpoints,
+    {
+        "url": urls,
+        "description": maybe(texts),
+        "event_types": maybe(st.lists(maybe(st.sampled_from(["inverter.fault", "inverter.exploded", ""])), max_size=3)),
+        "secret": texts,
+    },
+)
+rule_params = st.dictionaries(
+    st.one_of(
+        st.sampled_from(["minutes", "below_pct", "clear_above_pct", "latitude", "longitude", "peak_power_w"]), texts
+    ),
+    maybe(numbers),
+    max_size=4,
+)
+good_rules = st.one_of(
+    st.fixed_dictionaries({"kind": st.sampled_from(["offline", "fault", "battery_low"])}),
+    st.just({"kind": "daily_summary", "params": {"latitude": 6.5, "longitude": 3.4}}),
+    st.just({"kind": "production_low", "params": {"latitude": 6.5, "longitude": 3.4, "peak_power_w": 5000}}),
+)
+rule_bodies = spoiled(
+    good_rules,
+    {
+        "kind": maybe(st.sampled_from(["offline", "sunburn", "production_low"])),
+        "params": maybe(rule_params),
+        "inverter_id": maybe(segments),
+    },
+)
 
 
-ROUTE_SHAPES = re.compile(r"(?<=/)(?!(?:jobs|inverters|members|cancel|retry|session)(?:/|$))[^/]+")
+ROUTE_SHAPES = re.compile(
+    r"(?<=/)(?!(?:jobs|inverters|members|cancel|retry|session|webhook-endpoints|rotate-secret|alert-rules|alerts"
+    r"|acknowledge)(?:/|$))[^/]+"
+)
 
 
 def path_of(text: str) -> str:
@@ -401,6 +452,30 @@ requests_ = st.one_of(
     st.tuples(
         st.just("DELETE"), st.builds(lambda s: "/inverters/{inverter}/members/" + path_of(s), segments), st.none()
     ),
+    st.tuples(st.just("POST"), st.just("/webhook-endpoints"), st.one_of(endpoint_bodies, endpoint_bodies, any_json)),
+    st.tuples(st.just("POST"), st.just("/alert-rules"), st.one_of(rule_bodies, rule_bodies, any_json)),
+    st.tuples(
+        st.just("PATCH"),
+        st.just("/alert-rules/{rule}"),
+        st.one_of(st.fixed_dictionaries({"params": maybe(rule_params)}), any_json),
+    ),
+    st.tuples(
+        st.sampled_from(["DELETE", "PATCH"]),
+        st.builds(lambda s: f"/alert-rules/{path_of(s)}", segments),
+        st.just({"params": {}}),
+    ),
+    st.tuples(
+        st.sampled_from(["DELETE", "POST"]),
+        st.builds(
+            lambda s, end: f"/webhook-endpoints/{path_of(s)}{end}", segments, st.sampled_from(["", "/rotate-secret"])
+        ),
+        st.none(),
+    ),
+    st.tuples(
+        st.just("POST"),
+        st.builds(lambda s: "/inverters/{inverter}/alerts/" + path_of(s) + "/acknowledge", segments),
+        st.none(),
+    ),
 )
 
 
@@ -409,7 +484,7 @@ requests_ = st.one_of(
 def test_no_input_to_a_write_endpoint_is_a_5xx_and_no_refusal_stores_anything(owner_client, request):
     method, path, body, *headers = request  # only POST /jobs draws request headers
     headers = headers[0] if headers else {}
-    path = path.format(job=owner_client.job_id, inverter=owner_client.inverter_id)
+    path = path.format(job=owner_client.job_id, inverter=owner_client.inverter_id, rule=owner_client.rule_id)
     before = row_counts()
     data = json.dumps(body) if body is not None else None  # "\ud800" in a str becomes the JSON escape
     reply = owner_client.open(

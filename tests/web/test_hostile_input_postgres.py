@@ -9,6 +9,7 @@ from tests.conftest import in_process_app
 from tests.web.test_hostile_input import (  # noqa: F401 - collected here again, on this module's app
     owner_client,
     test_a_control_character_in_a_serial_or_an_account_is_refused,
+    test_a_control_character_in_a_webhook_endpoints_description_is_refused,
     test_a_credential_that_cannot_travel_in_a_header_is_422_without_echo,
     test_a_lone_surrogate_is_400_naming_where_it_is,
     test_an_idempotency_key_with_a_control_character_is_400,
