@@ -140,8 +140,9 @@ class RequestRootModel(_Rules, RootModel[T]):
 
 
 def validated(model: type[RequestModel | RequestRootModel], payload, **context):
-    """The payload checked by its model: what the model's rules return, or ApiError (422 validation_failed, with
-    the dotted field, for a breach the schema finds that the rules let through)."""
+    """The payload checked by its model: what the model's rules return (the model itself if it has none), or
+    ApiError (422 validation_failed, with the dotted field, for a breach the schema finds that the rules let
+    through)."""
     try:
         return model.model_validate(payload, context=context)._parsed
     except ValidationError as exc:
