@@ -70,3 +70,28 @@ def test_a_sunset_not_ready_is_answered_none_and_a_failed_computation_is_asked_a
         assert 0 < sunset - NOON_AMSTERDAM < 12 * 3600 and threads
     finally:
         pool.kill()
+
+
+def test_tables_asked_for_while_one_is_computed_go_together_in_the_next_computation():
+    """An engine starting with many sites asks for all their tables within moments: they cost a couple of
+    vectorised computations on the pool, not one each, and each is the table computed in line."""
+    pool, threads, computations = ThreadPool(1), set(), []
+    noted = on_thread(pool, threads)
+
+    def counted(work, wanted):
+        computations.append(len(wanted))
+        return noted(work, wanted)
+
+    sites = [Site(35.0 + i * 0.05, -10.0 + i * 0.1, 5000.0, 30.0, 180.0) for i in range(300)]
+    try:
+        clear_sky = ClearSky(counted)
+        assert all(clear_sky.expected_w(site, NOON_AMSTERDAM) is None for site in sites), "none ready at once"
+        hub_wait(lambda: all(clear_sky.expected_w(site, NOON_AMSTERDAM) for site in sites), "all the tables")
+        assert sum(computations) == len(sites) and len(computations) <= 3, computations
+        in_line = ClearSky()
+        assert [clear_sky.expected_w(s, NOON_AMSTERDAM) for s in sites[::37]] == [
+            in_line.expected_w(s, NOON_AMSTERDAM) for s in sites[::37]
+        ]
+        assert threads and threading.get_ident() not in threads
+    finally:
+        pool.kill()
