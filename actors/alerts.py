@@ -49,7 +49,6 @@ from datetime import datetime, timezone
 import gevent
 import gevent.queue
 import pykka
-from gevent.threadpool import ThreadPool
 
 from models import alerts, live_events, telemetry
 from models.base import iso, parse_iso
@@ -61,7 +60,7 @@ from models.channels import (
     INVERTER_PATTERN,
     INVERTERS_CHANGED,
 )
-from models.clearsky import DAY_S, ClearSky, Site, Sunsets
+from models.clearsky import DAY_S, ClearSky, QueuedThread, Site, Sunsets
 from models.events import DispatcherWaker
 from models.ids import new_id
 from models.redis_client import listen_forever
@@ -133,7 +132,7 @@ class AlertEngine(pykka.ThreadingActor):
         self.below_since: dict[tuple[str, str], float] = {}
         self.below_unsaved: set[tuple[str, str]] = set()  # counts started or ended since the last save
         # pvlib (milliseconds a call) on a native thread: the engine's greenlet never waits for it.
-        self.pvlib_pool = ThreadPool(1)
+        self.pvlib_pool = QueuedThread()
         self.clear_sky = ClearSky(self.pvlib_pool.spawn)
         self.sunsets = Sunsets(self.pvlib_pool.spawn)
         self.summarized: dict[tuple[str, str], int] = {}

@@ -11,8 +11,9 @@ computed once for all of them): ~0.1 ms of CPU a table in a batch of 1,000 again
 an engine starting with 1,000 sites spends ~0.1 s on them, not 4 to 7 s (docs/benchmarks.md). That is
 why they are not cached across restarts: recomputing is cheaper than any store.
 
-Given a pool (`compute`: a gevent ThreadPool's `spawn`), tables and sunsets are computed on its native
-thread, never on the caller's greenlet: a value not ready yet is answered None at once (the engine
+Given a pool (`compute`: a QueuedThread's `spawn`), tables and sunsets are computed on its native
+thread, never on the caller's greenlet, which never waits for it either: a value not ready yet is
+answered None at once (the engine
 judges that reading no further), the keys asked for while a computation runs go together in the next
 one, and the next day's table is asked for in the last PREFETCH_S of the UTC day (each site at its own
 moment), so a site's table is ready before its day starts. Without a pool (pure tests, tools) they are
@@ -21,6 +22,7 @@ computed in line.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +31,8 @@ import numpy as np
 import pandas as pd
 import pvlib
 import pvlib.spa
+from gevent.event import AsyncResult
+from gevent.threadpool import ThreadPool
 
 DAY_S = 86400.0
 TABLE_STEP_S = 300.0
@@ -167,6 +171,48 @@ class Background:
 
     def keep(self, wanted: Callable[[Any], bool]) -> None:
         self.ready = {k: v for k, v in self.ready.items() if wanted(k)}
+
+
+class QueuedThread:
+    """One native thread for CPU-bound work, fed through a queue of ours, so that asking never waits.
+
+    gevent's ThreadPool.spawn waits for a free thread: called from the engine's greenlet while the thread
+    computes something else, it would hold that greenlet (and every reading behind it) until the thread
+    is free. Here the work waits in `waiting` and goes to the pool only when its one thread is idle (the
+    pool frees its slot before it calls back, so that spawn never waits). `spawn` answers an AsyncResult
+    as the pool's does.
+    """
+
+    def __init__(self):
+        self.pool = ThreadPool(1)
+        self.waiting: deque[tuple[Callable, tuple, AsyncResult]] = deque()
+        self.busy = False
+
+    def spawn(self, work: Callable, *args) -> AsyncResult:
+        result = AsyncResult()
+        self.waiting.append((work, args, result))
+        self._next()
+        return result
+
+    def _next(self) -> None:
+        if self.busy or not self.waiting:
+            return
+        work, args, result = self.waiting.popleft()
+        self.busy = True
+
+        def done(outcome):
+            self.busy = False
+            if outcome.successful():
+                result.set(outcome.value)
+            else:
+                result.set_exception(outcome.exception)
+            self._next()
+
+        self.pool.spawn(work, *args).rawlink(done)
+
+    def kill(self) -> None:
+        self.waiting.clear()
+        self.pool.kill()
 
 
 class ClearSky:
