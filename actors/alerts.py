@@ -13,13 +13,16 @@ episode in the database makes a duplicate impossible. Inverters never heard from
 the engine's start.
 production_low's "below for `minutes`" counts are kept the same way (`ALERT_BELOW_SINCE`, in the same
 heartbeat pipeline; only a count that starts or ends is written, so a steady fleet costs nothing) and
-resumed the same way: shifted by the time no engine was alive. The count is in the readings' own time,
-but readings are taken by the pollers of the engine's process, so while it was down nobody looked at the
-device either; not counting that time keeps the rule's meaning ("seen below for `minutes`"): a device
-seen below for 8 of 10 minutes before a restart alerts 2 minutes (plus the down time) after it, never
-on a reading taken after a night, or an outage, no engine saw. (The shift is in real seconds: the readings'
-time, which is real time outside benchmarks' accelerated mock clocks.) A count that started or ended in
-the last OFFLINE_TICK_S before a kill -9 is lost like an unsaved offline timer.
+resumed the same way, shifted by the time no engine was alive. The count is in the readings' own time,
+but the readings come from the pollers of the engine's process, so while it was down nobody looked at
+the device; not counting that time keeps the rule's meaning, "seen below for `minutes`": a device seen
+below for 8 of 10 minutes before a restart alerts 2 minutes (plus the down time) after it, and after a
+long outage (a night) it still needs its remaining minutes seen below, not one reading. (The shift is in
+real seconds, as the readings' time is outside benchmarks' accelerated mock clocks.) Resumed timers and
+counts are saved shifted, so a second restart adds its own down time only. A count or timer changed in
+the last OFFLINE_TICK_S before a kill -9 is lost (a SIGTERM saves it). Nothing else held in memory
+changes what is sent: fault and battery_low decide from the reading and the open episodes, and a daily
+summary `summarized` forgot is refused by the database (once per rule, inverter and sunset).
 
 Every event goes through one queue and one greenlet, so the state is never changed by two at once:
   offline      no reading for `minutes` (a timer checked every OFFLINE_TICK_S); cleared by a reading
