@@ -39,7 +39,7 @@ TABLE_STEP_S = 300.0
 POINTS = int(DAY_S / TABLE_STEP_S) + 1
 TABLE_TIMES = np.arange(POINTS) * TABLE_STEP_S
 PREFETCH_S = 6 * 3600.0
-#: Tables computed in one vectorised call at most (1,000 sites: ~2 MB an intermediate array).
+#: Tables computed in one vectorised call at most (1,000 sites: ~2 MB an intermediate array, ~33 MB at the peak).
 TABLES_PER_CALL = 1000
 #: What pvlib's get_solarposition assumes when not told (spa_python's defaults).
 SPA_ALTITUDE_M, SPA_PRESSURE_MBAR, SPA_TEMPERATURE_C, SPA_DELTA_T_S, SPA_REFRACTION_DEG = (
