@@ -11,6 +11,18 @@ not counted against the device (its pollers, in the same process, were down too)
 for 10 s of a 15 s rule before a kill -9 gets its alert 5 s after the restart: none missed, and the open
 episode in the database makes a duplicate impossible. Inverters never heard from start their timer at
 the engine's start.
+production_low's "below for `minutes`" counts are kept the same way (`ALERT_BELOW_SINCE`, in the same
+heartbeat pipeline; only a count that starts or ends is written, so a steady fleet costs nothing) and
+resumed the same way, shifted by the time no engine was alive. The count is in the readings' own time,
+but the readings come from the pollers of the engine's process, so while it was down nobody looked at
+the device; not counting that time keeps the rule's meaning, "seen below for `minutes`": a device seen
+below for 8 of 10 minutes before a restart alerts 2 minutes (plus the down time) after it, and after a
+long outage (a night) it still needs its remaining minutes seen below, not one reading. (The shift is in
+real seconds, as the readings' time is outside benchmarks' accelerated mock clocks.) Resumed timers and
+counts are saved shifted, so a second restart adds its own down time only. A count or timer changed in
+the last OFFLINE_TICK_S before a kill -9 is lost (a SIGTERM saves it). Nothing else held in memory
+changes what is sent: fault and battery_low decide from the reading and the open episodes, and a daily
+summary `summarized` forgot is refused by the database (once per rule, inverter and sunset).
 
 Every event goes through one queue and one greenlet, so the state is never changed by two at once:
   offline      no reading for `minutes` (a timer checked every OFFLINE_TICK_S); cleared by a reading
@@ -40,18 +52,18 @@ from datetime import datetime, timezone
 import gevent
 import gevent.queue
 import pykka
-from gevent.threadpool import ThreadPool
 
 from models import alerts, live_events, telemetry
 from models.base import iso, parse_iso
 from models.channels import (
+    ALERT_BELOW_SINCE,
     ALERT_ENGINE_ALIVE,
     ALERT_LAST_SEEN,
     ALERT_RULES_CHANGED,
     INVERTER_PATTERN,
     INVERTERS_CHANGED,
 )
-from models.clearsky import DAY_S, ClearSky, Site, Sunsets
+from models.clearsky import DAY_S, ClearSky, QueuedThread, Site, Sunsets
 from models.events import DispatcherWaker
 from models.ids import new_id
 from models.redis_client import listen_forever
@@ -119,9 +131,11 @@ class AlertEngine(pykka.ThreadingActor):
         self.heard_at: dict[str, float] = {}  # when last heard from (what an offline alert reports)
         self.unsaved: set[str] = set()  # timers changed since the last save
         self.restored = False
-        self.below_since: dict[tuple[str, str], float | None] = {}
+        # production_low: since when (a reading's time) each (rule, inverter) has been below its threshold.
+        self.below_since: dict[tuple[str, str], float] = {}
+        self.below_unsaved: set[tuple[str, str]] = set()  # counts started or ended since the last save
         # pvlib (milliseconds a call) on a native thread: the engine's greenlet never waits for it.
-        self.pvlib_pool = ThreadPool(1)
+        self.pvlib_pool = QueuedThread()
         self.clear_sky = ClearSky(self.pvlib_pool.spawn)
         self.sunsets = Sunsets(self.pvlib_pool.spawn)
         self.summarized: dict[tuple[str, str], int] = {}
@@ -136,6 +150,7 @@ class AlertEngine(pykka.ThreadingActor):
 
     def on_stop(self):
         gevent.killall(self.greenlets, block=True, timeout=5)
+        self._save_timers(time.time())  # a SIGTERM loses not even the last tick's timers and counts
         self.pvlib_pool.kill()
 
     # -- inputs --------------------------------------------------------------------------------------
@@ -208,6 +223,7 @@ class AlertEngine(pykka.ThreadingActor):
         # Inverters never heard from (new, or new to a rule) are silent from now on.
         timers = {i: self.silent_since.get(i, time.time()) for i in self.offline_rules}
         self.silent_since = OrderedDict(sorted(timers.items(), key=lambda item: item[1]))
+        self._forget_counts(by_inverter)
         gone = [i for i in self.heard_at if i not in self.serials]
         for inverter_id in gone:
             del self.heard_at[inverter_id]
@@ -218,37 +234,69 @@ class AlertEngine(pykka.ThreadingActor):
                 log.warning("alert engine could not forget deleted inverters: %s", exc)
         log.info("alert engine: %d rules over %d inverters, %d open episodes", len(rules), len(by_inverter), len(open_))
 
+    def _forget_counts(self, by_inverter: dict[str, list[Rule]]):
+        """Drop the production_low counts of rules deleted, or of inverters no longer under them."""
+        gone = [
+            key
+            for key in self.below_since
+            if not any(rule.id == key[0] and rule.kind == "production_low" for rule in by_inverter.get(key[1], ()))
+        ]
+        for key in gone:
+            del self.below_since[key]
+        self.below_unsaved.update(gone)
+
     def _restore_timers(self):
-        """Resume the offline timers of the previous engine, shifted by the time no engine was alive."""
+        """Resume the offline timers and production_low counts of the previous engine, shifted by the time no
+        engine was alive."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(ALERT_LAST_SEEN)
+        pipe.hgetall(ALERT_BELOW_SINCE)
         pipe.get(ALERT_ENGINE_ALIVE)
-        saved, alive = pipe.execute()
+        saved, below, alive = pipe.execute()
         down_s = max(0.0, self.started_at - float(alive)) if alive else 0.0
         for inverter_id, value in saved.items():
             silent_since, _, heard_at = value.partition(" ")
             self.silent_since.setdefault(inverter_id, float(silent_since) + down_s)
             if heard_at:
                 self.heard_at.setdefault(inverter_id, float(heard_at))
+        for field, since in below.items():
+            rule_id, _, inverter_id = field.partition(" ")
+            self.below_since.setdefault((rule_id, inverter_id), float(since) + down_s)
+        if down_s:  # saved shifted, or a second restart would count this down time against the devices
+            self.unsaved.update(saved)
+            self.below_unsaved.update(tuple(field.partition(" ")[::2]) for field in below)
         self.restored = True
-        log.info("alert engine: resumed %d offline timers (engines down for %.1f s)", len(saved), down_s)
+        log.info(
+            "alert engine: resumed %d offline timers and %d production_low counts (engines down for %.1f s)",
+            len(saved),
+            len(below),
+            down_s,
+        )
 
     def _save_timers(self, t: float):
         if not self.restored:
             return
         unsaved, self.unsaved = self.unsaved, set()
+        below_unsaved, self.below_unsaved = self.below_unsaved, set()
         timers = {
             i: f"{self.silent_since[i]!r} {self.heard_at.get(i, 0.0)!r}" for i in unsaved if i in self.silent_since
         }
+        counts = {f"{r} {i}": repr(self.below_since[r, i]) for r, i in below_unsaved if (r, i) in self.below_since}
+        ended = [f"{r} {i}" for r, i in below_unsaved if (r, i) not in self.below_since]
         try:
             pipe = self.redis.pipeline(transaction=True)
             if timers:
                 pipe.hset(ALERT_LAST_SEEN, mapping=timers)
+            if counts:
+                pipe.hset(ALERT_BELOW_SINCE, mapping=counts)
+            if ended:
+                pipe.hdel(ALERT_BELOW_SINCE, *ended)
             pipe.set(ALERT_ENGINE_ALIVE, repr(t))
             pipe.execute()
         except Exception as exc:  # kept for the next tick; a restart meanwhile restarts these timers
             self.unsaved |= unsaved
-            log.warning("alert engine could not save when inverters were last heard from: %s", exc)
+            self.below_unsaved |= below_unsaved
+            log.warning("alert engine could not save its offline timers and production_low counts: %s", exc)
 
     def _event(self, event: dict):
         inverter_id = event.get("inverter_id")
@@ -299,13 +347,14 @@ class AlertEngine(pykka.ThreadingActor):
             expected = self.clear_sky.expected_w(rule.site, at)
             if expected is None:  # its table is being computed: this reading is not judged
                 return
-            action, since = alerts.production_action(
-                reading.get("pv_power_w"), expected, rule.params, is_open, self.below_since.get(key), at
-            )
-            if since is None:
-                self.below_since.pop(key, None)
-            else:
-                self.below_since[key] = since
+            was = self.below_since.get(key)
+            action, since = alerts.production_action(reading.get("pv_power_w"), expected, rule.params, is_open, was, at)
+            if since != was:  # a count started or ended (a running one keeps its start): saved with the heartbeat
+                if since is None:
+                    del self.below_since[key]
+                else:
+                    self.below_since[key] = since
+                self.below_unsaved.add(key)
             if action is None:
                 return
             values = {"pv_power_w": reading.get("pv_power_w"), "expected_w": round(expected, 1), **rule.params}

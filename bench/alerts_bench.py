@@ -244,9 +244,11 @@ def run(args) -> dict:
             def sample():
                 samples.append({**scrape(metrics_port), "cpu": cpu_seconds(worker.pid), "t": time.monotonic()})
 
-            publisher.run(args.warmup)
+            sample()
+            publisher.run(args.warmup, sample)  # the start: the engine loads its rules and clear-sky tables
             sample()
             first = samples[-1]
+            warmup = samples[: samples.index(first) + 1]
             sent_before = publisher.sent
             publisher.run(args.seconds, sample)
             sample()
@@ -269,6 +271,12 @@ def run(args) -> dict:
                 "engine_queue": summarise(window, "engine_queue"),
                 "recorder_lag_s": summarise(window, "recorder_lag"),
                 "alerts_opened": last.get("opened", 0),
+                "warmup": {
+                    "seconds": round(first["t"] - warmup[0]["t"], 1),
+                    "worker_cpu_s": round(first["cpu"] - warmup[0]["cpu"], 2),
+                    "engine_lag_s": summarise(warmup, "engine_lag"),
+                    "engine_queue": summarise(warmup, "engine_queue"),
+                },
             }
             if args.storm:
                 result["storm"] = storm(publisher, sample, samples, args)
@@ -326,14 +334,13 @@ def pvlib_stall(args) -> dict:
     """The hub's longest pause while clear-sky tables are computed on the pvlib thread, and in line."""
     import gevent
     import gevent.event
-    from gevent.threadpool import ThreadPool
 
-    from models.clearsky import ClearSky, Site, day_table
+    from models.clearsky import ClearSky, QueuedThread, Site, day_table
 
     day_table(Site(0.0, 0.0, 1.0), 19_000)  # imports and first-call costs out of the way
     results = {}
     for mode in ("thread", "inline", "thread", "inline"):
-        pool = ThreadPool(1)
+        pool = QueuedThread()  # the engine's pvlib thread
         clear_sky = ClearSky(pool.spawn if mode == "thread" else None)
         gaps: list[float] = []
         done = gevent.event.Event()

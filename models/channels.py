@@ -95,4 +95,7 @@ ALERT_RULES_CHANGED = "alert-rules:changed"
 #: Hash inverter id -> when an alert engine last heard from it (epoch seconds), and when an engine last
 #: saved it: a restarted engine resumes each offline timer where it stood (actors/alerts.py).
 ALERT_LAST_SEEN = "alert-engine:last-seen"
+#: Hash "<rule id> <inverter id>" -> since when (a reading's time) that inverter's production has been under
+#: its production_low rule's threshold, while that count runs: a restarted engine resumes it.
+ALERT_BELOW_SINCE = "alert-engine:below-since"
 ALERT_ENGINE_ALIVE = "alert-engine:alive"

@@ -12,7 +12,7 @@ from pathlib import Path
 import redis
 from standardwebhooks.webhooks import Webhook
 
-from models.channels import ALERT_LAST_SEEN
+from models.channels import ALERT_BELOW_SINCE, ALERT_LAST_SEEN
 from tests.helpers import wait_until
 from tests.metrics.conftest import onboard, set_faults
 
@@ -343,3 +343,34 @@ def test_a_device_silent_before_a_kill_gets_its_offline_alert_after_the_restart_
     received = partner.received(path)
     assert len(_by_type(received, "inverter.offline")) == 1 and len(_by_type(received, "inverter.online")) == 1
     _verified(endpoint, received)
+
+
+def test_a_device_shaded_before_a_kill_gets_its_production_low_alert_on_the_count_it_had(
+    services, metrics_env, mock, web, api, partner
+):
+    """The worker is killed while a shaded device's "below for N minutes" count runs: the restarted engine
+    resumes the count the first one saved in Redis (it does not start a fresh one), and sends the alert once.
+    (When it comes is tested in process, tests/metrics/test_alert_engine_restart.py: here the mock's clock
+    runs 60 times real time, so a restart lasts minutes of the device's time.)"""
+    client = redis.Redis.from_url(metrics_env["REDIS_URL"], decode_responses=True)
+    inverter = onboard(api, mock, "sandbox", "SBX-AMS-0001")
+    path = "/ok/resumed-production"
+    endpoint = api.post(
+        "/webhook-endpoints", json={"url": partner.url + path, "event_types": ["production.low"]}
+    ).json()
+    params = {**_site("SBX-AMS-0001"), "below_pct": 25, "clear_above_pct": 30, "minutes": 10}
+    rule = api.post("/alert-rules", json={"inverter_id": inverter["id"], "kind": "production_low", "params": params})
+    assert rule.status_code == 201, rule.text
+    set_faults(mock, shaded={"SBX-AMS-0001": 0.05})
+    worker = services.worker(metrics_env, role="all", name="first")
+    count = f"{rule.json()['id']} {inverter['id']}"
+    wait_until(lambda: client.hget(ALERT_BELOW_SINCE, count), 30, 0.05, "the engine to save the running count")
+    worker.kill()
+    assert not partner.received(path), "killed before the alert was due"
+
+    second = services.worker(metrics_env, role="all", name="second")
+    wait_until(lambda: _by_type(partner.received(path), "production.low"), 60, 0.1, "the production_low alert")
+    assert "and 1 production_low counts" in second.logs(), second.logs()[-2000:]
+    (alert,) = _verified(endpoint, _by_type(partner.received(path), "production.low"))
+    assert alert["data"]["inverter_id"] == inverter["id"]
+    assert alert["data"]["values"]["pv_power_w"] < 0.25 * alert["data"]["values"]["expected_w"]
