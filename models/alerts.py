@@ -11,6 +11,8 @@ an idempotency key naming the alert, phase and endpoint.
 
 from __future__ import annotations
 
+import json
+
 import peewee
 
 from models import jobs, webhooks
@@ -135,47 +137,111 @@ def payload(event_type: str, alert: Alert, serial: str, at: float) -> dict:
     }
 
 
-def _webhook_jobs(account_id: str, message: dict, alert_id: str, phase: str) -> int:
-    body = json_text(message).encode()
-    items = []
-    for endpoint in webhooks.endpoints_for(account_id, message["type"]):
-        spec = {
-            "url": endpoint.url,
-            "host": parse_outbound_url(endpoint.url).host,
-            "method": "POST",
-            "headers": {"Content-Type": "application/json", webhooks.ID_HEADER: f"msg_{alert_id}_{phase}"},
-            "body": body,
-            "body_kind": "json",
-            "timeout_s": WEBHOOK_TIMEOUT_S,
-            "max_attempts": WEBHOOK_MAX_ATTEMPTS,
-            "backoff": Backoff().to_dict(),
-            "run_at": None,
-            "sign_with": endpoint.id,
-        }
-        items.append((spec, f"alert:{alert_id}:{phase}:{endpoint.id}"))
-    return sum(1 for outcome in jobs.insert_jobs(account_id, items) if isinstance(outcome, tuple) and outcome[1])
+OPENING, CLEARING, SUMMARY = "open", "clear", "summary"
+
+# Raw SQL: an episode change is written per alert of a storm, and peewee's statement building (tens of µs
+# a statement) would be most of its cost. "values" is quoted: a keyword in both dialects.
+_ALERT_COLUMNS = 'id, rule_id, inverter_id, account_id, kind, opened_at, cleared_at, open_slot, "values"'
+_ALERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_CLEAR = (
+    "UPDATE alert SET cleared_at = ?, open_slot = NULL, cleared_values = ? WHERE id = ? AND open_slot = ?"
+    ' RETURNING id, rule_id, inverter_id, account_id, kind, opened_at, "values"'
+)
+#: Episodes per INSERT: 9 parameters each, well under SQLite's and PostgreSQL's limits.
+INSERT_CHUNK = 500
 
 
 def open_alert(
     rule: AlertRule, inverter_id: str, serial: str, opened_at: float, values: dict, alert_id: str | None = None
 ) -> tuple[Alert, dict, int] | None:
     """Open an episode and queue its webhooks, in the caller's write transaction; None if one is open already."""
-    return _insert_alert(rule, inverter_id, serial, opened_at, values, None, "opened", alert_id)
+    return apply_changes([(OPENING, rule, inverter_id, serial, alert_id or new_id(), opened_at, values)])[0]
 
 
-def _insert_alert(
-    rule: AlertRule,
-    inverter_id: str,
-    serial: str,
-    at: float,
-    values: dict,
-    cleared_at: float | None,
-    phase: str,
-    alert_id: str | None = None,
+def clear_alert(alert_id: str, serial: str, cleared_at: float, values: dict) -> tuple[Alert, dict, int] | None:
+    """Clear an open episode and queue its webhooks; None if it is not open (cleared already, or deleted)."""
+    return apply_changes([(CLEARING, alert_id, serial, cleared_at, values)])[0]
+
+
+def record_daily_summary(
+    rule: AlertRule, inverter_id: str, serial: str, sunset: float, values: dict
 ) -> tuple[Alert, dict, int] | None:
-    """Insert an alert row and queue its webhooks; None when a unique index says it exists already."""
-    alert = Alert(
-        id=alert_id or new_id(),
+    """Record one site-day's summary (opened and cleared at that day's sunset) and queue its webhooks; None
+    if that day's summary exists already: the unique (rule, inverter, opened_at) makes it once per site-day,
+    across restarts and engines."""
+    return apply_changes([(SUMMARY, rule, inverter_id, serial, sunset, values)])[0]
+
+
+def apply_changes(changes: list[tuple]) -> list[tuple[Alert, dict, int] | None]:
+    """An engine's episode changes, in order, in the caller's one write transaction (one commit for a storm
+    of alerts instead of one each): (OPENING, rule, inverter id, serial, alert id, at, values),
+    (CLEARING, alert id, serial, at, values), (SUMMARY, rule, inverter id, serial, sunset, values). Each
+    result is (alert, message, webhook jobs queued), or None where the database refused the change: an
+    episode of that rule and inverter is open already (or that day's summary exists), or the one to clear
+    is not open.
+
+    Set-based: the changes are cut into runs that no reordering can affect (clearings, then insertions,
+    none touching a rule and inverter or an alert twice); each run's insertions are one statement, its
+    endpoints one query and its webhook jobs one jobs.insert_jobs per account."""
+    results: list[tuple[Alert, dict, int] | None] = [None] * len(changes)
+    for run in _runs(changes):
+        _apply_run(changes, run, results)
+    return results
+
+
+def _runs(changes: list[tuple]) -> list[list[int]]:
+    """Indexes of `changes` in runs: clearings first, then openings and summaries, no key twice in a run.
+
+    A clearing does not name its rule and inverter, so a clearing after an insertion starts a new run:
+    within a run every clearing came before every insertion, as in `changes`."""
+    runs: list[list[int]] = []
+    seen: set[tuple] = set()
+    inserting = False
+    for index, (kind, *args) in enumerate(changes):
+        if kind == CLEARING:
+            keys = {("alert", args[0])}
+            fresh = not inserting
+        else:
+            rule, inverter_id = args[0], args[1]
+            keys = {("episode", rule.id, inverter_id)} | ({("alert", args[3])} if kind == OPENING else set())
+            fresh = True
+        if not runs or not fresh or keys & seen:
+            runs.append([])
+            seen, inserting = set(), False
+        runs[-1].append(index)
+        seen |= keys
+        inserting = inserting or kind != CLEARING
+    return runs
+
+
+def _apply_run(changes: list[tuple], run: list[int], results: list) -> None:
+    param = Alert._meta.database.param
+    done: list[tuple[int, Alert, dict, str]] = []  # (index, alert, message, phase) of the changes written
+    inserts: list[tuple[int, Alert, str, str]] = []  # (index, alert, serial, phase)
+    for index in run:
+        kind, *args = changes[index]
+        if kind == CLEARING:
+            cleared = _clear(args, param)
+            if cleared is not None:
+                done.append((index, *cleared, "cleared"))
+        elif kind == OPENING:
+            rule, inverter_id, serial, alert_id, at, values = args
+            inserts.append((index, _episode(rule, inverter_id, alert_id, at, None, values), serial, "opened"))
+        else:
+            rule, inverter_id, serial, sunset, values = args
+            inserts.append((index, _episode(rule, inverter_id, new_id(), sunset, sunset, values), serial, "summary"))
+    inserted = _insert_episodes([alert for _, alert, _, _ in inserts], param)
+    for index, alert, serial, phase in inserts:
+        if alert.id in inserted:
+            done.append((index, alert, payload(EVENT_TYPES[alert.kind][0], alert, serial, alert.opened_at), phase))
+    queued = _webhook_jobs([(alert, message, phase) for _, alert, message, phase in done])
+    for index, alert, message, _ in done:
+        results[index] = (alert, message, queued.get(alert.id, 0))
+
+
+def _episode(rule, inverter_id: str, alert_id: str, at: float, cleared_at: float | None, values: dict) -> Alert:
+    return Alert(
+        id=alert_id,
         rule=rule.id,
         inverter=inverter_id,
         account=rule.account_id,
@@ -185,59 +251,115 @@ def _insert_alert(
         open_slot=OPEN if cleared_at is None else None,
         values=values,
     )
-    try:
-        with Alert._meta.database.atomic():
-            alert.save(force_insert=True)
-    except peewee.IntegrityError:
+
+
+def _clear(args: list, param: str) -> tuple[Alert, dict] | None:
+    alert_id, serial, cleared_at, values = args
+    row = Alert._meta.database.execute_sql(
+        _CLEAR.replace("?", param), [cleared_at, json_text(values), alert_id, OPEN]
+    ).fetchone()
+    if row is None:
         return None
-    message = payload(EVENT_TYPES[rule.kind][0], alert, serial, at)
-    return alert, message, _webhook_jobs(rule.account_id, message, alert.id, phase)
-
-
-def clear_alert(alert_id: str, serial: str, cleared_at: float, values: dict) -> tuple[Alert, dict, int] | None:
-    """Clear an open episode and queue its webhooks; None if it is not open (cleared already, or deleted)."""
-    changed = (
-        Alert.update(cleared_at=cleared_at, open_slot=None, cleared_values=values)
-        .where((Alert.id == alert_id) & (Alert.open_slot == OPEN))
-        .execute()
+    alert_id, rule_id, inverter_id, account_id, kind, opened_at, opened_values = row
+    alert = Alert(
+        id=alert_id,
+        rule=rule_id,
+        inverter=inverter_id,
+        account=account_id,
+        kind=kind,
+        opened_at=opened_at,
+        cleared_at=cleared_at,
+        open_slot=None,
+        values=None if opened_values is None else json.loads(opened_values),
+        cleared_values=values,
     )
-    if not changed:
-        return None
-    alert = Alert.get_by_id(alert_id)
-    event_type = EVENT_TYPES[alert.kind][1]
-    message = payload(event_type or EVENT_TYPES[alert.kind][0], alert, serial, cleared_at)
-    queued = _webhook_jobs(alert.account_id, message, alert.id, "cleared") if event_type else 0
-    return alert, message, queued
+    event_type = EVENT_TYPES[kind][1]
+    return alert, payload(event_type or EVENT_TYPES[kind][0], alert, serial, cleared_at)
 
 
-def record_daily_summary(
-    rule: AlertRule, inverter_id: str, serial: str, sunset: float, values: dict
-) -> tuple[Alert, dict, int] | None:
-    """Record one site-day's summary (opened and cleared at that day's sunset) and queue its webhooks; None
-    if that day's summary exists already: the unique (rule, inverter, opened_at) makes it once per site-day,
-    across restarts and engines."""
-    return _insert_alert(rule, inverter_id, serial, sunset, values, cleared_at=sunset, phase="summary")
+def _insert_episodes(episodes: list[Alert], param: str) -> set[str]:
+    """Insert these alert rows, a chunk per statement; the ids of those inserted (not refused by a unique index)."""
+    inserted: set[str] = set()
+    db = Alert._meta.database
+    for chunk in peewee.chunked(episodes, INSERT_CHUNK):
+        rows = [
+            (
+                a.id,
+                a.rule_id,
+                a.inverter_id,
+                a.account_id,
+                a.kind,
+                a.opened_at,
+                a.cleared_at,
+                a.open_slot,
+                json_text(a.values),
+            )
+            for a in chunk
+        ]
+        text = f"INSERT INTO alert ({_ALERT_COLUMNS}) VALUES {', '.join([_ALERT_ROW] * len(rows))}"
+        try:
+            with db.atomic():
+                cursor = db.execute_sql(
+                    f"{text} ON CONFLICT DO NOTHING RETURNING id".replace("?", param),
+                    [value for row in rows for value in row],
+                )
+                inserted.update(alert_id for (alert_id,) in cursor.fetchall())
+        except peewee.IntegrityError:
+            # Not a duplicate (those are skipped) but a row the database refuses, e.g. an inverter deleted
+            # meanwhile: row by row, so only that one is left out.
+            for row in rows:
+                try:
+                    with db.atomic():
+                        db.execute_sql(
+                            f"INSERT INTO alert ({_ALERT_COLUMNS}) VALUES {_ALERT_ROW}".replace("?", param), row
+                        )
+                    inserted.add(row[0])
+                except peewee.IntegrityError:
+                    pass
+    return inserted
 
 
-OPENING, CLEARING, SUMMARY = "open", "clear", "summary"
+def _webhook_jobs(written: list[tuple[Alert, dict, str]]) -> dict[str, int]:
+    """Queue the webhook jobs of these written changes (one per subscribed endpoint of the alert's account, with
+    an idempotency key naming the alert, phase and endpoint); how many were created per alert id."""
+    wanted = [(alert, message, phase) for alert, message, phase in written if _sends_webhooks(alert, phase)]
+    if not wanted:
+        return {}
+    endpoints = webhooks.subscribed_endpoints({alert.account_id for alert, _, _ in wanted})
+    items: dict[str, list[tuple[dict, str]]] = {}
+    owners: dict[str, list[str]] = {}  # account -> the alert id of each of its items, in order
+    for alert, message, phase in wanted:
+        body: bytes | None = None
+        for endpoint_id, url, event_types in endpoints.get(alert.account_id, ()):
+            if message["type"] not in event_types:
+                continue
+            body = body or json_text(message).encode()
+            spec = {
+                "url": url,
+                "host": parse_outbound_url(url).host,
+                "method": "POST",
+                "headers": {"Content-Type": "application/json", webhooks.ID_HEADER: f"msg_{alert.id}_{phase}"},
+                "body": body,
+                "body_kind": "json",
+                "timeout_s": WEBHOOK_TIMEOUT_S,
+                "max_attempts": WEBHOOK_MAX_ATTEMPTS,
+                "backoff": Backoff().to_dict(),
+                "run_at": None,
+                "sign_with": endpoint_id,
+            }
+            items.setdefault(alert.account_id, []).append((spec, f"alert:{alert.id}:{phase}:{endpoint_id}"))
+            owners.setdefault(alert.account_id, []).append(alert.id)
+    created: dict[str, int] = {}
+    for account_id, account_items in items.items():
+        for alert_id, outcome in zip(owners[account_id], jobs.insert_jobs(account_id, account_items)):
+            if isinstance(outcome, tuple) and outcome[1]:
+                created[alert_id] = created.get(alert_id, 0) + 1
+    return created
 
 
-def apply_changes(changes: list[tuple]) -> list[tuple[Alert, dict, int] | None]:
-    """An engine's episode changes, in order, in the caller's one write transaction (one commit for a storm
-    of alerts instead of one each): (OPENING, rule, inverter id, serial, alert id, at, values),
-    (CLEARING, alert id, serial, at, values), (SUMMARY, rule, inverter id, serial, sunset, values). Each
-    result is the one of open_alert, clear_alert, record_daily_summary; each change in its own savepoint."""
-    results: list[tuple[Alert, dict, int] | None] = []
-    for kind, *args in changes:
-        with Alert._meta.database.atomic():
-            if kind == OPENING:
-                rule, inverter_id, serial, alert_id, at, values = args
-                results.append(open_alert(rule, inverter_id, serial, at, values, alert_id))
-            elif kind == CLEARING:
-                results.append(clear_alert(*args))
-            else:
-                results.append(record_daily_summary(*args))
-    return results
+def _sends_webhooks(alert: Alert, phase: str) -> bool:
+    """A clearing sends webhooks only if its kind has a clearing event (a fault's has none)."""
+    return phase != "cleared" or EVENT_TYPES[alert.kind][1] is not None
 
 
 # -- decisions -----------------------------------------------------------------------------------

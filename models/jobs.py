@@ -239,25 +239,81 @@ def insert_job(account_id: str, spec: dict, idempotency_key: str | None) -> tupl
 def insert_jobs(account_id: str, items: list[tuple[dict, str | None]]) -> list[tuple[Job, bool] | IdempotencyConflict]:
     """Store several validated job specs in the caller's one transaction; per item (job, created) or its conflict.
 
-    Jobs without a key go in with one executemany; keyed ones one by one, in order, so a key repeated
-    within the batch answers like a repeat of an earlier request.
+    Set-based: the keys already used are read in one query per chunk, the new jobs inserted with one
+    statement per chunk. A key repeated within the batch answers like a repeat of its first item.
     """
     t = now()
     results: list = [None] * len(items)
+    fingerprints = [request_fingerprint(spec) for spec, _ in items]
+    used = _jobs_by_key(account_id, {key for _, key in items if key is not None})
     unkeyed: list[dict] = []
-    for index, (spec, key) in enumerate(items):
-        if key is not None:
-            try:
-                results[index] = insert_job(account_id, spec, key)
-            except IdempotencyConflict as exc:
-                results[index] = exc
+    keyed: dict[str, dict] = {}  # key -> the new row of its first item in this batch
+    repeats: list[int] = []
+    for index, ((spec, key), fingerprint) in enumerate(zip(items, fingerprints)):
+        if key is not None and (key in used or key in keyed):
+            repeats.append(index)
             continue
-        row = _new_row(account_id, spec, None, request_fingerprint(spec), t)
-        unkeyed.append(row)
+        row = _new_row(account_id, spec, key, fingerprint, t)
+        if key is None:
+            unkeyed.append(row)
+        else:
+            keyed[key] = row
         results[index] = (_job_from_row(row), True)
     if unkeyed:
         database.cursor().executemany(_sql(_INSERT_JOB), [_insert_params(row) for row in unkeyed])
+    lost = _insert_keyed(list(keyed.values()))
+    if lost:
+        # Another process (PostgreSQL has no database-wide write lock) inserted these keys since our look-up:
+        # the unique index decided, and our items answer like repeats of its jobs.
+        used.update(_jobs_by_key(account_id, lost))
+        for index, (_, key) in enumerate(items):
+            if key in lost and results[index] is not None and results[index][1]:
+                results[index] = None
+                repeats.append(index)
+        repeats.sort()
+    for index in repeats:
+        key = items[index][1]
+        assert key is not None
+        first = used.get(key)
+        if first is None:
+            if key in lost:  # taken by a job deleted since: nothing to answer with
+                raise peewee.IntegrityError(f"idempotency key {key!r} was taken by a job that no longer exists")
+            row = keyed[key]
+            first, hash_ = _job_from_row(row), row["request_hash"]
+        else:
+            hash_ = first.request_hash
+        results[index] = (first, False) if hash_ == fingerprints[index] else IdempotencyConflict(first.id)
     return results
+
+
+#: Rows per statement: 19 parameters each, well under SQLite's and PostgreSQL's limits.
+_CHUNK = 500
+
+
+def _jobs_by_key(account_id: str, keys) -> dict[str, Job]:
+    found: dict[str, Job] = {}
+    for chunk in peewee.chunked(sorted(keys), _CHUNK):
+        for job in Job.select().where((Job.account == account_id) & Job.idempotency_key.in_(chunk)):
+            found[job.idempotency_key] = job
+    return found
+
+
+def _insert_keyed(rows: list[dict]) -> set[str]:
+    """Insert keyed rows, a chunk per statement; the keys some other transaction took meanwhile."""
+    lost: set[str] = set()
+    columns = _INSERT_JOB[: _INSERT_JOB.index(" VALUES ")]
+    one = _INSERT_JOB[_INSERT_JOB.index(" VALUES ") + len(" VALUES ") :]
+    for chunk in peewee.chunked(rows, _CHUNK):
+        text = (
+            f"{columns} VALUES {', '.join([one] * len(chunk))}"
+            " ON CONFLICT (account_id, idempotency_key) DO NOTHING RETURNING id"
+        )
+        params = [value for row in chunk for value in _insert_params(row)]
+        # Not through sql(): its cache would keep one text per chunk size.
+        text = text.replace("?", database.obj.param)
+        inserted = {job_id for (job_id,) in database.execute_sql(text, params).fetchall()}
+        lost.update(row["idempotency_key"] for row in chunk if row["id"] not in inserted)
+    return lost
 
 
 # -- claiming ------------------------------------------------------------------------------------
