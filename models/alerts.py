@@ -11,7 +11,7 @@ an idempotency key naming the alert, phase and endpoint.
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 
 import peewee
 
@@ -144,8 +144,7 @@ OPENING, CLEARING, SUMMARY = "open", "clear", "summary"
 _ALERT_COLUMNS = 'id, rule_id, inverter_id, account_id, kind, opened_at, cleared_at, open_slot, "values"'
 _ALERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _CLEAR = (
-    "UPDATE alert SET cleared_at = ?, open_slot = NULL, cleared_values = ? WHERE id = ? AND open_slot = ?"
-    ' RETURNING id, rule_id, inverter_id, account_id, kind, opened_at, "values"'
+    "UPDATE alert SET cleared_at = ?, open_slot = NULL, cleared_values = ? WHERE id = ? AND open_slot = ? RETURNING id"
 )
 #: Episodes per INSERT: 9 parameters each, well under SQLite's and PostgreSQL's limits.
 INSERT_CHUNK = 500
@@ -178,14 +177,125 @@ def apply_changes(changes: list[tuple]) -> list[tuple[Alert, dict, int] | None]:
     (CLEARING, alert id, serial, at, values), (SUMMARY, rule, inverter id, serial, sunset, values). Each
     result is (alert, message, webhook jobs queued), or None where the database refused the change: an
     episode of that rule and inverter is open already (or that day's summary exists), or the one to clear
-    is not open.
+    is not open. The engine runs the same three steps with only the last in the transaction."""
+    return write_prepared(prepare_changes(changes, change_context(changes)))
 
-    Set-based: the changes are cut into runs that no reordering can affect (clearings, then insertions,
-    none touching a rule and inverter or an alert twice); each run's insertions are one statement, its
-    endpoints one query and its webhook jobs one jobs.insert_jobs per account."""
-    results: list[tuple[Alert, dict, int] | None] = [None] * len(changes)
+
+@dataclass(slots=True)
+class ChangeContext:
+    """What preparing changes needs from the database, read before the write transaction: the episodes to
+    clear (none of an episode's columns but its clearing changes once written) and the accounts' endpoints."""
+
+    episodes: dict[str, Alert]
+    endpoints: dict[str, list[tuple[str, str, list[str]]]]
+
+
+def change_context(changes: list[tuple]) -> ChangeContext:
+    """Read what prepare_changes needs (on the database owner, outside the write transaction)."""
+    to_clear = [args[0] for kind, *args in changes if kind == CLEARING]
+    episodes: dict[str, Alert] = {}
+    for chunk in peewee.chunked(to_clear, 500):
+        for alert in Alert.select().where(Alert.id.in_(chunk)):
+            episodes[alert.id] = alert
+    accounts = {args[0].account_id for kind, *args in changes if kind != CLEARING}
+    accounts |= {alert.account_id for alert in episodes.values()}
+    return ChangeContext(episodes, webhooks.subscribed_endpoints(accounts))
+
+
+@dataclass(slots=True)
+class PreparedChange:
+    """One episode change ready to write: its alert and message as they will be, the row to insert (an opening
+    or a summary) or to clear, and its webhook jobs, built before the transaction."""
+
+    index: int
+    alert: Alert
+    message: dict
+    insert: tuple | None
+    clear: list | None
+    jobs: list[jobs.NewJob]
+
+
+@dataclass(slots=True)
+class PreparedChanges:
+    count: int
+    runs: list[list[PreparedChange]]
+
+
+def prepare_changes(changes: list[tuple], context: ChangeContext) -> PreparedChanges:
+    """Build the rows, messages and webhook jobs of these changes, in runs no reordering can affect (clearings,
+    then insertions, none touching a rule and inverter or an alert twice), so that each run is a few set-based
+    statements. Pure: the caller keeps the database's one writer for write_prepared only."""
+    known = dict(context.episodes)  # and those opened by earlier changes, which may be cleared by later ones
+    runs: list[list[PreparedChange]] = []
     for run in _runs(changes):
-        _apply_run(changes, run, results)
+        prepared = []
+        for index in run:
+            kind, *args = changes[index]
+            if kind == CLEARING:
+                alert_id, serial, cleared_at, values = args
+                opened = known.get(alert_id)
+                if opened is None:  # no such episode (deleted with its inverter or rule): nothing to clear
+                    continue
+                alert = Alert(**{**opened.__data__, "cleared_at": cleared_at, "open_slot": None})
+                alert.cleared_values = values
+                event_type = EVENT_TYPES[alert.kind][1]
+                message = payload(event_type or EVENT_TYPES[alert.kind][0], alert, serial, cleared_at)
+                clear = [cleared_at, json_text(values), alert_id, OPEN]
+                made = _webhook_jobs(alert, message, "cleared", context) if event_type else []
+                prepared.append(PreparedChange(index, alert, message, None, clear, made))
+                continue
+            if kind == OPENING:
+                rule, inverter_id, serial, alert_id, at, values = args
+                alert, phase = _episode(rule, inverter_id, alert_id, at, None, values), "opened"
+                known[alert_id] = alert
+            else:
+                rule, inverter_id, serial, sunset, values = args
+                alert, phase = _episode(rule, inverter_id, new_id(), sunset, sunset, values), "summary"
+            message = payload(EVENT_TYPES[alert.kind][0], alert, serial, alert.opened_at)
+            row = (
+                alert.id,
+                alert.rule_id,
+                alert.inverter_id,
+                alert.account_id,
+                alert.kind,
+                alert.opened_at,
+                alert.cleared_at,
+                alert.open_slot,
+                json_text(values),
+            )
+            prepared.append(
+                PreparedChange(index, alert, message, row, None, _webhook_jobs(alert, message, phase, context))
+            )
+        runs.append(prepared)
+    return PreparedChanges(len(changes), runs)
+
+
+def write_prepared(prepared: PreparedChanges) -> list[tuple[Alert, dict, int] | None]:
+    """Write prepared changes in the caller's write transaction: per run, the clearings (an UPDATE each, of an
+    open episode only), the insertions (one INSERT, what a unique index refuses left out) and the webhook jobs
+    of those written (one jobs.insert_new_jobs per account). Results as apply_changes's."""
+    db = Alert._meta.database
+    param = db.param
+    results: list[tuple[Alert, dict, int] | None] = [None] * prepared.count
+    for run in prepared.runs:
+        written = [
+            change
+            for change in run
+            if change.clear is not None and db.execute_sql(_CLEAR.replace("?", param), change.clear).fetchone()
+        ]
+        inserted = _insert_episodes([change.insert for change in run if change.insert is not None], param)
+        written += [change for change in run if change.insert is not None and change.alert.id in inserted]
+        by_account: dict[str, list[tuple[PreparedChange, jobs.NewJob]]] = {}
+        for change in written:
+            for new in change.jobs:
+                by_account.setdefault(change.alert.account_id, []).append((change, new))
+        created: dict[int, int] = {}
+        for account_id, pairs in by_account.items():
+            for (change, _), outcome in zip(pairs, jobs.insert_new_jobs(account_id, [new for _, new in pairs])):
+                if isinstance(outcome, tuple) and outcome[1]:
+                    created[change.index] = created.get(change.index, 0) + 1
+        for change in written:
+            results[change.index] = (change.alert, change.message, created.get(change.index, 0))
     return results
 
 
@@ -214,31 +324,6 @@ def _runs(changes: list[tuple]) -> list[list[int]]:
     return runs
 
 
-def _apply_run(changes: list[tuple], run: list[int], results: list) -> None:
-    param = Alert._meta.database.param
-    done: list[tuple[int, Alert, dict, str]] = []  # (index, alert, message, phase) of the changes written
-    inserts: list[tuple[int, Alert, str, str]] = []  # (index, alert, serial, phase)
-    for index in run:
-        kind, *args = changes[index]
-        if kind == CLEARING:
-            cleared = _clear(args, param)
-            if cleared is not None:
-                done.append((index, *cleared, "cleared"))
-        elif kind == OPENING:
-            rule, inverter_id, serial, alert_id, at, values = args
-            inserts.append((index, _episode(rule, inverter_id, alert_id, at, None, values), serial, "opened"))
-        else:
-            rule, inverter_id, serial, sunset, values = args
-            inserts.append((index, _episode(rule, inverter_id, new_id(), sunset, sunset, values), serial, "summary"))
-    inserted = _insert_episodes([alert for _, alert, _, _ in inserts], param)
-    for index, alert, serial, phase in inserts:
-        if alert.id in inserted:
-            done.append((index, alert, payload(EVENT_TYPES[alert.kind][0], alert, serial, alert.opened_at), phase))
-    queued = _webhook_jobs([(alert, message, phase) for _, alert, message, phase in done])
-    for index, alert, message, _ in done:
-        results[index] = (alert, message, queued.get(alert.id, 0))
-
-
 def _episode(rule, inverter_id: str, alert_id: str, at: float, cleared_at: float | None, values: dict) -> Alert:
     return Alert(
         id=alert_id,
@@ -253,61 +338,23 @@ def _episode(rule, inverter_id: str, alert_id: str, at: float, cleared_at: float
     )
 
 
-def _clear(args: list, param: str) -> tuple[Alert, dict] | None:
-    alert_id, serial, cleared_at, values = args
-    row = Alert._meta.database.execute_sql(
-        _CLEAR.replace("?", param), [cleared_at, json_text(values), alert_id, OPEN]
-    ).fetchone()
-    if row is None:
-        return None
-    alert_id, rule_id, inverter_id, account_id, kind, opened_at, opened_values = row
-    alert = Alert(
-        id=alert_id,
-        rule=rule_id,
-        inverter=inverter_id,
-        account=account_id,
-        kind=kind,
-        opened_at=opened_at,
-        cleared_at=cleared_at,
-        open_slot=None,
-        values=None if opened_values is None else json.loads(opened_values),
-        cleared_values=values,
-    )
-    event_type = EVENT_TYPES[kind][1]
-    return alert, payload(event_type or EVENT_TYPES[kind][0], alert, serial, cleared_at)
-
-
-def _insert_episodes(episodes: list[Alert], param: str) -> set[str]:
+def _insert_episodes(rows: list[tuple], param: str) -> set[str]:
     """Insert these alert rows, a chunk per statement; the ids of those inserted (not refused by a unique index)."""
     inserted: set[str] = set()
     db = Alert._meta.database
-    for chunk in peewee.chunked(episodes, INSERT_CHUNK):
-        rows = [
-            (
-                a.id,
-                a.rule_id,
-                a.inverter_id,
-                a.account_id,
-                a.kind,
-                a.opened_at,
-                a.cleared_at,
-                a.open_slot,
-                json_text(a.values),
-            )
-            for a in chunk
-        ]
-        text = f"INSERT INTO alert ({_ALERT_COLUMNS}) VALUES {', '.join([_ALERT_ROW] * len(rows))}"
+    for chunk in peewee.chunked(rows, INSERT_CHUNK):
+        text = f"INSERT INTO alert ({_ALERT_COLUMNS}) VALUES {', '.join([_ALERT_ROW] * len(chunk))}"
         try:
             with db.atomic():
                 cursor = db.execute_sql(
                     f"{text} ON CONFLICT DO NOTHING RETURNING id".replace("?", param),
-                    [value for row in rows for value in row],
+                    [value for row in chunk for value in row],
                 )
                 inserted.update(alert_id for (alert_id,) in cursor.fetchall())
         except peewee.IntegrityError:
             # Not a duplicate (those are skipped) but a row the database refuses, e.g. an inverter deleted
             # meanwhile: row by row, so only that one is left out.
-            for row in rows:
+            for row in chunk:
                 try:
                     with db.atomic():
                         db.execute_sql(
@@ -319,47 +366,30 @@ def _insert_episodes(episodes: list[Alert], param: str) -> set[str]:
     return inserted
 
 
-def _webhook_jobs(written: list[tuple[Alert, dict, str]]) -> dict[str, int]:
-    """Queue the webhook jobs of these written changes (one per subscribed endpoint of the alert's account, with
-    an idempotency key naming the alert, phase and endpoint); how many were created per alert id."""
-    wanted = [(alert, message, phase) for alert, message, phase in written if _sends_webhooks(alert, phase)]
-    if not wanted:
-        return {}
-    endpoints = webhooks.subscribed_endpoints({alert.account_id for alert, _, _ in wanted})
-    items: dict[str, list[tuple[dict, str]]] = {}
-    owners: dict[str, list[str]] = {}  # account -> the alert id of each of its items, in order
-    for alert, message, phase in wanted:
-        body: bytes | None = None
-        for endpoint_id, url, event_types in endpoints.get(alert.account_id, ()):
-            if message["type"] not in event_types:
-                continue
-            body = body or json_text(message).encode()
-            spec = {
-                "url": url,
-                "host": parse_outbound_url(url).host,
-                "method": "POST",
-                "headers": {"Content-Type": "application/json", webhooks.ID_HEADER: f"msg_{alert.id}_{phase}"},
-                "body": body,
-                "body_kind": "json",
-                "timeout_s": WEBHOOK_TIMEOUT_S,
-                "max_attempts": WEBHOOK_MAX_ATTEMPTS,
-                "backoff": Backoff().to_dict(),
-                "run_at": None,
-                "sign_with": endpoint_id,
-            }
-            items.setdefault(alert.account_id, []).append((spec, f"alert:{alert.id}:{phase}:{endpoint_id}"))
-            owners.setdefault(alert.account_id, []).append(alert.id)
-    created: dict[str, int] = {}
-    for account_id, account_items in items.items():
-        for alert_id, outcome in zip(owners[account_id], jobs.insert_jobs(account_id, account_items)):
-            if isinstance(outcome, tuple) and outcome[1]:
-                created[alert_id] = created.get(alert_id, 0) + 1
-    return created
-
-
-def _sends_webhooks(alert: Alert, phase: str) -> bool:
-    """A clearing sends webhooks only if its kind has a clearing event (a fault's has none)."""
-    return phase != "cleared" or EVENT_TYPES[alert.kind][1] is not None
+def _webhook_jobs(alert: Alert, message: dict, phase: str, context: ChangeContext) -> list[jobs.NewJob]:
+    """One job per endpoint of the alert's account subscribed to the message's type, with an idempotency key
+    naming the alert, phase and endpoint: written again (a restart, another engine), it is never sent twice."""
+    subscribed = [e for e in context.endpoints.get(alert.account_id, ()) if message["type"] in e[2]]
+    if not subscribed:
+        return []
+    body = json_text(message).encode()
+    items = []
+    for endpoint_id, url, _ in subscribed:
+        spec = {
+            "url": url,
+            "host": parse_outbound_url(url).host,
+            "method": "POST",
+            "headers": {"Content-Type": "application/json", webhooks.ID_HEADER: f"msg_{alert.id}_{phase}"},
+            "body": body,
+            "body_kind": "json",
+            "timeout_s": WEBHOOK_TIMEOUT_S,
+            "max_attempts": WEBHOOK_MAX_ATTEMPTS,
+            "backoff": Backoff().to_dict(),
+            "run_at": None,
+            "sign_with": endpoint_id,
+        }
+        items.append((spec, f"alert:{alert.id}:{phase}:{endpoint_id}"))
+    return jobs.new_jobs(alert.account_id, items)
 
 
 # -- decisions -----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import peewee
 
@@ -236,53 +237,73 @@ def insert_job(account_id: str, spec: dict, idempotency_key: str | None) -> tupl
     return _job_from_row(row), True
 
 
+class NewJob(NamedTuple):
+    """A validated job spec made ready to store (id, fingerprint, columns), before any transaction."""
+
+    row: dict
+    params: list
+    job: Job
+
+
+def new_jobs(account_id: str, items: list[tuple[dict, str | None]]) -> list[NewJob]:
+    """Build what insert_new_jobs stores, outside the write transaction: a caller writing many jobs (a storm of
+    alerts) keeps the database's one writer busy only for the statements."""
+    t = now()
+    made = []
+    for spec, key in items:
+        row = _new_row(account_id, spec, key, request_fingerprint(spec), t)
+        made.append(NewJob(row, _insert_params(row), _job_from_row(row)))
+    return made
+
+
 def insert_jobs(account_id: str, items: list[tuple[dict, str | None]]) -> list[tuple[Job, bool] | IdempotencyConflict]:
-    """Store several validated job specs in the caller's one transaction; per item (job, created) or its conflict.
+    """Store several validated job specs in the caller's one transaction; per item (job, created) or its conflict."""
+    return insert_new_jobs(account_id, new_jobs(account_id, items))
+
+
+def insert_new_jobs(account_id: str, made: list[NewJob]) -> list[tuple[Job, bool] | IdempotencyConflict]:
+    """Store jobs built by new_jobs in the caller's one transaction; per item (job, created) or its conflict.
 
     Set-based: the keys already used are read in one query per chunk, the new jobs inserted with one
     statement per chunk. A key repeated within the batch answers like a repeat of its first item.
     """
-    t = now()
-    results: list = [None] * len(items)
-    fingerprints = [request_fingerprint(spec) for spec, _ in items]
-    used = _jobs_by_key(account_id, {key for _, key in items if key is not None})
-    unkeyed: list[dict] = []
-    keyed: dict[str, dict] = {}  # key -> the new row of its first item in this batch
+    results: list = [None] * len(made)
+    keys = [new.row["idempotency_key"] for new in made]
+    used = _jobs_by_key(account_id, {key for key in keys if key is not None})
+    unkeyed: list[NewJob] = []
+    keyed: dict[str, NewJob] = {}  # key -> its first item in this batch
     repeats: list[int] = []
-    for index, ((spec, key), fingerprint) in enumerate(zip(items, fingerprints)):
+    for index, (new, key) in enumerate(zip(made, keys)):
         if key is not None and (key in used or key in keyed):
             repeats.append(index)
             continue
-        row = _new_row(account_id, spec, key, fingerprint, t)
         if key is None:
-            unkeyed.append(row)
+            unkeyed.append(new)
         else:
-            keyed[key] = row
-        results[index] = (_job_from_row(row), True)
+            keyed[key] = new
+        results[index] = (new.job, True)
     if unkeyed:
-        database.cursor().executemany(_sql(_INSERT_JOB), [_insert_params(row) for row in unkeyed])
+        database.cursor().executemany(_sql(_INSERT_JOB), [new.params for new in unkeyed])
     lost = _insert_keyed(list(keyed.values()))
     if lost:
         # Another process (PostgreSQL has no database-wide write lock) inserted these keys since our look-up:
         # the unique index decided, and our items answer like repeats of its jobs.
         used.update(_jobs_by_key(account_id, lost))
-        for index, (_, key) in enumerate(items):
+        for index, key in enumerate(keys):
             if key in lost and results[index] is not None and results[index][1]:
                 results[index] = None
                 repeats.append(index)
         repeats.sort()
     for index in repeats:
-        key = items[index][1]
+        key = keys[index]
         assert key is not None
         first = used.get(key)
         if first is None:
             if key in lost:  # taken by a job deleted since: nothing to answer with
                 raise peewee.IntegrityError(f"idempotency key {key!r} was taken by a job that no longer exists")
-            row = keyed[key]
-            first, hash_ = _job_from_row(row), row["request_hash"]
-        else:
-            hash_ = first.request_hash
-        results[index] = (first, False) if hash_ == fingerprints[index] else IdempotencyConflict(first.id)
+            first = keyed[key].job
+        same = first.request_hash == made[index].row["request_hash"]
+        results[index] = (first, False) if same else IdempotencyConflict(first.id)
     return results
 
 
@@ -298,21 +319,21 @@ def _jobs_by_key(account_id: str, keys) -> dict[str, Job]:
     return found
 
 
-def _insert_keyed(rows: list[dict]) -> set[str]:
-    """Insert keyed rows, a chunk per statement; the keys some other transaction took meanwhile."""
+def _insert_keyed(made: list[NewJob]) -> set[str]:
+    """Insert keyed jobs, a chunk per statement; the keys some other transaction took meanwhile."""
     lost: set[str] = set()
     columns = _INSERT_JOB[: _INSERT_JOB.index(" VALUES ")]
     one = _INSERT_JOB[_INSERT_JOB.index(" VALUES ") + len(" VALUES ") :]
-    for chunk in peewee.chunked(rows, _CHUNK):
+    for chunk in peewee.chunked(made, _CHUNK):
         text = (
             f"{columns} VALUES {', '.join([one] * len(chunk))}"
             " ON CONFLICT (account_id, idempotency_key) DO NOTHING RETURNING id"
         )
-        params = [value for row in chunk for value in _insert_params(row)]
+        params = [value for new in chunk for value in new.params]
         # Not through sql(): its cache would keep one text per chunk size.
         text = text.replace("?", database.obj.param)
         inserted = {job_id for (job_id,) in database.execute_sql(text, params).fetchall()}
-        lost.update(row["idempotency_key"] for row in chunk if row["id"] not in inserted)
+        lost.update(new.row["idempotency_key"] for new in chunk if new.row["id"] not in inserted)
     return lost
 
 

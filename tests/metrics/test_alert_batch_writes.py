@@ -10,7 +10,7 @@ import time
 import pytest
 
 from actors.alerts import Rule
-from models import alerts, inverters, webhooks
+from models import alerts, inverters, jobs, webhooks
 from models.accounts import create_account
 from models.db import close_database, open_database
 from models.ids import new_id
@@ -142,3 +142,48 @@ def test_a_row_the_database_refuses_leaves_the_others_of_its_batch_written(fleet
     assert [r is not None for r in results] == [True, False, True]
     rows, keys = stored(owner, battery.account_id)
     assert sorted(row.inverter_id for row in rows) == sorted(ids[:2]) and len(keys) == 4
+
+
+def test_the_batch_job_insert_answers_repeats_and_conflicts_as_one_by_one_would(fleet):
+    """jobs.insert_jobs, which the alerts' webhooks and POST /jobs/batch share, on both databases."""
+    owner, _, battery, _ = fleet
+    account_id = battery.account_id
+
+    def spec(body: str) -> dict:
+        return {
+            "url": "http://127.0.0.1:9/hook",
+            "host": "127.0.0.1",
+            "method": "POST",
+            "headers": {},
+            "body": body.encode(),
+            "body_kind": "text",
+            "timeout_s": 5.0,
+            "max_attempts": 3,
+            "backoff": {},
+            "run_at": None,
+        }
+
+    [(earlier, created)] = owner.write(jobs.insert_jobs, account_id, [(spec("a"), "k-old")])
+    assert created
+    results = owner.write(
+        jobs.insert_jobs,
+        account_id,
+        [
+            (spec("a"), "k-old"),  # a repeat of an earlier request
+            (spec("b"), "k-old"),  # the same key, another request
+            (spec("c"), "k-new"),
+            (spec("c"), "k-new"),  # a repeat within the batch
+            (spec("d"), "k-new"),
+            (spec("e"), None),
+        ],
+    )
+    assert results[0] == (earlier, False) and results[0][0].id == earlier.id
+    assert isinstance(results[1], jobs.IdempotencyConflict) and results[1].job_id == earlier.id
+    new, created = results[2]
+    assert created and results[3][0].id == new.id and results[3][1] is False
+    assert isinstance(results[4], jobs.IdempotencyConflict) and results[4].job_id == new.id
+    assert results[5][1] is True
+    stored_jobs = owner.call(
+        lambda: {job.idempotency_key: bytes(job.body) for job in Job.select().where(Job.account == account_id)}
+    )
+    assert stored_jobs == {"k-old": b"a", "k-new": b"c", None: b"e"}
