@@ -76,7 +76,7 @@ OFFLINE_TICK_S = 1.0
 BATCH = 500
 #: Episode changes per write transaction (a batch of events may decide hundreds): short transactions let the
 #: recorder's writes, through the same database owner, go in between.
-WRITE_CHUNK = BATCH
+WRITE_CHUNK = 100
 
 
 def reading_time(reading: dict, fallback: float) -> float:
