@@ -424,13 +424,20 @@ class AlertEngine(pykka.ThreadingActor):
         """Write the episode changes decided, WRITE_CHUNK per transaction, each chunk's rows, messages and
         webhook jobs built here first (models/alerts.py prepare_changes): the database's one writer, which the
         recorder shares, is held only for the statements, and its other writes go in between the chunks."""
+        if not self.changes:
+            return
         conflicted = False
+        try:
+            context = self.db.call(alerts.change_context, [change for _, change in self.changes])
+        except Exception:
+            self._undo(self.changes)
+            self.changes = []
+            raise
         while self.changes:
             changes, self.changes = self.changes[:WRITE_CHUNK], self.changes[WRITE_CHUNK:]
-            plain = [change for _, change in changes]
             try:
-                context = self.db.call(alerts.change_context, plain)
-                results = self.db.write(alerts.write_prepared, alerts.prepare_changes(plain, context))
+                prepared = alerts.prepare_changes([change for _, change in changes], context)
+                results = self.db.write(alerts.write_prepared, prepared)
             except Exception:
                 rest, self.changes = changes + self.changes, []
                 self._undo(rest)

@@ -224,8 +224,9 @@ class PreparedChanges:
 def prepare_changes(changes: list[tuple], context: ChangeContext) -> PreparedChanges:
     """Build the rows, messages and webhook jobs of these changes, in runs no reordering can affect (clearings,
     then insertions, none touching a rule and inverter or an alert twice), so that each run is a few set-based
-    statements. Pure: the caller keeps the database's one writer for write_prepared only."""
-    known = dict(context.episodes)  # and those opened by earlier changes, which may be cleared by later ones
+    statements. No I/O: the caller keeps the database's one writer for write_prepared only. The openings are
+    added to `context`, so that the next changes prepared with it may clear them."""
+    known = context.episodes  # and, added here, those opened by earlier changes, which later ones may clear
     runs: list[list[PreparedChange]] = []
     for run in _runs(changes):
         prepared = []
