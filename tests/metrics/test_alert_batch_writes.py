@@ -6,12 +6,16 @@ database refuses). In process, on real SQLite and PostgreSQL databases."""
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import pytest
+import redis
 
-from actors.alerts import Rule
+import actors.alerts as engine_module
+from actors.alerts import AlertEngine, Rule
 from models import alerts, inverters, jobs, webhooks
 from models.accounts import create_account
+from models.base import iso
 from models.db import close_database, open_database
 from models.ids import new_id
 from models.jobs import Job
@@ -187,3 +191,31 @@ def test_the_batch_job_insert_answers_repeats_and_conflicts_as_one_by_one_would(
         lambda: {job.idempotency_key: bytes(job.body) for job in Job.select().where(Job.account == account_id)}
     )
     assert stored_jobs == {"k-old": b"a", "k-new": b"c", None: b"e"}
+
+
+def test_the_engine_writes_a_flush_in_chunks_each_episode_once(fleet, redis_url, monkeypatch):
+    """Chunks of 2 changes: an opening and its clearing land in different transactions, an episode another
+    engine opened is refused and learnt; every alert once, with one job per subscribed endpoint."""
+    owner, ids, battery, _ = fleet
+    monkeypatch.setattr(engine_module, "WRITE_CHUNK", 2)
+    [theirs] = owner.write(alerts.apply_changes, [opening(battery, ids[3])])
+    engine = AlertEngine(
+        SimpleNamespace(replay_maxlen=100, ingest_maxlen=1000),
+        owner,
+        redis.Redis.from_url(redis_url, decode_responses=True),
+    )
+    try:
+        engine._reload()
+        engine.open.pop((battery.id, ids[3]))  # as if it had read the episodes before the other engine opened it
+        for inverter_id, soc in [*((i, 5.0) for i in ids), (ids[0], 50.0), (ids[1], 6.0)]:
+            data = {"time": iso(time.time()), "status": "normal", "battery_soc_pct": soc}
+            engine._event({"event": "reading", "inverter_id": inverter_id, "data": data})
+        assert len(engine.changes) == 5
+        engine._flush()
+    finally:
+        engine.pvlib_pool.kill()
+    rows, keys = stored(owner, battery.account_id)
+    assert len(rows) == 4 and {row.inverter_id for row in rows} == set(ids)
+    assert [row.inverter_id for row in rows if row.open_slot is None] == [ids[0]]
+    assert engine.open[(battery.id, ids[3])] == theirs[0].id, "the refused opening made it learn the other's"
+    assert len(keys) == 4 * 2 + 1 and len(set(keys)) == len(keys), "battery.low twice each, recovered once"
