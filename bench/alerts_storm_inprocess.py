@@ -93,15 +93,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--inverters", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=2000.0, help="readings stored per second meanwhile")
+    parser.add_argument("--write-chunk", type=int, help="the engine's episode changes per transaction (WRITE_CHUNK)")
     args = parser.parse_args()
 
     import gevent.event
     import redis
 
+    import actors.alerts
     from actors.alerts import BATCH, AlertEngine
     from models.base import iso
     from models.db import open_database
     from models.schema import ensure_schema
+
+    if args.write_chunk:  # a checkout without WRITE_CHUNK (main) ignores it; the report says which it had
+        actors.alerts.WRITE_CHUNK = args.write_chunk
 
     workdir = tempfile.mkdtemp(prefix="storm-")
     redis_proc, redis_port = start_redis_server(Path(workdir))
@@ -145,6 +150,7 @@ def main() -> int:
                         "max": round(max(during), 3),
                         "writes": len(during),
                     },
+                    "write_chunk": getattr(actors.alerts, "WRITE_CHUNK", None),
                     "load": os.getloadavg()[0],
                 }
             )
