@@ -6,9 +6,10 @@
 No Redis pub/sub, no second process: the alert engine (actors/alerts.py AlertEngine, its real decisions and
 writes) is handed one battery reading at 5 % per inverter, BATCH events at a time as its queue would give
 them, while a recorder-like greenlet stores --rate readings per second through the same database owner
-(models/inverters.py store_readings, as actors/recorder.py does). Reports how long the storm took (alerts
-per second), the process's CPU per alert, and the recorder's lag: the age of the oldest reading of each
-write when it was stored, during the storm. On a machine shared with other work, alternate the runs of the
+(models/inverters.py store_readings, as actors/recorder.py does); then the same with the battery back at
+60 %, which clears them. Reports for each phase how long it took (alerts per second), the process's CPU per
+alert, how long the engine's flushes took (one per BATCH events), and the recorder's lag: the age of the
+oldest reading of each write when it was stored, during the phase. On a machine shared with other work, alternate the runs of the
 two versions to compare (the engine's and the recorder's code are those of the checkout it runs from).
 """
 
@@ -125,31 +126,43 @@ def main() -> int:
         writer = gevent.spawn(recorder, owner, ids, args.rate, lags, stop)
         gevent.sleep(3)  # the recorder's normal, before the storm
         normal = [lag for _, lag in lags]
-        started, cpu_before = time.time(), cpu()
-        for start in range(0, len(ids), BATCH):
-            for inverter_id in ids[start : start + BATCH]:
-                data = {"time": iso(time.time()), "status": "normal", "battery_soc_pct": 5.0}
-                engine._event({"event": "reading", "inverter_id": inverter_id, "data": data})
-            engine._flush()
-            gevent.sleep(0)  # the queue's next batch: the hub runs what waits meanwhile
-        seconds, cpu_used = time.time() - started, cpu() - cpu_before
-        during = [lag for at, lag in lags if at >= started]
+        phases = {}
+        for phase, soc in (("open", 5.0), ("clear", 60.0)):
+            open_before = len(engine.open)
+            flushes = []
+            started, cpu_before = time.time(), cpu()
+            for start in range(0, len(ids), BATCH):
+                for inverter_id in ids[start : start + BATCH]:
+                    data = {"time": iso(time.time()), "status": "normal", "battery_soc_pct": soc}
+                    engine._event({"event": "reading", "inverter_id": inverter_id, "data": data})
+                flush_started = time.perf_counter()
+                engine._flush()
+                flushes.append(time.perf_counter() - flush_started)
+                gevent.sleep(0)  # the queue's next batch: the hub runs what waits meanwhile
+            seconds, cpu_used = time.time() - started, cpu() - cpu_before
+            changed = abs(len(engine.open) - open_before)
+            during = [lag for at, lag in lags if at >= started]
+            phases[phase] = {
+                "changed": changed,
+                "seconds": round(seconds, 2),
+                "alerts_per_s": round(changed / seconds, 1),
+                "cpu_ms_per_alert": round(1000 * cpu_used / len(ids), 3),
+                "flush_s": {"p50": round(statistics.median(flushes), 3), "max": round(max(flushes), 3)},
+                "recorder_lag_during_s": {
+                    "p50": round(statistics.median(during), 3),
+                    "max": round(max(during), 3),
+                    "writes": len(during),
+                },
+            }
+            gevent.sleep(1)  # the recorder catches up between the phases
         stop.set()
         writer.join()
         engine.pvlib_pool.kill()
         print(
             json.dumps(
                 {
-                    "opened": len(engine.open),
-                    "seconds": round(seconds, 2),
-                    "alerts_per_s": round(len(engine.open) / seconds, 1),
-                    "cpu_ms_per_alert": round(1000 * cpu_used / len(ids), 3),
+                    **phases,
                     "recorder_lag_before_s": {"p50": round(statistics.median(normal), 3), "max": round(max(normal), 3)},
-                    "recorder_lag_during_s": {
-                        "p50": round(statistics.median(during), 3),
-                        "max": round(max(during), 3),
-                        "writes": len(during),
-                    },
                     "write_chunk": getattr(actors.alerts, "WRITE_CHUNK", None),
                     "load": os.getloadavg()[0],
                 }
