@@ -71,9 +71,12 @@ from models.redis_client import listen_forever
 log = logging.getLogger(__name__)
 
 OFFLINE_TICK_S = 1.0
-#: Events handled (of those already waiting) before the episode changes they made are written, in one
-#: transaction: a storm of alerts costs one commit per batch, not one each.
+#: Events handled (of those already waiting) before the episode changes they made are written, set-based
+#: (see _flush): a storm of alerts costs a few statements per chunk, not a transaction each.
 BATCH = 500
+#: Episode changes per write transaction (a batch of events may decide hundreds): short transactions let the
+#: recorder's writes, through the same database owner, go in between.
+WRITE_CHUNK = 100
 
 
 def reading_time(reading: dict, fallback: float) -> float:
@@ -418,14 +421,33 @@ class AlertEngine(pykka.ThreadingActor):
         self.changes.append((key, (alerts.CLEARING, alert_id, self.serials.get(inverter_id, ""), t, values)))
 
     def _flush(self):
+        """Write the episode changes decided, WRITE_CHUNK per transaction, each chunk's rows, messages and
+        webhook jobs built here first (models/alerts.py prepare_changes): the database's one writer, which the
+        recorder shares, is held only for the statements, and its other writes go in between the chunks."""
         if not self.changes:
             return
-        changes, self.changes = self.changes, []
+        conflicted = False
         try:
-            results = self.db.write(alerts.apply_changes, [change for _, change in changes])
+            context = self.db.call(alerts.change_context, [change for _, change in self.changes])
         except Exception:
-            self._undo(changes)
+            self._undo(self.changes)
+            self.changes = []
             raise
+        while self.changes:
+            changes, self.changes = self.changes[:WRITE_CHUNK], self.changes[WRITE_CHUNK:]
+            try:
+                prepared = alerts.prepare_changes([change for _, change in changes], context)
+                results = self.db.write(alerts.write_prepared, prepared)
+            except Exception:
+                rest, self.changes = changes + self.changes, []
+                self._undo(rest)
+                raise
+            conflicted = self._written(changes, results) or conflicted
+        if conflicted:  # learn the other engine's episode ids, so we can clear them
+            self._reload()
+
+    def _written(self, changes: list[tuple], results: list) -> bool:
+        """Count, log and publish the changes written; whether an opening was refused."""
         published, conflicted, jobs = [], False, 0
         for (_, change), result in zip(changes, results):
             if result is None:  # an open one exists (another engine's), or it was cleared or summarised before
@@ -439,8 +461,7 @@ class AlertEngine(pykka.ThreadingActor):
         if jobs:
             self.waker.wake()
         self._publish(published)
-        if conflicted:  # learn the other engine's episode ids, so we can clear them
-            self._reload()
+        return conflicted
 
     def _undo(self, changes: list[tuple]):
         """Back to the state before these unwritten changes: the next reading or tick decides them again."""

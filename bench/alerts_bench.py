@@ -15,7 +15,8 @@ evenly, each inverter once per interval, for a warm-up then --seconds measured. 
 the worker's /metrics (alert engine queue and lag, recorder lag, counters) and its CPU time from /proc.
 --no-rules: the same with no rule at all, the baseline (the engine still hears every reading).
 --storm: then every inverter reports its battery at 5 % from one round on, while the flow goes on: N
-battery.low episodes (each with its webhook job) open; alerts per second until all are open, and the lags.
+battery.low episodes (each with its webhook job) open; alerts per second until all are open, and the lags;
+then the battery back at 60 %: the same until all N are cleared.
 --pvlib-stall: in process, how long the gevent hub stalls while --tables clear-sky tables are computed,
 on the engine's pvlib thread and in line (the ticks of a 1 ms timer; max and p99 gap).
 """
@@ -53,6 +54,7 @@ METRICS = {
     "solar_relay_recorder_lag_seconds": "recorder_lag",
     "solar_relay_readings_recorded_total": "recorded",
     'solar_relay_alerts_total{phase="opened"}': "opened",
+    'solar_relay_alerts_total{phase="cleared"}': "cleared",
 }
 
 
@@ -293,24 +295,32 @@ def run(args) -> dict:
 
 
 def storm(publisher: Publisher, sample, samples: list[dict], args) -> dict:
-    """Every inverter's battery at 5 % from now on: N episodes open while the flow goes on."""
+    """Every inverter's battery at 5 % from now on: N episodes open while the flow goes on; then back at 60 %:
+    the N clear."""
+    return {
+        "open": storm_phase(publisher, sample, samples, args, 5.0, "opened"),
+        "clear": storm_phase(publisher, sample, samples, args, 60.0, "cleared"),
+    }
+
+
+def storm_phase(publisher: Publisher, sample, samples: list[dict], args, soc: float, counter: str) -> dict:
     sample()
     before = samples[-1]
-    opened_before = before.get("opened", 0)
-    publisher.soc = 5.0
+    counted_before = before.get(counter, 0)
+    publisher.soc = soc
     deadline = time.monotonic() + args.storm_timeout
-    while samples[-1].get("opened", 0) - opened_before < args.inverters and time.monotonic() < deadline:
+    while samples[-1].get(counter, 0) - counted_before < args.inverters and time.monotonic() < deadline:
         publisher.run(1.0)
         sample()
-    publisher.soc = 60.0  # readings back above clear_above_pct: the episodes clear (not measured)
     after = samples[-1]
     window = samples[samples.index(before) :]
-    opened = after.get("opened", 0) - opened_before
+    changed = after.get(counter, 0) - counted_before
     seconds = after["t"] - before["t"]
     return {
-        "opened": opened,
+        counter: changed,
         "seconds": round(seconds, 1),
-        "alerts_per_s": round(opened / seconds, 1),
+        "alerts_per_s": round(changed / seconds, 1),
+        "evaluated_per_s": round((after.get("evaluated", 0) - before.get("evaluated", 0)) / seconds, 1),
         "worker_cpu_per_s": round((after["cpu"] - before["cpu"]) / seconds, 3),
         "engine_lag_s": summarise(window, "engine_lag"),
         "engine_queue": summarise(window, "engine_queue"),

@@ -11,6 +11,8 @@ an idempotency key naming the alert, phase and endpoint.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import peewee
 
 from models import jobs, webhooks
@@ -135,47 +137,197 @@ def payload(event_type: str, alert: Alert, serial: str, at: float) -> dict:
     }
 
 
-def _webhook_jobs(account_id: str, message: dict, alert_id: str, phase: str) -> int:
-    body = json_text(message).encode()
-    items = []
-    for endpoint in webhooks.endpoints_for(account_id, message["type"]):
-        spec = {
-            "url": endpoint.url,
-            "host": parse_outbound_url(endpoint.url).host,
-            "method": "POST",
-            "headers": {"Content-Type": "application/json", webhooks.ID_HEADER: f"msg_{alert_id}_{phase}"},
-            "body": body,
-            "body_kind": "json",
-            "timeout_s": WEBHOOK_TIMEOUT_S,
-            "max_attempts": WEBHOOK_MAX_ATTEMPTS,
-            "backoff": Backoff().to_dict(),
-            "run_at": None,
-            "sign_with": endpoint.id,
-        }
-        items.append((spec, f"alert:{alert_id}:{phase}:{endpoint.id}"))
-    return sum(1 for outcome in jobs.insert_jobs(account_id, items) if isinstance(outcome, tuple) and outcome[1])
+OPENING, CLEARING, SUMMARY = "open", "clear", "summary"
+
+# Raw SQL: an episode change is written per alert of a storm, and peewee's statement building (tens of µs
+# a statement) would be most of its cost. "values" is quoted: a keyword in both dialects.
+_ALERT_COLUMNS = 'id, rule_id, inverter_id, account_id, kind, opened_at, cleared_at, open_slot, "values"'
+_ALERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_CLEAR = (
+    "UPDATE alert SET cleared_at = ?, open_slot = NULL, cleared_values = ? WHERE id = ? AND open_slot = ? RETURNING id"
+)
+#: Episodes per INSERT: 9 parameters each, well under SQLite's and PostgreSQL's limits.
+INSERT_CHUNK = 500
 
 
 def open_alert(
     rule: AlertRule, inverter_id: str, serial: str, opened_at: float, values: dict, alert_id: str | None = None
 ) -> tuple[Alert, dict, int] | None:
     """Open an episode and queue its webhooks, in the caller's write transaction; None if one is open already."""
-    return _insert_alert(rule, inverter_id, serial, opened_at, values, None, "opened", alert_id)
+    return apply_changes([(OPENING, rule, inverter_id, serial, alert_id or new_id(), opened_at, values)])[0]
 
 
-def _insert_alert(
-    rule: AlertRule,
-    inverter_id: str,
-    serial: str,
-    at: float,
-    values: dict,
-    cleared_at: float | None,
-    phase: str,
-    alert_id: str | None = None,
+def clear_alert(alert_id: str, serial: str, cleared_at: float, values: dict) -> tuple[Alert, dict, int] | None:
+    """Clear an open episode and queue its webhooks; None if it is not open (cleared already, or deleted)."""
+    return apply_changes([(CLEARING, alert_id, serial, cleared_at, values)])[0]
+
+
+def record_daily_summary(
+    rule: AlertRule, inverter_id: str, serial: str, sunset: float, values: dict
 ) -> tuple[Alert, dict, int] | None:
-    """Insert an alert row and queue its webhooks; None when a unique index says it exists already."""
-    alert = Alert(
-        id=alert_id or new_id(),
+    """Record one site-day's summary (opened and cleared at that day's sunset) and queue its webhooks; None
+    if that day's summary exists already: the unique (rule, inverter, opened_at) makes it once per site-day,
+    across restarts and engines."""
+    return apply_changes([(SUMMARY, rule, inverter_id, serial, sunset, values)])[0]
+
+
+def apply_changes(changes: list[tuple]) -> list[tuple[Alert, dict, int] | None]:
+    """An engine's episode changes, in order, in the caller's one write transaction (one commit for a storm
+    of alerts instead of one each): (OPENING, rule, inverter id, serial, alert id, at, values),
+    (CLEARING, alert id, serial, at, values), (SUMMARY, rule, inverter id, serial, sunset, values). Each
+    result is (alert, message, webhook jobs queued), or None where the database refused the change: an
+    episode of that rule and inverter is open already (or that day's summary exists), or the one to clear
+    is not open. The engine runs the same three steps with only the last in the transaction."""
+    return write_prepared(prepare_changes(changes, change_context(changes)))
+
+
+@dataclass(slots=True)
+class ChangeContext:
+    """What preparing changes needs from the database, read before the write transaction: the episodes to
+    clear (none of an episode's columns but its clearing changes once written) and the accounts' endpoints."""
+
+    episodes: dict[str, Alert]
+    endpoints: dict[str, list[tuple[str, str, list[str]]]]
+
+
+def change_context(changes: list[tuple]) -> ChangeContext:
+    """Read what prepare_changes needs (on the database owner, outside the write transaction)."""
+    to_clear = [args[0] for kind, *args in changes if kind == CLEARING]
+    episodes: dict[str, Alert] = {}
+    for chunk in peewee.chunked(to_clear, 500):
+        for alert in Alert.select().where(Alert.id.in_(chunk)):
+            episodes[alert.id] = alert
+    accounts = {args[0].account_id for kind, *args in changes if kind != CLEARING}
+    accounts |= {alert.account_id for alert in episodes.values()}
+    return ChangeContext(episodes, webhooks.subscribed_endpoints(accounts))
+
+
+@dataclass(slots=True)
+class PreparedChange:
+    """One episode change ready to write: its alert and message as they will be, the row to insert (an opening
+    or a summary) or to clear, and its webhook jobs, built before the transaction."""
+
+    index: int
+    alert: Alert
+    message: dict
+    insert: tuple | None
+    clear: list | None
+    jobs: list[jobs.NewJob]
+
+
+@dataclass(slots=True)
+class PreparedChanges:
+    count: int
+    runs: list[list[PreparedChange]]
+
+
+def prepare_changes(changes: list[tuple], context: ChangeContext) -> PreparedChanges:
+    """Build the rows, messages and webhook jobs of these changes, in runs no reordering can affect (clearings,
+    then insertions, none touching a rule and inverter or an alert twice), so that each run is a few set-based
+    statements. No I/O: the caller keeps the database's one writer for write_prepared only. The openings are
+    added to `context`, so that the next changes prepared with it may clear them."""
+    known = context.episodes  # and, added here, those opened by earlier changes, which later ones may clear
+    runs: list[list[PreparedChange]] = []
+    for run in _runs(changes):
+        prepared = []
+        for index in run:
+            kind, *args = changes[index]
+            if kind == CLEARING:
+                alert_id, serial, cleared_at, values = args
+                opened = known.get(alert_id)
+                if opened is None:  # no such episode (deleted with its inverter or rule): nothing to clear
+                    continue
+                alert = Alert(**{**opened.__data__, "cleared_at": cleared_at, "open_slot": None})
+                alert.cleared_values = values
+                event_type = EVENT_TYPES[alert.kind][1]
+                message = payload(event_type or EVENT_TYPES[alert.kind][0], alert, serial, cleared_at)
+                clear = [cleared_at, json_text(values), alert_id, OPEN]
+                made = _webhook_jobs(alert, message, "cleared", context) if event_type else []
+                prepared.append(PreparedChange(index, alert, message, None, clear, made))
+                continue
+            if kind == OPENING:
+                rule, inverter_id, serial, alert_id, at, values = args
+                alert, phase = _episode(rule, inverter_id, alert_id, at, None, values), "opened"
+                known[alert_id] = alert
+            else:
+                rule, inverter_id, serial, sunset, values = args
+                alert, phase = _episode(rule, inverter_id, new_id(), sunset, sunset, values), "summary"
+            message = payload(EVENT_TYPES[alert.kind][0], alert, serial, alert.opened_at)
+            row = (
+                alert.id,
+                alert.rule_id,
+                alert.inverter_id,
+                alert.account_id,
+                alert.kind,
+                alert.opened_at,
+                alert.cleared_at,
+                alert.open_slot,
+                json_text(values),
+            )
+            prepared.append(
+                PreparedChange(index, alert, message, row, None, _webhook_jobs(alert, message, phase, context))
+            )
+        runs.append(prepared)
+    return PreparedChanges(len(changes), runs)
+
+
+def write_prepared(prepared: PreparedChanges) -> list[tuple[Alert, dict, int] | None]:
+    """Write prepared changes in the caller's write transaction: per run, the clearings (an UPDATE each, of an
+    open episode only), the insertions (one INSERT, what a unique index refuses left out) and the webhook jobs
+    of those written (one jobs.insert_new_jobs per account). Results as apply_changes's."""
+    db = Alert._meta.database
+    param = db.param
+    results: list[tuple[Alert, dict, int] | None] = [None] * prepared.count
+    for run in prepared.runs:
+        written = [
+            change
+            for change in run
+            if change.clear is not None and db.execute_sql(_CLEAR.replace("?", param), change.clear).fetchone()
+        ]
+        inserted = _insert_episodes([change.insert for change in run if change.insert is not None], param)
+        written += [change for change in run if change.insert is not None and change.alert.id in inserted]
+        by_account: dict[str, list[tuple[PreparedChange, jobs.NewJob]]] = {}
+        for change in written:
+            for new in change.jobs:
+                by_account.setdefault(change.alert.account_id, []).append((change, new))
+        created: dict[int, int] = {}
+        for account_id, pairs in by_account.items():
+            for (change, _), outcome in zip(pairs, jobs.insert_new_jobs(account_id, [new for _, new in pairs])):
+                if isinstance(outcome, tuple) and outcome[1]:
+                    created[change.index] = created.get(change.index, 0) + 1
+        for change in written:
+            results[change.index] = (change.alert, change.message, created.get(change.index, 0))
+    return results
+
+
+def _runs(changes: list[tuple]) -> list[list[int]]:
+    """Indexes of `changes` in runs: clearings first, then openings and summaries, no key twice in a run.
+
+    A clearing does not name its rule and inverter, so a clearing after an insertion starts a new run:
+    within a run every clearing came before every insertion, as in `changes`."""
+    runs: list[list[int]] = []
+    seen: set[tuple] = set()
+    inserting = False
+    for index, (kind, *args) in enumerate(changes):
+        if kind == CLEARING:
+            keys = {("alert", args[0])}
+            fresh = not inserting
+        else:
+            rule, inverter_id = args[0], args[1]
+            keys = {("episode", rule.id, inverter_id)} | ({("alert", args[3])} if kind == OPENING else set())
+            fresh = True
+        if not runs or not fresh or keys & seen:
+            runs.append([])
+            seen, inserting = set(), False
+        runs[-1].append(index)
+        seen |= keys
+        inserting = inserting or kind != CLEARING
+    return runs
+
+
+def _episode(rule, inverter_id: str, alert_id: str, at: float, cleared_at: float | None, values: dict) -> Alert:
+    return Alert(
+        id=alert_id,
         rule=rule.id,
         inverter=inverter_id,
         account=rule.account_id,
@@ -185,59 +337,60 @@ def _insert_alert(
         open_slot=OPEN if cleared_at is None else None,
         values=values,
     )
-    try:
-        with Alert._meta.database.atomic():
-            alert.save(force_insert=True)
-    except peewee.IntegrityError:
-        return None
-    message = payload(EVENT_TYPES[rule.kind][0], alert, serial, at)
-    return alert, message, _webhook_jobs(rule.account_id, message, alert.id, phase)
 
 
-def clear_alert(alert_id: str, serial: str, cleared_at: float, values: dict) -> tuple[Alert, dict, int] | None:
-    """Clear an open episode and queue its webhooks; None if it is not open (cleared already, or deleted)."""
-    changed = (
-        Alert.update(cleared_at=cleared_at, open_slot=None, cleared_values=values)
-        .where((Alert.id == alert_id) & (Alert.open_slot == OPEN))
-        .execute()
-    )
-    if not changed:
-        return None
-    alert = Alert.get_by_id(alert_id)
-    event_type = EVENT_TYPES[alert.kind][1]
-    message = payload(event_type or EVENT_TYPES[alert.kind][0], alert, serial, cleared_at)
-    queued = _webhook_jobs(alert.account_id, message, alert.id, "cleared") if event_type else 0
-    return alert, message, queued
+def _insert_episodes(rows: list[tuple], param: str) -> set[str]:
+    """Insert these alert rows, a chunk per statement; the ids of those inserted (not refused by a unique index)."""
+    inserted: set[str] = set()
+    db = Alert._meta.database
+    for chunk in peewee.chunked(rows, INSERT_CHUNK):
+        text = f"INSERT INTO alert ({_ALERT_COLUMNS}) VALUES {', '.join([_ALERT_ROW] * len(chunk))}"
+        try:
+            with db.atomic():
+                cursor = db.execute_sql(
+                    f"{text} ON CONFLICT DO NOTHING RETURNING id".replace("?", param),
+                    [value for row in chunk for value in row],
+                )
+                inserted.update(alert_id for (alert_id,) in cursor.fetchall())
+        except peewee.IntegrityError:
+            # Not a duplicate (those are skipped) but a row the database refuses, e.g. an inverter deleted
+            # meanwhile: row by row, so only that one is left out.
+            for row in chunk:
+                try:
+                    with db.atomic():
+                        db.execute_sql(
+                            f"INSERT INTO alert ({_ALERT_COLUMNS}) VALUES {_ALERT_ROW}".replace("?", param), row
+                        )
+                    inserted.add(row[0])
+                except peewee.IntegrityError:
+                    pass
+    return inserted
 
 
-def record_daily_summary(
-    rule: AlertRule, inverter_id: str, serial: str, sunset: float, values: dict
-) -> tuple[Alert, dict, int] | None:
-    """Record one site-day's summary (opened and cleared at that day's sunset) and queue its webhooks; None
-    if that day's summary exists already: the unique (rule, inverter, opened_at) makes it once per site-day,
-    across restarts and engines."""
-    return _insert_alert(rule, inverter_id, serial, sunset, values, cleared_at=sunset, phase="summary")
-
-
-OPENING, CLEARING, SUMMARY = "open", "clear", "summary"
-
-
-def apply_changes(changes: list[tuple]) -> list[tuple[Alert, dict, int] | None]:
-    """An engine's episode changes, in order, in the caller's one write transaction (one commit for a storm
-    of alerts instead of one each): (OPENING, rule, inverter id, serial, alert id, at, values),
-    (CLEARING, alert id, serial, at, values), (SUMMARY, rule, inverter id, serial, sunset, values). Each
-    result is the one of open_alert, clear_alert, record_daily_summary; each change in its own savepoint."""
-    results: list[tuple[Alert, dict, int] | None] = []
-    for kind, *args in changes:
-        with Alert._meta.database.atomic():
-            if kind == OPENING:
-                rule, inverter_id, serial, alert_id, at, values = args
-                results.append(open_alert(rule, inverter_id, serial, at, values, alert_id))
-            elif kind == CLEARING:
-                results.append(clear_alert(*args))
-            else:
-                results.append(record_daily_summary(*args))
-    return results
+def _webhook_jobs(alert: Alert, message: dict, phase: str, context: ChangeContext) -> list[jobs.NewJob]:
+    """One job per endpoint of the alert's account subscribed to the message's type, with an idempotency key
+    naming the alert, phase and endpoint: written again (a restart, another engine), it is never sent twice."""
+    subscribed = [e for e in context.endpoints.get(alert.account_id, ()) if message["type"] in e[2]]
+    if not subscribed:
+        return []
+    body = json_text(message).encode()
+    items = []
+    for endpoint_id, url, _ in subscribed:
+        spec = {
+            "url": url,
+            "host": parse_outbound_url(url).host,
+            "method": "POST",
+            "headers": {"Content-Type": "application/json", webhooks.ID_HEADER: f"msg_{alert.id}_{phase}"},
+            "body": body,
+            "body_kind": "json",
+            "timeout_s": WEBHOOK_TIMEOUT_S,
+            "max_attempts": WEBHOOK_MAX_ATTEMPTS,
+            "backoff": Backoff().to_dict(),
+            "run_at": None,
+            "sign_with": endpoint_id,
+        }
+        items.append((spec, f"alert:{alert.id}:{phase}:{endpoint_id}"))
+    return jobs.new_jobs(alert.account_id, items)
 
 
 # -- decisions -----------------------------------------------------------------------------------

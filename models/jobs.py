@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import peewee
 
@@ -236,28 +237,104 @@ def insert_job(account_id: str, spec: dict, idempotency_key: str | None) -> tupl
     return _job_from_row(row), True
 
 
-def insert_jobs(account_id: str, items: list[tuple[dict, str | None]]) -> list[tuple[Job, bool] | IdempotencyConflict]:
-    """Store several validated job specs in the caller's one transaction; per item (job, created) or its conflict.
+class NewJob(NamedTuple):
+    """A validated job spec made ready to store (id, fingerprint, columns), before any transaction."""
 
-    Jobs without a key go in with one executemany; keyed ones one by one, in order, so a key repeated
-    within the batch answers like a repeat of an earlier request.
-    """
+    row: dict
+    params: list
+    job: Job
+
+
+def new_jobs(account_id: str, items: list[tuple[dict, str | None]]) -> list[NewJob]:
+    """Build what insert_new_jobs stores, outside the write transaction: a caller writing many jobs (a storm of
+    alerts) keeps the database's one writer busy only for the statements."""
     t = now()
-    results: list = [None] * len(items)
-    unkeyed: list[dict] = []
-    for index, (spec, key) in enumerate(items):
-        if key is not None:
-            try:
-                results[index] = insert_job(account_id, spec, key)
-            except IdempotencyConflict as exc:
-                results[index] = exc
+    made = []
+    for spec, key in items:
+        row = _new_row(account_id, spec, key, request_fingerprint(spec), t)
+        made.append(NewJob(row, _insert_params(row), _job_from_row(row)))
+    return made
+
+
+def insert_jobs(account_id: str, items: list[tuple[dict, str | None]]) -> list[tuple[Job, bool] | IdempotencyConflict]:
+    """Store several validated job specs in the caller's one transaction; per item (job, created) or its conflict."""
+    return insert_new_jobs(account_id, new_jobs(account_id, items))
+
+
+def insert_new_jobs(account_id: str, made: list[NewJob]) -> list[tuple[Job, bool] | IdempotencyConflict]:
+    """Store jobs built by new_jobs in the caller's one transaction; per item (job, created) or its conflict.
+
+    Set-based: the keys already used are read in one query per chunk, the new jobs inserted with one
+    statement per chunk. A key repeated within the batch answers like a repeat of its first item.
+    """
+    results: list = [None] * len(made)
+    keys = [new.row["idempotency_key"] for new in made]
+    used = _jobs_by_key(account_id, {key for key in keys if key is not None})
+    unkeyed: list[NewJob] = []
+    keyed: dict[str, NewJob] = {}  # key -> its first item in this batch
+    repeats: list[int] = []
+    for index, (new, key) in enumerate(zip(made, keys)):
+        if key is not None and (key in used or key in keyed):
+            repeats.append(index)
             continue
-        row = _new_row(account_id, spec, None, request_fingerprint(spec), t)
-        unkeyed.append(row)
-        results[index] = (_job_from_row(row), True)
+        if key is None:
+            unkeyed.append(new)
+        else:
+            keyed[key] = new
+        results[index] = (new.job, True)
     if unkeyed:
-        database.cursor().executemany(_sql(_INSERT_JOB), [_insert_params(row) for row in unkeyed])
+        database.cursor().executemany(_sql(_INSERT_JOB), [new.params for new in unkeyed])
+    lost = _insert_keyed(list(keyed.values()))
+    if lost:
+        # Another process (PostgreSQL has no database-wide write lock) inserted these keys since our look-up:
+        # the unique index decided, and our items answer like repeats of its jobs.
+        used.update(_jobs_by_key(account_id, lost))
+        for index, key in enumerate(keys):
+            if key in lost and results[index] is not None and results[index][1]:
+                results[index] = None
+                repeats.append(index)
+        repeats.sort()
+    for index in repeats:
+        key = keys[index]
+        assert key is not None
+        first = used.get(key)
+        if first is None:
+            if key in lost:  # taken by a job deleted since: nothing to answer with
+                raise peewee.IntegrityError(f"idempotency key {key!r} was taken by a job that no longer exists")
+            first = keyed[key].job
+        same = first.request_hash == made[index].row["request_hash"]
+        results[index] = (first, False) if same else IdempotencyConflict(first.id)
     return results
+
+
+#: Rows per statement: 19 parameters each, well under SQLite's and PostgreSQL's limits.
+_CHUNK = 500
+
+
+def _jobs_by_key(account_id: str, keys) -> dict[str, Job]:
+    found: dict[str, Job] = {}
+    for chunk in peewee.chunked(sorted(keys), _CHUNK):
+        for job in Job.select().where((Job.account == account_id) & Job.idempotency_key.in_(chunk)):
+            found[job.idempotency_key] = job
+    return found
+
+
+def _insert_keyed(made: list[NewJob]) -> set[str]:
+    """Insert keyed jobs, a chunk per statement; the keys some other transaction took meanwhile."""
+    lost: set[str] = set()
+    columns = _INSERT_JOB[: _INSERT_JOB.index(" VALUES ")]
+    one = _INSERT_JOB[_INSERT_JOB.index(" VALUES ") + len(" VALUES ") :]
+    for chunk in peewee.chunked(made, _CHUNK):
+        text = (
+            f"{columns} VALUES {', '.join([one] * len(chunk))}"
+            " ON CONFLICT (account_id, idempotency_key) DO NOTHING RETURNING id"
+        )
+        params = [value for new in chunk for value in new.params]
+        # Not through sql(): its cache would keep one text per chunk size.
+        text = text.replace("?", database.obj.param)
+        inserted = {job_id for (job_id,) in database.execute_sql(text, params).fetchall()}
+        lost.update(new.row["idempotency_key"] for new in chunk if new.row["id"] not in inserted)
+    return lost
 
 
 # -- claiming ------------------------------------------------------------------------------------
