@@ -51,8 +51,8 @@ from datetime import datetime, timezone
 
 import gevent
 import gevent.queue
-import pykka
 
+from actors.base import Actor
 from models import alerts, live_events, telemetry
 from models.base import iso, parse_iso
 from models.channels import (
@@ -111,7 +111,10 @@ class Rule:
         return cls(row.id, row.account_id, row.kind, row.params, site)
 
 
-class AlertEngine(pykka.ThreadingActor):
+class AlertEngine(Actor):
+    """Takes no messages: its inputs are a subscription and a tick, handled by its own greenlets, each item
+    inside its own try (a bad event must not stop the engine); `Actor` still stands behind a stray message."""
+
     def __init__(self, settings, db, redis):
         super().__init__()
         self.db = db
