@@ -507,60 +507,80 @@ class JobState:
     result: dict | None = None
 
 
-def record_outcome(
-    job_id: str,
-    number: int,
-    worker: str,
-    *,
-    outcome: str,
-    status: str,
-    started_at: float,
-    finished_at: float,
-    status_code: int | None,
-    error: dict | None,
-    result: dict | None,
-    due_at: float | None,
-    delay_s: float | None,
-    response: dict | None = None,
-) -> JobState:
-    """Store an attempt's outcome and the job's next state together. Run inside a write transaction.
+@dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    """What one attempt (job id, number) ended with, and the job's next state, as record_outcomes stores them."""
 
-    Fenced: only the worker holding the lease for attempt `number` may write; otherwise StaleLease
-    is raised and the transaction must roll back. Returns the job's new state (not its request).
+    job_id: str
+    number: int
+    outcome: str
+    status: str
+    started_at: float
+    finished_at: float
+    status_code: int | None
+    error: dict | None
+    result: dict | None
+    due_at: float | None
+    delay_s: float | None
+    response: dict | None = None
+
+
+def record_outcomes(worker: str, outcomes: list[AttemptOutcome]) -> list[JobState | None]:
+    """Store attempts' outcomes and their jobs' next states. Run inside a write transaction.
+
+    Fenced: an outcome is stored only if `worker` holds the lease for that attempt number; one that is not
+    writes nothing and gets None. Each job's state is its own fenced statement (it returns the row that says
+    whether it applied); the attempt rows of those that did are one executemany.
     """
-    error_text = json_text(error)
-    cursor = database.execute_sql(
-        _sql(_RECORD_JOB_OUTCOME),
-        [
-            status,
-            due_at,
-            finished_at,
-            error_text,
-            json_text(result),
-            delay_s,
-            job_id,
-            worker,
-            number,
-        ],
-    )
-    row = cursor.fetchone()
-    if row is None:
+    job_statement, attempt_statement = _sql(_RECORD_JOB_OUTCOME), _sql(_RECORD_ATTEMPT_OUTCOME)
+    states: list[JobState | None] = []
+    attempt_rows = []
+    for item in outcomes:
+        error_text, result_text = json_text(item.error), json_text(item.result)
+        row = database.execute_sql(
+            job_statement,
+            (
+                item.status,
+                item.due_at,
+                item.finished_at,
+                error_text,
+                result_text,
+                item.delay_s,
+                item.job_id,
+                worker,
+                item.number,
+            ),
+        ).fetchone()
+        if row is None:
+            states.append(None)
+            continue
+        states.append(JobState(*row, last_error=item.error, result=item.result))
+        # An attempt's response is the job's result unless the body cap cut it: one JSON text for both.
+        response_text = result_text if item.response == item.result else json_text(item.response)
+        attempt_rows.append(
+            (
+                item.started_at,
+                item.finished_at,
+                round((item.finished_at - item.started_at) * 1000, 3),
+                item.status_code,
+                error_text,
+                item.outcome,
+                response_text,
+                item.job_id,
+                item.number,
+            )
+        )
+    if attempt_rows:
+        database.cursor().executemany(attempt_statement, attempt_rows)
+    return states
+
+
+def record_outcome(job_id: str, number: int, worker: str, **outcome) -> JobState:
+    """record_outcomes for one attempt; StaleLease (the transaction must roll back) if it was fenced off."""
+    [state] = record_outcomes(worker, [AttemptOutcome(job_id, number, **outcome)])
+    if state is None:
         raise StaleLease(f"job {job_id} attempt {number} is no longer leased by {worker}")
-    database.execute_sql(
-        _sql(_RECORD_ATTEMPT_OUTCOME),
-        [
-            started_at,
-            finished_at,
-            round((finished_at - started_at) * 1000, 3),
-            status_code,
-            error_text,
-            outcome,
-            json_text(response),
-            job_id,
-            number,
-        ],
-    )
-    return JobState(*row, last_error=error, result=result)
+    return state
 
 
 # -- caller actions ------------------------------------------------------------------------------
