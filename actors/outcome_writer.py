@@ -1,9 +1,10 @@
 """OutcomeWriter: stores what attempts decided, fenced by their leases, and tells whoever follows the jobs.
 
-The dispatcher hands it the outcomes that finished meanwhile, many at once: each outcome and its job's next
-state are one fenced statement pair (models/jobs.record_outcome), all of them in one write through the
-database owner (one trip to its thread, sharing the commit of whatever else is queued); a waiting job handed
-over as an attempt's successor is started in that same transaction. Then the states are published
+The dispatcher hands it the outcomes that finished meanwhile, many at once, and they are stored together
+(models/jobs.record_outcomes): each job's next state one fenced UPDATE (its RETURNING row says whether the lease
+was still ours), the attempt rows of those that applied one executemany, all in one write through the database
+owner (one trip to its thread, sharing the commit of whatever else is queued); the waiting jobs handed over as
+those attempts' successors are started in that same transaction, one statement for all. Then the states are published
 (`publish`, the worker's BatchedPublisher: many events a Redis round trip).
 """
 
@@ -25,10 +26,10 @@ log = logging.getLogger(__name__)
 class Outcome:
     """What an attempt brought back, and the waiting job (if any) to start in the same transaction."""
 
-    job: jobs.Job
+    job: jobs.ClaimedJob
     decision: Decision
     response: Response
-    successor: jobs.Job | None = None
+    successor: jobs.ClaimedJob | None = None
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,11 @@ class Written:
 
 class OutcomeWriter:
     def __init__(
-        self, db: DatabaseOwner, worker_id: str, publish: Callable[[jobs.Job], None], attempt_body_cap: int = 16 * 1024
+        self,
+        db: DatabaseOwner,
+        worker_id: str,
+        publish: Callable[[jobs.JobState], None],
+        attempt_body_cap: int = 16 * 1024,
     ):
         self.db = db
         self.worker_id = worker_id
@@ -70,37 +75,38 @@ class OutcomeWriter:
             written.append(Written(updated.status, successor_started))
         return written
 
-    def _record_all(self, outcomes: list[Outcome]) -> list[tuple[jobs.Job | None, bool]]:
-        # No savepoint per outcome: a fenced-off outcome raises StaleLease before it changed anything.
-        return [self._record(outcome) for outcome in outcomes]
+    def _record_all(self, outcomes: list[Outcome]) -> list[tuple[jobs.JobState | None, bool]]:
+        # No savepoint per outcome: a fenced-off outcome changes nothing.
+        states = jobs.record_outcomes(self.worker_id, [self._attempt_outcome(outcome) for outcome in outcomes])
+        successors = [
+            (outcome.successor.id, outcome.successor.attempts)
+            for outcome, state in zip(outcomes, states)
+            if state is not None and outcome.successor is not None
+        ]
+        started = jobs.start_attempts(self.worker_id, successors) if successors else set()
+        return [
+            (state, state is not None and outcome.successor is not None and outcome.successor.id in started)
+            for outcome, state in zip(outcomes, states)
+        ]
 
-    def _record(self, outcome: Outcome) -> tuple[jobs.Job | None, bool]:
+    def _attempt_outcome(self, outcome: Outcome) -> jobs.AttemptOutcome:
         job, decision, response = outcome.job, outcome.decision, outcome.response
-        try:
-            updated = jobs.record_outcome(
-                job.id,
-                job.attempts,
-                self.worker_id,
-                outcome=decision.outcome,
-                status=decision.status,
-                started_at=response.started_at,
-                finished_at=response.finished_at,
-                status_code=response.status_code,
-                error=decision.error,
-                result=decision.result,
-                due_at=decision.due_at,
-                delay_s=decision.delay_s,
-                response=attempt_response(response, self.attempt_body_cap),
-            )
-        except jobs.StaleLease:
-            return None, False
-        successor = outcome.successor
-        started = successor is not None and bool(
-            jobs.start_attempts(self.worker_id, [(successor.id, successor.attempts)])
+        return jobs.AttemptOutcome(
+            job.id,
+            job.attempts,
+            outcome=decision.outcome,
+            status=decision.status,
+            started_at=response.started_at,
+            finished_at=response.finished_at,
+            status_code=response.status_code,
+            error=decision.error,
+            result=decision.result,
+            due_at=decision.due_at,
+            delay_s=decision.delay_s,
+            response=attempt_response(response, self.attempt_body_cap),
         )
-        return updated, started
 
-    def _observe(self, outcome: Outcome, updated: jobs.Job) -> None:
+    def _observe(self, outcome: Outcome, updated: jobs.JobState) -> None:
         decision, response = outcome.decision, outcome.response
         log.info(
             "job=%s attempt=%d outcome=%s status=%s code=%s%s",

@@ -339,34 +339,57 @@ def _insert_keyed(made: list[NewJob]) -> set[str]:
 
 # -- claiming ------------------------------------------------------------------------------------
 
-_CLAIM_COLUMNS = (
-    Job.id,
-    Job.status,
-    Job.claimed_from,
-    Job.scheduled_at,
-    Job.attempts,
-    Job.budget_start,
-    Job.max_attempts,
-    Job.url,
-    Job.host,
-    Job.method,
-    Job.headers,
-    Job.body,
-    Job.timeout_s,
-    Job.backoff,
-    Job.last_delay_s,
-    Job.due_at,
-    Job.lease_owner,
-    Job.created_at,
-    Job.sign_with,
-)
+
+@dataclass(slots=True)
+class ClaimedJob:
+    """A claimed job as the worker needs it (the request, its budget, how it was claimed): a plain row, not a
+    model instance, because building a peewee instance per claimed row cost more than the claim itself."""
+
+    id: str
+    claimed_from: str
+    scheduled_at: float | None
+    attempts: int
+    budget_start: int
+    max_attempts: int
+    url: str
+    host: str
+    method: str
+    headers: dict
+    body: bytes | None
+    timeout_s: float
+    backoff: dict
+    last_delay_s: float | None
+    due_at: float  # when this claim's lease expires
+    sign_with: str | None
+    started: bool = True  # whether its attempt was started by the claim (else: start_attempts)
+    status: str = IN_FLIGHT
 
 
 # An expired in-flight job is charged an attempt only if its current attempt had started (has a row).
-_CHARGE_UNLESS_NEVER_STARTED = peewee.SQL(
-    "CASE WHEN job.status = 'in_flight' AND NOT EXISTS"
+_CHARGE_UNLESS_NEVER_STARTED = (
+    f"CASE WHEN job.status = '{IN_FLIGHT}' AND NOT EXISTS"
     " (SELECT 1 FROM attempt WHERE attempt.job_id = job.id AND attempt.number = job.attempts) THEN 0 ELSE 1 END"
 )
+# One statement, written once: peewee built it anew for every claim. `{lock}` is PostgreSQL's row lock.
+_CLAIM_DUE = (
+    f"UPDATE job SET claimed_from = status, scheduled_at = due_at, status = '{IN_FLIGHT}', lease_owner = ?,"
+    f" due_at = ?, attempts = attempts + {_CHARGE_UNLESS_NEVER_STARTED}, updated_at = ?"
+    " WHERE id IN (SELECT id FROM job WHERE due_at <= ? ORDER BY due_at LIMIT ?{lock}) AND due_at <= ?"
+    " RETURNING id, claimed_from, scheduled_at, attempts, budget_start, max_attempts, url, host, method, headers,"
+    " body, timeout_s, backoff, last_delay_s, due_at, sign_with"
+)
+_CLAIM_DUE_SQLITE = _CLAIM_DUE.format(lock="")
+_CLAIM_DUE_POSTGRESQL = _CLAIM_DUE.format(lock=" FOR UPDATE SKIP LOCKED")
+_INSERT_STARTED_ATTEMPT = (
+    "INSERT INTO attempt (job_id, number, worker, scheduled_at, started_at) VALUES (?, ?, ?, ?, ?)"
+)
+
+
+def _claimed_job(row) -> ClaimedJob:
+    job = ClaimedJob(*row)
+    job.headers = json.loads(job.headers)
+    job.backoff = json.loads(job.backoff)
+    return job
 
 
 class ClaimBatch(list):
@@ -378,8 +401,12 @@ class ClaimBatch(list):
 
 
 def claim_due(
-    worker: str, limit: int, lease_s: float, at: float | None = None, start_now: Callable[[Job], bool] | None = None
-) -> list[Job]:
+    worker: str,
+    limit: int,
+    lease_s: float,
+    at: float | None = None,
+    start_now: Callable[[ClaimedJob], bool] | None = None,
+) -> list[ClaimedJob]:
     """Atomically take up to `limit` due jobs for `worker`. Run inside a write transaction.
 
     Due means pending/retrying whose time has come, or in flight whose lease has expired (its
@@ -389,27 +416,11 @@ def claim_due(
     started here (all of them unless `start_now` says otherwise); the others need start_attempts().
     """
     t = now() if at is None else at
-    due = Job.select(Job.id).where(Job.due_at <= t).order_by(Job.due_at).limit(limit)
-    if not is_sqlite():
-        due = due.for_update("FOR UPDATE SKIP LOCKED")
-    claimed = list(
-        Job.update(
-            {
-                Job.claimed_from: Job.status,
-                Job.scheduled_at: Job.due_at,
-                Job.status: IN_FLIGHT,
-                Job.lease_owner: worker,
-                Job.due_at: t + lease_s,
-                Job.attempts: Job.attempts + _CHARGE_UNLESS_NEVER_STARTED,
-                Job.updated_at: t,
-            }
-        )
-        .where(Job.id.in_(due) & (Job.due_at <= t))
-        .returning(*_CLAIM_COLUMNS)
-        .execute()
-    )
-    if not claimed:
+    text = _CLAIM_DUE_SQLITE if is_sqlite() else _CLAIM_DUE_POSTGRESQL
+    rows = database.execute_sql(_sql(text), (worker, t + lease_s, t, t, limit, t)).fetchall()
+    if not rows:
         return ClaimBatch()
+    claimed = [_claimed_job(row) for row in rows]
     batch = ClaimBatch()
     reclaimed = [job.id for job in claimed if job.claimed_from == IN_FLIGHT]
     if reclaimed:
@@ -451,8 +462,7 @@ def claim_due(
     started = [job for job in runnable if job.started]
     if started:
         database.cursor().executemany(
-            _sql("INSERT INTO attempt (job_id, number, worker, scheduled_at, started_at) VALUES (?, ?, ?, ?, ?)"),
-            [(job.id, job.attempts, worker, job.scheduled_at, t) for job in started],
+            _sql(_INSERT_STARTED_ATTEMPT), [(job.id, job.attempts, worker, job.scheduled_at, t) for job in started]
         )
     batch.extend(runnable)
     return batch
@@ -471,7 +481,7 @@ def start_attempts(worker: str, jobs: list[tuple[str, int]], at: float | None = 
         # A join, not `(id, attempts) IN (VALUES …)`: SQLite scans the whole table for that one.
         f" JOIN (VALUES {', '.join(['(?, ?)'] * len(jobs))}) AS wanted"
         " ON job.id = wanted.column1 AND job.attempts = wanted.column2"
-        " WHERE lease_owner = ? AND status = 'in_flight'"
+        f" WHERE lease_owner = ? AND status = '{IN_FLIGHT}'"
         # A row for that number means it was started already (a claim of our own after our lease ran out).
         " ON CONFLICT (job_id, number) DO NOTHING RETURNING job_id"
     ).replace("?", param)
@@ -539,7 +549,7 @@ def queue_depth(at: float | None = None) -> tuple[int, int]:
 
 
 def next_due_at() -> float | None:
-    return Job.select(peewee.fn.MIN(Job.due_at)).where(Job.due_at.is_null(False)).scalar()
+    return database.execute_sql("SELECT MIN(due_at) FROM job WHERE due_at IS NOT NULL").fetchone()[0]
 
 
 # -- outcomes ------------------------------------------------------------------------------------
@@ -559,71 +569,94 @@ _RECORD_ATTEMPT_OUTCOME = (
 )
 
 
-def record_outcome(
-    job_id: str,
-    number: int,
-    worker: str,
-    *,
-    outcome: str,
-    status: str,
-    started_at: float,
-    finished_at: float,
-    status_code: int | None,
-    error: dict | None,
-    result: dict | None,
-    due_at: float | None,
-    delay_s: float | None,
-    response: dict | None = None,
-) -> Job:
-    """Store an attempt's outcome and the job's next state together. Run inside a write transaction.
+@dataclass(slots=True)
+class JobState:
+    """A job's state after an outcome (what a job event carries: lifecycle.event_view), not its request."""
 
-    Fenced: only the worker holding the lease for attempt `number` may write; otherwise StaleLease
-    is raised and the transaction must roll back. Returns the job's new state (not its request).
+    id: str
+    status: str
+    attempts: int
+    max_attempts: int
+    due_at: float | None
+    updated_at: float
+    account_id: str
+    last_error: dict | None = None
+    result: dict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    """What one attempt (job id, number) ended with, and the job's next state, as record_outcomes stores them."""
+
+    job_id: str
+    number: int
+    outcome: str
+    status: str
+    started_at: float
+    finished_at: float
+    status_code: int | None
+    error: dict | None
+    result: dict | None
+    due_at: float | None
+    delay_s: float | None
+    response: dict | None = None
+
+
+def record_outcomes(worker: str, outcomes: list[AttemptOutcome]) -> list[JobState | None]:
+    """Store attempts' outcomes and their jobs' next states. Run inside a write transaction.
+
+    Fenced: an outcome is stored only if `worker` holds the lease for that attempt number; one that is not
+    writes nothing and gets None. Each job's state is its own fenced statement (it returns the row that says
+    whether it applied); the attempt rows of those that did are one executemany.
     """
-    error_text = json_text(error)
-    cursor = database.execute_sql(
-        _sql(_RECORD_JOB_OUTCOME),
-        [
-            status,
-            due_at,
-            finished_at,
-            error_text,
-            json_text(result),
-            delay_s,
-            job_id,
-            worker,
-            number,
-        ],
-    )
-    row = cursor.fetchone()
-    if row is None:
+    job_statement, attempt_statement = _sql(_RECORD_JOB_OUTCOME), _sql(_RECORD_ATTEMPT_OUTCOME)
+    states: list[JobState | None] = []
+    attempt_rows = []
+    for item in outcomes:
+        error_text, result_text = json_text(item.error), json_text(item.result)
+        row = database.execute_sql(
+            job_statement,
+            (
+                item.status,
+                item.due_at,
+                item.finished_at,
+                error_text,
+                result_text,
+                item.delay_s,
+                item.job_id,
+                worker,
+                item.number,
+            ),
+        ).fetchone()
+        if row is None:
+            states.append(None)
+            continue
+        states.append(JobState(*row, last_error=item.error, result=item.result))
+        # An attempt's response is the job's result unless the body cap cut it: one JSON text for both.
+        response_text = result_text if item.response == item.result else json_text(item.response)
+        attempt_rows.append(
+            (
+                item.started_at,
+                item.finished_at,
+                round((item.finished_at - item.started_at) * 1000, 3),
+                item.status_code,
+                error_text,
+                item.outcome,
+                response_text,
+                item.job_id,
+                item.number,
+            )
+        )
+    if attempt_rows:
+        database.cursor().executemany(attempt_statement, attempt_rows)
+    return states
+
+
+def record_outcome(job_id: str, number: int, worker: str, **outcome) -> JobState:
+    """record_outcomes for one attempt; StaleLease (the transaction must roll back) if it was fenced off."""
+    [state] = record_outcomes(worker, [AttemptOutcome(job_id, number, **outcome)])
+    if state is None:
         raise StaleLease(f"job {job_id} attempt {number} is no longer leased by {worker}")
-    database.execute_sql(
-        _sql(_RECORD_ATTEMPT_OUTCOME),
-        [
-            started_at,
-            finished_at,
-            round((finished_at - started_at) * 1000, 3),
-            status_code,
-            error_text,
-            outcome,
-            json_text(response),
-            job_id,
-            number,
-        ],
-    )
-    job_id, status_now, attempts, max_attempts, due_now, updated_at, account_id = row
-    state = Job(
-        id=job_id,
-        account_id=account_id,
-        status=status_now,
-        attempts=attempts,
-        max_attempts=max_attempts,
-        due_at=due_now,
-        updated_at=updated_at,
-        last_error=error,
-        result=result,
-    )
     return state
 
 

@@ -161,3 +161,101 @@ def test_lease_renewal_only_extends_leases_still_held(db):
 def test_ids_are_monotonic_so_newest_first_holds():
     ids = [new_id() for _ in range(2000)]
     assert ids == sorted(ids)
+
+
+def _attempt_outcome(job, at: float, **changes) -> jobs.AttemptOutcome:
+    fields = {
+        "outcome": jobs.SUCCESS,
+        "status": jobs.SUCCEEDED,
+        "started_at": at + 0.5,
+        "finished_at": at + 0.75,
+        "status_code": 200,
+        "error": None,
+        "result": {"status_code": 200, "body": "ok"},
+        "due_at": None,
+        "delay_s": None,
+    }
+    fields.update(changes)
+    fields.setdefault("response", fields["result"])
+    return jobs.AttemptOutcome(job.id, job.attempts, **fields)
+
+
+def test_outcomes_stored_together_are_fenced_one_by_one_with_their_times_and_json(db):
+    account, _ = db.write(create_account, "a")
+    spec = job_spec(headers={"X-Trace": "é"}, body=b'{"n":1}', body_kind="json")
+    submitted = [db.write(jobs.insert_job, account.id, spec, None)[0] for _ in range(3)]
+    at = max(job.due_at for job in submitted) + 1
+    claimed = db.write(jobs.claim_due, "worker-a", 10, 30.0, at=at)
+    # The claim's rows are what the worker sends: the request as submitted, the lease and the times it set.
+    assert sorted(job.id for job in claimed) == sorted(job.id for job in submitted)
+    for job in claimed:
+        assert (job.headers, bytes(job.body), job.backoff) == (spec["headers"], spec["body"], spec["backoff"])
+        assert (job.status, job.claimed_from, job.attempts, job.due_at) == (jobs.IN_FLIGHT, jobs.PENDING, 1, at + 30)
+    lost, retried, given_up = claimed
+    db.write(jobs.renew_leases, "worker-a", [retried.id, given_up.id], 100.0)
+    [taken] = db.write(jobs.claim_due, "worker-b", 10, 30.0, at=lost.due_at + 1)
+    assert taken.id == lost.id
+    error = {"kind": "http_status", "status_code": 503, "message": "HTTP 503"}
+    outcomes = [
+        _attempt_outcome(lost, at),
+        _attempt_outcome(
+            retried,
+            at,
+            outcome=jobs.RETRY,
+            status=jobs.RETRYING,
+            status_code=503,
+            error=error,
+            result={"status_code": 503, "body": "busy"},
+            due_at=at + 2.5,
+            delay_s=2.5,
+        ),
+        _attempt_outcome(
+            given_up,
+            at,
+            outcome=jobs.GIVE_UP,
+            status=jobs.DEAD,
+            status_code=400,
+            error={**error, "status_code": 400},
+            result={"status_code": 400, "body": "x" * 50, "body_truncated": False},
+            response={"status_code": 400, "body": "x" * 10, "body_truncated": True},
+        ),
+    ]
+
+    states = db.write(jobs.record_outcomes, "worker-a", outcomes)
+
+    assert states[0] is None  # worker-b holds it now: nothing of worker-a's outcome was written
+    assert [(s.id, s.status, s.attempts, s.due_at, s.updated_at) for s in states[1:]] == [
+        (retried.id, jobs.RETRYING, 1, at + 2.5, outcomes[1].finished_at),
+        (given_up.id, jobs.DEAD, 1, None, outcomes[2].finished_at),
+    ]
+    assert all(state.account_id == account.id for state in states[1:])
+    lost_now = db.call(jobs.Job.get_by_id, lost.id)
+    assert (lost_now.status, lost_now.lease_owner, lost_now.attempts, lost_now.result) == (
+        jobs.IN_FLIGHT,
+        "worker-b",
+        2,
+        None,
+    )
+    assert _rows(db, lost.id) == [(1, jobs.ABANDONED), (2, None)]
+    for outcome in outcomes[1:]:
+        job = db.call(jobs.Job.get_by_id, outcome.job_id)
+        assert (job.status, job.due_at, job.lease_owner, job.updated_at) == (
+            outcome.status,
+            outcome.due_at,
+            None,
+            outcome.finished_at,
+        )
+        assert (job.last_error, job.result, job.last_delay_s) == (outcome.error, outcome.result, outcome.delay_s)
+        [attempt] = db.call(jobs.list_attempts, outcome.job_id)
+        assert (attempt.number, attempt.worker, attempt.scheduled_at, attempt.outcome) == (
+            1,
+            "worker-a",
+            job.created_at,
+            outcome.outcome,
+        )
+        assert (attempt.started_at, attempt.finished_at, attempt.duration_ms) == (at + 0.5, at + 0.75, 250.0)
+        assert (attempt.status_code, attempt.error, attempt.response) == (
+            outcome.status_code,
+            outcome.error,
+            outcome.response,
+        )
