@@ -1,8 +1,8 @@
 """`python -m actors [--role jobs|pollers|all]`: the worker process, until SIGTERM or SIGINT."""
 
-from gevent import monkey
+from models.gevent_patch import patch_all
 
-monkey.patch_all()
+patch_all()
 
 import argparse  # noqa: E402
 import logging  # noqa: E402

@@ -1,6 +1,6 @@
-from gevent import monkey
+from models.gevent_patch import patch_all
 
-monkey.patch_all()
+patch_all()
 
 import argparse  # noqa: E402
 import os  # noqa: E402

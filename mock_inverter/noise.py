@@ -32,3 +32,35 @@ def smooth_noise(seeds: np.ndarray, t: float, period_s: float, salt: int) -> np.
     f = position - knot
     ease = f * f * (3 - 2 * f)
     return uniform(seeds, knot, salt) * (1 - ease) + uniform(seeds, knot + 1, salt) * ease
+
+
+class SeededNoise:
+    """uniform() and smooth_noise() of one array of seeds, remembered by (slot, salt).
+
+    Successive ticks ask for the same knots and slots (a knot lasts a minute or more of simulated time, a tick
+    a second), so most draws are found here; the values are the very arrays uniform() returns, never changed.
+    """
+
+    MEMO_SIZE = 64
+
+    def __init__(self, seeds: np.ndarray):
+        self.seeds = seeds
+        self._memo: dict[tuple[int, int], np.ndarray] = {}
+
+    def uniform(self, slot: int, salt: int) -> np.ndarray:
+        key = (int(slot), salt)
+        value = self._memo.get(key)
+        if value is None:
+            if len(self._memo) >= self.MEMO_SIZE:
+                self._memo.clear()
+            value = self._memo[key] = uniform(self.seeds, key[0], salt)
+            value.flags.writeable = False
+        return value
+
+    def smooth(self, t: float, period_s: float, salt: int) -> np.ndarray:
+        """smooth_noise(seeds, t, period_s, salt)."""
+        position = t / period_s
+        knot = int(np.floor(position))
+        f = position - knot
+        ease = f * f * (3 - 2 * f)
+        return self.uniform(knot, salt) * (1 - ease) + self.uniform(knot + 1, salt) * ease

@@ -7,6 +7,7 @@ devices share the same sample index at a given instant.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -36,6 +37,9 @@ def ambient_temperature(latitude: float, longitude: float, utc_seconds: np.ndarr
     return mean + 5.0 * np.cos(2 * math.pi * (solar_hour - 15.0) / 24.0)
 
 
+# Simulators of one process on the same sites (tests, a restarted world) ask for the same days: a curve is a pure
+# function of its key and day, and the bank stacks copies of it, so one computed is kept for the next.
+@functools.lru_cache(maxsize=256)
 def day_curve(key: CurveKey, utc_day: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-watt-peak AC power, 'sun up over the whole minute' flag and air temperature for one UTC day.
 
@@ -64,7 +68,10 @@ def day_curve(key: CurveKey, utc_day: int) -> tuple[np.ndarray, np.ndarray, np.n
     # as daylight only when the true (unrefracted) sun is above the horizon at both of its ends.
     up = (elevation[:-1] > 0) & (elevation[1:] > 0)
     sun_up = np.append(up, up[-1])
-    return np.where(sun_up, ac.clip(min=0.0), 0.0), sun_up, air
+    curve = np.where(sun_up, ac.clip(min=0.0), 0.0), sun_up, air
+    for array in curve:
+        array.flags.writeable = False  # kept and shared (see the cache above)
+    return curve
 
 
 class CurveBank:

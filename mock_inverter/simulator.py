@@ -15,7 +15,7 @@ import numpy as np
 from .battery import dispatch
 from .config import Fleet
 from .household import cloud_factor, household_load
-from .noise import uniform
+from .noise import SeededNoise, uniform
 from .physics import DAY_S, CurveBank, CurveKey
 
 COUNTERS = ("pv", "load", "import", "export", "charge", "discharge")
@@ -51,6 +51,7 @@ class Simulator:
 
         self.seeds = column(lambda d: d.seed, np.uint64)
         self.weather_seeds = column(lambda d: d.weather_seed & 0xFFFFFFFFFFFFFFFF, np.uint64)
+        self._household_noise, self._weather_noise = SeededNoise(self.seeds), SeededNoise(self.weather_seeds)
         self.pv_peak = column(lambda d: d.pv_peak_w)
         self.pv_share = np.ones(n)  # below 1 for a shaded or soiled device
         self.cloudiness = column(lambda d: d.cloudiness)
@@ -161,9 +162,16 @@ class Simulator:
         local = t + self.utc_offset_s
         local_hour = (local % DAY_S) / 3600.0
         pv_per_wp, sun_up, air = self.curves.sample(self.rows, t)
-        pv = self.pv_peak * self.pv_share * pv_per_wp * cloud_factor(t, self.weather_seeds, self.cloudiness)
+        pv = self.pv_peak * self.pv_share * pv_per_wp * cloud_factor(t, self._weather_noise, self.cloudiness)
         load = household_load(
-            t, local_hour, self.seeds, self.base_w, self.morning_w, self.evening_w, self.spike_w, self.spikes_per_hour
+            t,
+            local_hour,
+            self._household_noise,
+            self.base_w,
+            self.morning_w,
+            self.evening_w,
+            self.spike_w,
+            self.spikes_per_hour,
         )
         dt = self.every * self.tick_s if dt is None else dt
         charge, discharge, losses, stored = dispatch(
@@ -187,33 +195,43 @@ class Simulator:
             + 8.0 * np.divide(charge + discharge, self.max_charge_w, out=np.zeros_like(ac), where=self.max_charge_w > 0)
         )
 
-        if due is None:
-            due = (
-                np.ones(len(pv), bool)
-                if self._everyone_every_tick or not integrate
-                else (self.tick_no % self.every) == self.phase
-            )
+        # Every device is due on most ticks (all of them unless some tick less often than the fleet): then each
+        # new value simply replaces the old, which np.where(due, ...) would do at the cost of a copy apiece.
+        if due is None and not (self._everyone_every_tick or not integrate):
+            due = (self.tick_no % self.every) == self.phase
+        everyone = due is None or bool(due.all())
         if integrate:
             day = np.floor(local / DAY_S)
-            self.today_wh[:, due & (day != self.local_day)] = 0.0
-            self.local_day = np.where(due, day, self.local_day)
-            energy = np.stack([pv, load, imported, exported, charge, discharge]) * (dt / 3600.0) * due
+            energy = np.stack([pv, load, imported, exported, charge, discharge]) * (dt / 3600.0)
+            if everyone:
+                self.today_wh[:, day != self.local_day] = 0.0
+                self.local_day = day
+                self.stored_wh = stored
+            else:
+                self.today_wh[:, due & (day != self.local_day)] = 0.0
+                self.local_day = np.where(due, day, self.local_day)
+                energy *= due
+                self.stored_wh = np.where(due, stored, self.stored_wh)
             self.today_wh += energy
             self.total_wh += energy
-            self.stored_wh = np.where(due, stored, self.stored_wh)
-        for name, value in (
-            ("pv_w", pv),
-            ("load_w", load),
-            ("import_w", imported),
-            ("export_w", exported),
-            ("charge_w", charge),
-            ("discharge_w", discharge),
-            ("losses_w", losses),
-            ("temperature_c", temperature),
-            ("sun_up", sun_up),
-        ):
-            setattr(self, name, np.where(due, value, getattr(self, name)))
-        self.updated_at = np.where(due, t, self.updated_at)
+        values = {
+            "pv_w": pv,
+            "load_w": load,
+            "import_w": imported,
+            "export_w": exported,
+            "charge_w": charge,
+            "discharge_w": discharge,
+            "losses_w": losses,
+            "temperature_c": temperature,
+            "sun_up": sun_up,
+        }
+        if everyone:
+            self.__dict__.update(values)
+            self.updated_at = np.full(len(pv), t, dtype=float)
+        else:
+            for name, value in values.items():
+                setattr(self, name, np.where(due, value, getattr(self, name)))
+            self.updated_at = np.where(due, t, self.updated_at)
         self.t = t
 
     # -- readings ---------------------------------------------------------------------------------------

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -32,6 +32,8 @@ from tests.helpers import (
 os.environ["SECRET_KEY"] = TEST_SECRET_KEY  # for the tests that call the models in this process
 
 ARTIFACTS = ROOT / "test-artifacts"
+MODULE_SECONDS: dict[str, float] = json.loads((Path(__file__).with_name("module_seconds.json")).read_text())
+MODULE_SECONDS_UNKNOWN = 10.0
 
 
 class RedisServer:
@@ -219,13 +221,13 @@ def _starts_processes(function, seen: set) -> bool:
 
 def pytest_collection_modifyitems(items):
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        # make test (--dist loadfile --no-loadscope-reorder) hands out modules in this order: the fewest tests
-        # first. xdist's own order (most tests first) puts the long end-to-end modules, a few tests of real
-        # processes each, at the end, where one worker finishes the last of them alone while the other idles;
-        # modules of many tests are mostly quick in-process ones, which even the two workers out at the end.
-        # A stable sort: each module's tests stay together and in their order.
-        tests_in = Counter(item.nodeid.split("::", 1)[0] for item in items)
-        items.sort(key=lambda item: tests_in[item.nodeid.split("::", 1)[0]])
+        # make test (--dist loadfile --no-loadscope-reorder) hands out modules in this order: the longest first,
+        # by the seconds each took in a recent run (tests/module_seconds.json; tests/module_seconds.py refreshes
+        # it). The long end-to-end modules (real processes waiting on real time) then start at once, side by
+        # side, and the quick ones fill the gaps at the end, instead of one process finishing a long module
+        # alone while the other idles. A module not in the table counts as MODULE_SECONDS_UNKNOWN. A stable
+        # sort: each module's tests stay together and in their order.
+        items.sort(key=lambda item: -MODULE_SECONDS.get(item.nodeid.split("::", 1)[0], MODULE_SECONDS_UNKNOWN))
     for item in items:
         fixture_defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
         functions = [getattr(item, "function", None)] + [d.func for defs in fixture_defs.values() for d in defs]

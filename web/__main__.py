@@ -1,8 +1,8 @@
 """`python -m web`: serve the app with gevent's WSGI server until SIGTERM or SIGINT."""
 
-from gevent import monkey
+from models.gevent_patch import patch_all
 
-monkey.patch_all()
+patch_all()
 
 import logging  # noqa: E402
 import signal  # noqa: E402
