@@ -31,15 +31,18 @@ def publish_job_event(redis, job) -> None:
     publish_job_events(redis, [job])
 
 
-def publish_job_events(redis, jobs) -> None:
-    """publish_job_event for many jobs in one round trip (bulk actions)."""
-    if not jobs:
+def publish_job_events(redis, jobs, then: tuple[str, str] | None = None) -> None:
+    """publish_job_event for many jobs in one round trip (bulk actions); with `then`, one more (channel,
+    payload) published after them in the same round trip."""
+    if not jobs and then is None:
         return
     try:
         pipe = redis.pipeline(transaction=False)
         for job in jobs:
             for channel, payload in job_messages(job):
                 pipe.publish(channel, payload)
+        if then is not None:
+            pipe.publish(*then)
         pipe.execute()
     except Exception as exc:
         log.warning("could not publish the state of %d jobs: %s", len(jobs), exc)
@@ -61,6 +64,20 @@ class Coalescer:
         if not self._running:
             self._running = True
             gevent.spawn(self._flush_while_pending)
+
+    def begin_own_flush(self) -> bool:
+        """If no flush runs, the caller makes one itself (True) and calls end_own_flush after; what is added
+        meanwhile goes out in a flush that starts after it. False: a flush runs; add() instead."""
+        if self._running:
+            return False
+        self._running = True
+        return True
+
+    def end_own_flush(self) -> None:
+        if self.pending:
+            gevent.spawn(self._flush_while_pending)
+        else:
+            self._running = False
 
     def _flush_while_pending(self) -> None:
         try:
@@ -91,6 +108,23 @@ class DispatcherWaker:
             self._publish([None])
             return
         self._wakes.add(None)
+
+    def publish_and_wake(self, jobs: list) -> None:
+        """Publish the events of jobs just committed, then wake the dispatchers: in one round trip when no
+        wake-up is on its way, else the events now and the wake-up coalesced. Returns once the events are
+        published (before the caller answers: a change the caller makes next is published after them).
+
+        The events go first in the pipeline, so no dispatcher woken by it can claim these jobs, and publish
+        a later state of theirs, before their event; a job claimed sooner (by another submission's wake-up
+        or a timer) is the same race as with two round trips."""
+        if not self._in_background or not self._wakes.begin_own_flush():
+            publish_job_events(self.redis, jobs)
+            self.wake()
+            return
+        try:
+            publish_job_events(self.redis, jobs, then=(JOBS_WAKEUP, "1"))
+        finally:
+            self._wakes.end_own_flush()
 
     def _publish(self, _wakes: list) -> None:
         try:

@@ -182,8 +182,7 @@ def submit():
         telemetry.JOBS_SUBMITTED.inc()
         # Published before the answer, not queued with the coalesced wake-up: a cancel or a worker's
         # event published meanwhile would otherwise overtake it, and a stream would end on "pending".
-        publish_job_event(redis_client(), job)
-        current_app.extensions["dispatcher_waker"].wake()
+        current_app.extensions["dispatcher_waker"].publish_and_wake([job])
     response = jsonify(job_view(job))
     response.status_code = 202 if created else 200
     response.headers["Location"] = url_for("jobs.show", job_id=job.id)
@@ -234,8 +233,7 @@ def submit_batch():
                 results[index] = {"index": index, "id": job.id, "created": created}
     if created_count:
         telemetry.JOBS_SUBMITTED.inc(created_count)
-        publish_job_events(redis_client(), created_jobs)  # before the answer, as for one job
-        current_app.extensions["dispatcher_waker"].wake()
+        current_app.extensions["dispatcher_waker"].publish_and_wake(created_jobs)  # before the answer, as for one job
     return jsonify({"results": results})
 
 

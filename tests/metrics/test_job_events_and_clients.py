@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from models.redis_client import connect_redis
@@ -107,4 +108,19 @@ def test_the_web_process_subscribes_to_a_job_channel_only_while_someone_streams_
     streams[1].close()
     jobs_list.close()
     wait_until(lambda: redis.pubsub_channels("job:*") == [], 5, 0.02, "the last streams to unsubscribe")
+    redis.close()
+
+
+def test_a_submissions_event_is_published_before_the_wake_up_that_lets_a_worker_claim_it(web, api, partner, redis_url):
+    redis = connect_redis(redis_url)
+    pubsub = redis.pubsub()
+    pubsub.psubscribe("job*")  # job:<id>, job:account:<id> and jobs:wakeup: received in the order published
+    assert pubsub.get_message(timeout=5)["type"] == "psubscribe"
+    for _ in range(3):
+        job_id = api.post("/jobs", json={"url": partner.url + "/ok"}).json()["id"]
+        got = [pubsub.get_message(timeout=5) for _ in range(3)]
+        assert [m["channel"] for m in got][0] == f"job:{job_id}", got
+        assert got[1]["channel"].startswith("job:account:") and got[2]["channel"] == "jobs:wakeup", got
+        assert json.loads(got[0]["data"])["status"] == "pending"
+    pubsub.close()
     redis.close()
