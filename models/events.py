@@ -60,9 +60,13 @@ class NoReplyPublisher:
     commands in the order written, so what a process publishes through its one NoReplyPublisher arrives in
     that order (a submission's event before its wake-up, before a later cancel's event).
 
-    Without replies a failure shows only as a broken connection: a server that closed it has left an end of
-    file to read, checked before each write, and a write that fails is made again once on a fresh connection.
-    Raises what the second try raises (Redis unreachable)."""
+    Without replies a failure shows only as a broken connection: a server that closed it (a restart) has left
+    an end of file to read, checked before each write, and a write that fails is made again once on a fresh
+    connection, which asks for no replies again. Raises what the second try raises (Redis unreachable). What
+    was written into a connection just before its server died is lost unseen, as a pipeline's PUBLISH accepted
+    just before would be to its subscribers: a lost wake-up is made up by the dispatchers' timers (at most
+    MAX_IDLE_S; at once when their subscription comes back), and the web closes its job streams when its own
+    subscription is lost, so their browsers read the state again."""
 
     def __init__(self, redis):
         pool = redis.connection_pool
@@ -77,11 +81,19 @@ class NoReplyPublisher:
             return
         commands = [("PUBLISH", channel, payload) for channel, payload in messages]
         with self._lock:
-            try:
-                self._write(commands)
-            except (redis_lib.ConnectionError, redis_lib.TimeoutError, OSError):
-                self.close()
-                self._write(commands)
+            for attempt in (1, 2):
+                try:
+                    self._write(commands)
+                    return
+                except BaseException as exc:
+                    # Whatever cut a write short (a lost connection, or this greenlet killed mid-write) left
+                    # redis-py's connection closed or a command half-written; redis-py would open it again by
+                    # itself, without CLIENT REPLY OFF, so it is dropped and the next write makes a fresh one.
+                    self.close()
+                    if attempt == 2 or not isinstance(
+                        exc, (redis_lib.ConnectionError, redis_lib.TimeoutError, OSError)
+                    ):
+                        raise
 
     def _write(self, commands: list) -> None:
         connection = self._connection
