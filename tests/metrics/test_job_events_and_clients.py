@@ -124,3 +124,22 @@ def test_a_submissions_event_is_published_before_the_wake_up_that_lets_a_worker_
         assert json.loads(got[0]["data"])["status"] == "pending"
     pubsub.close()
     redis.close()
+
+
+def test_a_stream_opened_while_its_job_runs_ends_on_the_jobs_last_state(
+    services, metrics_env, web, api, account_key, partner, sse
+):
+    # The web subscribes to a job's channel only when its stream opens: the stream reads the job's state once
+    # Redis has confirmed that subscription, so an outcome committed before that read is in the state read,
+    # and one committed after it is published to a subscribed channel. Streams opened at once after each
+    # submission race attempts of 0 to 19 ms: none may miss its job's last event.
+    services.worker(metrics_env, role="jobs")
+    streams = []
+    for n in range(80):
+        job = api.post("/jobs", json={"url": f"{partner.url}/sleep?s={(n % 20) * 0.001}"}).json()
+        streams.append(sse(web.url, f"/jobs/{job['id']}/events", key=account_key))
+    for stream in streams:
+        stream.wait_for(
+            lambda events: bool(events) and events[-1].data["status"] == "succeeded", 20, "the job's last state"
+        )
+    assert all(stream.events[0].data["status"] in ("pending", "in_flight", "succeeded") for stream in streams)
