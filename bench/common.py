@@ -47,7 +47,8 @@ def thread_cpu_seconds(pid: int) -> tuple[float, float]:
 
 def voluntary_switches(pid: int) -> int:
     """How many times the threads of process `pid` went to sleep waiting for something (a socket, a lock, the
-    database thread), from /proc: each is a wake-up later, the hand-offs a job costs, whatever the machine's load."""
+    database thread), from /proc: each is a wake-up later. The count moves with the machine's load (on a busy
+    machine work piles up between wake-ups), so compare it only between runs at the same load."""
     total = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:

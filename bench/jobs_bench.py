@@ -396,8 +396,9 @@ def main():
                 worker_threads[1] / total_attempts * 1000 * args.workers, 3
             ),
             "cpu_ms_sink_per_attempt": round(cpu[0] / total_attempts * 1000, 3),
-            # Times a thread of web / of the workers went to sleep, per job: the hand-offs from idle, which
-            # unlike CPU time do not depend on what else the machine runs.
+            # Times a thread of web / of the workers went to sleep, per job: the hand-offs from idle. They move
+            # with the machine's load too (a busy machine lets work pile up between wake-ups: fewer per job),
+            # so compare them, like CPU time, only between runs alternated at the same load.
             "sleeps_web_per_job": round(switches[1] / args.jobs, 2),
             "sleeps_workers_per_job": round(sum(switches[2:]) / args.jobs, 2),
         }
