@@ -45,6 +45,20 @@ def thread_cpu_seconds(pid: int) -> tuple[float, float]:
     return main, other
 
 
+def voluntary_switches(pid: int) -> int:
+    """How many times the threads of process `pid` went to sleep waiting for something (a socket, a lock, the
+    database thread), from /proc: each is a wake-up later. The count moves with the machine's load (on a busy
+    machine work piles up between wake-ups), so compare it only between runs at the same load."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            with open(task / "status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("voluntary_ctxt_switches:"))
+        except (FileNotFoundError, StopIteration):  # the thread ended meanwhile
+            continue
+    return total
+
+
 def rss_mb(pid: int) -> float:
     """Resident set size of process `pid` in MB, from /proc (NaN if the kernel reports none: a zombie)."""
     with open(f"/proc/{pid}/status") as f:

@@ -37,7 +37,7 @@ import redis  # noqa: E402
 import requests  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_seconds, create_account, free_port, thread_cpu_seconds, wait_http  # noqa: E402
+from common import cpu_seconds, create_account, free_port, thread_cpu_seconds, voluntary_switches, wait_http  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -326,6 +326,7 @@ def main():
         cpu_before = [cpu_seconds(proc.pid) for proc in procs]
         kernel_before = [cpu_seconds(proc.pid, kernel_only=True) for proc in procs]
         worker_threads_before = thread_cpu_seconds(procs[2].pid)
+        switches_before = [voluntary_switches(proc.pid) for proc in procs]
         if args.batch:
             t0, t_submitted = submit_batches(
                 web_port, key, sink_port, plan, payload, args.batch, min(args.concurrency, 4)
@@ -343,6 +344,7 @@ def main():
         cpu = [cpu_seconds(proc.pid) - before for proc, before in zip(procs, cpu_before)]
         kernel = [cpu_seconds(proc.pid, kernel_only=True) - before for proc, before in zip(procs, kernel_before)]
         worker_threads = [now - before for now, before in zip(thread_cpu_seconds(procs[2].pid), worker_threads_before)]
+        switches = [voluntary_switches(proc.pid) - before for proc, before in zip(procs, switches_before)]
         last_delivery = con.execute("SELECT MAX(finished_at) FROM attempt WHERE outcome='success'").fetchone()[0]
         first_latency = [
             r[0] * 1000
@@ -394,6 +396,11 @@ def main():
                 worker_threads[1] / total_attempts * 1000 * args.workers, 3
             ),
             "cpu_ms_sink_per_attempt": round(cpu[0] / total_attempts * 1000, 3),
+            # Times a thread of web / of the workers went to sleep, per job: the hand-offs from idle. They move
+            # with the machine's load too (a busy machine lets work pile up between wake-ups: fewer per job),
+            # so compare them, like CPU time, only between runs alternated at the same load.
+            "sleeps_web_per_job": round(switches[1] / args.jobs, 2),
+            "sleeps_workers_per_job": round(sum(switches[2:]) / args.jobs, 2),
         }
         print(json.dumps(result, indent=2))
     finally:

@@ -46,6 +46,7 @@ class Client:
         "sock",
         "watcher",
         "registered",
+        "held",
         "__weakref__",
     )
 
@@ -62,6 +63,7 @@ class Client:
         self.sock = None
         self.watcher = None
         self.registered = False
+        self.held: tuple = ()  # the channels the hub subscribed to for this client, released with it
 
     def offer(self, key, data: bytes) -> None:
         if self.closed:

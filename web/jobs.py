@@ -10,12 +10,12 @@ from pydantic import BaseModel, Field, SkipValidation
 
 from models import jobs, lifecycle, telemetry, webhooks
 from models.base import iso, parse_iso
-from models.events import DispatcherWaker, publish_job_event, publish_job_events
+from models.events import DispatcherWaker
 from models.ids import looks_like_id
 from models.lifecycle import job_view
 from web.auth import require_account
 from web.errors import ApiError, not_found
-from web.extensions import app_settings, collaborators_of, destination_policy, owner, redis_client
+from web.extensions import app_settings, collaborators_of, destination_policy, owner
 from web.job_request import IDEMPOTENCY_KEY_TEXT, JobRequest, idempotency_key
 from web.json_body import RequestModel, body_as, limit_param, validated
 from web.openapi import header, operation, query
@@ -182,8 +182,7 @@ def submit():
         telemetry.JOBS_SUBMITTED.inc()
         # Published before the answer, not queued with the coalesced wake-up: a cancel or a worker's
         # event published meanwhile would otherwise overtake it, and a stream would end on "pending".
-        publish_job_event(redis_client(), job)
-        current_app.extensions["dispatcher_waker"].wake()
+        _events().publish_and_wake([job])
     response = jsonify(job_view(job))
     response.status_code = 202 if created else 200
     response.headers["Location"] = url_for("jobs.show", job_id=job.id)
@@ -234,8 +233,7 @@ def submit_batch():
                 results[index] = {"index": index, "id": job.id, "created": created}
     if created_count:
         telemetry.JOBS_SUBMITTED.inc(created_count)
-        publish_job_events(redis_client(), created_jobs)  # before the answer, as for one job
-        current_app.extensions["dispatcher_waker"].wake()
+        _events().publish_and_wake(created_jobs)  # before the answer, as for one job
     return jsonify({"results": results})
 
 
@@ -305,7 +303,7 @@ def _transition(job_id: str, action, verb: str, allowed: str):
         raise ApiError(
             409, "invalid_state", f"cannot {verb} a job that is {exc}; only {allowed} jobs", {"status": str(exc)}
         ) from None
-    publish_job_event(redis_client(), job)
+    _events().publish([job])
     return job
 
 
@@ -321,7 +319,7 @@ def cancel(job_id):
 @require_account
 def retry(job_id):
     job = _transition(job_id, jobs.requeue_job, "retry", " or ".join(lifecycle.REQUEUEABLE))
-    current_app.extensions["dispatcher_waker"].wake()
+    _events().wake()
     return jsonify(job_view(job)), 202
 
 
@@ -368,7 +366,7 @@ def job_filter_param(statuses: tuple[str, ...] = lifecycle.STATUSES) -> jobs.Job
 
 def _bulk(action, allowed: tuple[str, ...]) -> list:
     changed = owner().write(action, g.account.id, job_filter_param(allowed), BULK_ACTION_MAX)
-    publish_job_events(redis_client(), changed)
+    _events().publish(changed)
     return changed
 
 
@@ -387,10 +385,16 @@ def retry_matching():
     BULK_ACTION_MAX a call."""
     changed = _bulk(jobs.requeue_matching, lifecycle.REQUEUEABLE)
     if changed:
-        current_app.extensions["dispatcher_waker"].wake()
+        _events().wake()
     return jsonify({"affected": len(changed), "max_per_call": BULK_ACTION_MAX}), 202
 
 
+def _events() -> DispatcherWaker:
+    """The app's publisher of job events and wake-ups: every job event of this app goes through it, in order."""
+    return current_app.extensions["dispatcher_waker"]
+
+
 def install(app) -> None:
-    app.extensions["dispatcher_waker"] = DispatcherWaker(collaborators_of(app).redis)
+    waker = app.extensions["dispatcher_waker"] = DispatcherWaker(collaborators_of(app).redis)
+    app.config.setdefault("ON_SHUTDOWN", []).append(waker.close)
     app.register_blueprint(bp)

@@ -1,7 +1,10 @@
 """Server-sent events: one Redis pattern subscription per web process, fanned out to every client.
 
-The hub holds ONE subscription (models.redis_client.listen_forever), to `inverter:*` and `job:*` whatever the
-number of clients, plus the access-revocation channel, and wires it to three pieces, each tested alone:
+The hub holds ONE subscription (models.redis_client.listen_forever), to `inverter:*` whatever the number of
+clients, plus the access-revocation channel, plus the job channels (`job:<id>`, `job:account:<id>`) someone
+streams at the moment: a job channel is subscribed when its first stream opens and unsubscribed when its last
+one closes (models.redis_client.OnDemandChannels), so a process nobody streams job events from receives none of
+the events of the jobs it submits. It wires the subscription to three pieces, each tested alone:
 - `web/fanout.py`: channel -> clients, each with a bounded queue, and the streams an account may hold;
 - `web/latest_readings.py`: each watched inverter's latest reading and status, for a new viewer's first frames;
 - `web/stream_access.py`: which inverters an account may stream, with revocations applied at once.
@@ -12,6 +15,11 @@ new client is registered *before* its replay is read, and events are queued only
 one queued, so the hand-over from replay to live has no gap and no duplicate. When the subscription comes
 back after a Redis outage, the hub replays each watched inverter's log from the oldest position its clients
 have, so clients miss nothing that was logged meanwhile.
+
+A job stream has no replay log: it starts with the job's (or the account's) state read from the database
+*after* Redis has confirmed the subscription to its channel, so every change committed after that read arrives
+live. When the subscription is lost, the job streams are closed (what was published meanwhile is gone); the
+browser reconnects and reads the state again.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ from models.channels import (
 )
 from models.events import job_event_json
 from models.ids import looks_like_id
-from models.redis_client import listen_forever
+from models.redis_client import OnDemandChannels, listen_forever
 from web.auth import require_account
 from web.errors import ApiError, not_found
 from web.extensions import collaborators_of, owner
@@ -53,7 +61,8 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("streams", __name__)
 
-JOB_PATTERN = JOB_CHANNEL_PREFIX + "*"
+# How long opening a job stream waits for Redis to confirm the subscription to its channel.
+SUBSCRIBE_CONFIRM_S = 2.0
 MAX_INVERTERS_PER_STREAM = 50
 # Concurrent Redis calls made while clients connect: keeps the connection pool (and Redis's client
 # count) flat during a connect storm of thousands of browsers.
@@ -76,17 +85,19 @@ class Hub:
         self.subscribed = gevent.event.Event()
         self.failures = 0
         self.messages = 0
+        self.job_channels = OnDemandChannels(SUBSCRIBE_CONFIRM_S)
         self.greenlet = gevent.spawn(
             listen_forever,
             redis,
             INVERTER_ACCESS_REVOKED,
-            self._on_revocation,
+            self._on_message,
             on_subscribed=self._on_subscribed,
             on_lost=self._on_lost,
-            patterns=(INVERTER_PATTERN, JOB_PATTERN),
+            patterns=(INVERTER_PATTERN,),
             on_pattern_message=self._on_event,
             with_channel=True,
             backoff=RESUBSCRIBE_BACKOFF,
+            on_demand=self.job_channels,
         )
 
     def redis_call(self, fn, *args, **kwargs):
@@ -96,6 +107,18 @@ class Hub:
     def close_all(self, reason: str = "shutdown") -> None:
         self.fanout.close_all(reason)
         self.greenlet.kill(block=False)
+
+    def hold_job_channels(self, client: Client) -> None:
+        """Subscribe to the client's job channels (those no other stream holds) and wait for Redis to confirm."""
+        for channel in client.channels:
+            client.held += (channel,)
+            self.job_channels.hold(channel)
+
+    def unregister(self, client: Client) -> None:
+        self.fanout.unregister(client)
+        held, client.held = client.held, ()
+        for channel in held:
+            self.job_channels.release(channel)
 
     # -- the subscription ----------------------------------------------------------------------------
     def _on_subscribed(self) -> None:
@@ -109,32 +132,41 @@ class Hub:
     def _on_lost(self, exc: Exception) -> None:
         self.subscribed.clear()
         self.latest.forget()
+        for channel in list(self.fanout.clients):
+            if channel.startswith(JOB_CHANNEL_PREFIX):
+                self.fanout.close_watchers(channel, "error")
         self.failures += 1
         if self.failures == 1 or self.failures % 30 == 0:
             log.warning("Redis subscription lost (%s); reconnecting", exc)
 
+    def _on_message(self, channel: str, payload: str) -> None:
+        if channel == INVERTER_ACCESS_REVOKED:
+            self._on_revocation(channel, payload)
+            return
+        self.messages += 1  # a job channel some stream holds
+        watchers = self.fanout.watchers(channel)
+        if watchers:
+            data = frame("job", payload)
+            for client in list(watchers):
+                client.offer(None, data)
+
     def _on_event(self, channel: str, payload: str) -> None:
         self.messages += 1
         watchers = self.fanout.watchers(channel)
-        if channel.startswith(INVERTER_CHANNEL_PREFIX):
-            inverter_id = channel[len(INVERTER_CHANNEL_PREFIX) :]
-            tracked = self.latest.tracks(inverter_id)
-            if not watchers and not tracked:
-                return
-            try:
-                event = json.loads(payload)
-                key = live_events.event_key(event["id"])
-                encoded = live_events.dumps(event["data"])
-                data = frame(event["event"], encoded, event["id"])
-            except (ValueError, KeyError, TypeError):
-                log.error("unreadable event on %s", channel)
-                return
-            if tracked:
-                self.latest.apply(inverter_id, event["event"], event["id"], encoded, event["data"])
-        else:
-            if not watchers:
-                return
-            key, data = None, frame("job", payload)
+        inverter_id = channel[len(INVERTER_CHANNEL_PREFIX) :]
+        tracked = self.latest.tracks(inverter_id)
+        if not watchers and not tracked:
+            return
+        try:
+            event = json.loads(payload)
+            key = live_events.event_key(event["id"])
+            encoded = live_events.dumps(event["data"])
+            data = frame(event["event"], encoded, event["id"])
+        except (ValueError, KeyError, TypeError):
+            log.error("unreadable event on %s", channel)
+            return
+        if tracked:
+            self.latest.apply(inverter_id, event["event"], event["id"], encoded, event["data"])
         for client in list(watchers):
             client.offer(key, data)
 
@@ -202,8 +234,9 @@ def _initial_inverter_frames(the_hub: Hub, inverter_ids: list[str], last_event_i
     return keyed + keyless
 
 
-def _open_stream(the_hub: Hub, channels: tuple, initial) -> Response:
-    """Register a client, put its initial frames first, and return the streaming response."""
+def _open_stream(the_hub: Hub, channels: tuple, initial, on_demand: bool = False) -> Response:
+    """Register a client, put its initial frames first, and return the streaming response. With on_demand
+    (job channels), subscribe to its channels first: the initial frames are read once Redis has confirmed."""
     fanout = the_hub.fanout
     client = Client(channels, fanout.client_queue, g.account.id)
     try:
@@ -217,6 +250,8 @@ def _open_stream(the_hub: Hub, channels: tuple, initial) -> Response:
         ) from None
     head = [the_hub.retry_frame]
     try:
+        if on_demand:
+            the_hub.hold_job_channels(client)
         for key, data in initial():
             head.append(data)
             if key is not None and key > client.last_key:
@@ -224,7 +259,7 @@ def _open_stream(the_hub: Hub, channels: tuple, initial) -> Response:
     except Exception as exc:  # noqa: BLE001 - Redis down: end at once; the browser retries after retry:
         log.warning("cannot prepare stream for %s: %s", ",".join(channels), exc)
         client.close("error")
-        fanout.unregister(client)
+        the_hub.unregister(client)
         return _response(iter([head[0], b": temporarily unavailable, reconnect\n\n"]))
     client.go_live()
     client.watch_socket(request.environ)
@@ -262,7 +297,7 @@ def _write(the_hub: Hub, client: Client, head: bytes, keepalive_s: float):
             if chunk and not client.closed:
                 yield chunk
     finally:
-        the_hub.fanout.unregister(client)
+        the_hub.unregister(client)
 
 
 # -- endpoints -------------------------------------------------------------------------------------
@@ -346,7 +381,7 @@ def job_events(job_id):
         job = owner().call(jobs.get_job, account_id, job_id)
         return [(None, frame("job", job_event_json(job)))] if job else []
 
-    return _open_stream(hub(), (job_channel(job_id),), initial)
+    return _open_stream(hub(), (job_channel(job_id),), initial, on_demand=True)
 
 
 @bp.get("/jobs/events")
@@ -362,7 +397,7 @@ def account_job_events():
         counts = owner().call(jobs.count_by_status, account_id)
         return [(None, frame("counts", json.dumps({"counts": counts}, separators=(",", ":"))))]
 
-    return _open_stream(hub(), (account_jobs_channel(account_id),), initial)
+    return _open_stream(hub(), (account_jobs_channel(account_id),), initial, on_demand=True)
 
 
 @bp.get("/streams/stats")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 
+from models.redis_client import connect_redis
 from tests.conftest import make_client
 from tests.helpers import wait_until
 from tests.metrics.conftest import onboard
@@ -78,3 +80,66 @@ def test_a_quiet_stream_gets_a_comment_at_least_every_keepalive_interval(service
         gaps = [b - a for a, b in zip(times, times[1:])]
         assert max(gaps) < 0.6 + 0.3, gaps  # the interval, plus scheduling slack on a busy machine
     assert single.events == [] and not single.ended.is_set()
+
+
+def test_the_web_process_subscribes_to_a_job_channel_only_while_someone_streams_it(
+    web, api, account_key, partner, sse, redis_url
+):
+    redis = connect_redis(redis_url)
+    job = api.post("/jobs", json={"url": partner.url + "/ok", "run_at": "2099-01-01T00:00:00Z"}).json()
+    own = f"job:{job['id']}"
+    # Nobody streams: the web process receives none of its jobs' events (no job channel, no pattern matching one).
+    assert redis.pubsub_channels("job:*") == []
+    assert redis.publish(own, "{}") == 0
+
+    streams = [sse(web.url, f"/jobs/{job['id']}/events", key=account_key) for _ in range(2)]
+    jobs_list = sse(web.url, "/jobs/events", key=account_key)
+    for stream in (*streams, jobs_list):
+        stream.wait_for(lambda events: len(events) >= 1, 10, "the first frame")
+    (account,) = redis.pubsub_channels("job:account:*")
+    assert redis.pubsub_numsub(own, account) == [(own, 1), (account, 1)]  # one subscription however many streams
+    assert api.post(f"/jobs/{job['id']}/cancel").status_code == 200
+    for stream in (*streams, jobs_list):
+        stream.wait_for(lambda events: events[-1].data.get("status") == "cancelled", 10, "the cancel, live")
+
+    streams[0].close()
+    wait_until(lambda: api.get("/streams/stats").json()["streams"] == 2, 5, 0.02, "one stream released")
+    assert redis.pubsub_numsub(own) == [(own, 1)]
+    streams[1].close()
+    jobs_list.close()
+    wait_until(lambda: redis.pubsub_channels("job:*") == [], 5, 0.02, "the last streams to unsubscribe")
+    redis.close()
+
+
+def test_a_submissions_event_is_published_before_the_wake_up_that_lets_a_worker_claim_it(web, api, partner, redis_url):
+    redis = connect_redis(redis_url)
+    pubsub = redis.pubsub()
+    pubsub.psubscribe("job*")  # job:<id>, job:account:<id> and jobs:wakeup: received in the order published
+    assert pubsub.get_message(timeout=5)["type"] == "psubscribe"
+    for _ in range(3):
+        job_id = api.post("/jobs", json={"url": partner.url + "/ok"}).json()["id"]
+        got = [pubsub.get_message(timeout=5) for _ in range(3)]
+        assert [m["channel"] for m in got][0] == f"job:{job_id}", got
+        assert got[1]["channel"].startswith("job:account:") and got[2]["channel"] == "jobs:wakeup", got
+        assert json.loads(got[0]["data"])["status"] == "pending"
+    pubsub.close()
+    redis.close()
+
+
+def test_a_stream_opened_while_its_job_runs_ends_on_the_jobs_last_state(
+    services, metrics_env, web, api, account_key, partner, sse
+):
+    # The web subscribes to a job's channel only when its stream opens: the stream reads the job's state once
+    # Redis has confirmed that subscription, so an outcome committed before that read is in the state read,
+    # and one committed after it is published to a subscribed channel. Streams opened at once after each
+    # submission race attempts of 0 to 19 ms: none may miss its job's last event.
+    services.worker(metrics_env, role="jobs")
+    streams = []
+    for n in range(80):
+        job = api.post("/jobs", json={"url": f"{partner.url}/sleep?s={(n % 20) * 0.001}"}).json()
+        streams.append(sse(web.url, f"/jobs/{job['id']}/events", key=account_key))
+    for stream in streams:
+        stream.wait_for(
+            lambda events: bool(events) and events[-1].data["status"] == "succeeded", 20, "the job's last state"
+        )
+    assert all(stream.events[0].data["status"] in ("pending", "in_flight", "succeeded") for stream in streams)

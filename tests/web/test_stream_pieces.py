@@ -12,7 +12,8 @@ import pytest
 from models import inverters, live_events
 from models.accounts import create_account
 from models.backoff import Backoff
-from models.redis_client import connect_redis, listen_forever
+from models.redis_client import OnDemandChannels, SubscriptionUnavailable, connect_redis, listen_forever
+from tests.helpers import wait_until
 from tests.retention.conftest import add_inverter
 from web.fanout import Client, Fanout, TooManyStreams
 from web.latest_readings import LatestReadings
@@ -40,7 +41,7 @@ class _Stop(BaseException):
     """Raised from a callback to end listen_forever (it resubscribes after any Exception)."""
 
 
-def _listener(redis):
+def _listener(redis, on_demand: OnDemandChannels | None = None):
     """listen_forever in a thread of its own (this process is not monkey-patched), reporting to a queue."""
     seen: queue.Queue = queue.Queue()
 
@@ -56,6 +57,7 @@ def _listener(redis):
             on_subscribed=lambda: seen.put(("subscribed",)),
             on_lost=lambda exc: seen.put(("lost",)),
             on_pattern_message=lambda channel, data: seen.put(("pmessage", channel, data)),
+            on_demand=on_demand,
         ),
         daemon=True,
     )
@@ -100,6 +102,56 @@ def test_the_listener_hands_on_channel_and_data_once_subscribed_and_again_after_
     assert _next(seen) == ("message", "plain", "stop")
     thread.join(10)
     assert not thread.is_alive()
+
+
+def test_a_channel_held_on_demand_is_subscribed_from_its_confirmed_hold_until_its_last_release(redis):
+    on_demand = OnDemandChannels(confirm_timeout_s=5)
+    thread, seen = _listener(redis, on_demand)
+    assert _next(seen) == ("subscribed",)
+    redis.publish("job:1", "nobody holds it")
+    on_demand.hold("job:1")  # returns once Redis confirmed: what follows is delivered
+    assert redis.pubsub_numsub("job:1") == [("job:1", 1)]
+    redis.publish("job:1", "a")
+    assert _next(seen) == ("message", "job:1", "a")
+
+    on_demand.hold("job:1")  # a second holder: no second subscription
+    on_demand.release("job:1")
+    redis.publish("job:1", "b")
+    assert _next(seen) == ("message", "job:1", "b")
+    on_demand.release("job:1")
+    wait_until(lambda: redis.pubsub_numsub("job:1") == [("job:1", 0)], 5, 0.01, "the last release to unsubscribe")
+    redis.publish("job:1", "nobody holds it again")
+    # Released and held again at once: the hold waits for its own confirmation, not the earlier one's.
+    for _ in range(20):
+        on_demand.hold("job:2")
+        on_demand.release("job:2")
+    on_demand.hold("job:2")
+    redis.publish("job:2", "c")
+    assert _next(seen) == ("message", "job:2", "c")
+
+    # A lost connection: the listener subscribes again to what is held; holds waiting meanwhile fail.
+    redis.client_kill_filter(_type="pubsub")
+    assert _next(seen) == ("lost",)
+    assert _next(seen) == ("subscribed",)
+    wait_until(lambda: redis.pubsub_numsub("job:2") == [("job:2", 1)], 5, 0.01, "the held channel subscribed again")
+    on_demand.hold("job:3")
+    redis.publish("job:2", "d")
+    redis.publish("job:3", "e")
+    assert [_next(seen), _next(seen)] == [("message", "job:2", "d"), ("message", "job:3", "e")]
+    assert on_demand.held() == {"job:2", "job:3"}
+
+    redis.publish("plain", "stop")
+    assert _next(seen) == ("message", "plain", "stop")
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_a_hold_fails_when_no_subscription_can_be_confirmed_in_time():
+    on_demand = OnDemandChannels(confirm_timeout_s=0.05)  # no listener: never confirmed
+    with pytest.raises(SubscriptionUnavailable):
+        on_demand.hold("job:1")
+    on_demand.release("job:1")
+    assert on_demand.held() == set()
 
 
 # -- the fan-out -----------------------------------------------------------------------------------
