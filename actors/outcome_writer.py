@@ -46,7 +46,7 @@ class OutcomeWriter:
         self,
         db: DatabaseOwner,
         worker_id: str,
-        publish: Callable[[jobs.JobState], None],
+        publish: Callable[[jobs.OutcomeState], None],
         attempt_body_cap: int = 16 * 1024,
     ):
         self.db = db
@@ -75,7 +75,7 @@ class OutcomeWriter:
             written.append(Written(updated.status, successor_started))
         return written
 
-    def _record_all(self, outcomes: list[Outcome]) -> list[tuple[jobs.JobState | None, bool]]:
+    def _record_all(self, outcomes: list[Outcome]) -> list[tuple[jobs.OutcomeState | None, bool]]:
         # No savepoint per outcome: a fenced-off outcome changes nothing.
         states = jobs.record_outcomes(self.worker_id, [self._attempt_outcome(outcome) for outcome in outcomes])
         successors = [
@@ -106,7 +106,7 @@ class OutcomeWriter:
             response=attempt_response(response, self.attempt_body_cap),
         )
 
-    def _observe(self, outcome: Outcome, updated: jobs.JobState) -> None:
+    def _observe(self, outcome: Outcome, updated: jobs.OutcomeState) -> None:
         decision, response = outcome.decision, outcome.response
         log.info(
             "job=%s attempt=%d outcome=%s status=%s code=%s%s",

@@ -570,8 +570,9 @@ _RECORD_ATTEMPT_OUTCOME = (
 
 
 @dataclass(slots=True)
-class JobState:
-    """A job's state after an outcome (what a job event carries: lifecycle.event_view), not its request."""
+class OutcomeState:
+    """A job's state after an outcome, not its request: a lifecycle.JobState (what lifecycle.event_view turns
+    into the job event), stored as plain slots because the worker makes one per attempt."""
 
     id: str
     status: str
@@ -602,7 +603,7 @@ class AttemptOutcome:
     response: dict | None = None
 
 
-def record_outcomes(worker: str, outcomes: list[AttemptOutcome]) -> list[JobState | None]:
+def record_outcomes(worker: str, outcomes: list[AttemptOutcome]) -> list[OutcomeState | None]:
     """Store attempts' outcomes and their jobs' next states. Run inside a write transaction.
 
     Fenced: an outcome is stored only if `worker` holds the lease for that attempt number; one that is not
@@ -610,7 +611,7 @@ def record_outcomes(worker: str, outcomes: list[AttemptOutcome]) -> list[JobStat
     whether it applied); the attempt rows of those that did are one executemany.
     """
     job_statement, attempt_statement = _sql(_RECORD_JOB_OUTCOME), _sql(_RECORD_ATTEMPT_OUTCOME)
-    states: list[JobState | None] = []
+    states: list[OutcomeState | None] = []
     attempt_rows = []
     for item in outcomes:
         error_text, result_text = json_text(item.error), json_text(item.result)
@@ -631,7 +632,7 @@ def record_outcomes(worker: str, outcomes: list[AttemptOutcome]) -> list[JobStat
         if row is None:
             states.append(None)
             continue
-        states.append(JobState(*row, last_error=item.error, result=item.result))
+        states.append(OutcomeState(*row, last_error=item.error, result=item.result))
         # An attempt's response is the job's result unless the body cap cut it: one JSON text for both.
         response_text = result_text if item.response == item.result else json_text(item.response)
         attempt_rows.append(
@@ -652,7 +653,7 @@ def record_outcomes(worker: str, outcomes: list[AttemptOutcome]) -> list[JobStat
     return states
 
 
-def record_outcome(job_id: str, number: int, worker: str, **outcome) -> JobState:
+def record_outcome(job_id: str, number: int, worker: str, **outcome) -> OutcomeState:
     """record_outcomes for one attempt; StaleLease (the transaction must roll back) if it was fenced off."""
     [state] = record_outcomes(worker, [AttemptOutcome(job_id, number, **outcome)])
     if state is None:
