@@ -32,6 +32,7 @@ from models.net.urls import InvalidUrl, parse_outbound_url
 from web.auth import require_account
 from web.errors import ApiError, not_found
 from web.extensions import app_settings, destination_policy, owner, redis_client
+from web.job_request import DestinationUrl
 from web.json_body import RequestModel, RequestRootModel, body_as, validated
 from web.openapi import operation
 
@@ -54,11 +55,7 @@ class WebhookEndpointRequest(RequestModel):
     """Where to send the account's alerts of the event types named, signed with the endpoint's secret."""
 
     model_config = ConfigDict(extra="forbid")
-    url: str = Field(
-        description="http(s) URL without credentials; private and link-local destinations are refused "
-        "(blocked_destination)",
-        json_schema_extra={"format": "uri"},
-    )
+    url: DestinationUrl
     # No control characters: it is text for people, and PostgreSQL refuses a NUL in text (a 500, not a 422).
     description: str | None = Field(
         "", max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$", description="for people, without control characters"

@@ -235,15 +235,23 @@ class BackoffRequest(BaseModel):
     jitter: Literal[JITTER_KINDS] = _DEFAULTS.jitter  # type: ignore[valid-type]
 
 
+# An outbound destination as every request body names it (a job's, a webhook endpoint's); the destination
+# policy judges it where the body is validated.
+DestinationUrl = Annotated[
+    str,
+    Field(
+        description="http(s) URL without credentials; private and link-local destinations are refused "
+        "(blocked_destination)",
+        json_schema_extra={"format": "uri"},
+    ),
+]
+
+
 class JobRequest(RequestModel):
     """An outbound HTTP request to deliver, retried with backoff until it succeeds or its attempts run out."""
 
     model_config = ConfigDict(extra="forbid")
-    url: str = Field(
-        description="http(s) URL without credentials; private and link-local destinations are refused "
-        "(blocked_destination)",
-        json_schema_extra={"format": "uri"},
-    )
+    url: DestinationUrl
     method: str = Field("POST", description=f"one of {', '.join(METHODS)} (any case)")
     headers: dict[str, str] | None = Field(
         None,
