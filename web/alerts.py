@@ -30,7 +30,7 @@ from models.inverters import visible_inverter
 from models.net.policy import BlockedDestination
 from models.net.urls import InvalidUrl, parse_outbound_url
 from web.auth import require_account
-from web.errors import ApiError, not_found
+from web.errors import ApiError, blocked_destination, not_found
 from web.extensions import app_settings, destination_policy, owner, redis_client
 from web.job_request import DestinationUrl
 from web.json_body import RequestModel, RequestRootModel, body_as, validated
@@ -72,12 +72,7 @@ class WebhookEndpointRequest(RequestModel):
         try:
             info.context["policy"].check_host_at_submission(url.host, url.port)
         except BlockedDestination as exc:
-            raise ApiError(
-                422,
-                "blocked_destination",
-                str(exc),
-                {"field": "url", "host": exc.host, "address": exc.address, "reason": exc.reason},
-            ) from None
+            raise blocked_destination(exc) from None
         return url.url
 
     @field_validator("description")

@@ -9,6 +9,8 @@ from http import HTTPStatus
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from models.net.policy import BlockedDestination
+
 log = logging.getLogger(__name__)
 
 # Stable codes for werkzeug's own HTTP errors (routing, method, size limits).
@@ -67,6 +69,16 @@ def raw_error_response(status: int, code: str, message: str, headers: dict | Non
     ]
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def blocked_destination(exc: BlockedDestination, field: str = "url") -> ApiError:
+    """The destination policy's refusal of a URL in a request body, with what the policy saw."""
+    return ApiError(
+        422,
+        "blocked_destination",
+        str(exc),
+        {"field": field, "host": exc.host, "address": exc.address, "reason": exc.reason},
+    )
 
 
 def not_found(what: str = "resource") -> ApiError:

@@ -18,7 +18,7 @@ from models.base import NoTimeZone, parse_iso
 from models.ids import looks_like_id
 from models.net.policy import BlockedDestination, DestinationPolicy
 from models.net.urls import InvalidUrl, OutboundUrl, parse_outbound_url
-from web.errors import ApiError
+from web.errors import ApiError, blocked_destination
 from web.json_body import RequestModel
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
@@ -192,12 +192,7 @@ def parse_job_request(payload, policy: DestinationPolicy) -> dict:
     try:
         policy.check_host_at_submission(url.host, url.port)
     except BlockedDestination as exc:
-        raise ApiError(
-            422,
-            "blocked_destination",
-            str(exc),
-            {"field": "url", "host": exc.host, "address": exc.address, "reason": exc.reason},
-        ) from None
+        raise blocked_destination(exc) from None
     return {
         "url": url.url,
         "host": url.host,
