@@ -274,3 +274,17 @@ def job_spec(url: str = "http://127.0.0.1:9/x", host: str = "127.0.0.1", **chang
         "run_at": None,
         **changes,
     }
+
+
+def sandbox_inverters(account_id: str, serials: list[str], device_type: str = "hybrid", api_key: str = "key") -> list:
+    """Inverters of the sandbox brand on one connection whose base URL is never called (port 9, discard), for
+    tests that feed readings to actors themselves. Call on the database owner's thread (inside owner.write)."""
+    from models import inverters
+
+    connection = inverters.connection_for("sandbox", "http://127.0.0.1:9", {"api_key": api_key})
+    return [
+        inverters.Inverter.create(
+            connection=connection.id, brand="sandbox", serial=serial, device_type=device_type, owner=account_id
+        )
+        for serial in serials
+    ]

@@ -13,13 +13,14 @@ import redis
 
 import actors.alerts as engine_module
 from actors.alerts import AlertEngine, Rule
-from models import alerts, inverters, jobs, webhooks
+from models import alerts, jobs, webhooks
 from models.accounts import create_account
 from models.base import iso
 from models.db import close_database, open_database
 from models.ids import new_id
 from models.jobs import Job
 from models.schema import ensure_schema
+from tests.helpers import sandbox_inverters
 
 OPENING, CLEARING, SUMMARY = alerts.OPENING, alerts.CLEARING, alerts.SUMMARY
 
@@ -34,12 +35,9 @@ def fleet(request):
 
     def setup():
         account, _ = create_account(f"batch-writes-{new_id()}")  # PostgreSQL's database is the session's
-        connection = inverters.connection_for("sandbox", "http://127.0.0.1:9", {"api_key": account.id})
         ids = [
-            inverters.Inverter.create(
-                connection=connection.id, brand="sandbox", serial=f"SBX-{n}", device_type="hybrid", owner=account.id
-            ).id
-            for n in range(4)
+            inverter.id
+            for inverter in sandbox_inverters(account.id, [f"SBX-{n}" for n in range(4)], api_key=account.id)
         ]
         webhooks.create_endpoint(account.id, "http://127.0.0.1:9/all", "", list(webhooks.EVENT_TYPES))
         webhooks.create_endpoint(account.id, "http://127.0.0.1:9/low", "", ["battery.low"])

@@ -14,14 +14,14 @@ import pytest
 import redis
 
 from actors.alerts import AlertEngine
-from models import alerts, inverters
+from models import alerts
 from models.accounts import create_account
 from models.base import iso
 from models.channels import ALERT_BELOW_SINCE, ALERT_ENGINE_ALIVE, ALERT_LAST_SEEN
 from models.clearsky import Site
 from models.db import close_database, open_database
 from models.schema import ensure_schema
-from tests.helpers import wait_until
+from tests.helpers import sandbox_inverters, wait_until
 
 NOON_AMSTERDAM = 1_781_690_400.0  # 2026-06-17 10:00 UTC
 SITE = {"latitude": 52.37, "longitude": 4.9, "peak_power_w": 4000.0, "tilt": 35.0, "azimuth": 180.0}
@@ -36,10 +36,7 @@ def world(database_url, redis_url):
 
     def setup():
         account, _ = create_account("shade-owner")
-        connection = inverters.connection_for("sandbox", "http://127.0.0.1:9", {"api_key": "key"})
-        inverter = inverters.Inverter.create(
-            connection=connection.id, brand="sandbox", serial="SBX-AMS-1", device_type="inverter", owner=account.id
-        )
+        [inverter] = sandbox_inverters(account.id, ["SBX-AMS-1"], device_type="inverter")
         rule = alerts.create_rule(account.id, inverter.id, "production_low", RULE)
         alerts.create_rule(account.id, inverter.id, "offline", {"minutes": 60.0})
         return rule.id, inverter.id

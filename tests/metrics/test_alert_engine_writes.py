@@ -11,11 +11,12 @@ import pytest
 import redis
 
 from actors.alerts import AlertEngine
-from models import alerts, inverters
+from models import alerts
 from models.accounts import create_account
 from models.base import iso
 from models.db import close_database, open_database
 from models.schema import ensure_schema
+from tests.helpers import sandbox_inverters
 
 
 @pytest.fixture
@@ -25,10 +26,7 @@ def engine_and_inverter(database_url, redis_url):
 
     def setup():
         account, _ = create_account("alerts-owner")
-        connection = inverters.connection_for("sandbox", "http://127.0.0.1:9", {"api_key": "key"})
-        inverter = inverters.Inverter.create(
-            connection=connection.id, brand="sandbox", serial="SBX-1", device_type="hybrid", owner=account.id
-        )
+        [inverter] = sandbox_inverters(account.id, ["SBX-1"])
         alerts.create_rule(account.id, None, "battery_low", {"below_pct": 20.0, "clear_above_pct": 30.0})
         return inverter.id
 
