@@ -121,10 +121,6 @@ class IdempotencyConflict(Exception):
         self.job_id = job_id
 
 
-class StaleLease(Exception):
-    """This worker no longer holds the lease for that attempt: its outcome must not be stored."""
-
-
 def request_fingerprint(spec: dict) -> str:
     text = json.dumps(
         spec,
@@ -651,14 +647,6 @@ def record_outcomes(worker: str, outcomes: list[AttemptOutcome]) -> list[Outcome
     if attempt_rows:
         database.cursor().executemany(attempt_statement, attempt_rows)
     return states
-
-
-def record_outcome(job_id: str, number: int, worker: str, **outcome) -> OutcomeState:
-    """record_outcomes for one attempt; StaleLease (the transaction must roll back) if it was fenced off."""
-    [state] = record_outcomes(worker, [AttemptOutcome(job_id, number, **outcome)])
-    if state is None:
-        raise StaleLease(f"job {job_id} attempt {number} is no longer leased by {worker}")
-    return state
 
 
 # -- caller actions ------------------------------------------------------------------------------
