@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,7 +109,9 @@ DIGEST_BYTES = 32
 class CurveStore:
     """Day curves kept on disk, one file per (CurveKey, UTC day), under a directory named after everything
     else a curve depends on: this file's source and the versions of pvlib, pandas and numpy. An edit of the
-    physics or an upgrade then reads none of the old curves (delete the old directories at will).
+    physics or an upgrade then reads none of the old curves. The first curve a process writes first removes
+    the files (of any version) written more than KEEP_S ago, so a store of mocks started on "now" day after
+    day stays about a week of curves; one removed that is still wanted is only computed again.
 
     A file holds the power and air temperature as float64 and the sun-up flags as bytes (a curve read back is
     the computed one to the bit), then a BLAKE2b digest of those bytes: a truncated or corrupt file, or any
@@ -118,8 +121,12 @@ class CurveStore:
     A store that cannot be written (read-only, disk full) is only logged: the mock runs on computed curves.
     """
 
+    KEEP_S = 7 * 86400.0
+
     def __init__(self, directory: Path):
-        self.directory = Path(directory) / physics_version()
+        self.root = Path(directory)
+        self.directory = self.root / physics_version()
+        self.pruned = False
 
     def path(self, key: CurveKey, utc_day: int) -> Path:
         # repr of a float is exact, so two keys share a file only when they are equal.
@@ -150,6 +157,9 @@ class CurveStore:
         data = body + hashlib.blake2b(body, digest_size=DIGEST_BYTES).digest()
         temporary = None
         try:
+            if not self.pruned:
+                self.pruned = True
+                self.prune(time.time() - self.KEEP_S)
             self.directory.mkdir(parents=True, exist_ok=True)
             descriptor, temporary = tempfile.mkstemp(dir=self.directory, prefix=".writing-")
             with os.fdopen(descriptor, "wb") as file:
@@ -160,6 +170,18 @@ class CurveStore:
             if temporary:
                 with contextlib.suppress(OSError):
                     os.unlink(temporary)
+
+    def prune(self, written_before: float) -> None:
+        """Remove the files of every version written before `written_before` (epoch seconds), then the other
+        versions' directories left empty."""
+        for path in self.root.glob("*/*"):
+            with contextlib.suppress(OSError):  # another mock removed it first
+                if path.stat().st_mtime < written_before:
+                    path.unlink()
+        for directory in self.root.glob("*/"):
+            if directory.name != self.directory.name:
+                with contextlib.suppress(OSError):  # not empty
+                    directory.rmdir()
 
 
 @functools.lru_cache(maxsize=1)

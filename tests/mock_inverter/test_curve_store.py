@@ -3,7 +3,9 @@ a damaged file computed again, concurrent writers of one curve."""
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 
 import pytest
 
@@ -128,3 +130,21 @@ def test_writers_of_the_same_curve_at_once_leave_readers_a_whole_file_or_none(tm
     assert seen and False not in seen
     assert_same_to_the_bit(store.load(key, DAY), expected)
     assert [p.name for p in store.directory.iterdir()] == [store.path(key, DAY).name]  # no temporary left
+
+
+def test_the_first_curve_a_process_writes_removes_those_written_over_a_week_ago(tmp_path):
+    week_and_a_day_ago = time.time() - 8 * 86400
+    store = CurveStore(tmp_path)
+    store.save(KEYS[0], DAY, compute_day_curve(KEYS[0], DAY))
+    store.save(KEYS[1], DAY, compute_day_curve(KEYS[1], DAY))
+    os.utime(store.path(KEYS[0], DAY), (week_and_a_day_ago, week_and_a_day_ago))
+    older_version = tmp_path / "0123456789abcdef"
+    older_version.mkdir()
+    (older_version / "old.curve").write_bytes(b"")
+    os.utime(older_version / "old.curve", (week_and_a_day_ago, week_and_a_day_ago))
+
+    CurveStore(tmp_path).save(KEYS[2], DAY, compute_day_curve(KEYS[2], DAY))
+    assert sorted(p.name for p in store.directory.iterdir()) == sorted(
+        store.path(key, DAY).name for key in (KEYS[1], KEYS[2])
+    )
+    assert not older_version.exists()
