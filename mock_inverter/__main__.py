@@ -13,6 +13,7 @@ from .app import create_app  # noqa: E402
 from .clock import SimClock, parse_iso  # noqa: E402
 from .config import ConfigError, generate_fleet, load_fleet, parse_fleet  # noqa: E402
 from .faults import FaultError, Faults, parse_outages  # noqa: E402
+from .physics import use_curve_store  # noqa: E402
 from .ratelimit import PROFILES  # noqa: E402
 from .server import MockServer  # noqa: E402
 
@@ -52,6 +53,12 @@ def parse_args(argv=None):
         default=_env("OUTAGE", ""),
         help="comma-separated START/END simulated-time windows when connections are reset",
     )
+    p.add_argument(
+        "--curve-cache",
+        default=_env("CURVE_CACHE", "var/cache/day-curves"),
+        metavar="DIR",
+        help="keep the computed pvlib day curves here for the next start (empty: compute them every start)",
+    )
     p.add_argument("--access-log", action="store_true", default=_env("ACCESS_LOG", "") not in ("", "0"))
     return p.parse_args(argv)
 
@@ -85,6 +92,7 @@ def main(argv=None) -> int:
         print(f"mock_inverter: {exc}", file=sys.stderr)
         return 2
 
+    use_curve_store(args.curve_cache)
     app = create_app(fleet, SimClock(start, args.speed), args.profile, faults, args.limits_clock)
     server = MockServer(app, args.host, args.port, args.access_log)
     for signum in (signal.SIGTERM, signal.SIGINT):

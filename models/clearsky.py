@@ -18,6 +18,13 @@ judges that reading no further), the keys asked for while a computation runs go 
 one, and the next day's table is asked for in the last PREFETCH_S of the UTC day (each site at its own
 moment), so a site's table is ready before its day starts. Without a pool (pure tests, tools) they are
 computed in line.
+
+pvlib and pandas are imported when first needed, not by this module: their import costs ~1 s of CPU (pvlib
+pulls in scipy), which a worker whose alert engine has no production_low or daily_summary rule never needs to
+pay. Never on the pool's thread, though: importing pvlib imports h5py, which runs `uname -p` in a subprocess,
+and gevent watches children only from the main thread's loop; so ClearSky and Sunsets import them on the
+caller's greenlet before their first computation goes to the pool (one pause of ~1 s of that hub, once in the
+process's life).
 """
 
 from __future__ import annotations
@@ -28,9 +35,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import pvlib
-import pvlib.spa
 from gevent.event import AsyncResult
 from gevent.threadpool import ThreadPool
 
@@ -60,6 +64,27 @@ class Site:
     azimuth: float = 180.0
 
 
+def import_pvlib():
+    """(pandas, pvlib), imported on the first call (see the module's docstring)."""
+    import pandas
+    import pvlib
+    import pvlib.spa
+
+    return pandas, pvlib
+
+
+def importing_pvlib_first(compute: Callable | None) -> Callable | None:
+    """`compute` (a pool's spawn), which imports pvlib on the caller's thread before it hands work over."""
+    if compute is None:
+        return None
+
+    def spawn(work: Callable, *args):
+        import_pvlib()
+        return compute(work, *args)
+
+    return spawn
+
+
 def day_tables(sites: Sequence[Site], utc_day: int) -> np.ndarray:
     """Expected clear-sky power (W) of each site at each TABLE_STEP_S of one UTC day, both midnights included
     (one row per site).
@@ -69,6 +94,7 @@ def day_tables(sites: Sequence[Site], utc_day: int) -> np.ndarray:
     and broadcast against the sites' latitudes and longitudes (pvlib's SPA in numpy, the algorithm and
     defaults `pvlib.solarposition.get_solarposition` uses: the tables are the same to the last bit).
     """
+    _, pvlib = import_pvlib()
 
     def column(values: list[float]) -> np.ndarray:  # one row per site, broadcast against the time grid
         return np.array(values, dtype=float)[:, None]
@@ -219,7 +245,7 @@ class ClearSky:
     """Day tables per site, kept for the previous, current and next UTC day only."""
 
     def __init__(self, compute: Callable | None = None):
-        self.tables = Background(tables_of, compute, TABLES_PER_CALL)
+        self.tables = Background(tables_of, importing_pvlib_first(compute), TABLES_PER_CALL)
         self.today = -1
 
     def expected_w(self, site: Site, t: float) -> float | None:
@@ -244,6 +270,8 @@ def solar_day(longitude: float, t: float) -> int:
 
 def sunset_of(latitude: float, longitude: float, day: int) -> float | None:
     """The sunset (UTC epoch seconds) of one solar day at a place; None in polar day or night."""
+    pd, pvlib = import_pvlib()
+
     noon = pd.to_datetime([(day + 0.5) * DAY_S - longitude / 15.0 * 3600.0], unit="s", utc=True)
     sunset = pvlib.solarposition.sun_rise_set_transit_spa(noon, latitude, longitude)["sunset"].iloc[0]
     return None if pd.isna(sunset) else float(sunset.timestamp())
@@ -253,7 +281,7 @@ class Sunsets:
     """Sunset per (place, solar day), computed once each: pvlib's SPA costs ~13 ms."""
 
     def __init__(self, compute: Callable | None = None):
-        self.known = Background(lambda wanted: [sunset_of(*args) for args in wanted], compute)
+        self.known = Background(lambda wanted: [sunset_of(*args) for args in wanted], importing_pvlib_first(compute))
 
     def of(self, latitude: float, longitude: float, t: float) -> tuple[int, float | None] | None:
         """(solar day, its sunset or None in polar day or night), or None while it is being computed."""

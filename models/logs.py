@@ -13,8 +13,6 @@ import contextvars
 import logging
 import sys
 
-from pythonjsonlogger.json import JsonFormatter
-
 LOG_FORMATS = ("text", "json")
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
@@ -44,6 +42,9 @@ def configure_logging(level: str, process: str, log_format: str = "text") -> Non
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(ContextIds())
     if log_format == "json":
+        # Imported here: the text format (the default) never needs it, and every process start would pay it.
+        from pythonjsonlogger.json import JsonFormatter
+
         handler.setFormatter(
             JsonFormatter(
                 "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(job_id)s %(inverter_id)s",
