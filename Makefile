@@ -37,14 +37,19 @@ redis:
 run: install
 	@scripts/run-demo
 
+# pytest keeps the test modules it rewrote (for its assert messages) only as bytecode files: where
+# PYTHONDONTWRITEBYTECODE is set, every test process would parse and rewrite the ~100 test modules again, and
+# compile the project's, on every run (~5 s of CPU apiece). The files go to the ignored __pycache__ folders.
+PYTEST := env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest
+
 test: install-test
 	@scripts/ensure-postgres
 	@scripts/ensure-browser
-	@eval "$$(scripts/ensure-redis --export)" && $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	@eval "$$(scripts/ensure-redis --export)" && $(PYTEST) -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-fast: install-test
 	@scripts/ensure-postgres
-	@eval "$$(scripts/ensure-redis --export)" && $(BIN)/python -m pytest -m "not processes" -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	@eval "$$(scripts/ensure-redis --export)" && $(PYTEST) -m "not processes" -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: install-test
 	$(BIN)/ruff check .

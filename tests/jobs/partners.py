@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.servers import serving_thread
 
 
 class OddPartner:
@@ -81,7 +82,7 @@ class OddPartner:
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        serving_thread(self.httpd).start()
 
     def stop(self):
         self.httpd.shutdown()

@@ -36,11 +36,13 @@ def assert_envelope(reply, status: int | None = None, code: str | None = None) -
 
 
 def row_counts() -> dict:
-    """Rows per table: every object any endpoint could store."""
+    """Rows per table: every object any endpoint could store. Counted in one query (the property test below
+    counts before and after each of its 500 requests: a query per table was a third of its time)."""
 
     def count():
         db = database.obj
-        return {table: db.execute_sql(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0] for table in db.get_tables()}
+        counts = " UNION ALL ".join(f"SELECT '{table}', COUNT(*) FROM \"{table}\"" for table in db.get_tables())
+        return dict(db.execute_sql(counts).fetchall())
 
     return owner().call(count)
 
