@@ -32,6 +32,9 @@ class Received:
     at: float = field(default_factory=time.time)
 
 
+SHUTDOWN_POLL_S = 0.02
+
+
 class _Server(ThreadingHTTPServer):
     # socketserver's default listen backlog of 5 drops connections when a worker opens dozens at once.
     request_queue_size = 256
@@ -106,7 +109,9 @@ class ScriptedServer:
 
         self.httpd = _Server(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # serve_forever looks for shutdown() between polls: its default 0.5 s poll made every test's
+        # teardown wait up to half a second for the partner to stop.
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(SHUTDOWN_POLL_S,), daemon=True)
 
     @property
     def url(self) -> str:

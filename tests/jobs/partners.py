@@ -6,6 +6,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.servers import SHUTDOWN_POLL_S
+
 
 class OddPartner:
     """/binary: 200 with non-UTF-8 bytes; /slow-body?s=: headers at once, body trickled for s seconds;
@@ -81,7 +83,7 @@ class OddPartner:
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=self.httpd.serve_forever, args=(SHUTDOWN_POLL_S,), daemon=True).start()
 
     def stop(self):
         self.httpd.shutdown()
