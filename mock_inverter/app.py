@@ -121,6 +121,13 @@ def _admin_blueprint(world: World):
         world.limits.reset()
         return jsonify({"ok": True})
 
+    @bp.post("/tokens/reset")
+    def reset_tokens():
+        # Refresh tokens rotate: one used is refused after. Forgetting which were used, as a restart does,
+        # lets tests start from the fleet's own tokens on a running mock instead of starting another.
+        enphase.forget_used_refresh_tokens()
+        return jsonify({"ok": True})
+
     @bp.get("/faults")
     def get_faults():
         return jsonify(world.faults.describe())

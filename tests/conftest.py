@@ -150,22 +150,24 @@ def env(redis_url, database_url):
 
 @pytest.fixture
 def services(tmp_path, request):
-    """Start project processes: services.web(env), services.worker(env), services.mock_inverter(env, ...)."""
+    """Start project processes: services.web(env), services.worker(env), services.mock_inverter(env, ...).
+    With ready=False a process is launched and returned at once, for the test to call .wait_ready() after
+    starting others: their start-ups (interpreter, imports) overlap instead of adding up."""
     started: list[Service] = []
 
-    def start(svc: Service) -> Service:
+    def start(svc: Service, ready: bool) -> Service:
         started.append(svc)
-        return svc.start()
+        return svc.start() if ready else svc.launch()
 
     class Services:
-        def web(self, env, **extra):
-            return start(web_service({**env, **extra}, tmp_path))
+        def web(self, env, ready=True, **extra):
+            return start(web_service({**env, **extra}, tmp_path), ready)
 
-        def worker(self, env, role="all", name="worker", **extra):
-            return start(worker_service({**env, **extra}, tmp_path, role, name))
+        def worker(self, env, role="all", name="worker", ready=True, **extra):
+            return start(worker_service({**env, **extra}, tmp_path, role, name), ready)
 
-        def mock_inverter(self, env, *args, **extra):
-            return start(mock_service({**env, **extra}, tmp_path, *args))
+        def mock_inverter(self, env, *args, ready=True, **extra):
+            return start(mock_service({**env, **extra}, tmp_path, *args), ready)
 
     yield Services()
     failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else False

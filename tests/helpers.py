@@ -73,7 +73,12 @@ class Service:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> Service:
-        return self.launch().wait_ready(timeout)
+        self.launch()
+        try:
+            return self.wait_ready(timeout)
+        except BaseException:
+            self.kill()  # a module fixture that never got the process would leave it running
+            raise
 
     def launch(self) -> Service:
         """Start the process without waiting for it to be ready (see start_all)."""

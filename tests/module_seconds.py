@@ -3,6 +3,8 @@
     .venv/bin/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -p no:cacheprovider --durations=0 -vv \
         | .venv/bin/python -m tests.module_seconds
 
+With --merge, only the modules on stdin are updated and the others kept (a run of a few modules).
+
 tests/conftest.py hands the modules out longest first (the longest-processing-time rule), so the modules
 that run for minutes start at once and the quick ones fill in at the end, instead of one process finishing
 a long module alone while the other idles. The figures only order the modules: a stale or missing one
@@ -29,8 +31,11 @@ def main() -> int:
     if not seconds:
         print("no --durations lines on stdin", file=sys.stderr)
         return 1
-    FILE.write_text(json.dumps({m: round(s, 1) for m, s in sorted(seconds.items())}, indent=0) + "\n")
-    print(f"{FILE}: {len(seconds)} modules, {sum(seconds.values()):.0f} s")
+    table = {m: round(s, 1) for m, s in seconds.items()}
+    if "--merge" in sys.argv[1:]:
+        table = {**json.loads(FILE.read_text()), **table}
+    FILE.write_text(json.dumps(dict(sorted(table.items())), indent=0) + "\n")
+    print(f"{FILE}: {len(seconds)} modules from stdin, {len(table)} in all, {sum(table.values()):.0f} s")
     return 0
 
 

@@ -47,6 +47,11 @@ def _auth() -> Auth:
     return current_app.extensions.setdefault("enphase_auth", Auth(_world()))
 
 
+def forget_used_refresh_tokens() -> None:
+    """What a restart forgets: which refresh tokens were used (every token issued stays valid until it expires)."""
+    current_app.extensions.pop("enphase_auth", None)
+
+
 def api_error(status: int, message: str, details: str):
     response = jsonify({"message": message, "details": details, "code": status})
     response.status_code = status

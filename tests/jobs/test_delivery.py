@@ -39,10 +39,12 @@ def api(delivery_system, new_key):
     return make_client(delivery_system[0].url, new_key())
 
 
-@pytest.fixture
-def own_api(services, env, account_key):
-    """A web process and account of this test's own, for a test that starts a worker with its own settings."""
-    return make_client(services.web(env).url, account_key)
+def own_system(services, env, account_key, **worker_settings):
+    """A web process, and a worker with settings of this test's own, started side by side; a client of the
+    web process signed in with the test's account."""
+    web = services.web(env, ready=False)
+    services.worker({**env, **worker_settings}, role="jobs", ready=False).wait_ready()
+    return make_client(web.wait_ready().url, account_key)
 
 
 def submit(api, **payload) -> str:
@@ -315,9 +317,8 @@ def test_retry_a_cancelled_job(api, worker, partner):
     assert job["attempts"] == 1
 
 
-def test_each_attempts_response_is_kept_with_a_capped_body(services, env, own_api, partner):
-    api = own_api
-    services.worker(env, role="jobs", ATTEMPT_BODY_CAP="4")
+def test_each_attempts_response_is_kept_with_a_capped_body(services, env, account_key, partner):
+    api = own_system(services, env, account_key, ATTEMPT_BODY_CAP="4")
     flaky = submit(api, url=partner.url + "/flaky/kept?fail=1&status=503", max_attempts=3)
     wait_job(api, flaky, "succeeded")
     first, second = attempts_of(api, flaky)
@@ -333,9 +334,8 @@ def test_each_attempts_response_is_kept_with_a_capped_body(services, env, own_ap
     assert attempt["response"] is None and attempt["error"]["kind"] == "connection"
 
 
-def test_result_body_is_truncated_at_the_cap(services, env, own_api, partner):
-    api = own_api
-    services.worker(env, role="jobs", RESULT_BODY_CAP="100")
+def test_result_body_is_truncated_at_the_cap(services, env, account_key, partner):
+    api = own_system(services, env, account_key, RESULT_BODY_CAP="100")
     big = submit(api, url=partner.url + "/big?n=5000", method="GET")
     exact = submit(api, url=partner.url + "/big?n=100", method="GET")
     job = wait_job(api, big, "succeeded")
@@ -387,10 +387,9 @@ def test_methods(api, worker, partner):
         assert received.body == expected, method
 
 
-def test_a_destination_the_worker_refuses_is_dead_with_blocked_destination(services, env, own_api, partner):
+def test_a_destination_the_worker_refuses_is_dead_with_blocked_destination(services, env, account_key, partner):
     """The worker checks the address it connects to, whatever the web process let through."""
-    api = own_api
-    services.worker({**env, "ALLOWED_TARGET_NETWORKS": ""}, role="jobs")
+    api = own_system(services, env, account_key, ALLOWED_TARGET_NETWORKS="")
     job_id = submit(api, url=partner.url + "/ok", max_attempts=5)
     job = wait_job(api, job_id, "dead")
     assert job["attempts"] == 1

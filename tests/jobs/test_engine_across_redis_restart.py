@@ -33,8 +33,8 @@ def own_redis(tmp_path):
 @pytest.fixture
 def engine(own_redis, services, tmp_path):
     env = system_env(sqlite_url(tmp_path), own_redis.url)
-    web = services.web(env)
-    services.worker(env, role="jobs")
+    web, worker = services.web(env, ready=False), services.worker(env, role="jobs", ready=False)
+    web.wait_ready(), worker.wait_ready()
     key = create_account(env)
     return web, key, make_client(web.url, key)
 

@@ -79,8 +79,9 @@ def test_sigkill_mid_batch_loses_nothing(services, env, api, partner, database_u
 
 
 def test_several_workers_never_run_the_same_attempt_twice(services, env, api, partner, database_url):
-    for i in range(3):
-        services.worker(env, role="jobs", name=f"worker-{i}", MAX_IN_FLIGHT="32")
+    workers = [services.worker(env, role="jobs", name=f"worker-{i}", ready=False, MAX_IN_FLIGHT="32") for i in range(3)]
+    for worker in workers:
+        worker.wait_ready()
     ids = _submit(api, partner.url + "/ok", 300)
     wait_until(
         lambda: set(_statuses(database_url, ids).values()) == {"succeeded"},

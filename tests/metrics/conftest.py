@@ -47,17 +47,10 @@ def metrics_env(env):
 
 
 @pytest.fixture
-def fresh_mock(services, metrics_env):
-    """A mock inverter of this test's own: for a test that depends on state `shared_mock` does not reset
-    (tokens issued or spent, sessions)."""
-    return services.mock_inverter(metrics_env, "--start", START, "--speed", "60")
-
-
-@pytest.fixture
 def mock(shared_mock):
     """The module's mock inverter, reset (see `shared_mock`): the pollers and web processes of a test are its
-    own and stop with it, so the next test finds no poller still calling; a module that needs a fresh mock per
-    test overrides this with `fresh_mock`."""
+    own and stop with it, so the next test finds no poller still calling; a module that needs more reset
+    overrides this (test_enphase.py forgets the used refresh tokens too)."""
     return shared_mock
 
 

@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 
 from models.brands import ADAPTERS
 from models.brands.base import AUTH, RATE_LIMITED, UNKNOWN_DEVICE, BrandError, PolledDevice
@@ -32,9 +33,11 @@ def token_calls(mock) -> int:
 
 
 @pytest.fixture
-def mock(fresh_mock):
-    """The refresh token rotates when used: each test starts from the mock's demo application state."""
-    return fresh_mock
+def mock(shared_mock):
+    """The refresh token rotates when used: each test starts from the mock's demo application state (the
+    module's mock, reset, with the used refresh tokens forgotten)."""
+    requests.post(shared_mock.url + "/admin/tokens/reset", timeout=5).raise_for_status()
+    return shared_mock
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ test_poller_takeover.py: a module is one pytest-xdist unit, and together they ma
 
 from __future__ import annotations
 
+import pytest
 import redis as redis_lib
 import requests
 
@@ -39,10 +40,19 @@ def measure(mock, seconds: float) -> dict:
     return mock_stats(mock)
 
 
+@pytest.fixture
+def fleet_mock_starting(services, metrics_env):
+    """A mock inverter with a generated fleet of 280 devices, launched but not yet ready: a test that asks for
+    it before `web` has the two start side by side."""
+    return services.mock_inverter(
+        metrics_env, "--generate-fleet", "280", "--start", START, "--speed", "60", ready=False
+    )
+
+
 def test_pollers_stay_within_brand_limits_and_viewers_add_no_upstream_requests(
-    services, metrics_env, api, web, account_key, sse
+    fleet_mock_starting, services, metrics_env, api, web, account_key, sse
 ):
-    mock = services.mock_inverter(metrics_env, "--generate-fleet", "280", "--start", START, "--speed", "60")
+    mock = fleet_mock_starting.wait_ready()
     serials = fleet_serials(mock)
     assert len(serials["sandbox"]) >= 100 and len(serials["growatt_v4"]) >= 150
     inverters = [onboard(api, mock, brand, serial) for brand, group in serials.items() for serial in group]

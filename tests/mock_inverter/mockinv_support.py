@@ -40,7 +40,12 @@ class MockProcess:
                 raise RuntimeError(f"mock exited early: {self.proc.stderr.read()}")
             return requests.get(self.base + "/admin/health", timeout=1).ok
 
-        wait_until(ready, deadline_s, 0.05, "the mock inverter to answer /admin/health")
+        try:
+            wait_until(ready, deadline_s, 0.05, "the mock inverter to answer /admin/health")
+        except BaseException:
+            self.proc.kill()  # a fixture that never got the process would leave it running
+            self.proc.wait()
+            raise
         return self
 
     def stop(self, sig=signal.SIGTERM, timeout: float = 5.0) -> float:

@@ -73,6 +73,13 @@ def test_a_refresh_token_works_once_and_answers_a_new_one(enphase):
     assert refresh(enphase, "rt.forged.token").status_code == 400
 
 
+def test_a_tokens_reset_makes_a_used_refresh_token_work_again_as_after_a_restart(enphase):
+    assert refresh(enphase, SEEDS[19]).status_code == 200
+    assert refresh(enphase, SEEDS[19]).status_code == 400
+    requests.post(enphase.removesuffix("/enphase") + "/admin/tokens/reset", timeout=5).raise_for_status()
+    assert refresh(enphase, SEEDS[19]).status_code == 200
+
+
 def test_systems_summary_devices_and_battery_telemetry(enphase):
     token = refresh(enphase, SEEDS[2]).json()["access_token"]
     systems = get(enphase, "/systems", token).json()
