@@ -630,7 +630,9 @@ def record_outcomes(worker: str, outcomes: list[AttemptOutcome]) -> list[Outcome
             continue
         states.append(OutcomeState(*row, last_error=item.error, result=item.result))
         # An attempt's response is the job's result unless the body cap cut it: one JSON text for both.
-        response_text = result_text if item.response == item.result else json_text(item.response)
+        response_text = (
+            result_text if item.response is item.result or item.response == item.result else json_text(item.response)
+        )
         attempt_rows.append(
             (
                 item.started_at,
