@@ -94,11 +94,10 @@ class NoReplyPublisher:
     def publish(self, messages: list[tuple[str, str]]) -> None:
         if not messages:
             return
-        packed = b"".join(_packed_publish(channel, payload) for channel, payload in messages)
         with self._lock:
             for attempt in (1, 2):
                 try:
-                    self._write(packed)
+                    self._write(messages)
                     return
                 except BaseException as exc:
                     # Whatever cut a write short (a lost connection, or this greenlet killed mid-write) left
@@ -110,7 +109,7 @@ class NoReplyPublisher:
                     ):
                         raise
 
-    def _write(self, packed: bytes) -> None:
+    def _write(self, messages: list[tuple[str, str]]) -> None:
         connection = self._connection
         if connection is None:
             connection = self._connection_class(**self._settings)
@@ -119,6 +118,7 @@ class NoReplyPublisher:
             self._connection = connection
         elif connection.can_read(timeout=0):  # raises ConnectionError at an end of file
             raise redis_lib.ConnectionError("unexpected data on a connection without replies")
+        packed = b"".join(_packed_publish(channel, payload) for channel, payload in messages)
         connection.send_packed_command([packed], check_health=False)
 
     def close(self) -> None:
