@@ -1,8 +1,8 @@
 """OutcomeWriter: stores what attempts decided, fenced by their leases, and tells whoever follows the jobs.
 
 The dispatcher hands it the outcomes that finished meanwhile, many at once, and they are stored together
-(models/jobs.record_outcomes): each job's next state one fenced UPDATE (its RETURNING row says whether the lease
-was still ours), the attempt rows of those that applied one executemany, all in one write through the database
+(models/jobs.record_outcomes): the jobs' next states one UPDATE fenced row by row (the RETURNING rows say whose
+lease was still ours), the attempt rows of those that applied one executemany, all in one write through the database
 owner (one trip to its thread, sharing the commit of whatever else is queued); the waiting jobs handed over as
 those attempts' successors are started in that same transaction, one statement for all. Then the states are published
 (`publish`, the worker's BatchedPublisher: many events a Redis round trip).
