@@ -1,8 +1,8 @@
 """OutcomeWriter: stores what attempts decided, fenced by their leases, and tells whoever follows the jobs.
 
 The dispatcher hands it the outcomes that finished meanwhile, many at once, and they are stored together
-(models/jobs.record_outcomes): each job's next state one fenced UPDATE (its RETURNING row says whether the lease
-was still ours), the attempt rows of those that applied one executemany, all in one write through the database
+(models/jobs.record_outcomes): the jobs' next states one UPDATE fenced row by row (the RETURNING rows say whose
+lease was still ours), the attempt rows of those that applied one executemany, all in one write through the database
 owner (one trip to its thread, sharing the commit of whatever else is queued); the waiting jobs handed over as
 those attempts' successors are started in that same transaction, one statement for all. Then the states are published
 (`publish`, the worker's BatchedPublisher: many events a Redis round trip).
@@ -20,6 +20,9 @@ from models import jobs, lifecycle, telemetry
 from models.db import DatabaseOwner
 
 log = logging.getLogger(__name__)
+
+# The counter's child per outcome, looked up once: labels() takes a lock and builds a key on every call.
+_ATTEMPTS_BY_OUTCOME = {outcome: telemetry.JOB_ATTEMPTS.labels(outcome) for outcome in lifecycle.OUTCOMES}
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ class OutcomeWriter:
             result=decision.result,
             due_at=decision.due_at,
             delay_s=decision.delay_s,
-            response=attempt_response(response, self.attempt_body_cap),
+            response=attempt_response(response, self.attempt_body_cap, decision.result),
         )
 
     def _observe(self, outcome: Outcome, updated: jobs.OutcomeState) -> None:
@@ -118,7 +121,7 @@ class OutcomeWriter:
             f" retry_in={decision.delay_s:.3f}s" if decision.delay_s is not None else "",
             extra={"job_id": outcome.job.id},  # written for many jobs at once, outside any one job's context
         )
-        telemetry.JOB_ATTEMPTS.labels(decision.outcome).inc()
+        _ATTEMPTS_BY_OUTCOME[decision.outcome].inc()
         telemetry.JOB_ATTEMPT_DURATION.observe(max(0.0, response.finished_at - response.started_at))
         if updated.status == lifecycle.DEAD:
             telemetry.JOBS_DEAD.inc()

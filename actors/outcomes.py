@@ -71,9 +71,16 @@ def result_of(response: Response, body_cap: int | None = None) -> dict:
     }
 
 
-def attempt_response(response: Response, body_cap: int) -> dict | None:
-    """What an attempt's row keeps of its response; None when none came (timeout, connection, DNS, ...)."""
-    return result_of(response, body_cap) if response.error_kind is None else None
+def attempt_response(response: Response, body_cap: int, result: dict | None = None) -> dict | None:
+    """What an attempt's row keeps of its response; None when none came (timeout, connection, DNS, ...).
+
+    `result`: the job's result made of this response (the decision's), given back as it is when the body cap
+    cuts nothing, so that the outcome stores one JSON text for both."""
+    if response.error_kind is not None:
+        return None
+    if result is not None and len(response.body) <= body_cap:
+        return result
+    return result_of(response, body_cap)
 
 
 def decide(job, response: Response, attempt_number: int) -> Decision:

@@ -17,9 +17,13 @@ class BaseModel(peewee.Model):
         legacy_table_names = False
 
 
+# Made once: json.dumps with options builds an encoder per call, and the worker stores three texts an attempt.
+_STORED_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
+
 def json_text(value) -> str | None:
     """A value as the compact, key-sorted JSON text the database stores (None stays NULL)."""
-    return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return None if value is None else _STORED_JSON.encode(value)
 
 
 class JSONField(peewee.TextField):

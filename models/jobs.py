@@ -550,15 +550,23 @@ def next_due_at() -> float | None:
 
 # -- outcomes ------------------------------------------------------------------------------------
 
-# A job cancelled while its attempt ran stays cancelled; the attempt's outcome is still recorded.
-_RECORD_JOB_OUTCOME = (
-    f"UPDATE job SET status = CASE WHEN status = '{CANCELLED}' THEN status ELSE ? END,"
-    f" due_at = CASE WHEN status = '{CANCELLED}' THEN NULL ELSE CAST(? AS DOUBLE PRECISION) END,"
-    " lease_owner = NULL, updated_at = ?, last_error = ?, result = COALESCE(?, result),"
-    " last_delay_s = COALESCE(CAST(? AS DOUBLE PRECISION), last_delay_s)"
-    f" WHERE id = ? AND lease_owner = ? AND attempts = ? AND status IN ('{IN_FLIGHT}', '{CANCELLED}')"
-    " RETURNING id, status, attempts, max_attempts, due_at, updated_at, account_id"
+# A job cancelled while its attempt ran stays cancelled; the attempt's outcome is still recorded. One statement for
+# a batch of outcomes: `{values}` is one `(?, ?, ?, ?, ?, ?, ?, ?)` row per outcome (job id, attempt number, status,
+# due_at, updated_at, last_error, result, last_delay_s); the casts give PostgreSQL the column types a VALUES list
+# of NULLs and literals would not. Fenced per row: a row applies only if this worker holds that attempt's lease.
+_RECORD_JOB_OUTCOMES = (
+    f"UPDATE job SET status = CASE WHEN job.status = '{CANCELLED}' THEN job.status ELSE outcome.column3 END,"
+    f" due_at = CASE WHEN job.status = '{CANCELLED}' THEN NULL ELSE CAST(outcome.column4 AS DOUBLE PRECISION) END,"
+    " lease_owner = NULL, updated_at = CAST(outcome.column5 AS DOUBLE PRECISION), last_error = outcome.column6,"
+    " result = COALESCE(outcome.column7, job.result),"
+    " last_delay_s = COALESCE(CAST(outcome.column8 AS DOUBLE PRECISION), job.last_delay_s)"
+    " FROM (VALUES {values}) AS outcome"
+    " WHERE job.id = outcome.column1 AND job.attempts = CAST(outcome.column2 AS INTEGER) AND job.lease_owner = ?"
+    f" AND job.status IN ('{IN_FLIGHT}', '{CANCELLED}')"
+    " RETURNING job.id, job.status, job.attempts, job.max_attempts, job.due_at, job.updated_at, job.account_id"
 )
+#: Outcomes per statement: 8 parameters each, well under SQLite's and PostgreSQL's limits.
+_OUTCOMES_CHUNK = 500
 _RECORD_ATTEMPT_OUTCOME = (
     "UPDATE attempt SET started_at = ?, finished_at = ?, duration_ms = ?, status_code = ?, error = ?, outcome = ?,"
     " response = ? WHERE job_id = ? AND number = ?"
@@ -603,34 +611,42 @@ def record_outcomes(worker: str, outcomes: list[AttemptOutcome]) -> list[Outcome
     """Store attempts' outcomes and their jobs' next states. Run inside a write transaction.
 
     Fenced: an outcome is stored only if `worker` holds the lease for that attempt number; one that is not
-    writes nothing and gets None. Each job's state is its own fenced statement (it returns the row that says
-    whether it applied); the attempt rows of those that did are one executemany.
+    writes nothing and gets None. The jobs' states are one statement (up to 500 a statement), fenced row by row,
+    whose returned rows say which applied; the attempt rows of those that did are one executemany.
     """
-    job_statement, attempt_statement = _sql(_RECORD_JOB_OUTCOME), _sql(_RECORD_ATTEMPT_OUTCOME)
-    states: list[OutcomeState | None] = []
-    attempt_rows = []
-    for item in outcomes:
-        error_text, result_text = json_text(item.error), json_text(item.result)
-        row = database.execute_sql(
-            job_statement,
-            (
+    applied: dict[tuple[str, int], tuple] = {}
+    texts = [(json_text(item.error), json_text(item.result)) for item in outcomes]
+    for chunk in peewee.chunked(list(zip(outcomes, texts)), _OUTCOMES_CHUNK):
+        text = _RECORD_JOB_OUTCOMES.format(values=", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)))
+        params = [
+            value
+            for item, (error_text, result_text) in chunk
+            for value in (
+                item.job_id,
+                item.number,
                 item.status,
                 item.due_at,
                 item.finished_at,
                 error_text,
                 result_text,
                 item.delay_s,
-                item.job_id,
-                worker,
-                item.number,
-            ),
-        ).fetchone()
+            )
+        ]
+        # Not through sql(): its cache would keep one text per batch size.
+        rows = database.execute_sql(text.replace("?", database.obj.param), [*params, worker]).fetchall()
+        applied.update(((row[0], row[2]), row) for row in rows)
+    states: list[OutcomeState | None] = []
+    attempt_rows = []
+    for item, (error_text, result_text) in zip(outcomes, texts):
+        row = applied.get((item.job_id, item.number))
         if row is None:
             states.append(None)
             continue
         states.append(OutcomeState(*row, last_error=item.error, result=item.result))
         # An attempt's response is the job's result unless the body cap cut it: one JSON text for both.
-        response_text = result_text if item.response == item.result else json_text(item.response)
+        response_text = (
+            result_text if item.response is item.result or item.response == item.result else json_text(item.response)
+        )
         attempt_rows.append(
             (
                 item.started_at,
@@ -645,7 +661,7 @@ def record_outcomes(worker: str, outcomes: list[AttemptOutcome]) -> list[Outcome
             )
         )
     if attempt_rows:
-        database.cursor().executemany(attempt_statement, attempt_rows)
+        database.cursor().executemany(_sql(_RECORD_ATTEMPT_OUTCOME), attempt_rows)
     return states
 
 
