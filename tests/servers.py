@@ -79,6 +79,10 @@ class ScriptedServer:
                     with server.lock:
                         server.failures[key] += 1
                         count = server.failures[key]
+                    if count == int(query.get("hold", 0)):
+                        # This request answers only once the test sets `release`: a test can see the job
+                        # page live before the attempt's outcome, however slowly its browser starts.
+                        server.release.wait(30)
                     if count <= int(query.get("fail", 1)):
                         return self._reply(int(query.get("status", 503)), b"not yet")
                     return self._reply(200, b"recovered")
