@@ -1,13 +1,16 @@
 # make run  - start the whole system (web, worker, mock inverter; a local Redis if none is reachable)
 # make test      - run the test suite against real Redis, SQLite files and HTTP servers on 127.0.0.1, in
 #                  TEST_WORKERS processes (pytest-xdist; each takes whole test modules, so a module's shared
-#                  processes stay shared); TEST_WORKERS=0 runs it in this one process
+#                  processes stay shared); TEST_WORKERS=0 runs it in this one process. Three on two cores:
+#                  much of the suite waits on real time (offline delays, leases), which a third overlaps
 # make test-fast - only the tests that start no project process and no browser (-m "not processes",
 #                  marked by tests/conftest.py): models, planner, in-process API, the mock's physics
 # make lint - ruff (lint and format) and mypy
 SHELL := /bin/bash
 PYTHON ?= python3
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
+# test-fast uses no real time, only CPU: one process per core
+FAST_TEST_WORKERS ?= 2
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)
@@ -49,7 +52,7 @@ test: install-test
 
 test-fast: install-test
 	@scripts/ensure-postgres
-	@eval "$$(scripts/ensure-redis --export)" && $(PYTEST) -m "not processes" -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	@eval "$$(scripts/ensure-redis --export)" && $(PYTEST) -m "not processes" -n $(FAST_TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: install-test
 	$(BIN)/ruff check .
