@@ -19,6 +19,7 @@ from models import jobs, webhooks
 from models.accounts import Account
 from models.backoff import Backoff
 from models.base import BaseModel, JSONField, iso, json_text, now
+from models.db import built_sql, sql
 from models.ids import new_id
 from models.inverters import Inverter, _visible_to
 from models.net.urls import parse_outbound_url
@@ -276,15 +277,14 @@ def write_prepared(prepared: PreparedChanges) -> list[tuple[Alert, dict, int] | 
     open episode only), the insertions (one INSERT, what a unique index refuses left out) and the webhook jobs
     of those written (one jobs.insert_new_jobs per account). Results as apply_changes's."""
     db = Alert._meta.database
-    param = db.param
     results: list[tuple[Alert, dict, int] | None] = [None] * prepared.count
     for run in prepared.runs:
         written = [
             change
             for change in run
-            if change.clear is not None and db.execute_sql(_CLEAR.replace("?", param), change.clear).fetchone()
+            if change.clear is not None and db.execute_sql(sql(_CLEAR), change.clear).fetchone()
         ]
-        inserted = _insert_episodes([change.insert for change in run if change.insert is not None], param)
+        inserted = _insert_episodes([change.insert for change in run if change.insert is not None])
         written += [change for change in run if change.insert is not None and change.alert.id in inserted]
         by_account: dict[str, list[tuple[PreparedChange, jobs.NewJob]]] = {}
         for change in written:
@@ -339,7 +339,7 @@ def _episode(rule, inverter_id: str, alert_id: str, at: float, cleared_at: float
     )
 
 
-def _insert_episodes(rows: list[tuple], param: str) -> set[str]:
+def _insert_episodes(rows: list[tuple]) -> set[str]:
     """Insert these alert rows, a chunk per statement; the ids of those inserted (not refused by a unique index)."""
     inserted: set[str] = set()
     db = Alert._meta.database
@@ -348,7 +348,7 @@ def _insert_episodes(rows: list[tuple], param: str) -> set[str]:
         try:
             with db.atomic():
                 cursor = db.execute_sql(
-                    f"{text} ON CONFLICT DO NOTHING RETURNING id".replace("?", param),
+                    built_sql(f"{text} ON CONFLICT DO NOTHING RETURNING id"),
                     [value for row in chunk for value in row],
                 )
                 inserted.update(alert_id for (alert_id,) in cursor.fetchall())
@@ -358,9 +358,7 @@ def _insert_episodes(rows: list[tuple], param: str) -> set[str]:
             for row in chunk:
                 try:
                     with db.atomic():
-                        db.execute_sql(
-                            f"INSERT INTO alert ({_ALERT_COLUMNS}) VALUES {_ALERT_ROW}".replace("?", param), row
-                        )
+                        db.execute_sql(sql(f"INSERT INTO alert ({_ALERT_COLUMNS}) VALUES {_ALERT_ROW}"), row)
                     inserted.add(row[0])
                 except peewee.IntegrityError:
                     pass

@@ -67,11 +67,17 @@ def sql(text: str) -> str:
     Why raw SQL on hot paths: peewee spends ~40 µs of Python building each statement, which was
     most of the CPU of a delivery or of an SSE connect; these few statements run per request.
     """
-    param = database.obj.param
-    key = (text, param)
+    key = (text, database.obj.param)
     if key not in _SQL_CACHE:
-        _SQL_CACHE[key] = text if param == "?" else text.replace("?", param)
+        _SQL_CACHE[key] = built_sql(text)
     return _SQL_CACHE[key]
+
+
+def built_sql(text: str) -> str:
+    """A statement built per call with ? placeholders (a batch's VALUES list, one row per item), adapted to the
+    bound database's style; not cached as sql() is, which would keep one text per batch size."""
+    param = database.obj.param
+    return text if param == "?" else text.replace("?", param)
 
 
 def is_sqlite(db: peewee.Database | None = None) -> bool:

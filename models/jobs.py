@@ -18,7 +18,7 @@ import peewee
 
 from models.accounts import Account
 from models.base import BaseModel, JSONField, json_text, now
-from models.db import database, is_sqlite
+from models.db import built_sql, database, is_sqlite
 from models.db import sql as _sql
 from models.ids import new_id
 from models.lifecycle import (  # noqa: F401
@@ -326,9 +326,7 @@ def _insert_keyed(made: list[NewJob]) -> set[str]:
             " ON CONFLICT (account_id, idempotency_key) DO NOTHING RETURNING id"
         )
         params = [value for new in chunk for value in new.params]
-        # Not through sql(): its cache would keep one text per chunk size.
-        text = text.replace("?", database.obj.param)
-        inserted = {job_id for (job_id,) in database.execute_sql(text, params).fetchall()}
+        inserted = {job_id for (job_id,) in database.execute_sql(built_sql(text), params).fetchall()}
         lost.update(new.row["idempotency_key"] for new in chunk if new.row["id"] not in inserted)
     return lost
 
@@ -470,8 +468,7 @@ def start_attempts(worker: str, jobs: list[tuple[str, int]], at: float | None = 
     if not jobs:
         return set()
     t = now() if at is None else at
-    param = database.obj.param
-    text = (
+    text = built_sql(
         "INSERT INTO attempt (job_id, number, worker, scheduled_at, started_at)"
         " SELECT id, attempts, ?, scheduled_at, ? FROM job"
         # A join, not `(id, attempts) IN (VALUES …)`: SQLite scans the whole table for that one.
@@ -480,7 +477,7 @@ def start_attempts(worker: str, jobs: list[tuple[str, int]], at: float | None = 
         f" WHERE lease_owner = ? AND status = '{IN_FLIGHT}'"
         # A row for that number means it was started already (a claim of our own after our lease ran out).
         " ON CONFLICT (job_id, number) DO NOTHING RETURNING job_id"
-    ).replace("?", param)
+    )
     params = [worker, t, *(value for job in jobs for value in job), worker]
     return {job_id for (job_id,) in database.execute_sql(text, params).fetchall()}
 
@@ -632,8 +629,7 @@ def record_outcomes(worker: str, outcomes: list[AttemptOutcome]) -> list[Outcome
                 item.delay_s,
             )
         ]
-        # Not through sql(): its cache would keep one text per batch size.
-        rows = database.execute_sql(text.replace("?", database.obj.param), [*params, worker]).fetchall()
+        rows = database.execute_sql(built_sql(text), [*params, worker]).fetchall()
         applied.update(((row[0], row[2]), row) for row in rows)
     states: list[OutcomeState | None] = []
     attempt_rows = []
