@@ -64,7 +64,7 @@ class Transport:
             return Response(started, time.time(), status_code=status_code, error_kind=kind, error_message=message)
 
         try:
-            prepared = requests.Request(method, url, headers={**self.default_headers, **headers}, data=body).prepare()
+            prepared = prepare_attempt(method, url, {**self.default_headers, **headers}, body)
             reply = self.adapter.send(prepared, stream=True, timeout=timeout_s, verify=True, cert=None, proxies={})
         except (requests.exceptions.RequestException, BlockedDestination, ValueError) as exc:
             return failed(*describe_failure(exc, timeout_s))
@@ -110,6 +110,22 @@ class Transport:
 
     def close(self):
         self.adapter.close()
+
+
+def prepare_attempt(method: str, url: str, headers: dict, body: bytes | None) -> requests.PreparedRequest:
+    """The request an attempt sends: what `requests.Request(...).prepare()` gives for a job, by the steps a job needs.
+
+    The full prepare() also builds a cookie jar per request (an attempt carries no cookies: one account's must
+    never reach another's job), reads credentials from the URL's userinfo (refused at submission:
+    models/net/urls.py), attaches hooks (only a Session runs them) and checks an empty params dict against
+    requests' runtime Protocols; together a tenth of the worker's CPU per attempt (docs/benchmarks.md).
+    """
+    prepared = requests.PreparedRequest()
+    prepared.prepare_method(method)
+    prepared.prepare_url(url, "")  # "" not {}: the same URL, without the Protocol checks of a mapping
+    prepared.prepare_headers(headers)
+    prepared.prepare_body(body, None)
+    return prepared
 
 
 _WATCHDOG_MARGIN_S = 0.1
