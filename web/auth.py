@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import time
 
-
 from models.accounts import account_for_key, account_for_session
 from web.errors import ApiError
 from web.extensions import credential_cache, owner, this_g, this_request
