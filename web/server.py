@@ -272,6 +272,10 @@ class Handler(WSGIHandler):
             del self._sendall
         self._sendall(b"".join(parts))
 
+    def log_request(self):
+        if self.server.access_log:  # with none (log=None), gevent would still format the line for nothing
+            super().log_request()
+
     def finalize_headers(self):
         super().finalize_headers()
         # Say so when the server will close after this response (a health check on a reserve place).
@@ -294,6 +298,7 @@ class Server(WSGIServer):
     ):
         kwargs.setdefault("backlog", LISTEN_BACKLOG)
         super().__init__(listener, application, **kwargs)
+        self.access_log = kwargs.get("log", "default") is not None
         self.connections = Slots(max_connections)
         self.reserve = Slots(HEALTH_RESERVE)
         self.header_timeout_s = header_timeout_s
