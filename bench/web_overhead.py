@@ -92,8 +92,8 @@ def main() -> None:
         def submitter():
             while queue:
                 queue.pop()
-                status = []
-                answer = b"".join(app(_environ(body, key), lambda s, h, e=None: status.append(s)))
+                status: list[str] = []
+                answer = b"".join(app(_environ(body, key), lambda s, h, e=None, seen=status: seen.append(s)))
                 statuses[status[0]] = statuses.get(status[0], 0) + 1
                 if not status[0].startswith("202"):
                     raise SystemExit(f"web_overhead: {status[0]} {answer[:200]!r}")
