@@ -326,6 +326,7 @@ def main():
         cpu_before = [cpu_seconds(proc.pid) for proc in procs]
         kernel_before = [cpu_seconds(proc.pid, kernel_only=True) for proc in procs]
         worker_threads_before = thread_cpu_seconds(procs[2].pid)
+        web_threads_before = thread_cpu_seconds(procs[1].pid)
         switches_before = [voluntary_switches(proc.pid) for proc in procs]
         if args.batch:
             t0, t_submitted = submit_batches(
@@ -344,6 +345,7 @@ def main():
         cpu = [cpu_seconds(proc.pid) - before for proc, before in zip(procs, cpu_before)]
         kernel = [cpu_seconds(proc.pid, kernel_only=True) - before for proc, before in zip(procs, kernel_before)]
         worker_threads = [now - before for now, before in zip(thread_cpu_seconds(procs[2].pid), worker_threads_before)]
+        web_threads = [now - before for now, before in zip(thread_cpu_seconds(procs[1].pid), web_threads_before)]
         switches = [voluntary_switches(proc.pid) - before for proc, before in zip(procs, switches_before)]
         last_delivery = con.execute("SELECT MAX(finished_at) FROM attempt WHERE outcome='success'").fetchone()[0]
         first_latency = [
@@ -389,6 +391,10 @@ def main():
             # Of which in the kernel (system calls: wake-ups, sockets, the database file).
             "kernel_ms_web_per_job": round(kernel[1] / args.jobs * 1000, 3),
             "kernel_ms_workers_per_job": round(sum(kernel[2:]) / args.jobs * 1000, 3),
+            # The web's CPU per job on its main thread (the greenlets: HTTP, Flask, validation, Redis) and on its
+            # other threads (the database owner's: the insert and its group commit).
+            "cpu_ms_web_main_thread_per_job": round(web_threads[0] / args.jobs * 1000, 3),
+            "cpu_ms_web_other_threads_per_job": round(web_threads[1] / args.jobs * 1000, 3),
             # The first worker's CPU per attempt on its main thread (the greenlets: actors, HTTP, Redis) and on
             # its other threads (the database owner's: SQLite), for one worker's share of the attempts.
             "cpu_ms_worker_main_thread_per_attempt": round(worker_threads[0] / total_attempts * 1000 * args.workers, 3),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from datetime import datetime, timezone
@@ -41,6 +42,9 @@ def now() -> float:
     return time.time()
 
 
+# A job's view shows one timestamp up to five times (created, updated, next attempt) and its event again:
+# each text is made once.
+@functools.lru_cache(maxsize=512)
 def iso(ts: float | None) -> str | None:
     """Epoch seconds to ISO-8601 UTC with a Z, as the edges speak it."""
     if ts is None:

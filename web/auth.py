@@ -5,11 +5,9 @@ from __future__ import annotations
 import functools
 import time
 
-from flask import g, request
-
 from models.accounts import account_for_key, account_for_session
 from web.errors import ApiError
-from web.extensions import credential_cache, owner
+from web.extensions import credential_cache, owner, this_g, this_request
 
 SESSION_COOKIE = "session"
 
@@ -40,17 +38,19 @@ def forget_session(token: str) -> None:
 
 def current_account():
     """The calling account, or None."""
-    if "account" in g:
-        return g.account
+    ctx = this_g()
+    if "account" in ctx:
+        return ctx.account
     account = None
-    header = request.headers.get("Authorization", "")
+    req = this_request()
+    header = req.headers.get("Authorization", "")
     if header:
         scheme, _, key = header.partition(" ")
         if scheme.lower() == "bearer" and key.strip():
             account = _account_cached(account_for_key, key.strip())
-    elif request.cookies.get(SESSION_COOKIE):
-        account = _account_cached(account_for_session, request.cookies[SESSION_COOKIE])
-    g.account = account
+    elif req.cookies.get(SESSION_COOKIE):
+        account = _account_cached(account_for_session, req.cookies[SESSION_COOKIE])
+    ctx.account = account
     return account
 
 
@@ -71,11 +71,8 @@ def require_account(view):
                 "missing or invalid API key (use Authorization: Bearer <key>)",
                 headers={"WWW-Authenticate": 'Bearer realm="api"'},
             )
-        if (
-            request.method not in _SAFE_METHODS
-            and "Authorization" not in request.headers
-            and not request.headers.get(CSRF_HEADER)
-        ):
+        req = this_request()
+        if req.method not in _SAFE_METHODS and "Authorization" not in req.headers and not req.headers.get(CSRF_HEADER):
             raise ApiError(
                 403, "csrf_header_missing", f"a change made with the session cookie must send the {CSRF_HEADER} header"
             )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flask import Flask, current_app
+from flask import Flask, current_app, g, request
 
 from models.db import DatabaseOwner, hold_database, release_database
 from models.net.policy import DestinationPolicy
@@ -21,6 +21,8 @@ from models.settings import Settings
 
 if TYPE_CHECKING:  # `python -m web` imports web/ before it monkey-patches, and the Redis client imports ssl
     import redis
+    from flask import Request
+    from flask.ctx import _AppCtxGlobals
 
 EXTENSION = "collaborators"
 
@@ -89,3 +91,13 @@ def destination_policy() -> DestinationPolicy:
 
 def credential_cache() -> dict:
     return _current().credential_cache
+
+
+# Each attribute read through `flask.request` or `flask.g` finds the context again (a LocalProxy): code that
+# reads several binds the object once.
+def this_request() -> Request:
+    return request._get_current_object()  # type: ignore[attr-defined]
+
+
+def this_g() -> _AppCtxGlobals:
+    return g._get_current_object()  # type: ignore[attr-defined]

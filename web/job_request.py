@@ -160,7 +160,7 @@ def parse_job_request(payload, policy: DestinationPolicy) -> dict:
     """Turn a decoded JSON body into a job spec, or raise ApiError."""
     if not isinstance(payload, dict):
         raise ApiError(422, "validation_failed", "the body must be a JSON object", {"field": None})
-    unknown = set(payload) - {field.alias or name for name, field in JobRequest.model_fields.items()}
+    unknown = payload.keys() - _REQUEST_FIELDS
     if unknown:
         field = sorted(unknown)[0]
         raise _invalid(field, "is not a known field")
@@ -273,3 +273,7 @@ class JobRequest(RequestModel):
     @classmethod
     def rules(cls, data, context: dict):
         return parse_job_request(data, context["policy"])
+
+
+# The body's field names as the schema spells them (aliases included), read once.
+_REQUEST_FIELDS = frozenset(field.alias or name for name, field in JobRequest.model_fields.items())

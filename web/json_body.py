@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any, TypeVar
 
 from flask import request
 from pydantic import BaseModel, ConfigDict, Discriminator, PrivateAttr, RootModel, ValidationError, model_validator
 
 from web.errors import ApiError
+from web.extensions import this_request
 
 MAX_DEPTH = 100
 T = TypeVar("T")
@@ -17,13 +19,14 @@ _THE_MODEL = object()  # what `rules` returns when the validated model itself is
 
 
 def json_body():
-    if request.mimetype != "application/json":
+    req = this_request()
+    if req.mimetype != "application/json":
         raise ApiError(
-            415, "unsupported_media_type", "send the body as application/json", {"content_type": request.content_type}
+            415, "unsupported_media_type", "send the body as application/json", {"content_type": req.content_type}
         )
-    raw = request.get_data(cache=True)  # MAX_CONTENT_LENGTH turns an oversized body into 413
-    limit = request.max_content_length
-    if limit is not None and request.content_length is None and len(raw) >= limit:
+    raw = req.get_data(cache=True)  # MAX_CONTENT_LENGTH turns an oversized body into 413
+    limit = req.max_content_length
+    if limit is not None and req.content_length is None and len(raw) >= limit:
         # A chunked body is cut silently at the limit by werkzeug: refuse it rather than parse a prefix.
         raise ApiError(413, "payload_too_large", "request body is larger than the limit", {"limit": limit})
     if not raw.strip():
@@ -35,8 +38,28 @@ def json_body():
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
     except RecursionError:
         raise too_deep from None
-    _check_tree(value, too_deep)
+    if not _plainly_fine(raw):
+        _check_tree(value, too_deep)
     return value
+
+
+# A \uD800-\uDFFF escape, the only way a lone surrogate gets into a document read from ASCII bytes (a
+# false match, such as an escaped backslash before "ud800" or a valid pair, only means the tree is walked).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _plainly_fine(raw: bytes) -> bool:
+    """Whether the raw body shows, without walking the parsed tree, that _check_tree would find nothing.
+
+    ASCII bytes without NUL are read as UTF-8 (json's encoding detection needs a BOM or a NUL for anything
+    else), so the text is those bytes: it holds a surrogate only through an escape, and no container nests
+    deeper than the number of opening brackets. The common body passes this in C; any other is walked."""
+    return (
+        raw.isascii()
+        and b"\x00" not in raw
+        and raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH
+        and _SURROGATE_ESCAPE.search(raw) is None
+    )
 
 
 def _check_tree(value, too_deep: ApiError) -> None:

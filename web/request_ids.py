@@ -8,18 +8,20 @@ from __future__ import annotations
 import re
 import uuid
 
-from flask import g, request
+from flask import g
 
 from models import logs
+from web.extensions import this_request
 
 HEADER = "X-Request-Id"
 _ACCEPTED = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 
 
 def _assign():
-    given = request.headers.get(HEADER, "")
-    g.request_id = given if _ACCEPTED.match(given) else uuid.uuid4().hex
-    logs.request_id.set(g.request_id)
+    given = this_request().headers.get(HEADER, "")
+    request_id = given if _ACCEPTED.match(given) else uuid.uuid4().hex
+    g.request_id = request_id
+    logs.request_id.set(request_id)
 
 
 def _answer(response):

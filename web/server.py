@@ -47,6 +47,8 @@ FD_HEADROOM = 500
 # Request headers larger than this in total answer 431 (nginx's default allows 4 x 8 KB).
 MAX_HEADER_BYTES = 32 * 1024
 ACCEPT_PAUSE_S = 0.5
+# A response's header block and a first body chunk up to this size go out in one send (Handler).
+GATHER_MAX = 64 * 1024
 ACCEPT_ERROR_LOG_S = 10.0
 _OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
@@ -257,6 +259,23 @@ class Handler(WSGIHandler):
         except OSError:
             pass
 
+    def _write_with_headers(self, data):
+        """gevent's own header block and first body chunk, sent together: gevent sends them apart, and on
+        loopback a send costs more than copying a body of up to GATHER_MAX bytes."""
+        if len(data) > GATHER_MAX:
+            return super()._write_with_headers(data)
+        parts: list = []
+        self._sendall = parts.append  # type: ignore[method-assign]  # what gevent sends, held for one send
+        try:
+            super()._write_with_headers(data)
+        finally:
+            del self._sendall
+        self._sendall(b"".join(parts))
+
+    def log_request(self):
+        if self.server.access_log:  # with none (log=None), gevent would still format the line for nothing
+            super().log_request()
+
     def finalize_headers(self):
         super().finalize_headers()
         # Say so when the server will close after this response (a health check on a reserve place).
@@ -279,6 +298,7 @@ class Server(WSGIServer):
     ):
         kwargs.setdefault("backlog", LISTEN_BACKLOG)
         super().__init__(listener, application, **kwargs)
+        self.access_log = kwargs.get("log", "default") is not None
         self.connections = Slots(max_connections)
         self.reserve = Slots(HEALTH_RESERVE)
         self.header_timeout_s = header_timeout_s

@@ -10,6 +10,7 @@ literal or resolved address) and at every connect (on the address actually conne
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from collections.abc import Iterable
@@ -106,6 +107,9 @@ def _why_blocked(addr: IPAddress) -> str | None:
 class DestinationPolicy:
     def __init__(self, allowed_networks: Iterable[IPNetwork] = ()):
         self.allowed = tuple(allowed_networks)
+        # A policy never changes, so an address's verdict (ipaddress's parsing and a few dozen range checks,
+        # at every submission and every connect) is worked out once. Bounded: a caller may name any address.
+        self._verdicts = functools.lru_cache(maxsize=4096)(self._reason_blocked)
 
     @classmethod
     def from_settings(cls, settings: Any) -> DestinationPolicy:
@@ -116,7 +120,11 @@ class DestinationPolicy:
         return any(addr.version == net.version and addr in net for net in self.allowed)
 
     def reason_blocked(self, address: str) -> str | None:
-        """Why this IP address is refused, or None if the service may connect to it."""
+        """Why this IP address is refused, or None if the service may connect to it (ValueError: not an IP
+        address)."""
+        return self._verdicts(address)
+
+    def _reason_blocked(self, address: str) -> str | None:
         addr = ipaddress.ip_address(address.split("%", 1)[0])
         if self._allowed(addr):
             return None
@@ -146,11 +154,12 @@ class DestinationPolicy:
         """
         literal = host.strip("[]")
         try:
-            ipaddress.ip_address(literal.split("%", 1)[0])
+            reason = self.reason_blocked(literal)
         except ValueError:
-            pass
+            pass  # a name
         else:
-            self.check_address(host, literal)
+            if reason:
+                raise BlockedDestination(host, literal, reason)
             return
         try:
             infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)

@@ -28,6 +28,8 @@ _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 # WHATWG's "ends in a number": such a host is read as an IPv4 address by browsers and inet_aton.
 _NUMERIC_LABEL = re.compile(r"^(?:[0-9]+|0x[0-9a-f]*)$")
 _CANONICAL_OCTET = re.compile(r"^(?:0|[1-9][0-9]{0,2})$")
+# A space, or a C0 control character (tab, CR, LF among them), or DEL.
+_WHITESPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 
 
 class InvalidUrl(ValueError):
@@ -81,7 +83,7 @@ def parse_outbound_url(text: object, max_length: int = MAX_URL_LENGTH) -> Outbou
         raise InvalidUrl("is required", "missing")
     if len(text) > max_length:
         raise InvalidUrl(f"is longer than {max_length} characters")
-    if any(c in text for c in "\r\n\t ") or any(ord(c) < 32 or ord(c) == 127 for c in text):
+    if _WHITESPACE_OR_CONTROL.search(text):
         raise InvalidUrl("must not contain whitespace or control characters")
     try:
         parts = urlsplit(text)

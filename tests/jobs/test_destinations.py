@@ -275,3 +275,21 @@ def test_loopback_is_refused_at_submission_unless_allowed(services, env, account
     assert reply.json()["error"]["details"]["reason"] == "loopback"
     assert api.get("/jobs").json()["jobs"] == []
     assert partner.received() == []
+
+
+def test_a_policys_remembered_verdicts_are_its_own():
+    """Each policy remembers its verdicts per address: another policy's allowed networks never leak in, and a
+    verdict asked again is the same (literal hosts at submission go through the same verdicts)."""
+    lenient = DestinationPolicy([ipaddress.ip_network("127.0.0.0/8")])
+    strict = DestinationPolicy()
+    for _ in range(2):
+        assert lenient.reason_blocked("127.0.0.1") is None
+        assert strict.reason_blocked("127.0.0.1") == "loopback"
+        lenient.check_host_at_submission("127.0.0.1", 80)
+        with pytest.raises(BlockedDestination, match="loopback"):
+            strict.check_host_at_submission("127.0.0.1", 80)
+        with pytest.raises(BlockedDestination, match="loopback") as caught:
+            strict.check_host_at_submission("[::1]", 80)
+        assert (caught.value.host, caught.value.address) == ("[::1]", "::1")
+    with pytest.raises(ValueError):
+        strict.reason_blocked("example.com")

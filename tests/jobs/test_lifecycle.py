@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from models import lifecycle
+from models.base import iso
 
 
 def test_every_status_has_its_moves_and_terminal_ones_only_go_back_to_pending():
@@ -70,3 +73,27 @@ def test_the_event_is_the_api_view_s_state_plus_the_result_code():
     assert view["attempts_left"] == 3 and view["next_attempt_at"] is not None and view["lease_expires_at"] is None
     assert view["request"]["headers"] == {"Authorization": "***", "X-Trace": "t"}
     assert view["request"]["json"] == {"a": 1}
+
+
+@given(
+    st.lists(
+        st.sampled_from([*lifecycle._SENSITIVE_PARTS, *lifecycle._SENSITIVE, "x", "-", "_", "T", "API"]), max_size=4
+    )
+)
+def test_a_header_is_masked_when_its_name_holds_a_sensitive_part(pieces):
+    """The rule as it was spelled before it became one regex: a sensitive name, or any sensitive part in it."""
+    name = "".join(pieces) or "X-Empty"
+    lowered = name.lower()
+    sensitive = lowered in lifecycle._SENSITIVE or any(part in lowered for part in lifecycle._SENSITIVE_PARTS)
+    assert lifecycle.masked_headers({name: "v"}) == {name: "***" if sensitive else "v"}
+
+
+def test_iso_gives_the_same_text_for_a_timestamp_however_often_it_is_asked():
+    for ts in (0.0, 1764590400.1234, 1764590400.9995, 253402300799.0, 1764590400):
+        first = iso(ts)
+        assert (
+            iso(ts)
+            == first
+            == datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        )
+    assert iso(None) is None

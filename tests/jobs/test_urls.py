@@ -121,3 +121,19 @@ def test_an_api_root_may_carry_only_a_declared_prefix():
     for url in ("http://127.0.0.1:5100/solaredge/site", "http://127.0.0.1:5100/other", "http://h/solaredge?x=1"):
         with pytest.raises(InvalidUrl):
             parse_base_url(url, ("", "/solaredge"))
+
+
+def test_whitespace_and_control_characters_anywhere_are_refused_and_nothing_else_for_them():
+    """The refusal, character by character, as it was spelled before it became one regex: a space, a tab,
+    CR, LF, any other C0 control character and DEL; no other character (C1 controls, NBSP, ...) gets it."""
+    message = "must not contain whitespace or control characters"
+    for code in [*range(0x100), 0x2028, 0x3000, 0xFEFF, 0x1F31E]:
+        c = chr(code)
+        refused = c in "\r\n\t " or ord(c) < 32 or ord(c) == 127
+        for text in (f"http://example.com/a{c}b", f"http://exa{c}mple.com/", f"{c}http://example.com/"):
+            try:
+                parse_outbound_url(text)
+                said = None
+            except InvalidUrl as exc:
+                said = exc.message
+            assert (said == message) == refused, (hex(code), text, said)
