@@ -10,6 +10,7 @@ import base64
 import datetime
 import email.utils
 from dataclasses import dataclass
+from typing import Any, Protocol, TypedDict
 
 from actors.transport import Response
 from models import lifecycle
@@ -20,17 +21,34 @@ RETRYABLE_ERRORS = frozenset({"timeout", "connection", "dns"})
 _KEPT_HEADERS_LIMIT = 64
 
 
+class AttemptError(TypedDict):
+    """Why an attempt failed, as the job's `last_error` and the attempt's `error` keep it."""
+
+    kind: str  # timeout | connection | dns | tls | too_large | blocked_destination | redirect | http_status
+    message: str
+    status_code: int | None
+
+
+class AttemptedJob(Protocol):
+    """What decide() reads of a job."""
+
+    budget_start: int
+    max_attempts: int
+    backoff: dict[str, Any] | None
+    last_delay_s: float | None
+
+
 @dataclass
 class Decision:
     outcome: str  # success | retry | dead (the attempt row's outcome)
     status: str  # the job's next status
     due_at: float | None
     delay_s: float | None
-    error: dict | None
-    result: dict | None
+    error: AttemptError | None
+    result: dict[str, Any] | None
 
 
-def retry_after_seconds(headers: dict, at: float) -> float | None:
+def retry_after_seconds(headers: dict[str, str], at: float) -> float | None:
     """Retry-After as seconds from `at`: delta-seconds or an HTTP date; None if absent or unreadable."""
     value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
     if value is None:
@@ -49,7 +67,7 @@ def retry_after_seconds(headers: dict, at: float) -> float | None:
     return max(0.0, when.timestamp() - at)
 
 
-def result_of(response: Response, body_cap: int | None = None) -> dict:
+def result_of(response: Response, body_cap: int | None = None) -> dict[str, Any]:
     """The response as kept: the job's result, or (with `body_cap`) an attempt's response."""
     raw, truncated = response.body, response.body_truncated
     if body_cap is not None and len(raw) > body_cap:
@@ -71,7 +89,7 @@ def result_of(response: Response, body_cap: int | None = None) -> dict:
     }
 
 
-def attempt_response(response: Response, body_cap: int, result: dict | None = None) -> dict | None:
+def attempt_response(response: Response, body_cap: int, result: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """What an attempt's row keeps of its response; None when none came (timeout, connection, DNS, ...).
 
     `result`: the job's result made of this response (the decision's), given back as it is when the body cap
@@ -83,27 +101,31 @@ def attempt_response(response: Response, body_cap: int, result: dict | None = No
     return result_of(response, body_cap)
 
 
-def decide(job, response: Response, attempt_number: int) -> Decision:
+def decide(job: AttemptedJob, response: Response, attempt_number: int) -> Decision:
     """The next state of `job` after attempt `attempt_number` produced `response`."""
     code = response.status_code
-    if response.error_kind is None and 200 <= code < 300:
-        return Decision(lifecycle.SUCCESS, lifecycle.SUCCEEDED, None, None, None, result_of(response))
-
-    result = result_of(response) if response.error_kind is None else None
+    error: AttemptError
+    result: dict[str, Any] | None = None
     if response.error_kind is not None:
-        error = {"kind": response.error_kind, "message": response.error_message, "status_code": code}
+        message = response.error_message or response.error_kind
+        error = {"kind": response.error_kind, "message": message, "status_code": code}
         retryable = response.error_kind in RETRYABLE_ERRORS
-    elif 300 <= code < 400:
-        location = response.headers.get("Location") or response.headers.get("location")
-        error = {
-            "kind": "redirect",
-            "status_code": code,
-            "message": f"HTTP {code} redirect to {location!r}; redirects are not followed",
-        }
-        retryable = False
     else:
-        error = {"kind": "http_status", "status_code": code, "message": f"HTTP {code}"}
-        retryable = code in RETRYABLE_STATUSES
+        assert code is not None, "the transport gives every response without an error its status code"
+        if 200 <= code < 300:
+            return Decision(lifecycle.SUCCESS, lifecycle.SUCCEEDED, None, None, None, result_of(response))
+        result = result_of(response)
+        if 300 <= code < 400:
+            location = response.headers.get("Location") or response.headers.get("location")
+            error = {
+                "kind": "redirect",
+                "status_code": code,
+                "message": f"HTTP {code} redirect to {location!r}; redirects are not followed",
+            }
+            retryable = False
+        else:
+            error = {"kind": "http_status", "status_code": code, "message": f"HTTP {code}"}
+            retryable = code in RETRYABLE_STATUSES
 
     used = lifecycle.attempts_used(attempt_number, job.budget_start)
     outcome, status = lifecycle.after_failure(retryable, used, job.max_attempts)

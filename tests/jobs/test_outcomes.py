@@ -80,6 +80,14 @@ def test_transport_errors(kind, retryable):
     assert decision.result is None
 
 
+def test_a_failure_without_a_message_gives_up_naming_its_kind():
+    # Response.error_message is optional; the last attempt's "gave up" was appended to None (a TypeError).
+    failure = Response(999.9, 1000.0, error_kind="timeout", error_message=None)
+    decision = decide(job(max_attempts=1), failure, 1)
+    assert decision.status == "dead"
+    assert decision.error == {"kind": "timeout", "message": "timeout; gave up after 1 attempt", "status_code": None}
+
+
 def test_the_budget_counts_from_its_start():
     assert decide(job(max_attempts=3), reply(503), 3).status == "dead"
     assert decide(job(max_attempts=3, budget_start=3), reply(503), 4).status == "retrying"
