@@ -23,7 +23,7 @@ class Response:
     started_at: float
     finished_at: float
     status_code: int | None = None
-    headers: dict = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     body_truncated: bool = False
     error_kind: str | None = None
@@ -42,7 +42,7 @@ class Transport:
         )
         self.default_headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", "Accept": "*/*"}
 
-    def send(self, method: str, url: str, headers: dict, body: bytes | None, timeout_s: float) -> Response:
+    def send(self, method: str, url: str, headers: dict[str, str], body: bytes | None, timeout_s: float) -> Response:
         started = time.time()
         # Under gevent (the worker) a watchdog bounds the whole attempt, whatever phase trickles:
         # per-read socket timeouts alone let a peer sending a header line every second hold it for ever.
@@ -57,10 +57,12 @@ class Transport:
             if watchdog is not None:
                 watchdog.close()
 
-    def _send(self, method, url, headers, body, timeout_s, started) -> Response:
+    def _send(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None, timeout_s: float, started: float
+    ) -> Response:
         deadline = time.monotonic() + timeout_s
 
-        def failed(kind, message, status_code=None):
+        def failed(kind: str, message: str, status_code: int | None = None) -> Response:
             return Response(started, time.time(), status_code=status_code, error_kind=kind, error_message=message)
 
         try:
@@ -108,11 +110,11 @@ class Transport:
                 body_truncated=truncated,
             )
 
-    def close(self):
+    def close(self) -> None:
         self.adapter.close()
 
 
-def prepare_attempt(method: str, url: str, headers: dict, body: bytes | None) -> requests.PreparedRequest:
+def prepare_attempt(method: str, url: str, headers: dict[str, str], body: bytes | None) -> requests.PreparedRequest:
     """The request an attempt sends: what `requests.Request(...).prepare()` gives for a job, by the steps a job needs.
 
     The full prepare() also builds a cookie jar per request (an attempt carries no cookies: one account's must
@@ -135,7 +137,7 @@ class _AttemptDeadline(Exception):
     """Raised inside an attempt by its watchdog (an Exception, never a BaseException: see stack notes)."""
 
 
-def _start_watchdog(seconds: float):
+def _start_watchdog(seconds: float) -> Timeout | None:
     if not monkey.is_module_patched("socket"):
         return None
     return Timeout.start_new(seconds, _AttemptDeadline)
