@@ -13,6 +13,7 @@ import gevent  # noqa: E402
 import gevent.event  # noqa: E402
 
 from models.logs import configure_logging, one_line  # noqa: E402
+from models.process import exit_process  # noqa: E402
 from models.settings import SettingsError, get_settings  # noqa: E402
 
 log = logging.getLogger("worker")
@@ -55,4 +56,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

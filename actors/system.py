@@ -11,7 +11,7 @@ from actors.dispatcher import Drain, JobDispatcher, Stats
 from actors.purger import Purger
 from actors.transport import Transport
 from models import jobs, telemetry
-from models.db import open_database
+from models.db import close_database, open_database
 from models.events import BatchedPublisher
 from models.net.policy import DestinationPolicy
 from models.redis_client import redis_client
@@ -103,4 +103,5 @@ class ActorSystem:
             self.metrics_server.stop(timeout=1)
         if self.transport is not None:
             self.transport.close()
+        close_database()  # opened by start(); closed here, not left to the interpreter's exit
         log.info("actor system stopped")

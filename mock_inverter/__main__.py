@@ -9,6 +9,8 @@ import sys  # noqa: E402
 
 import gevent  # noqa: E402
 
+from models.process import exit_process  # noqa: E402
+
 from .app import create_app  # noqa: E402
 from .clock import SimClock, parse_iso  # noqa: E402
 from .config import ConfigError, generate_fleet, load_fleet, parse_fleet  # noqa: E402
@@ -112,4 +114,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -11,7 +11,9 @@ import sys  # noqa: E402
 import gevent  # noqa: E402
 
 from models.logs import configure_logging, one_line  # noqa: E402
+from models.process import exit_process  # noqa: E402
 from models.settings import SettingsError, get_settings  # noqa: E402
+from web.extensions import collaborators_of  # noqa: E402
 from web.server import Server, server_limits  # noqa: E402
 
 log = logging.getLogger("web")
@@ -59,6 +61,7 @@ def main() -> int:
         limits["max_connections"],
     )
     server.serve_forever()
+    collaborators_of(app).close()  # the database closed (its WAL checkpointed) and Redis let go, before the exit
     # A second copy of the signal can still be pending in a helper thread; once gevent's hub is
     # gone it would kill the process with the default action and a misleading exit status.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -68,4 +71,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
