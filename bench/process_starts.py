@@ -1,5 +1,6 @@
 """CPU time a start of each kind of project process costs, as the tests start them: start, wait until ready,
-SIGTERM, and take the process's user + sys time from os.wait4 (so the start and the stop, nothing else).
+SIGTERM, and take the process's user + sys time from os.wait4 (so the start and the stop, nothing else), and
+the wall time from SIGTERM until the process had exited.
 
     export SECRET_KEY=$(.venv/bin/python -m models new-secret-key | tail -1)
     eval "$(scripts/ensure-redis --export)"
@@ -44,8 +45,9 @@ def wait_log(path: Path, text: str, proc: subprocess.Popen, timeout: float = 30)
         time.sleep(0.02)
 
 
-def start_once(kind: str, root: Path, env: dict, log: Path) -> float:
-    """Start one process of `kind` from checkout `root`, wait until it is ready, stop it: its CPU seconds."""
+def start_once(kind: str, root: Path, env: dict, log: Path) -> tuple[float, float | None]:
+    """Start one process of `kind` from checkout `root`, wait until it is ready, stop it: its CPU seconds, and the
+    seconds from SIGTERM until it had exited (None for the CLI, which exits by itself)."""
     env = {**env, "PYTHONPATH": str(root)}
     args = {
         "web": ["web"],
@@ -67,13 +69,15 @@ def start_once(kind: str, root: Path, env: dict, log: Path) -> float:
         wait_http(f"http://127.0.0.1:{port}/admin/stats", 30, proc)
     elif kind.startswith("worker"):
         wait_log(log, "actor system up", proc)
+    stopping = time.monotonic()
     if kind != "cli":
         proc.send_signal(signal.SIGTERM)
     _, status, usage = os.wait4(proc.pid, 0)
+    stop_s = None if kind == "cli" else time.monotonic() - stopping
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode not in (0, -signal.SIGTERM):
         raise SystemExit(f"bench: {args} exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime + usage.ru_stime, stop_s
 
 
 def main() -> int:
@@ -98,10 +102,14 @@ def main() -> int:
                 "PYTHONUNBUFFERED": "1",
             }
         seconds: dict[tuple[Path, str], list[float]] = {(r, k): [] for r in roots for k in kinds}
+        stops: dict[tuple[Path, str], list[float]] = {(r, k): [] for r in roots for k in kinds}
         for kind in kinds:
             for run in range(options.runs):
                 for root in roots if run % 2 == 0 else roots[::-1]:
-                    seconds[root, kind].append(start_once(kind, root, envs[root], Path(scratch) / "process.log"))
+                    cpu_s, stop_s = start_once(kind, root, envs[root], Path(scratch) / "process.log")
+                    seconds[root, kind].append(cpu_s)
+                    if stop_s is not None:
+                        stops[root, kind].append(stop_s)
     for root in roots:
         print(f"{root}:")
         for kind in kinds:
@@ -109,6 +117,11 @@ def main() -> int:
             print(
                 f"  {kind:12s} median {statistics.median(values) * 1000:6.0f} ms CPU"
                 f"  (min {min(values) * 1000:.0f}, max {max(values) * 1000:.0f}, {len(values)} starts)"
+                + (
+                    f"; SIGTERM to exit median {statistics.median(stops[root, kind]) * 1000:.0f} ms"
+                    if stops[root, kind]
+                    else ""
+                )
             )
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
