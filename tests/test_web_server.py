@@ -131,3 +131,42 @@ def test_the_servers_own_refusals_are_the_error_envelope(services, env):
         assert json.loads(body)["error"]["code"] == code
         assert read_until_closed(sock) == b""
         sock.close()
+
+
+def test_sigterm_answers_the_request_being_read_and_takes_no_more_on_kept_alive_connections(services, env):
+    web = services.web(env, SHUTDOWN_GRACE_S="5")
+    key = create_account(env)
+    body = json.dumps({"url": "http://127.0.0.1:9/x"}).encode()
+
+    kept_alive = connect(web)
+    kept_alive.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert read_response(kept_alive)[0] == 200
+
+    in_flight = connect(web)
+    in_flight.sendall(
+        (
+            f"POST /jobs HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
+        ).encode()
+    )
+    # The server asks for the body once the view reads it: the request is being answered.
+    interim = b""
+    while b"\r\n\r\n" not in interim:
+        interim += in_flight.recv(1)
+    assert interim.startswith(b"HTTP/1.1 100 ")
+
+    web.terminate()
+    wait_until(lambda: "stopping" in web.logs(), 10, 0.02, "the web to begin stopping")
+    in_flight.sendall(body)
+    # Answered, then closed: no further request on that connection either.
+    head, _, answer = read_until_closed(in_flight).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 202 ") and json.loads(answer)["status"] == "pending"
+
+    # The kept-alive connection was closed without taking another request.
+    try:
+        kept_alive.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        after = read_until_closed(kept_alive)
+    except ConnectionResetError:
+        after = b""
+    assert after == b""
+    assert web.stop() == 0

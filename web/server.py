@@ -27,6 +27,7 @@ import time
 from http import HTTPStatus
 from http import client as http_client
 
+from gevent.pool import Pool
 from gevent.pywsgi import WSGIHandler, WSGIServer, headers_factory
 
 from web.errors import envelope, raw_error_response
@@ -198,6 +199,8 @@ class Handler(WSGIHandler):
 
     def read_requestline(self):
         if self.deadline is None:  # a kept-alive connection waiting for its next request
+            if self.server.stopping:
+                return ""  # none after the server began to stop: the connection closes
             self.wait_for_request(self.server.idle_timeout_s)
             if not self.rfile.peek(1) or self.dropped:
                 return ""
@@ -297,7 +300,11 @@ class Server(WSGIServer):
         self, listener, application, *, max_connections: int, header_timeout_s: float, idle_timeout_s: float, **kwargs
     ):
         kwargs.setdefault("backlog", LISTEN_BACKLOG)
+        # Handlers in a pool, so that stop() waits for the requests being answered (without one, gevent's stop
+        # only stops accepting, and the process would end under them). gunicorn's worker brings its own.
+        kwargs.setdefault("spawn", Pool())
         super().__init__(listener, application, **kwargs)
+        self.stopping = False
         self.access_log = kwargs.get("log", "default") is not None
         self.connections = Slots(max_connections)
         self.reserve = Slots(HEALTH_RESERVE)
@@ -305,6 +312,16 @@ class Server(WSGIServer):
         self.idle_timeout_s = idle_timeout_s
         self.accept_errors = 0
         self.accept_error_logged = 0.0
+
+    def close(self):
+        """Stop accepting, and end every connection that is waiting for a request (kept alive, or still sending
+        its headers): what is being answered finishes, and no connection takes another request (stop() then
+        waits for those, `python -m web` and gunicorn alike)."""
+        self.stopping = True
+        super().close()
+        for slots in (self.connections, self.reserve):
+            for handler in list(slots.waiting):
+                handler.drop()
 
     def handle(self, sock, address):
         handler = self.handler_class(sock, address, self)
