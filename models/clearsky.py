@@ -19,9 +19,9 @@ one, and the next day's table is asked for in the last PREFETCH_S of the UTC day
 moment), so a site's table is ready before its day starts. Without a pool (pure tests, tools) they are
 computed in line.
 
-pvlib and pandas are imported when first needed, not by this module: their import costs ~1 s of CPU (pvlib
-pulls in scipy), which a worker whose alert engine has no production_low or daily_summary rule never needs to
-pay. Never on the pool's thread, though: importing pvlib imports h5py, which runs `uname -p` in a subprocess,
+numpy, pandas and pvlib are imported when first needed, not by this module: their import costs ~1 s of CPU
+(pvlib pulls in scipy; numpy alone ~0.12 s), which a worker whose alert engine has no production_low or
+daily_summary rule never needs to pay. Never on the pool's thread, though: importing pvlib imports h5py, which runs `uname -p` in a subprocess,
 and gevent watches children only from the main thread's loop; so ClearSky and Sunsets import them on the
 caller's greenlet before their first computation goes to the pool (one pause of ~1 s of that hub, once in the
 process's life).
@@ -29,19 +29,21 @@ process's life).
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from gevent.event import AsyncResult
 from gevent.threadpool import ThreadPool
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DAY_S = 86400.0
 TABLE_STEP_S = 300.0
 POINTS = int(DAY_S / TABLE_STEP_S) + 1
-TABLE_TIMES = np.arange(POINTS) * TABLE_STEP_S
 PREFETCH_S = 6 * 3600.0
 #: Tables computed in one vectorised call at most (1,000 sites: ~2 MB an intermediate array, ~33 MB at the peak).
 TABLES_PER_CALL = 1000
@@ -64,13 +66,22 @@ class Site:
     azimuth: float = 180.0
 
 
+@functools.cache
 def import_pvlib():
-    """(pandas, pvlib), imported on the first call (see the module's docstring)."""
+    """(numpy, pandas, pvlib), imported on the first call (see the module's docstring)."""
+    import numpy
     import pandas
     import pvlib
     import pvlib.spa
 
-    return pandas, pvlib
+    return numpy, pandas, pvlib
+
+
+@functools.cache
+def table_times() -> np.ndarray:
+    """The seconds into the UTC day of a table's points."""
+    numpy = import_pvlib()[0]
+    return numpy.arange(POINTS) * TABLE_STEP_S
 
 
 def importing_pvlib_first(compute: Callable | None) -> Callable | None:
@@ -94,7 +105,7 @@ def day_tables(sites: Sequence[Site], utc_day: int) -> np.ndarray:
     and broadcast against the sites' latitudes and longitudes (pvlib's SPA in numpy, the algorithm and
     defaults `pvlib.solarposition.get_solarposition` uses: the tables are the same to the last bit).
     """
-    _, pvlib = import_pvlib()
+    np, _, pvlib = import_pvlib()
 
     def column(values: list[float]) -> np.ndarray:  # one row per site, broadcast against the time grid
         return np.array(values, dtype=float)[:, None]
@@ -102,7 +113,7 @@ def day_tables(sites: Sequence[Site], utc_day: int) -> np.ndarray:
     latitude = column([s.latitude for s in sites])
     longitude = column([s.longitude for s in sites])
     apparent_zenith, _, apparent_elevation, elevation, azimuth, _ = pvlib.spa.solar_position_numpy(
-        utc_day * DAY_S + TABLE_TIMES,
+        utc_day * DAY_S + table_times(),
         latitude,
         longitude,
         SPA_ALTITUDE_M,
@@ -134,6 +145,7 @@ def day_table(site: Site, utc_day: int) -> np.ndarray:
 
 def tables_of(wanted: Sequence[tuple[Site, int]]) -> list[np.ndarray]:
     """The tables of many (site, UTC day): one day_tables call per day."""
+    np = import_pvlib()[0]
     by_day: dict[int, list[int]] = {}
     for index, (_, utc_day) in enumerate(wanted):
         by_day.setdefault(utc_day, []).append(index)
@@ -260,7 +272,7 @@ class ClearSky:
         into_day = t - utc_day * DAY_S
         if into_day > DAY_S - PREFETCH_S * (hash(site) % 997 + 1) / 997:
             self.tables.ask((site, utc_day + 1), site, utc_day + 1)
-        return float(np.interp(into_day, TABLE_TIMES, table))
+        return float(import_pvlib()[0].interp(into_day, table_times(), table))
 
 
 def solar_day(longitude: float, t: float) -> int:
@@ -270,7 +282,7 @@ def solar_day(longitude: float, t: float) -> int:
 
 def sunset_of(latitude: float, longitude: float, day: int) -> float | None:
     """The sunset (UTC epoch seconds) of one solar day at a place; None in polar day or night."""
-    pd, pvlib = import_pvlib()
+    _, pd, pvlib = import_pvlib()
 
     noon = pd.to_datetime([(day + 0.5) * DAY_S - longitude / 15.0 * 3600.0], unit="s", utc=True)
     sunset = pvlib.solarposition.sun_rise_set_transit_spa(noon, latitude, longitude)["sunset"].iloc[0]

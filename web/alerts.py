@@ -14,7 +14,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    RootModel,
     ValidationInfo,
     create_model,
     field_validator,
@@ -33,7 +32,7 @@ from web.auth import require_account
 from web.errors import ApiError, blocked_destination, not_found
 from web.extensions import app_settings, destination_policy, owner, redis_client
 from web.job_request import DestinationUrl
-from web.json_body import RequestModel, RequestRootModel, body_as, validated
+from web.json_body import ApiModel, ApiRootModel, RequestModel, RequestRootModel, body_as, validated
 from web.openapi import operation
 
 bp = Blueprint("alerts", __name__)
@@ -93,7 +92,7 @@ class WebhookEndpointRequest(RequestModel):
         return list(dict.fromkeys(value))
 
 
-class WebhookEndpointView(BaseModel):
+class WebhookEndpointView(ApiModel):
     id: str
     url: str
     description: str
@@ -112,7 +111,7 @@ class WebhookEndpointRotated(WebhookEndpointCreated):
     )
 
 
-class WebhookEndpointList(BaseModel):
+class WebhookEndpointList(ApiModel):
     webhook_endpoints: list[WebhookEndpointView]
 
 
@@ -207,7 +206,7 @@ Number = Annotated[float, Field(strict=True)]  # a JSON number: not a boolean, n
 MINUTES = "how long the condition must hold, in minutes (fractions allowed)"
 
 
-class _Params(BaseModel):
+class _Params(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -292,7 +291,7 @@ def _title(kind: str) -> str:
     return "".join(part.title() for part in kind.split("_"))
 
 
-class _RuleRequest(BaseModel):
+class _RuleRequest(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     @field_validator("params", mode="before", check_fields=False)
@@ -330,6 +329,7 @@ class AlertRulePatch(RequestModel):
 def _rule_view_model(kind: str) -> type[BaseModel]:
     return create_model(
         f"{_title(kind)}RuleView",
+        __base__=ApiModel,
         id=(str, ...),
         account=(str, Field(description="the owner's account id")),
         inverter_id=(str | None, Field(description="null: every inverter the owner has")),
@@ -342,11 +342,11 @@ def _rule_view_model(kind: str) -> type[BaseModel]:
 _RULE_VIEWS = tuple(_rule_view_model(kind) for kind in alerts.KINDS)
 
 
-class AlertRuleView(RootModel[Annotated[Union[_RULE_VIEWS], Field(discriminator="kind")]]):  # noqa: UP007
+class AlertRuleView(ApiRootModel[Annotated[Union[_RULE_VIEWS], Field(discriminator="kind")]]):  # noqa: UP007
     """A rule, with its kind's parameters (the defaults filled in)."""
 
 
-class AlertRuleList(BaseModel):
+class AlertRuleList(ApiModel):
     alert_rules: list[AlertRuleView]
 
 
@@ -452,7 +452,7 @@ def delete_rule(rule_id):
 MAX_ALERTS = 100
 
 
-class AlertView(BaseModel):
+class AlertView(ApiModel):
     """An alert (an episode of a rule's condition on one inverter), as its webhooks' data says it."""
 
     alert_id: str
@@ -467,7 +467,7 @@ class AlertView(BaseModel):
     acknowledged_at: str | None = Field(description="when the owner acknowledged it", json_schema_extra=DATE_TIME)
 
 
-class AlertList(BaseModel):
+class AlertList(ApiModel):
     alerts: list[AlertView] = Field(description=f"newest first, at most {MAX_ALERTS}")
 
 

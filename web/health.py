@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
-from pydantic import BaseModel
 
 from web.errors import error_response
 from web.extensions import owner, redis_client
+from web.json_body import ApiModel
 from web.openapi import ErrorEnvelope, operation
 
 bp = Blueprint("health", __name__)
 
 
-class Health(BaseModel):
+class Health(ApiModel):
     status: str
 
 

@@ -33,7 +33,7 @@ from models.net.urls import InvalidUrl, parse_base_url
 from web.auth import require_account
 from web.errors import ApiError, not_found
 from web.extensions import app_settings, destination_policy, owner, redis_client
-from web.json_body import RequestModel, RequestRootModel, body_as, limit_param
+from web.json_body import DEFERRED, ApiModel, RequestModel, RequestRootModel, body_as, limit_param
 from web.openapi import operation, query
 
 log = logging.getLogger(__name__)
@@ -341,7 +341,7 @@ def _connection_model(cls) -> type[BaseModel]:
         }
     )
     fields.update({name: (Literal[allowed], allowed[0]) for name, allowed in cls.credential_options.items()})
-    return create_model(f"{_title(cls)}Connection", __config__=ConfigDict(extra="allow"), **fields)
+    return create_model(f"{_title(cls)}Connection", __config__=ConfigDict(DEFERRED, extra="allow"), **fields)
 
 
 def _title(cls) -> str:
@@ -355,6 +355,7 @@ def _onboarding_model(cls) -> type[BaseModel]:
     """The body that onboards an inverter of this brand: its connection names the brand's own credentials."""
     return create_model(
         f"{_title(cls)}Onboarding",
+        __base__=ApiModel,
         brand=(Literal[cls.name], ...),
         serial=(str, Field(min_length=1, max_length=500, description="at most 100 characters without commas")),
         connection=(_CONNECTIONS[cls.name], ...),
@@ -364,7 +365,10 @@ def _onboarding_model(cls) -> type[BaseModel]:
 
 def _discovery_model(cls) -> type[BaseModel]:
     return create_model(
-        f"{_title(cls)}Discovery", brand=(Literal[cls.name], ...), connection=(_CONNECTIONS[cls.name], ...)
+        f"{_title(cls)}Discovery",
+        __base__=ApiModel,
+        brand=(Literal[cls.name], ...),
+        connection=(_CONNECTIONS[cls.name], ...),
     )
 
 
@@ -388,7 +392,7 @@ class DiscoveryRequest(RequestRootModel[Annotated[Union[_DISCOVERIES], Field(dis
         return _parse_discovery(data)
 
 
-class DiscoveredDevice(BaseModel):
+class DiscoveredDevice(ApiModel):
     serial: str = Field(description="what POST /inverters takes as serial")
     device_type: str | None = Field(
         description="as the brand reports it; null when the brand would be asked once more for it (it is on onboarding)"
@@ -402,12 +406,12 @@ class DiscoveredDevice(BaseModel):
     inverter_id: str | None = Field(description="the inverter's id when it is yours")
 
 
-class DiscoveredDevices(BaseModel):
+class DiscoveredDevices(ApiModel):
     brand: str
     devices: list[DiscoveredDevice]
 
 
-class InverterView(BaseModel):
+class InverterView(ApiModel):
     id: str
     brand: str
     serial: str
@@ -424,7 +428,7 @@ class InverterView(BaseModel):
     members: list[str] = Field([], description="account ids; on GET /inverters/{id} only")
 
 
-class InverterList(BaseModel):
+class InverterList(ApiModel):
     inverters: list[InverterView]
 
 
@@ -605,7 +609,7 @@ class MemberRequest(RequestModel):
         return _field(data if isinstance(data, dict) else {}, "account")
 
 
-class MemberAdded(BaseModel):
+class MemberAdded(ApiModel):
     inverter_id: str
     account: str
     added: bool = Field(description="false: the account already was a member")
@@ -645,13 +649,13 @@ def remove_member(inverter_id, ref):
     return "", 204
 
 
-class LatestReading(BaseModel):
+class LatestReading(ApiModel):
     inverter_id: str
     status: str | None
     reading: dict[str, Any] | None = Field(description="the latest reading with its event_id, or null")
 
 
-class ReadingList(BaseModel):
+class ReadingList(ApiModel):
     inverter_id: str
     readings: list[dict[str, Any]]
     next_since: str | None = Field(
@@ -659,13 +663,13 @@ class ReadingList(BaseModel):
     )
 
 
-class EnergyBucket(BaseModel):
+class EnergyBucket(ApiModel):
     model_config = ConfigDict(extra="allow")
     start: str = Field(json_schema_extra={"format": "date-time"})
     end: str = Field(json_schema_extra={"format": "date-time"})
 
 
-class EnergyList(BaseModel):
+class EnergyList(ApiModel):
     inverter_id: str
     period: Literal[energy.PERIODS]  # type: ignore[valid-type]
     timezone: str
@@ -840,7 +844,7 @@ def connection_view(connection, members) -> dict:
     }
 
 
-class QuotaWindow(BaseModel):
+class QuotaWindow(ApiModel):
     name: str
     limit: int
     used: int
@@ -848,14 +852,14 @@ class QuotaWindow(BaseModel):
     resets_at: str | None = Field(json_schema_extra={"format": "date-time"})
 
 
-class Throttling(BaseModel):
+class Throttling(ApiModel):
     last_at: str | None = Field(json_schema_extra={"format": "date-time"})
     reason: str | None
     count: int
     paused_until: str | None = Field(json_schema_extra={"format": "date-time"})
 
 
-class ConnectionView(BaseModel):
+class ConnectionView(ApiModel):
     id: str
     brand: str
     inverters: int

@@ -11,7 +11,7 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from models.backoff import JITTER_KINDS, Backoff
 from models.base import NoTimeZone, parse_iso
@@ -19,7 +19,7 @@ from models.ids import looks_like_id
 from models.net.policy import BlockedDestination, DestinationPolicy
 from models.net.urls import InvalidUrl, OutboundUrl, parse_outbound_url
 from web.errors import ApiError, blocked_destination
-from web.json_body import RequestModel
+from web.json_body import ApiModel, RequestModel
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 MAX_TIMEOUT_S = 120.0
@@ -220,7 +220,7 @@ def idempotency_key(value, where: str) -> str | None:
 _DEFAULTS = Backoff()
 
 
-class BackoffRequest(BaseModel):
+class BackoffRequest(ApiModel):
     """The delay before attempt n+1: min(cap_s, base_s * multiplier**(n-1)), with the jitter applied."""
 
     model_config = ConfigDict(extra="forbid")

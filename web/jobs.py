@@ -6,7 +6,7 @@ import base64
 from typing import Any, Literal
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
-from pydantic import BaseModel, Field, SkipValidation
+from pydantic import Field, SkipValidation
 
 from models import jobs, lifecycle, telemetry, webhooks
 from models.base import iso, parse_iso
@@ -17,7 +17,7 @@ from web.auth import require_account
 from web.errors import ApiError, not_found
 from web.extensions import app_settings, collaborators_of, destination_policy, owner
 from web.job_request import IDEMPOTENCY_KEY_TEXT, JobRequest, idempotency_key
-from web.json_body import RequestModel, body_as, limit_param, validated
+from web.json_body import ApiModel, RequestModel, body_as, limit_param, validated
 from web.openapi import header, operation, query
 
 bp = Blueprint("jobs", __name__)
@@ -26,7 +26,7 @@ MAX_BATCH = 1000
 Status = Literal[lifecycle.STATUSES]  # type: ignore[valid-type]
 
 
-class RequestView(BaseModel):
+class RequestView(ApiModel):
     """The job's request as stored; sensitive header values are masked as ***."""
 
     url: str
@@ -39,7 +39,7 @@ class RequestView(BaseModel):
     body: str | None = Field(None, description="present when the body was given as text")
 
 
-class JobView(BaseModel):
+class JobView(ApiModel):
     id: str
     status: Status
     attempts: int
@@ -54,12 +54,12 @@ class JobView(BaseModel):
     result: dict[str, Any] | None
 
 
-class JobList(BaseModel):
+class JobList(ApiModel):
     jobs: list[JobView]
     next_cursor: str | None = Field(description="give as cursor for the next page; null on the last")
 
 
-class AttemptView(BaseModel):
+class AttemptView(ApiModel):
     number: int
     scheduled_at: str | None = Field(json_schema_extra={"format": "date-time"})
     started_at: str | None = Field(json_schema_extra={"format": "date-time"})
@@ -70,12 +70,12 @@ class AttemptView(BaseModel):
     outcome: str | None
 
 
-class AttemptList(BaseModel):
+class AttemptList(ApiModel):
     job_id: str
     attempts: list[AttemptView]
 
 
-class JobStats(BaseModel):
+class JobStats(ApiModel):
     counts: dict[str, int] = Field(description="jobs by status")
 
 
@@ -107,18 +107,18 @@ class BatchRequest(RequestModel):
         return items
 
 
-class BatchError(BaseModel):
+class BatchError(ApiModel):
     index: int
     error: dict[str, Any] = Field(description="the error envelope's inner object: code, message, details")
 
 
-class BatchCreated(BaseModel):
+class BatchCreated(ApiModel):
     index: int
     id: str
     created: bool = Field(description="false: an existing job with the same idempotency key")
 
 
-class BatchResults(BaseModel):
+class BatchResults(ApiModel):
     results: list[BatchCreated | BatchError] = Field(description="one per job, in order")
 
 

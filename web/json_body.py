@@ -133,6 +133,20 @@ def limit_param(default: int, most: int) -> int:
     return limit
 
 
+#: The API's models build their validators and serializers on first use, not at class creation: a process builds
+#: those its requests use, not all ~80 at every start (~45 ms of CPU a web start); GET /openapi.json builds those it
+#: describes. Every model of the API derives from ApiModel or ApiRootModel (or is made with create_model on one).
+DEFERRED = ConfigDict(defer_build=True)
+
+
+class ApiModel(BaseModel):
+    model_config = DEFERRED
+
+
+class ApiRootModel(RootModel[T]):
+    model_config = DEFERRED
+
+
 class _Rules:
     _parsed: Any = PrivateAttr(None)
 
@@ -149,7 +163,7 @@ class _Rules:
         return model
 
 
-class RequestModel(_Rules, BaseModel):
+class RequestModel(_Rules, ApiModel):
     """A request body's model: its fields and constraints are the published schema (GET /openapi.json), and
     `rules` carries what a schema cannot say (the destination policy, RFC 9110 header values), raising ApiError
     with the messages the API has always given. `rules` runs first; its result is what the view uses. A model
@@ -158,7 +172,7 @@ class RequestModel(_Rules, BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class RequestRootModel(_Rules, RootModel[T]):
+class RequestRootModel(_Rules, ApiRootModel[T]):
     """As RequestModel, for a body that is one of several shapes (a union)."""
 
 

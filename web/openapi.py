@@ -16,6 +16,7 @@ from flask import Blueprint, current_app, jsonify, render_template
 from pydantic import BaseModel, ConfigDict
 
 from web.errors import _HTTP_CODES
+from web.json_body import ApiModel
 
 bp = Blueprint("openapi", __name__)
 
@@ -27,13 +28,13 @@ _AUTH_ERRORS = (401,)
 _CHANGE_ERRORS = (403,)  # a change made with the session cookie alone, without the CSRF header
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(ApiModel):
     code: str
     message: str
     details: dict[str, Any]
 
 
-class ErrorEnvelope(BaseModel):
+class ErrorEnvelope(ApiModel):
     """Every error answer: a stable `code`, a message for people, and details (e.g. the `field` at fault)."""
 
     model_config = ConfigDict(title="Error")

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 from flask.sessions import NullSession, SessionInterface
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from models.accounts import account_for_key, close_session, open_session
 from models.base import iso, now
 from web.auth import SESSION_COOKIE, forget_session
 from web.errors import ApiError
 from web.extensions import app_settings, owner
-from web.json_body import RequestModel, body_as
+from web.json_body import ApiModel, RequestModel, body_as
 from web.openapi import operation
 
 bp = Blueprint("session", __name__)
@@ -46,12 +46,12 @@ class SessionRequest(RequestModel):
         return key.strip()
 
 
-class AccountRef(BaseModel):
+class AccountRef(ApiModel):
     id: str
     name: str
 
 
-class SessionView(BaseModel):
+class SessionView(ApiModel):
     account: AccountRef
     expires_at: str = Field(json_schema_extra={"format": "date-time"})
 

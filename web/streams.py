@@ -32,7 +32,7 @@ import gevent
 import gevent.event
 import gevent.lock
 from flask import Blueprint, Response, current_app, g, request
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from models import jobs, live_events, telemetry
 from models.backoff import Backoff
@@ -53,6 +53,7 @@ from web.auth import require_account
 from web.errors import ApiError, not_found
 from web.extensions import collaborators_of, owner
 from web.fanout import Client, Fanout, TooManyStreams, frame
+from web.json_body import ApiModel
 from web.latest_readings import LatestReadings
 from web.openapi import EVENT_STREAM, header, operation, query
 from web.stream_access import AccessCache
@@ -307,7 +308,7 @@ _LAST_EVENT_ID = (
 )
 
 
-class StreamStats(BaseModel):
+class StreamStats(ApiModel):
     streams: int = Field(description="the caller's open streams on this web process")
     limit: int
     at: str = Field(json_schema_extra={"format": "date-time"})

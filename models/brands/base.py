@@ -12,15 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
-
-import requests
 
 from models.base import parse_iso
 from models.brands.quota import Quota
 from models.net.policy import BlockedDestination, DestinationPolicy
-from models.net.transport import GuardedSession, describe_failure
 from models.net.urls import InvalidUrl, parse_base_url, redact_urls
+
+if TYPE_CHECKING:
+    import requests
 
 # BrandError kinds. The poller backs the whole brand off on RATE_LIMITED, SERVER_ERROR and
 # UNREACHABLE; onboarding turns each into its own HTTP answer.
@@ -163,6 +164,10 @@ class BrandAdapter:
         self.credentials = credentials
         self.on_credentials_changed = on_credentials_changed
         self.timeout_s = timeout_s
+        # requests (~50 ms of CPU to import) comes with the first adapter, not with this module: the web
+        # imports the registry at start for its forms, and needs requests only when it onboards.
+        from models.net.transport import GuardedSession
+
         self.session = GuardedSession(policy)
         try:
             root = parse_base_url(base_url, self.root_prefixes)
@@ -211,6 +216,10 @@ class BrandAdapter:
         self.session.close()
 
     def _send(self, method: str, path: str, **kwargs) -> requests.Response:
+        import requests
+
+        from models.net.transport import describe_failure
+
         if self.unusable:
             raise BrandError(UNREACHABLE, f"{self.name}: the connection's base URL {self.unusable}")
         try:

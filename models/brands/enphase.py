@@ -21,8 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-
-import requests
+from typing import TYPE_CHECKING
 
 from models.brands.base import (
     AUTH,
@@ -39,6 +38,9 @@ from models.brands.base import (
     retry_after,
 )
 from models.brands.quota import MINUTE, MONTH, Quota, Window
+
+if TYPE_CHECKING:
+    import requests
 
 log = logging.getLogger(__name__)
 
