@@ -120,7 +120,8 @@ def prepare_attempt(method: str, url: str, headers: dict[str, str], body: bytes 
     The full prepare() also builds a cookie jar per request (an attempt carries no cookies: one account's must
     never reach another's job), reads credentials from the URL's userinfo (refused at submission:
     models/net/urls.py), attaches hooks (only a Session runs them) and checks an empty params dict against
-    requests' runtime Protocols; together a tenth of the worker's CPU per attempt (docs/benchmarks.md).
+    requests' runtime Protocols: together about half of prepare()'s cost, 4% of the worker's CPU per attempt
+    (docs/benchmarks.md).
     """
     prepared = requests.PreparedRequest()
     prepared.prepare_method(method)

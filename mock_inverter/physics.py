@@ -104,6 +104,8 @@ def compute_day_curve(key: CurveKey, utc_day: int) -> Curve:
 log = logging.getLogger(__name__)
 POINTS = SAMPLES_PER_DAY + 1
 DIGEST_BYTES = 32
+# A file's body: power and air temperature as float64, then the sun-up flags a byte each.
+_AIR_AT, _SUN_UP_AT, _BODY_BYTES = POINTS * 8, POINTS * 16, POINTS * 17
 
 
 class CurveStore:
@@ -134,17 +136,18 @@ class CurveStore:
         return self.directory / (hashlib.blake2b(name.encode(), digest_size=16).hexdigest() + ".curve")
 
     def load(self, key: CurveKey, utc_day: int) -> Curve | None:
+        path = self.path(key, utc_day)
         try:
-            data = self.path(key, utc_day).read_bytes()
+            data = path.read_bytes()
         except OSError:
             return None
         body = data[:-DIGEST_BYTES]
-        if len(body) != POINTS * 17 or hashlib.blake2b(body, digest_size=DIGEST_BYTES).digest() != data[-DIGEST_BYTES:]:
-            log.warning("day curve store: %s is damaged; computing it again", self.path(key, utc_day).name)
+        if len(body) != _BODY_BYTES or hashlib.blake2b(body, digest_size=DIGEST_BYTES).digest() != data[-DIGEST_BYTES:]:
+            log.warning("day curve store: %s is damaged; computing it again", path.name)
             return None
         power = np.frombuffer(body, np.float64, POINTS, 0)
-        air = np.frombuffer(body, np.float64, POINTS, POINTS * 8)
-        sun_up = np.frombuffer(body, np.bool_, POINTS, POINTS * 16)
+        air = np.frombuffer(body, np.float64, POINTS, _AIR_AT)
+        sun_up = np.frombuffer(body, np.bool_, POINTS, _SUN_UP_AT)
         return power, sun_up, air
 
     def save(self, key: CurveKey, utc_day: int, curve: Curve) -> None:

@@ -33,7 +33,7 @@ from models.net.urls import InvalidUrl, parse_base_url
 from web.auth import require_account
 from web.errors import ApiError, not_found
 from web.extensions import app_settings, destination_policy, owner, redis_client
-from web.json_body import DEFERRED, ApiModel, RequestModel, RequestRootModel, body_as, limit_param
+from web.json_body import ApiModel, RequestModel, RequestRootModel, body_as, limit_param
 from web.openapi import operation, query
 
 log = logging.getLogger(__name__)
@@ -322,6 +322,12 @@ def _brand_failure(exc: BrandError, spec: dict) -> ApiError:
     return ApiError(502, "brand_unreachable", f"the brand could not be asked: {exc.message}", details)
 
 
+class _ConnectionBody(ApiModel):
+    """What every brand's connection model shares: fields besides the brand's own are let through to its rules."""
+
+    model_config = ConfigDict(extra="allow")
+
+
 def _connection_model(cls) -> type[BaseModel]:
     """A brand's connection as a body carries it: its API root and the brand's own credentials."""
     fields: dict[str, Any] = {
@@ -341,7 +347,7 @@ def _connection_model(cls) -> type[BaseModel]:
         }
     )
     fields.update({name: (Literal[allowed], allowed[0]) for name, allowed in cls.credential_options.items()})
-    return create_model(f"{_title(cls)}Connection", __config__=ConfigDict(DEFERRED, extra="allow"), **fields)
+    return create_model(f"{_title(cls)}Connection", __base__=_ConnectionBody, **fields)
 
 
 def _title(cls) -> str:

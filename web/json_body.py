@@ -136,15 +136,15 @@ def limit_param(default: int, most: int) -> int:
 #: The API's models build their validators and serializers on first use, not at class creation: a process builds
 #: those its requests use, not all ~80 at every start (~45 ms of CPU a web start); GET /openapi.json builds those it
 #: describes. Every model of the API derives from ApiModel or ApiRootModel (or is made with create_model on one).
-DEFERRED = ConfigDict(defer_build=True)
+_DEFERRED = ConfigDict(defer_build=True)  # a subclass's own model_config is merged with it, not instead of it
 
 
 class ApiModel(BaseModel):
-    model_config = DEFERRED
+    model_config = _DEFERRED
 
 
 class ApiRootModel(RootModel[T]):
-    model_config = DEFERRED
+    model_config = _DEFERRED
 
 
 class _Rules:

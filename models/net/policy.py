@@ -154,12 +154,10 @@ class DestinationPolicy:
         """
         literal = host.strip("[]")
         try:
-            reason = self.reason_blocked(literal)
+            self.check_address(host, literal)
         except ValueError:
-            pass  # a name
+            pass  # not an IP address: a name
         else:
-            if reason:
-                raise BlockedDestination(host, literal, reason)
             return
         try:
             infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
