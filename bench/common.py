@@ -15,6 +15,20 @@ from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
+# `python -m <module>` under cProfile counting its main thread's CPU (not wall time: under gevent a wait would
+# be charged to whatever greenlet switched away), from SIGUSR1 (sent when the submissions start) to exit.
+# The stats are written by an atexit handler: the project's processes end through models/process.py's
+# exit_process, which runs the atexit handlers and then skips the interpreter's teardown (and any `finally` here).
+PROFILED = r"""
+import atexit, cProfile, runpy, signal, sys, time
+module, out = sys.argv.pop(1), sys.argv.pop(1)
+profiler = cProfile.Profile(time.thread_time)
+signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
+atexit.register(lambda: (profiler.disable(), profiler.dump_stats(out)))
+sys.argv[0] = module
+runpy.run_module(module, run_name="__main__")
+"""
+
 
 def free_port() -> int:
     with socket.socket() as s:

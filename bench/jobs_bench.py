@@ -37,7 +37,15 @@ import redis  # noqa: E402
 import requests  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_seconds, create_account, free_port, thread_cpu_seconds, voluntary_switches, wait_http  # noqa: E402
+from common import (  # noqa: E402
+    PROFILED,
+    cpu_seconds,
+    create_account,
+    free_port,
+    thread_cpu_seconds,
+    voluntary_switches,
+    wait_http,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -77,24 +85,6 @@ class Server(WSGIServer):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return super().handle(sock, address)
 Server(("127.0.0.1", int(sys.argv[1])), app, log=None).serve_forever()
-"""
-
-
-# `python -m <module>` under cProfile counting its main thread's CPU (not wall time: under gevent a wait would
-# be charged to whatever greenlet switched away), from SIGUSR1 (sent when the submissions start) to exit.
-PROFILED = r"""
-import cProfile, runpy, signal, sys, time
-module, out = sys.argv.pop(1), sys.argv.pop(1)
-profiler = cProfile.Profile(time.thread_time)
-signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
-sys.argv[0] = module
-try:
-    runpy.run_module(module, run_name="__main__")
-except SystemExit:
-    pass
-finally:
-    profiler.disable()
-    profiler.dump_stats(out)
 """
 
 

@@ -3,6 +3,8 @@ handlers run, and the database closed by the process itself (the interpreter's t
 
 from __future__ import annotations
 
+import os
+import pstats
 import subprocess
 import sys
 import textwrap
@@ -55,3 +57,42 @@ def test_a_stopped_process_exits_0_having_closed_its_database_itself(services, e
     # The last connection's close checkpoints the WAL and removes it. The interpreter's teardown, which used to
     # close the connection, is skipped: the process must have closed it itself.
     assert not wal.exists()
+
+
+def test_a_profiled_benchmark_process_writes_its_stats_though_it_ends_through_exit_process(tmp_path):
+    """bench/jobs_bench.py --profile-worker runs the worker under bench/common.py's PROFILED wrapper, which
+    must write the stats from an atexit handler: exit_process skips the teardown and any `finally` around it."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from common import PROFILED
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    module = tmp_path / "profiled_service.py"
+    module.write_text(
+        textwrap.dedent(
+            """
+            import os, signal
+            from models.process import exit_process
+
+            def the_work():
+                return sum(range(1000))
+
+            os.kill(os.getpid(), signal.SIGUSR1)  # jobs_bench signals the process when the submissions start
+            the_work()
+            exit_process(0)
+            """
+        )
+    )
+    stats = tmp_path / "service.prof"
+    done = subprocess.run(
+        [sys.executable, "-c", PROFILED, "profiled_service", str(stats)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    profiled = {name for _file, _line, name in pstats.Stats(str(stats)).stats}
+    assert "the_work" in profiled
