@@ -32,6 +32,7 @@ import json  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
 import signal  # noqa: E402
+import sqlite3  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -42,7 +43,7 @@ import gevent  # noqa: E402
 import requests  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_seconds, free_port, wait_http  # noqa: E402
+from common import cpu_seconds, create_account, free_port, wait_http  # noqa: E402
 from jobs_bench import PY, ROOT, SINK, submit_all  # noqa: E402
 
 from actors.transport import Transport  # noqa: E402
@@ -135,6 +136,82 @@ def attempt_floor(tmp: Path, attempts: int, payload: dict, lean: bool, rate: flo
     }
 
 
+PERSISTENCE_SUBSCRIBER = r"""
+import os, sys
+import redis
+client = redis.Redis.from_url(sys.argv[1])
+subscription = client.pubsub(ignore_subscribe_messages=True)
+subscription.subscribe("stack-floor")
+print("subscribed", flush=True)
+for message in subscription.listen():
+    if message["data"] == b"end":
+        break
+"""
+
+
+def persistence_floor(tmp: Path, jobs: int, payload: dict, rate: float) -> dict:
+    """With --rate: what the engine's own unavoidable pieces cost a job at that pace, each alone. A job is stored
+    by the web (one write transaction) and claimed and finished by a worker (two more); the web publishes its
+    event and the dispatchers' wake-up, a worker receives the wake-up and publishes the outcome's event. Each
+    piece is the project's own: `DatabaseOwner.write` of `insert_job` (a write transaction on the owner's
+    thread, as the web runs it) on a migrated SQLite file, and `NoReplyPublisher` PUBLISHes received by a
+    redis-py subscriber in another process."""
+    import redis
+
+    from models.db import open_database
+    from models.events import NoReplyPublisher
+    from models.jobs import insert_job
+    from web.job_request import parse_job_request
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), DATABASE_URL=f"sqlite:///{tmp}/floor.db")
+    subprocess.run([PY, "-m", "models", "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
+    create_account(env, ROOT, "floor")
+    with sqlite3.connect(tmp / "floor.db") as connection:
+        (account_id,) = connection.execute("SELECT id FROM account").fetchone()
+    owner = open_database(env["DATABASE_URL"])
+    policy = DestinationPolicy([ipaddress.ip_network("127.0.0.0/8")])
+    spec = parse_job_request(payload, policy)
+
+    def paced(step) -> float:
+        """CPU seconds of this process per step, `jobs` steps at `rate` a second."""
+        start, cpu = time.time(), cpu_seconds()
+        for n in range(jobs):
+            if (due := start + n / rate) > time.time():
+                gevent.sleep(due - time.time())
+            step()
+        return (cpu_seconds() - cpu) / jobs
+
+    idle_wake = paced(lambda: None)
+    transaction = paced(lambda: owner.write(insert_job, account_id, spec, None)) - idle_wake
+    owner.close()
+
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    (tmp / "subscriber.py").write_text(PERSISTENCE_SUBSCRIBER)
+    subscriber = subprocess.Popen([PY, str(tmp / "subscriber.py"), redis_url], stdout=subprocess.PIPE, text=True)
+    client = redis.Redis.from_url(redis_url)
+    publisher = NoReplyPublisher(client)
+    try:
+        assert subscriber.stdout.readline().strip() == "subscribed"
+        message = json.dumps({"type": "job", "data": {"id": "x" * 26, "status": "pending"}})
+        before = cpu_seconds(subscriber.pid)
+        publish = paced(lambda: publisher.publish([("stack-floor", message)])) - idle_wake
+        receive = (cpu_seconds(subscriber.pid) - before) / jobs
+        publisher.publish([("stack-floor", "end")])
+        subscriber.wait(10)
+    finally:
+        subscriber.kill()
+        publisher.close()
+        client.close()
+    pieces = 3 * transaction + 2 * publish + receive
+    return {
+        "write_transaction_ms": round(transaction * 1000, 3),
+        "publish_ms": round(publish * 1000, 3),
+        "receive_ms": round(receive * 1000, 3),
+        "pacing_wake_ms": round(idle_wake * 1000, 3),
+        "per_job_ms": round(pieces * 1000, 3),
+    }
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=5000)
@@ -150,6 +227,7 @@ def main():
         attempts = round(args.jobs * attempts_per_job)
         session = attempt_floor(Path(tmp), attempts, payload["json"], lean=False, rate=args.rate)
         adapter = attempt_floor(Path(tmp), attempts, payload["json"], lean=True, rate=args.rate)
+        persistence = persistence_floor(Path(tmp), min(args.jobs, 1000), payload, args.rate) if args.rate else None
     attempt = min(session, adapter, key=lambda a: a["client_cpu_ms"] + a["sink_cpu_ms"])
     per_job_ms = (
         submit["server_cpu_ms"]
@@ -169,6 +247,18 @@ def main():
                     submit["server_cpu_ms"] + attempts_per_job * attempt["client_cpu_ms"], 3
                 ),
                 "ceiling_deliveries_per_s": round(CORES * 1000 / per_job_ms * DELIVERIES_PER_JOB, 1),
+                **(
+                    {
+                        # With --rate: the engine's own pieces at that pace (three write transactions, two
+                        # publishes, one message received), and the web and worker's floor with them.
+                        "persistence": persistence,
+                        "server_and_client_with_persistence_per_job_ms": round(
+                            submit["server_cpu_ms"] + attempt["client_cpu_ms"] + persistence["per_job_ms"], 3
+                        ),
+                    }
+                    if persistence
+                    else {}
+                ),
             },
             indent=2,
         )
