@@ -1,14 +1,15 @@
 # make run  - start the whole system (web, worker, mock inverter; a local Redis if none is reachable)
 # make test      - run the test suite against real Redis, SQLite files and HTTP servers on 127.0.0.1, in
 #                  TEST_WORKERS processes (pytest-xdist; each takes whole test modules, so a module's shared
-#                  processes stay shared); TEST_WORKERS=0 runs it in this one process. Three on two cores:
-#                  much of the suite waits on real time (offline delays, leases), which a third overlaps
+#                  processes stay shared); TEST_WORKERS=0 runs it in this one process. Four on two cores:
+#                  much of the suite waits on real time (offline delays, leases), which the third and fourth
+#                  overlap (docs/benchmarks.md, "make test with four processes")
 # make test-fast - only the tests that start no project process and no browser (-m "not processes",
 #                  marked by tests/conftest.py): models, planner, in-process API, the mock's physics
 # make lint - ruff (lint and format) and mypy
 SHELL := /bin/bash
 PYTHON ?= python3
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 # test-fast uses no real time, only CPU: one process per core
 FAST_TEST_WORKERS ?= 2
 VENV := .venv

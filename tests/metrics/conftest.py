@@ -137,6 +137,7 @@ class SSEClient:
         self.body = b""
         self.events: list[Event] = []
         self.comments = 0
+        self.comment_times: list[float] = []  # time.monotonic() as each was read, by the reader thread
         self.retry = None
         self.ended = threading.Event()
         self._stop = False
@@ -179,6 +180,7 @@ class SSEClient:
         for line in block.split("\n"):
             if line.startswith(":"):
                 self.comments += 1
+                self.comment_times.append(time.monotonic())
                 continue
             name, _, value = line.partition(": ")
             fields[name] = value
