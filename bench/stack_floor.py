@@ -17,8 +17,10 @@ From those it prints the most deliveries per second two cores could give for the
 workload (1.34 attempts and 0.95 deliveries per job) if the engine itself cost nothing: every job
 needs one submit and 1.34 attempts, each with the CPU of both of its ends. With --rate the submits and
 the attempts are paced at that many a second (one attempt per submit, as in jobs_bench.py --all-ok):
-the floor of the cost per job at light load, where every request wakes its processes from idle. Run it right before or
-after bench/jobs_bench.py: this machine's speed varies by tens of percent between hours.
+the floor of the cost per job at light load, where every request wakes its processes from idle; with it, also
+the engine's own pieces at that pace (three write transactions, two publishes and one message received a job,
+see persistence_floor) and the floor with them. Run it right before or after bench/jobs_bench.py: this machine's
+speed varies by tens of percent between hours.
 """
 
 from gevent import monkey
