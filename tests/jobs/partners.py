@@ -11,7 +11,8 @@ from tests.servers import serving_thread
 class OddPartner:
     """/binary: 200 with non-UTF-8 bytes; /slow-body?s=: headers at once, body trickled for s seconds;
     /huge-headers: a header line longer than http.client accepts; /chunked: a chunked body;
-    /slow-headers: header lines trickled for 3 s."""
+    /slow-headers: header lines trickled for 3 s; /repeated-headers: one field twice in two cases, and two
+    Set-Cookie fields."""
 
     def __init__(self):
         self.requests: list[tuple[str, float]] = []
@@ -62,6 +63,19 @@ class OddPartner:
                     except OSError:
                         pass
                     handler.close_connection = True
+                    return None
+                if handler.path.startswith("/repeated-headers"):
+                    handler.send_response(200)
+                    for name, value in (
+                        ("X-Repeat", "a"),
+                        ("x-repeat", "b"),
+                        ("Set-Cookie", "one=1"),
+                        ("Set-Cookie", "two=2"),
+                    ):
+                        handler.send_header(name, value)
+                    handler.send_header("Content-Length", "2")
+                    handler.end_headers()
+                    handler.wfile.write(b"ok")
                     return None
                 if handler.path.startswith("/huge-headers"):
                     handler.send_response(200)

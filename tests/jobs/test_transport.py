@@ -53,6 +53,24 @@ def test_body_cap_truncates(transport, partner):
     assert (len(response.body), response.body_truncated) == (1000, False)
 
 
+def test_repeated_response_header_fields_are_kept_joined_under_the_first_name(transport, odd_partner):
+    response = transport.send("GET", odd_partner.url + "/repeated-headers", {}, None, 5)
+    assert response.error_kind is None, response.error_message
+    assert response.headers["X-Repeat"] == "a, b" and "x-repeat" not in response.headers
+    assert response.headers["Set-Cookie"] == "one=1, two=2"
+
+
+def test_a_connection_whose_body_was_cut_short_is_not_used_again(transport, partner):
+    # More than one read brings (64 KiB): most of the body is never read, and it would be read as the next reply's
+    # start on the same connection. (A body that arrived whole in one read leaves the connection clean for reuse.)
+    assert transport.send("GET", partner.url + "/big?n=300000", {}, None, 5).body_truncated
+    assert transport.send("GET", partner.url + "/ok", {}, None, 5).body == b"ok"
+    assert transport.send("GET", partner.url + "/ok", {}, None, 5).body == b"ok"
+    (big,) = partner.received("/big")
+    first, second = partner.received("/ok")
+    assert first.client_port != big.client_port and second.client_port == first.client_port
+
+
 def test_chunked_body_is_read_whole(transport, odd_partner):
     response = transport.send("GET", odd_partner.url + "/chunked", {}, None, 5)
     assert response.error_kind is None, response.error_message
