@@ -25,7 +25,10 @@ changes what is sent: fault and battery_low decide from the reading and the open
 summary `summarized` forgot is refused by the database (once per rule, inverter and sunset).
 
 Every event goes through one queue and one greenlet, so the state is never changed by two at once:
-  offline      no reading for `minutes` (a timer checked every OFFLINE_TICK_S); cleared by a reading
+  offline      no reading for `minutes` of the poll clock (a timer checked every OFFLINE_TICK_S); cleared by a
+               reading. Real minutes in production; on an accelerated poll clock (POLL_CLOCK_SPEED, tests and
+               `make run` against the mock's fast profile) readings come that many times as often, and an
+               absence lasts that many times fewer real seconds, as the poll intervals do
   fault        a reading with status fault; cleared by a reading with another status
   battery_low  state of charge below `below_pct`; cleared only above `clear_above_pct` (hysteresis)
   production_low  PV under `below_pct` of the site's clear-sky expectation for `minutes`, in daylight only;
@@ -55,6 +58,7 @@ import gevent.queue
 from actors.base import Actor
 from models import alerts, live_events, telemetry
 from models.base import iso, parse_iso
+from models.brands.clock import clock_from_settings
 from models.channels import (
     ALERT_BELOW_SINCE,
     ALERT_ENGINE_ALIVE,
@@ -120,6 +124,7 @@ class AlertEngine(Actor):
         self.db = db
         self.redis = redis
         self.log_maxlen, self.ingest_maxlen = settings.replay_maxlen, settings.ingest_maxlen
+        self.poll_clock = clock_from_settings(settings)
         # Through the live-events script, so an alert gets an event id and a place in the inverter's replay
         # log: a stream that reconnects with Last-Event-ID replays the alerts it missed.
         self.publish_event = redis.register_script(live_events.PUBLISH_SCRIPT)
@@ -224,7 +229,7 @@ class AlertEngine(Actor):
             i: offline for i, rs in by_inverter.items() if (offline := [r for r in rs if r.kind == "offline"])
         }
         self.shortest_offline_s = min(
-            (r.params["minutes"] * 60.0 for rs in self.offline_rules.values() for r in rs), default=math.inf
+            (self._offline_delay_s(r) for rs in self.offline_rules.values() for r in rs), default=math.inf
         )
         # Inverters never heard from (new, or new to a rule) are silent from now on.
         timers = {i: self.silent_since.get(i, time.time()) for i in self.offline_rules}
@@ -392,6 +397,10 @@ class AlertEngine(Actor):
         serial = self.serials.get(inverter_id, "")
         self.changes.append((key, (alerts.SUMMARY, rule, inverter_id, serial, round(sunset, 3), values)))
 
+    def _offline_delay_s(self, rule: Rule) -> float:
+        """The real seconds of silence an offline rule's `minutes` are (minutes of the poll clock)."""
+        return self.poll_clock.real_seconds(rule.params["minutes"] * 60.0)
+
     def _check_offline(self, t: float):
         """Open the offline episodes due: only the inverters silent for the shortest delay are looked at."""
         due = []
@@ -399,7 +408,7 @@ class AlertEngine(Actor):
             if t - silent_since < self.shortest_offline_s:
                 break
             for rule in self.offline_rules.get(inverter_id, ()):
-                if t - silent_since >= rule.params["minutes"] * 60 and (rule.id, inverter_id) not in self.open:
+                if t - silent_since >= self._offline_delay_s(rule) and (rule.id, inverter_id) not in self.open:
                     due.append((rule, inverter_id))
         for rule, inverter_id in due:
             values = {"last_reading_at": iso(self.heard_at.get(inverter_id)), "minutes": rule.params["minutes"]}

@@ -147,7 +147,8 @@ class Settings:
     fusionsolar_poll_interval_s: float = _within(300.0, 0.1, 86400)
     # The pollers' clock (actors/schedule.py) runs this many times faster than real time from
     # POLL_CLOCK_ANCHOR (epoch seconds; 0: the process's start): for benchmarks against the mock's
-    # accelerated clock (its --speed) and tests against its fast profile. 1 in production.
+    # accelerated clock (its --speed) and tests against its fast profile. Offline alert rules count their
+    # minutes on it too (actors/alerts.py): devices are polled that many times as often. 1 in production.
     poll_clock_speed: float = _within(1.0, 1.0, 1_000_000)
     poll_clock_anchor: float = _within(0.0, 0.0, 10**11)
     brand_timeout_s: float = _within(10.0, 0.1, 120)

@@ -45,9 +45,10 @@ def world(database_url, redis_url):
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     engines: list[AlertEngine] = []
 
-    def start() -> AlertEngine:
+    def start(poll_clock_speed: float = 1.0) -> AlertEngine:
         """An engine as the worker starts one: its first reload resumes what the previous one saved."""
-        engine = AlertEngine(SimpleNamespace(replay_maxlen=100, ingest_maxlen=1000), owner, client)
+        settings = SimpleNamespace(replay_maxlen=100, ingest_maxlen=1000, poll_clock_speed=poll_clock_speed)
+        engine = AlertEngine(settings, owner, client)
         engines.append(engine)
         engine._reload()
         site = Site(**SITE)
@@ -155,3 +156,30 @@ def test_resumed_offline_timers_are_saved_shifted_so_a_second_restart_does_not_c
     heartbeat(second)
     resaved = float(world.redis.hget(ALERT_LAST_SEEN, world.inverter).split()[0])
     assert down_s > 0 and resaved == pytest.approx(silent_since + down_s, abs=1e-3)
+
+
+def test_an_offline_delay_is_counted_in_minutes_of_the_poll_clock(world):
+    """The rule asks for 60 minutes of silence. In production (speed 1) that is 60 real minutes; on a poll clock 600
+    times real time, where every device is polled 600 times as often, it is 6 real seconds."""
+
+    production_low_rule = world.key.split()[0]
+
+    def offline_open(engine: AlertEngine) -> bool:
+        """An episode open for the inverter's other rule, the offline one (decided, not yet written)."""
+        return any(inverter == world.inverter and rule != production_low_rule for rule, inverter in engine.open)
+
+    real_time = world.start()
+    read(world, real_time, NOON_AMSTERDAM, 0.9)
+    silent_since = real_time.silent_since[world.inverter]
+    real_time._check_offline(silent_since + 3599.0)
+    assert not offline_open(real_time)
+    real_time._check_offline(silent_since + 3601.0)
+    assert offline_open(real_time)
+
+    accelerated = world.start(poll_clock_speed=600.0)
+    read(world, accelerated, NOON_AMSTERDAM + 60, 0.9)
+    silent_since = accelerated.silent_since[world.inverter]
+    accelerated._check_offline(silent_since + 5.9)
+    assert not offline_open(accelerated)
+    accelerated._check_offline(silent_since + 6.1)
+    assert offline_open(accelerated)

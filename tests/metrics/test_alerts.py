@@ -11,9 +11,12 @@ from pathlib import Path
 from standardwebhooks.webhooks import Webhook
 
 from tests.helpers import wait_until
-from tests.metrics.conftest import onboard, set_faults
+from tests.metrics.conftest import CLOCK_SPEED, onboard, set_faults
 
-OFFLINE_MINUTES = 0.25  # the smallest allowed: 15 s
+# Minutes of the poll clock (actors/alerts.py), which runs CLOCK_SPEED times real time here: 8 real seconds,
+# three and a half of the pollers' 2.3 s intervals.
+OFFLINE_MINUTES = 20.0
+OFFLINE_DELAY_S = OFFLINE_MINUTES * 60 / CLOCK_SPEED
 
 
 def _delivered(partner, path: str) -> list:

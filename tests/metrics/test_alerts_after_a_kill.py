@@ -14,7 +14,7 @@ from standardwebhooks.webhooks import Webhook
 from models.channels import ALERT_BELOW_SINCE, ALERT_LAST_SEEN
 from tests.helpers import wait_until
 from tests.metrics.conftest import onboard, set_faults
-from tests.metrics.test_alerts import OFFLINE_MINUTES, _by_type, _site, _verified
+from tests.metrics.test_alerts import OFFLINE_DELAY_S, OFFLINE_MINUTES, _by_type, _site, _verified
 
 
 def test_a_worker_killed_mid_episode_and_restarted_sends_neither_a_duplicate_nor_nothing(
@@ -41,7 +41,7 @@ def test_a_worker_killed_mid_episode_and_restarted_sends_neither_a_duplicate_nor
     second = services.worker(metrics_env, role="all", name="second")
     wait_until(lambda: "1 open episodes" in second.logs(), 20, 0.1, "the new engine to load the open episode")
     # Let the new engine's own offline delay pass with the device still offline (an absence takes time to show).
-    time.sleep(OFFLINE_MINUTES * 60 + 2)
+    time.sleep(OFFLINE_DELAY_S + 2)
     assert len(_by_type(partner.received(path), "inverter.offline")) == 1
     set_faults(mock, offline=[])
     wait_until(lambda: _by_type(partner.received(path), "inverter.online"), 60, 0.1, "the back-online alert")
@@ -69,7 +69,7 @@ def test_a_device_silent_before_a_kill_gets_its_offline_alert_after_the_restart_
     wait_until(lambda: client.hget(ALERT_LAST_SEEN, inverter["id"]), 30, 0.1, "the engine to save when it heard it")
 
     set_faults(mock, offline=["SBX-LOS-0001"])
-    delay_s = OFFLINE_MINUTES * 60
+    delay_s = OFFLINE_DELAY_S
 
     def silent_since() -> float:
         """The offline timer's start as the engine saved it ("<silent since> <heard at>")."""
