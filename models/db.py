@@ -258,8 +258,13 @@ class DatabaseOwner:
             if not self.db.is_closed():
                 self.db.close()
 
+        # Not through call(), which connects first: closing a database never reached must not try again.
         try:
-            self.call(_close)
+            if self._pool is not None:
+                self._on_owner_thread(_close)
+            else:
+                with self._lock:
+                    _close()
         finally:
             if self._pool is not None:
                 self._pool.kill()
