@@ -44,6 +44,7 @@ from actors.outcome_writer import Outcome, OutcomeWriter, Written
 from actors.retry_actor import AttemptDone, RetryActor, RunAttempt
 from actors.slots import HostSlots, key_of
 from actors.transport import Transport
+from actors.wake_delay import WakeDelay
 from models import lifecycle
 from models.channels import JOBS_WAKEUP
 from models.db import DatabaseOwner
@@ -367,13 +368,14 @@ class JobDispatcher(Actor):
             self.redis_ok = True
             tell_unless_dead(self.actor_ref, Wake("redis-connected"))
 
-        coalesce_s = self.settings.wake_coalesce_ms / 1000
+        wake_delay = WakeDelay(self.settings.wake_coalesce_ms / 1000)
 
         def submitted(_):
+            delay = wake_delay.for_submission()
             if not self.fill_scheduled:
                 self.fill_scheduled = True
-                if coalesce_s:
-                    gevent.spawn_later(coalesce_s, tell_unless_dead, self.actor_ref, Wake("submission"))
+                if delay:
+                    gevent.spawn_later(delay, tell_unless_dead, self.actor_ref, Wake("submission"))
                 else:
                     tell_unless_dead(self.actor_ref, Wake("submission"))
 

@@ -1,4 +1,4 @@
-"""The dispatcher's pieces in process: HostSlots (pure), the Claimer on a real SQLite file, and the
+"""The dispatcher's pieces in process: HostSlots and WakeDelay (pure), the Claimer on a real SQLite file, and the
 OutcomeWriter on a real SQLite file publishing to a real Redis."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from actors.outcome_writer import Outcome, OutcomeWriter, Written
 from actors.outcomes import decide
 from actors.slots import HostSlots
 from actors.transport import Response
+from actors.wake_delay import WakeDelay
 from models import jobs
 from models.accounts import create_account
 from models.channels import job_channel
@@ -23,6 +24,27 @@ from tests.helpers import job_spec, wait_until
 
 def job(job_id: str, host: str = "a.test", attempts: int = 1):
     return SimpleNamespace(id=job_id, host=host, attempts=attempts)
+
+
+# -- WakeDelay -------------------------------------------------------------------------------------
+
+
+def test_a_lone_submission_is_claimed_at_once_and_a_stream_of_them_waits_the_window():
+    now = [100.0]
+    delay = WakeDelay(0.02, clock=lambda: now[0])
+    assert delay.for_submission() == 0.0  # the first one heard
+    now[0] += 0.010
+    assert delay.for_submission() == 0.02  # 10 ms after another: a stream, whose jobs then share a claim
+    now[0] += 0.019
+    assert delay.for_submission() == 0.02
+    now[0] += 0.5
+    assert delay.for_submission() == 0.0  # quiet for longer than the window: alone again
+
+
+def test_no_window_never_waits():
+    now = [0.0]
+    delay = WakeDelay(0.0, clock=lambda: now[0])
+    assert [delay.for_submission() for _ in range(3)] == [0.0, 0.0, 0.0]
 
 
 # -- HostSlots -------------------------------------------------------------------------------------
