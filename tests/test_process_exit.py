@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, run_cli
 
 
 def test_exit_process_keeps_the_status_the_output_the_log_and_the_atexit_handlers(tmp_path):
@@ -100,25 +100,9 @@ def test_a_profiled_benchmark_process_writes_its_stats_though_it_ends_through_ex
 
 def test_the_cli_exits_with_its_status_and_output_having_closed_its_database_itself(env):
     """`python -m models` ends through exit_process too: its last line printed, the database closed by itself."""
-    made = subprocess.run(
-        [sys.executable, "-m", "models", "create-account", "closing"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    made = run_cli(["models", "create-account", "closing"], env)
     assert made.returncode == 0, made.stderr
     assert made.stdout.splitlines()[-1].startswith("sk_")  # the API key, alone on the last line
     assert not _wal_of(env).exists()  # the last connection's close checkpointed the WAL and removed it
-    again = subprocess.run(
-        [sys.executable, "-m", "models", "create-account", "closing"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    again = run_cli(["models", "create-account", "closing"], env)
     assert again.returncode == 1 and again.stderr.startswith("error: ") and len(again.stderr.splitlines()) == 1
