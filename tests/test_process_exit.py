@@ -106,3 +106,31 @@ def test_the_cli_exits_with_its_status_and_output_having_closed_its_database_its
     assert not _wal_of(env).exists()  # the last connection's close checkpointed the WAL and removed it
     again = run_cli(["models", "create-account", "closing"], env)
     assert again.returncode == 1 and again.stderr.startswith("error: ") and len(again.stderr.splitlines()) == 1
+
+
+def test_an_app_closed_by_its_embedder_stops_its_subscription_before_its_redis_client(env):
+    """close_app (tests, an embedding process) under gevent: the hub's listener is gone before the app's Redis client
+    closes; it used to take the close for a lost subscription, log it and subscribe again on the closed client."""
+    assert run_cli(["models", "migrate"], env).returncode == 0
+    script = textwrap.dedent(
+        """
+        from gevent import monkey; monkey.patch_all()
+        import logging, gevent
+        from models.settings import Settings
+        from web import close_app, create_app
+
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+        app = create_app(Settings.from_env())
+        hub = app.extensions["sse_hub"]
+        assert hub.subscribed.wait(10)
+        close_app(app)
+        gevent.sleep(0.3)  # what a listener still alive would do meanwhile: see the close, subscribe again
+        print("listener dead:", hub.greenlet.dead)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "listener dead: True"
+    assert "subscription" not in done.stderr, done.stderr

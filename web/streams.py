@@ -107,7 +107,9 @@ class Hub:
 
     def close_all(self, reason: str = "shutdown") -> None:
         self.fanout.close_all(reason)
-        self.greenlet.kill(block=False)
+        # Gone before the app's Redis client closes (close_app): a listener still waiting on its connection
+        # would take the close for a lost subscription, and subscribe again on a client being let go.
+        self.greenlet.kill(block=True, timeout=1.0)
 
     def hold_job_channels(self, client: Client) -> None:
         """Subscribe to the client's job channels (those no other stream holds) and wait for Redis to confirm."""
