@@ -160,10 +160,14 @@ class DatabaseOwner:
     # -- reads and single statements -------------------------------------------------------
     def call(self, fn: Callable[..., Any], *args, **kwargs) -> Any:
         """Run fn on the owner's connection and return its result (blocking this greenlet only)."""
+        return self._owned(self._run, fn, args, kwargs)
+
+    def _owned(self, work, *args):
+        """work(*args) where the connection lives: on the owner's thread under gevent, else under its lock."""
         if self._pool is not None:
-            return self._on_owner_thread(self._run, fn, args, kwargs)
+            return self._on_owner_thread(work, *args)
         with self._lock:
-            return self._run(fn, args, kwargs)
+            return work(*args)
 
     def _on_owner_thread(self, work, *args):
         # The exception travels back as a value: raised inside the pool, gevent would also print
@@ -260,11 +264,7 @@ class DatabaseOwner:
 
         # Not through call(), which connects first: closing a database never reached must not try again.
         try:
-            if self._pool is not None:
-                self._on_owner_thread(_close)
-            else:
-                with self._lock:
-                    _close()
+            self._owned(_close)
         finally:
             if self._pool is not None:
                 self._pool.kill()
