@@ -34,7 +34,6 @@ import json  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
 import signal  # noqa: E402
-import sqlite3  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -45,7 +44,7 @@ import gevent  # noqa: E402
 import requests  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_seconds, create_account, free_port, wait_http  # noqa: E402
+from common import cpu_seconds, free_port, wait_http  # noqa: E402
 from jobs_bench import PY, ROOT, SINK, submit_all  # noqa: E402
 
 from actors.transport import Transport  # noqa: E402
@@ -139,7 +138,7 @@ def attempt_floor(tmp: Path, attempts: int, payload: dict, lean: bool, rate: flo
 
 
 PERSISTENCE_SUBSCRIBER = r"""
-import os, sys
+import sys
 import redis
 client = redis.Redis.from_url(sys.argv[1])
 subscription = client.pubsub(ignore_subscribe_messages=True)
@@ -156,21 +155,20 @@ def persistence_floor(tmp: Path, jobs: int, payload: dict, rate: float) -> dict:
     by the web (one write transaction) and claimed and finished by a worker (two more); the web publishes its
     event and the dispatchers' wake-up, a worker receives the wake-up and publishes the outcome's event. Each
     piece is the project's own: `DatabaseOwner.write` of `insert_job` (a write transaction on the owner's
-    thread, as the web runs it) on a migrated SQLite file, and `NoReplyPublisher` PUBLISHes received by a
-    redis-py subscriber in another process."""
+    thread, as the web runs it) on a fresh SQLite file with the project's schema, and `NoReplyPublisher`
+    PUBLISHes received by a redis-py subscriber in another process."""
     import redis
 
+    from models.accounts import create_account
     from models.db import open_database
     from models.events import NoReplyPublisher
     from models.jobs import insert_job
+    from models.schema import ensure_schema
     from web.job_request import parse_job_request
 
-    env = dict(os.environ, PYTHONPATH=str(ROOT), DATABASE_URL=f"sqlite:///{tmp}/floor.db")
-    subprocess.run([PY, "-m", "models", "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
-    create_account(env, ROOT, "floor")
-    with sqlite3.connect(tmp / "floor.db") as connection:
-        (account_id,) = connection.execute("SELECT id FROM account").fetchone()
-    owner = open_database(env["DATABASE_URL"])
+    owner = open_database(f"sqlite:///{tmp}/floor.db")
+    ensure_schema(owner)
+    account_id = owner.write(create_account, "floor")[0].id
     policy = DestinationPolicy([ipaddress.ip_network("127.0.0.0/8")])
     spec = parse_job_request(payload, policy)
 
