@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.db import DatabaseOwner, make_database
+from models.db import DatabaseOwner, is_sqlite, make_database
 from tests.helpers import sqlite_url
 
 
@@ -60,7 +60,7 @@ def test_a_write_that_raises_among_others_is_rolled_back_alone(owner):
 
 def test_a_write_alone_takes_no_savepoint(owner, tmp_path):
     statements: list[str] = []
-    if owner.db.__class__.__name__ == "SqliteDatabase":
+    if is_sqlite(owner.db):
         owner.db.connection().set_trace_callback(statements.append)
     else:
         original = owner.db.execute_sql
