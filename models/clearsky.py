@@ -13,18 +13,17 @@ why they are not cached across restarts: recomputing is cheaper than any store.
 
 Given a pool (`compute`: a QueuedThread's `spawn`), tables and sunsets are computed on its native
 thread, never on the caller's greenlet, which never waits for it either: a value not ready yet is
-answered None at once (the engine
-judges that reading no further), the keys asked for while a computation runs go together in the next
-one, and the next day's table is asked for in the last PREFETCH_S of the UTC day (each site at its own
-moment), so a site's table is ready before its day starts. Without a pool (pure tests, tools) they are
-computed in line.
+answered None at once (the engine judges that reading no further), the keys asked for while a computation
+runs go together in the next one, and the next day's table is asked for in the last PREFETCH_S of the UTC day
+(each site at its own moment), so a site's table is ready before its day starts. Without a pool (pure tests,
+tools) they are computed in line.
 
 numpy, pandas and pvlib are imported when first needed, not by this module: their import costs ~1 s of CPU
 (pvlib pulls in scipy; numpy alone ~0.12 s), which a worker whose alert engine has no production_low or
-daily_summary rule never needs to pay. Never on the pool's thread, though: importing pvlib imports h5py, which runs `uname -p` in a subprocess,
-and gevent watches children only from the main thread's loop; so ClearSky and Sunsets import them on the
-caller's greenlet before their first computation goes to the pool (one pause of ~1 s of that hub, once in the
-process's life).
+daily_summary rule never needs to pay. Never on the pool's thread, though: importing pvlib imports h5py, which
+runs `uname -p` in a subprocess, and gevent watches children only from the main thread's loop; so ClearSky and
+Sunsets import them on the caller's greenlet before their first computation goes to the pool (one pause of ~1 s
+of that hub, once in the process's life).
 """
 
 from __future__ import annotations
