@@ -8,10 +8,11 @@ import json
 import socket
 import time
 
+import pytest
 import requests
 
 from tests.conftest import make_client
-from tests.helpers import create_account, wait_until
+from tests.helpers import create_account, gunicorn_service, wait_until
 from tests.metrics.conftest import SSEClient
 
 
@@ -170,3 +171,47 @@ def test_sigterm_answers_the_request_being_read_and_takes_no_more_on_kept_alive_
         after = b""
     assert after == b""
     assert web.stop() == 0
+
+
+@pytest.mark.parametrize("server", ["python -m web", "gunicorn"])
+def test_sigterm_stops_taking_requests_before_it_ends_the_streams(server, services, env, tmp_path):
+    """A browser whose stream ends asks at once whether its session still holds, and goes where the answer
+    says. Were that question answered by a server on its way out, the browser would go to an address nobody
+    answers any more. So once a stop has ended the streams, no connection, new or kept alive, is answered."""
+    if server == "gunicorn":
+        web = gunicorn_service({**env, "SHUTDOWN_GRACE_S": "5"}, tmp_path, workers=1).start()
+    else:
+        web = services.web(env, SHUTDOWN_GRACE_S="5")
+    key = create_account(env)
+    job = make_client(web.url, key).post("/jobs", json={"url": "http://127.0.0.1:9/", "run_at": "2099-01-01T00:00:00Z"})
+    kept_alive = connect(web)
+    kept_alive.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert read_response(kept_alive)[0] == 200
+    stream = connect(web)
+    stream.sendall(
+        f"GET /jobs/{job.json()['id']}/events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {key}\r\n\r\n".encode()
+    )
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += stream.recv(65536)
+    assert received.startswith(b"HTTP/1.1 200 ")
+
+    web.terminate()
+    while not received.endswith(b"\r\n0\r\n\r\n"):  # the stream's last chunk
+        chunk = stream.recv(65536)
+        assert chunk, "the stream was ended with its last chunk, not cut"
+        received += chunk
+    assert not _answered(web.port, None), "a new connection was answered after the streams had ended"
+    assert not _answered(web.port, kept_alive), "a kept-alive connection was answered after the streams had ended"
+    assert not _answered(web.port, stream), "the stream's connection was answered after it ended"
+    assert web.stop() == 0
+
+
+def _answered(port: int, sock: socket.socket | None) -> bool:
+    """Whether a health check sent on `sock` (or on a new connection) gets any answer."""
+    try:
+        sock = sock or socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        return read_until_closed(sock) != b""
+    except (ConnectionRefusedError, ConnectionResetError, BrokenPipeError):
+        return False

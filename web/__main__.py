@@ -14,7 +14,7 @@ from models.logs import configure_logging, one_line  # noqa: E402
 from models.process import exit_process  # noqa: E402
 from models.settings import SettingsError, get_settings  # noqa: E402
 from web.extensions import collaborators_of  # noqa: E402
-from web.server import Server, server_limits  # noqa: E402
+from web.server import Server, begin_stop, server_limits  # noqa: E402
 
 log = logging.getLogger("web")
 
@@ -47,9 +47,7 @@ def main() -> int:
 
     def stop(signum):
         log.info("signal %s: stopping (open streams get %.0f s)", signum, settings.shutdown_grace_s)
-        on_shutdown = app.config.get("ON_SHUTDOWN") or []
-        for hook in on_shutdown:
-            hook()
+        begin_stop([server], app.config.get("ON_SHUTDOWN") or [])
         server.stop(timeout=min(settings.shutdown_grace_s, 5))
 
     gevent.signal_handler(signal.SIGTERM, stop, signal.SIGTERM)

@@ -13,6 +13,9 @@
   answer with the JSON error envelope.
 - Accept errors from running out of descriptors pause accepting briefly and are logged at most once per
   ACCEPT_ERROR_LOG_S, instead of a traceback per attempt.
+- A graceful stop (`begin_stop`) first stops taking requests, then ends the app's streams: a browser whose
+  stream ends asks at once whether its session still holds, and that question must not be answered by a
+  server on its way out (the browser would follow the answer to an address nobody answers any more).
 """
 
 from __future__ import annotations
@@ -366,3 +369,16 @@ class Server(WSGIServer):
         self._timer = self.loop.timer(ACCEPT_PAUSE_S)
         self._timer.start(self._start_accepting_if_started)
         return None
+
+
+def begin_stop(servers, on_shutdown) -> None:
+    """Begin a graceful stop: no server takes another request (each listener closed, each kept-alive
+    connection that waits for a request closed), then the shutdown hooks end the app's streams. What is being
+    answered finishes; the caller waits for it (`Server.stop`, or gunicorn's graceful timeout)."""
+    for server in servers:
+        server.close()
+    for hook in on_shutdown:
+        try:
+            hook()
+        except Exception as exc:  # a failing hook must not keep the process from stopping
+            log.warning("shutdown hook failed: %s", exc)
