@@ -18,8 +18,7 @@ import peewee
 
 from models.accounts import Account
 from models.base import BaseModel, JSONField, json_text, now
-from models.db import built_sql, database, is_sqlite
-from models.db import sql as _sql
+from models.db import built_sql, database, is_sqlite, sql
 from models.ids import new_id
 from models.lifecycle import (  # noqa: F401
     ABANDONED,
@@ -218,13 +217,13 @@ def insert_job(account_id: str, spec: dict, idempotency_key: str | None) -> tupl
             return existing, False
     row = _new_row(account_id, spec, idempotency_key, fingerprint, now())
     if idempotency_key is None:
-        database.execute_sql(_sql(_INSERT_JOB), _insert_params(row))
+        database.execute_sql(sql(_INSERT_JOB), _insert_params(row))
     else:
         # Another process (PostgreSQL has no database-wide write lock) may have inserted the same
         # key since our look-up: the unique index decides, and the loser answers like a repeat.
         try:
             with database.atomic():
-                database.execute_sql(_sql(_INSERT_JOB), _insert_params(row))
+                database.execute_sql(sql(_INSERT_JOB), _insert_params(row))
         except peewee.IntegrityError:
             existing = _same_request(account_id, idempotency_key, fingerprint)
             if existing is None:
@@ -279,7 +278,7 @@ def insert_new_jobs(account_id: str, made: list[NewJob]) -> list[tuple[Job, bool
             keyed[key] = new
         results[index] = (new.job, True)
     if unkeyed:
-        database.cursor().executemany(_sql(_INSERT_JOB), [new.params for new in unkeyed])
+        database.cursor().executemany(sql(_INSERT_JOB), [new.params for new in unkeyed])
     lost = _insert_keyed(list(keyed.values()))
     if lost:
         # Another process (PostgreSQL has no database-wide write lock) inserted these keys since our look-up:
@@ -411,7 +410,7 @@ def claim_due(
     """
     t = now() if at is None else at
     text = _CLAIM_DUE_SQLITE if is_sqlite() else _CLAIM_DUE_POSTGRESQL
-    rows = database.execute_sql(_sql(text), (worker, t + lease_s, t, t, limit, t)).fetchall()
+    rows = database.execute_sql(sql(text), (worker, t + lease_s, t, t, limit, t)).fetchall()
     if not rows:
         return ClaimBatch()
     claimed = [_claimed_job(row) for row in rows]
@@ -456,7 +455,7 @@ def claim_due(
     started = [job for job in runnable if job.started]
     if started:
         database.cursor().executemany(
-            _sql(_INSERT_STARTED_ATTEMPT), [(job.id, job.attempts, worker, job.scheduled_at, t) for job in started]
+            sql(_INSERT_STARTED_ATTEMPT), [(job.id, job.attempts, worker, job.scheduled_at, t) for job in started]
         )
     batch.extend(runnable)
     return batch
@@ -657,7 +656,7 @@ def record_outcomes(worker: str, outcomes: list[AttemptOutcome]) -> list[Outcome
             )
         )
     if attempt_rows:
-        database.cursor().executemany(_sql(_RECORD_ATTEMPT_OUTCOME), attempt_rows)
+        database.cursor().executemany(sql(_RECORD_ATTEMPT_OUTCOME), attempt_rows)
     return states
 
 

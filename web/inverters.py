@@ -21,8 +21,7 @@ from models import energy, inverters, live_events
 from models.accounts import account_by_id_or_name
 from models.base import iso, parse_iso
 from models.brands import ADAPTERS, adapter_class, plan_device, requested_interval
-from models.brands import base as brand_errors
-from models.brands.base import BrandError
+from models.brands.base import AUTH, BLOCKED, RATE_LIMITED, UNKNOWN_DEVICE, BrandError
 from models.brands.budget import QuotaBudget
 from models.brands.clock import clock_from_settings
 from models.brands.planner import charges, plan
@@ -303,14 +302,14 @@ def _parse_discovery(body) -> dict:
 
 
 def _brand_failure(exc: BrandError, spec: dict) -> ApiError:
-    if exc.kind == brand_errors.BLOCKED:  # the name resolved to a refused address at connect: nothing was sent
+    if exc.kind == BLOCKED:  # the name resolved to a refused address at connect: nothing was sent
         return _blocked(exc.message, None)
     details = {"brand": spec["brand"], "brand_error": exc.details()}
-    if exc.kind == brand_errors.UNKNOWN_DEVICE:
+    if exc.kind == UNKNOWN_DEVICE:
         return ApiError(422, "unknown_serial", f"the brand does not know serial {spec['serial']!r}", details)
-    if exc.kind == brand_errors.AUTH:
+    if exc.kind == AUTH:
         return ApiError(422, "brand_rejected_credentials", "the brand refused these credentials", details)
-    if exc.kind == brand_errors.RATE_LIMITED:
+    if exc.kind == RATE_LIMITED:
         retry = max(1, round(exc.retry_after_s or 1))
         return ApiError(
             503,
