@@ -8,7 +8,7 @@ from models.schema import ensure_schema
 from models.settings import Settings
 from web import session
 from web.errors import register_error_handlers
-from web.extensions import Collaborators, collaborators_of
+from web.extensions import Collaborators, collaborators_of, shutdown_hooks
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -45,6 +45,6 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 def close_app(app: Flask) -> None:
     """End the app's streams and let go of its Redis client and database owner (tests, embedding)."""
-    for hook in app.config.get("ON_SHUTDOWN", []):
+    for hook in shutdown_hooks(app):
         hook()
     collaborators_of(app).close()

@@ -13,7 +13,7 @@ import gevent  # noqa: E402
 from models.logs import configure_logging, one_line  # noqa: E402
 from models.process import exit_process  # noqa: E402
 from models.settings import SettingsError, get_settings  # noqa: E402
-from web.extensions import collaborators_of  # noqa: E402
+from web.extensions import collaborators_of, shutdown_hooks  # noqa: E402
 from web.server import Server, begin_stop, server_limits  # noqa: E402
 
 log = logging.getLogger("web")
@@ -47,7 +47,7 @@ def main() -> int:
 
     def stop(signum):
         log.info("signal %s: stopping (open streams get %.0f s)", signum, settings.shutdown_grace_s)
-        begin_stop([server], app.config.get("ON_SHUTDOWN") or [])
+        begin_stop([server], shutdown_hooks(app))
         server.stop(timeout=min(settings.shutdown_grace_s, 5))
 
     gevent.signal_handler(signal.SIGTERM, stop, signal.SIGTERM)

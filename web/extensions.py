@@ -11,6 +11,7 @@ close lets it go); an app on another URL is refused with `DatabaseInUse` (models
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from flask import Flask, current_app, g, request
@@ -25,6 +26,7 @@ if TYPE_CHECKING:  # `python -m web` imports web/ before it monkey-patches, and 
     from flask.ctx import _AppCtxGlobals
 
 EXTENSION = "collaborators"
+SHUTDOWN_HOOKS = "shutdown_hooks"
 
 
 class Collaborators:
@@ -67,6 +69,16 @@ class Collaborators:
 
 def collaborators_of(app: Flask) -> Collaborators:
     return app.extensions[EXTENSION]
+
+
+def on_shutdown(app: Flask, hook: Callable[[], None]) -> None:
+    """Have `hook` run when the app stops serving (its streams ended, its publishers closed): on SIGTERM, after
+    the server has stopped taking requests (web/server.py `begin_stop`), or by close_app."""
+    app.extensions.setdefault(SHUTDOWN_HOOKS, []).append(hook)
+
+
+def shutdown_hooks(app: Flask) -> list[Callable[[], None]]:
+    return app.extensions.get(SHUTDOWN_HOOKS, [])
 
 
 def _current() -> Collaborators:

@@ -17,7 +17,7 @@ from gunicorn.workers.ggevent import GeventPyWSGIWorker
 
 from models.logs import configure_logging
 from models.settings import get_settings
-from web.extensions import collaborators_of
+from web.extensions import collaborators_of, shutdown_hooks
 from web.server import Handler, Server, begin_stop, server_limits
 
 
@@ -59,4 +59,4 @@ class Worker(GeventPyWSGIWorker):
         while self.alive:
             gevent.sleep(0.1)
         # gunicorn's own loop closes the servers too, but only at its next tick, up to a second later.
-        begin_stop(self.servers, getattr(self.wsgi, "config", {}).get("ON_SHUTDOWN", []))
+        begin_stop(self.servers, shutdown_hooks(self.wsgi))

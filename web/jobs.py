@@ -15,7 +15,7 @@ from models.ids import looks_like_id
 from models.lifecycle import job_view
 from web.auth import require_account
 from web.errors import ApiError, not_found
-from web.extensions import app_settings, collaborators_of, destination_policy, owner
+from web.extensions import app_settings, collaborators_of, destination_policy, on_shutdown, owner
 from web.job_request import IDEMPOTENCY_KEY_TEXT, JobRequest, idempotency_key
 from web.json_body import ApiModel, RequestModel, body_as, limit_param, validated
 from web.openapi import header, operation, query
@@ -396,5 +396,5 @@ def _events() -> DispatcherWaker:
 
 def install(app) -> None:
     waker = app.extensions["dispatcher_waker"] = DispatcherWaker(collaborators_of(app).redis)
-    app.config.setdefault("ON_SHUTDOWN", []).append(waker.close)
+    on_shutdown(app, waker.close)
     app.register_blueprint(bp)

@@ -51,7 +51,7 @@ from models.ids import looks_like_id
 from models.redis_client import OnDemandChannels, listen_forever
 from web.auth import require_account
 from web.errors import ApiError, not_found
-from web.extensions import collaborators_of, owner
+from web.extensions import collaborators_of, on_shutdown, owner
 from web.fanout import Client, Fanout, TooManyStreams, frame
 from web.json_body import ApiModel
 from web.latest_readings import LatestReadings
@@ -421,5 +421,5 @@ def install(app) -> None:
     collaborators = collaborators_of(app)
     the_hub = Hub(collaborators.settings, collaborators.owner, collaborators.redis)
     app.extensions["sse_hub"] = the_hub
-    app.config.setdefault("ON_SHUTDOWN", []).append(the_hub.close_all)
+    on_shutdown(app, the_hub.close_all)
     app.register_blueprint(bp)
