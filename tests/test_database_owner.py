@@ -58,7 +58,7 @@ def test_a_write_that_raises_among_others_is_rolled_back_alone(owner):
     assert _notes(owner) == ["first", "third"]
 
 
-def test_a_write_alone_takes_no_savepoint(owner, tmp_path):
+def test_a_write_alone_takes_no_savepoint(owner):
     statements: list[str] = []
     if is_sqlite(owner.db):
         owner.db.connection().set_trace_callback(statements.append)
