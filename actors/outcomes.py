@@ -101,31 +101,29 @@ def attempt_response(response: Response, body_cap: int, result: dict[str, Any] |
     return result_of(response, body_cap)
 
 
+def _status_failure(code: int, headers: dict[str, str]) -> tuple[AttemptError, bool]:
+    """Why a response with a status other than 2xx failed, and whether another attempt may succeed."""
+    if 300 <= code < 400:
+        location = headers.get("Location") or headers.get("location")
+        message = f"HTTP {code} redirect to {location!r}; redirects are not followed"
+        return {"kind": "redirect", "status_code": code, "message": message}, False
+    return {"kind": "http_status", "status_code": code, "message": f"HTTP {code}"}, code in RETRYABLE_STATUSES
+
+
 def decide(job: AttemptedJob, response: Response, attempt_number: int) -> Decision:
     """The next state of `job` after attempt `attempt_number` produced `response`."""
     code = response.status_code
-    error: AttemptError
     result: dict[str, Any] | None = None
     if response.error_kind is not None:
         message = response.error_message or response.error_kind
-        error = {"kind": response.error_kind, "message": message, "status_code": code}
+        error: AttemptError = {"kind": response.error_kind, "message": message, "status_code": code}
         retryable = response.error_kind in RETRYABLE_ERRORS
     else:
         assert code is not None, "the transport gives every response without an error its status code"
         if 200 <= code < 300:
             return Decision(lifecycle.SUCCESS, lifecycle.SUCCEEDED, None, None, None, result_of(response))
         result = result_of(response)
-        if 300 <= code < 400:
-            location = response.headers.get("Location") or response.headers.get("location")
-            error = {
-                "kind": "redirect",
-                "status_code": code,
-                "message": f"HTTP {code} redirect to {location!r}; redirects are not followed",
-            }
-            retryable = False
-        else:
-            error = {"kind": "http_status", "status_code": code, "message": f"HTTP {code}"}
-            retryable = code in RETRYABLE_STATUSES
+        error, retryable = _status_failure(code, response.headers)
 
     used = lifecycle.attempts_used(attempt_number, job.budget_start)
     outcome, status = lifecycle.after_failure(retryable, used, job.max_attempts)
