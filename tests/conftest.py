@@ -327,7 +327,7 @@ def app(redis_server, tmp_path_factory):
 def app_on_test_database(database_url, redis_url):
     """The in-process app on this test's own database, the one its processes and `create_account(env)` use.
     A process holds one database at a time (models/db.py), so a module whose tests also start processes
-    on their own databases uses this as its `app` (see `app_key_maker`) instead of a module-wide app."""
+    on their own databases uses this as its `app` (tests/app_on_own_database.py) instead of a module-wide app."""
     with in_process_app(database_url, redis_url) as flask_app:
         yield flask_app
 
@@ -346,13 +346,7 @@ def app_key_maker(flask_app):
 @pytest.fixture(scope="module")
 def new_app_key(app):
     """new_app_key(name=None) creates an account in the app's database; returns its API key."""
-    from models.accounts import create_account as create
-    from web.extensions import collaborators_of
-
-    def new(name: str | None = None) -> str:
-        return collaborators_of(app).owner.write(create, name or f"acct-{time.monotonic_ns()}")[1]
-
-    return new
+    return app_key_maker(app)
 
 
 @pytest.fixture

@@ -14,19 +14,7 @@ import pytest
 from actors.transport import Transport
 from models.net import transport as transport_module
 from models.net.policy import BlockedDestination, DestinationPolicy
-from tests.conftest import app_key_maker
-
-
-@pytest.fixture
-def app(app_on_test_database):
-    """On the test's own database: this module's tests also start processes on theirs (tests/conftest.py)."""
-    return app_on_test_database
-
-
-@pytest.fixture
-def new_app_key(app):
-    return app_key_maker(app)
-
+from tests.app_on_own_database import app, new_app_key  # noqa: F401 - this module's tests use their own database
 
 BLOCKED = {
     # address: the word the reason must contain

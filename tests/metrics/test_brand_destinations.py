@@ -16,22 +16,10 @@ from models.brands import adapter_for
 from models.brands.base import BAD_REPLY, BLOCKED, BrandError
 from models.net.policy import DestinationPolicy
 from models.settings import Settings
-from tests.conftest import app_key_maker
+from tests.app_on_own_database import app, new_app_key  # noqa: F401 - this module's tests use their own database
 from tests.helpers import free_port, wait_until
 from tests.metrics.conftest import SANDBOX_KEY, mock_stats, onboard
 from tests.servers import AcceptRecorder
-
-
-@pytest.fixture
-def app(app_on_test_database):
-    """On the test's own database: this module's tests also start processes on theirs (tests/conftest.py)."""
-    return app_on_test_database
-
-
-@pytest.fixture
-def new_app_key(app):
-    return app_key_maker(app)
-
 
 # Hosts that do not resolve as written but that requests (or IDNA 2003) turns into 127.0.0.1.
 DISGUISED_LOOPBACK = [

@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
-from tests.conftest import app_key_maker, make_client
+from tests.app_on_own_database import app, new_app_key  # noqa: F401 - this module's tests use their own database
+from tests.conftest import make_client
 from tests.helpers import create_account, free_port
 from tests.metrics.conftest import GROWATT_TOKEN, connection, mock_stats, onboard
-
-
-@pytest.fixture
-def app(app_on_test_database):
-    """On the test's own database: this module's tests also start processes on theirs (tests/conftest.py)."""
-    return app_on_test_database
-
-
-@pytest.fixture
-def new_app_key(app):
-    return app_key_maker(app)
-
 
 DEMO_FLEET = [
     ("sandbox", "SBX-AMS-0001", "hybrid", "Europe/Amsterdam"),

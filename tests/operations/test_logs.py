@@ -4,21 +4,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from tests.conftest import app_key_maker
+from tests.app_on_own_database import app, new_app_key  # noqa: F401 - this module's tests use their own database
 from tests.helpers import free_port, wait_until
-
-
-@pytest.fixture
-def app(app_on_test_database):
-    """On the test's own database: this module's tests also start processes on theirs (tests/conftest.py)."""
-    return app_on_test_database
-
-
-@pytest.fixture
-def new_app_key(app):
-    return app_key_maker(app)
 
 
 def json_lines(service) -> list[dict]:
