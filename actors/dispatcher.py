@@ -16,8 +16,9 @@ in one statement every third of a lease.
 
 Outcomes are written by the dispatcher's OutcomeWriter, one write at a time from a greenlet: those
 that finish while one is on its way go together in the next (one transaction, one trip to the
-database thread, their events in one pipeline). The RetryActor only sends and decides, and tells
-the dispatcher (one message each way per attempt, no ask).
+database thread, their events in one pipeline). An outcome whose attempt went out with others waits
+for theirs, at most WAKE_COALESCE_MS, unless its slot is wanted (actors/coalescing.py). The
+RetryActor only sends and decides, and tells the dispatcher (one message each way per attempt, no ask).
 
 The dispatcher only decides; its pieces each have one reason to change and are tested in process:
 HostSlots (actors/slots.py, pure) keeps the slots and queues, Claimer (actors/claimer.py) does the
@@ -31,7 +32,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import gevent
 import gevent.event
@@ -39,12 +40,12 @@ import pykka
 
 from actors.base import Actor
 from actors.claimer import Claimer, ClaimResult
+from actors.coalescing import OutcomeHold, WakeDelay
 from actors.messages import tell_unless_dead
 from actors.outcome_writer import Outcome, OutcomeWriter, Written
 from actors.retry_actor import AttemptDone, RetryActor, RunAttempt
 from actors.slots import HostSlots, key_of
 from actors.transport import Transport
-from actors.wake_delay import WakeDelay
 from models import lifecycle
 from models.channels import JOBS_WAKEUP
 from models.db import DatabaseOwner
@@ -79,6 +80,11 @@ class OutcomesWritten:
 
     outcomes: list[Outcome]
     written: list[Written]
+
+
+@dataclass(frozen=True)
+class WriteHeld:
+    """The outcomes held for the attempts sent with them have waited long enough."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,8 @@ class JobDispatcher(Actor):
         # go together in the next).
         self.outcome_queue: list[Outcome] = []
         self.writing = False
+        self.outcome_hold = OutcomeHold(settings.wake_coalesce_ms / 1000)
+        self.hold_timer: gevent.Greenlet | None = None
         self.idle_actors: list[pykka.ActorRef] = []
         self.all_actors: list[pykka.ActorRef] = []
         self.accepting = True
@@ -152,8 +160,9 @@ class JobDispatcher(Actor):
     def on_stop(self):
         for greenlet in self.background:
             greenlet.kill(block=False)
-        if self.timer is not None:
-            self.timer.kill(block=False)
+        for timer in (self.timer, self.hold_timer):
+            if timer is not None:
+                timer.kill(block=False)
         for ref in self.all_actors:
             ref.stop(block=False)
 
@@ -167,6 +176,9 @@ class JobDispatcher(Actor):
             self._attempt_done(message)
         elif isinstance(message, OutcomesWritten):
             self._outcomes_written(message)
+        elif isinstance(message, WriteHeld):
+            self.hold_timer = None
+            self._write_outcomes()
         elif isinstance(message, Claimed):
             self._claimed(message)
         elif isinstance(message, Wake):
@@ -253,10 +265,12 @@ class JobDispatcher(Actor):
                     to_send.append(job)
                 else:  # its lease was lost meanwhile (another worker has it): not ours to send
                     self.slots.free(key_of(job))
+        self.outcome_hold.sent(key_of(job) for job in to_send)
         for job in to_send:
             self._send(job)
         for host in {job.host for job in [*claimed, *message.to_start]}:
             self._promote(host)
+        self._write_outcomes()  # one held for its mates may now have a waiting job to hand its slot to
         if result is None or len(claimed) < message.wanted:
             self.more_due = self.work_noted_while_claiming and result is not None
             idle = MAX_IDLE_S if self.redis_ok else IDLE_WHEN_REDIS_DOWN_S
@@ -298,8 +312,10 @@ class JobDispatcher(Actor):
         job, key = message.job, key_of(message.job)
         if message.decision is None or message.response is None:
             # It failed before deciding (logged by the actor): nothing to write; the lease recovers the job.
+            self.outcome_hold.finished(key, outcome_waiting=False)
             self._attempts_over([(key, None)])
             return
+        self.outcome_hold.finished(key, outcome_waiting=True)
         successor = self.slots.take_successor(job.host, key) if self.accepting else None
         self.outcome_queue.append(Outcome(job, message.decision, message.response, successor))
         self._write_outcomes()
@@ -307,9 +323,31 @@ class JobDispatcher(Actor):
     def _write_outcomes(self):
         if self.writing or not self.outcome_queue:
             return
+        if self.accepting:
+            self._hand_slots_to_waiting_jobs()
+        # A slot is wanted when a waiting job takes it with the outcome, or when a claim may find more due.
+        slot_wanted = self.more_due or any(outcome.successor is not None for outcome in self.outcome_queue)
+        if self.accepting and not slot_wanted:
+            wait = self.outcome_hold.wait_s()
+            if wait > 0:
+                if self.hold_timer is None:
+                    self.hold_timer = gevent.spawn_later(wait, tell_unless_dead, self.actor_ref, WriteHeld())
+                return
+        if self.hold_timer is not None:
+            self.hold_timer.kill(block=False)
+            self.hold_timer = None
+        self.outcome_hold.written()
         batch, self.outcome_queue = self.outcome_queue, []
         self.writing = True
         gevent.spawn(self._write, batch)
+
+    def _hand_slots_to_waiting_jobs(self):
+        """A job that came to wait for its host after an outcome was queued (claimed meanwhile) takes that
+        attempt's slot as its successor, as it would have had it been waiting when the attempt was done."""
+        for index, outcome in enumerate(self.outcome_queue):
+            if outcome.successor is None and self.slots.has_waiting(outcome.job.host):
+                successor = self.slots.take_successor(outcome.job.host, key_of(outcome.job))
+                self.outcome_queue[index] = replace(outcome, successor=successor)
 
     def _write(self, batch: list[Outcome]):
         try:
@@ -323,6 +361,7 @@ class JobDispatcher(Actor):
     def _outcomes_written(self, message: OutcomesWritten):
         self.writing = False
         unsent = []
+        started = []
         for outcome, written in zip(message.outcomes, message.written):
             successor = self.slots.successor_of(key_of(outcome.job))
             if successor is None:
@@ -331,9 +370,12 @@ class JobDispatcher(Actor):
                 unsent.append(key_of(successor))
             elif written.successor_started:
                 self.slots.take(successor)
-                self._send(successor)
+                started.append(successor)
             else:  # the outcome was not recorded: back to the head of its queue, the next claim starts it
                 self.slots.wait(successor, first=True)
+        self.outcome_hold.sent(key_of(job) for job in started)
+        for job in started:
+            self._send(job)
         if unsent:
             try:
                 self.claimer.release(unsent)
@@ -402,6 +444,7 @@ class JobDispatcher(Actor):
         if self.timer is not None:
             self.timer.kill(block=False)
         released = self.claimer.release(self.slots.give_up_unstarted())
+        self._write_outcomes()  # no longer held for the attempts sent with them
         running_at_drain = len(self.slots.running)
         if self.slots.running:
             self.drained = gevent.event.Event()

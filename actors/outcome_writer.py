@@ -62,6 +62,7 @@ class OutcomeWriter:
         start its successor's attempt, all in one transaction; then publish the jobs' new states. An outcome
         fenced off writes nothing, not even its successor's start. Raises only if the transaction failed."""
         states = self.db.write(self._record_all, outcomes)
+        telemetry.JOB_OUTCOME_WRITES.inc()
         written = []
         for outcome, (updated, successor_started) in zip(outcomes, states):
             if updated is None:

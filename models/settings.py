@@ -104,8 +104,8 @@ class Settings:
     max_in_flight_per_host: int = _within(16, 1, 10000)
     claim_batch: int = _within(256, 1, 10000)
     # How long a dispatcher woken by a submission waits before it claims, when another submission came within
-    # that time before it, so that the submissions of that moment share one claim (actors/wake_delay.py; 0:
-    # always claim at once).
+    # that time before it, so that the submissions of that moment share one claim; and the longest an outcome
+    # waits for the attempts sent with it, so that they share one write (actors/coalescing.py; 0: neither waits).
     wake_coalesce_ms: float = _within(20.0, 0, 1000)
     lease_s: float = _within(30.0, 0.5, 3600)
     shutdown_grace_s: float = _within(10.0, 0, 600)

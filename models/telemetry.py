@@ -44,6 +44,10 @@ JOB_RETRY_LATENESS = Histogram(
     P + "job_retry_lateness_seconds", "A retry's start minus its next_attempt_at (worker)", buckets=LATENCY_BUCKETS
 )
 JOBS_DEAD = Counter(P + "jobs_dead", "Jobs that ended dead (worker)")
+JOB_OUTCOME_WRITES = Counter(
+    P + "job_outcome_writes",
+    "Writes of attempts' outcomes, one transaction each (worker): job_attempts over it is the outcomes a write carried",
+)
 
 # -- streams ------------------------------------------------------------------------------------------
 SSE_CLIENTS = Gauge(P + "sse_clients", "Open Server-Sent-Events streams (web)")

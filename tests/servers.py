@@ -4,6 +4,7 @@ Paths:
   /ok                              200 "ok"
   /flaky/<key>?fail=N&status=503   fails N times for that key (with `status`), then 200
   /sleep?s=SECONDS                 waits, then 200
+  /hold/<name>                     answers 200 once the test calls let_go(name)
   /reset                           closes the connection without answering (RST)
   /status/<code>?retry_after=V     answers <code>, with Retry-After: V when given
   /redirect                        301 to /ok
@@ -52,6 +53,7 @@ class ScriptedServer:
         self.failures: Counter = Counter()
         self.lock = threading.Lock()
         self.release = threading.Event()
+        self._held: dict[str, threading.Event] = {}
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -86,6 +88,9 @@ class ScriptedServer:
                     if count <= int(query.get("fail", 1)):
                         return self._reply(int(query.get("status", 503)), b"not yet")
                     return self._reply(200, b"recovered")
+                if kind == "hold":
+                    server._hold_event(parts[1] if len(parts) > 1 else "default").wait(30)
+                    return self._reply(200, b"let go")
                 if kind == "sleep":
                     time.sleep(float(query.get("s", 1)))
                     return self._reply(200, b"slept")
@@ -129,8 +134,20 @@ class ScriptedServer:
         return self
 
     def stop(self):
+        with self.lock:
+            held = list(self._held.values())
+        for event in [self.release, *held]:
+            event.set()  # no handler thread left waiting on a test that is over
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def _hold_event(self, name: str) -> threading.Event:
+        with self.lock:
+            return self._held.setdefault(name, threading.Event())
+
+    def let_go(self, name: str) -> None:
+        """Answer the requests to /hold/<name>, those waiting and those to come."""
+        self._hold_event(name).set()
 
     def received(self, path_prefix: str = "/") -> list[Received]:
         with self.lock:

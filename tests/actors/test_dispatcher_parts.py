@@ -1,4 +1,4 @@
-"""The dispatcher's pieces in process: HostSlots and WakeDelay (pure), the Claimer on a real SQLite file, and the
+"""The dispatcher's pieces in process: HostSlots, WakeDelay and OutcomeHold (pure), the Claimer on a real SQLite file, and the
 OutcomeWriter on a real SQLite file publishing to a real Redis."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import pytest
 import redis as redis_lib
 
 from actors.claimer import Claimer
+from actors.coalescing import OutcomeHold, WakeDelay
 from actors.outcome_writer import Outcome, OutcomeWriter, Written
 from actors.outcomes import decide
 from actors.slots import HostSlots
 from actors.transport import Response
-from actors.wake_delay import WakeDelay
 from models import jobs
 from models.accounts import create_account
 from models.channels import job_channel
@@ -45,6 +45,64 @@ def test_no_window_never_waits():
     now = [0.0]
     delay = WakeDelay(0.0, clock=lambda: now[0])
     assert [delay.for_submission() for _ in range(3)] == [0.0, 0.0, 0.0]
+
+
+# -- OutcomeHold ------------------------------------------------------------------------------------
+
+
+def test_an_outcome_waits_for_the_attempts_sent_with_it_and_no_longer():
+    now = [100.0]
+    hold = OutcomeHold(0.02, clock=lambda: now[0])
+    hold.sent(["a", "b", "c"])
+    hold.finished("a", outcome_waiting=True)
+    assert hold.wait_s() == pytest.approx(0.02)  # b and c are still on their way
+    now[0] += 0.005
+    hold.finished("b", outcome_waiting=True)
+    assert hold.wait_s() == pytest.approx(0.015)  # the window counts from the first that waited
+    hold.finished("c", outcome_waiting=True)
+    assert hold.wait_s() == 0.0  # all three are in: one write for them
+    hold.written()
+
+
+def test_the_window_bounds_the_wait_for_a_slow_attempt():
+    now = [0.0]
+    hold = OutcomeHold(0.02, clock=lambda: now[0])
+    hold.sent(["fast", "slow"])
+    hold.finished("fast", outcome_waiting=True)
+    assert hold.wait_s() > 0
+    now[0] += 0.02
+    assert hold.wait_s() == 0.0
+    hold.written()
+    now[0] += 1.0
+    hold.finished("slow", outcome_waiting=True)
+    assert hold.wait_s() == 0.0  # nothing left on its way that went out with it
+
+
+def test_an_attempt_sent_alone_or_with_others_already_done_is_written_at_once():
+    hold = OutcomeHold(0.02, clock=lambda: 0.0)
+    hold.sent(["alone"])
+    hold.finished("alone", outcome_waiting=True)
+    assert hold.wait_s() == 0.0
+    hold.written()
+    hold.sent(["x", "y"])
+    hold.finished("x", outcome_waiting=False)  # failed before deciding: nothing of it to write
+    hold.finished("y", outcome_waiting=True)
+    assert hold.wait_s() == 0.0
+
+
+def test_outcomes_wait_only_for_their_own_sending():
+    hold = OutcomeHold(0.02, clock=lambda: 0.0)
+    hold.sent(["first"])
+    hold.sent(["second", "its-mate"])
+    hold.finished("first", outcome_waiting=True)
+    assert hold.wait_s() == 0.0  # the attempts still out went with another claim
+
+
+def test_no_window_never_holds_an_outcome():
+    hold = OutcomeHold(0.0, clock=lambda: 0.0)
+    hold.sent(["a", "b"])
+    hold.finished("a", outcome_waiting=True)
+    assert hold.wait_s() == 0.0
 
 
 # -- HostSlots -------------------------------------------------------------------------------------
