@@ -235,6 +235,15 @@ class _Cursorless:
         return cur
 
 
+def counter_value(port: int, name: str) -> float:
+    """A counter's value from a worker's metrics endpoint."""
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise SystemExit(f"bench: no {name} at the worker's metrics on port {port}")
+
+
 def percentile(values, p):
     if not values:
         return None
@@ -291,11 +300,12 @@ def main():
     profiled = (
         ["-c", PROFILED, "actors", os.path.abspath(args.profile_worker)] if args.profile_worker else ["-m", "actors"]
     )
+    worker_metrics = [free_port() for _ in range(args.workers)]
     procs += [
         subprocess.Popen(
             [PY, *(profiled if i == 0 else ["-m", "actors"]), "--role", "jobs"],
             cwd=ROOT,
-            env=env,
+            env={**env, "METRICS_PORT": str(worker_metrics[i])},
             stderr=open(tmp / f"worker{i}.log", "w"),
         )
         for i in range(args.workers)
@@ -350,6 +360,7 @@ def main():
         per_job = dict(con.execute("SELECT id, attempts FROM job").fetchall())
         final = dict(con.execute("SELECT id, status FROM job").fetchall())
         sink = requests.get(f"http://127.0.0.1:{sink_port}/stats", timeout=5).json()
+        outcome_writes = sum(counter_value(port, "solar_relay_job_outcome_writes_total") for port in worker_metrics)
 
         job_kinds = {job_id: url.rsplit("/", 1)[-1] for job_id, url in con.execute("SELECT id, url FROM job")}
         expected_success = [j for j, k in job_kinds.items() if k != "bad"]
@@ -397,6 +408,9 @@ def main():
             # so compare them, like CPU time, only between runs alternated at the same load.
             "sleeps_web_per_job": round(switches[1] / args.jobs, 2),
             "sleeps_workers_per_job": round(sum(switches[2:]) / args.jobs, 2),
+            # Transactions that wrote outcomes (the workers' own count): jobs share them when their attempts
+            # finish together. Independent of the machine's speed, unlike the CPU figures.
+            "outcome_writes_per_job": round(outcome_writes / args.jobs, 3),
         }
         print(json.dumps(result, indent=2))
     finally:
