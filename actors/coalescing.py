@@ -14,7 +14,7 @@ alone). Two waits, both bounded by WAKE_COALESCE_MS (`window_s`), make the jobs 
   job takes it with the outcome, or a claim may find more jobs due) and when it drains.
 
 At 100 jobs/s the claim's wait took a fifth of a job's CPU off for ~12 ms of first-attempt latency, and the
-outcome's wait halves the outcome writes again, ~10% of the worker's CPU (docs/benchmarks.md).
+outcome's wait halves the outcome writes again, ~8% of the worker's CPU (docs/benchmarks.md).
 """
 
 from __future__ import annotations
