@@ -130,6 +130,20 @@ def postgres_server_url():
     admin.close()
 
 
+def emptied(postgres_url: str) -> str:
+    """The session's PostgreSQL database (postgres_server_url, shared by the session's tests) with nothing left
+    in it; its URL."""
+    import psycopg2
+
+    conn = psycopg2.connect(postgres_url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    finally:
+        conn.close()
+    return postgres_url
+
+
 @pytest.fixture
 def database(database_url):
     """This test's database opened in the test process with its schema: the owner that runs its queries."""

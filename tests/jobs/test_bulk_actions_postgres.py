@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import in_process_app
+from tests.conftest import emptied, in_process_app
 from tests.jobs.test_bulk_actions import (  # noqa: F401 - collected here again, on this module's app
     test_bad_filters_are_refused_with_the_envelope,
     test_bulk_actions_touch_only_the_callers_jobs_and_at_most_the_maximum,
@@ -18,9 +18,5 @@ from tests.jobs.test_bulk_actions import (  # noqa: F401 - collected here again,
 
 @pytest.fixture(scope="module")
 def app(postgres_server_url, redis_server):
-    psycopg2 = pytest.importorskip("psycopg2")
-    with psycopg2.connect(postgres_server_url) as conn, conn.cursor() as cur:
-        cur.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")  # the session's database, shared
-    conn.close()
-    with in_process_app(postgres_server_url, redis_server.url) as flask_app:
+    with in_process_app(emptied(postgres_server_url), redis_server.url) as flask_app:
         yield flask_app

@@ -4,17 +4,13 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import make_client
+from tests.conftest import emptied, make_client
 from tests.helpers import create_account, wait_until
 
 
 @pytest.fixture
 def pg_env(env, postgres_server_url):
-    import psycopg2
-
-    with psycopg2.connect(postgres_server_url) as conn, conn.cursor() as cur:
-        cur.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    return {**env, "DATABASE_URL": postgres_server_url}
+    return {**env, "DATABASE_URL": emptied(postgres_server_url)}
 
 
 def test_jobs_are_delivered_exactly_once_per_attempt_on_postgres(services, pg_env, partner):

@@ -10,18 +10,14 @@ from models.accounts import create_account
 from models.db import close_database, open_database
 from models.ids import new_id
 from models.schema import ensure_schema
+from tests.conftest import emptied
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request, database_url):
     if request.param == "sqlite":
         return database_url
-    import psycopg2
-
-    url = request.getfixturevalue("postgres_server_url")
-    with psycopg2.connect(url) as conn, conn.cursor() as cur:
-        cur.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    return url
+    return emptied(request.getfixturevalue("postgres_server_url"))
 
 
 @pytest.fixture
