@@ -134,6 +134,8 @@ class JobDispatcher(Actor):
         self.all_actors: list[pykka.ActorRef] = []
         self.accepting = True
         self.more_due = True
+        # The last claim that asked for jobs got all it asked for: more may be due than the free slots could take.
+        self.claims_full = False
         self.claiming = False
         self.claim_failed_until = 0.0
         self.work_noted_while_claiming = False
@@ -233,6 +235,8 @@ class JobDispatcher(Actor):
         self.claiming = False
         result = message.result
         claimed = result.jobs if result is not None else []
+        if message.wanted:
+            self.claims_full = result is not None and len(claimed) >= message.wanted
         if not self.accepting:
             # Claimed while a drain began: give everything back unsent (and uncharged) before shutdown goes on.
             for job in message.to_start:
@@ -325,8 +329,8 @@ class JobDispatcher(Actor):
             return
         if self.accepting:
             self._hand_slots_to_waiting_jobs()
-        # A slot is wanted when a waiting job takes it with the outcome, or when a claim may find more due.
-        slot_wanted = self.more_due or any(outcome.successor is not None for outcome in self.outcome_queue)
+        # A slot is wanted when a waiting job takes it with the outcome, or when the claims take all they may.
+        slot_wanted = self.claims_full or any(outcome.successor is not None for outcome in self.outcome_queue)
         if self.accepting and not slot_wanted:
             wait = self.outcome_hold.wait_s()
             if wait > 0:
