@@ -2,7 +2,8 @@
 
 Paths:
   /ok                              200 "ok"
-  /flaky/<key>?fail=N&status=503   fails N times for that key (with `status`), then 200
+  /flaky/<key>?fail=N&status=503   fails N times for that key (with `status`), then 200; with &hold=K its
+                                   K-th request answers only once the test calls let_go(key)
   /sleep?s=SECONDS                 waits, then 200
   /hold/<name>                     answers 200 once the test calls let_go(name)
   /reset                           closes the connection without answering (RST)
@@ -52,7 +53,6 @@ class ScriptedServer:
         self.requests: list[Received] = []
         self.failures: Counter = Counter()
         self.lock = threading.Lock()
-        self.release = threading.Event()
         self._held: dict[str, threading.Event] = {}
         server = self
 
@@ -82,9 +82,7 @@ class ScriptedServer:
                         server.failures[key] += 1
                         count = server.failures[key]
                     if count == int(query.get("hold", 0)):
-                        # This request answers only once the test sets `release`: a test can see the job
-                        # page live before the attempt's outcome, however slowly its browser starts.
-                        server.release.wait(30)
+                        server._hold_event(key).wait(30)
                     if count <= int(query.get("fail", 1)):
                         return self._reply(int(query.get("status", 503)), b"not yet")
                     return self._reply(200, b"recovered")
@@ -136,7 +134,7 @@ class ScriptedServer:
     def stop(self):
         with self.lock:
             held = list(self._held.values())
-        for event in [self.release, *held]:
+        for event in held:
             event.set()  # no handler thread left waiting on a test that is over
         self.httpd.shutdown()
         self.httpd.server_close()
@@ -146,7 +144,7 @@ class ScriptedServer:
             return self._held.setdefault(name, threading.Event())
 
     def let_go(self, name: str) -> None:
-        """Answer the requests to /hold/<name>, those waiting and those to come."""
+        """Answer the requests held under `name` (/hold/<name>, /flaky/<name>?hold=K), waiting or to come."""
         self._hold_event(name).set()
 
     def received(self, path_prefix: str = "/") -> list[Received]:

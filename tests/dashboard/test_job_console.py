@@ -17,7 +17,8 @@ def test_failing_job_goes_retrying_then_dead_live_and_succeeds_after_retry(syste
     # Fails twice, then recovers: with two attempts per run the job dies, and a retry succeeds.
     # The first attempt is held until the page is live: its "retrying" lasts only the 1.5 s delay, which a
     # page still loading on a busy machine would miss.
-    url = f"{partner.url}/flaky/{uuid.uuid4().hex}?fail=2&hold=1"
+    flaky = uuid.uuid4().hex
+    url = f"{partner.url}/flaky/{flaky}?fail=2&hold=1"
     page.get_by_label("URL").fill(url)
     page.get_by_label("Headers").fill("Authorization: Bearer very-secret\nX-Trace: dashboard-test")
     page.get_by_label("Body", exact=True).fill('{"order": 42}')
@@ -30,7 +31,7 @@ def test_failing_job_goes_retrying_then_dead_live_and_succeeds_after_retry(syste
     job_id = page.url.rsplit("/", 1)[-1]
     wait_for_state(page, "live")
     page.evaluate("window.notReloaded = true")  # a reload would drop this
-    partner.release.set()
+    partner.let_go(flaky)
 
     expect(page.locator("#job-status")).to_have_text("retrying")
     expect(page.locator("#job-status")).to_have_text("dead")
