@@ -35,6 +35,7 @@ from pathlib import Path  # noqa: E402
 import gevent  # noqa: E402
 import redis  # noqa: E402
 import requests  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
@@ -238,9 +239,10 @@ class _Cursorless:
 def counter_value(port: int, name: str) -> float:
     """A counter's value from a worker's metrics endpoint."""
     text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and not sample.labels:
+                return sample.value
     raise SystemExit(f"bench: no {name} at the worker's metrics on port {port}")
 
 
