@@ -187,7 +187,9 @@ def test_sigterm_stops_taking_requests_before_it_ends_the_streams(server, servic
     )
     received = b""
     while b"\r\n\r\n" not in received:
-        received += stream.recv(65536)
+        chunk = stream.recv(65536)
+        assert chunk, "the stream's connection closed before its headers"
+        received += chunk
     assert received.startswith(b"HTTP/1.1 200 ")
 
     web.terminate()
