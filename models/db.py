@@ -144,11 +144,13 @@ class DatabaseOwner:
 
     url = ""  # the URL it was opened with (open_database)
 
-    def __init__(self, db: peewee.Database):
+    def __init__(self, db: peewee.Database, own_thread: bool | None = None):
+        """own_thread: run the queries on a thread of their own, for a gevent process (the default when gevent
+        has patched threading); else under a lock, on the caller's thread."""
         self.db = db
         self._pending: list = []
         self._writer = None
-        if _gevent_patched():
+        if _gevent_patched() if own_thread is None else own_thread:
             from gevent.threadpool import ThreadPool
 
             self._pool = ThreadPool(1)
@@ -202,20 +204,27 @@ class DatabaseOwner:
             with self._lock:
                 self._connect()
                 return retry_while_busy(lambda: self._in_transaction(fn, args, kwargs))
+        if self._writer is None:
+            # No commit on its way: this greenlet commits its write itself. A writer greenlet to spawn and an
+            # AsyncResult to wait on cost ~40 µs a write at light load, where nearly every write is alone
+            # (docs/benchmarks.md). Writes that come meanwhile queue for the writer greenlet, as behind any commit.
+            self._writer = gevent.getcurrent()
+            try:
+                ((ok, value),) = self._commit_on_owner_thread([(fn, args, kwargs, None)])
+            finally:
+                self._writer = gevent.spawn(self._write_loop) if self._pending else None
+            if ok:
+                return value
+            raise value
         result = AsyncResult()
         self._pending.append((fn, args, kwargs, result))
-        if self._writer is None:
-            self._writer = gevent.spawn(self._write_loop)
         return result.get()
 
     def _write_loop(self):
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
-                try:
-                    outcomes = self._on_owner_thread(self._commit_batch, batch)
-                except Exception as exc:  # the commit itself failed: every write in it failed
-                    outcomes = [(False, exc)] * len(batch)
+                outcomes = self._commit_on_owner_thread(batch)
                 for (_, _, _, result), (ok, value) in zip(batch, outcomes):
                     if ok:
                         result.set(value)
@@ -223,6 +232,12 @@ class DatabaseOwner:
                         result.set_exception(value)
         finally:
             self._writer = None
+
+    def _commit_on_owner_thread(self, batch) -> list:
+        try:
+            return self._on_owner_thread(self._commit_batch, batch)
+        except Exception as exc:  # the commit itself failed: every write in it failed
+            return [(False, exc)] * len(batch)
 
     def _in_transaction(self, fn, args, kwargs):
         with write_transaction(self.db):

@@ -1,9 +1,14 @@
 """The group commit's failure rules (models/db.py `DatabaseOwner`): the writes queued together share one
 transaction; a write that raises is rolled back alone and its caller gets the exception, the others commit. A
-write alone in its transaction takes no SAVEPOINT, on SQLite and on PostgreSQL alike."""
+write alone in its transaction takes no SAVEPOINT, on SQLite and on PostgreSQL alike. On a thread of its own (as
+in a gevent process), the writes that come while a commit is on its way share the next one, whichever greenlet
+carries the first."""
 
 from __future__ import annotations
 
+import threading
+
+import gevent
 import pytest
 
 from models.db import DatabaseOwner, is_sqlite, make_database
@@ -76,3 +81,62 @@ def test_a_write_alone_takes_no_savepoint(owner):
     _batch(owner, ("one", False), ("two", False))
     assert [s for s in statements if s.upper().startswith("SAVEPOINT")], "writes queued together each take one"
     assert _notes(owner) == ["alone", "one", "two"]
+
+
+@pytest.fixture
+def threaded(owner):
+    """The same database owned as in a gevent process: its queries on a thread of their own."""
+    threaded = DatabaseOwner(owner.db, own_thread=True)
+    commits: list[int] = []
+    commit_batch = threaded._commit_batch
+
+    def counted(batch):
+        commits.append(len(batch))
+        return commit_batch(batch)
+
+    threaded._commit_batch = counted  # the sizes of the transactions, in order
+    threaded.commits = commits
+    yield threaded
+    threaded.close()
+
+
+def _write_held_on_owner_thread(threaded: DatabaseOwner, text: str):
+    """A write that its caller's greenlet takes to the owner's thread and that stays there until released."""
+    started, release = threading.Event(), threading.Event()
+
+    def held():
+        started.set()
+        assert release.wait(10)
+        return _note(threaded, text)
+
+    writer = gevent.spawn(threaded.write, held)
+    gevent.sleep(0)
+    assert started.wait(10)
+    return writer, release
+
+
+def test_writes_that_come_while_a_lone_write_commits_share_the_next_transaction(threaded):
+    first, release = _write_held_on_owner_thread(threaded, "first")
+    later = [gevent.spawn(threaded.write, _note, threaded, text) for text in ("second", "third")]
+    refused = gevent.spawn(threaded.write, _note, threaded, "refused", True)
+    gevent.sleep(0)
+    release.set()
+    gevent.joinall([first, *later, refused], timeout=10)
+    assert [g.value for g in (first, *later)] == ["first", "second", "third"]
+    assert isinstance(refused.exception, Refused)
+    assert threaded.commits == [1, 3]
+    assert threaded.write(_note, threaded, "alone again") == "alone again"
+    assert threaded.commits == [1, 3, 1]
+    assert _notes(threaded) == ["alone again", "first", "second", "third"]
+
+
+def test_writes_queued_behind_a_caller_killed_while_its_write_commits_still_commit(threaded):
+    first, release = _write_held_on_owner_thread(threaded, "first")
+    later = gevent.spawn(threaded.write, _note, threaded, "second")
+    gevent.sleep(0)
+    first.kill(block=False)
+    gevent.sleep(0)
+    release.set()
+    assert later.get(timeout=10) == "second"
+    assert threaded.write(_note, threaded, "third") == "third"
+    assert _notes(threaded) == ["first", "second", "third"]
