@@ -311,7 +311,7 @@ class JobDispatcher(Actor):
     # -- outcomes ------------------------------------------------------------------------------
     def _attempt_done(self, message: AttemptDone):
         """An attempt's request is done: queue its outcome to be written, with the next job waiting for its
-        host as its successor (started in the outcome's transaction, sent once that committed)."""
+        host, if any, as its successor."""
         self.idle_actors.append(message.actor)
         job, key = message.job, key_of(message.job)
         if message.decision is None or message.response is None:
@@ -320,8 +320,9 @@ class JobDispatcher(Actor):
             self._attempts_over([(key, None)])
             return
         self.outcome_hold.finished(key, outcome_waiting=True)
-        successor = self.slots.take_successor(job.host, key) if self.accepting else None
-        self.outcome_queue.append(Outcome(job, message.decision, message.response, successor))
+        self.outcome_queue.append(Outcome(job, message.decision, message.response, None))
+        if self.accepting:
+            self._hand_slots_to_waiting_jobs(since=len(self.outcome_queue) - 1)
         self._write_outcomes()
 
     def _write_outcomes(self):
@@ -345,10 +346,16 @@ class JobDispatcher(Actor):
         self.writing = True
         gevent.spawn(self._write, batch)
 
-    def _hand_slots_to_waiting_jobs(self):
-        """A job that came to wait for its host after an outcome was queued (claimed meanwhile) takes that
-        attempt's slot as its successor, as it would have had it been waiting when the attempt was done."""
-        for index, outcome in enumerate(self.outcome_queue):
+    def _hand_slots_to_waiting_jobs(self, since: int = 0):
+        """The queued outcomes from `since` on each hand their attempt's slot to the next job waiting for its
+        host, as its successor: started in the outcome's transaction, sent once that committed.
+
+        Done for each outcome as it is queued, and for the whole queue when a write begins: a job that came to
+        wait since (claimed meanwhile) takes a slot as it would have had it been waiting when the attempt was
+        done. The whole queue waits for the write on its way: the slots that write frees go to the jobs waiting
+        then first (_attempts_over); handing them out at once was slower (docs/benchmarks.md)."""
+        for index in range(since, len(self.outcome_queue)):
+            outcome = self.outcome_queue[index]
             if outcome.successor is None and self.slots.has_waiting(outcome.job.host):
                 successor = self.slots.take_successor(outcome.job.host, key_of(outcome.job))
                 self.outcome_queue[index] = replace(outcome, successor=successor)
