@@ -44,7 +44,19 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def close_app(app: Flask) -> None:
-    """End the app's streams and let go of its Redis client and database owner (tests, embedding)."""
-    for hook in shutdown_hooks(app):
-        hook()
-    collaborators_of(app).close()
+    """End the app's streams and let go of its Redis client and database owner (tests, embedding).
+
+    Every shutdown hook runs and the collaborators are let go even when a hook fails; the first failure is then
+    raised to the caller, who asked for the close and may want to know (a stopping server logs it instead:
+    web/server.py `begin_stop`)."""
+    failures = []
+    try:
+        for hook in shutdown_hooks(app):
+            try:
+                hook()
+            except Exception as exc:
+                failures.append(exc)
+    finally:
+        collaborators_of(app).close()
+    if failures:
+        raise failures[0]

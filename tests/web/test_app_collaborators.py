@@ -9,7 +9,8 @@ from models.accounts import create_account
 from models.db import DatabaseInUse
 from tests.conftest import in_process_app
 from tests.helpers import free_port, sqlite_url
-from web.extensions import collaborators_of
+from web import close_app
+from web.extensions import collaborators_of, on_shutdown, shutdown_hooks
 
 
 def _signed_in(app, key: str):
@@ -59,3 +60,21 @@ def test_an_app_on_a_second_database_is_refused_with_a_clear_error(database_url,
                 pass
         _, key = collaborators_of(first).owner.write(create_account, "unharmed")
         assert _signed_in(first, key).get("/jobs").status_code == 200
+
+
+def test_a_failing_shutdown_hook_does_not_keep_close_app_from_letting_go(database_url, redis_url, tmp_path):
+    ran = []
+
+    def failing():
+        raise RuntimeError("stream hub already gone")
+
+    with in_process_app(database_url, redis_url) as app:
+        on_shutdown(app, failing)
+        on_shutdown(app, lambda: ran.append("the next hook"))
+        with pytest.raises(RuntimeError, match="stream hub already gone"):
+            close_app(app)
+        shutdown_hooks(app).clear()  # the context's own close_app must not fail again
+        assert ran == ["the next hook"]
+        assert collaborators_of(app).closed
+        with in_process_app(sqlite_url(tmp_path / "next"), redis_url) as next_app:  # the database was let go
+            assert next_app.test_client().get("/healthz").status_code == 200
