@@ -6,7 +6,8 @@ alone). Two waits, both bounded by WAKE_COALESCE_MS (`window_s`), make the jobs 
 
 - WakeDelay: a worker hearing submissions in quick succession waits the window before it claims, so the jobs of
   that moment share a claim. A submission with none in the window before it is claimed at once: an idle system
-  answers a lone job as fast as ever, and each batch of POST /jobs/batch is one wake-up.
+  answers a lone job as fast as ever, and each batch of POST /jobs/batch is one wake-up. The worker's listener
+  waits the window out itself, so the wake-ups published meanwhile are read together after it.
 - OutcomeHold: attempts sent together (by one claim, or started with one outcome write) finish together, but
   their reports arrive one by one, and the first used to be written alone. Its outcome now waits for the others
   sent with it, at most the window, so that they share one write. The attempt itself is not delayed, only the

@@ -425,12 +425,15 @@ class JobDispatcher(Actor):
 
         def submitted(_):
             delay = wake_delay.for_submission()
-            if not self.fill_scheduled:
-                self.fill_scheduled = True
-                if delay:
-                    gevent.spawn_later(delay, tell_unless_dead, self.actor_ref, Wake("submission"))
-                else:
-                    tell_unless_dead(self.actor_ref, Wake("submission"))
+            if self.fill_scheduled:
+                return
+            self.fill_scheduled = True
+            if delay:
+                # This listener waits out the window itself: the wake-ups published meanwhile stay unread in the
+                # socket and are read together after it, one wake of this process for them all instead of one
+                # each. Their jobs were committed before they were published: the claim this Wake starts has them.
+                gevent.sleep(delay)
+            tell_unless_dead(self.actor_ref, Wake("submission"))
 
         def lost(exc):
             if self.redis_ok:
