@@ -353,7 +353,7 @@ class JobDispatcher(Actor):
         Done for each outcome as it is queued, and for the whole queue when a write begins: a job that came to
         wait since (claimed meanwhile) takes a slot as it would have had it been waiting when the attempt was
         done. The whole queue waits for the write on its way: the slots that write frees go to the jobs waiting
-        then first (_attempts_over); handing them out at once was slower (docs/benchmarks.md)."""
+        then first (_attempts_over); handing them out at once measured no better (docs/benchmarks.md)."""
         for index in range(since, len(self.outcome_queue)):
             outcome = self.outcome_queue[index]
             if outcome.successor is None and self.slots.has_waiting(outcome.job.host):
