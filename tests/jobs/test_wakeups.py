@@ -13,7 +13,7 @@ from tests.app_on_own_database import app, new_app_key  # noqa: F401 - the worke
 from tests.helpers import wait_until
 from tests.jobs.test_outcome_writes import at_partner, start_worker, submit
 
-WINDOW_S = 0.6
+WINDOW_S = 1.0  # long, so that a loaded machine's slow reads do not split the stream
 FALLBACK_TIMER_S = 5.0  # actors/dispatcher.py MAX_IDLE_S: when a job is found without its wake-up
 
 
@@ -28,13 +28,13 @@ def test_a_stream_of_submissions_shares_a_claim_and_a_later_submission_is_heard(
     time.sleep(0.1)  # the next comes within the window: a stream
     submitted["b"] = time.time()
     submit(client, f"{partner.url}/ok/b")
-    time.sleep(0.2)
+    time.sleep(0.1)
     submitted["c"] = time.time()
     submit(client, f"{partner.url}/ok/c")
     arrived = {r.path.rsplit("/", 1)[-1]: r.at for r in at_partner(partner, 3)}
 
     assert arrived["lone"] - submitted["lone"] < WINDOW_S * 0.75  # claimed at once, not after the window
-    assert arrived["b"] - submitted["b"] >= WINDOW_S * 0.9  # waited for the window ...
+    assert WINDOW_S * 0.9 <= arrived["b"] - submitted["b"] < WINDOW_S + 0.8  # waited for the window ...
     assert abs(arrived["b"] - arrived["c"]) < 0.1  # ... and went out with c, in one claim
 
     # The listener reads again after the window: a submission now starts the next one, well before the timer
