@@ -24,6 +24,7 @@ import errno
 import io
 import json
 import logging
+import re
 import resource
 import socket
 import time
@@ -55,6 +56,11 @@ ACCEPT_PAUSE_S = 0.5
 GATHER_MAX = 64 * 1024
 ACCEPT_ERROR_LOG_S = 10.0
 _OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+# A header line as clients commonly send it: a token, a colon, printable ASCII. A block of only such lines is read
+# here (~5 µs); any other goes to gevent's parser (the email package's, ~27 µs a request), which decides as before.
+_PLAIN_HEADER_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([\x20-\x7e\t]*)")
+_HEADER_LINES_ALLOWED = 100  # http.client's limit, the blank line that ends them counted: gevent's parser refuses more
+_HeaderMessage = type(headers_factory(io.BytesIO(b"\r\n")))  # gevent's message class, what its handler reads
 
 REFUSALS = {
     400: raw_error_response(400, "bad_request", "malformed HTTP request"),
@@ -139,6 +145,21 @@ class Slots:
             self.used -= 1
 
 
+def parsed_headers(block: bytes):
+    """A request's header block (its lines, then the blank line that ends it), read as gevent's parser reads it."""
+    lines = block.split(b"\r\n")
+    if lines[-2:] == [b"", b""] and len(lines) - 1 <= _HEADER_LINES_ALLOWED:
+        message = _HeaderMessage()
+        for line in lines[:-2]:
+            plain = _PLAIN_HEADER_LINE.fullmatch(line)
+            if plain is None:
+                break
+            message[plain[1].decode("ascii")] = plain[2].decode("ascii")
+        else:
+            return message
+    return headers_factory(io.BytesIO(block))
+
+
 class Handler(WSGIHandler):
     # A 2 KB read buffer instead of the default 8 KB: an SSE client keeps its handler (and this
     # buffer) for hours while reading nothing after its request headers.
@@ -211,7 +232,7 @@ class Handler(WSGIHandler):
         return super().read_requestline()
 
     def MessageClass(self, rfile, *args):  # noqa: N802 - gevent's name
-        """The request's header block, at most MAX_HEADER_BYTES, parsed by gevent's own parser."""
+        """The request's header block, at most MAX_HEADER_BYTES, read as gevent's own parser reads it (parsed_headers)."""
         block = bytearray()
         while True:
             line = rfile.readline(MAX_HEADER_BYTES + 1 - len(block))
@@ -221,7 +242,7 @@ class Handler(WSGIHandler):
             if len(block) > MAX_HEADER_BYTES:
                 raise HeadersTooLarge()
             if line in (b"\r\n", b"\n"):
-                return headers_factory(io.BytesIO(bytes(block)))
+                return parsed_headers(bytes(block))
 
     def read_request(self, raw_requestline):
         try:
