@@ -6,6 +6,7 @@ broken client sends: folded continuations, bare LF, no colon, spaces or other by
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
 from gevent.pywsgi import headers_factory
@@ -70,3 +71,22 @@ def test_a_plain_block_keeps_repeated_headers_in_order():
     items, status = server_reads(block)
     assert items == [("Host", "a"), ("X-Tag", "one"), ("x-tag", "two  "), ("Accept", "")]
     assert (items, status) == gevent_reads(block)
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b" " * 30_000 + b"\x01", b" \t" * 15_000 + b"\x01", b"v " * 15_000 + b"\xff"],
+    ids=["spaces", "spaces and tabs", "words"],
+)
+def test_a_long_line_that_is_not_plain_costs_about_what_a_plain_one_does(tail):
+    # The first reader matched the spaces before a value by two overlapping parts: 30 KB of them ending in a
+    # control byte took the regular expression ~3 s, a request's worth of CPU times thousands.
+    plain = b"X: " + b"v" * len(tail) + b"\r\n\r\n"
+    hostile = b"X:" + tail + b"\r\n\r\n"
+    started = time.process_time()
+    for _ in range(20):
+        parsed_headers(plain)
+    plain_s = (time.process_time() - started) / 20
+    started = time.process_time()
+    assert server_reads(hostile) == gevent_reads(hostile)
+    assert time.process_time() - started < 100 * plain_s + 0.05
