@@ -8,7 +8,7 @@ from models.schema import ensure_schema
 from models.settings import Settings
 from web import session
 from web.errors import register_error_handlers
-from web.extensions import Collaborators, collaborators_of, shutdown_hooks
+from web.extensions import Collaborators, collaborators_of, run_shutdown_hooks, shutdown_hooks
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -49,13 +49,8 @@ def close_app(app: Flask) -> None:
     Every shutdown hook runs and the collaborators are let go even when a hook fails; the first failure is then
     raised to the caller, who asked for the close and may want to know (a stopping server logs it instead:
     web/server.py `begin_stop`)."""
-    failures = []
     try:
-        for hook in shutdown_hooks(app):
-            try:
-                hook()
-            except Exception as exc:
-                failures.append(exc)
+        failures = run_shutdown_hooks(shutdown_hooks(app))
     finally:
         collaborators_of(app).close()
     if failures:

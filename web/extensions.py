@@ -81,6 +81,17 @@ def shutdown_hooks(app: Flask) -> list[Callable[[], None]]:
     return app.extensions.get(SHUTDOWN_HOOKS, [])
 
 
+def run_shutdown_hooks(hooks: list[Callable[[], None]]) -> list[Exception]:
+    """Run every hook, each even when one before it failed (a stop must go on); the failures, in order."""
+    failures = []
+    for hook in hooks:
+        try:
+            hook()
+        except Exception as exc:
+            failures.append(exc)
+    return failures
+
+
 def _current() -> Collaborators:
     return current_app.extensions[EXTENSION]
 

@@ -35,6 +35,7 @@ from gevent.pool import Pool
 from gevent.pywsgi import WSGIHandler, WSGIServer, headers_factory
 
 from web.errors import envelope, raw_error_response
+from web.extensions import run_shutdown_hooks
 
 log = logging.getLogger("web.server")
 
@@ -400,8 +401,5 @@ def begin_stop(servers, on_shutdown) -> None:
     answered finishes; the caller waits for it (`Server.stop`, or gunicorn's graceful timeout)."""
     for server in servers:
         server.close()
-    for hook in on_shutdown:
-        try:
-            hook()
-        except Exception as exc:  # a failing hook must not keep the process from stopping
-            log.warning("shutdown hook failed: %s", exc)
+    for exc in run_shutdown_hooks(on_shutdown):
+        log.warning("shutdown hook failed: %s", exc)
