@@ -32,7 +32,7 @@ from http import HTTPStatus
 from http import client as http_client
 
 from gevent.pool import Pool
-from gevent.pywsgi import WSGIHandler, WSGIServer, headers_factory
+from gevent.pywsgi import OldMessage, WSGIHandler, WSGIServer, headers_factory
 
 from web.errors import envelope, raw_error_response
 from web.extensions import run_shutdown_hooks
@@ -63,7 +63,6 @@ _OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 # spaces ending in a control byte would take the engine time quadratic in its length (3 s for 32 KB).
 _PLAIN_HEADER_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([\x21-\x7e][\x20-\x7e\t]*)?")
 _HEADER_LINES_ALLOWED = 100  # http.client's limit, the blank line that ends them counted: gevent's parser refuses more
-_HeaderMessage = type(headers_factory(io.BytesIO(b"\r\n")))  # gevent's message class, what its handler reads
 
 REFUSALS = {
     400: raw_error_response(400, "bad_request", "malformed HTTP request"),
@@ -152,7 +151,7 @@ def parsed_headers(block: bytes):
     """A request's header block (its lines, then the blank line that ends it), read as gevent's parser reads it."""
     lines = block.split(b"\r\n")
     if lines[-2:] == [b"", b""] and len(lines) - 1 <= _HEADER_LINES_ALLOWED:
-        message = _HeaderMessage()
+        message = OldMessage()  # what gevent's parser makes, and its handler reads
         for line in lines[:-2]:
             plain = _PLAIN_HEADER_LINE.fullmatch(line)
             if plain is None:
@@ -235,7 +234,7 @@ class Handler(WSGIHandler):
         return super().read_requestline()
 
     def MessageClass(self, rfile, *args):  # noqa: N802 - gevent's name
-        """The request's header block, at most MAX_HEADER_BYTES, read as gevent's own parser reads it (parsed_headers)."""
+        """The request's header block, at most MAX_HEADER_BYTES, read as gevent's parser reads it (parsed_headers)."""
         block = bytearray()
         while True:
             line = rfile.readline(MAX_HEADER_BYTES + 1 - len(block))
