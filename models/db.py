@@ -149,7 +149,7 @@ class DatabaseOwner:
         has patched threading); else under a lock, on the caller's thread."""
         self.db = db
         self._pending: list = []
-        self._writer = None
+        self._committing = False  # a commit is on its way to the owner's thread: writes queue for the next
         if _gevent_patched() if own_thread is None else own_thread:
             from gevent.threadpool import ThreadPool
 
@@ -204,15 +204,18 @@ class DatabaseOwner:
             with self._lock:
                 self._connect()
                 return retry_while_busy(lambda: self._in_transaction(fn, args, kwargs))
-        if self._writer is None:
+        if not self._committing:
             # No commit on its way: this greenlet commits its write itself. A writer greenlet to spawn and an
             # AsyncResult to wait on cost ~40 µs a write at light load, where nearly every write is alone
-            # (docs/benchmarks.md). Writes that come meanwhile queue for the writer greenlet, as behind any commit.
-            self._writer = gevent.getcurrent()
+            # (docs/benchmarks.md). Writes that come meanwhile queue for a writer greenlet, as behind any commit.
+            self._committing = True
             try:
                 ((ok, value),) = self._commit_on_owner_thread([(fn, args, kwargs, None)])
             finally:
-                self._writer = gevent.spawn(self._write_loop) if self._pending else None
+                if self._pending:
+                    gevent.spawn(self._write_loop)
+                else:
+                    self._committing = False
             if ok:
                 return value
             raise value
@@ -231,7 +234,7 @@ class DatabaseOwner:
                     else:
                         result.set_exception(value)
         finally:
-            self._writer = None
+            self._committing = False
 
     def _commit_on_owner_thread(self, batch) -> list:
         try:
