@@ -26,7 +26,7 @@ def status(client, job_id: str) -> str:
 def start_worker(services, env, **settings) -> str:
     """A jobs worker with these settings; the URL of its metrics."""
     port = free_port()
-    services.worker({**env, "METRICS_PORT": str(port), **settings}, role="jobs")
+    services.worker(env, role="jobs", METRICS_PORT=str(port), **settings)
     return f"http://127.0.0.1:{port}/metrics"
 
 
