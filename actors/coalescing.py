@@ -11,8 +11,9 @@ alone). Two waits, both bounded by WAKE_COALESCE_MS (`window_s`), make the jobs 
 - OutcomeHold: attempts sent together (by one claim, or started with one outcome write) finish together, but
   their reports arrive one by one, and the first used to be written alone. Its outcome now waits for the others
   sent with it, at most the window, so that they share one write. The attempt itself is not delayed, only the
-  recording of its result (and a retry due within the window, which is claimed once that is written). The dispatcher writes at once, without asking, when the slot is wanted (a waiting
-  job takes it with the outcome, or the last claim got all the jobs it asked for) and when it drains.
+  recording of its result (and a retry due within the window, which is claimed once that is written). The
+  dispatcher writes at once, without asking, when the slot is wanted (a waiting job takes it with the outcome, or
+  the last claim got all the jobs it asked for) and when it drains.
 
 At 100 jobs/s the claim's wait took a fifth of a job's CPU off for ~12 ms of first-attempt latency, and the
 outcome's wait halves the outcome writes again, ~8% of the worker's CPU (docs/benchmarks.md).

@@ -1,5 +1,5 @@
-"""The dispatcher's pieces in process: HostSlots, WakeDelay and OutcomeHold (pure), the Claimer on a real SQLite file, and the
-OutcomeWriter on a real SQLite file publishing to a real Redis."""
+"""The dispatcher's pieces in process: HostSlots, WakeDelay and OutcomeHold (pure), the Claimer on a real SQLite
+file, and the OutcomeWriter on a real SQLite file publishing to a real Redis."""
 
 from __future__ import annotations
 
