@@ -168,3 +168,35 @@ def test_inverters_list_shows_status_and_a_live_reading_age(system, new_page, ar
         wait_until(lambda: re.fullmatch(r"just now|\d+ s ago", age.inner_text()), 10, 0.1, "a reading age in seconds")
     page.screenshot(path=str(artifacts / "inverters-list.png"), full_page=True)
     assert not page.errors
+
+
+def test_a_removal_that_fails_says_why_and_the_page_stays_live(system, new_page):
+    inverter_id = system.inverters["SBX-AMS-0001"]
+    page = new_page()
+    sign_in(page, system.url, system.owner_key, f"/ui/inverters/{inverter_id}")
+    wait_for_state(page, "live")
+
+    def refused(route):
+        if route.request.method != "DELETE":
+            route.continue_()
+            return
+        route.fulfill(
+            status=503,
+            content_type="application/json",
+            body=json.dumps({"error": {"code": "unavailable", "message": "try again in a minute", "details": {}}}),
+        )
+
+    page.route(f"**/inverters/{inverter_id}", refused)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Remove inverter").click()
+    page.get_by_text("try again in a minute").wait_for()
+    assert page.get_by_role("button", name="Remove inverter").is_enabled()
+    # The page let go of its stream while it asked, and took it up again from the last event it had.
+    wait_until(
+        lambda: page.evaluate("window.inverterPage.stream.source.readyState === EventSource.OPEN"),
+        10,
+        0.05,
+        "the stream open again",
+    )
+    wait_for_state(page, "live")
+    assert not page.errors

@@ -279,10 +279,31 @@
     this.wireHistoryControls();
     this.energyChart = makeEnergyChart(this.root.querySelector("[data-energy-chart]"));
     this.loadEnergy();
-    setInterval(function () { self.loadEnergy(); }, ENERGY_REFRESH_MS);
-    const resumeFrom = await this.loadHistory();
+    this.energyTimer = setInterval(function () { self.loadEnergy(); }, ENERGY_REFRESH_MS);
+    this.openStream(await this.loadHistory());
+  };
+
+  // While the inverter is being removed: the server ends its stream when it goes, and a stream or a refresh
+  // that came back meanwhile would find a 404.
+  InverterPage.prototype.pause = function () {
+    clearInterval(this.energyTimer);
+    this.energyTimer = null;
+    if (this.stream) this.stream.close();
+  };
+
+  // The removal failed: back to live, from the last event seen.
+  InverterPage.prototype.resume = function () {
+    const self = this;
+    if (this.energyTimer === null) {
+      this.energyTimer = setInterval(function () { self.loadEnergy(); }, ENERGY_REFRESH_MS);
+    }
+    if (this.stream) this.openStream(this.stream.lastEventId);
+  };
+
+  InverterPage.prototype.openStream = function (lastEventId) {
+    const self = this;
     this.stream = new Dash.LiveStream(this.root.dataset.streamUrl, {
-      lastEventId: resumeFrom,
+      lastEventId: lastEventId,
       onState: Dash.indicator(document.getElementById("connection")),
       events: {
         reading: function (reading, id) { self.addReading(reading, id); },
@@ -699,8 +720,10 @@
         const serial = document.querySelector("h1").textContent;
         if (!window.confirm("Remove " + serial + "? Its readings and team go with it.")) return;
         remove.disabled = true;
+        window.inverterPage.pause();
         const reply = await Dash.api("DELETE", "/inverters/" + document.getElementById("inverter").dataset.inverterId);
         if (!reply.ok) {
+          window.inverterPage.resume();
           remove.disabled = false;
           Dash.showError(section.querySelector("#team-error"), reply.message);
           return;
