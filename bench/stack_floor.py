@@ -154,8 +154,8 @@ def persistence_floor(tmp: Path, jobs: int, payload: dict, rate: float) -> dict:
     """With --rate: what the engine's own unavoidable pieces cost a job at that pace, each alone. A job is stored
     by the web (one write transaction) and claimed and finished by a worker (two more); the web publishes its
     event and the dispatchers' wake-up, a worker receives the wake-up and publishes the outcome's event. Each
-    piece is the project's own: `DatabaseOwner.write` of `insert_job` (a write transaction on the owner's
-    thread, as the web runs it) on a fresh SQLite file with the project's schema, and `NoReplyPublisher`
+    piece is the project's own: `DatabaseOwner.write` of `insert_job` (a write transaction, which the web commits
+    on the hub when it comes alone, as here) on a fresh SQLite file with the project's schema, and `NoReplyPublisher`
     PUBLISHes received by a redis-py subscriber in another process."""
     import redis
 

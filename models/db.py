@@ -6,6 +6,11 @@ native thread (a gevent ThreadPool of size 1) that holds the only connection; gr
 cooperatively. Writes queued while that thread is busy are committed together in one transaction
 (group commit), each in its own savepoint so one failing write does not undo the others.
 
+A write that comes alone to a SQLite owner is committed on the hub instead, when the owner's thread is idle and
+no other process holds the write lock: the trip to the thread cost more than the write (docs/benchmarks.md). The
+hub never waits there: a busy lock sends the write to the thread, which waits for it, and the WAL checkpoints
+(an fsync) run on the thread, every WAL_CHECKPOINT_INTERVAL_S, instead of inside a commit.
+
 Outside gevent (the CLI, tests calling queries directly) calls run inline.
 """
 
@@ -35,7 +40,10 @@ def _gevent_patched() -> bool:
     return monkey.is_module_patched("threading")
 
 
-def make_database(url: str) -> peewee.Database:
+def make_database(url: str, hub_writes: bool = False) -> peewee.Database:
+    """The peewee database at url. hub_writes: a SQLite database whose owner may commit on the gevent hub as well as
+    on its own thread (DatabaseOwner), so both threads share one connection state, and the owner, not a commit,
+    runs the WAL checkpoints."""
     if url.startswith("sqlite:"):
         path = url.split("sqlite:///", 1)[-1] if url.startswith("sqlite:///") else url[len("sqlite:") :]
         if path and path != ":memory:":
@@ -52,8 +60,10 @@ def make_database(url: str) -> peewee.Database:
                 "busy_timeout": 0,
                 "foreign_keys": 1,
                 "cache_size": -16000,
+                **({"wal_autocheckpoint": 0} if hub_writes else {}),
             },
             timeout=0,
+            **({"thread_safe": False, "check_same_thread": False} if hub_writes else {}),
         )
     return connect_url(url.replace("postgres://", "postgresql://", 1))
 
@@ -94,6 +104,9 @@ def write_transaction(db: peewee.Database | None = None):
 
 
 BUSY_DEADLINE_S = 10.0
+# How often an owner that commits on the hub checkpoints the WAL (on its thread), while it writes. SQLite's own
+# automatic checkpoint would run inside whichever commit crossed 1,000 pages: on the hub, an fsync under every stream.
+WAL_CHECKPOINT_INTERVAL_S = 1.0
 
 
 def _is_busy(exc: Exception) -> bool:
@@ -144,17 +157,32 @@ class DatabaseOwner:
 
     url = ""  # the URL it was opened with (open_database)
 
-    def __init__(self, db: peewee.Database, own_thread: bool | None = None):
+    def __init__(
+        self,
+        db: peewee.Database,
+        own_thread: bool | None = None,
+        checkpoint_interval_s: float = WAL_CHECKPOINT_INTERVAL_S,
+    ):
         """own_thread: run the queries on a thread of their own, for a gevent process (the default when gevent
-        has patched threading); else under a lock, on the caller's thread."""
+        has patched threading); else under a lock, on the caller's thread. checkpoint_interval_s: how often to
+        checkpoint the WAL while writing, when lone writes commit on the hub."""
         self.db = db
+        self.checkpoint_interval_s = checkpoint_interval_s
         self._pending: list = []
-        self._committing = False  # a commit is on its way to the owner's thread: writes queue for the next
+        self._committing = False  # a commit is on its way: writes queue for the next
+        self._hub_writes = False  # a lone write may be committed on the hub (see write)
+        self._checkpoint_after = 0.0  # monotonic time; 0 while a checkpoint is on its way
+        self._closed = False
+        self._writing_on_hub = False
         if _gevent_patched() if own_thread is None else own_thread:
             from gevent.threadpool import ThreadPool
 
             self._pool = ThreadPool(1)
             self._lock = None
+            # One connection state for the hub and the thread (make_database(hub_writes=True)); the owner keeps
+            # them from using it at once.
+            self._hub_writes = isinstance(db, peewee.SqliteDatabase) and not db.thread_safe
+            self._checkpoint_after = time.monotonic() + checkpoint_interval_s
         else:
             self._pool = None
             self._lock = threading.RLock()
@@ -175,6 +203,8 @@ class DatabaseOwner:
         # The exception travels back as a value: raised inside the pool, gevent would also print
         # its traceback to stderr, and a caller that handles it (or a one-line start-up error)
         # would still leave a stack trace in the log.
+        if self._writing_on_hub:
+            raise RuntimeError("a write on the hub yielded to other greenlets inside its transaction (see write)")
         ok, value = self._pool.apply(_capture, (work, *args))
         if ok:
             return value
@@ -198,8 +228,17 @@ class DatabaseOwner:
     def write(self, fn: Callable[..., Any], *args, **kwargs) -> Any:
         """Run fn inside a transaction shared with other writes queued meanwhile; return its result.
 
-        fn's exception is re-raised to its caller only; the other writes of the batch commit.
+        fn's exception is re-raised to its caller only; the other writes of the batch commit. fn must not yield to
+        other greenlets (no network I/O, no sleeps): alone, it may run on the hub inside its transaction.
         """
+        return self._write(True, fn, args, kwargs)
+
+    def write_bulk(self, fn: Callable[..., Any], *args, **kwargs) -> Any:
+        """As write, for a write whose size a client or the load chooses (a batch of up to 1,000 jobs, a bulk action,
+        a storm of alerts): never committed on the hub, which it would hold for milliseconds."""
+        return self._write(False, fn, args, kwargs)
+
+    def _write(self, may_use_hub: bool, fn, args, kwargs) -> Any:
         if self._pool is None:
             with self._lock:
                 self._connect()
@@ -210,7 +249,7 @@ class DatabaseOwner:
             # (docs/benchmarks.md). Writes that come meanwhile queue for a writer greenlet, as behind any commit.
             self._committing = True
             try:
-                ((ok, value),) = self._commit_on_owner_thread([(fn, args, kwargs, None)])
+                ((ok, value),) = self._commit_alone((fn, args, kwargs, None), may_use_hub)
             finally:
                 if self._pending:
                     gevent.spawn(self._write_loop)
@@ -222,6 +261,45 @@ class DatabaseOwner:
         result = AsyncResult()
         self._pending.append((fn, args, kwargs, result))
         return result.get()
+
+    def _commit_alone(self, write, may_use_hub: bool) -> list:
+        # len(pool): tasks handed to the thread and not finished, counted by the thread itself, so a caller killed
+        # while it waited for its task does not make the connection look free while the task still runs on it.
+        if may_use_hub and self._hub_writes and not len(self._pool) and not self.db.is_closed():
+            self._writing_on_hub = True
+            try:
+                outcomes = self._commit_once([write])
+            except Exception as exc:
+                # The transaction never began (another process holds the write lock: the thread waits for it), or
+                # the commit failed and rolled back: as on the thread, every write in it failed.
+                outcomes = None if _is_busy(exc) else [(False, exc)]
+            finally:
+                self._writing_on_hub = False
+            if outcomes is not None:
+                self._after_commit()
+                return outcomes
+        return self._commit_on_owner_thread([write])
+
+    def _after_commit(self):
+        if self._hub_writes and 0 < self._checkpoint_after <= time.monotonic():
+            self._checkpoint_after = 0.0
+            gevent.spawn(self._checkpoint)
+
+    def _checkpoint(self):
+        if self._closed:
+            return
+        try:
+            self._owned(self._checkpoint_on_connection)
+        except Exception as exc:  # the next interval tries again
+            log.warning("WAL checkpoint failed: %s", exc)
+        finally:
+            self._checkpoint_after = time.monotonic() + self.checkpoint_interval_s
+
+    def _checkpoint_on_connection(self):
+        if not self.db.is_closed():  # closed meanwhile: closing checkpointed it (not through call(), which reopens)
+            # Fetched here: a cursor carried out unread would keep its statement open on the connection, and the
+            # next COMMIT would fail with "SQL statements in progress".
+            self.db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def _write_loop(self):
         try:
@@ -241,6 +319,8 @@ class DatabaseOwner:
             return self._on_owner_thread(self._commit_batch, batch)
         except Exception as exc:  # the commit itself failed: every write in it failed
             return [(False, exc)] * len(batch)
+        finally:
+            self._after_commit()
 
     def _in_transaction(self, fn, args, kwargs):
         with write_transaction(self.db):
@@ -280,6 +360,7 @@ class DatabaseOwner:
             if not self.db.is_closed():
                 self.db.close()
 
+        self._closed = True
         # Not through call(), which connects first: closing a database never reached must not try again.
         try:
             self._owned(_close)
@@ -312,7 +393,7 @@ def open_database(url: str) -> DatabaseOwner:
                 f"one database per process, so {url} cannot be opened beside it"
             )
         _owner.close()
-    db = make_database(url)
+    db = make_database(url, hub_writes=_gevent_patched())
     database.initialize(db)
     _owner = DatabaseOwner(db)
     _owner.url = url

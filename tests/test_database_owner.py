@@ -2,15 +2,19 @@
 transaction; a write that raises is rolled back alone and its caller gets the exception, the others commit. A
 write alone in its transaction takes no SAVEPOINT, on SQLite and on PostgreSQL alike. On a thread of its own (as
 in a gevent process), the writes that come while a commit is on its way share the next one, whichever greenlet
-carries the first."""
+carries the first. On SQLite, a write that comes alone is committed on the hub, never while the owner's thread
+holds the connection or another connection holds the write lock, and the owner checkpoints the WAL on its thread."""
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import threading
 
 import gevent
 import pytest
 
+import models.db
 from models.db import DatabaseOwner, is_sqlite, make_database
 from tests.helpers import sqlite_url
 
@@ -140,3 +144,125 @@ def test_writes_queued_behind_a_caller_killed_while_its_write_commits_still_comm
     assert later.get(timeout=10) == "second"
     assert threaded.write(_note, threaded, "third") == "third"
     assert _notes(threaded) == ["first", "second", "third"]
+
+
+# -- lone writes on the hub (SQLite) ---------------------------------------------------------------------------
+HUB = threading.get_ident()  # the test's thread, where gevent's hub runs
+
+
+@pytest.fixture
+def checkpoint_interval_s():
+    return models.db.WAL_CHECKPOINT_INTERVAL_S
+
+
+@pytest.fixture
+def hub_owner(tmp_path, checkpoint_interval_s):
+    """A SQLite database owned as in a gevent process: a lone write may be committed on the hub."""
+    db = make_database(sqlite_url(tmp_path), hub_writes=True)
+    db.connect()
+    db.execute_sql("CREATE TABLE owner_note (note TEXT NOT NULL)")
+    owner = DatabaseOwner(db, own_thread=True, checkpoint_interval_s=checkpoint_interval_s)
+    owner.threads = []  # (statement, thread) as SQLite ran them
+    db.connection().set_trace_callback(lambda sql: owner.threads.append((sql, threading.get_ident())))
+    yield owner
+    owner.close()
+
+
+def _noted_where(owner: DatabaseOwner, text: str) -> int:
+    _note(owner, text)
+    return threading.get_ident()
+
+
+def test_a_lone_write_commits_on_the_hub_and_the_owners_thread_reads_it(hub_owner):
+    assert hub_owner.write(_noted_where, hub_owner, "alone") == HUB
+    assert [thread for sql, thread in hub_owner.threads if sql == "COMMIT"] == [HUB]
+    assert hub_owner.call(_notes, hub_owner) == ["alone"]
+
+
+def test_a_bulk_write_commits_on_the_owners_thread(hub_owner):
+    assert hub_owner.write_bulk(_noted_where, hub_owner, "bulk") != HUB
+    assert hub_owner.call(_notes, hub_owner) == ["bulk"]
+
+
+def _held_on_owner_thread(owner: DatabaseOwner):
+    """A read that its caller's greenlet takes to the owner's thread and that stays there until released."""
+    started, release = threading.Event(), threading.Event()
+
+    def held():
+        started.set()
+        assert release.wait(10)
+        return _notes(owner)
+
+    reader = gevent.spawn(owner.call, held)
+    gevent.sleep(0)
+    assert started.wait(10)
+    return reader, release
+
+
+@pytest.mark.parametrize("reader_killed", [False, True], ids=["reader-waiting", "reader-killed"])
+def test_a_write_while_the_owners_thread_holds_the_connection_waits_its_turn_there(hub_owner, reader_killed):
+    """The connection is the thread's until its task ends, even when the greenlet that handed the task over was
+    killed meanwhile: a write on the hub then would run inside the thread's statements."""
+    reader, release = _held_on_owner_thread(hub_owner)
+    if reader_killed:
+        reader.kill()
+    writer = gevent.spawn(hub_owner.write, _noted_where, hub_owner, "after the read")
+    gevent.sleep(0)
+    assert not writer.ready() and _notes_of(hub_owner) == []
+    release.set()
+    assert writer.get(timeout=10) != HUB
+    assert hub_owner.call(_notes, hub_owner) == ["after the read"]
+
+
+def _notes_of(owner: DatabaseOwner) -> list[str]:
+    """What another connection sees committed."""
+    with sqlite3.connect(owner.db.database) as other:
+        return [row[0] for row in other.execute("SELECT note FROM owner_note")]
+
+
+def test_a_write_that_finds_the_lock_taken_waits_for_it_on_the_owners_thread_not_the_hub(hub_owner):
+    hub_owner.write(_note, hub_owner, "first")  # connected, the table known
+    other = sqlite3.connect(hub_owner.db.database, timeout=0, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process's write lock
+    writer = gevent.spawn(hub_owner.write, _noted_where, hub_owner, "second")
+    ticks = 0
+    while ticks < 20:  # the hub goes on serving other greenlets while the write waits
+        gevent.sleep(0.005)
+        ticks += 1
+    assert not writer.ready()
+    other.execute("COMMIT")
+    other.close()
+    assert writer.get(timeout=10) != HUB
+    assert _notes_of(hub_owner) == ["first", "second"]
+
+
+@pytest.mark.parametrize("checkpoint_interval_s", [0.01])
+def test_the_owner_checkpoints_the_wal_on_its_thread_while_writes_commit_on_the_hub(hub_owner):
+    """SQLite's automatic checkpoint is off on this connection (it would fsync inside a commit, on the hub): the
+    owner's own keeps the WAL from growing with every write."""
+    page = "x" * 8000
+    for n in range(600):  # ~4.8 MB of notes: without checkpoints, a WAL of ~9.9 MB (measured)
+        hub_owner.write(_note, hub_owner, f"{n} {page}")
+        gevent.sleep(0)  # other greenlets run between requests: the checkpoint's among them
+    wal = os.path.getsize(hub_owner.db.database + "-wal")
+    assert wal < 5_000_000, f"the WAL grew to {wal} bytes"  # ~2.5 MB (measured)
+    checkpoints = [thread for sql, thread in hub_owner.threads if "wal_checkpoint" in sql]
+    assert checkpoints and HUB not in checkpoints
+    assert HUB in [thread for sql, thread in hub_owner.threads if sql == "COMMIT"]
+
+
+def test_a_write_that_yields_inside_its_transaction_on_the_hub_fails_the_others_loudly(hub_owner):
+    """A write function must not yield (write's contract): if one did, a query handed to the thread meanwhile would
+    run inside its open transaction. It is refused instead."""
+
+    def yielding():
+        _note(hub_owner, "yielding")
+        gevent.sleep(0)
+        return "done"
+
+    writer = gevent.spawn(hub_owner.write, yielding)
+    reader = gevent.spawn(hub_owner.call, _notes, hub_owner)
+    gevent.joinall([writer, reader], timeout=10)
+    assert writer.value == "done"
+    assert isinstance(reader.exception, RuntimeError)
+    assert hub_owner.call(_notes, hub_owner) == ["yielding"]

@@ -214,7 +214,7 @@ def submit_batch():
         accepted.append((index, spec, key))
     created_count, created_jobs = 0, []
     if accepted:
-        stored = owner().write(jobs.insert_jobs, g.account.id, [(spec, key) for _, spec, key in accepted])
+        stored = owner().write_bulk(jobs.insert_jobs, g.account.id, [(spec, key) for _, spec, key in accepted])
         for (index, _, _), outcome in zip(accepted, stored):
             if isinstance(outcome, jobs.IdempotencyConflict):
                 results[index] = {
@@ -365,7 +365,7 @@ def job_filter_param(statuses: tuple[str, ...] = lifecycle.STATUSES) -> jobs.Job
 
 
 def _bulk(action, allowed: tuple[str, ...]) -> list:
-    changed = owner().write(action, g.account.id, job_filter_param(allowed), BULK_ACTION_MAX)
+    changed = owner().write_bulk(action, g.account.id, job_filter_param(allowed), BULK_ACTION_MAX)
     _events().publish(changed)
     return changed
 
