@@ -476,7 +476,7 @@ def onboard():
     finally:
         adapter.close()
 
-    account_id = g.account.id  # the closure runs on the database thread, outside this request
+    account_id = g.account.id  # the closure may run on the database thread, outside this request
 
     def create():
         connection = inverters.connection_for(spec["brand"], spec["base_url"], spec["credentials"])
