@@ -19,7 +19,7 @@ from models import jobs, webhooks
 from models.accounts import Account
 from models.backoff import Backoff
 from models.base import BaseModel, JSONField, iso, json_text, now
-from models.db import built_sql, sql
+from models.db import built_sql, chunks, sql
 from models.ids import new_id
 from models.inverters import Inverter, _visible_to
 from models.net.urls import parse_outbound_url
@@ -195,7 +195,7 @@ def change_context(changes: list[tuple]) -> ChangeContext:
     """Read what prepare_changes needs (on the database owner, outside the write transaction)."""
     to_clear = [args[0] for kind, *args in changes if kind == CLEARING]
     episodes: dict[str, Alert] = {}
-    for chunk in peewee.chunked(to_clear, 500):
+    for chunk in chunks(to_clear, 500):
         for alert in Alert.select().where(Alert.id.in_(chunk)):
             episodes[alert.id] = alert
     accounts = {args[0].account_id for kind, *args in changes if kind != CLEARING}
@@ -343,7 +343,7 @@ def _insert_episodes(rows: list[tuple]) -> set[str]:
     """Insert these alert rows, a chunk per statement; the ids of those inserted (not refused by a unique index)."""
     inserted: set[str] = set()
     db = Alert._meta.database
-    for chunk in peewee.chunked(rows, INSERT_CHUNK):
+    for chunk in chunks(rows, INSERT_CHUNK):
         text = f"INSERT INTO alert ({_ALERT_COLUMNS}) VALUES {', '.join([_ALERT_ROW] * len(chunk))}"
         try:
             with db.atomic():

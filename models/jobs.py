@@ -18,7 +18,7 @@ import peewee
 
 from models.accounts import Account
 from models.base import BaseModel, JSONField, json_text, now
-from models.db import built_sql, database, is_sqlite, sql
+from models.db import built_sql, chunks, database, is_sqlite, sql
 from models.ids import new_id
 from models.lifecycle import (  # noqa: F401
     ABANDONED,
@@ -308,7 +308,7 @@ _CHUNK = 500
 
 def _jobs_by_key(account_id: str, keys) -> dict[str, Job]:
     found: dict[str, Job] = {}
-    for chunk in peewee.chunked(sorted(keys), _CHUNK):
+    for chunk in chunks(sorted(keys), _CHUNK):
         for job in Job.select().where((Job.account == account_id) & Job.idempotency_key.in_(chunk)):
             found[job.idempotency_key] = job
     return found
@@ -319,7 +319,7 @@ def _insert_keyed(made: list[NewJob]) -> set[str]:
     lost: set[str] = set()
     columns = _INSERT_JOB[: _INSERT_JOB.index(" VALUES ")]
     one = _INSERT_JOB[_INSERT_JOB.index(" VALUES ") + len(" VALUES ") :]
-    for chunk in peewee.chunked(made, _CHUNK):
+    for chunk in chunks(made, _CHUNK):
         text = (
             f"{columns} VALUES {', '.join([one] * len(chunk))}"
             " ON CONFLICT (account_id, idempotency_key) DO NOTHING RETURNING id"
@@ -484,7 +484,7 @@ def start_attempts(worker: str, jobs: list[tuple[str, int]], at: float | None = 
 def renew_leases(worker: str, job_ids, lease_s: float) -> int:
     """Push back the lease of the jobs this worker still holds; returns how many it still holds."""
     held = 0
-    for chunk in peewee.chunked(job_ids, 500):
+    for chunk in chunks(job_ids, 500):
         held += (
             Job.update(due_at=now() + lease_s)
             .where(Job.id.in_(chunk) & (Job.lease_owner == worker) & (Job.status == IN_FLIGHT))
@@ -612,7 +612,7 @@ def record_outcomes(worker: str, outcomes: list[AttemptOutcome]) -> list[Outcome
     """
     applied: dict[tuple[str, int], tuple] = {}
     texts = [(json_text(item.error), json_text(item.result)) for item in outcomes]
-    for chunk in peewee.chunked(list(zip(outcomes, texts)), _OUTCOMES_CHUNK):
+    for chunk in chunks(list(zip(outcomes, texts)), _OUTCOMES_CHUNK):
         text = _RECORD_JOB_OUTCOMES.format(values=", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)))
         params = [
             value

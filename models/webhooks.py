@@ -22,6 +22,7 @@ import peewee
 
 from models.accounts import Account
 from models.base import BaseModel, JSONField, now
+from models.db import chunks
 from models.encryption import CredentialsField
 from models.ids import new_id
 
@@ -138,7 +139,7 @@ def subscribed_endpoints(account_ids) -> dict[str, list[tuple[str, str, list[str
     """(id, url, event types) of every endpoint of these accounts, per account, in one query: what an alert's
     webhook jobs need, without decrypting the secrets (a job's worker reads them when it signs)."""
     found: dict[str, list[tuple[str, str, list[str]]]] = {}
-    for chunk in peewee.chunked(sorted(account_ids), 500):
+    for chunk in chunks(sorted(account_ids), 500):
         query = (
             WebhookEndpoint.select(
                 WebhookEndpoint.account, WebhookEndpoint.id, WebhookEndpoint.url, WebhookEndpoint.event_types

@@ -3,7 +3,8 @@ transaction; a write that raises is rolled back alone and its caller gets the ex
 write alone in its transaction takes no SAVEPOINT, on SQLite and on PostgreSQL alike. On a thread of its own (as
 in a gevent process), the writes that come while a commit is on its way share the next one, whichever greenlet
 carries the first. On SQLite, a write that comes alone is committed on the hub, never while the owner's thread
-holds the connection or another connection holds the write lock, and the owner checkpoints the WAL on its thread."""
+holds the connection or another connection holds the write lock, and the owner checkpoints the WAL on its thread.
+Statements take their rows in chunks (`chunks`)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ import threading
 
 import gevent
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import models.db
-from models.db import DatabaseOwner, is_sqlite, make_database
+from models.db import DatabaseOwner, chunks, is_sqlite, make_database
 from tests.helpers import sqlite_url
 
 
@@ -266,3 +269,11 @@ def test_a_write_that_yields_inside_its_transaction_on_the_hub_fails_the_others_
     assert writer.value == "done"
     assert isinstance(reader.exception, RuntimeError)
     assert hub_owner.call(_notes, hub_owner) == ["yielding"]
+
+
+@given(st.lists(st.integers(), max_size=60), st.integers(min_value=1, max_value=25), st.booleans())
+def test_chunks_keep_every_item_in_order_in_lists_of_at_most_size(items, size, as_iterator):
+    chunked = list(chunks(iter(items) if as_iterator else items, size))
+    assert [item for chunk in chunked for item in chunk] == items
+    assert all(0 < len(chunk) <= size for chunk in chunked)
+    assert all(len(chunk) == size for chunk in chunked[:-1])
