@@ -449,7 +449,7 @@ class AlertEngine(Actor):
             changes, self.changes = self.changes[:WRITE_CHUNK], self.changes[WRITE_CHUNK:]
             try:
                 prepared = alerts.prepare_changes([change for _, change in changes], context)
-                results = self.db.write_bulk(alerts.write_prepared, prepared)
+                results = self.db.write(alerts.write_prepared, prepared)
             except Exception:
                 rest, self.changes = changes + self.changes, []
                 self._undo(rest)

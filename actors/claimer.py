@@ -34,7 +34,7 @@ class Claimer:
         jobs, start those that fit a free slot, and read when the next job is due if the claim came back short
         (in the same trip to the database thread). `free_slots` is the caller's view when the claim began; slots
         only free up since."""
-        result = self.db.write(self._start_and_claim, want, to_start, dict(free_slots))
+        result = self.db.write_brief(self._start_and_claim, want, to_start, dict(free_slots))
         claimed = result.jobs
         if getattr(claimed, "abandoned", 0):
             telemetry.JOB_ATTEMPTS.labels(lifecycle.ABANDONED).inc(claimed.abandoned)
@@ -56,11 +56,11 @@ class Claimer:
 
     def release(self, keys: list[tuple[str, int]]) -> int:
         """Give back claimed attempts (job id, number) never sent, uncharged."""
-        return self.db.write(jobs.release, self.worker_id, keys) if keys else 0
+        return self.db.write_brief(jobs.release, self.worker_id, keys) if keys else 0
 
     def renew(self, job_ids: list[str]) -> int:
-        return self.db.write(jobs.renew_leases, self.worker_id, job_ids, self.lease_s) if job_ids else 0
+        return self.db.write_brief(jobs.renew_leases, self.worker_id, job_ids, self.lease_s) if job_ids else 0
 
     def expire(self, job_ids: list[str]) -> int:
         """Make these in-flight jobs claimable at once (their attempts will be recorded abandoned)."""
-        return self.db.write(jobs.expire_leases, self.worker_id, job_ids) if job_ids else 0
+        return self.db.write_brief(jobs.expire_leases, self.worker_id, job_ids) if job_ids else 0

@@ -61,7 +61,7 @@ class OutcomeWriter:
         """Record each attempt's outcome (fenced: only if this worker still holds that attempt's lease) and
         start its successor's attempt, all in one transaction; then publish the jobs' new states. An outcome
         fenced off writes nothing, not even its successor's start. Raises only if the transaction failed."""
-        states = self.db.write(self._record_all, outcomes)
+        states = self.db.write_brief(self._record_all, outcomes)
         telemetry.JOB_OUTCOME_WRITES.inc()
         written = []
         for outcome, (updated, successor_started) in zip(outcomes, states):

@@ -132,7 +132,7 @@ class Recorder(Actor):
             except (KeyError, ValueError) as exc:
                 log.error("recorder skipping unreadable ingest entry %s: %s", entry_id, exc)
         if rows:
-            self.db.write_bulk(inverters.store_readings, rows)
+            self.db.write(inverters.store_readings, rows)
         pipe = self.redis.pipeline(transaction=False)
         pipe.xack(READINGS_INGEST, RECORDER_GROUP, *ids)
         pipe.xdel(READINGS_INGEST, *ids)

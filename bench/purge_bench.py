@@ -93,9 +93,9 @@ class TimedOwner:
             self.checkpoint_ms.append((time.perf_counter() - started) * 1000)
         return result
 
-    def write_bulk(self, fn, *args):
+    def write(self, fn, *args):
         started = time.perf_counter()
-        result = self.owner.write_bulk(fn, *args)
+        result = self.owner.write(fn, *args)
         if fn is purge_jobs_batch:
             self.batch_ms.append((time.perf_counter() - started) * 1000)
             self.jobs += result[0]

@@ -154,7 +154,7 @@ def persistence_floor(tmp: Path, jobs: int, payload: dict, rate: float) -> dict:
     """With --rate: what the engine's own unavoidable pieces cost a job at that pace, each alone. A job is stored
     by the web (one write transaction) and claimed and finished by a worker (two more); the web publishes its
     event and the dispatchers' wake-up, a worker receives the wake-up and publishes the outcome's event. Each
-    piece is the project's own: `DatabaseOwner.write` of `insert_job` (a write transaction, which the web commits
+    piece is the project's own: `DatabaseOwner.write_brief` of `insert_job` (a write transaction, which the web commits
     on the hub when it comes alone, as here) on a fresh SQLite file with the project's schema, and `NoReplyPublisher`
     PUBLISHes received by a redis-py subscriber in another process."""
     import redis
@@ -182,7 +182,7 @@ def persistence_floor(tmp: Path, jobs: int, payload: dict, rate: float) -> dict:
         return (cpu_seconds() - cpu) / jobs
 
     idle_wake = paced(lambda: None)
-    transaction = paced(lambda: owner.write(insert_job, account_id, spec, None)) - idle_wake
+    transaction = paced(lambda: owner.write_brief(insert_job, account_id, spec, None)) - idle_wake
     owner.close()
 
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

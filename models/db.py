@@ -6,8 +6,9 @@ native thread (a gevent ThreadPool of size 1) that holds the only connection; gr
 cooperatively. Writes queued while that thread is busy are committed together in one transaction
 (group commit), each in its own savepoint so one failing write does not undo the others.
 
-A write that comes alone to a SQLite owner is committed on the hub instead, when the owner's thread is idle and
-no other process holds the write lock: the trip to the thread cost more than the write (docs/benchmarks.md). The
+A brief write (`write_brief`) that comes alone to a SQLite owner is committed on the hub instead, when the owner's
+thread is idle and no other process holds the write lock: the trip to the thread cost more than the write
+(docs/benchmarks.md). The
 hub never waits there: a busy lock sends the write to the thread, which waits for it, and the WAL checkpoints
 (an fsync) run on the thread, every WAL_CHECKPOINT_INTERVAL_S, instead of inside a commit.
 
@@ -181,7 +182,7 @@ class DatabaseOwner:
         self.checkpoint_interval_s = checkpoint_interval_s
         self._pending: list = []
         self._committing = False  # a commit is on its way: writes queue for the next
-        self._hub_writes = False  # a lone write may be committed on the hub (see write)
+        self._hub_writes = False  # a lone write may be committed on the hub (see write_brief)
         self._checkpoint_after = 0.0  # monotonic time; 0 while a checkpoint is on its way
         self._closed = False
         self._writing_on_hub = False
@@ -215,7 +216,7 @@ class DatabaseOwner:
         # its traceback to stderr, and a caller that handles it (or a one-line start-up error)
         # would still leave a stack trace in the log.
         if self._writing_on_hub:
-            raise RuntimeError("a write on the hub yielded to other greenlets inside its transaction (see write)")
+            raise RuntimeError("a write on the hub yielded to other greenlets inside its transaction (see write_brief)")
         ok, value = self._pool.apply(_capture, (work, *args))
         if ok:
             return value
@@ -239,15 +240,18 @@ class DatabaseOwner:
     def write(self, fn: Callable[..., Any], *args, **kwargs) -> Any:
         """Run fn inside a transaction shared with other writes queued meanwhile; return its result.
 
-        fn's exception is re-raised to its caller only; the other writes of the batch commit. fn must not yield to
-        other greenlets (no network I/O, no sleeps): alone, it may run on the hub inside its transaction.
+        fn's exception is re-raised to its caller only; the other writes of the batch commit.
         """
-        return self._write(True, fn, args, kwargs)
-
-    def write_bulk(self, fn: Callable[..., Any], *args, **kwargs) -> Any:
-        """As write, for a write whose size a client or the load chooses (a batch of up to 1,000 jobs, a bulk action,
-        a storm of alerts): never committed on the hub, which it would hold for milliseconds."""
         return self._write(False, fn, args, kwargs)
+
+    def write_brief(self, fn: Callable[..., Any], *args, **kwargs) -> Any:
+        """As write, for a write of a few rows, bounded whatever the data (a job, a claim, a job's outcome): when it
+        comes alone to a SQLite owner it may be committed on the hub itself, which it then holds for well under a
+        millisecond. fn must not yield to other greenlets (no network I/O, no sleeps) inside its transaction.
+
+        Not for a write whose size grows with stored history or a client's choice (an inverter's readings, a
+        batch of jobs): on the hub, the process would serve nothing else until it ended."""
+        return self._write(True, fn, args, kwargs)
 
     def _write(self, may_use_hub: bool, fn, args, kwargs) -> Any:
         if self._pool is None:

@@ -122,7 +122,7 @@ class Purge:
     def _timed_write(self, fn, *args):
         started = time.perf_counter()
         try:
-            result = self.owner.write_bulk(fn, *args)
+            result = self.owner.write(fn, *args)
             if self.checkpoint:
                 self.owner.call(_checkpoint)
             return result

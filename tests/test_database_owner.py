@@ -2,7 +2,7 @@
 transaction; a write that raises is rolled back alone and its caller gets the exception, the others commit. A
 write alone in its transaction takes no SAVEPOINT, on SQLite and on PostgreSQL alike. On a thread of its own (as
 in a gevent process), the writes that come while a commit is on its way share the next one, whichever greenlet
-carries the first. On SQLite, a write that comes alone is committed on the hub, never while the owner's thread
+carries the first. On SQLite, a brief write that comes alone is committed on the hub, never while the owner's thread
 holds the connection or another connection holds the write lock, and the owner checkpoints the WAL on its thread.
 Statements take their rows in chunks (`chunks`)."""
 
@@ -176,15 +176,15 @@ def _noted_where(owner: DatabaseOwner, text: str) -> int:
     return threading.get_ident()
 
 
-def test_a_lone_write_commits_on_the_hub_and_the_owners_thread_reads_it(hub_owner):
-    assert hub_owner.write(_noted_where, hub_owner, "alone") == HUB
+def test_a_lone_brief_write_commits_on_the_hub_and_the_owners_thread_reads_it(hub_owner):
+    assert hub_owner.write_brief(_noted_where, hub_owner, "alone") == HUB
     assert [thread for sql, thread in hub_owner.threads if sql == "COMMIT"] == [HUB]
     assert hub_owner.call(_notes, hub_owner) == ["alone"]
 
 
-def test_a_bulk_write_commits_on_the_owners_thread(hub_owner):
-    assert hub_owner.write_bulk(_noted_where, hub_owner, "bulk") != HUB
-    assert hub_owner.call(_notes, hub_owner) == ["bulk"]
+def test_any_other_write_commits_on_the_owners_thread(hub_owner):
+    assert hub_owner.write(_noted_where, hub_owner, "any size") != HUB
+    assert hub_owner.call(_notes, hub_owner) == ["any size"]
 
 
 def _held_on_owner_thread(owner: DatabaseOwner):
@@ -209,7 +209,7 @@ def test_a_write_while_the_owners_thread_holds_the_connection_waits_its_turn_the
     reader, release = _held_on_owner_thread(hub_owner)
     if reader_killed:
         reader.kill()
-    writer = gevent.spawn(hub_owner.write, _noted_where, hub_owner, "after the read")
+    writer = gevent.spawn(hub_owner.write_brief, _noted_where, hub_owner, "after the read")
     gevent.sleep(0)
     assert not writer.ready() and _notes_of(hub_owner) == []
     release.set()
@@ -224,10 +224,10 @@ def _notes_of(owner: DatabaseOwner) -> list[str]:
 
 
 def test_a_write_that_finds_the_lock_taken_waits_for_it_on_the_owners_thread_not_the_hub(hub_owner):
-    hub_owner.write(_note, hub_owner, "first")  # connected, the table known
+    hub_owner.write_brief(_note, hub_owner, "first")  # connected, the table known
     other = sqlite3.connect(hub_owner.db.database, timeout=0, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another process's write lock
-    writer = gevent.spawn(hub_owner.write, _noted_where, hub_owner, "second")
+    writer = gevent.spawn(hub_owner.write_brief, _noted_where, hub_owner, "second")
     ticks = 0
     while ticks < 20:  # the hub goes on serving other greenlets while the write waits
         gevent.sleep(0.005)
@@ -245,7 +245,7 @@ def test_the_owner_checkpoints_the_wal_on_its_thread_while_writes_commit_on_the_
     owner's own keeps the WAL from growing with every write."""
     page = "x" * 8000
     for n in range(600):  # ~4.8 MB of notes: without checkpoints, a WAL of ~9.9 MB (measured)
-        hub_owner.write(_note, hub_owner, f"{n} {page}")
+        hub_owner.write_brief(_note, hub_owner, f"{n} {page}")
         gevent.sleep(0)  # other greenlets run between requests: the checkpoint's among them
     wal = os.path.getsize(hub_owner.db.database + "-wal")
     assert wal < 5_000_000, f"the WAL grew to {wal} bytes"  # ~2.5 MB (measured)
@@ -255,15 +255,15 @@ def test_the_owner_checkpoints_the_wal_on_its_thread_while_writes_commit_on_the_
 
 
 def test_a_write_that_yields_inside_its_transaction_on_the_hub_fails_the_others_loudly(hub_owner):
-    """A write function must not yield (write's contract): if one did, a query handed to the thread meanwhile would
-    run inside its open transaction. It is refused instead."""
+    """A brief write must not yield (write_brief's contract): if one did, a query handed to the thread meanwhile
+    would run inside its open transaction. It is refused instead."""
 
     def yielding():
         _note(hub_owner, "yielding")
         gevent.sleep(0)
         return "done"
 
-    writer = gevent.spawn(hub_owner.write, yielding)
+    writer = gevent.spawn(hub_owner.write_brief, yielding)
     reader = gevent.spawn(hub_owner.call, _notes, hub_owner)
     gevent.joinall([writer, reader], timeout=10)
     assert writer.value == "done"

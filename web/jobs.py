@@ -175,7 +175,7 @@ def submit():
     spec = _check_signer(body_as(JobRequest, policy=destination_policy()))
     key = idempotency_key(request.headers.get("Idempotency-Key"), "Idempotency-Key")
     try:
-        job, created = owner().write(jobs.insert_job, g.account.id, spec, key)
+        job, created = owner().write_brief(jobs.insert_job, g.account.id, spec, key)
     except jobs.IdempotencyConflict as exc:
         raise ApiError(409, "idempotency_conflict", str(exc), {"job_id": exc.job_id}) from None
     if created:
@@ -214,7 +214,7 @@ def submit_batch():
         accepted.append((index, spec, key))
     created_count, created_jobs = 0, []
     if accepted:
-        stored = owner().write_bulk(jobs.insert_jobs, g.account.id, [(spec, key) for _, spec, key in accepted])
+        stored = owner().write(jobs.insert_jobs, g.account.id, [(spec, key) for _, spec, key in accepted])
         for (index, _, _), outcome in zip(accepted, stored):
             if isinstance(outcome, jobs.IdempotencyConflict):
                 results[index] = {
@@ -296,7 +296,7 @@ def _transition(job_id: str, action, verb: str, allowed: str):
     if not looks_like_id(job_id):
         raise not_found("job")
     try:
-        job = owner().write(action, g.account.id, job_id)
+        job = owner().write_brief(action, g.account.id, job_id)
     except LookupError:
         raise not_found("job") from None
     except ValueError as exc:
@@ -365,7 +365,7 @@ def job_filter_param(statuses: tuple[str, ...] = lifecycle.STATUSES) -> jobs.Job
 
 
 def _bulk(action, allowed: tuple[str, ...]) -> list:
-    changed = owner().write_bulk(action, g.account.id, job_filter_param(allowed), BULK_ACTION_MAX)
+    changed = owner().write(action, g.account.id, job_filter_param(allowed), BULK_ACTION_MAX)
     _events().publish(changed)
     return changed
 
