@@ -256,6 +256,10 @@
     this.charts = {};
     this.drawPending = false;
     this.stream = null;
+    this.historyLoaded = false;       // the stream opens once the stored history is on the charts
+    this.resumeFrom = null;           // the event id the stream (re)opens from
+    this.paused = false;              // while the inverter is being removed (pause, resume)
+    this.energyTimer = null;
     this.energyChart = null;
     this.energyDays = 0;
     this.range = "hour";
@@ -284,24 +288,34 @@
   };
 
   // While the inverter is being removed: the server ends its stream when it goes, and a stream or a refresh
-  // that came back meanwhile would find a 404.
+  // that came back meanwhile would find a 404. That includes a stream not open yet, whose history is still
+  // loading: it opens on resume instead.
   InverterPage.prototype.pause = function () {
+    this.paused = true;
     clearInterval(this.energyTimer);
     this.energyTimer = null;
-    if (this.stream) this.stream.close();
+    if (this.stream) {
+      this.resumeFrom = this.stream.lastEventId;
+      this.stream.close();
+      this.stream = null;
+    }
   };
 
   // The removal failed: back to live, from the last event seen.
   InverterPage.prototype.resume = function () {
     const self = this;
+    this.paused = false;
     if (this.energyTimer === null) {
       this.energyTimer = setInterval(function () { self.loadEnergy(); }, ENERGY_REFRESH_MS);
     }
-    if (this.stream) this.openStream(this.stream.lastEventId);
+    if (this.historyLoaded) this.openStream(this.resumeFrom);
   };
 
   InverterPage.prototype.openStream = function (lastEventId) {
     const self = this;
+    this.historyLoaded = true;
+    this.resumeFrom = lastEventId;
+    if (this.paused) return;
     this.stream = new Dash.LiveStream(this.root.dataset.streamUrl, {
       lastEventId: lastEventId,
       onState: Dash.indicator(document.getElementById("connection")),
@@ -326,7 +340,7 @@
     }
     const since = new Date(Date.parse(reading.time) - HISTORY_WINDOW_S * 1000).toISOString();
     let resumeFrom = null, url = this.root.dataset.readingsUrl + "?limit=1000&since=" + encodeURIComponent(since);
-    for (let page = 0; page < HISTORY_PAGES && url; page++) {
+    for (let page = 0; page < HISTORY_PAGES && url && !this.paused; page++) {   // paused: it is being removed
       const reply = await Dash.api("GET", url);
       if (!reply.ok) break;
       for (const row of reply.data.readings) {
