@@ -20,6 +20,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -225,10 +226,11 @@ class CurveBank:
         self.air = np.stack([r[2] for r in rows])
         self.day, self._pending = utc_day, None
 
-    def prefetch_step(self, utc_day: int) -> bool:
-        """Compute one more curve of `utc_day` ahead of time; True when that day is complete.
+    def prefetch_step(self, utc_day: int, compute: Callable[[CurveKey, int], Curve] = day_curve) -> bool:
+        """Compute one more curve of `utc_day` ahead of time, with compute; True when that day is complete.
 
         Called from a cooperative loop that yields between steps, so the hub never stalls for the whole bank.
+        compute may yield (the server runs it on a thread): the day may be completed by ensure_day meanwhile.
         """
         if self.day == utc_day:
             return True
@@ -236,8 +238,10 @@ class CurveBank:
             self._pending = (utc_day, [])
         rows = self._pending[1]
         if len(rows) < len(self.keys):
-            rows.append(day_curve(self.keys[len(rows)], utc_day))
-        return len(rows) == len(self.keys)
+            curve = compute(self.keys[len(rows)], utc_day)
+            if self._pending is not None and self._pending[1] is rows and len(rows) < len(self.keys):
+                rows.append(curve)
+        return self.day == utc_day or len(rows) == len(self.keys)
 
     def sample(self, rows: np.ndarray, utc_seconds: float):
         """PV per watt-peak, sun-up flag and air temperature for each device row at one instant."""

@@ -8,10 +8,16 @@ import struct
 import gevent
 from gevent.pywsgi import WSGIHandler, WSGIServer
 
-from .physics import DAY_S
+from .physics import DAY_S, Curve, CurveKey, day_curve
 
 MAX_TICKS_PER_WAKEUP = 100  # bounds how long one catch-up burst holds the hub
 PREFETCH_REAL_S = 120.0
+
+
+def _curve_on_a_thread(key: CurveKey, utc_day: int) -> Curve:
+    # Off the hub: the first curve a process computes imports pandas and pvlib (~0.9 s of CPU, seconds on a busy
+    # machine), and a stop signal or a request must not wait behind it.
+    return gevent.get_hub().threadpool.apply(day_curve, (key, utc_day))
 
 
 class FaultAwareHandler(WSGIHandler):
@@ -63,6 +69,6 @@ class MockServer:
             sim.advance_to(clock.now(), max_ticks=MAX_TICKS_PER_WAKEUP)
             next_midnight = (sim.t // DAY_S + 1) * DAY_S
             if (next_midnight - sim.t) / clock.speed < PREFETCH_REAL_S:
-                sim.curves.prefetch_step(int(next_midnight // DAY_S))
+                sim.curves.prefetch_step(int(next_midnight // DAY_S), compute=_curve_on_a_thread)
             wait = (sim.start + (sim.tick_no + 1) * sim.tick_s - clock.now()) / clock.speed
             gevent.sleep(min(max(wait, 0.002), 1.0))

@@ -60,3 +60,16 @@ def test_tick_loop_advances_without_requests(mock):
         0.05,
         "simulated time to advance",
     )
+
+
+def test_a_stop_does_not_wait_for_the_next_days_curves(tmp_path):
+    """Near midnight the tick loop computes the next day's curves ahead of time, and the first a process computes
+    imports pandas and pvlib (~0.9 s of CPU, seconds on a busy machine). A stop that comes meanwhile is answered
+    at once: the computing is off the hub."""
+    env = {"MOCK_INVERTER_CURVE_CACHE": str(tmp_path / "curves"), "MOCK_INVERTER_SPEED": "100"}
+    # 1 June's curves into the cache, so that the next process starts without importing pvlib.
+    MockProcess(env={**env, "MOCK_INVERTER_START": "2026-06-01T12:00:00Z"}).wait_ready().stop()
+    process = MockProcess(env={**env, "MOCK_INVERTER_START": "2026-06-01T23:30:00Z"})
+    assert "devices on http://" in process.proc.stdout.readline()  # listening: 2 June's curves come next
+    assert process.stop(signal.SIGTERM) < 0.4
+    assert process.proc.returncode == 0
