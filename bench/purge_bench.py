@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 from models import jobs
 from models.accounts import create_account  # noqa: E402
-from models.db import open_database  # noqa: E402
+from models.db import checkpoint_wal, open_database  # noqa: E402
 from models.ids import new_id  # noqa: E402
-from models.retention import REST_FACTOR, Purge, _checkpoint, purge_jobs_batch  # noqa: E402
+from models.retention import REST_FACTOR, Purge, purge_jobs_batch  # noqa: E402
 from models.schema import ensure_schema  # noqa: E402
 
 _INSERT_JOB = (
@@ -89,7 +89,7 @@ class TimedOwner:
     def call(self, fn, *args):
         started = time.perf_counter()
         result = self.owner.call(fn, *args)
-        if fn is _checkpoint:
+        if fn is checkpoint_wal:
             self.checkpoint_ms.append((time.perf_counter() - started) * 1000)
         return result
 

@@ -8,9 +8,8 @@ cooperatively. Writes queued while that thread is busy are committed together in
 
 A brief write (`write_brief`) that comes alone to a SQLite owner is committed on the hub instead, when the owner's
 thread is idle and no other process holds the write lock: the trip to the thread cost more than the write
-(docs/benchmarks.md). The
-hub never waits there: a busy lock sends the write to the thread, which waits for it, and the WAL checkpoints
-(an fsync) run on the thread, every WAL_CHECKPOINT_INTERVAL_S, instead of inside a commit.
+(docs/benchmarks.md). The hub never waits there: a busy lock sends the write to the thread, which waits for it,
+and the WAL checkpoints (an fsync) run on the thread, every WAL_CHECKPOINT_INTERVAL_S, instead of inside a commit.
 
 Outside gevent (the CLI, tests calling queries directly) calls run inline.
 """
@@ -100,6 +99,14 @@ def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
     listed = items if isinstance(items, list) else list(items)
     for start in range(0, len(listed), size):
         yield listed[start : start + size]
+
+
+def checkpoint_wal(db: peewee.Database | None = None) -> None:
+    """Copy SQLite's WAL into the database file now (a passive checkpoint: it waits for no reader or writer).
+
+    Its row is read here: a cursor left unread keeps its statement open on the connection, and the next COMMIT
+    would fail with "SQL statements in progress"."""
+    (db or database.obj).execute_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def is_sqlite(db: peewee.Database | None = None) -> bool:
@@ -312,9 +319,7 @@ class DatabaseOwner:
 
     def _checkpoint_on_connection(self):
         if not self.db.is_closed():  # closed meanwhile: closing checkpointed it (not through call(), which reopens)
-            # Fetched here: a cursor carried out unread would keep its statement open on the connection, and the
-            # next COMMIT would fail with "SQL statements in progress".
-            self.db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            checkpoint_wal(self.db)
 
     def _write_loop(self):
         try:

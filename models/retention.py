@@ -25,7 +25,7 @@ import gevent
 
 from models import energy
 from models.base import now
-from models.db import DatabaseOwner, database, is_sqlite, sql
+from models.db import DatabaseOwner, checkpoint_wal, database, is_sqlite, sql
 from models.inverters import Inverter
 from models.jobs import TERMINAL
 
@@ -89,13 +89,6 @@ def purge_readings_batch(inverter_id: str, before: float, limit: int) -> int:
     ).rowcount
 
 
-def _checkpoint() -> None:
-    """Copy the WAL into the database file now, in the purge's own time: left to SQLite's automatic
-    checkpoint, the pages a purge dirtied would be written back during whichever commit comes next,
-    often a claim's."""
-    database.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
-
-
 def _inverters() -> list[tuple[str, str | None]]:
     return [(i.id, i.timezone) for i in Inverter.select(Inverter.id, Inverter.timezone).order_by(Inverter.id)]
 
@@ -124,7 +117,9 @@ class Purge:
         try:
             result = self.owner.write(fn, *args)
             if self.checkpoint:
-                self.owner.call(_checkpoint)
+                # In the purge's own time: left to SQLite (or the owner's next interval), the pages a purge
+                # dirtied would be written back during whichever commit comes next, often a claim's.
+                self.owner.call(checkpoint_wal)
             return result
         finally:
             self.rest(max(MIN_REST_S, (time.perf_counter() - started) * self.rest_factor) if self.rest_factor else 0)
