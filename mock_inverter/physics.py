@@ -239,7 +239,7 @@ class CurveBank:
         rows = self._pending[1]
         if len(rows) < len(self.keys):
             curve = compute(self.keys[len(rows)], utc_day)
-            if self._pending is not None and self._pending[1] is rows and len(rows) < len(self.keys):
+            if self._pending and self._pending[1] is rows:  # else ensure_day finished the day meanwhile
                 rows.append(curve)
         return self.day == utc_day or len(rows) == len(self.keys)
 
