@@ -283,8 +283,15 @@
     this.wireHistoryControls();
     this.energyChart = makeEnergyChart(this.root.querySelector("[data-energy-chart]"));
     this.loadEnergy();
+    this.refreshEnergy();
+    this.resumeFrom = await this.loadHistory();
+    this.historyLoaded = true;
+    this.goLive();
+  };
+
+  InverterPage.prototype.refreshEnergy = function () {
+    const self = this;
     this.energyTimer = setInterval(function () { self.loadEnergy(); }, ENERGY_REFRESH_MS);
-    this.openStream(await this.loadHistory());
   };
 
   // While the inverter is being removed: the server ends its stream when it goes, and a stream or a refresh
@@ -293,7 +300,6 @@
   InverterPage.prototype.pause = function () {
     this.paused = true;
     clearInterval(this.energyTimer);
-    this.energyTimer = null;
     if (this.stream) {
       this.resumeFrom = this.stream.lastEventId;
       this.stream.close();
@@ -303,21 +309,17 @@
 
   // The removal failed: back to live, from the last event seen.
   InverterPage.prototype.resume = function () {
-    const self = this;
     this.paused = false;
-    if (this.energyTimer === null) {
-      this.energyTimer = setInterval(function () { self.loadEnergy(); }, ENERGY_REFRESH_MS);
-    }
-    if (this.historyLoaded) this.openStream(this.resumeFrom);
+    this.refreshEnergy();
+    this.goLive();
   };
 
-  InverterPage.prototype.openStream = function (lastEventId) {
+  // The live stream, from resumeFrom, once the history is in and unless paused.
+  InverterPage.prototype.goLive = function () {
+    if (this.paused || !this.historyLoaded) return;
     const self = this;
-    this.historyLoaded = true;
-    this.resumeFrom = lastEventId;
-    if (this.paused) return;
     this.stream = new Dash.LiveStream(this.root.dataset.streamUrl, {
-      lastEventId: lastEventId,
+      lastEventId: this.resumeFrom,
       onState: Dash.indicator(document.getElementById("connection")),
       events: {
         reading: function (reading, id) { self.addReading(reading, id); },
