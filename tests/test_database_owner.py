@@ -228,10 +228,9 @@ def test_a_write_that_finds_the_lock_taken_waits_for_it_on_the_owners_thread_not
     other = sqlite3.connect(hub_owner.db.database, timeout=0, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another process's write lock
     writer = gevent.spawn(hub_owner.write_brief, _noted_where, hub_owner, "second")
-    ticks = 0
-    while ticks < 20:  # the hub goes on serving other greenlets while the write waits
-        gevent.sleep(0.005)
-        ticks += 1
+    # Not a wait for anything: a window in which a write waiting for the lock on the hub would have held this
+    # greenlet up, then failed (busy_timeout is 0 there). This one waits on the thread, the hub free.
+    gevent.sleep(0.1)
     assert not writer.ready()
     other.execute("COMMIT")
     other.close()
