@@ -1,6 +1,6 @@
 """The web's own CPU per `POST /jobs`, without the HTTP server: the Flask app in this process, called as WSGI.
 
-    .venv/bin/python bench/web_overhead.py [--jobs 3000] [--concurrency 64] [--profile out.prof]
+    .venv/bin/python bench/web_overhead.py [--jobs 3000] [--concurrency 64] [--rate 100] [--profile out.prof]
 
 Builds the app with `create_app` on a fresh SQLite file (the real database owner, its group commit, and Redis at
 REDIS_URL or 127.0.0.1:6379 for the job events and wake-ups), makes an account, then submits `--jobs` times the
@@ -10,6 +10,8 @@ Prints the CPU of this process's main thread (Flask, validation, views, the even
 threads (the database owner's: the insert and the commit) per submission. That is bench/jobs_bench.py's web
 CPU per job without gevent's HTTP server and the client's sockets: far less noise from the machine's neighbours,
 so a change of a few microseconds shows. Nothing consumes the jobs (no worker runs); they stay pending.
+`--rate` paces the submissions (the hub idles between them, as at light load: `--concurrency 1 --rate 100` is
+bench/jobs_bench.py's `--rate 100` for the app alone).
 """
 
 from gevent import monkey
@@ -67,6 +69,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--rate", type=float, default=0, help="submissions a second, all submitters together (default: flat out)"
+    )
     parser.add_argument("--profile", default=None, help="cProfile the main thread's CPU while submitting")
     args = parser.parse_args()
 
@@ -88,10 +93,15 @@ def main() -> None:
         ).encode()
         queue = list(range(args.jobs))
         statuses: dict[str, int] = {}
+        started = time.monotonic()
 
         def submitter():
             while queue:
+                sequence = args.jobs - len(queue)
                 queue.pop()
+                if args.rate:
+                    # Paced: the hub idles between submissions, as a web process does at light load.
+                    gevent.sleep(max(0.0, started + sequence / args.rate - time.monotonic()))
                 status: list[str] = []
                 answer = b"".join(app(_environ(body, key), lambda s, h, e=None, seen=status: seen.append(s)))
                 statuses[status[0]] = statuses.get(status[0], 0) + 1
@@ -117,6 +127,7 @@ def main() -> None:
                 {
                     "jobs": args.jobs,
                     "concurrency": args.concurrency,
+                    "rate": args.rate or None,
                     "statuses": statuses,
                     "cpu_ms_main_thread_per_job": round(main / args.jobs * 1000, 4),
                     "cpu_ms_other_threads_per_job": round(other / args.jobs * 1000, 4),
