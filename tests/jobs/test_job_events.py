@@ -7,10 +7,13 @@ from __future__ import annotations
 import os
 import signal
 
+import gevent
 import pytest
 import redis as redis_lib
 
-from models.events import NoReplyPublisher
+from models.channels import JOBS_WAKEUP
+from models.events import WAKE_ALONE_AFTER_S, DispatcherWaker, NoReplyPublisher
+from models.jobs import OutcomeState
 from models.redis_client import connect_redis
 from tests.conftest import RedisServer
 from tests.helpers import free_port
@@ -148,3 +151,59 @@ def test_a_write_cut_short_is_not_followed_by_one_on_a_connection_that_owes_repl
     assert _received(pubsub, 1) == [("job:a", "2")]
     assert _connections_received(observer) - opened == 1  # one fresh connection, without replies, for both
     publisher.close()
+
+
+# -- DispatcherWaker: a lone submission's wake-up rides with its events; a burst's still coalesce -------------------
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _submitted(n: int) -> OutcomeState:
+    return OutcomeState(
+        id=f"w{n}", status="pending", attempts=0, max_attempts=5, due_at=1.0, updated_at=1.0, account_id=""
+    )
+
+
+def _waker_and_listener(redis, clock):
+    pubsub = _listening(redis, "*")  # this worker's own Redis: only this test publishes meanwhile
+    # In background as in the web; this test process is not gevent-patched, so the coalescing greenlet runs only
+    # when the test yields to the hub, and the listener's blocking reads never do.
+    return DispatcherWaker(redis, in_background=True, clock=clock), pubsub
+
+
+def _kinds(messages) -> list[str]:
+    return ["wake" if channel == JOBS_WAKEUP else channel.removeprefix("job:") for channel, _ in messages]
+
+
+def test_a_lone_submission_writes_its_wake_up_after_its_events_without_a_greenlet(redis):
+    clock = _Clock()
+    waker, pubsub = _waker_and_listener(redis, clock)
+    try:
+        waker.publish_and_wake([_submitted(1)])
+        # Received while the hub never ran: written by the call itself, after the event.
+        assert _kinds(_received(pubsub, 2)) == ["w1", "wake"]
+        clock.now += WAKE_ALONE_AFTER_S + 0.001
+        waker.publish_and_wake([_submitted(2), _submitted(3)])
+        assert _kinds(_received(pubsub, 3)) == ["w2", "w3", "wake"]
+    finally:
+        waker.close()
+        pubsub.close()
+
+
+def test_a_burst_of_submissions_shares_its_wake_ups(redis):
+    clock = _Clock()
+    waker, pubsub = _waker_and_listener(redis, clock)
+    try:
+        for n in range(100):  # within WAKE_ALONE_AFTER_S of each other
+            waker.publish_and_wake([_submitted(n)])
+        assert pubsub.get_message(timeout=0.05) is not None  # the first event: nothing waits behind the hub yet
+        gevent.sleep(0)  # the coalescing greenlet writes one wake-up for the other 99
+        kinds = ["w0"] + _kinds(_received(pubsub, 101))
+        assert kinds == ["w0", "wake"] + [f"w{n}" for n in range(1, 100)] + ["wake"]
+    finally:
+        waker.close()
+        pubsub.close()
