@@ -10,7 +10,7 @@ Prints the CPU of this process's main thread (Flask, validation, views, the even
 threads (the database owner's: the insert and the commit) per submission. That is bench/jobs_bench.py's web
 CPU per job without gevent's HTTP server and the client's sockets: far less noise from the machine's neighbours,
 so a change of a few microseconds shows. Nothing consumes the jobs (no worker runs); they stay pending.
-`--rate` paces the submissions (the hub idles between them, as at light load: `--concurrency 1 --rate 100` is
+`--show` asks for one job (`GET /jobs/<id>`) instead of submitting. `--rate` paces the requests (the hub idles between them, as at light load: `--concurrency 1 --rate 100` is
 bench/jobs_bench.py's `--rate 100` for the app alone).
 """
 
@@ -40,11 +40,11 @@ from web.extensions import collaborators_of  # noqa: E402
 _main_thread_clock = time.pthread_getcpuclockid(monkey.get_original("threading", "get_ident")())
 
 
-def _environ(body: bytes, key: str) -> dict:
+def _environ(body: bytes, key: str, path: str = "/jobs") -> dict:
     return {
-        "REQUEST_METHOD": "POST",
+        "REQUEST_METHOD": "POST" if body else "GET",
         "SCRIPT_NAME": "",
-        "PATH_INFO": "/jobs",
+        "PATH_INFO": path,
         "QUERY_STRING": "",
         "SERVER_NAME": "127.0.0.1",
         "SERVER_PORT": "8000",
@@ -53,8 +53,7 @@ def _environ(body: bytes, key: str) -> dict:
         "REMOTE_PORT": "50000",
         "HTTP_HOST": "127.0.0.1",
         "HTTP_AUTHORIZATION": f"Bearer {key}",
-        "CONTENT_TYPE": "application/json",
-        "CONTENT_LENGTH": str(len(body)),
+        **({"CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body))} if body else {}),
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": "http",
         "wsgi.input": io.BytesIO(body),
@@ -71,6 +70,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument(
         "--rate", type=float, default=0, help="submissions a second, all submitters together (default: flat out)"
+    )
+    parser.add_argument(
+        "--show", action="store_true", help="GET /jobs/<id> of one job submitted before, instead of submitting"
     )
     parser.add_argument("--profile", default=None, help="cProfile the main thread's CPU while submitting")
     args = parser.parse_args()
@@ -91,6 +93,10 @@ def main() -> None:
                 "backoff": {"base_s": 0.2, "cap_s": 5, "jitter": "full"},
             }
         ).encode()
+        path, expected = "/jobs", "202"
+        if args.show:
+            answer = b"".join(app(_environ(body, key), lambda s, h, e=None: None))
+            path, expected, body = f"/jobs/{json.loads(answer)['id']}", "200", b""
         queue = list(range(args.jobs))
         statuses: dict[str, int] = {}
         started = time.monotonic()
@@ -103,9 +109,9 @@ def main() -> None:
                     # Paced: the hub idles between submissions, as a web process does at light load.
                     gevent.sleep(max(0.0, started + sequence / args.rate - time.monotonic()))
                 status: list[str] = []
-                answer = b"".join(app(_environ(body, key), lambda s, h, e=None, seen=status: seen.append(s)))
+                answer = b"".join(app(_environ(body, key, path), lambda s, h, e=None, seen=status: seen.append(s)))
                 statuses[status[0]] = statuses.get(status[0], 0) + 1
-                if not status[0].startswith("202"):
+                if not status[0].startswith(expected):
                     raise SystemExit(f"web_overhead: {status[0]} {answer[:200]!r}")
 
         profiler = None
