@@ -192,7 +192,7 @@ class DatabaseOwner:
         self._hub_writes = False  # a lone write may be committed on the hub (see write_brief)
         self._checkpoint_after = 0.0  # monotonic time; 0 while a checkpoint is on its way
         self._closed = False
-        self._writing_on_hub = False
+        self._on_hub = False  # a query runs on the hub (call_brief, write_brief)
         if _gevent_patched() if own_thread is None else own_thread:
             from gevent.threadpool import ThreadPool
 
@@ -211,6 +211,26 @@ class DatabaseOwner:
         """Run fn on the owner's connection and return its result (blocking this greenlet only)."""
         return self._owned(self._run, fn, args, kwargs)
 
+    def call_brief(self, fn: Callable[..., Any], *args, **kwargs) -> Any:
+        """As call, for a read of a few rows found by key (a job, an account by its key), whatever the data: when
+        the owner's thread has nothing to do, a SQLite owner runs it on the hub itself, sparing the trip to the
+        thread (at light load most of such a read's cost: docs/benchmarks.md). fn must not yield to other greenlets
+        (no network I/O, no sleeps) and must return rows already read, not a cursor.
+
+        Not for a read whose size grows with stored history or a client's choice (a listing, a reading range)."""
+        if self._hub_writes and not len(self._pool) and not self._on_hub and not self.db.is_closed():
+            self._on_hub = True
+            try:
+                return fn(*args, **kwargs)
+            except peewee.OperationalError as exc:
+                # A WAL reader is busy only in rare moments (another connection recovering the WAL); the thread
+                # waits them out.
+                if not _is_busy(exc):
+                    raise
+            finally:
+                self._on_hub = False
+        return self.call(fn, *args, **kwargs)
+
     def _owned(self, work, *args):
         """work(*args) where the connection lives: on the owner's thread under gevent, else under its lock."""
         if self._pool is not None:
@@ -222,8 +242,8 @@ class DatabaseOwner:
         # The exception travels back as a value: raised inside the pool, gevent would also print
         # its traceback to stderr, and a caller that handles it (or a one-line start-up error)
         # would still leave a stack trace in the log.
-        if self._writing_on_hub:
-            raise RuntimeError("a write on the hub yielded to other greenlets inside its transaction (see write_brief)")
+        if self._on_hub:
+            raise RuntimeError("a query on the hub yielded to other greenlets (see call_brief and write_brief)")
         ok, value = self._pool.apply(_capture, (work, *args))
         if ok:
             return value
@@ -288,7 +308,7 @@ class DatabaseOwner:
         # len(pool): tasks handed to the thread and not finished, counted by the thread itself, so a caller killed
         # while it waited for its task does not make the connection look free while the task still runs on it.
         if may_use_hub and self._hub_writes and not len(self._pool) and not self.db.is_closed():
-            self._writing_on_hub = True
+            self._on_hub = True
             try:
                 outcomes = self._commit_once([write])
             except Exception as exc:
@@ -296,7 +316,7 @@ class DatabaseOwner:
                 # the commit failed and rolled back: as on the thread, every write in it failed.
                 outcomes = None if _is_busy(exc) else [(False, exc)]
             finally:
-                self._writing_on_hub = False
+                self._on_hub = False
             if outcomes is not None:
                 self._after_commit()
                 return outcomes

@@ -253,6 +253,58 @@ def test_the_owner_checkpoints_the_wal_on_its_thread_while_writes_commit_on_the_
     assert HUB in [thread for sql, thread in hub_owner.threads if sql == "COMMIT"]
 
 
+def _notes_and_where(owner: DatabaseOwner) -> tuple[list[str], int]:
+    return _notes(owner), threading.get_ident()
+
+
+def test_a_lone_brief_read_runs_on_the_hub_and_sees_what_the_thread_committed(hub_owner):
+    assert hub_owner.write(_noted_where, hub_owner, "on the thread") != HUB
+    assert hub_owner.call_brief(_notes_and_where, hub_owner) == (["on the thread"], HUB)
+    assert hub_owner.call(_notes_and_where, hub_owner)[1] != HUB  # any other read: on the thread
+
+
+@pytest.mark.parametrize("reader_killed", [False, True], ids=["reader-waiting", "reader-killed"])
+def test_a_brief_read_while_the_owners_thread_holds_the_connection_waits_its_turn_there(hub_owner, reader_killed):
+    """As for a brief write: the connection is the thread's until its task ends."""
+    hub_owner.write_brief(_note, hub_owner, "first")
+    held, release = _held_on_owner_thread(hub_owner)
+    if reader_killed:
+        held.kill()
+    reader = gevent.spawn(hub_owner.call_brief, _notes_and_where, hub_owner)
+    gevent.sleep(0)
+    assert not reader.ready()
+    release.set()
+    notes, where = reader.get(timeout=10)
+    assert (notes, where != HUB) == (["first"], True)
+
+
+def test_a_brief_read_goes_on_while_another_process_holds_the_write_lock(hub_owner):
+    hub_owner.write_brief(_note, hub_owner, "committed")
+    other = sqlite3.connect(hub_owner.db.database, timeout=0, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO owner_note VALUES ('not yet')")
+    try:
+        assert hub_owner.call_brief(_notes_and_where, hub_owner) == (["committed"], HUB)  # WAL: readers never wait
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+def test_a_brief_read_that_yields_fails_the_others_loudly(hub_owner):
+    hub_owner.write_brief(_note, hub_owner, "first")
+
+    def yielding():
+        notes = _notes(hub_owner)
+        gevent.sleep(0)
+        return notes
+
+    reader = gevent.spawn(hub_owner.call_brief, yielding)
+    other = gevent.spawn(hub_owner.call, _notes, hub_owner)
+    gevent.joinall([reader, other], timeout=10)
+    assert reader.value == ["first"]
+    assert isinstance(other.exception, RuntimeError)
+
+
 def test_a_write_that_yields_inside_its_transaction_on_the_hub_fails_the_others_loudly(hub_owner):
     """A brief write must not yield (write_brief's contract): if one did, a query handed to the thread meanwhile
     would run inside its open transaction. It is refused instead."""

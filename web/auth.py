@@ -24,7 +24,7 @@ def _account_cached(lookup, credential: str):
     hit = cache.get((lookup, credential))
     if hit is not None and hit[1] > time.monotonic():
         return hit[0]
-    account = owner().call(lookup, credential)
+    account = owner().call_brief(lookup, credential)
     if account is not None:
         if len(cache) >= CREDENTIAL_CACHE_MAX:
             cache.clear()

@@ -320,7 +320,7 @@ def _team(inverter) -> dict:
 def _job(job_id: str):
     if not looks_like_id(job_id):
         return None
-    return owner().call(jobs.get_job, g.account.id, job_id)
+    return owner().call_brief(jobs.get_job, g.account.id, job_id)
 
 
 def _job_state(job) -> dict:

@@ -137,7 +137,7 @@ def attempt_view(attempt) -> dict:
 
 
 def _job_or_404(job_id: str):
-    job = owner().call(jobs.get_job, g.account.id, job_id) if looks_like_id(job_id) else None
+    job = owner().call_brief(jobs.get_job, g.account.id, job_id) if looks_like_id(job_id) else None
     if job is None:
         raise not_found("job")
     return job
@@ -145,7 +145,7 @@ def _job_or_404(job_id: str):
 
 def _check_signer(spec: dict) -> dict:
     """A job may be signed only with one of its own account's endpoint secrets."""
-    if spec.get("sign_with") and owner().call(webhooks.get_endpoint, g.account.id, spec["sign_with"]) is None:
+    if spec.get("sign_with") and owner().call_brief(webhooks.get_endpoint, g.account.id, spec["sign_with"]) is None:
         raise ApiError(
             422,
             "validation_failed",

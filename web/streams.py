@@ -376,12 +376,12 @@ def multi_stream():
 @require_account
 def job_events(job_id):
     account_id = g.account.id
-    if not looks_like_id(job_id) or owner().call(jobs.get_job, account_id, job_id) is None:
+    if not looks_like_id(job_id) or owner().call_brief(jobs.get_job, account_id, job_id) is None:
         raise not_found("job")
 
     def initial():
         # Read after registering, so a change committed meanwhile arrives live, after this state.
-        job = owner().call(jobs.get_job, account_id, job_id)
+        job = owner().call_brief(jobs.get_job, account_id, job_id)
         return [(None, frame("job", job_event_json(job)))] if job else []
 
     return _open_stream(hub(), (job_channel(job_id),), initial, on_demand=True)
