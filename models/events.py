@@ -160,7 +160,7 @@ class DispatcherWaker:
 
     A submission that comes alone (no wake-up on its way, none written in the last WAKE_ALONE_AFTER_S) writes
     its wake-up after its events in the same write: at light load, where nearly every submission comes alone,
-    the coalescing greenlet and the second write cost the web ~0.3 ms of CPU a job on this machine
+    the coalescing greenlet and the second write cost the web ~0.25 ms of CPU a job on this machine
     (docs/benchmarks.md). A burst still coalesces: at most one wake-up per WAKE_ALONE_AFTER_S rides along, and
     the rest go through the coalescer as before.
     """
