@@ -200,3 +200,33 @@ def test_a_removal_that_fails_says_why_and_the_page_stays_live(system, new_page)
     )
     wait_for_state(page, "live")
     assert not page.errors
+
+
+def test_a_removal_that_fails_while_the_history_loads_loads_it_again_and_goes_live(system, new_page):
+    """Remove aborts the page's reads on their way; if the removal fails, the history cut short starts over."""
+    inverter_id = system.inverters["SBX-AMS-0001"]
+    page = new_page()
+    held: list = []
+
+    def routed(route):
+        request = route.request
+        if request.method == "GET" and request.url.endswith(f"/inverters/{inverter_id}/latest") and not held:
+            held.append(route)  # the first history's first read: on its way when Remove is clicked, never answered
+        elif request.method == "DELETE":
+            route.fulfill(
+                status=503,
+                content_type="application/json",
+                body=json.dumps({"error": {"code": "unavailable", "message": "try again in a minute", "details": {}}}),
+            )
+        else:
+            route.continue_()
+
+    page.route(f"**/inverters/{inverter_id}**", routed)
+    sign_in(page, system.url, system.owner_key, f"/ui/inverters/{inverter_id}")
+    wait_until(lambda: held, 10, 0.05, "the page's history to be on its way")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Remove inverter").click()
+    page.get_by_text("try again in a minute").wait_for()
+    wait_for_state(page, "live")
+    wait_until(lambda: page.evaluate("window.inverterPage.pointCount()") > 1, 10, 0.05, "the history on the charts")
+    assert not page.errors

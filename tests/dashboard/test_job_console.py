@@ -187,3 +187,19 @@ def test_the_jobs_list_and_its_counts_follow_the_jobs_live(system, new_page, par
     page.get_by_role("link", name="Show them").click()
     expect(page.locator(f'tr[data-job-id="{delivered}"] .badge')).to_have_text("succeeded")
     assert not page.errors
+
+
+def test_the_forms_idempotency_key_gives_back_the_first_job(system, new_page, partner):
+    _, key = system.new_account()
+    page = new_page()
+    sign_in(page, system.url, key, "/ui/jobs")
+    landed = []
+    for _ in range(2):
+        page.goto(system.url + "/ui/jobs/new")
+        page.get_by_label("URL").fill(partner.url + "/ok")
+        page.get_by_label("Idempotency key").fill("form-order-7")
+        page.get_by_role("button", name="Submit job").click()
+        page.wait_for_url(re.compile(r"/ui/jobs/[0-9A-Z]{26}$"))
+        landed.append(page.url.rsplit("/", 1)[-1])
+    assert landed[0] == landed[1]
+    assert not page.errors

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from tests.dashboard.conftest import SANDBOX_KEY, sign_in
@@ -24,22 +25,34 @@ def console_errors(page) -> list:
 
 class SlowRemoval:
     """Routes an inverter page's requests: its history's first answer is held until the inverter has been removed,
-    and the removal's answer reaches the page 1.5 s after the server gave it."""
+    its first energy request reaches the server only after the removal (as a request on its way could, on another
+    connection), and the removal's answer reaches the page 1.5 s after the server gave it."""
 
     REPLY_LATE_S = 1.5
 
     def __init__(self, inverter_id: str):
         self.inverter_id = inverter_id
         self.held: list = []
+        self.unsent: list = []
 
     def handle(self, route) -> None:
         request = route.request
-        if request.method == "GET" and request.url.endswith(f"/inverters/{self.inverter_id}/latest"):
+        inverter = f"/inverters/{self.inverter_id}"
+        if request.method == "GET" and request.url.endswith(f"{inverter}/latest"):
             self.held.append((route, route.fetch()))  # answered before the removal; reaches the page after it
-        elif request.method == "DELETE" and request.url.endswith(f"/inverters/{self.inverter_id}"):
+        elif request.method == "GET" and f"{inverter}/energy?period=day" in request.url and not self.unsent:
+            self.unsent.append(route)
+        elif request.method == "DELETE" and request.url.endswith(inverter):
             reply = route.fetch()  # the server has removed it
             for held, answer in self.held:
                 held.fulfill(response=answer)
+            for unsent in self.unsent:
+                late = unsent.fetch()  # the server answers 404 now
+                assert late.status == 404
+                try:
+                    unsent.fulfill(response=late)
+                except PlaywrightError:
+                    pass  # the page aborted it: nothing to answer
             time.sleep(self.REPLY_LATE_S)  # the network's delay, not a wait for anything
             route.fulfill(response=reply)
         else:
@@ -100,7 +113,7 @@ def test_add_a_device_and_see_its_first_reading(system, new_page, artifacts):
     page.route("**/inverters/**", removal.handle)
     page.reload()
     page.get_by_role("heading", name="Team").wait_for()
-    wait_until(lambda: removal.held, 10, 0.05, "the page's history to be on its way")
+    wait_until(lambda: removal.held and removal.unsent, 10, 0.05, "the page's history and energy to be on their way")
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Remove inverter").click()
     page.wait_for_url(f"{system.url}/ui/inverters")

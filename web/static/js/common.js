@@ -5,24 +5,32 @@ window.Dash = (function () {
   // -- the JSON API ------------------------------------------------------------------------------
   // The session cookie authenticates every call (same origin); errors come back in the API's one
   // envelope {"error": {"code", "message", "details"}}.
-  async function api(method, url, body, extraHeaders) {
+  // options: headers (added to the request's), signal (an AbortController's: an aborted request answers
+  // { ok: false, aborted: true }, and whatever the server answered it never reaches the page).
+  async function api(method, url, body, options) {
+    options = options || {};
     // X-Requested-With: a header a cross-site form cannot send. The API refuses a change made with the
     // session cookie alone without it (web/auth.py, 403 csrf_header_missing), beside SameSite=Lax.
-    const headers = Object.assign({ Accept: "application/json", "X-Requested-With": "dashboard" }, extraHeaders || {});
-    const init = { method: method, headers: headers, credentials: "same-origin" };
+    const headers = Object.assign({ Accept: "application/json", "X-Requested-With": "dashboard" }, options.headers || {});
+    const init = { method: method, headers: headers, credentials: "same-origin", signal: options.signal };
     if (body !== undefined) {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
+    const aborted = { ok: false, aborted: true, status: 0, data: null, message: "stopped" };
     let response;
     try {
       response = await fetch(url, init);
     } catch (err) {
+      if (err.name === "AbortError") return aborted;
       return { ok: false, status: 0, data: null, message: "The server cannot be reached. Check your connection and try again." };
     }
     let data = null;
     if (response.status !== 204) {
-      try { data = await response.json(); } catch (err) { data = null; }
+      try { data = await response.json(); } catch (err) {
+        if (err.name === "AbortError") return aborted;
+        data = null;
+      }
     }
     const message = response.ok ? "" : errorMessage(response.status, data);
     if (response.status === 401) toSignIn();

@@ -5,6 +5,7 @@
 (function () {
   const HISTORY_WINDOW_S = 3600;      // of reading time: the simulated fleet's clock may differ from ours
   const HISTORY_PAGES = 8;            // readings API pages of up to 1000 (more than an hour at 1 s)
+  const STOPPED = {};                 // loadHistory's answer when a pause aborted it
   const MAX_POINTS = 5000;
   const CHART_HEIGHT = 220;
   // The range picker. Ranges longer than RAW_MAX_SPAN_S, or whose raw readings would exceed MAX_POINTS, are
@@ -259,6 +260,7 @@
     this.historyLoaded = false;       // the stream opens once the stored history is on the charts
     this.resumeFrom = null;           // the event id the stream (re)opens from
     this.paused = false;              // while the inverter is being removed (pause, resume)
+    this.requests = new AbortController();   // the page's reads (get): pause aborts those on their way
     this.energyTimer = null;
     this.energyChart = null;
     this.energyDays = 0;
@@ -284,7 +286,19 @@
     this.energyChart = makeEnergyChart(this.root.querySelector("[data-energy-chart]"));
     this.loadEnergy();
     this.refreshEnergy();
-    this.resumeFrom = await this.loadHistory();
+    await this.loadLive();
+  };
+
+  // A read of the page's: aborted, with every other on its way, when the page pauses.
+  InverterPage.prototype.get = function (url) {
+    return Dash.api("GET", url, undefined, { signal: this.requests.signal });
+  };
+
+  // The stored history, then the live stream from where it ends. Cut short by a pause, it starts over on resume.
+  InverterPage.prototype.loadLive = async function () {
+    const resumeFrom = await this.loadHistory();
+    if (resumeFrom === STOPPED) return;
+    this.resumeFrom = resumeFrom;
     this.historyLoaded = true;
     this.goLive();
   };
@@ -294,11 +308,13 @@
     this.energyTimer = setInterval(function () { self.loadEnergy(); }, ENERGY_REFRESH_MS);
   };
 
-  // While the inverter is being removed: the server ends its stream when it goes, and a stream or a refresh
-  // that came back meanwhile would find a 404. That includes a stream not open yet, whose history is still
-  // loading: it opens on resume instead.
+  // While the inverter is being removed: the server ends its stream when it goes, and a stream, a refresh or a
+  // read that came back meanwhile would find a 404. That includes a stream not open yet, whose history is still
+  // loading (it loads again on resume), and a read already on its way, which the server might answer after the
+  // removal: it is aborted, so no answer of it reaches the page.
   InverterPage.prototype.pause = function () {
     this.paused = true;
+    this.requests.abort();
     clearInterval(this.energyTimer);
     if (this.stream) {
       this.resumeFrom = this.stream.lastEventId;
@@ -310,8 +326,10 @@
   // The removal failed: back to live, from the last event seen.
   InverterPage.prototype.resume = function () {
     this.paused = false;
+    this.requests = new AbortController();
     this.refreshEnergy();
-    this.goLive();
+    if (this.historyLoaded) this.goLive();
+    else this.loadLive();
   };
 
   // The live stream, from resumeFrom, once the history is in and unless paused.
@@ -333,7 +351,8 @@
   // so the stream replays whatever the recorder had not stored yet when we asked.
   InverterPage.prototype.loadHistory = async function () {
     const note = document.getElementById("history-note");
-    const latest = await Dash.api("GET", this.root.dataset.latestUrl);
+    const latest = await this.get(this.root.dataset.latestUrl);
+    if (latest.aborted) return STOPPED;
     const reading = latest.ok && latest.data.reading;
     if (!reading) {
       note.textContent = latest.ok ? "No readings yet; they appear here as they arrive."
@@ -342,8 +361,9 @@
     }
     const since = new Date(Date.parse(reading.time) - HISTORY_WINDOW_S * 1000).toISOString();
     let resumeFrom = null, url = this.root.dataset.readingsUrl + "?limit=1000&since=" + encodeURIComponent(since);
-    for (let page = 0; page < HISTORY_PAGES && url && !this.paused; page++) {   // paused: it is being removed
-      const reply = await Dash.api("GET", url);
+    for (let page = 0; page < HISTORY_PAGES && url; page++) {
+      const reply = await this.get(url);
+      if (reply.aborted) return STOPPED;
       if (!reply.ok) break;
       for (const row of reply.data.readings) {
         this.readings.add(row, row.event_id);
@@ -486,8 +506,8 @@
     let from = new Date(since * 1000).toISOString();
     const times = [], rows = [];
     for (let page = 0; page < HISTORY_PAGES && from; page++) {
-      const reply = await Dash.api("GET", base + "&since=" + encodeURIComponent(from));
-      if (!reply.ok) return new View("readings", [], []).withError(reply.message);
+      const reply = await this.get(base + "&since=" + encodeURIComponent(from));
+      if (!reply.ok) return new View("readings", [], []).withError(stoppedOr(reply));
       reply.data.readings.forEach(function (row) { times.push(Date.parse(row.time) / 1000); rows.push(row); });
       from = reply.data.next_since;
       if (page === 0 && from && times.length > 1) {
@@ -504,8 +524,8 @@
     let from = new Date((since - (period === "hour" ? since % 3600 : since % 86400)) * 1000).toISOString();
     const buckets = [];
     for (let page = 0; page < ROLLUP_PAGES && from; page++) {
-      const reply = await Dash.api("GET", base + "&since=" + encodeURIComponent(from));
-      if (!reply.ok) return new View(period, [], []).withError(reply.message);
+      const reply = await this.get(base + "&since=" + encodeURIComponent(from));
+      if (!reply.ok) return new View(period, [], []).withError(stoppedOr(reply));
       buckets.push.apply(buckets, reply.data.buckets);
       from = reply.data.next_since;
     }
@@ -513,6 +533,10 @@
   };
 
   View.prototype.withError = function (message) { this.error = message; return this; };
+
+  function stoppedOr(reply) {
+    return reply.aborted ? "stopped while the inverter was being removed; pick the range again" : reply.message;
+  }
 
   // -- zoom ------------------------------------------------------------------------------------------
   // A drag on any chart zooms all three; zooming a rollup range to a few hours loads that span's readings.
@@ -658,7 +682,8 @@
 
   InverterPage.prototype.loadEnergy = async function () {
     const note = document.getElementById("energy-note");
-    const reply = await Dash.api("GET", this.root.dataset.energyUrl + "?period=day");
+    const reply = await this.get(this.root.dataset.energyUrl + "?period=day");
+    if (reply.aborted) return;
     if (!reply.ok) {
       note.textContent = "Daily energy is unavailable (" + reply.message + ").";
       return;

@@ -75,7 +75,7 @@ document.addEventListener("DOMContentLoaded", function () {
     const key = value("idempotency-key").trim();
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
-    const reply = await Dash.api("POST", "/jobs", body, key ? { "Idempotency-Key": key } : undefined);
+    const reply = await Dash.api("POST", "/jobs", body, key ? { headers: { "Idempotency-Key": key } } : undefined);
     button.disabled = false;
     if (reply.ok) {
       window.location.assign(form.dataset.jobPage.replace("JOB_ID", encodeURIComponent(reply.data.id)));
