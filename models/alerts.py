@@ -51,8 +51,8 @@ class AlertRule(BaseModel):
 
 class Alert(BaseModel):
     id = peewee.CharField(primary_key=True, max_length=26, default=new_id)
-    rule = peewee.ForeignKeyField(AlertRule, backref="alerts", on_delete="CASCADE")
-    inverter = peewee.ForeignKeyField(Inverter, backref="alerts", on_delete="CASCADE")
+    rule = peewee.ForeignKeyField(AlertRule, backref="alerts", on_delete="CASCADE", index=False)
+    inverter = peewee.ForeignKeyField(Inverter, backref="alerts", on_delete="CASCADE", index=False)
     account = peewee.ForeignKeyField(Account, backref="alerts", on_delete="CASCADE")
     kind = peewee.CharField(max_length=20)
     opened_at = peewee.DoubleField()

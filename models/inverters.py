@@ -40,7 +40,7 @@ class BrandConnection(BaseModel):
 
 class Inverter(BaseModel):
     id = peewee.CharField(primary_key=True, max_length=26, default=new_id)
-    connection = peewee.ForeignKeyField(BrandConnection, backref="inverters", on_delete="CASCADE")
+    connection = peewee.ForeignKeyField(BrandConnection, backref="inverters", on_delete="CASCADE", index=False)
     brand = peewee.CharField(max_length=40)
     serial = peewee.CharField(max_length=100)
     device_type = peewee.CharField(max_length=40)
@@ -57,7 +57,7 @@ class Inverter(BaseModel):
 
 
 class InverterMember(BaseModel):
-    inverter = peewee.ForeignKeyField(Inverter, backref="members", on_delete="CASCADE")
+    inverter = peewee.ForeignKeyField(Inverter, backref="members", on_delete="CASCADE", index=False)
     account = peewee.ForeignKeyField(Account, backref="memberships", on_delete="CASCADE", index=True)
     added_at = peewee.DoubleField(default=now)
 
@@ -66,7 +66,7 @@ class InverterMember(BaseModel):
 
 
 class Reading(BaseModel):
-    inverter = peewee.ForeignKeyField(Inverter, backref="readings", on_delete="CASCADE")
+    inverter = peewee.ForeignKeyField(Inverter, backref="readings", on_delete="CASCADE", index=False)
     time = peewee.DoubleField()
     event_id = peewee.CharField(max_length=40, null=True)
     data = JSONField()

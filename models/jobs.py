@@ -44,7 +44,7 @@ from models.lifecycle import (  # noqa: F401
 
 class Job(BaseModel):
     id = peewee.CharField(primary_key=True, max_length=26, default=new_id)
-    account = peewee.ForeignKeyField(Account, backref="jobs", on_delete="CASCADE")
+    account = peewee.ForeignKeyField(Account, backref="jobs", on_delete="CASCADE", index=False)
     idempotency_key = peewee.CharField(max_length=255, null=True)
     request_hash = peewee.CharField(max_length=64)
     status = peewee.CharField(max_length=12)

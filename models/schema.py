@@ -66,6 +66,7 @@ def _migrations():
         (5, _add_columns(BrandConnection, "poll_interval_s")),
         (6, _alerts),
         (7, _add_columns(Attempt, "response")),
+        (8, _drop_redundant_indexes),
     ]
 
 
@@ -97,6 +98,25 @@ def _alerts(db):
 
     db.create_tables([WebhookEndpoint, AlertRule, Alert], safe=True)
     _add_columns(Job, "sign_with")(db)
+
+
+# Plain indexes whose columns lead another index on their table (a foreign key's own index beside a composite that
+# starts with it): they answer nothing the longer one does not, and each cost every insert one more b-tree page.
+# The models no longer ask for them (index=False); tests/test_schema_indexes.py keeps it so.
+_REDUNDANT_INDEXES = (
+    "alert_inverter_id",  # alert_inverter_id_id
+    "alert_rule_id",  # alert_rule_id_inverter_id_open_slot
+    "inverter_connection_id",  # inverter_connection_id_serial
+    "inverter_member_inverter_id",  # the primary key (inverter_id, account_id)
+    "job_account_id",  # job_account_id_id
+    "reading_inverter_id",  # reading_inverter_id_time
+    "webhook_endpoint_account_id",  # webhook_endpoint_account_id_id
+)
+
+
+def _drop_redundant_indexes(db):
+    for name in _REDUNDANT_INDEXES:
+        db.execute_sql(f'DROP INDEX IF EXISTS "{name}"')
 
 
 def ensure_schema(owner: DatabaseOwner) -> int:

@@ -43,7 +43,7 @@ SIGNING_HEADERS = (ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER)
 
 class WebhookEndpoint(BaseModel):
     id = peewee.CharField(primary_key=True, max_length=26, default=new_id)
-    account = peewee.ForeignKeyField(Account, backref="webhook_endpoints", on_delete="CASCADE")
+    account = peewee.ForeignKeyField(Account, backref="webhook_endpoints", on_delete="CASCADE", index=False)
     url = peewee.TextField()
     description = peewee.CharField(max_length=500, default="")
     event_types = JSONField()
