@@ -203,15 +203,19 @@ def test_a_removal_that_fails_says_why_and_the_page_stays_live(system, new_page)
 
 
 def test_a_removal_that_fails_while_the_history_loads_loads_it_again_and_goes_live(system, new_page):
-    """Remove aborts the page's reads on their way; if the removal fails, the history cut short starts over."""
+    """Remove aborts the page's reads on their way; if the removal fails, the history cut short starts over and
+    the daily energy is asked again."""
     inverter_id = system.inverters["SBX-AMS-0001"]
     page = new_page()
     held: list = []
 
     def routed(route):
         request = route.request
-        if request.method == "GET" and request.url.endswith(f"/inverters/{inverter_id}/latest") and not held:
-            held.append(route)  # the first history's first read: on its way when Remove is clicked, never answered
+        first = request.method == "GET" and not any(path in request.url for path, _ in held)
+        if first and request.url.endswith(f"/inverters/{inverter_id}/latest"):
+            held.append(("/latest", route))  # the history's first read: on its way when Remove is clicked, unanswered
+        elif first and f"/inverters/{inverter_id}/energy?period=day" in request.url:
+            held.append(("/energy?period=day", route))  # the daily energy's, likewise
         elif request.method == "DELETE":
             route.fulfill(
                 status=503,
@@ -223,10 +227,11 @@ def test_a_removal_that_fails_while_the_history_loads_loads_it_again_and_goes_li
 
     page.route(f"**/inverters/{inverter_id}**", routed)
     sign_in(page, system.url, system.owner_key, f"/ui/inverters/{inverter_id}")
-    wait_until(lambda: held, 10, 0.05, "the page's history to be on its way")
+    wait_until(lambda: len(held) == 2, 10, 0.05, "the page's history and energy to be on their way")
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Remove inverter").click()
     page.get_by_text("try again in a minute").wait_for()
     wait_for_state(page, "live")
     wait_until(lambda: page.evaluate("window.inverterPage.pointCount()") > 1, 10, 0.05, "the history on the charts")
+    wait_until(lambda: page.evaluate("window.inverterPage.energyDays") > 0, 10, 0.05, "the daily energy on its chart")
     assert not page.errors

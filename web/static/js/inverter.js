@@ -327,6 +327,7 @@
   InverterPage.prototype.resume = function () {
     this.paused = false;
     this.requests = new AbortController();
+    this.loadEnergy();   // the one on its way at the pause was aborted
     this.refreshEnergy();
     if (this.historyLoaded) this.goLive();
     else this.loadLive();
