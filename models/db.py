@@ -9,7 +9,8 @@ cooperatively. Writes queued while that thread is busy are committed together in
 A brief write (`write_brief`) that comes alone to a SQLite owner is committed on the hub instead, when the owner's
 thread is idle and no other process holds the write lock: the trip to the thread cost more than the write
 (docs/benchmarks.md). The hub never waits there: a busy lock sends the write to the thread, which waits for it,
-and the WAL checkpoints (an fsync) run on the thread, every WAL_CHECKPOINT_INTERVAL_S, instead of inside a commit.
+and the WAL checkpoints (an fsync) run on the thread, every WAL_CHECKPOINT_INTERVAL_S or WAL_CHECKPOINT_BYTES of log,
+instead of inside a commit.
 
 Outside gevent (the CLI, tests calling queries directly) calls run inline.
 """
@@ -61,7 +62,7 @@ def make_database(url: str, hub_writes: bool = False) -> peewee.Database:
                 "busy_timeout": 0,
                 "foreign_keys": 1,
                 "cache_size": -16000,
-                **({"wal_autocheckpoint": 0} if hub_writes else {}),
+                **({"wal_autocheckpoint": 0, "journal_size_limit": WAL_SIZE_LIMIT} if hub_writes else {}),
             },
             timeout=0,
             **({"thread_safe": False, "check_same_thread": False} if hub_writes else {}),
@@ -123,9 +124,16 @@ def write_transaction(db: peewee.Database | None = None):
 
 
 BUSY_DEADLINE_S = 10.0
-# How often an owner that commits on the hub checkpoints the WAL (on its thread), while it writes. SQLite's own
-# automatic checkpoint would run inside whichever commit crossed 1,000 pages: on the hub, an fsync under every stream.
+# How often an owner that commits on the hub checkpoints the WAL (on its thread), while it writes: every second, and
+# as soon as the log holds WAL_CHECKPOINT_BYTES, as SQLite's own automatic checkpoint would (1,000 pages), but on the
+# thread: SQLite's would run inside whichever commit crossed them, on the hub, an fsync under every stream. On time
+# alone, three processes writing flat out grew the log to 288 MB in ten seconds (docs/benchmarks.md): a passive
+# checkpoint of a second's frames rarely catches up with the writers, and the log restarts only when one has.
 WAL_CHECKPOINT_INTERVAL_S = 1.0
+WAL_CHECKPOINT_BYTES = 4 << 20
+# The log file is cut back to this at the first commit after it restarts (PRAGMA journal_size_limit), so that its size
+# tells how much was written since: below WAL_CHECKPOINT_BYTES, and it keeps no disk a burst once took.
+WAL_SIZE_LIMIT = 1 << 20
 
 
 def _is_busy(exc: Exception) -> bool:
@@ -181,12 +189,15 @@ class DatabaseOwner:
         db: peewee.Database,
         own_thread: bool | None = None,
         checkpoint_interval_s: float = WAL_CHECKPOINT_INTERVAL_S,
+        checkpoint_bytes: int = WAL_CHECKPOINT_BYTES,
     ):
         """own_thread: run the queries on a thread of their own, for a gevent process (the default when gevent
-        has patched threading); else under a lock, on the caller's thread. checkpoint_interval_s: how often to
-        checkpoint the WAL while writing, when lone writes commit on the hub."""
+        has patched threading); else under a lock, on the caller's thread. checkpoint_interval_s, checkpoint_bytes:
+        how often to checkpoint the WAL while writing (at the latest; as soon as the log holds that much), when lone
+        writes commit on the hub."""
         self.db = db
         self.checkpoint_interval_s = checkpoint_interval_s
+        self.checkpoint_bytes = checkpoint_bytes
         self._pending: list = []
         self._committing = False  # a commit is on its way: writes queue for the next
         self._hub_writes = False  # a lone write may be committed on the hub (see write_brief)
@@ -323,9 +334,17 @@ class DatabaseOwner:
         return self._commit_on_owner_thread([write])
 
     def _after_commit(self):
-        if self._hub_writes and 0 < self._checkpoint_after <= time.monotonic():
+        if not self._hub_writes or not self._checkpoint_after:  # 0: a checkpoint is on its way
+            return
+        if self._checkpoint_after <= time.monotonic() or self._wal_bytes() >= self.checkpoint_bytes:
             self._checkpoint_after = 0.0
             gevent.spawn(self._checkpoint)
+
+    def _wal_bytes(self) -> int:
+        try:
+            return os.stat(self.db.database + "-wal").st_size
+        except OSError:
+            return 0
 
     def _checkpoint(self):
         if self._closed:

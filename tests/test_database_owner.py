@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import models.db
-from models.db import DatabaseOwner, chunks, is_sqlite, make_database
+from models.db import DatabaseOwner, checkpoint_wal, chunks, is_sqlite, make_database
 from tests.helpers import sqlite_url
 
 
@@ -159,12 +159,19 @@ def checkpoint_interval_s():
 
 
 @pytest.fixture
-def hub_owner(tmp_path, checkpoint_interval_s):
+def checkpoint_bytes():
+    return models.db.WAL_CHECKPOINT_BYTES
+
+
+@pytest.fixture
+def hub_owner(tmp_path, checkpoint_interval_s, checkpoint_bytes):
     """A SQLite database owned as in a gevent process: a lone write may be committed on the hub."""
     db = make_database(sqlite_url(tmp_path), hub_writes=True)
     db.connect()
     db.execute_sql("CREATE TABLE owner_note (note TEXT NOT NULL)")
-    owner = DatabaseOwner(db, own_thread=True, checkpoint_interval_s=checkpoint_interval_s)
+    owner = DatabaseOwner(
+        db, own_thread=True, checkpoint_interval_s=checkpoint_interval_s, checkpoint_bytes=checkpoint_bytes
+    )
     owner.threads = []  # (statement, thread) as SQLite ran them
     db.connection().set_trace_callback(lambda sql: owner.threads.append((sql, threading.get_ident())))
     yield owner
@@ -303,6 +310,23 @@ def test_a_brief_read_that_yields_fails_the_others_loudly(hub_owner):
     gevent.joinall([reader, other], timeout=10)
     assert reader.value == ["first"]
     assert isinstance(other.exception, RuntimeError)
+
+
+@pytest.mark.parametrize("checkpoint_interval_s", [3600.0])
+@pytest.mark.parametrize("checkpoint_bytes", [2 << 20])
+def test_a_burst_of_writes_checkpoints_by_the_logs_size_and_the_log_is_cut_back_after(hub_owner):
+    """Writes that come faster than the interval: the log holding checkpoint_bytes is checkpointed at once (on time
+    alone it grew without bound under three busy processes), and once it restarts its file is cut back."""
+    page = "x" * 8000
+    for n in range(600):  # ~4.8 MB of notes: without checkpoints, a WAL of ~9.9 MB (measured)
+        hub_owner.write_brief(_note, hub_owner, f"{n} {page}")
+        gevent.sleep(0)  # other greenlets run between requests: the checkpoint's among them
+    wal_path = hub_owner.db.database + "-wal"
+    assert os.path.getsize(wal_path) < 2 * hub_owner.checkpoint_bytes
+    assert [thread for sql, thread in hub_owner.threads if "wal_checkpoint" in sql]
+    hub_owner.call(checkpoint_wal, hub_owner.db)  # caught up, no reader: the next write restarts the log
+    hub_owner.write_brief(_note, hub_owner, "after the burst")
+    assert os.path.getsize(wal_path) <= models.db.WAL_SIZE_LIMIT
 
 
 def test_a_write_that_yields_inside_its_transaction_on_the_hub_fails_the_others_loudly(hub_owner):
