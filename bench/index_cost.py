@@ -34,17 +34,8 @@ from models import jobs  # noqa: E402
 from models.accounts import create_account  # noqa: E402
 from models.db import close_database, open_database  # noqa: E402
 from models.inverters import Reading  # noqa: E402
-from models.schema import ensure_schema  # noqa: E402
+from models.schema import REDUNDANT_BEFORE_VERSION_8, ensure_schema  # noqa: E402
 
-REDUNDANT = [
-    ("alert", "alert_inverter_id", "inverter_id"),
-    ("alert", "alert_rule_id", "rule_id"),
-    ("inverter", "inverter_connection_id", "connection_id"),
-    ("inverter_member", "inverter_member_inverter_id", "inverter_id"),
-    ("job", "job_account_id", "account_id"),
-    ("reading", "reading_inverter_id", "inverter_id"),
-    ("webhook_endpoint", "webhook_endpoint_account_id", "account_id"),
-]
 SPEC = {
     "url": "http://127.0.0.1:9/hook/ok",
     "host": "127.0.0.1",
@@ -72,7 +63,7 @@ def measure(path: Path, redundant: bool, args) -> dict:
 
         def prepare(db):
             if redundant:
-                for table, name, column in REDUNDANT:
+                for table, name, column in REDUNDANT_BEFORE_VERSION_8:
                     db.execute_sql(f'CREATE INDEX "{name}" ON "{table}" ("{column}")')
             db.execute_sql("PRAGMA wal_autocheckpoint=0")
             db.execute_sql("PRAGMA foreign_keys=OFF")
