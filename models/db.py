@@ -17,6 +17,7 @@ Outside gevent (the CLI, tests calling queries directly) calls run inline.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -229,18 +230,31 @@ class DatabaseOwner:
         (no network I/O, no sleeps) and must return rows already read, not a cursor.
 
         Not for a read whose size grows with stored history or a client's choice (a listing, a reading range)."""
-        if self._hub_writes and not len(self._pool) and not self._on_hub and not self.db.is_closed():
-            self._on_hub = True
-            try:
-                return fn(*args, **kwargs)
-            except peewee.OperationalError as exc:
-                # A WAL reader is busy only in rare moments (another connection recovering the WAL); the thread
-                # waits them out.
-                if not _is_busy(exc):
-                    raise
-            finally:
-                self._on_hub = False
+        if self._hub_may_query():
+            with self._querying_on_hub():
+                try:
+                    return fn(*args, **kwargs)
+                except peewee.OperationalError as exc:
+                    # A WAL reader is busy only in rare moments (another connection recovering the WAL); the thread
+                    # waits them out.
+                    if not _is_busy(exc):
+                        raise
         return self.call(fn, *args, **kwargs)
+
+    def _hub_may_query(self) -> bool:
+        """The hub may use the connection now: a SQLite owner that shares it with the hub, open, and no task on the
+        thread. len(pool): tasks handed to the thread and not finished, counted by the thread itself, so a caller
+        killed while it waited for its task does not make the connection look free while the task still runs."""
+        return self._hub_writes and not len(self._pool) and not self._on_hub and not self.db.is_closed()
+
+    @contextlib.contextmanager
+    def _querying_on_hub(self):
+        # Marked so that a query handed to the thread meanwhile (the hub's query yielded) is refused, not run inside it.
+        self._on_hub = True
+        try:
+            yield
+        finally:
+            self._on_hub = False
 
     def _owned(self, work, *args):
         """work(*args) where the connection lives: on the owner's thread under gevent, else under its lock."""
@@ -316,18 +330,14 @@ class DatabaseOwner:
         return result.get()
 
     def _commit_alone(self, write, may_use_hub: bool) -> list:
-        # len(pool): tasks handed to the thread and not finished, counted by the thread itself, so a caller killed
-        # while it waited for its task does not make the connection look free while the task still runs on it.
-        if may_use_hub and self._hub_writes and not len(self._pool) and not self.db.is_closed():
-            self._on_hub = True
-            try:
-                outcomes = self._commit_once([write])
-            except Exception as exc:
-                # The transaction never began (another process holds the write lock: the thread waits for it), or
-                # the commit failed and rolled back: as on the thread, every write in it failed.
-                outcomes = None if _is_busy(exc) else [(False, exc)]
-            finally:
-                self._on_hub = False
+        if may_use_hub and self._hub_may_query():
+            with self._querying_on_hub():
+                try:
+                    outcomes = self._commit_once([write])
+                except Exception as exc:
+                    # The transaction never began (another process holds the write lock: the thread waits for it),
+                    # or the commit failed and rolled back: as on the thread, every write in it failed.
+                    outcomes = None if _is_busy(exc) else [(False, exc)]
             if outcomes is not None:
                 self._after_commit()
                 return outcomes
