@@ -5,7 +5,6 @@
 (function () {
   const HISTORY_WINDOW_S = 3600;      // of reading time: the simulated fleet's clock may differ from ours
   const HISTORY_PAGES = 8;            // readings API pages of up to 1000 (more than an hour at 1 s)
-  const STOPPED = {};                 // loadHistory's answer when a pause aborted it
   const MAX_POINTS = 5000;
   const CHART_HEIGHT = 220;
   // The range picker. Ranges longer than RAW_MAX_SPAN_S, or whose raw readings would exceed MAX_POINTS, are
@@ -259,8 +258,7 @@
     this.stream = null;
     this.historyLoaded = false;       // the stream opens once the stored history is on the charts
     this.resumeFrom = null;           // the event id the stream (re)opens from
-    this.paused = false;              // while the inverter is being removed (pause, resume)
-    this.requests = new AbortController();   // the page's reads (get): pause aborts those on their way
+    this.requests = new AbortController();   // the page's reads (get): aborted while the page is paused
     this.energyTimer = null;
     this.energyChart = null;
     this.energyDays = 0;
@@ -284,9 +282,13 @@
     });
     this.wireHistoryControls();
     this.energyChart = makeEnergyChart(this.root.querySelector("[data-energy-chart]"));
-    this.loadEnergy();
     this.refreshEnergy();
     await this.loadLive();
+  };
+
+  // While the inverter is being removed (pause, resume).
+  InverterPage.prototype.paused = function () {
+    return this.requests.signal.aborted;
   };
 
   // A read of the page's: aborted, with every other on its way, when the page pauses.
@@ -297,14 +299,16 @@
   // The stored history, then the live stream from where it ends. Cut short by a pause, it starts over on resume.
   InverterPage.prototype.loadLive = async function () {
     const resumeFrom = await this.loadHistory();
-    if (resumeFrom === STOPPED) return;
+    if (this.paused()) return;
     this.resumeFrom = resumeFrom;
     this.historyLoaded = true;
     this.goLive();
   };
 
+  // The daily energy now, and again every ENERGY_REFRESH_MS (today's bar grows).
   InverterPage.prototype.refreshEnergy = function () {
     const self = this;
+    this.loadEnergy();
     this.energyTimer = setInterval(function () { self.loadEnergy(); }, ENERGY_REFRESH_MS);
   };
 
@@ -313,7 +317,6 @@
   // loading (it loads again on resume), and a read already on its way, which the server might answer after the
   // removal: it is aborted, so no answer of it reaches the page.
   InverterPage.prototype.pause = function () {
-    this.paused = true;
     this.requests.abort();
     clearInterval(this.energyTimer);
     if (this.stream) {
@@ -325,17 +328,15 @@
 
   // The removal failed: back to live, from the last event seen.
   InverterPage.prototype.resume = function () {
-    this.paused = false;
     this.requests = new AbortController();
-    this.loadEnergy();   // the one on its way at the pause was aborted
-    this.refreshEnergy();
+    this.refreshEnergy();   // the one on its way at the pause was aborted
     if (this.historyLoaded) this.goLive();
     else this.loadLive();
   };
 
   // The live stream, from resumeFrom, once the history is in and unless paused.
   InverterPage.prototype.goLive = function () {
-    if (this.paused || !this.historyLoaded) return;
+    if (this.paused() || !this.historyLoaded) return;
     const self = this;
     this.stream = new Dash.LiveStream(this.root.dataset.streamUrl, {
       lastEventId: this.resumeFrom,
@@ -353,7 +354,7 @@
   InverterPage.prototype.loadHistory = async function () {
     const note = document.getElementById("history-note");
     const latest = await this.get(this.root.dataset.latestUrl);
-    if (latest.aborted) return STOPPED;
+    if (latest.aborted) return null;   // paused: loadLive loads it again on resume
     const reading = latest.ok && latest.data.reading;
     if (!reading) {
       note.textContent = latest.ok ? "No readings yet; they appear here as they arrive."
@@ -364,7 +365,7 @@
     let resumeFrom = null, url = this.root.dataset.readingsUrl + "?limit=1000&since=" + encodeURIComponent(since);
     for (let page = 0; page < HISTORY_PAGES && url; page++) {
       const reply = await this.get(url);
-      if (reply.aborted) return STOPPED;
+      if (reply.aborted) return null;
       if (!reply.ok) break;
       for (const row of reply.data.readings) {
         this.readings.add(row, row.event_id);
