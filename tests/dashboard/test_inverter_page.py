@@ -207,15 +207,14 @@ def test_a_removal_that_fails_while_the_history_loads_loads_it_again_and_goes_li
     the daily energy is asked again."""
     inverter_id = system.inverters["SBX-AMS-0001"]
     page = new_page()
-    held: list = []
+    # The first read of the history and of the daily energy: on their way when Remove is clicked, never answered.
+    held: dict = {}
 
     def routed(route):
         request = route.request
-        first = request.method == "GET" and not any(path in request.url for path, _ in held)
-        if first and request.url.endswith(f"/inverters/{inverter_id}/latest"):
-            held.append(("/latest", route))  # the history's first read: on its way when Remove is clicked, unanswered
-        elif first and f"/inverters/{inverter_id}/energy?period=day" in request.url:
-            held.append(("/energy?period=day", route))  # the daily energy's, likewise
+        path = request.url.split(f"/inverters/{inverter_id}", 1)[-1]
+        if request.method == "GET" and path in ("/latest", "/energy?period=day") and path not in held:
+            held[path] = route
         elif request.method == "DELETE":
             route.fulfill(
                 status=503,
